@@ -1,0 +1,3 @@
+from admin.routes import bp
+
+__all__ = ["bp"]

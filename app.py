@@ -1,0 +1,83 @@
+"""The application factory: the only place an app is made. Run with `flask --app app ...`."""
+
+import logging
+import sys
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from config import load_config
+from core.database import configure_engine
+from core.errors import register_error_handlers
+from core.security import register_security_headers
+from core.templating import register_template_helpers
+from extensions import bootstrap, cache, csrf, db, limiter, login_manager, migrate
+
+
+def create_app(config: dict | None = None) -> Flask:
+    app = Flask(__name__, instance_relative_config=True)
+    load_config(app, config)
+    configure_logging(app.config["LOG_LEVEL"])
+    register_extensions(app)
+    register_blueprints(app)
+    register_error_handlers(app)
+    register_security_headers(app)
+    register_template_helpers(app)
+    register_commands(app)
+    trust_proxies(app)
+    return app
+
+
+def configure_logging(level: str) -> None:
+    root = logging.getLogger()
+    if not any(getattr(handler, "_inviteloop", False) for handler in root.handlers):
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler._inviteloop = True
+        root.addHandler(handler)
+    root.setLevel(level.upper())
+
+
+def register_extensions(app: Flask) -> None:
+    from auth.services import load_user, unauthorized
+
+    db.init_app(app)
+    with app.app_context():
+        configure_engine(db.engine, app.config["SQLITE_BUSY_TIMEOUT_SECONDS"])
+    migrate.init_app(app, db)
+    login_manager.init_app(app)
+    login_manager.user_loader(load_user)
+    login_manager.unauthorized_handler(unauthorized)
+    cache.init_app(app)
+    csrf.init_app(app)
+    limiter.init_app(app)
+    bootstrap.init_app(app)
+
+
+def register_blueprints(app: Flask) -> None:
+    import admin
+    import auth
+    import core
+    import referral
+
+    app.register_blueprint(core.bp)
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(referral.bp)
+    app.register_blueprint(admin.bp)
+
+
+def register_commands(app: Flask) -> None:
+    from admin.cli import admin_cli
+    from referral.cli import demo_cli
+
+    app.cli.add_command(admin_cli)
+    app.cli.add_command(demo_cli)
+
+
+def trust_proxies(app: Flask) -> None:
+    """Believe X-Forwarded-* only from as many proxies as the operator says sit in front."""
+    hops = app.config["TRUSTED_PROXY_COUNT"]
+    if hops:
+        app.wsgi_app = ProxyFix(
+            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops, x_prefix=hops
+        )

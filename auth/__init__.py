@@ -1,0 +1,3 @@
+from auth.routes import bp
+
+__all__ = ["bp"]

@@ -1,0 +1,31 @@
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, EmailField, PasswordField, StringField, SubmitField
+from wtforms.validators import DataRequired, Length, Optional
+
+from auth.services import PASSWORD_MAX_LENGTH
+
+
+def _strip(value):
+    return value.strip() if isinstance(value, str) else value
+
+
+class SignupForm(FlaskForm):
+    # Length caps bound the input; the rules themselves live in auth.services.
+    name = StringField("Your name", validators=[DataRequired(), Length(max=100)], filters=[_strip])
+    email = EmailField("Email", validators=[DataRequired(), Length(max=254)], filters=[_strip])
+    password = PasswordField(
+        "Password", validators=[DataRequired(), Length(max=PASSWORD_MAX_LENGTH)]
+    )
+    referral_code = StringField(
+        "Referral code (optional)", validators=[Optional(), Length(max=32)], filters=[_strip]
+    )
+    submit = SubmitField("Create my account")
+
+
+class LoginForm(FlaskForm):
+    email = EmailField("Email", validators=[DataRequired(), Length(max=254)], filters=[_strip])
+    password = PasswordField(
+        "Password", validators=[DataRequired(), Length(max=PASSWORD_MAX_LENGTH)]
+    )
+    remember = BooleanField("Keep me signed in")
+    submit = SubmitField("Log in")

@@ -1,0 +1,176 @@
+"""Accounts: who may sign up, with what password, and who is who on each request."""
+
+import functools
+import unicodedata
+from datetime import datetime
+
+from email_validator import EmailNotValidError, validate_email
+from flask import current_app, redirect, request, url_for
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from werkzeug.security import check_password_hash, generate_password_hash
+from zxcvbn.frequency_lists import FREQUENCY_LISTS
+
+from core.errors import DomainError, error_response, wants_json
+from extensions import db
+from models import User, utcnow
+from referral import services as referral_services
+
+PASSWORD_MIN_LENGTH = 8
+PASSWORD_MAX_LENGTH = 1024
+_GMAIL_DOMAINS = ("gmail.com", "googlemail.com")
+
+
+class InvalidEmail(DomainError):
+    code = "invalid_email"
+    field = "email"
+
+
+class EmailTaken(DomainError):
+    status = 409
+    code = "email_taken"
+    field = "email"
+    message = "This email is already registered. Log in instead."
+
+
+class WeakPassword(DomainError):
+    code = "weak_password"
+    field = "password"
+
+
+class InvalidName(DomainError):
+    code = "invalid_name"
+    field = "name"
+    message = "Enter your name without control characters."
+
+
+class InvalidCredentials(DomainError):
+    status = 401
+    code = "invalid_credentials"
+    message = "Invalid email or password."
+
+
+def normalize_email(raw: str) -> str:
+    """The address as stored: checked for syntax (and DNS when EMAIL_CHECK_DNS), lower-cased."""
+    try:
+        info = validate_email(
+            raw, check_deliverability=current_app.config["EMAIL_CHECK_DNS"]
+        )
+    except EmailNotValidError as error:
+        raise InvalidEmail(f"This email address is not valid: {error}") from None
+    return info.normalized.lower()
+
+
+def canonical_email(email: str) -> str:
+    """One spelling per mailbox: "+tags" dropped everywhere, dots too on Gmail."""
+    local, _, domain = email.lower().rpartition("@")
+    local = local.split("+", 1)[0]
+    if domain in _GMAIL_DOMAINS:
+        local, domain = local.replace(".", ""), "gmail.com"
+    return f"{local}@{domain}"
+
+
+@functools.cache
+def _common_passwords() -> frozenset[str]:
+    return frozenset(FREQUENCY_LISTS["passwords"])
+
+
+def check_password_policy(password: str) -> None:
+    if len(password) < PASSWORD_MIN_LENGTH:
+        raise WeakPassword(f"Use at least {PASSWORD_MIN_LENGTH} characters.")
+    if len(password) > PASSWORD_MAX_LENGTH:
+        raise WeakPassword(f"Use at most {PASSWORD_MAX_LENGTH} characters.")
+    if password.lower() in _common_passwords():
+        raise WeakPassword("This is one of the most common passwords; choose another.")
+
+
+def hash_password(password: str) -> str:
+    return generate_password_hash(password, method=current_app.config["PASSWORD_HASH_METHOD"])
+
+
+def clean_name(name: str) -> str:
+    name = " ".join(name.split())
+    if not name or any(unicodedata.category(ch)[0] == "C" for ch in name):
+        raise InvalidName()
+    return name
+
+
+def register_participant(
+    *,
+    name: str,
+    email: str,
+    password: str,
+    typed_code: str | None = None,
+    cookie: tuple[str, datetime] | None = None,
+    device_id: str | None = None,
+    ip: str | None = None,
+    now: datetime | None = None,
+) -> User:
+    """Create a participant, their own code and, when a valid code came with them, the
+    referral; all in the caller's transaction. A bad typed code refuses the whole signup."""
+    now = now or utcnow()
+    name = clean_name(name)
+    email = normalize_email(email)
+    check_password_policy(password)
+    # Hash before touching the database: no lock is held while the CPU works.
+    password_hash = hash_password(password)
+    inviter = referral_services.resolve_signup_code(typed_code, cookie, now)
+    user = _insert_user(
+        User(
+            name=name,
+            email=email,
+            email_canonical=canonical_email(email),
+            password_hash=password_hash,
+            signup_ip=ip,
+            device_id=device_id,
+            created_at=now,
+        )
+    )
+    referral_services.issue_code(user, referral_services.default_program())
+    if inviter is not None:
+        referral_services.attribute_signup(user, inviter.code, inviter.source, now)
+    return user
+
+
+def _insert_user(user: User) -> User:
+    if db.session.scalar(select(User.id).where(User.email == user.email)) is not None:
+        raise EmailTaken()
+    db.session.add(user)
+    try:
+        with db.session.begin_nested():
+            db.session.flush()
+    except IntegrityError:
+        # Another signup with this email committed between our check and our insert.
+        raise EmailTaken() from None
+    return user
+
+
+# A real hash to compare against when the email is unknown, so both answers take as long.
+@functools.cache
+def _decoy_hash(method: str) -> str:
+    return generate_password_hash("decoy password for unknown accounts", method=method)
+
+
+def authenticate(email: str, password: str) -> User:
+    user = db.session.scalar(select(User).where(User.email == email.strip().lower()))
+    if user is None or user.password_hash is None:
+        check_password_hash(_decoy_hash(current_app.config["PASSWORD_HASH_METHOD"]), password)
+        raise InvalidCredentials()
+    if not check_password_hash(user.password_hash, password) or not user.active:
+        raise InvalidCredentials()
+    return user
+
+
+def load_user(user_id: str) -> User | None:
+    """Flask-Login's loader: a deactivated account loses its session on the next request."""
+    try:
+        user = db.session.get(User, int(user_id))
+    except ValueError:
+        return None
+    return user if user is not None and user.active else None
+
+
+def unauthorized():
+    if wants_json():
+        return error_response(401, "login_required", "Log in to see this.")
+    return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))

@@ -1,0 +1,166 @@
+"""Settings: defaults, then the environment, then the caller's overrides; checked before use.
+
+Everything is read inside `load_config`, called by the factory, never at import time.
+"""
+
+import os
+import secrets
+from pathlib import Path
+
+from flask import Flask
+
+DEFAULTS = {
+    "APP_ENV": "development",
+    "SECRET_KEY": None,
+    "DATABASE_URL": None,  # None: SQLite file in instance/
+    "REDIS_URL": None,  # None: in-process cache and rate-limit counters
+    "PUBLIC_URL": None,  # e.g. https://refer.example.com; None: taken from the request
+    "TRUSTED_PROXY_COUNT": 0,
+    "EMAIL_CHECK_DNS": False,
+    "LOG_LEVEL": "INFO",
+    "SQLITE_BUSY_TIMEOUT_SECONDS": 15,
+    "LEADERBOARD_CACHE_SECONDS": 60,
+    "LEADERBOARD_PAGE_SIZE": 20,
+    "DASHBOARD_PAGE_SIZE": 20,
+    "RATELIMIT_ENABLED": True,
+    "LOGIN_LIMITS": "20/minute;200/hour",  # per client IP
+    "LOGIN_ACCOUNT_LIMITS": "5/minute;30/hour",  # per account and client IP
+    "SIGNUP_LIMITS": "10/minute;100/hour",  # per client IP
+    "REFERRAL_LINK_LIMITS": "60/minute;1000/hour",  # per client IP on /r/<code>
+    # Werkzeug hash method. Only a test configuration may lower it; see _check.
+    "PASSWORD_HASH_METHOD": "scrypt",
+}
+
+# How each environment variable is parsed; anything unparseable stops the start-up.
+_ENV_TYPES = {
+    "APP_ENV": str,
+    "SECRET_KEY": str,
+    "DATABASE_URL": str,
+    "REDIS_URL": str,
+    "PUBLIC_URL": str,
+    "TRUSTED_PROXY_COUNT": int,
+    "EMAIL_CHECK_DNS": bool,
+    "LOG_LEVEL": str,
+    "SQLITE_BUSY_TIMEOUT_SECONDS": int,
+    "LEADERBOARD_CACHE_SECONDS": int,
+    "RATELIMIT_ENABLED": bool,
+    "LOGIN_LIMITS": str,
+    "LOGIN_ACCOUNT_LIMITS": str,
+    "SIGNUP_LIMITS": str,
+    "REFERRAL_LINK_LIMITS": str,
+}
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or invalid; the app refuses to start."""
+
+
+def load_config(app: Flask, overrides: dict | None) -> None:
+    app.config.update(DEFAULTS)
+    app.config.update(_from_environment(os.environ))
+    app.config.update(overrides or {})
+    _derive(app)
+    _check(app)
+
+
+def _from_environment(environ) -> dict:
+    values = {}
+    for name, kind in _ENV_TYPES.items():
+        raw = environ.get(name)
+        if raw is None or (raw == "" and kind is not bool):
+            continue
+        values[name] = _parse(name, raw, kind)
+    return values
+
+
+def _parse(name: str, raw: str, kind):
+    if kind is bool:
+        if raw.lower() in _TRUE:
+            return True
+        if raw.lower() in _FALSE:
+            return False
+        raise ConfigError(f"{name} must be true or false, not {raw!r}")
+    if kind is int:
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be a whole number, not {raw!r}") from None
+    return raw
+
+
+def _derive(app: Flask) -> None:
+    config = app.config
+    production = config["APP_ENV"] == "production"
+    if not config["SECRET_KEY"] and not production:
+        config["SECRET_KEY"] = _development_secret(Path(app.instance_path))
+    config["SQLALCHEMY_DATABASE_URI"] = database_uri(config["DATABASE_URL"], app.instance_path)
+    config["SQLALCHEMY_ENGINE_OPTIONS"] = _engine_options(config)
+    redis_url = config["REDIS_URL"]
+    config.setdefault("CACHE_KEY_PREFIX", "inviteloop:")
+    if redis_url:
+        config.setdefault("CACHE_TYPE", "RedisCache")
+        config.setdefault("CACHE_REDIS_URL", redis_url)
+        config.setdefault("RATELIMIT_STORAGE_URI", redis_url)
+    else:
+        config.setdefault("CACHE_TYPE", "SimpleCache")
+        config.setdefault("RATELIMIT_STORAGE_URI", "memory://")
+    config.setdefault("RATELIMIT_KEY_PREFIX", "inviteloop")
+    config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
+    config["SESSION_COOKIE_HTTPONLY"] = True
+    config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    config["REMEMBER_COOKIE_HTTPONLY"] = True
+    config["REMEMBER_COOKIE_SAMESITE"] = "Lax"
+    config.setdefault("SESSION_COOKIE_SECURE", production)
+    config.setdefault("REMEMBER_COOKIE_SECURE", production)
+    config["BOOTSTRAP_SERVE_LOCAL"] = True
+    config["SQLALCHEMY_TRACK_MODIFICATIONS"] = False
+    config["MAX_CONTENT_LENGTH"] = config.get("MAX_CONTENT_LENGTH") or 1024 * 1024
+
+
+def database_uri(url: str | None, instance_path: str) -> str:
+    """The SQLAlchemy URL; PostgreSQL URLs are pointed at the psycopg 3 driver."""
+    if not url:
+        Path(instance_path).mkdir(parents=True, exist_ok=True)
+        return "sqlite:///" + str(Path(instance_path) / "inviteloop.db")
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _engine_options(config) -> dict:
+    if config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        return {"connect_args": {"timeout": config["SQLITE_BUSY_TIMEOUT_SECONDS"]}}
+    return {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 10}
+
+
+def _development_secret(instance: Path) -> str:
+    """A random key kept in instance/ so development sessions survive restarts."""
+    instance.mkdir(parents=True, exist_ok=True)
+    path = instance / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def _check(app: Flask) -> None:
+    config = app.config
+    if config["APP_ENV"] not in ("development", "production"):
+        raise ConfigError("APP_ENV must be 'development' or 'production'")
+    if config["APP_ENV"] == "production":
+        key = config["SECRET_KEY"] or ""
+        if len(key) < 32:
+            raise ConfigError(
+                "SECRET_KEY must be set to a random value of at least 32 characters in production"
+            )
+    if config["PASSWORD_HASH_METHOD"] != DEFAULTS["PASSWORD_HASH_METHOD"] and not app.testing:
+        raise ConfigError("PASSWORD_HASH_METHOD may only be changed in a test configuration")
+    if config["TRUSTED_PROXY_COUNT"] < 0:
+        raise ConfigError("TRUSTED_PROXY_COUNT cannot be negative")
+    public_url = config["PUBLIC_URL"]
+    if public_url and not public_url.startswith(("http://", "https://")):
+        raise ConfigError("PUBLIC_URL must start with http:// or https://")

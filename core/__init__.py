@@ -1,0 +1,3 @@
+from core.routes import bp
+
+__all__ = ["bp"]

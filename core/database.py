@@ -1,0 +1,53 @@
+"""Engine set-up per database, and work that must wait until a transaction commits."""
+
+from collections.abc import Callable
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from extensions import db
+
+_AFTER_COMMIT = "after_commit_callbacks"
+
+
+def configure_engine(engine: Engine, busy_timeout_seconds: int) -> None:
+    if engine.dialect.name != "sqlite":
+        return
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        # Hand transaction control to SQLAlchemy, so the BEGIN below is the only one.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_seconds * 1000)}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection):
+        # A deferred transaction that reads and then writes cannot wait for the write lock
+        # (SQLITE_BUSY at once when another writer committed in between). Taking the lock
+        # at BEGIN makes concurrent writers queue on busy_timeout instead.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def after_commit(callback: Callable[[], None]) -> None:
+    """Run `callback` once the current transaction commits; forget it if it rolls back."""
+    db.session.info.setdefault(_AFTER_COMMIT, []).append(callback)
+
+
+@event.listens_for(db.session, "after_commit")
+def _run_after_commit(session: Session) -> None:
+    if session.in_nested_transaction():
+        return
+    for callback in session.info.pop(_AFTER_COMMIT, []):
+        callback()
+
+
+@event.listens_for(db.session, "after_rollback")
+def _forget_after_commit(session: Session) -> None:
+    if not session.in_nested_transaction():
+        session.info.pop(_AFTER_COMMIT, None)

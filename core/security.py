@@ -1,0 +1,37 @@
+"""Response headers and redirect targets that keep pages from being abused."""
+
+from urllib.parse import urlsplit
+
+from flask import Flask
+
+_CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+)
+
+
+def is_local_path(target: str | None) -> bool:
+    """True for a path on this site ("/referral/dashboard"), false for anything that could
+    leave it ("https://evil.example", "//evil.example", "/\\evil.example", "javascript:")."""
+    if not target or not target.startswith("/") or target.startswith(("//", "/\\")):
+        return False
+    if any(ord(ch) < 32 for ch in target):
+        return False
+    parts = urlsplit(target)
+    return not parts.scheme and not parts.netloc
+
+
+def register_security_headers(app: Flask) -> None:
+    production = app.config["APP_ENV"] == "production"
+
+    @app.after_request
+    def add_headers(response):
+        headers = response.headers
+        headers.setdefault("X-Content-Type-Options", "nosniff")
+        headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
+        headers.setdefault("X-Frame-Options", "DENY")
+        if response.mimetype == "text/html":
+            headers.setdefault("Content-Security-Policy", _CSP)
+        if production:
+            headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+        return response

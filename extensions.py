@@ -1,0 +1,35 @@
+"""Extension objects, unbound; the factory binds them with init_app."""
+
+from flask_bootstrap import Bootstrap5
+from flask_caching import Cache
+from flask_limiter import Limiter
+from flask_login import LoginManager
+from flask_migrate import Migrate
+from flask_sqlalchemy import SQLAlchemy
+from flask_wtf import CSRFProtect
+from sqlalchemy import MetaData
+from sqlalchemy.orm import DeclarativeBase
+
+from core.clients import client_ip
+
+# Stable constraint names, so Alembic revisions name (and can drop) them the same everywhere.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+db = SQLAlchemy(model_class=Base)
+migrate = Migrate(render_as_batch=True, compare_type=True)
+login_manager = LoginManager()
+cache = Cache()
+csrf = CSRFProtect()
+limiter = Limiter(key_func=client_ip)
+bootstrap = Bootstrap5()

@@ -1,0 +1,3 @@
+from referral.routes import bp
+
+__all__ = ["bp"]

@@ -1,0 +1,32 @@
+"""`flask demo seed`: fill an empty database with a believable referral program."""
+
+import click
+from flask.cli import AppGroup
+
+from referral import demo
+
+demo_cli = AppGroup("demo", help="Demo data.")
+
+
+@demo_cli.command("seed")
+@click.option("--participants", default=300, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--days", default=120, show_default=True, type=click.IntRange(1, 3650))
+@click.option("--if-empty", is_flag=True, help="Do nothing when the database has participants.")
+def seed(participants: int, days: int, if_empty: bool):
+    """Create demo participants, referral chains and clicks over the last DAYS days."""
+    if not demo.database_is_empty():
+        if if_empty:
+            click.echo("The database already has participants; demo seed skipped.")
+            return
+        raise click.ClickException("The database is not empty; demo data goes only into a new one.")
+
+    def progress(done: int, total: int) -> None:
+        click.echo(f"\rSeeding participants: {done}/{total}", nl=done == total)
+
+    report = demo.seed(participants, days, progress)
+    click.echo(
+        f"Created {report.participants} participants, {report.referrals} referrals and "
+        f"{report.clicks} clicks.\n"
+        f"Log in as {demo.ADMIN_EMAIL} (or any demo participant) with the password "
+        f"'{demo.DEMO_PASSWORD}'."
+    )

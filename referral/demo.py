@@ -1,0 +1,132 @@
+"""Realistic demo data: participants who joined over the last months, many through a
+friend's link, with the clicks that brought them and a few self-referrals caught."""
+
+import random
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+
+from auth.services import canonical_email, hash_password
+from core.clients import ip_prefix
+from extensions import db
+from models import User, utcnow
+from referral import services
+
+DEMO_PASSWORD = "invite-loop-demo"
+ADMIN_EMAIL = "admin@example.com"
+
+FIRST_NAMES = (
+    "Ava Liam Noah Emma Olivia Mia Lucas Amelia Ethan Sofia Mateo Chloe Yuki Aarav Priya "
+    "Omar Leila Jonas Freya Ines Diego Hana Kofi Amara Nikolai Zoe Elif Tomas Maya Arjun"
+).split()
+LAST_NAMES = (
+    "Smith Garcia Müller Rossi Kowalski Nguyen Tanaka Okafor Silva Andersen Dubois Novak "
+    "Haddad Petrov Costa Jensen Moreau Fischer Ivanova Santos Kim Patel Osei Lindqvist"
+).split()
+USER_AGENTS = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 Mobile",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/131.0 Safari/537.36",
+    "Mozilla/5.0 (Linux; Android 15; Pixel 9) AppleWebKit/537.36 Chrome/131.0 Mobile",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_6) AppleWebKit/605.1.15 Version/18.1 Safari",
+)
+SITES = (None, "https://t.me/", "https://web.whatsapp.com/", "https://x.com/", "https://mail.google.com/")
+UTM_SOURCES = (None, "telegram", "whatsapp", "x", "email", "facebook")
+
+
+@dataclass
+class SeedReport:
+    participants: int
+    referrals: int
+    clicks: int
+
+
+def database_is_empty() -> bool:
+    return db.session.scalar(select(func.count(User.id))) == 0
+
+
+def seed(participants: int, days: int, progress: Callable[[int, int], None]) -> SeedReport:
+    rng = random.Random(20261121)
+    now = utcnow()
+    program = services.ensure_default_program()
+    shared_hash = hash_password(DEMO_PASSWORD)  # one hash for all: seeding stays fast
+    _seed_admin(shared_hash, now - timedelta(days=days + 1), program)
+    start = now - timedelta(days=days)
+    joined = sorted(start + (now - start) * rng.random() ** 0.7 for _ in range(participants))
+    people: list[tuple[User, str]] = []
+    report = SeedReport(0, 0, 0)
+    for index, joined_at in enumerate(joined):
+        user = _seed_participant(rng, index, joined_at, shared_hash)
+        code = services.issue_code(user, program)
+        inviter = _pick_inviter(rng, people)
+        if inviter is not None:
+            report.clicks += _seed_clicks(rng, inviter[1], joined_at)
+            inviter_code = services.find_active_code(inviter[1], now)
+            if rng.random() < 0.04:  # the same browser as the inviter: caught
+                user.device_id = inviter[0].device_id
+            services.attribute_signup(user, inviter_code, rng.choice(("link", "code")), joined_at)
+            report.referrals += 1
+        people.append((user, code.code))
+        report.participants += 1
+        if (index + 1) % 50 == 0 or index + 1 == participants:
+            db.session.commit()
+            progress(index + 1, participants)
+    return report
+
+
+def _seed_admin(password_hash: str, joined_at: datetime, program) -> None:
+    admin = User(
+        email=ADMIN_EMAIL,
+        email_canonical=ADMIN_EMAIL,
+        name="Demo Admin",
+        password_hash=password_hash,
+        role="admin",
+        created_at=joined_at,
+        device_id=secrets.token_hex(16),
+    )
+    db.session.add(admin)
+    db.session.flush()
+    services.issue_code(admin, program)
+
+
+def _seed_participant(rng: random.Random, index: int, joined_at: datetime, password_hash: str):
+    first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
+    email = f"{first}.{last}.{index}@example.com".lower()
+    user = User(
+        name=f"{first} {last}",
+        email=email,
+        email_canonical=canonical_email(email),
+        password_hash=password_hash,
+        signup_ip=f"198.51.100.{rng.randint(1, 254)}",
+        device_id=secrets.token_hex(16),
+        created_at=joined_at,
+    )
+    db.session.add(user)
+    db.session.flush()
+    return user
+
+
+def _pick_inviter(rng: random.Random, people: list) -> tuple[User, str] | None:
+    """Two in three joined through a friend; early joiners have had more time to invite."""
+    if not people or rng.random() < 0.33:
+        return None
+    return people[int(len(people) * rng.random() ** 2)]
+
+
+def _seed_clicks(rng: random.Random, code: str, signup_at: datetime) -> int:
+    """The visits before a signup: a few clicks in the days before, the last one converting."""
+    found = services.find_active_code(code)
+    count = rng.randint(1, 5)
+    for step in range(count):
+        click = services.record_click(
+            found,
+            visitor_id=secrets.token_hex(16),
+            ip_prefix=ip_prefix(f"203.0.113.{rng.randint(1, 254)}"),
+            user_agent=rng.choice(USER_AGENTS),
+            referrer=rng.choice(SITES),
+            utm={"source": rng.choice(UTM_SOURCES)},
+        )
+        click.created_at = signup_at - timedelta(hours=rng.uniform(0.05, 72) * (count - step))
+    return count

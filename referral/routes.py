@@ -1,0 +1,134 @@
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_login import current_user, login_required
+
+from core.clients import client_ip, ip_prefix
+from extensions import db, limiter
+from models import utcnow
+from referral import attribution, leaderboard, services, sharing
+from referral.api import api_bp
+
+bp = Blueprint("referral", __name__)
+bp.register_blueprint(api_bp)
+
+
+def _link_limits() -> str:
+    return current_app.config["REFERRAL_LINK_LIMITS"]
+
+
+def _capture_click(raw_code: str):
+    """Record a visit through a referral link; returns the code, or None for a bad one."""
+    code = services.find_active_code(raw_code)
+    if code is None:
+        return None
+    if current_user.is_authenticated and current_user.id == code.user_id:
+        return None  # the owner trying out their own link is not a visit
+    services.record_click(
+        code,
+        visitor_id=attribution.visitor_id(),
+        ip_prefix=ip_prefix(client_ip()),
+        user_agent=request.user_agent.string,
+        referrer=request.referrer,
+        utm={key: request.args.get(f"utm_{key}") for key in services.UTM_KEYS},
+    )
+    db.session.commit()
+    return code
+
+
+def _attribute(response, code):
+    """Set the attribution cookie, unless first-touch keeps an earlier, still valid one."""
+    program = code.program
+    if program.attribution_model == "first":
+        earlier = attribution.read_cookie()
+        if earlier and services.find_active_code(earlier[0]) is not None:
+            return response
+    return attribution.set_attribution_cookie(
+        response, code.code, program.attribution_window_days
+    )
+
+
+@bp.get("/r/<path:code>")
+@limiter.limit(_link_limits)
+def follow_link(code: str):
+    found = _capture_click(code)
+    if found is None:
+        return redirect(url_for("referral.landing"))
+    landing_url = found.program.landing_url
+    if landing_url:
+        separator = "&" if "?" in landing_url else "?"
+        target = f"{landing_url}{separator}ref={found.code}"
+    else:
+        target = url_for("auth.signup", ref=found.code)
+    return _attribute(redirect(target), found)
+
+
+@bp.get("/")
+@limiter.limit(_link_limits, exempt_when=lambda: "ref" not in request.args)
+def landing():
+    found = _capture_click(request.args["ref"]) if "ref" in request.args else None
+    program = services.default_program()
+    top = leaderboard.board_page("all", 1, utcnow()).rows[:5]
+    response = current_app.make_response(
+        render_template(
+            "referral/landing.html",
+            program=program,
+            top=top,
+            ref=found.code if found else None,
+        )
+    )
+    return _attribute(response, found) if found else response
+
+
+@bp.get("/referral/dashboard")
+@login_required
+def dashboard():
+    program = services.default_program()
+    code = services.active_code(current_user, program)
+    link = services.referral_link(code.code) if code else None
+    page = leaderboard.parse_page(request.args.get("page"))
+    return render_template(
+        "referral/dashboard.html",
+        code=code,
+        link=link,
+        qr=sharing.qr_svg(link) if link else None,
+        shares=sharing.share_links(link) if link else [],
+        stats=services.participant_stats(current_user),
+        invited=services.invited_people(
+            current_user, page, current_app.config["DASHBOARD_PAGE_SIZE"]
+        ),
+        rank=leaderboard.rank_of(current_user, "all", utcnow()),
+    )
+
+
+@bp.get("/referral/qr.svg")
+@login_required
+def download_qr():
+    code = services.active_code(current_user, services.default_program())
+    if code is None:
+        return redirect(url_for("referral.dashboard"))
+    svg = sharing.qr_svg(services.referral_link(code.code))
+    return Response(
+        svg,
+        mimetype="image/svg+xml",
+        headers={"Content-Disposition": f'attachment; filename="inviteloop-{code.code}.svg"'},
+    )
+
+
+@bp.get("/referral/leaderboard")
+def show_leaderboard():
+    period = leaderboard.parse_period(request.args.get("period"))
+    now = utcnow()
+    board = leaderboard.board_page(period, leaderboard.parse_page(request.args.get("page")), now)
+    mine = None
+    if current_user.is_authenticated:
+        mine = leaderboard.rank_of(current_user, period, now)
+    return render_template(
+        "referral/leaderboard.html", board=board, mine=mine, periods=leaderboard.PERIODS
+    )

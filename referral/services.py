@@ -1,0 +1,254 @@
+"""Codes, clicks and attribution: the rules of the referral loop."""
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from flask import current_app, url_for
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import joinedload
+
+from core.database import after_commit
+from core.errors import DomainError
+from extensions import db
+from models import COUNTED_STATUSES, Click, Program, Referral, ReferralCode, User, utcnow
+from referral import fraud, leaderboard
+from referral.codes import MIN_LENGTH, generate_code, normalize_code
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PROGRAM_SLUG = "default"
+_CODE_ATTEMPTS = 10
+
+
+class CodeNotFound(DomainError):
+    status = 404
+    code = "code_not_found"
+    field = "referral_code"
+    message = "We don't know this referral code. Check it, or leave the field empty."
+
+
+class AlreadyReferred(DomainError):
+    status = 409
+    code = "already_referred"
+    message = "This person was already referred; the first referral stands."
+
+
+@dataclass(frozen=True)
+class Inviter:
+    code: ReferralCode
+    source: str  # "code" when typed by hand, "link" when it came from a referral link
+
+
+def default_program() -> Program:
+    program = db.session.scalar(select(Program).where(Program.is_default))
+    if program is None:
+        raise RuntimeError("no default program: run `flask db upgrade`")
+    return program
+
+
+def ensure_default_program() -> Program:
+    """The default program, created as the first migration creates it if it is missing."""
+    program = db.session.scalar(select(Program).where(Program.is_default))
+    if program is None:
+        program = Program(
+            name="Invite friends",
+            slug=DEFAULT_PROGRAM_SLUG,
+            description="Share your link. When a friend joins, you both climb the board.",
+            is_default=True,
+            starts_at=utcnow(),
+        )
+        db.session.add(program)
+        db.session.flush()
+    return program
+
+
+def find_active_code(raw: str | None, now: datetime | None = None) -> ReferralCode | None:
+    """The usable code spelled by `raw`: active, of a running program, owned by an active
+    participant. Anything else (unknown, disabled, malformed) is simply None."""
+    code = normalize_code(raw)
+    if code is None:
+        return None
+    found = db.session.scalar(
+        select(ReferralCode)
+        .options(joinedload(ReferralCode.program), joinedload(ReferralCode.owner))
+        .where(ReferralCode.code == code, ReferralCode.status == "active")
+    )
+    if found is None or not found.owner.active or not found.program.is_running(now or utcnow()):
+        return None
+    return found
+
+
+def resolve_signup_code(
+    typed_code: str | None, cookie: tuple[str, datetime] | None, now: datetime
+) -> Inviter | None:
+    """Who invited a new signup. A typed code wins over the cookie and must be valid;
+    a cookie that is stale or names a dead code is quietly ignored."""
+    cookie_code, clicked_at = cookie if cookie else (None, None)
+    if typed_code and typed_code.strip():
+        found = find_active_code(typed_code, now)
+        if found is None:
+            raise CodeNotFound()
+        return Inviter(found, "link" if found.code == cookie_code else "code")
+    if cookie_code is None:
+        return None
+    found = find_active_code(cookie_code, now)
+    if found is None:
+        return None
+    if now - clicked_at > timedelta(days=found.program.attribution_window_days):
+        return None
+    return Inviter(found, "link")
+
+
+def issue_code(user: User, program: Program, length: int = MIN_LENGTH) -> ReferralCode:
+    """A fresh random code; a collision with an existing code just draws again."""
+    for _ in range(_CODE_ATTEMPTS):
+        code = ReferralCode(code=generate_code(length), user_id=user.id, program_id=program.id)
+        db.session.add(code)
+        try:
+            with db.session.begin_nested():
+                db.session.flush()
+        except IntegrityError:
+            db.session.expunge(code)
+            continue
+        return code
+    raise RuntimeError("could not draw an unused referral code; the code space is crowded")
+
+
+def active_code(user: User, program: Program) -> ReferralCode | None:
+    return db.session.scalar(
+        select(ReferralCode).where(
+            ReferralCode.user_id == user.id,
+            ReferralCode.program_id == program.id,
+            ReferralCode.status == "active",
+        )
+    )
+
+
+def record_click(
+    code: ReferralCode,
+    *,
+    visitor_id: str,
+    ip_prefix: str | None,
+    user_agent: str | None,
+    referrer: str | None,
+    utm: dict[str, str],
+) -> Click:
+    click = Click(
+        code_id=code.id,
+        visitor_id=visitor_id,
+        ip_prefix=ip_prefix,
+        user_agent=_clip(user_agent, 400),
+        referrer=_clip(referrer, 400),
+        **{f"utm_{key}": _clip(utm.get(key), 100) for key in UTM_KEYS},
+    )
+    db.session.add(click)
+    db.session.flush()
+    return click
+
+
+UTM_KEYS = ("source", "medium", "campaign", "term", "content")
+
+
+def _clip(value: str | None, length: int) -> str | None:
+    return value[:length] if value else None
+
+
+def attribute_signup(user: User, code: ReferralCode, source: str, now: datetime) -> Referral:
+    """Record that `user` came through `code`. A self-referral is kept, as rejected, and
+    never counted; a counted one moves the referrer's counter in SQL."""
+    signals = fraud.self_referral_signals(user, code.owner)
+    referral = Referral(
+        program_id=code.program_id,
+        code_id=code.id,
+        referrer_id=code.user_id,
+        referred_id=user.id,
+        source=source,
+        status="rejected" if signals else "pending",
+        reason=fraud.SELF_REFERRAL if signals else None,
+        risk_score=sum(signal.points for signal in signals),
+        risk_reasons=[signal.as_dict() for signal in signals],
+        created_at=now,
+        updated_at=now,
+    )
+    db.session.add(referral)
+    try:
+        with db.session.begin_nested():
+            db.session.flush()
+    except IntegrityError:
+        raise AlreadyReferred() from None
+    if referral.counted:
+        user.referred_by_id = code.user_id
+        _count_referral(code.user_id, now)
+    else:
+        log.info("referral %s rejected: %s", referral.id, referral.reason)
+    return referral
+
+
+def _count_referral(referrer_id: int, now: datetime) -> None:
+    db.session.execute(
+        update(User)
+        .where(User.id == referrer_id)
+        .values(referral_count=User.referral_count + 1, last_referral_at=now)
+    )
+    after_commit(leaderboard.invalidate)
+
+
+def recount_referrals() -> None:
+    """Set every counter from the referral rows (after a bulk import or a repair)."""
+    counted = Referral.status.in_(COUNTED_STATUSES)
+    count = select(func.count()).where(Referral.referrer_id == User.id, counted)
+    latest = select(func.max(Referral.created_at)).where(Referral.referrer_id == User.id, counted)
+    db.session.execute(
+        update(User).values(
+            referral_count=count.scalar_subquery(), last_referral_at=latest.scalar_subquery()
+        ),
+        execution_options={"synchronize_session": False},
+    )
+    after_commit(leaderboard.invalidate)
+
+
+def referral_link(code: str) -> str:
+    public_url = current_app.config["PUBLIC_URL"]
+    if public_url:
+        return public_url.rstrip("/") + url_for("referral.follow_link", code=code)
+    return url_for("referral.follow_link", code=code, _external=True)
+
+
+@dataclass(frozen=True)
+class Stats:
+    clicks: int
+    signups: int
+    qualified: int
+
+
+def participant_stats(user: User) -> Stats:
+    clicks = db.session.scalar(
+        select(func.count(Click.id))
+        .join(ReferralCode, Click.code_id == ReferralCode.id)
+        .where(ReferralCode.user_id == user.id)
+    )
+    by_status = dict(
+        db.session.execute(
+            select(Referral.status, func.count())
+            .where(Referral.referrer_id == user.id)
+            .group_by(Referral.status)
+        ).all()
+    )
+    return Stats(
+        clicks=clicks or 0,
+        signups=sum(by_status.get(status, 0) for status in COUNTED_STATUSES),
+        qualified=by_status.get("qualified", 0) + by_status.get("rewarded", 0),
+    )
+
+
+def invited_people(user: User, page: int, per_page: int):
+    """The people who joined through this participant, newest first, a page at a time."""
+    query = (
+        select(Referral)
+        .options(joinedload(Referral.referred))
+        .where(Referral.referrer_id == user.id)
+        .order_by(Referral.created_at.desc(), Referral.id.desc())
+    )
+    return db.paginate(query, page=page, per_page=per_page, error_out=False)
