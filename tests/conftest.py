@@ -1,0 +1,133 @@
+"""Fixtures: a fresh app per test on SQLite and on PostgreSQL, each test on empty tables."""
+
+import re
+
+import pytest
+
+from app import create_app
+from extensions import cache, db, limiter
+from referral.services import ensure_default_program
+from tests import databases, factories
+
+TEST_SECRET = "test-secret-key-0123456789abcdef0123456789"
+FAST_HASH = "pbkdf2:sha256:1"  # tests only; config refuses it outside TESTING
+
+
+def test_config(database_url: str, **overrides) -> dict:
+    return {
+        "TESTING": True,
+        "SECRET_KEY": TEST_SECRET,
+        "DATABASE_URL": database_url,
+        "PASSWORD_HASH_METHOD": FAST_HASH,
+        "CACHE_TYPE": "SimpleCache",
+        "RATELIMIT_STORAGE_URI": "memory://",
+        "REDIS_URL": None,
+        "SERVER_NAME": "inviteloop.test",
+        **overrides,
+    }
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory):
+    url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'inviteloop.db'}"
+    databases.migrate(create_app(test_config(url)))
+    return url
+
+
+@pytest.fixture(scope="session")
+def postgresql_url():
+    try:
+        url = databases.create_postgres_database()
+    except Exception as error:  # any connection problem: skip or fail, with the reason
+        databases.service_missing("PostgreSQL", error)
+    try:
+        databases.migrate(create_app(test_config(url)))
+        yield url
+    finally:
+        databases.drop_postgres_database(url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request):
+    return request.getfixturevalue(f"{request.param}_url")
+
+
+@pytest.fixture
+def backend(database_url):
+    return "postgresql" if database_url.startswith("postgresql") else "sqlite"
+
+
+@pytest.fixture
+def config_overrides():
+    """Override in a test module to change the app's configuration."""
+    return {}
+
+
+@pytest.fixture
+def app(database_url, config_overrides):
+    app = create_app(test_config(database_url, **config_overrides))
+    with app.app_context():
+        databases.empty_tables(db)
+        ensure_default_program()
+        db.session.commit()
+        cache.clear()
+        limiter.reset()
+    yield app
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def make_participant(app):
+    """Create a participant through the real signup service: make_participant("Ann Lee")."""
+
+    def make(name="Alice Zimmer", **kwargs):
+        with app.app_context():
+            return factories.participant(name, **kwargs)
+
+    return make
+
+
+CSRF_FIELD = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
+
+
+def csrf_token(client, path: str) -> str:
+    page = client.get(path)
+    match = CSRF_FIELD.search(page.get_data(as_text=True))
+    assert match, f"no CSRF token on {path}"
+    return match.group(1)
+
+
+@pytest.fixture
+def signup(client):
+    """Sign up through the real form, CSRF token and all; returns the response."""
+
+    def submit(name="Bob Baker", email=None, password="correct horse battery staple", **extra):
+        email = email or f"{name.split()[0].lower()}@example.com"
+        token = csrf_token(client, "/auth/signup")
+        data = {"csrf_token": token, "name": name, "email": email, "password": password}
+        data.update(extra)
+        return client.post("/auth/signup", data=data)
+
+    return submit
+
+
+@pytest.fixture
+def login(client):
+    def submit(email, password="correct horse battery staple", **extra):
+        token = csrf_token(client, "/auth/login")
+        data = {"csrf_token": token, "email": email, "password": password, **extra}
+        return client.post("/auth/login", data=data, query_string=extra.pop("query", None))
+
+    return submit

@@ -1,0 +1,47 @@
+"""Building test data through the same services the app uses (call inside an app context)."""
+
+from datetime import datetime
+
+from sqlalchemy import select
+
+from auth.services import register_participant
+from extensions import db
+from models import ReferralCode, User
+
+PASSWORD = "correct horse battery staple"
+
+
+def participant(
+    name: str = "Alice Zimmer",
+    *,
+    email: str | None = None,
+    invited_by: str | None = None,
+    device_id: str | None = None,
+    now: datetime | None = None,
+) -> dict:
+    """A committed participant; returns plain values (id, email, code) usable after the
+    app context ends."""
+    email = email or f"{name.split()[0].lower()}.{name.split()[-1].lower()}@example.com"
+    user = register_participant(
+        name=name,
+        email=email,
+        password=PASSWORD,
+        typed_code=invited_by,
+        device_id=device_id,
+        ip="192.0.2.10",
+        now=now,
+    )
+    db.session.commit()
+    return {"id": user.id, "email": user.email, "name": user.name, "code": code_of(user.id)}
+
+
+def code_of(user_id: int) -> str:
+    return db.session.scalar(
+        select(ReferralCode.code).where(
+            ReferralCode.user_id == user_id, ReferralCode.status == "active"
+        )
+    )
+
+
+def user_by_email(email: str) -> User | None:
+    return db.session.scalar(select(User).where(User.email == email))
