@@ -113,8 +113,9 @@ def _derive(app: Flask) -> None:
     config["SESSION_COOKIE_SAMESITE"] = "Lax"
     config["REMEMBER_COOKIE_HTTPONLY"] = True
     config["REMEMBER_COOKIE_SAMESITE"] = "Lax"
-    config.setdefault("SESSION_COOKIE_SECURE", production)
-    config.setdefault("REMEMBER_COOKIE_SECURE", production)
+    # Flask and Flask-Login default these to False; production always sends them Secure.
+    config["SESSION_COOKIE_SECURE"] = config.get("SESSION_COOKIE_SECURE") or production
+    config["REMEMBER_COOKIE_SECURE"] = config.get("REMEMBER_COOKIE_SECURE") or production
     config["BOOTSTRAP_SERVE_LOCAL"] = True
     config["SQLALCHEMY_TRACK_MODIFICATIONS"] = False
     config["MAX_CONTENT_LENGTH"] = config.get("MAX_CONTENT_LENGTH") or 1024 * 1024

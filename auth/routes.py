@@ -9,6 +9,7 @@ from core.forms import show_domain_error
 from core.security import is_local_path
 from extensions import db, limiter
 from referral import attribution
+from referral import services as referral_services
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
 
@@ -27,7 +28,7 @@ def signup():
     form = SignupForm()
     cookie = attribution.read_cookie()
     if request.method == "GET":
-        form.referral_code.data = attribution.prefill_code(request.args.get("ref"), cookie)
+        form.referral_code.data = referral_services.signup_prefill(request.args.get("ref"), cookie)
     status = 200
     if form.validate_on_submit():
         try:

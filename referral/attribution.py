@@ -76,8 +76,3 @@ def set_attribution_cookie(response, code: str, window_days: int):
     value = _serializer().dumps({"code": code})
     response.set_cookie(ATTRIBUTION_COOKIE, value, **_cookie_options(window_days * 86400))
     return response
-
-
-def prefill_code(query_code: str | None, cookie: tuple[str, datetime] | None) -> str | None:
-    """What the signup form's code field starts with: ?ref= first, then the cookie."""
-    return normalize_code(query_code) or (cookie[0] if cookie else None)

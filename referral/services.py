@@ -85,20 +85,35 @@ def resolve_signup_code(
 ) -> Inviter | None:
     """Who invited a new signup. A typed code wins over the cookie and must be valid;
     a cookie that is stale or names a dead code is quietly ignored."""
-    cookie_code, clicked_at = cookie if cookie else (None, None)
     if typed_code and typed_code.strip():
         found = find_active_code(typed_code, now)
         if found is None:
             raise CodeNotFound()
-        return Inviter(found, "link" if found.code == cookie_code else "code")
-    if cookie_code is None:
+        from_link = cookie is not None and found.code == cookie[0]
+        return Inviter(found, "link" if from_link else "code")
+    return cookie_inviter(cookie, now)
+
+
+def cookie_inviter(cookie: tuple[str, datetime] | None, now: datetime) -> Inviter | None:
+    """The inviter an attribution cookie names, if its code is usable and its click is
+    still inside the program's attribution window."""
+    if cookie is None:
         return None
-    found = find_active_code(cookie_code, now)
-    if found is None:
-        return None
-    if now - clicked_at > timedelta(days=found.program.attribution_window_days):
+    code, clicked_at = cookie
+    found = find_active_code(code, now)
+    if found is None or now - clicked_at > timedelta(days=found.program.attribution_window_days):
         return None
     return Inviter(found, "link")
+
+
+def signup_prefill(query_code: str | None, cookie: tuple[str, datetime] | None) -> str | None:
+    """What the signup form's code field starts with: a well-formed ?ref=, else the cookie's
+    code while it is valid."""
+    from_query = normalize_code(query_code)
+    if from_query:
+        return from_query
+    inviter = cookie_inviter(cookie, utcnow())
+    return inviter.code.code if inviter else None
 
 
 def issue_code(user: User, program: Program, length: int = MIN_LENGTH) -> ReferralCode:

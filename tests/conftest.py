@@ -1,11 +1,13 @@
 """Fixtures: a fresh app per test on SQLite and on PostgreSQL, each test on empty tables."""
 
 import re
+from datetime import timedelta
 
 import pytest
 
 from app import create_app
 from extensions import cache, db, limiter
+from models import utcnow
 from referral.services import ensure_default_program
 from tests import databases, factories
 
@@ -13,7 +15,7 @@ TEST_SECRET = "test-secret-key-0123456789abcdef0123456789"
 FAST_HASH = "pbkdf2:sha256:1"  # tests only; config refuses it outside TESTING
 
 
-def test_config(database_url: str, **overrides) -> dict:
+def app_config(database_url: str, **overrides) -> dict:
     return {
         "TESTING": True,
         "SECRET_KEY": TEST_SECRET,
@@ -22,7 +24,6 @@ def test_config(database_url: str, **overrides) -> dict:
         "CACHE_TYPE": "SimpleCache",
         "RATELIMIT_STORAGE_URI": "memory://",
         "REDIS_URL": None,
-        "SERVER_NAME": "inviteloop.test",
         **overrides,
     }
 
@@ -30,7 +31,7 @@ def test_config(database_url: str, **overrides) -> dict:
 @pytest.fixture(scope="session")
 def sqlite_url(tmp_path_factory):
     url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'inviteloop.db'}"
-    databases.migrate(create_app(test_config(url)))
+    databases.migrate(create_app(app_config(url)))
     return url
 
 
@@ -41,7 +42,7 @@ def postgresql_url():
     except Exception as error:  # any connection problem: skip or fail, with the reason
         databases.service_missing("PostgreSQL", error)
     try:
-        databases.migrate(create_app(test_config(url)))
+        databases.migrate(create_app(app_config(url)))
         yield url
     finally:
         databases.drop_postgres_database(url)
@@ -65,14 +66,20 @@ def config_overrides():
 
 @pytest.fixture
 def app(database_url, config_overrides):
-    app = create_app(test_config(database_url, **config_overrides))
+    app = create_app(app_config(database_url, **config_overrides))
     with app.app_context():
         databases.empty_tables(db)
-        ensure_default_program()
+        # Started a year ago, so tests may date signups and referrals in the past.
+        ensure_default_program().starts_at = utcnow() - timedelta(days=365)
         db.session.commit()
         cache.clear()
         limiter.reset()
     yield app
+    close(app)
+
+
+def close(app) -> None:
+    """Give back every connection an app opened (pytest turns leaks into errors)."""
     with app.app_context():
         db.session.remove()
         db.engine.dispose()
@@ -99,7 +106,7 @@ def make_participant(app):
     return make
 
 
-CSRF_FIELD = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
+CSRF_FIELD = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 
 
 def csrf_token(client, path: str) -> str:

@@ -1,0 +1,138 @@
+"""The public board: order, tie-break, periods, paging, own rank, caching and its JSON."""
+
+from datetime import timedelta
+
+from sqlalchemy import update
+
+from extensions import db
+from models import Referral, User, utcnow
+from tests import factories
+
+
+def _invite(app, inviter_code: str, count: int, *, prefix: str, when=None):
+    with app.app_context():
+        for index in range(count):
+            factories.participant(f"{prefix} Friend{index}", invited_by=inviter_code, now=when)
+
+
+def test_order_by_count_then_who_got_there_first(app, make_participant, client):
+    alice = make_participant("Alice Zimmer")
+    bob = make_participant("Bob Young")
+    carol = make_participant("Carol Xu")
+    start = utcnow() - timedelta(hours=5)
+    _invite(app, bob["code"], 2, prefix="Bb", when=start)  # Bob reached 2 first...
+    _invite(app, alice["code"], 2, prefix="Aa", when=start + timedelta(hours=1))
+    _invite(app, carol["code"], 3, prefix="Cc", when=start + timedelta(hours=2))
+    rows = client.get("/api/v1/leaderboard").json["rows"]
+    assert rows == [
+        {"rank": 1, "display_name": "Carol X.", "referrals": 3},
+        {"rank": 2, "display_name": "Bob Y.", "referrals": 2},
+        {"rank": 3, "display_name": "Alice Z.", "referrals": 2},
+    ]
+    page = client.get("/referral/leaderboard").get_data(as_text=True)
+    assert page.index("Carol X.") < page.index("Bob Y.") < page.index("Alice Z.")
+
+
+def test_rejected_and_review_referrals_do_not_count(app, make_participant, client):
+    alice = make_participant("Alice Zimmer")
+    _invite(app, alice["code"], 3, prefix="Aa")
+    with app.app_context():
+        # Referral statuses set by staff review; the counter follows through the service later.
+        db.session.execute(
+            update(Referral).where(Referral.id.in_([1, 2])).values(status="rejected",
+                                                                   reason="test")
+        )
+        from referral.services import recount_referrals
+
+        recount_referrals()
+        db.session.commit()
+    rows = client.get("/api/v1/leaderboard").json["rows"]
+    assert rows == [{"rank": 1, "display_name": "Alice Z.", "referrals": 1}]
+
+
+def test_pages_of_twenty_and_bad_parameters_fall_back(app, client):
+    with app.app_context():
+        for index in range(25):
+            person = factories.participant(f"Leader Number{index:02d}")
+            factories.participant(f"Guest Number{index:02d}", invited_by=person["code"])
+    first = client.get("/api/v1/leaderboard").json
+    assert first["total"] == 25 and first["pages"] == 2 and len(first["rows"]) == 20
+    second = client.get("/api/v1/leaderboard?page=2").json
+    assert [row["rank"] for row in second["rows"]] == list(range(21, 26))
+    for query in ("page=-3", "page=abc", "page=", "page=1e9", "period=year", "period=<b>",
+                  "page=99999999999999999999999", "period=week&page=0"):
+        response = client.get(f"/api/v1/leaderboard?{query}")
+        assert response.status_code == 200, query
+        assert response.json["rows"], query
+        html = client.get(f"/referral/leaderboard?{query}")
+        assert html.status_code == 200, query
+        assert "<b>" not in html.get_data(as_text=True)
+    past_end = client.get("/api/v1/leaderboard?page=50").json
+    assert past_end["page"] == 2  # the last page, not an empty one
+
+
+def test_month_and_week_count_only_that_period(app, make_participant, client):
+    alice = make_participant("Alice Zimmer")
+    bob = make_participant("Bob Young")
+    now = utcnow()
+    _invite(app, alice["code"], 3, prefix="Old", when=now - timedelta(days=70))
+    _invite(app, bob["code"], 1, prefix="New", when=now)
+    all_time = client.get("/api/v1/leaderboard?period=all").json["rows"]
+    assert [row["display_name"] for row in all_time] == ["Alice Z.", "Bob Y."]
+    for period in ("month", "week"):
+        rows = client.get(f"/api/v1/leaderboard?period={period}").json["rows"]
+        assert rows == [{"rank": 1, "display_name": "Bob Y.", "referrals": 1}], period
+
+
+def test_own_rank_is_shown_even_off_the_page(app, client, login):
+    with app.app_context():
+        for index in range(21):
+            leader = factories.participant(f"Leader Number{index:02d}")
+            for guest in range(2):
+                factories.participant(f"Guest N{index:02d}x{guest}", invited_by=leader["code"])
+        me = factories.participant("Zed Last")
+        factories.participant("Only Friend", invited_by=me["code"])
+    login(me["email"])
+    page = client.get("/referral/leaderboard").get_data(as_text=True)
+    assert "Zed L." not in page.split('id="my-rank"')[1].split("</div>", 1)[1]  # not on page 1
+    assert "You are <strong>#22</strong> with 1 referral" in page
+    week = client.get("/referral/leaderboard?period=week").get_data(as_text=True)
+    assert "You are <strong>#22</strong>" in week
+
+
+def test_a_participant_without_referrals_is_told_how_to_get_on(app, make_participant, login,
+                                                               client):
+    alice = make_participant("Alice Zimmer")
+    login(alice["email"])
+    page = client.get("/referral/leaderboard").get_data(as_text=True)
+    assert "You are not on the board yet" in page
+    assert "The first referral takes the top spot" in page
+
+
+def test_a_new_referral_shows_at_once_despite_the_cache(app, make_participant, client):
+    alice = make_participant("Alice Zimmer")
+    assert client.get("/api/v1/leaderboard").json["rows"] == []  # now cached
+    _invite(app, alice["code"], 1, prefix="Aa")
+    assert client.get("/api/v1/leaderboard").json["rows"][0]["referrals"] == 1
+
+
+def test_deactivated_participants_leave_the_board(app, make_participant, client):
+    alice = make_participant("Alice Zimmer")
+    _invite(app, alice["code"], 1, prefix="Aa")
+    with app.app_context():
+        db.session.execute(update(User).where(User.id == alice["id"]).values(active=False))
+        db.session.commit()
+        from referral import leaderboard
+
+        leaderboard.invalidate()
+    assert client.get("/api/v1/leaderboard").json["rows"] == []
+
+
+def test_display_names_are_first_name_and_initial_and_escaped(app, client):
+    with app.app_context():
+        sneaky = factories.participant("<img src=x onerror=alert(1)> Smith", email="s@example.com")
+        factories.participant("Plain Guest", invited_by=sneaky["code"])
+    body = client.get("/referral/leaderboard").get_data(as_text=True)
+    assert "<img src=x" not in body
+    assert "&lt;img" in body
+    assert client.get("/api/v1/leaderboard").headers["Access-Control-Allow-Origin"] == "*"
