@@ -1,6 +1,6 @@
 """Every table of InviteLoop. Money is integer minor units; timestamps are aware UTC."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from flask_login import UserMixin
 from sqlalchemy import (
@@ -31,7 +31,7 @@ COUNTED_STATUSES = ("pending", "qualified", "rewarded", "approved")
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _sql_list(values) -> str:
@@ -49,14 +49,14 @@ class UTCDateTime(TypeDecorator):
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given; use an aware UTC datetime")
-        return value.astimezone(timezone.utc)
+        return value.astimezone(UTC)
 
     def process_result_value(self, value, dialect):
         if value is None:
             return None
         if value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
 
 
 class Program(db.Model):
@@ -94,9 +94,7 @@ class Program(db.Model):
 
     def is_running(self, now: datetime) -> bool:
         return (
-            self.active
-            and self.starts_at <= now
-            and (self.ends_at is None or now < self.ends_at)
+            self.active and self.starts_at <= now and (self.ends_at is None or now < self.ends_at)
         )
 
 

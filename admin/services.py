@@ -2,8 +2,14 @@
 
 from sqlalchemy import select
 
-from auth.services import clean_name, hash_password, normalize_email, check_password_policy
-from auth.services import EmailTaken, canonical_email
+from auth.services import (
+    EmailTaken,
+    canonical_email,
+    check_password_policy,
+    clean_name,
+    hash_password,
+    normalize_email,
+)
 from core.errors import DomainError
 from extensions import db
 from models import ROLES, User

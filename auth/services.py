@@ -53,9 +53,7 @@ class InvalidCredentials(DomainError):
 def normalize_email(raw: str) -> str:
     """The address as stored: checked for syntax (and DNS when EMAIL_CHECK_DNS), lower-cased."""
     try:
-        info = validate_email(
-            raw, check_deliverability=current_app.config["EMAIL_CHECK_DNS"]
-        )
+        info = validate_email(raw, check_deliverability=current_app.config["EMAIL_CHECK_DNS"])
     except EmailNotValidError as error:
         raise InvalidEmail(f"This email address is not valid: {error}") from None
     return info.normalized.lower()

@@ -6,7 +6,7 @@ from flask import Flask
 
 
 def mask_email(email: str | None) -> str:
-    """"alice@example.com" -> "a***@example.com": enough to recognise, not to harvest."""
+    """ "alice@example.com" -> "a***@example.com": enough to recognise, not to harvest."""
     if not email or "@" not in email:
         return "—"
     local, _, domain = email.rpartition("@")

@@ -47,9 +47,7 @@ def get_me():
 @login_required
 def get_my_referrals():
     page = leaderboard.parse_page(request.args.get("page"))
-    invited = services.invited_people(
-        current_user, page, current_app.config["DASHBOARD_PAGE_SIZE"]
-    )
+    invited = services.invited_people(current_user, page, current_app.config["DASHBOARD_PAGE_SIZE"])
     return jsonify(
         page=invited.page,
         pages=invited.pages,

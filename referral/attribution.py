@@ -6,7 +6,7 @@
 """
 
 import secrets
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from flask import after_this_request, current_app, g, request
 from flask.sessions import SecureCookieSessionInterface
@@ -69,7 +69,7 @@ def read_cookie() -> tuple[str, datetime] | None:
     code = normalize_code(payload.get("code")) if isinstance(payload, dict) else None
     if code is None:
         return None
-    return code, signed_at.astimezone(timezone.utc)
+    return code, signed_at.astimezone(UTC)
 
 
 def set_attribution_cookie(response, code: str, window_days: int):

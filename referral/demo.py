@@ -15,24 +15,80 @@ from extensions import db
 from models import User, utcnow
 from referral import services
 
-DEMO_PASSWORD = "invite-loop-demo"
+DEMO_PASSWORD = "invite-loop-demo"  # noqa: S105 - published on purpose: demo data only
 ADMIN_EMAIL = "admin@example.com"
 
-FIRST_NAMES = (
-    "Ava Liam Noah Emma Olivia Mia Lucas Amelia Ethan Sofia Mateo Chloe Yuki Aarav Priya "
-    "Omar Leila Jonas Freya Ines Diego Hana Kofi Amara Nikolai Zoe Elif Tomas Maya Arjun"
-).split()
-LAST_NAMES = (
-    "Smith Garcia Müller Rossi Kowalski Nguyen Tanaka Okafor Silva Andersen Dubois Novak "
-    "Haddad Petrov Costa Jensen Moreau Fischer Ivanova Santos Kim Patel Osei Lindqvist"
-).split()
+FIRST_NAMES = [
+    "Ava",
+    "Liam",
+    "Noah",
+    "Emma",
+    "Olivia",
+    "Mia",
+    "Lucas",
+    "Amelia",
+    "Ethan",
+    "Sofia",
+    "Mateo",
+    "Chloe",
+    "Yuki",
+    "Aarav",
+    "Priya",
+    "Omar",
+    "Leila",
+    "Jonas",
+    "Freya",
+    "Ines",
+    "Diego",
+    "Hana",
+    "Kofi",
+    "Amara",
+    "Nikolai",
+    "Zoe",
+    "Elif",
+    "Tomas",
+    "Maya",
+    "Arjun",
+]
+LAST_NAMES = [
+    "Smith",
+    "Garcia",
+    "Müller",
+    "Rossi",
+    "Kowalski",
+    "Nguyen",
+    "Tanaka",
+    "Okafor",
+    "Silva",
+    "Andersen",
+    "Dubois",
+    "Novak",
+    "Haddad",
+    "Petrov",
+    "Costa",
+    "Jensen",
+    "Moreau",
+    "Fischer",
+    "Ivanova",
+    "Santos",
+    "Kim",
+    "Patel",
+    "Osei",
+    "Lindqvist",
+]
 USER_AGENTS = (
     "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 Mobile",
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/131.0 Safari/537.36",
     "Mozilla/5.0 (Linux; Android 15; Pixel 9) AppleWebKit/537.36 Chrome/131.0 Mobile",
     "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_6) AppleWebKit/605.1.15 Version/18.1 Safari",
 )
-SITES = (None, "https://t.me/", "https://web.whatsapp.com/", "https://x.com/", "https://mail.google.com/")
+SITES = (
+    None,
+    "https://t.me/",
+    "https://web.whatsapp.com/",
+    "https://x.com/",
+    "https://mail.google.com/",
+)
 UTM_SOURCES = (None, "telegram", "whatsapp", "x", "email", "facebook")
 
 

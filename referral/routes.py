@@ -49,9 +49,7 @@ def _attribute(response, code):
         earlier = attribution.read_cookie()
         if earlier and services.find_active_code(earlier[0]) is not None:
             return response
-    return attribution.set_attribution_cookie(
-        response, code.code, program.attribution_window_days
-    )
+    return attribution.set_attribution_cookie(response, code.code, program.attribution_window_days)
 
 
 @bp.get("/r/<path:code>")

@@ -23,7 +23,7 @@ _CODE_ATTEMPTS = 10
 
 
 class CodeNotFound(DomainError):
-    status = 404
+    status = 422
     code = "code_not_found"
     field = "referral_code"
     message = "We don't know this referral code. Check it, or leave the field empty."

@@ -42,8 +42,12 @@ def test_settings_come_from_the_environment_and_bad_values_stop_the_start(tmp_pa
 
 def test_a_cheap_password_hash_is_refused_outside_tests(tmp_path):
     with pytest.raises(ConfigError, match="PASSWORD_HASH_METHOD"):
-        create_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}",
-                    "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1"})
+        create_app(
+            {
+                "DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}",
+                "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1",
+            }
+        )
 
 
 def test_postgres_urls_use_psycopg3():
@@ -131,8 +135,9 @@ def test_server_errors_show_a_plain_page_and_roll_back(app):
     assert "Something went wrong" in response.get_data(as_text=True)
     assert "boom" not in response.get_data(as_text=True)
     api = app.test_client().get("/explode", headers={"Accept": "application/json"})
-    assert api.json == {"error": {"code": "internal_error",
-                                  "message": "Something went wrong on our side."}}
+    assert api.json == {
+        "error": {"code": "internal_error", "message": "Something went wrong on our side."}
+    }
 
 
 def test_proxies_are_trusted_only_when_configured(database_url, make_participant, app):

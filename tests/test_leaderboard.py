@@ -39,8 +39,7 @@ def test_rejected_and_review_referrals_do_not_count(app, make_participant, clien
     with app.app_context():
         # Referral statuses set by staff review; the counter follows through the service later.
         db.session.execute(
-            update(Referral).where(Referral.id.in_([1, 2])).values(status="rejected",
-                                                                   reason="test")
+            update(Referral).where(Referral.id.in_([1, 2])).values(status="rejected", reason="test")
         )
         from referral.services import recount_referrals
 
@@ -59,8 +58,16 @@ def test_pages_of_twenty_and_bad_parameters_fall_back(app, client):
     assert first["total"] == 25 and first["pages"] == 2 and len(first["rows"]) == 20
     second = client.get("/api/v1/leaderboard?page=2").json
     assert [row["rank"] for row in second["rows"]] == list(range(21, 26))
-    for query in ("page=-3", "page=abc", "page=", "page=1e9", "period=year", "period=<b>",
-                  "page=99999999999999999999999", "period=week&page=0"):
+    for query in (
+        "page=-3",
+        "page=abc",
+        "page=",
+        "page=1e9",
+        "period=year",
+        "period=<b>",
+        "page=99999999999999999999999",
+        "period=week&page=0",
+    ):
         response = client.get(f"/api/v1/leaderboard?{query}")
         assert response.status_code == 200, query
         assert response.json["rows"], query
@@ -100,8 +107,9 @@ def test_own_rank_is_shown_even_off_the_page(app, client, login):
     assert "You are <strong>#22</strong>" in week
 
 
-def test_a_participant_without_referrals_is_told_how_to_get_on(app, make_participant, login,
-                                                               client):
+def test_a_participant_without_referrals_is_told_how_to_get_on(
+    app, make_participant, login, client
+):
     alice = make_participant("Alice Zimmer")
     login(alice["email"])
     page = client.get("/referral/leaderboard").get_data(as_text=True)

@@ -318,5 +318,7 @@ def test_a_person_is_referred_only_once(app, make_participant):
 def test_codes_are_unique_case_insensitive_and_use_the_safe_alphabet(app, make_participant):
     codes = {make_participant(f"Person Number{i}")["code"] for i in range(30)}
     assert len(codes) == 30
-    assert all(6 <= len(code) <= 8 and set(code) <= set("23456789ABCDEFGHJKMNPQRSTUVWXYZ")
-               for code in codes)
+    assert all(
+        6 <= len(code) <= 8 and set(code) <= set("23456789ABCDEFGHJKMNPQRSTUVWXYZ")
+        for code in codes
+    )
