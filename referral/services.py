@@ -119,13 +119,14 @@ def signup_prefill(query_code: str | None, cookie: tuple[str, datetime] | None) 
 def issue_code(user: User, program: Program, length: int = MIN_LENGTH) -> ReferralCode:
     """A fresh random code; a collision with an existing code just draws again."""
     for _ in range(_CODE_ATTEMPTS):
-        code = ReferralCode(code=generate_code(length), user_id=user.id, program_id=program.id)
-        db.session.add(code)
         try:
+            # Added inside the savepoint, so a collision's rollback discards it too.
             with db.session.begin_nested():
-                db.session.flush()
+                code = ReferralCode(
+                    code=generate_code(length), user_id=user.id, program_id=program.id
+                )
+                db.session.add(code)
         except IntegrityError:
-            db.session.expunge(code)
             continue
         return code
     raise RuntimeError("could not draw an unused referral code; the code space is crowded")

@@ -322,3 +322,13 @@ def test_codes_are_unique_case_insensitive_and_use_the_safe_alphabet(app, make_p
         6 <= len(code) <= 8 and set(code) <= set("23456789ABCDEFGHJKMNPQRSTUVWXYZ")
         for code in codes
     )
+
+
+def test_a_code_collision_draws_again(app, make_participant, monkeypatch):
+    alice = make_participant("Alice Zimmer")
+    draws = iter([alice["code"], alice["code"], "QQQQQQ"])
+    monkeypatch.setattr("referral.services.generate_code", lambda length: next(draws))
+    bob = make_participant("Bob Baker")
+    assert bob["code"] == "QQQQQQ"
+    with app.app_context():
+        assert factories.code_of(alice["id"]) == alice["code"]
