@@ -21,7 +21,7 @@ def seed(participants: int, days: int, if_empty: bool):
         raise click.ClickException("The database is not empty; demo data goes only into a new one.")
 
     def progress(done: int, total: int) -> None:
-        click.echo(f"\rSeeding participants: {done}/{total}", nl=done == total)
+        click.echo(f"Seeding participants: {done}/{total}")
 
     report = demo.seed(participants, days, progress)
     click.echo(
