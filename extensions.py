@@ -3,14 +3,13 @@
 from flask_bootstrap import Bootstrap5
 from flask_caching import Cache
 from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
-
-from core.clients import client_ip
 
 # Stable constraint names, so Alembic revisions name (and can drop) them the same everywhere.
 NAMING_CONVENTION = {
@@ -31,5 +30,6 @@ migrate = Migrate(render_as_batch=True, compare_type=True)
 login_manager = LoginManager()
 cache = Cache()
 csrf = CSRFProtect()
-limiter = Limiter(key_func=client_ip)
+# The client's address as Werkzeug sees it: after ProxyFix, only trusted hops count.
+limiter = Limiter(key_func=get_remote_address)
 bootstrap = Bootstrap5()

@@ -75,7 +75,8 @@ def test_models_and_migrations_agree(app, backend):
             sql = connection.execute(
                 text("SELECT sql FROM sqlite_master WHERE name = 'ix_users_leaderboard'")
             ).scalar()
-            assert "(referral_count DESC, last_referral_at, id) WHERE referral_count > 0" in sql
+            expected = "(referral_count DESC, last_referral_at, id, active) WHERE referral_count > 0"
+            assert expected in sql
     assert diff == []
 
 

@@ -75,7 +75,7 @@ def upgrade():
     op.create_index(
         "ix_users_leaderboard",
         "users",
-        [sa.text("referral_count DESC"), "last_referral_at", "id"],
+        [sa.text("referral_count DESC"), "last_referral_at", "id", "active"],
         unique=False,
         postgresql_where=sa.text("referral_count > 0"),
         sqlite_where=sa.text("referral_count > 0"),
@@ -153,7 +153,7 @@ def upgrade():
         batch_op.create_index('ix_referrals_created_at_referrer', ['created_at', 'referrer_id', 'status'], unique=False)
         batch_op.create_index(batch_op.f('ix_referrals_program_id'), ['program_id'], unique=False)
         batch_op.create_index('ix_referrals_referrer_id_created_at', ['referrer_id', 'created_at'], unique=False)
-        batch_op.create_index(batch_op.f('ix_referrals_status'), ['status'], unique=False)
+        batch_op.create_index('ix_referrals_status_created_at', ['status', 'created_at', 'referrer_id'], unique=False)
 
     programs = sa.table(
         "programs",

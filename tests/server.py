@@ -1,0 +1,142 @@
+"""A real server process for tests that need one: gunicorn running the app factory.
+
+    with running_server(database_url) as base_url:
+        requests.get(f"{base_url}/health")
+
+Only 127.0.0.1, a free port, a bounded wait for /health, and a bounded shutdown.
+"""
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVER_SECRET = "server-test-secret-0123456789abcdef0123456789"
+# High enough that no test of concurrency is cut short by the rate limiter.
+GENEROUS_LIMITS = "100000/minute"
+START_TIMEOUT_SECONDS = 20.0
+STOP_TIMEOUT_SECONDS = 10.0
+_LOG_TAIL = 4000
+
+
+class ServerFailed(RuntimeError):
+    """The server process did not come up; the message carries the end of its log."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def server_environment(database_url: str, **settings: str) -> dict[str, str]:
+    """The process environment: this one's, minus any app settings, plus the test's."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("REDIS_URL", "DATABASE_URL", "SECRET_KEY", "APP_ENV", "PUBLIC_URL")
+    }
+    env.update(
+        APP_ENV="development",
+        SECRET_KEY=SERVER_SECRET,
+        DATABASE_URL=database_url,
+        LOG_LEVEL="WARNING",
+        SIGNUP_LIMITS=GENEROUS_LIMITS,
+        LOGIN_LIMITS=GENEROUS_LIMITS,
+        LOGIN_ACCOUNT_LIMITS=GENEROUS_LIMITS,
+        REFERRAL_LINK_LIMITS=GENEROUS_LIMITS,
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(settings)
+    return env
+
+
+@contextlib.contextmanager
+def running_server(
+    database_url: str, *, workers: int = 2, threads: int = 8, **settings: str
+) -> Iterator[str]:
+    """Start gunicorn on `database_url` (a plain postgresql:// or sqlite:/// URL), yield its
+    base URL once /health answers 200, and stop it afterwards. `settings` are extra
+    environment variables for the app (e.g. REDIS_URL="redis://127.0.0.1:6379/0")."""
+    port = free_port()
+    options = {
+        "--workers": workers,
+        "--threads": threads,
+        "--bind": f"127.0.0.1:{port}",
+        "--timeout": 60,
+        "--graceful-timeout": int(STOP_TIMEOUT_SECONDS) // 2,
+    }
+    command = [sys.executable, "-m", "gunicorn", "--no-control-socket"]
+    for option, value in options.items():
+        command += [option, str(value)]
+    command.append("app:create_app()")
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=server_environment(database_url, **settings),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own group: the workers go down with it
+        )
+        try:
+            base_url = f"http://127.0.0.1:{port}"
+            _wait_until_healthy(process, base_url, log)
+            yield base_url
+        finally:
+            _stop(process)
+
+
+def _wait_until_healthy(process: subprocess.Popen, base_url: str, log) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    last_problem = "no answer yet"
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ServerFailed(
+                f"gunicorn exited with status {process.returncode} before answering /health:\n"
+                + _tail(log)
+            )
+        try:
+            response = requests.get(f"{base_url}/health", timeout=2)
+        except requests.RequestException as error:
+            last_problem = f"{error.__class__.__name__}: {error}"
+        else:
+            if response.status_code == 200:
+                return
+            last_problem = f"/health answered {response.status_code}: {response.text[:200]}"
+        time.sleep(0.1)
+    raise ServerFailed(
+        f"gunicorn did not answer /health with 200 within {START_TIMEOUT_SECONDS:.0f} s "
+        f"({last_problem}):\n" + _tail(log)
+    )
+
+
+def _tail(log) -> str:
+    log.flush()
+    log.seek(0)
+    return log.read().decode("utf-8", "replace")[-_LOG_TAIL:]
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """SIGTERM (gunicorn's graceful stop) to the process we started; SIGKILL to its own
+    group only if it does not finish in time."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=STOP_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=STOP_TIMEOUT_SECONDS)
+    else:
+        process.wait()
