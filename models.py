@@ -116,6 +116,14 @@ class User(UserMixin, db.Model):
             postgresql_where=text("referral_count > 0"),
             sqlite_where=text("referral_count > 0"),
         ),
+        # The few deactivated accounts, so period boards can leave them out cheaply.
+        Index(
+            "ix_users_inactive",
+            "id",
+            # Spelled as SQLAlchemy renders `not_(User.active)` on each, so planners match it.
+            postgresql_where=text("NOT active"),
+            sqlite_where=text("active = 0"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

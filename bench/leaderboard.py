@@ -29,7 +29,7 @@ from sqlalchemy import event, func, insert, or_, select
 from app import create_app
 from extensions import cache, db
 from models import COUNTED_STATUSES, Program, Referral, ReferralCode, User, utcnow
-from referral.codes import ALPHABET
+from tests.factories import numbered_code
 
 ADMIN_URL = os.environ.get(
     "BENCH_POSTGRES_URL",
@@ -57,15 +57,6 @@ class Dataset:
     users: list[dict] = field(default_factory=list)
     codes: list[dict] = field(default_factory=list)
     referrals: list[dict] = field(default_factory=list)
-
-
-def code_for(number: int) -> str:
-    """A distinct 6-character code per number, in the app's alphabet."""
-    digits = []
-    for _ in range(6):
-        number, digit = divmod(number, len(ALPHABET))
-        digits.append(ALPHABET[digit])
-    return "".join(reversed(digits))
 
 
 def generate(participants: int, program_id: int, now: datetime, seed: int) -> Dataset:
@@ -114,7 +105,7 @@ def _user(rng: random.Random, user_id: int, joined_at: datetime) -> dict:
 def _code(user_id: int, program_id: int, created_at: datetime) -> dict:
     return {
         "id": user_id,
-        "code": code_for(user_id),
+        "code": numbered_code(user_id),
         "user_id": user_id,
         "program_id": program_id,
         "status": "active",

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, not_, or_, select
 
 from extensions import cache, db
 from models import COUNTED_STATUSES, Referral, User, public_name
@@ -85,40 +85,32 @@ def board_page(period: str, page: int, now: datetime) -> Board:
 
 
 def _ranking(start: datetime | None):
-    """(user_id, name, display_name, referrals, reached_at) for everyone on the board."""
+    """(user_id, referrals, reached_at) for everyone on the board, read from indexes only:
+    names are fetched afterwards for the one page shown."""
     if start is None:
         return (
             select(
                 User.id.label("user_id"),
-                User.name,
-                User.display_name,
                 User.referral_count.label("referrals"),
                 User.last_referral_at.label("reached_at"),
             )
             .where(User.referral_count > 0, User.active)
             .subquery()
         )
-    counts = (
+    inactive = select(User.id).where(not_(User.active))  # read from ix_users_inactive
+    return (
         select(
             Referral.referrer_id.label("user_id"),
             func.count().label("referrals"),
             # When the count was reached: the latest referral inside the period.
             func.max(Referral.created_at).label("reached_at"),
         )
-        .where(Referral.created_at >= start, Referral.status.in_(COUNTED_STATUSES))
-        .group_by(Referral.referrer_id)
-        .subquery()
-    )
-    return (
-        select(
-            counts.c.user_id,
-            User.name,
-            User.display_name,
-            counts.c.referrals,
-            counts.c.reached_at,
+        .where(
+            Referral.created_at >= start,
+            Referral.status.in_(COUNTED_STATUSES),
+            Referral.referrer_id.not_in(inactive),
         )
-        .join(User, User.id == counts.c.user_id)
-        .where(User.active)
+        .group_by(Referral.referrer_id)
         .subquery()
     )
 
@@ -134,8 +126,12 @@ def _load_page(period: str, start: datetime | None, page: int) -> Board:
     pages = max((total + size - 1) // size, 1)
     page = min(page, pages)
     offset = (page - 1) * size
+    # Find the page's 20 ids first, then join only those to their names.
+    chosen = select(ranking).order_by(*_board_order(ranking)).limit(size).offset(offset).subquery()
     found = db.session.execute(
-        select(ranking).order_by(*_board_order(ranking)).limit(size).offset(offset)
+        select(chosen, User.name, User.display_name)
+        .join(User, User.id == chosen.c.user_id)
+        .order_by(*_board_order(chosen))
     ).all()
     rows = [
         Row(offset + index + 1, row.user_id, public_name(row.name, row.display_name), row.referrals)

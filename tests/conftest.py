@@ -130,11 +130,16 @@ def signup(client):
     return submit
 
 
+def log_in(client, email, password=factories.PASSWORD, query=None, **extra):
+    """Log `client` in through the real form; returns the response."""
+    token = csrf_token(client, "/auth/login")
+    data = {"csrf_token": token, "email": email, "password": password, **extra}
+    return client.post("/auth/login", data=data, query_string=query)
+
+
 @pytest.fixture
 def login(client):
-    def submit(email, password="correct horse battery staple", **extra):
-        token = csrf_token(client, "/auth/login")
-        data = {"csrf_token": token, "email": email, "password": password, **extra}
-        return client.post("/auth/login", data=data, query_string=extra.pop("query", None))
+    def submit(email, password=factories.PASSWORD, **extra):
+        return log_in(client, email, password, **extra)
 
     return submit

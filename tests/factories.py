@@ -7,6 +7,7 @@ from sqlalchemy import select
 from auth.services import register_participant
 from extensions import db
 from models import ReferralCode, User
+from referral.codes import ALPHABET
 
 PASSWORD = "correct horse battery staple"
 
@@ -45,3 +46,12 @@ def code_of(user_id: int) -> str:
 
 def user_by_email(email: str) -> User | None:
     return db.session.scalar(select(User).where(User.email == email))
+
+
+def numbered_code(number: int) -> str:
+    """A distinct 6-character code per number, in the app's alphabet (for bulk data)."""
+    digits = []
+    for _ in range(6):
+        number, digit = divmod(number, len(ALPHABET))
+        digits.append(ALPHABET[digit])
+    return "".join(reversed(digits))

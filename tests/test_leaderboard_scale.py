@@ -12,22 +12,14 @@ from sqlalchemy.orm import Session
 
 from extensions import cache, db
 from models import Referral, ReferralCode, User, utcnow
-from referral.codes import ALPHABET
 from referral.leaderboard import period_start
 from referral.services import default_program
+from tests.factories import numbered_code
 
 BOARD_SIZE = 3_100  # participants with referrals; every 97th is deactivated
 PAGE_SIZE = 20
 MOST_ROWS_PER_REQUEST = 100
 ROW = re.compile(r'<td class="rank">(\d+)</td><td>([^<]*)</td><td class="text-end">(\d+)</td>')
-
-
-def _code(number: int) -> str:
-    digits = []
-    for _ in range(6):
-        number, digit = divmod(number, len(ALPHABET))
-        digits.append(ALPHABET[digit])
-    return "".join(reversed(digits))
 
 
 def _referral_times(rng: random.Random, count: int, now: datetime, month: datetime) -> list:
@@ -88,7 +80,7 @@ def _insert(users: list, referrals: list, now: datetime) -> None:
     codes = [
         {
             "id": user["id"],
-            "code": _code(user["id"]),
+            "code": numbered_code(user["id"]),
             "user_id": user["id"],
             "program_id": program_id,
             "status": "active",

@@ -9,7 +9,7 @@ from extensions import db
 from models import Click, Referral, ReferralCode, User, utcnow
 from referral.attribution import ATTRIBUTION_COOKIE, VISITOR_COOKIE
 from tests import factories
-from tests.conftest import csrf_token
+from tests.conftest import csrf_token, log_in
 
 
 def _count(app, model, *where):
@@ -51,14 +51,7 @@ def test_whole_loop_link_cookie_signup_dashboard_leaderboard(app, make_participa
     assert referral.status == "pending" and referral.source == "link"
 
     alice_client = app.test_client()
-    alice_client.post(
-        "/auth/login",
-        data={
-            "csrf_token": csrf_token(alice_client, "/auth/login"),
-            "email": alice["email"],
-            "password": factories.PASSWORD,
-        },
-    )
+    log_in(alice_client, alice["email"])
     dashboard = alice_client.get("/referral/dashboard").get_data(as_text=True)
     assert "Bob Baker" in dashboard
     assert "b***@example.com" in dashboard
@@ -248,14 +241,7 @@ def test_dashboard_shows_link_qr_share_buttons_and_paginates_invitees(app, make_
         with app.app_context():
             factories.participant(f"Friend Number{index}", invited_by=alice["code"])
     client = app.test_client()
-    client.post(
-        "/auth/login",
-        data={
-            "csrf_token": csrf_token(client, "/auth/login"),
-            "email": alice["email"],
-            "password": factories.PASSWORD,
-        },
-    )
+    log_in(client, alice["email"])
     first = client.get("/referral/dashboard").get_data(as_text=True)
     assert f"/r/{alice['code']}" in first
     assert "<svg" in first  # the QR code, inline

@@ -80,6 +80,14 @@ def upgrade():
         postgresql_where=sa.text("referral_count > 0"),
         sqlite_where=sa.text("referral_count > 0"),
     )
+    op.create_index(
+        "ix_users_inactive",
+        "users",
+        ["id"],
+        unique=False,
+        postgresql_where=sa.text("NOT active"),
+        sqlite_where=sa.text("active = 0"),
+    )
 
     op.create_table('referral_codes',
     sa.Column('id', sa.Integer(), nullable=False),
