@@ -2,18 +2,10 @@
 
 from sqlalchemy import select
 
-from auth.services import (
-    EmailTaken,
-    canonical_email,
-    check_password_policy,
-    clean_name,
-    hash_password,
-    normalize_email,
-)
+from auth.services import register_participant
 from core.errors import DomainError
 from extensions import db
 from models import ROLES, User
-from referral import services as referral_services
 
 
 class UnknownUser(DomainError):
@@ -28,20 +20,10 @@ class UnknownRole(DomainError):
 
 
 def create_admin(*, email: str, name: str, password: str) -> User:
-    email = normalize_email(email)
-    if db.session.scalar(select(User.id).where(User.email == email)) is not None:
-        raise EmailTaken()
-    check_password_policy(password)
-    user = User(
-        email=email,
-        email_canonical=canonical_email(email),
-        name=clean_name(name),
-        password_hash=hash_password(password),
-        role="admin",
-    )
-    db.session.add(user)
+    """An administrator is a participant with the admin role: same checks, same own code."""
+    user = register_participant(name=name, email=email, password=password)
+    user.role = "admin"
     db.session.flush()
-    referral_services.issue_code(user, referral_services.default_program())
     return user
 
 
