@@ -5,7 +5,7 @@ import warnings
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 
 from app import create_app
 from config import ConfigError
@@ -80,14 +80,21 @@ def test_models_and_migrations_agree(app, backend):
     assert diff == []
 
 
-def test_sqlite_runs_in_wal_with_foreign_keys_and_immediate_writes(app, backend):
-    if backend != "sqlite":
-        pytest.skip("SQLite settings")
+def test_sqlite_runs_in_wal_with_foreign_keys_and_immediate_writes(sqlite_url):
+    app = create_app(app_config(sqlite_url))
     with app.app_context():
         assert db.session.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert db.session.execute(text("PRAGMA foreign_keys")).scalar() == 1
         assert db.session.execute(text("PRAGMA busy_timeout")).scalar() == 15000
         db.session.rollback()
+        # Every transaction takes the write lock at BEGIN: a second writer waits, it is not
+        # refused halfway through for having read first.
+        statements = []
+        event.listen(db.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+        db.session.execute(text("SELECT 1"))
+        db.session.rollback()
+    close(app)
+    assert statements[0] == "BEGIN IMMEDIATE"
 
 
 def test_health_reports_the_database_ok(client):
