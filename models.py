@@ -21,7 +21,6 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from extensions import db
 
 ROLES = ("member", "operator", "marketer", "manager", "admin")
-STAFF_ROLES = ROLES[1:]
 CODE_STATUSES = ("active", "disabled")
 ATTRIBUTION_MODELS = ("first", "last")
 REFERRAL_SOURCES = ("link", "code", "claimed", "api")
@@ -153,10 +152,6 @@ class User(UserMixin, db.Model):
     @property
     def is_active(self) -> bool:  # Flask-Login refuses inactive users
         return self.active
-
-    @property
-    def is_staff(self) -> bool:
-        return self.role in STAFF_ROLES
 
     @property
     def public_name(self) -> str:

@@ -1,9 +1,9 @@
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_required, login_user, logout_user
 
 from auth import services
 from auth.forms import LoginForm, SignupForm
-from core.clients import client_ip
 from core.errors import DomainError
 from core.forms import show_domain_error
 from core.security import is_local_path
@@ -17,7 +17,7 @@ bp = Blueprint("auth", __name__, url_prefix="/auth")
 def _login_account_key() -> str:
     # Per account *and* address: an attacker hammering one account from one place is
     # stopped without locking the real owner out from theirs.
-    return f"{request.form.get('email', '').strip().lower()}|{client_ip()}"
+    return f"{request.form.get('email', '').strip().lower()}|{get_remote_address()}"
 
 
 @bp.route("/signup", methods=["GET", "POST"])
@@ -39,7 +39,7 @@ def signup():
                 typed_code=form.referral_code.data,
                 cookie=cookie,
                 device_id=attribution.visitor_id(),
-                ip=client_ip(),
+                ip=get_remote_address(),
             )
             db.session.commit()
         except DomainError as error:

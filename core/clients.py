@@ -1,13 +1,7 @@
-"""Who is asking: the client address (after ProxyFix) and its privacy-preserving prefix."""
+"""The privacy-preserving prefix of a client address. The address itself is
+flask_limiter.util.get_remote_address: after ProxyFix, only trusted hops count."""
 
 import ipaddress
-
-from flask import request
-
-
-def client_ip() -> str:
-    """The client's address; X-Forwarded-For counts only when TRUSTED_PROXY_COUNT says so."""
-    return request.remote_addr or "unknown"
 
 
 def ip_prefix(address: str) -> str | None:

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from auth.services import canonical_email, hash_password
 from core.clients import ip_prefix
 from extensions import db
-from models import User, utcnow
+from models import ReferralCode, User, utcnow
 from referral import services
 
 DEMO_PASSWORD = "invite-loop-demo"  # noqa: S105 - published on purpose: demo data only
@@ -111,20 +111,20 @@ def seed(participants: int, days: int, progress: Callable[[int, int], None]) -> 
     _seed_admin(shared_hash, now - timedelta(days=days + 1), program)
     start = now - timedelta(days=days)
     joined = sorted(start + (now - start) * rng.random() ** 0.7 for _ in range(participants))
-    people: list[tuple[User, str]] = []
+    people: list[tuple[User, ReferralCode]] = []
     report = SeedReport(0, 0, 0)
     for index, joined_at in enumerate(joined):
         user = _seed_participant(rng, index, joined_at, shared_hash)
         code = services.issue_code(user, program)
         inviter = _pick_inviter(rng, people)
         if inviter is not None:
-            report.clicks += _seed_clicks(rng, inviter[1], joined_at)
-            inviter_code = services.find_active_code(inviter[1], now)
+            inviter_user, inviter_code = inviter
+            report.clicks += _seed_clicks(rng, inviter_code, joined_at)
             if rng.random() < 0.04:  # the same browser as the inviter: caught
-                user.device_id = inviter[0].device_id
+                user.device_id = inviter_user.device_id
             services.attribute_signup(user, inviter_code, rng.choice(("link", "code")), joined_at)
             report.referrals += 1
-        people.append((user, code.code))
+        people.append((user, code))
         report.participants += 1
         if (index + 1) % 50 == 0 or index + 1 == participants:
             db.session.commit()
@@ -164,20 +164,19 @@ def _seed_participant(rng: random.Random, index: int, joined_at: datetime, passw
     return user
 
 
-def _pick_inviter(rng: random.Random, people: list) -> tuple[User, str] | None:
+def _pick_inviter(rng: random.Random, people: list) -> tuple[User, ReferralCode] | None:
     """Two in three joined through a friend; early joiners have had more time to invite."""
     if not people or rng.random() < 0.33:
         return None
     return people[int(len(people) * rng.random() ** 2)]
 
 
-def _seed_clicks(rng: random.Random, code: str, signup_at: datetime) -> int:
+def _seed_clicks(rng: random.Random, code: ReferralCode, signup_at: datetime) -> int:
     """The visits before a signup: a few clicks in the days before, the last one converting."""
-    found = services.find_active_code(code)
     count = rng.randint(1, 5)
     for step in range(count):
         click = services.record_click(
-            found,
+            code,
             visitor_id=secrets.token_hex(16),
             ip_prefix=ip_prefix(f"203.0.113.{rng.randint(1, 254)}"),
             user_agent=rng.choice(USER_AGENTS),

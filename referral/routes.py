@@ -7,9 +7,10 @@ from flask import (
     request,
     url_for,
 )
+from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_required
 
-from core.clients import client_ip, ip_prefix
+from core.clients import ip_prefix
 from extensions import db, limiter
 from models import utcnow
 from referral import attribution, leaderboard, services, sharing
@@ -33,7 +34,7 @@ def _capture_click(raw_code: str):
     services.record_click(
         code,
         visitor_id=attribution.visitor_id(),
-        ip_prefix=ip_prefix(client_ip()),
+        ip_prefix=ip_prefix(get_remote_address()),
         user_agent=request.user_agent.string,
         referrer=request.referrer,
         utm={key: request.args.get(f"utm_{key}") for key in services.UTM_KEYS},

@@ -19,6 +19,7 @@ from referral.codes import MIN_LENGTH, generate_code, normalize_code
 log = logging.getLogger(__name__)
 
 DEFAULT_PROGRAM_SLUG = "default"
+UTM_KEYS = ("source", "medium", "campaign", "term", "content")
 _CODE_ATTEMPTS = 10
 
 
@@ -41,8 +42,12 @@ class Inviter:
     source: str  # "code" when typed by hand, "link" when it came from a referral link
 
 
+def _find_default_program() -> Program | None:
+    return db.session.scalar(select(Program).where(Program.is_default))
+
+
 def default_program() -> Program:
-    program = db.session.scalar(select(Program).where(Program.is_default))
+    program = _find_default_program()
     if program is None:
         raise RuntimeError("no default program: run `flask db upgrade`")
     return program
@@ -50,7 +55,7 @@ def default_program() -> Program:
 
 def ensure_default_program() -> Program:
     """The default program, created as the first migration creates it if it is missing."""
-    program = db.session.scalar(select(Program).where(Program.is_default))
+    program = _find_default_program()
     if program is None:
         program = Program(
             name="Invite friends",
@@ -162,9 +167,6 @@ def record_click(
     db.session.add(click)
     db.session.flush()
     return click
-
-
-UTM_KEYS = ("source", "medium", "campaign", "term", "content")
 
 
 def _clip(value: str | None, length: int) -> str | None:
