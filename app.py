@@ -9,9 +9,10 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from config import load_config
 from core.database import configure_engine
 from core.errors import register_error_handlers
+from core.jobs import init_celery
 from core.security import register_security_headers
 from core.templating import register_template_helpers
-from extensions import bootstrap, cache, csrf, db, limiter, login_manager, migrate
+from extensions import bootstrap, cache, csrf, db, limiter, login_manager, mail, migrate
 
 
 def create_app(config: dict | None = None) -> Flask:
@@ -52,6 +53,8 @@ def register_extensions(app: Flask) -> None:
     csrf.init_app(app)
     limiter.init_app(app)
     bootstrap.init_app(app)
+    mail.init_app(app)
+    init_celery(app)
 
 
 def register_blueprints(app: Flask) -> None:
@@ -59,19 +62,23 @@ def register_blueprints(app: Flask) -> None:
     import auth
     import core
     import referral
+    import rewards
 
     app.register_blueprint(core.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(referral.bp)
+    app.register_blueprint(rewards.bp)
     app.register_blueprint(admin.bp)
 
 
 def register_commands(app: Flask) -> None:
     from admin.cli import admin_cli
     from referral.cli import demo_cli
+    from rewards.cli import rewards_cli
 
     app.cli.add_command(admin_cli)
     app.cli.add_command(demo_cli)
+    app.cli.add_command(rewards_cli)
 
 
 def trust_proxies(app: Flask) -> None:

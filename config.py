@@ -29,6 +29,27 @@ DEFAULTS = {
     "REFERRAL_LINK_LIMITS": "60/minute;1000/hour",  # per client IP on /r/<code>
     # Werkzeug hash method. Only a test configuration may lower it; see _check.
     "PASSWORD_HASH_METHOD": "scrypt",
+    # Rewards and conversions.
+    "DEFAULT_CURRENCY": "USD",
+    "PAYOUT_MINIMUM": 2000,  # minor units of the payout's currency
+    "EVENTS_WEBHOOK_SECRET": None,  # whsec_... ; a comma-separated list while rotating
+    "STRIPE_WEBHOOK_SECRET": None,  # whsec_... from the Stripe dashboard
+    "SALEOR_API_URL": None,  # e.g. https://shop.example.com/graphql/ ; its JWKS signs webhooks
+    "SALEOR_WEBHOOK_SECRET": None,  # legacy HMAC signatures, only when set
+    "SALEOR_JWKS_CACHE_SECONDS": 3600,
+    "WEBHOOK_TOLERANCE_SECONDS": 300,
+    "EVENTS_LIMITS": "600/minute",  # per client IP on the webhook endpoints
+    # Background jobs: inline unless a Redis broker is configured.
+    "CELERY_ALWAYS_EAGER": None,  # None: eager exactly when REDIS_URL is unset
+    "REWARDS_SWEEP_SECONDS": 300,  # how often workers release holds and expire rewards
+    # Email: printed to the console unless an SMTP server is configured.
+    "MAIL_BACKEND": "console",
+    "MAIL_SERVER": "localhost",
+    "MAIL_PORT": 25,
+    "MAIL_USE_TLS": False,
+    "MAIL_USERNAME": None,
+    "MAIL_PASSWORD": None,
+    "MAIL_DEFAULT_SENDER": "InviteLoop <no-reply@localhost>",
 }
 
 # How each environment variable is parsed; anything unparseable stops the start-up.
@@ -48,6 +69,23 @@ _ENV_TYPES = {
     "LOGIN_ACCOUNT_LIMITS": str,
     "SIGNUP_LIMITS": str,
     "REFERRAL_LINK_LIMITS": str,
+    "DEFAULT_CURRENCY": str,
+    "PAYOUT_MINIMUM": int,
+    "EVENTS_WEBHOOK_SECRET": str,
+    "STRIPE_WEBHOOK_SECRET": str,
+    "SALEOR_API_URL": str,
+    "SALEOR_WEBHOOK_SECRET": str,
+    "SALEOR_JWKS_CACHE_SECONDS": int,
+    "EVENTS_LIMITS": str,
+    "CELERY_ALWAYS_EAGER": bool,
+    "REWARDS_SWEEP_SECONDS": int,
+    "MAIL_BACKEND": str,
+    "MAIL_SERVER": str,
+    "MAIL_PORT": int,
+    "MAIL_USE_TLS": bool,
+    "MAIL_USERNAME": str,
+    "MAIL_PASSWORD": str,
+    "MAIL_DEFAULT_SENDER": str,
 }
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -119,6 +157,29 @@ def _derive(app: Flask) -> None:
     config["BOOTSTRAP_SERVE_LOCAL"] = True
     config["SQLALCHEMY_TRACK_MODIFICATIONS"] = False
     config["MAX_CONTENT_LENGTH"] = config.get("MAX_CONTENT_LENGTH") or 1024 * 1024
+    config["DEFAULT_CURRENCY"] = config["DEFAULT_CURRENCY"].upper()
+    eager = config["CELERY_ALWAYS_EAGER"]
+    config["CELERY"] = {
+        "broker_url": redis_url or "memory://",
+        "result_backend": None,
+        "task_always_eager": (not redis_url) if eager is None else eager,
+        "task_eager_propagates": True,
+        "task_ignore_result": True,
+        "task_acks_late": True,
+        "worker_prefetch_multiplier": 1,
+        "broker_connection_retry_on_startup": True,
+        "beat_schedule": {
+            "release-held-rewards": {
+                "task": "rewards.release_held",
+                "schedule": config["REWARDS_SWEEP_SECONDS"],
+            },
+            "expire-rewards": {
+                "task": "rewards.expire",
+                "schedule": config["REWARDS_SWEEP_SECONDS"],
+            },
+        },
+        **config.get("CELERY_OVERRIDES", {}),
+    }
 
 
 def database_uri(url: str | None, instance_path: str) -> str:
@@ -162,6 +223,14 @@ def _check(app: Flask) -> None:
         raise ConfigError("PASSWORD_HASH_METHOD may only be changed in a test configuration")
     if config["TRUSTED_PROXY_COUNT"] < 0:
         raise ConfigError("TRUSTED_PROXY_COUNT cannot be negative")
+    currency = config["DEFAULT_CURRENCY"]
+    if len(currency) != 3 or not currency.isalpha():
+        raise ConfigError("DEFAULT_CURRENCY must be a three-letter ISO code such as USD")
+    if config["PAYOUT_MINIMUM"] < 1:
+        raise ConfigError("PAYOUT_MINIMUM must be at least 1 (minor units)")
+    saleor_url = config["SALEOR_API_URL"]
+    if saleor_url and not saleor_url.startswith(("http://", "https://")):
+        raise ConfigError("SALEOR_API_URL must start with http:// or https://")
     public_url = config["PUBLIC_URL"]
     if public_url and not public_url.startswith(("http://", "https://")):
         raise ConfigError("PUBLIC_URL must start with http:// or https://")

@@ -5,6 +5,7 @@ from flask_caching import Cache
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
+from flask_mailman import Mail
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
@@ -33,3 +34,4 @@ csrf = CSRFProtect()
 # The client's address as Werkzeug sees it: after ProxyFix, only trusted hops count.
 limiter = Limiter(key_func=get_remote_address)
 bootstrap = Bootstrap5()
+mail = Mail()

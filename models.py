@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -27,6 +28,34 @@ REFERRAL_SOURCES = ("link", "code", "claimed", "api")
 REFERRAL_STATUSES = ("pending", "qualified", "rewarded", "review", "approved", "rejected")
 # Referrals that count on the leaderboard and in the referrer's counter.
 COUNTED_STATUSES = ("pending", "qualified", "rewarded", "approved")
+# Referrals a qualifying event may still turn into rewards.
+QUALIFIABLE_STATUSES = ("pending", "approved")
+
+TRIGGERS = ("signup", "first_purchase", "every_purchase")
+REWARD_KINDS = ("credit", "points", "coupon", "gift_card", "cash")
+REWARD_BASES = ("fixed", "percent")  # percent values are in basis points (1000 = 10 %)
+# Kinds a participant can cash out through a payout request.
+PAYABLE_KINDS = ("cash", "credit")
+MAX_DEPTH = 10
+
+CONVERSION_SOURCES = ("api", "saleor", "stripe", "manual", "app")
+CONVERSION_KINDS = ("signup", "purchase", "refund")
+OUTCOMES = ("accepted", "duplicate", "unattributed", "ignored", "rejected")
+
+REWARD_ROLES = ("referrer", "referee", "bonus")
+REWARD_STATUSES = (
+    "review",  # held by a fraud check until staff decide
+    "pending",  # inside the hold (refund) window
+    "approved",
+    "paid",
+    "redeemed",
+    "expired",
+    "cancelled",
+    "rejected",
+)
+# Entries that are, or will be, worth something to the participant.
+LIVE_REWARD_STATUSES = ("review", "pending", "approved", "paid", "redeemed")
+PAYOUT_STATUSES = ("requested", "paid", "cancelled")
 
 
 def utcnow() -> datetime:
@@ -68,6 +97,61 @@ class Program(db.Model):
             f"attribution_model IN ({_sql_list(ATTRIBUTION_MODELS)})", name="attribution_model"
         ),
         CheckConstraint("ends_at IS NULL OR ends_at > starts_at", name="window_order"),
+        CheckConstraint(f"trigger_event IN ({_sql_list(TRIGGERS)})", name="trigger_event"),
+        CheckConstraint("min_purchase_amount >= 0", name="min_purchase_not_negative"),
+        CheckConstraint("length(currency) = 3 AND currency = upper(currency)", name="currency"),
+        CheckConstraint(
+            f"referrer_reward_kind IN ({_sql_list(REWARD_KINDS)})", name="referrer_kind"
+        ),
+        CheckConstraint(
+            f"referrer_reward_basis IN ({_sql_list(REWARD_BASES)})", name="referrer_basis"
+        ),
+        CheckConstraint("referrer_reward_value > 0", name="referrer_value_positive"),
+        CheckConstraint(
+            "referrer_reward_basis = 'fixed' OR referrer_reward_value <= 10000",
+            name="referrer_percent_range",
+        ),
+        # A friend's reward is all three fields or none.
+        CheckConstraint(
+            "(friend_reward_kind IS NULL) = (friend_reward_basis IS NULL)"
+            " AND (friend_reward_kind IS NULL) = (friend_reward_value IS NULL)",
+            name="friend_reward_complete",
+        ),
+        CheckConstraint(
+            f"friend_reward_kind IS NULL OR friend_reward_kind IN ({_sql_list(REWARD_KINDS)})",
+            name="friend_kind",
+        ),
+        CheckConstraint(
+            f"friend_reward_basis IS NULL OR friend_reward_basis IN ({_sql_list(REWARD_BASES)})",
+            name="friend_basis",
+        ),
+        CheckConstraint(
+            "friend_reward_value IS NULL OR (friend_reward_value > 0"
+            " AND (friend_reward_basis = 'fixed' OR friend_reward_value <= 10000))",
+            name="friend_value_range",
+        ),
+        CheckConstraint(f"max_depth BETWEEN 1 AND {MAX_DEPTH}", name="depth_range"),
+        CheckConstraint(
+            "(milestone_every IS NULL) = (milestone_amount IS NULL)", name="milestone_complete"
+        ),
+        CheckConstraint(
+            "milestone_every IS NULL OR (milestone_every >= 2 AND milestone_amount > 0)",
+            name="milestone_range",
+        ),
+        CheckConstraint("cap_per_day IS NULL OR cap_per_day > 0", name="cap_per_day_positive"),
+        CheckConstraint(
+            "cap_per_month IS NULL OR cap_per_month > 0", name="cap_per_month_positive"
+        ),
+        CheckConstraint("cap_total IS NULL OR cap_total > 0", name="cap_total_positive"),
+        CheckConstraint("hold_days BETWEEN 0 AND 365", name="hold_days_range"),
+        CheckConstraint(
+            "reward_expiry_days IS NULL OR reward_expiry_days BETWEEN 1 AND 3650",
+            name="expiry_days_range",
+        ),
+        CheckConstraint("review_score > 0 AND reject_score >= review_score", name="policy_order"),
+        CheckConstraint("max_signups_per_ip_per_day > 0", name="ip_limit_positive"),
+        CheckConstraint("max_signups_per_code_per_hour > 0", name="code_limit_positive"),
+        CheckConstraint("min_seconds_click_to_purchase >= 0", name="click_gap_not_negative"),
         # At most one default program.
         Index(
             "uq_programs_single_default",
@@ -89,6 +173,35 @@ class Program(db.Model):
     attribution_window_days: Mapped[int] = mapped_column(Integer, default=30)
     attribution_model: Mapped[str] = mapped_column(String(5), default="last")
     landing_url: Mapped[str | None] = mapped_column(String(500))
+    # What earns a reward, and what it is worth. Amounts are minor units of `currency`.
+    trigger_event: Mapped[str] = mapped_column(String(16), default="first_purchase")
+    min_purchase_amount: Mapped[int] = mapped_column(Integer, default=0)
+    currency: Mapped[str] = mapped_column(String(3), default="USD")
+    referrer_reward_kind: Mapped[str] = mapped_column(String(10), default="credit")
+    referrer_reward_basis: Mapped[str] = mapped_column(String(7), default="fixed")
+    referrer_reward_value: Mapped[int] = mapped_column(Integer, default=1000)
+    friend_reward_kind: Mapped[str | None] = mapped_column(String(10))
+    friend_reward_basis: Mapped[str | None] = mapped_column(String(7))
+    friend_reward_value: Mapped[int | None] = mapped_column(Integer)
+    # Levels paid and shown: level 1 earns the full reward, level n+1 earns
+    # level_shares[n-1] percent of it; levels past the list earn nothing.
+    max_depth: Mapped[int] = mapped_column(Integer, default=3)
+    level_shares: Mapped[list] = mapped_column(JSON, default=list)
+    milestone_every: Mapped[int | None] = mapped_column(Integer)
+    milestone_amount: Mapped[int | None] = mapped_column(Integer)
+    # Caps count referrer rewards (level 1): per referrer per UTC day / month, and in all.
+    cap_per_day: Mapped[int | None] = mapped_column(Integer)
+    cap_per_month: Mapped[int | None] = mapped_column(Integer)
+    cap_total: Mapped[int | None] = mapped_column(Integer)
+    hold_days: Mapped[int] = mapped_column(Integer, default=14)
+    reward_expiry_days: Mapped[int | None] = mapped_column(Integer)
+    # Fraud policy: a risk score at or above review_score is held, at reject_score refused.
+    review_score: Mapped[int] = mapped_column(Integer, default=50)
+    reject_score: Mapped[int] = mapped_column(Integer, default=100)
+    max_signups_per_ip_per_day: Mapped[int] = mapped_column(Integer, default=5)
+    max_signups_per_code_per_hour: Mapped[int] = mapped_column(Integer, default=200)
+    min_seconds_click_to_purchase: Mapped[int] = mapped_column(Integer, default=10)
+    excluded_email_domains: Mapped[list] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     def is_running(self, now: datetime) -> bool:
@@ -255,3 +368,173 @@ class Referral(db.Model):
     @property
     def counted(self) -> bool:
         return self.status in COUNTED_STATUSES
+
+
+class Conversion(db.Model):
+    """One event from outside (or from the app itself), stored once however often it comes."""
+
+    __tablename__ = "conversions"
+    __table_args__ = (
+        UniqueConstraint("source", "kind", "external_id", name="uq_conversions_event"),
+        CheckConstraint(f"source IN ({_sql_list(CONVERSION_SOURCES)})", name="source"),
+        CheckConstraint(f"kind IN ({_sql_list(CONVERSION_KINDS)})", name="kind"),
+        CheckConstraint(f"outcome IN ({_sql_list(OUTCOMES)})", name="outcome"),
+        CheckConstraint("amount IS NULL OR amount >= 0", name="amount_not_negative"),
+        CheckConstraint("length(currency) = 3", name="currency"),
+        CheckConstraint("outcome = 'accepted' OR reason IS NOT NULL", name="outcome_reason"),
+        Index("ix_conversions_source_order_id", "source", "order_id"),
+        Index("ix_conversions_participant_id_occurred_at", "participant_id", "occurred_at"),
+        Index("ix_conversions_created_at", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(10))
+    kind: Mapped[str] = mapped_column(String(10))
+    external_id: Mapped[str] = mapped_column(String(200))
+    # The shop's order a purchase pays for, or a refund gives back.
+    order_id: Mapped[str | None] = mapped_column(String(200))
+    program_id: Mapped[int | None] = mapped_column(ForeignKey("programs.id"), index=True)
+    participant_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    referral_id: Mapped[int | None] = mapped_column(
+        ForeignKey("referrals.id", ondelete="SET NULL"), index=True
+    )
+    customer_external_id: Mapped[str | None] = mapped_column(String(100))
+    customer_email: Mapped[str | None] = mapped_column(String(254))
+    ref_code: Mapped[str | None] = mapped_column(String(8))
+    amount: Mapped[int | None] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    outcome: Mapped[str] = mapped_column(String(12))
+    reason: Mapped[str | None] = mapped_column(String(40))
+    risk_score: Mapped[int] = mapped_column(Integer, default=0)
+    risk_reasons: Mapped[list] = mapped_column(JSON, default=list)
+    payload: Mapped[dict] = mapped_column(JSON, default=dict)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    participant: Mapped[User | None] = relationship()
+    referral: Mapped[Referral | None] = relationship()
+
+
+class Payout(db.Model):
+    """A participant's request to cash out approved rewards of one kind and currency."""
+
+    __tablename__ = "payouts"
+    __table_args__ = (
+        CheckConstraint(f"status IN ({_sql_list(PAYOUT_STATUSES)})", name="status"),
+        CheckConstraint(f"kind IN ({_sql_list(PAYABLE_KINDS)})", name="kind"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("status <> 'paid' OR paid_at IS NOT NULL", name="paid_at"),
+        # One open request per participant, kind and currency.
+        Index(
+            "uq_payouts_one_open",
+            "user_id",
+            "kind",
+            "currency",
+            unique=True,
+            postgresql_where=text("status = 'requested'"),
+            sqlite_where=text("status = 'requested'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(10))
+    amount: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(10), default="requested")
+    reference: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    user: Mapped[User] = relationship()
+
+
+class Reward(db.Model):
+    """One entry of a participant's ledger."""
+
+    __tablename__ = "rewards"
+    __table_args__ = (
+        # Exactly once by construction: a conversion pays each beneficiary once per role/level.
+        UniqueConstraint(
+            "conversion_id", "beneficiary_id", "role", "level", name="uq_rewards_issuance"
+        ),
+        CheckConstraint(f"role IN ({_sql_list(REWARD_ROLES)})", name="role"),
+        CheckConstraint(f"kind IN ({_sql_list(REWARD_KINDS)})", name="kind"),
+        CheckConstraint(f"status IN ({_sql_list(REWARD_STATUSES)})", name="status"),
+        CheckConstraint(f"level BETWEEN 1 AND {MAX_DEPTH}", name="level_range"),
+        CheckConstraint("length(currency) = 3", name="currency"),
+        # Only a reversing entry is negative, and it names what it reverses.
+        CheckConstraint(
+            "(reverses_id IS NULL AND amount > 0) OR (reverses_id IS NOT NULL AND amount < 0)",
+            name="amount_sign",
+        ),
+        CheckConstraint(
+            "status NOT IN ('cancelled', 'rejected', 'expired') OR reason IS NOT NULL",
+            name="closed_reason",
+        ),
+        CheckConstraint("status <> 'paid' OR paid_at IS NOT NULL", name="paid_at"),
+        # A milestone bonus is paid once per referrer, program and milestone number.
+        Index(
+            "uq_rewards_one_milestone",
+            "program_id",
+            "beneficiary_id",
+            "milestone",
+            unique=True,
+            postgresql_where=text("milestone IS NOT NULL"),
+            sqlite_where=text("milestone IS NOT NULL"),
+        ),
+        Index("ix_rewards_beneficiary_id_created_at", "beneficiary_id", "created_at"),
+        Index("ix_rewards_status_available_at", "status", "available_at"),
+        Index("ix_rewards_status_expires_at", "status", "expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"), index=True)
+    conversion_id: Mapped[int] = mapped_column(ForeignKey("conversions.id"), index=True)
+    referral_id: Mapped[int | None] = mapped_column(
+        ForeignKey("referrals.id", ondelete="SET NULL"), index=True
+    )
+    beneficiary_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    role: Mapped[str] = mapped_column(String(10))
+    level: Mapped[int] = mapped_column(Integer, default=1)
+    milestone: Mapped[int | None] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(10))
+    amount: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(10), default="pending")
+    reason: Mapped[str | None] = mapped_column(String(40))
+    # One reversing entry at most per reward (a refund after payout).
+    reverses_id: Mapped[int | None] = mapped_column(
+        ForeignKey("rewards.id", ondelete="CASCADE"), unique=True
+    )
+    coupon_code: Mapped[str | None] = mapped_column(String(40), unique=True)
+    external_reference: Mapped[str | None] = mapped_column(String(200))
+    payout_id: Mapped[int | None] = mapped_column(
+        ForeignKey("payouts.id", ondelete="SET NULL"), index=True
+    )
+    available_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    beneficiary: Mapped[User] = relationship()
+    conversion: Mapped[Conversion] = relationship()
+    referral: Mapped[Referral | None] = relationship()
+
+
+class ApiKey(db.Model):
+    """A key another system uses to call InviteLoop. Only a hash of the secret is kept."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (CheckConstraint("length(prefix) = 8", name="prefix_length"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    # Shown in lists and used to find the key; the secret part is never stored.
+    prefix: Mapped[str] = mapped_column(String(8), unique=True)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    scopes: Mapped[list] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

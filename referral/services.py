@@ -54,7 +54,7 @@ def default_program() -> Program:
 
 
 def ensure_default_program() -> Program:
-    """The default program, created as the first migration creates it if it is missing."""
+    """The default program, created as the migrations create it if it is missing."""
     program = _find_default_program()
     if program is None:
         program = Program(
@@ -63,6 +63,18 @@ def ensure_default_program() -> Program:
             description="Share your link. When a friend joins, you both climb the board.",
             is_default=True,
             starts_at=utcnow(),
+            # 10.00 credit to the referrer on the friend's first purchase of 20.00 or more,
+            # 5.00 credit to the friend, held 14 days.
+            currency=current_app.config["DEFAULT_CURRENCY"],
+            trigger_event="first_purchase",
+            min_purchase_amount=2000,
+            referrer_reward_kind="credit",
+            referrer_reward_basis="fixed",
+            referrer_reward_value=1000,
+            friend_reward_kind="credit",
+            friend_reward_basis="fixed",
+            friend_reward_value=500,
+            hold_days=14,
         )
         db.session.add(program)
         db.session.flush()

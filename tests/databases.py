@@ -18,7 +18,17 @@ POSTGRES_ADMIN_URL = os.environ.get(
 )
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
-TABLES = ("clicks", "referrals", "referral_codes", "users", "programs")
+TABLES = (
+    "rewards",
+    "payouts",
+    "api_keys",
+    "conversions",
+    "clicks",
+    "referrals",
+    "referral_codes",
+    "users",
+    "programs",
+)
 
 
 def service_missing(what: str, error: Exception):

@@ -1,0 +1,3 @@
+from rewards.routes import bp
+
+__all__ = ["bp"]
