@@ -120,8 +120,12 @@ def seed(participants: int, days: int, progress: Callable[[int, int], None]) -> 
         if inviter is not None:
             inviter_user, inviter_code = inviter
             report.clicks += _seed_clicks(rng, inviter_code, joined_at)
-            if rng.random() < 0.04:  # the same browser as the inviter: caught
+            roll = rng.random()
+            if roll < 0.04:  # the inviter's own browser and address: refused
                 user.device_id = inviter_user.device_id
+                user.signup_ip = inviter_user.signup_ip
+            elif roll < 0.07:  # the inviter's address: held for review
+                user.signup_ip = inviter_user.signup_ip
             services.attribute_signup(user, inviter_code, rng.choice(("link", "code")), joined_at)
             report.referrals += 1
         people.append((user, code))
@@ -155,7 +159,7 @@ def _seed_participant(rng: random.Random, index: int, joined_at: datetime, passw
         email=email,
         email_canonical=canonical_email(email),
         password_hash=password_hash,
-        signup_ip=f"198.51.100.{rng.randint(1, 254)}",
+        signup_ip=f"10.{rng.randint(0, 255)}.{rng.randint(0, 255)}.{rng.randint(1, 254)}",
         device_id=secrets.token_hex(16),
         created_at=joined_at,
     )

@@ -1,11 +1,25 @@
-"""Signals that a referral is not what it seems. Each gives a reason code and points;
-the rewards issue builds the full risk score on top of these."""
+"""Signals that a referral or a conversion is not what it seems.
+
+Each check gives a reason code, points and a sentence for staff; the points add up to a risk
+score, and the program's policy turns the score into allow, review or reject. Everything is
+stored itemised on the referral or conversion, so a decision can always be explained.
+"""
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from models import User
+from disposable_email_domains import blocklist as disposable_domains
+from sqlalchemy import func, literal, select
+from sqlalchemy.orm import aliased
+
+from core.clients import ip_prefix
+from extensions import db
+from models import Click, Program, Referral, ReferralCode, User
 
 SELF_REFERRAL = "self_referral"
+ALLOW, REVIEW, REJECT = "allow", "review", "reject"
+# The signals that say "this is the referrer again"; a rejection they cause is a self-referral.
+SELF_SIGNALS = frozenset({"same_person", "same_device", "same_mailbox"})
 
 
 @dataclass(frozen=True)
@@ -18,13 +32,150 @@ class Signal:
         return {"code": self.code, "points": self.points, "detail": self.detail}
 
 
+@dataclass(frozen=True)
+class Verdict:
+    decision: str  # allow | review | reject
+    score: int
+    signals: tuple[Signal, ...]
+
+    @property
+    def reason(self) -> str | None:
+        """The reason code shown for a held or refused referral: the weightiest signal, or
+        self_referral when the referrer signed up again."""
+        if self.decision == ALLOW:
+            return None
+        if self.decision == REJECT and any(signal.code in SELF_SIGNALS for signal in self.signals):
+            return SELF_REFERRAL
+        return max(self.signals, key=lambda signal: signal.points).code
+
+    def reasons(self) -> list[dict]:
+        return [signal.as_dict() for signal in self.signals]
+
+
+def decide(program: Program, signals: list[Signal]) -> Verdict:
+    score = sum(signal.points for signal in signals)
+    if score >= program.reject_score:
+        decision = REJECT
+    elif score >= program.review_score:
+        decision = REVIEW
+    else:
+        decision = ALLOW
+    return Verdict(decision, score, tuple(signals))
+
+
 def self_referral_signals(referred: User, referrer: User) -> list[Signal]:
-    """The new account looks like the referrer: the same person, browser or mailbox."""
+    """The new account looks like the referrer: the same person, browser or mailbox.
+    The same browser alone is held for review (a friend may borrow a laptop); together with
+    the same address it is refused."""
     signals = []
     if referred.id == referrer.id:
         signals.append(Signal("same_person", 100, "the code belongs to this account"))
     if referred.device_id and referred.device_id == referrer.device_id:
-        signals.append(Signal("same_device", 100, "signed up from the referrer's browser"))
+        signals.append(Signal("same_device", 60, "signed up from the referrer's browser"))
     if referred.email_canonical and referred.email_canonical == referrer.email_canonical:
         signals.append(Signal("same_mailbox", 100, "an alias of the referrer's email address"))
     return signals
+
+
+def signup_signals(referred: User, code: ReferralCode, now: datetime) -> list[Signal]:
+    """Every check that runs when a referral is recorded."""
+    referrer, program = code.owner, code.program
+    signals = self_referral_signals(referred, referrer)
+    signals += _email_domain_signals(referred, program)
+    signals += _network_signals(referred, referrer)
+    signals += _velocity_signals(referred, code, program, now)
+    if closes_cycle(referred.id, referrer.id):
+        signals.append(Signal("cycle", 100, "the referrer was invited by this person's network"))
+    return signals
+
+
+def _email_domain_signals(referred: User, program: Program) -> list[Signal]:
+    domain = (referred.email or "").rpartition("@")[2]
+    if not domain:
+        return []
+    signals = []
+    excluded = {entry.lower().lstrip("@") for entry in program.excluded_email_domains or []}
+    if domain in excluded:
+        signals.append(Signal("excluded_domain", 100, f"{domain} is excluded by the program"))
+    if domain in disposable_domains:
+        signals.append(Signal("disposable_email", 50, f"{domain} hands out throwaway addresses"))
+    return signals
+
+
+def _network_signals(referred: User, referrer: User) -> list[Signal]:
+    if not referred.signup_ip or not referrer.signup_ip:
+        return []
+    if referred.signup_ip == referrer.signup_ip:
+        return [Signal("same_ip", 50, "signed up from the referrer's IP address")]
+    network = ip_prefix(referred.signup_ip)
+    if network and network == ip_prefix(referrer.signup_ip):
+        return [Signal("same_network", 25, f"signed up from the referrer's network {network}")]
+    return []
+
+
+def _velocity_signals(
+    referred: User, code: ReferralCode, program: Program, now: datetime
+) -> list[Signal]:
+    signals = []
+    if referred.signup_ip:
+        friend = aliased(User)
+        same_ip_today = db.session.scalar(
+            select(func.count())
+            .select_from(Referral)
+            .join(friend, friend.id == Referral.referred_id)
+            .where(
+                Referral.code_id == code.id,
+                Referral.referred_id != referred.id,
+                Referral.created_at > now - timedelta(days=1),
+                friend.signup_ip == referred.signup_ip,
+            )
+        )
+        if same_ip_today >= program.max_signups_per_ip_per_day:
+            signals.append(
+                Signal(
+                    "ip_velocity", 50, f"{same_ip_today} signups from this IP with this code today"
+                )
+            )
+    last_hour = db.session.scalar(
+        select(func.count()).where(
+            Referral.code_id == code.id,
+            Referral.referred_id != referred.id,
+            Referral.created_at > now - timedelta(hours=1),
+        )
+    )
+    if last_hour >= program.max_signups_per_code_per_hour:
+        signals.append(Signal("code_velocity", 50, f"{last_hour} signups with this code this hour"))
+    return signals
+
+
+def closes_cycle(referred_id: int, referrer_id: int) -> bool:
+    """Whether `referrer` is `referred` or one of the people `referred` brought in, at any
+    depth: making `referrer` the inviter would close a loop in the tree."""
+    if referred_id == referrer_id:
+        return True
+    chain = (
+        select(User.id, User.referred_by_id, literal(0).label("depth"))
+        .where(User.id == referrer_id)
+        .cte("inviters", recursive=True)
+    )
+    chain = chain.union_all(
+        select(User.id, User.referred_by_id, chain.c.depth + 1)
+        .join(chain, User.id == chain.c.referred_by_id)
+        .where(chain.c.depth < 1000)
+    )
+    return db.session.scalar(select(func.count()).where(chain.c.id == referred_id)) > 0
+
+
+def purchase_signals(referral: Referral, program: Program, occurred_at: datetime) -> list[Signal]:
+    """Checks that run when a referred friend's purchase arrives."""
+    gap = timedelta(seconds=program.min_seconds_click_to_purchase)
+    last_click = db.session.scalar(
+        select(Click.created_at)
+        .where(Click.code_id == referral.code_id, Click.created_at <= occurred_at)
+        .order_by(Click.created_at.desc())
+        .limit(1)
+    )
+    if last_click is not None and occurred_at - last_click < gap:
+        seconds = int((occurred_at - last_click).total_seconds())
+        return [Signal("fast_purchase", 50, f"purchase {seconds} s after a click on the link")]
+    return []

@@ -186,19 +186,20 @@ def _clip(value: str | None, length: int) -> str | None:
 
 
 def attribute_signup(user: User, code: ReferralCode, source: str, now: datetime) -> Referral:
-    """Record that `user` came through `code`. A self-referral is kept, as rejected, and
-    never counted; a counted one moves the referrer's counter in SQL."""
-    signals = fraud.self_referral_signals(user, code.owner)
+    """Record that `user` came through `code`, after the fraud checks: an allowed referral is
+    counted at once, a suspicious one waits for review, a refused one is kept with its
+    reasons and never counted."""
+    verdict = fraud.decide(code.program, fraud.signup_signals(user, code, now))
     referral = Referral(
         program_id=code.program_id,
         code_id=code.id,
         referrer_id=code.user_id,
         referred_id=user.id,
         source=source,
-        status="rejected" if signals else "pending",
-        reason=fraud.SELF_REFERRAL if signals else None,
-        risk_score=sum(signal.points for signal in signals),
-        risk_reasons=[signal.as_dict() for signal in signals],
+        status=_REFERRAL_STATUS[verdict.decision],
+        reason=verdict.reason,
+        risk_score=verdict.score,
+        risk_reasons=verdict.reasons(),
         created_at=now,
         updated_at=now,
     )
@@ -212,8 +213,11 @@ def attribute_signup(user: User, code: ReferralCode, source: str, now: datetime)
         user.referred_by_id = code.user_id
         _count_referral(code.user_id, now)
     else:
-        log.info("referral %s rejected: %s", referral.id, referral.reason)
+        log.info("referral %s %s: %s", referral.id, referral.status, referral.reason)
     return referral
+
+
+_REFERRAL_STATUS = {fraud.ALLOW: "pending", fraud.REVIEW: "review", fraud.REJECT: "rejected"}
 
 
 def _count_referral(referrer_id: int, now: datetime) -> None:

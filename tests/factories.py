@@ -1,5 +1,6 @@
 """Building test data through the same services the app uses (call inside an app context)."""
 
+import itertools
 from datetime import datetime
 
 from sqlalchemy import select
@@ -10,6 +11,13 @@ from models import ReferralCode, User
 from referral.codes import ALPHABET
 
 PASSWORD = "correct horse battery staple"
+_addresses = itertools.count(1)
+
+
+def distinct_ip() -> str:
+    """An address on a network of its own, so no two test participants look related."""
+    number = next(_addresses)
+    return f"10.{(number >> 8) & 255}.{number & 255}.1"
 
 
 def participant(
@@ -18,6 +26,7 @@ def participant(
     email: str | None = None,
     invited_by: str | None = None,
     device_id: str | None = None,
+    ip: str | None = None,
     now: datetime | None = None,
 ) -> dict:
     """A committed participant; returns plain values (id, email, code) usable after the
@@ -29,7 +38,7 @@ def participant(
         password=PASSWORD,
         typed_code=invited_by,
         device_id=device_id,
-        ip="192.0.2.10",
+        ip=ip or distinct_ip(),
         now=now,
     )
     db.session.commit()

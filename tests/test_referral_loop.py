@@ -153,7 +153,7 @@ def test_signup_through_own_link_is_recorded_as_self_referral(app, client, signu
     assert signup("Alice Second", email="alice.second@example.org").status_code == 302
     referral = _referral_of(app, "alice.second@example.org")
     assert referral.status == "rejected" and referral.reason == "self_referral"
-    assert {reason["code"] for reason in referral.risk_reasons} == {"same_device"}
+    assert {reason["code"] for reason in referral.risk_reasons} == {"same_device", "same_ip"}
     with app.app_context():
         assert db.session.get(User, alice.id).referral_count == 0
     assert app.test_client().get("/api/v1/leaderboard").json["rows"] == []
