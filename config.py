@@ -50,6 +50,9 @@ DEFAULTS = {
     "MAIL_USERNAME": None,
     "MAIL_PASSWORD": None,
     "MAIL_DEFAULT_SENDER": "InviteLoop <no-reply@localhost>",
+    "MAIL_FILE_PATH": None,  # the "file" backend's folder
+    "MAIL_TIMEOUT": 10,  # seconds; a silent SMTP server must not hang a worker
+    "CELERY_DEFAULT_QUEUE": "inviteloop",  # distinct names let installations share a Redis
 }
 
 # How each environment variable is parsed; anything unparseable stops the start-up.
@@ -86,6 +89,9 @@ _ENV_TYPES = {
     "MAIL_USERNAME": str,
     "MAIL_PASSWORD": str,
     "MAIL_DEFAULT_SENDER": str,
+    "MAIL_FILE_PATH": str,
+    "MAIL_TIMEOUT": int,
+    "CELERY_DEFAULT_QUEUE": str,
 }
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -160,7 +166,8 @@ def _derive(app: Flask) -> None:
     config["DEFAULT_CURRENCY"] = config["DEFAULT_CURRENCY"].upper()
     eager = config["CELERY_ALWAYS_EAGER"]
     config["CELERY"] = {
-        "broker_url": redis_url or "memory://",
+        "broker_url": redis_url or "memory://localhost/",
+        "task_default_queue": config["CELERY_DEFAULT_QUEUE"],
         "result_backend": None,
         "task_always_eager": (not redis_url) if eager is None else eager,
         "task_eager_propagates": True,

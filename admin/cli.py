@@ -4,6 +4,7 @@ import click
 from flask.cli import AppGroup
 
 from admin import services
+from core import api_keys
 from core.errors import DomainError
 from extensions import db
 from models import ROLES
@@ -38,3 +39,21 @@ def set_role(email: str, role: str):
         db.session.rollback()
         raise click.ClickException(error.message) from None
     click.echo(f"{user.email}: {before} -> {role}")
+
+
+@admin_cli.command("create-api-key")
+@click.argument("name")
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    required=True,
+    type=click.Choice(sorted(api_keys.SCOPES)),
+    help="What the key may do; repeat for several.",
+)
+def create_api_key(name: str, scopes: tuple[str, ...]):
+    """Create an API key for another system. The key is printed once and never again."""
+    _key, secret = api_keys.create_api_key(name, list(scopes))
+    db.session.commit()
+    click.echo(f"API key {name!r} ({', '.join(scopes)}). Store it now; it is not shown again:")
+    click.echo(secret)

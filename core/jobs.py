@@ -7,7 +7,7 @@ rolled-back request never sends an email or calls out.
 import logging
 
 from celery import Celery, Task
-from flask import Flask
+from flask import Flask, current_app
 
 from core.database import after_commit
 
@@ -32,10 +32,13 @@ def init_celery(app: Flask) -> Celery:
 
 def enqueue(task, *args, **kwargs) -> None:
     """Queue `task` once the current transaction commits; drop it if it rolls back."""
+    # This app's own Celery: a @shared_task alone resolves to the process's newest Celery app,
+    # which in a process with several apps (tests) runs it under another app's settings.
+    bound = current_app.extensions["celery"].tasks[task.name]
 
     def send():
         try:
-            task.delay(*args, **kwargs)
+            bound.apply_async(args, kwargs)
         except Exception:  # the commit stands; a lost job is logged, not turned into a 500
             log.exception("could not queue %s", task.name)
 

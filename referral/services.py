@@ -15,6 +15,7 @@ from extensions import db
 from models import COUNTED_STATUSES, Click, Program, Referral, ReferralCode, User, utcnow
 from referral import fraud, leaderboard
 from referral.codes import MIN_LENGTH, generate_code, normalize_code
+from referral.signals import referral_recorded
 
 log = logging.getLogger(__name__)
 
@@ -211,16 +212,17 @@ def attribute_signup(user: User, code: ReferralCode, source: str, now: datetime)
         raise AlreadyReferred() from None
     if referral.counted:
         user.referred_by_id = code.user_id
-        _count_referral(code.user_id, now)
+        count_referral(code.user_id, now)
     else:
         log.info("referral %s %s: %s", referral.id, referral.status, referral.reason)
+    referral_recorded.send(referral, now=now)
     return referral
 
 
 _REFERRAL_STATUS = {fraud.ALLOW: "pending", fraud.REVIEW: "review", fraud.REJECT: "rejected"}
 
 
-def _count_referral(referrer_id: int, now: datetime) -> None:
+def count_referral(referrer_id: int, now: datetime) -> None:
     db.session.execute(
         update(User)
         .where(User.id == referrer_id)

@@ -1,9 +1,19 @@
 """The shape every incoming conversion takes, whatever sent it, and the answer it gets."""
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from core.errors import DomainError
+
 SOURCES_FROM_OUTSIDE = ("api", "saleor", "stripe", "manual")
+API_EVENT_TYPES = ("signup", "purchase", "refund")
+
+
+class InvalidEvent(DomainError):
+    status = 422
+    code = "invalid_event"
+    message = "The event is malformed."
 
 
 @dataclass(frozen=True)
@@ -43,3 +53,71 @@ class Outcome:
 def unhandled(event_type: str) -> Outcome:
     """An event type InviteLoop does not act on: answered 2xx, nothing stored."""
     return Outcome("ignored", "unhandled_event_type")
+
+
+def parse_api_event(body: bytes) -> EventIn | None:
+    """The events API's JSON as an EventIn; None for a well-formed event of a type we do
+    not act on. Anything malformed raises InvalidEvent with what was wrong."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidEvent("The body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise InvalidEvent("The body must be a JSON object.")
+    kind = data.get("type")
+    if not isinstance(kind, str) or not kind:
+        raise InvalidEvent("type is required: signup, purchase or refund.")
+    if kind not in API_EVENT_TYPES:
+        return None
+    customer = data.get("customer") or {}
+    if not isinstance(customer, dict):
+        raise InvalidEvent("customer must be an object with external_id and/or email.")
+    return EventIn(
+        source="api",
+        kind=kind,
+        external_id=_string(data, "id", required=True),
+        customer_external_id=_string(customer, "external_id"),
+        customer_email=_string(customer, "email"),
+        ref_code=_string(data, "ref_code"),
+        amount=_amount(data.get("amount")),
+        currency=_string(data, "currency"),
+        order_id=_string(data, "order_id"),
+        occurred_at=_moment(data.get("occurred_at")),
+        payload=data,
+    )
+
+
+def _string(data: dict, key: str, required: bool = False) -> str | None:
+    value = data.get(key)
+    if value is None or value == "":
+        if required:
+            raise InvalidEvent(f"{key} is required.")
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise InvalidEvent(f"{key} must be a string.")
+    value = str(value).strip()
+    if len(value) > 200:
+        raise InvalidEvent(f"{key} is at most 200 characters.")
+    return value
+
+
+def _amount(value) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidEvent("amount must be a whole number of minor units (2500 = 25.00).")
+    return value
+
+
+def _moment(value) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidEvent("occurred_at must be an ISO 8601 time.")
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidEvent("occurred_at must be an ISO 8601 time.") from None
+    if moment.tzinfo is None:
+        raise InvalidEvent("occurred_at needs a time zone (e.g. 2026-11-21T10:00:00Z).")
+    return moment

@@ -1,8 +1,16 @@
 """The participant's ledger pages; the JSON API and the webhooks hang off this blueprint."""
 
-from flask import Blueprint
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
 
+from core.errors import DomainError
+from core.forms import show_domain_error
+from extensions import db
+from models import utcnow
+from referral.leaderboard import parse_page
+from rewards import ledger
 from rewards.api import api_bp
+from rewards.forms import PayoutForm
 from rewards.saleor import saleor_bp
 from rewards.stripe_webhooks import stripe_bp
 from rewards.webhooks import webhooks_bp
@@ -12,3 +20,44 @@ bp.register_blueprint(api_bp)
 bp.register_blueprint(webhooks_bp)
 bp.register_blueprint(saleor_bp)
 bp.register_blueprint(stripe_bp)
+
+
+@bp.app_template_filter("money")
+def money(amount: int, currency: str, kind: str | None = None) -> str:
+    return ledger.format_amount(amount, currency, kind)
+
+
+def _ledger_page(form: PayoutForm, status: int = 200):
+    page = parse_page(request.args.get("page"))
+    return render_template(
+        "rewards/ledger.html",
+        entries=ledger.ledger_page(current_user, page, current_app.config["DASHBOARD_PAGE_SIZE"]),
+        balances=ledger.balances(current_user),
+        open_payouts=ledger.open_payouts(current_user),
+        minimum=current_app.config["PAYOUT_MINIMUM"],
+        form=form,
+    ), status
+
+
+@bp.get("/rewards/", endpoint="ledger")
+@login_required
+def show_ledger():
+    return _ledger_page(PayoutForm(formdata=None))
+
+
+@bp.post("/rewards/payouts")
+@login_required
+def request_payout():
+    form = PayoutForm()
+    if not form.validate_on_submit():
+        form.form_errors.append("Choose one of your balances to pay out.")
+        return _ledger_page(form, 400)
+    try:
+        payout = ledger.request_payout(current_user, form.kind.data, form.currency.data, utcnow())
+        db.session.commit()
+    except DomainError as error:
+        db.session.rollback()
+        return _ledger_page(form, show_domain_error(form, error))
+    amount = ledger.format_amount(payout.amount, payout.currency)
+    flash(f"Payout of {amount} requested. We will let you know once it is paid.", "success")
+    return redirect(url_for("rewards.ledger"))

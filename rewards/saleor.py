@@ -1,8 +1,236 @@
-"""Saleor order webhooks (`POST /webhooks/order-confirmed`)."""
+"""Saleor order webhooks (`POST /webhooks/order-confirmed`).
 
-from flask import Blueprint
+Saleor sends exactly what the webhook's subscription query selects: SUBSCRIPTION_QUERY below
+is the query to register (`webhookCreate(input: {query: ...})`); the body of each delivery is
+its `event` object. The `Saleor-Event` header is not signed, so the event is taken from the
+signed body's `__typename` and the header must agree with it.
+"""
 
-from extensions import csrf
+import hashlib
+import hmac
+import json
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from urllib.parse import urlsplit
+
+from flask import Blueprint, current_app, jsonify, request
+
+from core.errors import DomainError
+from extensions import csrf, db
+from models import utcnow
+from rewards.conversions import record_event
+from rewards.events import EventIn, InvalidEvent, unhandled
+from rewards.jwks import InvalidSignature, verify_detached_jws
 
 saleor_bp = Blueprint("saleor", __name__)
 csrf.exempt(saleor_bp)
+
+SUBSCRIPTION_QUERY = """
+subscription InviteLoopOrderEvents {
+  event {
+    __typename
+    issuedAt
+    ... on OrderConfirmed { order { ...InviteLoopOrder } }
+    ... on OrderFullyPaid { order { ...InviteLoopOrder } }
+    ... on OrderRefunded { order { ...InviteLoopOrder } }
+    ... on OrderFullyRefunded { order { ...InviteLoopOrder } }
+  }
+}
+
+# Saleor copies a checkout's metadata into the order it completes, so a ref_code the
+# storefront put on the checkout arrives here as order metadata.
+fragment InviteLoopOrder on Order {
+  id
+  number
+  created
+  checkoutId
+  userEmail
+  user { id email }
+  total { gross { amount currency } }
+  totalRefunded { amount currency }
+  metadata { key value }
+}
+"""
+
+# Saleor-Event header value → (the signed body's __typename, our conversion kind).
+HANDLED_EVENTS = {
+    "order_confirmed": ("OrderConfirmed", "purchase"),
+    "order_fully_paid": ("OrderFullyPaid", "purchase"),
+    "order_refunded": ("OrderRefunded", "refund"),
+    "order_fully_refunded": ("OrderFullyRefunded", "refund"),
+}
+REF_CODE_KEYS = ("ref_code", "referral_code")
+# ISO 4217 minor-unit exponents that are not 2.
+CURRENCY_EXPONENTS = {
+    **dict.fromkeys(
+        ("BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI"), 0
+    ),
+    **dict.fromkeys(("VND", "VUV", "XAF", "XOF", "XPF"), 0),
+    **dict.fromkeys(("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"), 3),
+    "CLF": 4,
+    "UYW": 4,
+}
+
+
+class SaleorNotConfigured(DomainError):
+    # 503, not 404: Saleor retries a 5xx for a few minutes, so events sent while the
+    # operator finishes the set-up are not lost, and its delivery log shows the failure.
+    status = 503
+    code = "saleor_not_configured"
+    message = "Saleor webhooks are not configured here: SALEOR_API_URL is not set."
+
+
+class InvalidSaleorPayload(InvalidEvent):
+    message = "The webhook body is not the payload of InviteLoop's subscription query."
+
+
+# Not rate-limited: Saleor does not retry a 429, so a limit would lose real orders. Forged
+# requests cost one signature check; unknown keys are refetched at most once per kid.
+@saleor_bp.post("/webhooks/order-confirmed")
+def receive_order_event():
+    api_url = current_app.config["SALEOR_API_URL"]
+    if not api_url:
+        raise SaleorNotConfigured()
+    body = request.get_data()
+    check_signature(request.headers, body, api_url, current_app.config["SALEOR_WEBHOOK_SECRET"])
+    event_name = request.headers.get("Saleor-Event", "").strip().lower()
+    if event_name not in HANDLED_EVENTS:
+        return jsonify(unhandled(event_name).as_json()), 200
+    event = order_event(event_name, parse_body(body))
+    outcome = record_event(event)
+    db.session.commit()
+    return jsonify(outcome.as_json()), 200
+
+
+def check_signature(headers, body: bytes, api_url: str, legacy_secret: str | None) -> None:
+    """Raise InvalidSignature unless the configured Saleor instance signed these raw bytes."""
+    claimed_url = headers.get("Saleor-Api-Url")
+    if claimed_url is not None and not same_instance(claimed_url, api_url):
+        raise InvalidSignature("The webhook comes from another Saleor instance.")
+    signature = headers.get("Saleor-Signature", "").strip()
+    if not signature:
+        raise InvalidSignature("The Saleor-Signature header is missing.")
+    if "." in signature:
+        verify_detached_jws(signature, body, api_url)
+    elif legacy_secret:
+        expected = hmac.new(legacy_secret.encode(), body, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected.encode(), signature.lower().encode()):
+            raise InvalidSignature()
+    else:
+        raise InvalidSignature("Only JWS signatures are accepted (no legacy secret is set).")
+
+
+def same_instance(claimed: str, configured: str) -> bool:
+    """Whether two API URLs name the same Saleor instance (scheme, host, port and path)."""
+    try:
+        return _instance(claimed) == _instance(configured)
+    except ValueError:  # an unparseable port in the claimed URL
+        return False
+
+
+def _instance(url: str) -> tuple:
+    parts = urlsplit(url.strip())
+    default_port = {"http": 80, "https": 443}.get(parts.scheme.lower())
+    return (
+        parts.scheme.lower(),
+        (parts.hostname or "").lower(),
+        parts.port or default_port,
+        parts.path.rstrip("/"),
+    )
+
+
+def parse_body(body: bytes) -> dict:
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):
+        raise InvalidSaleorPayload("The webhook body is not JSON.") from None
+    if not isinstance(payload, dict):
+        raise InvalidSaleorPayload()
+    return payload
+
+
+def order_event(event_name: str, payload: dict) -> EventIn:
+    """The conversion a handled Saleor order event reports, read from the signed payload."""
+    typename, kind = HANDLED_EVENTS[event_name]
+    if payload.get("__typename") != typename:
+        raise InvalidSaleorPayload(
+            f"The signed payload is not a {typename} event; register SUBSCRIPTION_QUERY."
+        )
+    order = payload.get("order")
+    if not isinstance(order, dict) or not isinstance(order.get("id"), str):
+        raise InvalidSaleorPayload("The payload names no order.")
+    user = order.get("user") if isinstance(order.get("user"), dict) else {}
+    money = _money(order, kind)
+    return EventIn(
+        source="saleor",
+        kind=kind,
+        external_id=order["id"] if kind == "purchase" else f"{order['id']}:refund",
+        customer_external_id=user.get("id"),
+        customer_email=user.get("email") or order.get("userEmail"),
+        ref_code=ref_code(order.get("metadata")),
+        amount=minor_units(money.get("amount"), money.get("currency")),
+        currency=str(money.get("currency")).upper(),
+        order_id=order["id"],
+        occurred_at=_occurred_at(payload, order, kind),
+        payload=payload,
+    )
+
+
+def _money(order: dict, kind: str) -> dict:
+    """The order's gross total for a purchase; the amount refunded so far for a refund."""
+    if kind == "refund" and isinstance(order.get("totalRefunded"), dict):
+        money = order["totalRefunded"]
+    else:
+        total = order.get("total")
+        money = total.get("gross") if isinstance(total, dict) else None
+    if not isinstance(money, dict) or not isinstance(money.get("currency"), str):
+        raise InvalidSaleorPayload("The payload has no order total.")
+    return money
+
+
+def minor_units(amount, currency: str) -> int:
+    """Saleor's decimal amount in the currency's minor units, exactly (12.34 USD → 1234)."""
+    if isinstance(amount, bool) or not isinstance(amount, int | float | str):
+        raise InvalidSaleorPayload("The order total is not a number.")
+    try:
+        # str() of a float is its shortest exact decimal form: 19.99 stays 19.99.
+        scaled = Decimal(str(amount)).scaleb(CURRENCY_EXPONENTS.get(currency.upper(), 2))
+    except InvalidOperation:
+        raise InvalidSaleorPayload("The order total is not a number.") from None
+    if not scaled.is_finite() or scaled != scaled.to_integral_value():
+        raise InvalidSaleorPayload(f"The order total is not a whole number of {currency} units.")
+    return int(scaled)
+
+
+def ref_code(metadata) -> str | None:
+    """The referral code the storefront stored on the order (or on its checkout)."""
+    if not isinstance(metadata, list):
+        return None
+    values = {item.get("key"): item.get("value") for item in metadata if isinstance(item, dict)}
+    for key in REF_CODE_KEYS:
+        value = values.get(key)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return None
+
+
+def _occurred_at(payload: dict, order: dict, kind: str) -> datetime:
+    # A purchase happened when the order was placed; a refund when Saleor reports it.
+    candidates = (order.get("created"), payload.get("issuedAt"))
+    if kind == "refund":
+        candidates = (payload.get("issuedAt"),)
+    for value in candidates:
+        moment = _parse_datetime(value)
+        if moment is not None:
+            return moment
+    return utcnow()
+
+
+def _parse_datetime(value) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -1,8 +1,200 @@
 """Conversions from other systems: the signed events API, code issuing, external referrals."""
 
-from flask import Blueprint
+import binascii
+import logging
+import time
 
-from extensions import csrf
+from flask import Blueprint, current_app, jsonify, request
+from flask_login import current_user
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from core import api_keys
+from core.errors import DomainError
+from extensions import csrf, db, limiter
+from models import utcnow
+from referral import services as referral_services
+from rewards import conversions, customers
+from rewards.events import EventIn, unhandled
+
+log = logging.getLogger(__name__)
 
 webhooks_bp = Blueprint("webhooks", __name__)
+# Senders authenticate by signature or API key, not by a browser session.
 csrf.exempt(webhooks_bp)
+
+# Staff roles that may issue codes from their logged-in browser.
+CODE_ISSUING_ROLES = ("manager", "admin")
+
+
+class SignatureRejected(DomainError):
+    status = 401
+    code = "bad_signature"
+    message = "The webhook signature does not match."
+
+
+class SignatureMissing(DomainError):
+    status = 400
+    code = "missing_signature"
+    message = "webhook-id, webhook-timestamp and webhook-signature headers are required."
+
+
+class StaleTimestamp(DomainError):
+    status = 400
+    code = "bad_timestamp"
+    message = "webhook-timestamp must be a Unix time within 5 minutes of now."
+
+
+class NotConfigured(DomainError):
+    status = 503
+    code = "not_configured"
+    message = "This endpoint is not configured on the server yet."
+
+
+def _limit() -> str:
+    return current_app.config["EVENTS_LIMITS"]
+
+
+@webhooks_bp.post("/api/v1/events")
+@limiter.limit(_limit)
+def receive_event():
+    body = request.get_data(cache=False)
+    verify_standard_webhook(body, request.headers)
+    event = conversions.parse_api_event(body)
+    if event is None:
+        return jsonify(unhandled("api").as_json())
+    outcome = conversions.record_event(event)
+    db.session.commit()
+    return jsonify(outcome.as_json())
+
+
+def verify_standard_webhook(body: bytes, headers) -> None:
+    """Standard Webhooks: HMAC-SHA256 over "<id>.<timestamp>.<body>" with any of the
+    configured secrets (a comma-separated list while rotating)."""
+    secrets = [s.strip() for s in (current_app.config["EVENTS_WEBHOOK_SECRET"] or "").split(",")]
+    secrets = [secret for secret in secrets if secret]
+    if not secrets:
+        raise NotConfigured("EVENTS_WEBHOOK_SECRET is not set on the server.")
+    message_id = headers.get("webhook-id", "")
+    timestamp = headers.get("webhook-timestamp", "")
+    signatures = _well_formed_signatures(headers.get("webhook-signature", ""))
+    if not message_id or not timestamp or not headers.get("webhook-signature"):
+        _refuse(SignatureMissing())
+    try:
+        sent_at = int(timestamp)
+    except ValueError:
+        _refuse(StaleTimestamp("webhook-timestamp must be a whole number of seconds."))
+    if abs(time.time() - sent_at) > current_app.config["WEBHOOK_TOLERANCE_SECONDS"]:
+        _refuse(StaleTimestamp())
+    trimmed = {
+        "webhook-id": message_id,
+        "webhook-timestamp": timestamp,
+        "webhook-signature": " ".join(signatures),
+    }
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise conversions.InvalidEvent("The body must be UTF-8 JSON.") from None
+    for secret in secrets:
+        try:
+            Webhook(secret).verify(text, trimmed, json_parse=False)
+            return
+        except WebhookVerificationError:
+            continue
+    _refuse(SignatureRejected())
+
+
+def _well_formed_signatures(header: str) -> list[str]:
+    """Only `v1,<base64>` entries; anything else is ignored, so a junk entry beside a valid
+    one cannot turn into an error."""
+    kept = []
+    for entry in header.split():
+        version, _, value = entry.partition(",")
+        if version != "v1" or not value:
+            continue
+        try:
+            binascii.a2b_base64(value.encode())
+        except binascii.Error:
+            continue
+        kept.append(entry)
+    return kept or ["v1,AA=="]
+
+
+def _refuse(error: DomainError):
+    log.warning("events webhook refused: %s", error.code)
+    raise error
+
+
+@webhooks_bp.post("/codes/issue")
+@limiter.limit(_limit)
+def issue_code():
+    _authorize("codes:issue", staff_roles=CODE_ISSUING_ROLES)
+    data = _json_or_form()
+    user = customers.find_or_create(_text(data, "external_id"), _text(data, "email"), utcnow())
+    if user is None:
+        raise conversions.InvalidEvent("Give the customer's external_id or a valid email.")
+    program = referral_services.default_program()
+    code = referral_services.active_code(user, program) or referral_services.issue_code(
+        user, program
+    )
+    db.session.commit()
+    return jsonify(
+        participant_id=user.id,
+        external_id=user.external_id,
+        email=user.email,
+        code=code.code,
+        link=referral_services.referral_link(code.code),
+    )
+
+
+@webhooks_bp.post("/referral/process_referral")
+@limiter.limit(_limit)
+def process_referral():
+    _authorize("referrals:write")
+    data = _json_or_form()
+    external_id, email = _text(data, "external_id"), _text(data, "email")
+    ref_code = _text(data, "ref_code") or _text(data, "referral_code")
+    if not (external_id or email):
+        raise conversions.InvalidEvent("Give the customer's external_id or email.")
+    if referral_services.find_active_code(ref_code) is None:
+        raise referral_services.CodeNotFound()
+    event = EventIn(
+        source="api",
+        kind="signup",
+        external_id=f"process_referral:{external_id or email.lower()}",
+        customer_external_id=external_id,
+        customer_email=email,
+        ref_code=ref_code,
+        payload=data,
+    )
+    outcome = conversions.record_event(event)
+    db.session.commit()
+    return jsonify(outcome.as_json())
+
+
+def _authorize(scope: str, staff_roles: tuple[str, ...] = ()) -> None:
+    """An API key with `scope`, or (where allowed) a staff session with its CSRF token."""
+    raw = api_keys.presented_key(request)
+    if raw is None and staff_roles and current_user.is_authenticated:
+        if current_user.role not in staff_roles:
+            raise api_keys.MissingScope("Your role may not issue codes.")
+        csrf.protect()
+        return
+    api_keys.authenticate(raw, scope)
+
+
+def _json_or_form() -> dict:
+    if request.is_json:
+        data = request.get_json(silent=True)
+        if not isinstance(data, dict):
+            raise conversions.InvalidEvent("The body must be a JSON object.")
+        return data
+    return request.form.to_dict()
+
+
+def _text(data: dict, key: str) -> str | None:
+    value = data.get(key)
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise conversions.InvalidEvent(f"{key} must be a string.")
+    return str(value).strip()[:200] or None

@@ -1,0 +1,330 @@
+"""Conversion events in: stored once, matched to a participant, turned into rewards.
+
+`record_event` serves the events API, the Saleor and Stripe webhooks and staff's manual
+entries alike. It flushes but never commits; the caller's commit makes the conversion, the
+referral's new status and the rewards appear together or not at all.
+"""
+
+import contextlib
+import logging
+import re
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from extensions import db
+from models import (
+    CONVERSION_KINDS,
+    QUALIFIABLE_STATUSES,
+    Conversion,
+    Program,
+    Referral,
+    Reward,
+    User,
+    utcnow,
+)
+from referral import fraud
+from referral import services as referral_services
+from referral.codes import normalize_code
+from referral.signals import referral_recorded
+from rewards import customers, notifications, services
+from rewards.events import SOURCES_FROM_OUTSIDE, EventIn, InvalidEvent, Outcome, parse_api_event
+
+log = logging.getLogger(__name__)
+
+__all__ = ["InvalidEvent", "parse_api_event", "record_event"]
+
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+_MAX_AMOUNT = 2**31 - 1
+
+
+def record_event(event: EventIn, now: datetime | None = None) -> Outcome:
+    """Store `event` once and act on it. A redelivery is answered `duplicate` and changes
+    nothing; so is one that loses a race with its twin (the unique constraint decides)."""
+    now = now or utcnow()
+    _check(event)
+    program = referral_services.default_program()
+    conversion = Conversion(
+        source=event.source,
+        kind=event.kind,
+        external_id=event.external_id,
+        order_id=event.order_id,
+        program_id=program.id,
+        customer_external_id=event.customer_external_id,
+        customer_email=_clip(event.customer_email, 254),
+        ref_code=normalize_code(event.ref_code),
+        amount=event.amount,
+        currency=(event.currency or program.currency).upper(),
+        outcome="accepted",
+        occurred_at=event.occurred_at or now,
+        payload=event.payload,
+        created_at=now,
+    )
+    try:
+        with db.session.begin_nested():
+            db.session.add(conversion)
+    except IntegrityError:
+        return Outcome("duplicate", "already_received", _existing_id(event))
+    handler = {"signup": _on_signup, "purchase": _on_purchase, "refund": _on_refund}[event.kind]
+    outcome, reason = handler(conversion, now)
+    conversion.outcome, conversion.reason = outcome, reason
+    db.session.flush()
+    log.info("conversion %s %s: %s %s", conversion.id, event.kind, outcome, reason or "")
+    return Outcome(outcome, reason, conversion.id)
+
+
+def _check(event: EventIn) -> None:
+    if event.source not in SOURCES_FROM_OUTSIDE:
+        raise InvalidEvent(f"Unknown source {event.source!r}.")
+    if event.kind not in CONVERSION_KINDS:
+        raise InvalidEvent("type must be one of signup, purchase, refund.")
+    if not event.external_id or len(event.external_id) > 200:
+        raise InvalidEvent("id is required (at most 200 characters).")
+    if event.amount is not None and not 0 <= event.amount <= _MAX_AMOUNT:
+        raise InvalidEvent("amount must be a whole number of minor units, 0 or more.")
+    if event.kind == "purchase" and event.amount is None:
+        raise InvalidEvent("A purchase needs an amount (in minor units, e.g. 2500 for 25.00).")
+    if event.kind == "refund" and not event.order_id:
+        raise InvalidEvent("A refund needs the order_id of the purchase it refunds.")
+    if event.order_id is not None and len(event.order_id) > 200:
+        raise InvalidEvent("order_id is at most 200 characters.")
+    if event.currency is not None and not _CURRENCY.match(event.currency.upper()):
+        raise InvalidEvent("currency must be a three-letter ISO code such as USD.")
+    if event.occurred_at is not None and event.occurred_at.tzinfo is None:
+        raise InvalidEvent("occurred_at needs a time zone (e.g. 2026-11-21T10:00:00Z).")
+
+
+def _clip(value: str | None, length: int) -> str | None:
+    return value.strip()[:length] if value else None
+
+
+def _existing_id(event: EventIn) -> int | None:
+    return db.session.scalar(
+        select(Conversion.id).where(
+            Conversion.source == event.source,
+            Conversion.kind == event.kind,
+            Conversion.external_id == event.external_id,
+        )
+    )
+
+
+def _on_signup(conversion: Conversion, now: datetime) -> tuple[str, str | None]:
+    """A shop's new customer: their participant (made if new) and, with a code, the
+    referral; a program that pays on signup pays now."""
+    user = customers.find_or_create(conversion.customer_external_id, conversion.customer_email, now)
+    if user is None:
+        return "rejected", "no_customer"
+    conversion.participant_id = user.id
+    referral = _referral_of(user, conversion, now)
+    if referral is None:
+        return "unattributed", "not_referred"
+    return _qualify(conversion, referral, "signup", now)
+
+
+def _on_purchase(conversion: Conversion, now: datetime) -> tuple[str, str | None]:
+    user = customers.find(conversion.customer_external_id, conversion.customer_email)
+    if user is None and conversion.ref_code:
+        user = customers.find_or_create(
+            conversion.customer_external_id, conversion.customer_email, now
+        )
+    if user is None:
+        return "unattributed", "unknown_customer"
+    conversion.participant_id = user.id
+    if _refunded_already(conversion):
+        return "ignored", "refunded"
+    referral = _referral_of(user, conversion, now)
+    if referral is None:
+        return "unattributed", "not_referred"
+    return _qualify(conversion, referral, "purchase", now)
+
+
+def _referral_of(user: User, conversion: Conversion, now: datetime) -> Referral | None:
+    """The participant's referral, locked for this transaction; recorded from the event's
+    code when they have none yet (the first attribution always stands)."""
+    referral = _locked_referral(user.id)
+    if referral is None and conversion.ref_code:
+        code = referral_services.find_active_code(conversion.ref_code, now)
+        if code is not None:
+            # A concurrent event may have recorded it first; then that one stands.
+            with contextlib.suppress(referral_services.AlreadyReferred):
+                referral_services.attribute_signup(user, code, "api", now)
+            referral = _locked_referral(user.id)
+    if referral is not None:
+        conversion.referral_id = referral.id
+    return referral
+
+
+def _locked_referral(user_id: int) -> Referral | None:
+    return db.session.scalar(
+        select(Referral).where(Referral.referred_id == user_id).with_for_update()
+    )
+
+
+def _qualify(
+    conversion: Conversion, referral: Referral, event: str, now: datetime
+) -> tuple[str, str | None]:
+    """Check the program's rules and the fraud policy, then pay."""
+    program = db.session.get(Program, referral.program_id)
+    conversion.program_id = program.id
+    if referral.status == "rejected":
+        return "rejected", referral.reason or "referral_rejected"
+    refusal = _rule_refusal(conversion, referral, program, event)
+    if refusal == "program_pays_on_purchase":
+        return "accepted", "awaiting_purchase"  # the referral stands; a purchase will pay
+    if refusal:
+        return "ignored", refusal
+    verdict = fraud.decide(
+        program, fraud.purchase_signals(referral, program, conversion.occurred_at)
+    )
+    conversion.risk_score, conversion.risk_reasons = verdict.score, verdict.reasons()
+    if verdict.decision == fraud.REJECT:
+        return "rejected", verdict.reason
+    held = verdict.decision == fraud.REVIEW or referral.status == "review"
+    if referral.status in QUALIFIABLE_STATUSES:
+        db.session.execute(
+            update(Referral)
+            .where(Referral.id == referral.id)
+            .values(status="qualified", updated_at=now),
+            execution_options={"synchronize_session": False},
+        )
+        db.session.refresh(referral)
+    grant = services.grant_rewards(conversion, referral, program, held=held, now=now)
+    if held:
+        return "accepted", "held_for_review"
+    return "accepted", grant.note
+
+
+def _rule_refusal(
+    conversion: Conversion, referral: Referral, program: Program, event: str
+) -> str | None:
+    if not program.is_running(conversion.occurred_at):
+        return "program_not_running"
+    if program.trigger_event == "signup":
+        return None if event == "signup" else "program_pays_on_signup"
+    if event == "signup":
+        return "program_pays_on_purchase"
+    if conversion.currency != program.currency:
+        return "currency_mismatch"
+    if conversion.amount < program.min_purchase_amount:
+        return "below_minimum"
+    if program.trigger_event == "first_purchase":
+        if _already_paid(referral):
+            return "already_rewarded"
+        if _bought_before_referral(conversion, referral):
+            return "existing_customer"
+    return None
+
+
+def _already_paid(referral: Referral) -> bool:
+    """A first-purchase program pays a referral once, unless that payment was taken back."""
+    return _exists(
+        Reward.id,
+        Reward.referral_id == referral.id,
+        Reward.role == "referrer",
+        Reward.level == 1,
+        Reward.amount > 0,
+        Reward.status.not_in(("cancelled", "rejected")),
+    )
+
+
+def _bought_before_referral(conversion: Conversion, referral: Referral) -> bool:
+    """First purchase only: a customer who had bought before they were referred is not new."""
+    return _exists(
+        Conversion.id,
+        Conversion.participant_id == conversion.participant_id,
+        Conversion.kind == "purchase",
+        Conversion.id != conversion.id,
+        Conversion.occurred_at < referral.created_at,
+    )
+
+
+def _refunded_already(conversion: Conversion) -> bool:
+    """The refund of this order arrived before the purchase did."""
+    if not conversion.order_id:
+        return False
+    return _exists(
+        Conversion.id,
+        Conversion.source == conversion.source,
+        Conversion.kind == "refund",
+        Conversion.order_id == conversion.order_id,
+    )
+
+
+def _on_refund(conversion: Conversion, now: datetime) -> tuple[str, str | None]:
+    """Take back what the refunded order earned: cancelled while on hold, one reversing
+    entry after approval or payout."""
+    purchases = db.session.scalars(
+        select(Conversion).where(
+            Conversion.source == conversion.source,
+            Conversion.kind == "purchase",
+            Conversion.order_id == conversion.order_id,
+        )
+    ).all()
+    if not purchases:
+        return "unattributed", "refund_before_purchase"
+    conversion.participant_id = purchases[0].participant_id
+    conversion.referral_id = purchases[0].referral_id
+    rewards = db.session.scalars(
+        select(Reward)
+        .where(Reward.conversion_id.in_([purchase.id for purchase in purchases]))
+        .where(Reward.amount > 0)
+        .with_for_update()
+    ).all()
+    if not rewards:
+        return "accepted", "nothing_to_take_back"
+    for reward in rewards:
+        services.cancel_or_reverse(reward, conversion, now)
+    _requalify_if_cancelled(purchases, now)
+    return "accepted", None
+
+
+def _requalify_if_cancelled(purchases: list[Conversion], now: datetime) -> None:
+    """A referral whose rewards were all cancelled inside the hold may qualify again."""
+    for referral_id in {purchase.referral_id for purchase in purchases if purchase.referral_id}:
+        still_live = _exists(
+            Reward.id,
+            Reward.referral_id == referral_id,
+            Reward.amount > 0,
+            Reward.status.not_in(("cancelled", "rejected", "expired")),
+        )
+        if not still_live:
+            db.session.execute(
+                update(Referral)
+                .where(Referral.id == referral_id, Referral.status == "qualified")
+                .values(status="pending", updated_at=now),
+                execution_options={"synchronize_session": False},
+            )
+
+
+@referral_recorded.connect
+def _on_referral_recorded(referral: Referral, now: datetime) -> None:
+    """Tell the referrer, and pay now when the program pays on signup. Referrals made from
+    an event (source "api") are paid by that event's own conversion instead."""
+    if referral.counted:
+        notifications.friend_joined(referral)
+    if referral.source == "api" or referral.status == "rejected":
+        return
+    program = db.session.get(Program, referral.program_id)
+    if program.trigger_event != "signup":
+        return
+    conversion = Conversion(
+        source="app",
+        kind="signup",
+        external_id=f"referral:{referral.id}",
+        program_id=program.id,
+        participant_id=referral.referred_id,
+        referral_id=referral.id,
+        currency=program.currency,
+        outcome="accepted",
+        occurred_at=now,
+        created_at=now,
+    )
+    db.session.add(conversion)
+    db.session.flush()
+    conversion.outcome, conversion.reason = _qualify(conversion, referral, "signup", now)
+
+
+def _exists(column, *conditions) -> bool:
+    # An ORM select, so pending changes are flushed first (a bare EXISTS would skip autoflush).
+    return db.session.scalar(select(column).where(*conditions).limit(1)) is not None

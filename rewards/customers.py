@@ -1,0 +1,76 @@
+"""Participants as a shop knows them: by its customer id or by email address."""
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from auth.services import InvalidEmail, canonical_email, normalize_email
+from extensions import db
+from models import User
+from referral import services as referral_services
+
+
+def find(external_id: str | None, email: str | None) -> User | None:
+    """The participant the shop means: its customer id first, then the email address."""
+    if external_id:
+        user = db.session.scalar(select(User).where(User.external_id == external_id))
+        if user is not None:
+            return user
+    email = _valid_email(email)
+    if email:
+        return db.session.scalar(select(User).where(User.email == email))
+    return None
+
+
+def find_or_create(external_id: str | None, email: str | None, now: datetime) -> User | None:
+    """The participant for a shop customer, created (without a password, with their own
+    code) when new. None when the shop gave neither a customer id nor a valid email."""
+    user = find(external_id, email)
+    if user is not None:
+        if external_id and user.external_id is None:
+            _link_external_id(user, external_id)
+        return user
+    email = _valid_email(email)
+    if not external_id and not email:
+        return None
+    user = User(
+        name=_name_for(email, external_id),
+        email=email,
+        email_canonical=canonical_email(email) if email else None,
+        external_id=external_id,
+        created_at=now,
+    )
+    try:
+        with db.session.begin_nested():
+            db.session.add(user)
+    except IntegrityError:
+        # The same customer arrived through another event at the same moment.
+        return find(external_id, email)
+    referral_services.issue_code(user, referral_services.default_program())
+    return user
+
+
+def _valid_email(email: str | None) -> str | None:
+    if not email or not email.strip():
+        return None
+    try:
+        return normalize_email(email.strip())
+    except InvalidEmail:
+        return None
+
+
+def _name_for(email: str | None, external_id: str | None) -> str:
+    if email:
+        return email.split("@", 1)[0][:100]
+    return f"Customer {external_id}"[:100]
+
+
+def _link_external_id(user: User, external_id: str) -> None:
+    """Remember the shop's id for a participant first known by email, unless it is taken."""
+    try:
+        with db.session.begin_nested():
+            user.external_id = external_id
+            db.session.flush()
+    except IntegrityError:
+        db.session.refresh(user)

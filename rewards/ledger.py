@@ -1,0 +1,271 @@
+"""The participant's ledger: entries, balances summed from them, and payout requests.
+
+Balances are never stored: every figure is a SUM over the participant's Reward rows, so it
+always equals the entries shown. A payout claims rows by setting `payout_id`; its amount is
+the sum of exactly the rows it claimed (reversing entries included, so they net out).
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from flask import current_app
+from sqlalchemy import and_, case, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import joinedload
+
+from core.errors import DomainError
+from extensions import db
+from models import PAYABLE_KINDS, Payout, Referral, Reward, User
+
+HELD_STATUSES = ("pending", "review")
+# Entries that count in some balance; cancelled, rejected and expired ones count nowhere.
+BALANCE_STATUSES = ("review", "pending", "approved", "paid")
+REFERENCE_MAX_LENGTH = 200
+
+# ISO 4217 currencies whose minor unit is not a hundredth.
+_NO_DECIMALS = frozenset({"CLP", "ISK", "JPY", "KRW", "PYG", "UGX", "VND", "XAF", "XOF"})
+_THREE_DECIMALS = frozenset({"BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"})
+_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "INR": "₹", "KRW": "₩"}
+
+
+class NotPayable(DomainError):
+    code = "not_payable"
+    message = "Only cash and credit rewards can be paid out."
+
+
+class BelowPayoutMinimum(DomainError):
+    code = "below_payout_minimum"
+
+
+class PayoutAlreadyRequested(DomainError):
+    status = 409
+    code = "payout_already_requested"
+    message = (
+        "You already have a payout request open for this balance. "
+        "You can ask again once it has been paid."
+    )
+
+
+class PayoutNotOpen(DomainError):
+    status = 409
+    code = "payout_not_open"
+    message = "This payout request is no longer open: it was already paid or cancelled."
+
+
+class PayoutChanged(DomainError):
+    status = 409
+    code = "payout_changed"
+    message = (
+        "The rewards in this payout request changed after it was made. "
+        "Cancel it; the participant can then request the current balance."
+    )
+
+
+class InvalidPayoutReference(DomainError):
+    code = "invalid_reference"
+    field = "reference"
+    message = f"The payment reference can be at most {REFERENCE_MAX_LENGTH} characters."
+
+
+@dataclass(frozen=True)
+class Balance:
+    """One kind and currency of a participant's rewards, in minor units."""
+
+    kind: str
+    currency: str
+    available: int  # approved and not in a payout request
+    on_hold: int  # pending (hold window) or held for review
+    requested: int  # approved and claimed by an open payout request
+    paid: int
+
+    @property
+    def payable(self) -> bool:
+        return self.kind in PAYABLE_KINDS
+
+    def as_json(self) -> dict:
+        return {
+            "kind": self.kind,
+            "currency": self.currency,
+            "available": self.available,
+            "on_hold": self.on_hold,
+            "requested": self.requested,
+            "paid": self.paid,
+            # What a payout request would claim now; null where the kind is not paid out.
+            "payable": self.available if self.payable else None,
+        }
+
+
+def format_amount(amount: int, currency: str, kind: str | None = None) -> str:
+    """Minor units for people: "$10.00", "¥500", "12.50 CHF", "120 points"."""
+    if kind == "points":
+        return f"{amount:,} point{'' if abs(amount) == 1 else 's'}"
+    decimals = 0 if currency in _NO_DECIMALS else 3 if currency in _THREE_DECIMALS else 2
+    whole, fraction = divmod(abs(amount), 10**decimals)
+    number = f"{whole:,}" + (f".{fraction:0{decimals}d}" if decimals else "")
+    sign = "-" if amount < 0 else ""
+    symbol = _SYMBOLS.get(currency)
+    return f"{sign}{symbol}{number}" if symbol else f"{sign}{number} {currency}"
+
+
+def ledger_page(user: User, page: int, per_page: int):
+    """The participant's entries, newest first, a page at a time."""
+    query = (
+        select(Reward)
+        .options(joinedload(Reward.referral).joinedload(Referral.referred))
+        .where(Reward.beneficiary_id == user.id)
+        .order_by(Reward.created_at.desc(), Reward.id.desc())
+    )
+    return db.paginate(query, page=page, per_page=per_page, error_out=False)
+
+
+def _sum_where(condition):
+    return func.sum(case((condition, Reward.amount), else_=0))
+
+
+def balances(user: User) -> list[Balance]:
+    """Per kind and currency, summed by the database from the participant's entries."""
+    approved = Reward.status == "approved"
+    rows = db.session.execute(
+        select(
+            Reward.kind,
+            Reward.currency,
+            _sum_where(and_(approved, Reward.payout_id.is_(None))),
+            _sum_where(Reward.status.in_(HELD_STATUSES)),
+            _sum_where(and_(approved, Reward.payout_id.is_not(None))),
+            _sum_where(Reward.status == "paid"),
+        )
+        .where(Reward.beneficiary_id == user.id, Reward.status.in_(BALANCE_STATUSES))
+        .group_by(Reward.kind, Reward.currency)
+        .order_by(Reward.kind, Reward.currency)
+    )
+    return [
+        Balance(kind, currency, int(available), int(held), int(requested), int(paid))
+        for kind, currency, available, held, requested, paid in rows
+    ]
+
+
+def open_payouts(user: User) -> dict[tuple[str, str], Payout]:
+    """The participant's payout requests not yet paid, by (kind, currency)."""
+    payouts = db.session.scalars(
+        select(Payout).where(Payout.user_id == user.id, Payout.status == "requested")
+    )
+    return {(payout.kind, payout.currency): payout for payout in payouts}
+
+
+def _claimable(user_id: int, kind: str, currency: str):
+    return (
+        Reward.beneficiary_id == user_id,
+        Reward.kind == kind,
+        Reward.currency == currency,
+        Reward.status == "approved",
+        Reward.payout_id.is_(None),
+    )
+
+
+def _below_minimum(available: int, currency: str, kind: str) -> BelowPayoutMinimum:
+    minimum = current_app.config["PAYOUT_MINIMUM"]
+    return BelowPayoutMinimum(
+        f"A payout needs at least {format_amount(minimum, currency)} of available "
+        f"{kind}; you have {format_amount(available, currency)}."
+    )
+
+
+def request_payout(user: User, kind: str, currency: str, now: datetime) -> Payout:
+    """Ask for the available balance of one payable kind and currency to be paid out."""
+    if kind not in PAYABLE_KINDS:
+        raise NotPayable()
+    available = db.session.scalar(
+        select(func.coalesce(func.sum(Reward.amount), 0)).where(
+            *_claimable(user.id, kind, currency)
+        )
+    )
+    # Looked up after the sum: a request that claimed the rows first is then seen here, so
+    # the racer loses with "already requested" rather than an empty balance.
+    if (kind, currency) in open_payouts(user):
+        raise PayoutAlreadyRequested()
+    if available < current_app.config["PAYOUT_MINIMUM"]:
+        raise _below_minimum(available, currency, kind)
+    payout = Payout(user_id=user.id, kind=kind, currency=currency, amount=available, created_at=now)
+    try:
+        # One savepoint: a refusal below leaves neither the payout nor any claimed row.
+        with db.session.begin_nested():
+            db.session.add(payout)
+            db.session.flush()
+            _claim_rewards(payout)
+    except IntegrityError:
+        # uq_payouts_one_open: a request made at the same moment committed first.
+        raise PayoutAlreadyRequested() from None
+    return payout
+
+
+def _claim_rewards(payout: Payout) -> None:
+    db.session.execute(
+        update(Reward)
+        .where(*_claimable(payout.user_id, payout.kind, payout.currency))
+        .values(payout_id=payout.id),
+        execution_options={"synchronize_session": "fetch"},
+    )
+    # Rows released or approved since the sum above change what was claimed; the payout
+    # is worth exactly what it holds.
+    claimed = _payout_total(payout.id, "approved")
+    if claimed < current_app.config["PAYOUT_MINIMUM"]:
+        raise _below_minimum(claimed, payout.currency, payout.kind)
+    payout.amount = claimed
+    db.session.flush()
+
+
+def _payout_total(payout_id: int, status: str) -> int:
+    return db.session.scalar(
+        select(func.coalesce(func.sum(Reward.amount), 0)).where(
+            Reward.payout_id == payout_id, Reward.status == status
+        )
+    )
+
+
+def _clean_reference(text: str | None) -> str | None:
+    text = (text or "").strip()
+    if len(text) > REFERENCE_MAX_LENGTH:
+        raise InvalidPayoutReference()
+    return text or None
+
+
+def _close_payout(payout: Payout, **values) -> None:
+    """Move an open request to its final status, once, even with two staff clicking."""
+    closed = db.session.execute(
+        update(Payout).where(Payout.id == payout.id, Payout.status == "requested").values(**values),
+        execution_options={"synchronize_session": "fetch"},
+    )
+    if closed.rowcount != 1:
+        raise PayoutNotOpen()
+
+
+def mark_payout_paid(payout: Payout, reference: str | None, now: datetime) -> Payout:
+    """Staff paid the request: it and every entry it claimed become paid."""
+    reference = _clean_reference(reference)
+    if payout.status != "requested":
+        raise PayoutNotOpen()
+    if _payout_total(payout.id, "approved") != payout.amount:
+        raise PayoutChanged()
+    _close_payout(payout, status="paid", paid_at=now, reference=reference)
+    db.session.execute(
+        update(Reward)
+        .where(Reward.payout_id == payout.id, Reward.status == "approved")
+        .values(status="paid", paid_at=now, updated_at=now),
+        execution_options={"synchronize_session": "fetch"},
+    )
+    db.session.flush()
+    return payout
+
+
+def cancel_payout(payout: Payout, reason: str) -> Payout:
+    """Staff will not pay the request: its entries are available again. The reason is kept
+    in the payout's `reference`, where a paid request keeps its payment reference."""
+    _close_payout(payout, status="cancelled", reference=_clean_reference(reason))
+    db.session.execute(
+        update(Reward)
+        .where(Reward.payout_id == payout.id, Reward.status == "approved")
+        .values(payout_id=None),
+        execution_options={"synchronize_session": "fetch"},
+    )
+    db.session.flush()
+    return payout

@@ -1,0 +1,227 @@
+"""Programs' reward rules: checked as a whole before they are saved.
+
+The database's check constraints are the guarantee; these checks are what turns an impossible
+combination into a message a person can act on, naming the field at fault.
+"""
+
+import re
+from datetime import datetime
+
+from core.errors import DomainError
+from extensions import db
+from models import MAX_DEPTH, REWARD_BASES, REWARD_KINDS, TRIGGERS, Program
+
+# The fields staff (and the CLI) may set, with how each is read from text.
+RULE_FIELDS = {
+    "name": str,
+    "description": str,
+    "active": bool,
+    "starts_at": datetime,
+    "ends_at": datetime,
+    "attribution_window_days": int,
+    "attribution_model": str,
+    "landing_url": str,
+    "trigger_event": str,
+    "min_purchase_amount": int,
+    "currency": str,
+    "referrer_reward_kind": str,
+    "referrer_reward_basis": str,
+    "referrer_reward_value": int,
+    "friend_reward_kind": str,
+    "friend_reward_basis": str,
+    "friend_reward_value": int,
+    "max_depth": int,
+    "level_shares": list,
+    "milestone_every": int,
+    "milestone_amount": int,
+    "cap_per_day": int,
+    "cap_per_month": int,
+    "cap_total": int,
+    "hold_days": int,
+    "reward_expiry_days": int,
+    "review_score": int,
+    "reject_score": int,
+    "max_signups_per_ip_per_day": int,
+    "max_signups_per_code_per_hour": int,
+    "min_seconds_click_to_purchase": int,
+    "excluded_email_domains": list,
+}
+_DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9-]{1,63}\.)+[a-z]{2,63}$")
+
+
+class InvalidRules(DomainError):
+    code = "invalid_rules"
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
+def update_program(program: Program, changes: dict) -> Program:
+    """Apply `changes` if the program's rules, taken together, still make sense."""
+    unknown = sorted(set(changes) - set(RULE_FIELDS))
+    if unknown:
+        raise InvalidRules(unknown[0], f"{unknown[0]} is not a program setting.")
+    merged = {field: getattr(program, field) for field in RULE_FIELDS} | changes
+    check_rules(merged)
+    for field, value in changes.items():
+        setattr(program, field, value)
+    db.session.flush()
+    return program
+
+
+def check_rules(rules: dict) -> None:
+    """Raise InvalidRules for the first impossible setting or combination."""
+    _check_identity(rules)
+    _check_reward(rules, "referrer", required=True)
+    _check_reward(rules, "friend", required=False)
+    _check_network(rules)
+    _check_caps(rules)
+    _check_timing(rules)
+    _check_policy(rules)
+
+
+def _require(condition: bool, field: str, message: str) -> None:
+    if not condition:
+        raise InvalidRules(field, message)
+
+
+def _whole(value, low: int, high: int | None = None) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int):
+        return False
+    return value >= low and (high is None or value <= high)
+
+
+def _check_identity(rules: dict) -> None:
+    name = rules.get("name") or ""
+    _require(0 < len(name.strip()) <= 120, "name", "Give the program a name (up to 120 chars).")
+    _require(
+        rules["trigger_event"] in TRIGGERS,
+        "trigger_event",
+        f"The trigger must be one of {', '.join(TRIGGERS)}.",
+    )
+    currency = rules.get("currency") or ""
+    _require(
+        len(currency) == 3 and currency.isalpha() and currency.isupper(),
+        "currency",
+        "The currency is a three-letter ISO code in capitals, such as USD.",
+    )
+    _require(
+        _whole(rules["min_purchase_amount"], 0),
+        "min_purchase_amount",
+        "The minimum purchase is a whole number of minor units, 0 or more.",
+    )
+    _require(
+        _whole(rules["attribution_window_days"], 1, 365),
+        "attribution_window_days",
+        "The attribution window is 1 to 365 days.",
+    )
+    _require(
+        rules["attribution_model"] in ("first", "last"),
+        "attribution_model",
+        "Attribution is first or last touch.",
+    )
+
+
+def _check_reward(rules: dict, who: str, *, required: bool) -> None:
+    kind, basis, value = (rules.get(f"{who}_reward_{part}") for part in ("kind", "basis", "value"))
+    field = f"{who}_reward_value"
+    if not required and kind is None and basis is None and value is None:
+        return
+    _require(
+        kind in REWARD_KINDS,
+        f"{who}_reward_kind",
+        f"The {who}'s reward kind must be one of {', '.join(REWARD_KINDS)}.",
+    )
+    _require(
+        basis in REWARD_BASES, f"{who}_reward_basis", "A reward is a fixed amount or a percent."
+    )
+    _require(_whole(value, 1), field, f"The {who}'s reward must be more than zero.")
+    if basis == "percent":
+        _require(
+            value <= 10_000,
+            field,
+            "A percent reward is at most 100 % (10000 basis points).",
+        )
+        _require(
+            rules["trigger_event"] != "signup",
+            f"{who}_reward_basis",
+            "A percent of the purchase needs a purchase: use a fixed reward for signups.",
+        )
+
+
+def _check_network(rules: dict) -> None:
+    depth, shares = rules["max_depth"], rules.get("level_shares") or []
+    _require(_whole(depth, 1, MAX_DEPTH), "max_depth", f"The depth is 1 to {MAX_DEPTH} levels.")
+    _require(
+        isinstance(shares, list) and all(_whole(share, 0, 100) for share in shares),
+        "level_shares",
+        "Each level's share is a whole percent from 0 to 100.",
+    )
+    _require(
+        len(shares) <= depth - 1,
+        "level_shares",
+        f"{len(shares)} shares for higher levels need a depth of at least {len(shares) + 1}.",
+    )
+    every, amount = rules.get("milestone_every"), rules.get("milestone_amount")
+    _require(
+        (every is None) == (amount is None),
+        "milestone_amount",
+        "A milestone bonus needs both how often (every N referrals) and the amount.",
+    )
+    if every is not None:
+        _require(_whole(every, 2), "milestone_every", "A milestone comes every 2 or more.")
+        _require(_whole(amount, 1), "milestone_amount", "The milestone bonus must be positive.")
+
+
+def _check_caps(rules: dict) -> None:
+    caps = [(name, rules.get(name)) for name in ("cap_per_day", "cap_per_month", "cap_total")]
+    for name, cap in caps:
+        _require(cap is None or _whole(cap, 1), name, "A cap is a whole number above zero.")
+    set_caps = [(name, cap) for name, cap in caps if cap is not None]
+    for (small_name, small), (large_name, large) in zip(set_caps, set_caps[1:], strict=False):
+        _require(
+            small <= large,
+            small_name,
+            f"{small_name.replace('_', ' ')} ({small}) cannot exceed"
+            f" {large_name.replace('_', ' ')} ({large}).",
+        )
+
+
+def _check_timing(rules: dict) -> None:
+    _require(_whole(rules["hold_days"], 0, 365), "hold_days", "The hold is 0 to 365 days.")
+    expiry = rules.get("reward_expiry_days")
+    _require(
+        expiry is None or _whole(expiry, 1, 3650),
+        "reward_expiry_days",
+        "Rewards expire after 1 to 3650 days, or never.",
+    )
+    starts, ends = rules.get("starts_at"), rules.get("ends_at")
+    _require(
+        ends is None or starts is None or ends > starts,
+        "ends_at",
+        "The program must end after it starts.",
+    )
+
+
+def _check_policy(rules: dict) -> None:
+    review, reject = rules["review_score"], rules["reject_score"]
+    _require(_whole(review, 1), "review_score", "The review threshold is above zero.")
+    _require(
+        _whole(reject, 1) and reject >= review,
+        "reject_score",
+        "The reject threshold cannot be below the review threshold.",
+    )
+    for name in ("max_signups_per_ip_per_day", "max_signups_per_code_per_hour"):
+        _require(_whole(rules[name], 1), name, "A signup limit is a whole number above zero.")
+    _require(
+        _whole(rules["min_seconds_click_to_purchase"], 0),
+        "min_seconds_click_to_purchase",
+        "The click-to-purchase gap is 0 seconds or more.",
+    )
+    domains = rules.get("excluded_email_domains") or []
+    _require(
+        isinstance(domains, list) and all(_DOMAIN.match(str(d).lower()) for d in domains),
+        "excluded_email_domains",
+        "Excluded domains are names like example.com.",
+    )

@@ -1,0 +1,374 @@
+"""The ledger's rules: what a qualifying event pays, to whom, and how entries move on.
+
+Every entry is written in the caller's transaction; the unique constraints on rewards make
+issuance exactly-once even when the same event is processed twice at the same moment.
+"""
+
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from core.errors import DomainError
+from extensions import db
+from models import (
+    LIVE_REWARD_STATUSES,
+    Conversion,
+    Program,
+    Referral,
+    Reward,
+    User,
+)
+from referral import services as referral_services
+from referral.codes import ALPHABET
+from rewards import notifications
+
+log = logging.getLogger(__name__)
+
+_COUPON_LENGTH = 12
+_BATCH = 500
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What a conversion earned: the entries written and, if something was left out, why."""
+
+    rewards: list[Reward]
+    note: str | None = None
+
+
+def reward_value(basis: str, value: int, purchase_amount: int | None) -> int:
+    """A fixed amount, or `value` basis points of the purchase (rounded down)."""
+    if basis == "fixed":
+        return value
+    return (purchase_amount or 0) * value // 10_000
+
+
+def grant_rewards(
+    conversion: Conversion, referral: Referral, program: Program, *, held: bool, now: datetime
+) -> Grant:
+    """Write the referrer's, the friend's, the network's and any milestone reward for one
+    qualifying conversion. `held` writes them for review instead of the normal hold."""
+    status, available_at, expires_at = _timing(program, held, now)
+    entry = _entry_factory(conversion, referral, program, status, available_at, expires_at)
+    rewards, note = [], None
+    referrer_amount = reward_value(
+        program.referrer_reward_basis, program.referrer_reward_value, conversion.amount
+    )
+    if referrer_amount > 0:
+        note = _cap_reached(program, referral.referrer_id, now)
+        if note is None:
+            rewards.append(entry(referral.referrer_id, "referrer", 1, referrer_amount))
+            rewards += _network_rewards(program, referral.referrer_id, referrer_amount, entry)
+    if program.friend_reward_kind:
+        friend_amount = reward_value(
+            program.friend_reward_basis, program.friend_reward_value, conversion.amount
+        )
+        if friend_amount > 0:
+            rewards.append(
+                entry(referral.referred_id, "referee", 1, friend_amount, program.friend_reward_kind)
+            )
+    _insert(rewards)
+    bonus = _milestone_reward(program, referral, entry)
+    return Grant(rewards + bonus, note)
+
+
+def _timing(program: Program, held: bool, now: datetime):
+    available_at = now + timedelta(days=program.hold_days)
+    status = "review" if held else ("pending" if program.hold_days else "approved")
+    expires_at = None
+    if program.reward_expiry_days:
+        expires_at = available_at + timedelta(days=program.reward_expiry_days)
+    return status, available_at, expires_at
+
+
+def _entry_factory(conversion, referral, program, status, available_at, expires_at):
+    def entry(beneficiary_id, role, level, amount, kind=None, milestone=None) -> Reward:
+        kind = kind or program.referrer_reward_kind
+        return Reward(
+            program_id=program.id,
+            conversion_id=conversion.id,
+            referral_id=referral.id,
+            beneficiary_id=beneficiary_id,
+            role=role,
+            level=level,
+            milestone=milestone,
+            kind=kind,
+            amount=amount,
+            currency=program.currency,
+            status=status,
+            coupon_code=_coupon_code() if kind in ("coupon", "gift_card") else None,
+            available_at=available_at,
+            expires_at=expires_at,
+            created_at=conversion.created_at,
+            updated_at=conversion.created_at,
+        )
+
+    return entry
+
+
+def _coupon_code() -> str:
+    """Unguessable: 12 characters of a 31-letter alphabet is about 59 bits."""
+    return "IL-" + "".join(secrets.choice(ALPHABET) for _ in range(_COUPON_LENGTH))
+
+
+def _insert(rewards: list[Reward]) -> None:
+    db.session.add_all(rewards)
+    db.session.flush()
+
+
+def _network_rewards(program: Program, referrer_id: int, level_one: int, entry) -> list[Reward]:
+    """Shares of the level-1 reward for the referrer's own inviters, up the tree."""
+    rewards = []
+    seen = {referrer_id}
+    current = referrer_id
+    for level, share in enumerate(program.level_shares or [], start=2):
+        if level > program.max_depth:
+            break
+        inviter = db.session.scalar(
+            select(User.referred_by_id).where(User.id == current, User.active)
+        )
+        if inviter is None or inviter in seen:  # the top of the tree, or a loop
+            break
+        seen.add(inviter)
+        amount = level_one * share // 100
+        if amount > 0:
+            rewards.append(entry(inviter, "referrer", level, amount))
+        current = inviter
+    return rewards
+
+
+def _cap_reached(program: Program, referrer_id: int, now: datetime) -> str | None:
+    """Whether the referrer's reward would pass a cap. The referrer's row (and for the
+    program total, the program's) is locked first, so concurrent grants count in turn."""
+    if not (program.cap_per_day or program.cap_per_month or program.cap_total):
+        return None
+    db.session.execute(select(User.id).where(User.id == referrer_id).with_for_update())
+    if program.cap_total:
+        db.session.execute(select(Program.id).where(Program.id == program.id).with_for_update())
+        if _referrer_rewards(program, None, None) >= program.cap_total:
+            return "program_cap_reached"
+    day_start = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    if program.cap_per_day and (
+        _referrer_rewards(program, referrer_id, day_start) >= program.cap_per_day
+    ):
+        return "daily_cap_reached"
+    month_start = day_start.replace(day=1)
+    if program.cap_per_month and (
+        _referrer_rewards(program, referrer_id, month_start) >= program.cap_per_month
+    ):
+        return "monthly_cap_reached"
+    return None
+
+
+def _referrer_rewards(program: Program, referrer_id: int | None, since: datetime | None) -> int:
+    query = select(func.count()).where(
+        Reward.program_id == program.id,
+        Reward.role == "referrer",
+        Reward.level == 1,
+        Reward.amount > 0,
+        Reward.status.in_(LIVE_REWARD_STATUSES),
+    )
+    if referrer_id is not None:
+        query = query.where(Reward.beneficiary_id == referrer_id)
+    if since is not None:
+        query = query.where(Reward.created_at >= since)
+    return db.session.scalar(query)
+
+
+def _milestone_reward(program: Program, referral: Referral, entry) -> list[Reward]:
+    """Every `milestone_every`-th qualified referral pays the referrer a bonus, once: the
+    partial unique index on (program, beneficiary, milestone) refuses a second one."""
+    if not program.milestone_every:
+        return []
+    qualified = db.session.scalar(
+        select(func.count()).where(
+            Referral.program_id == program.id,
+            Referral.referrer_id == referral.referrer_id,
+            Referral.status.in_(("qualified", "rewarded")),
+        )
+    )
+    if qualified == 0 or qualified % program.milestone_every:
+        return []
+    bonus = entry(
+        referral.referrer_id,
+        "bonus",
+        1,
+        program.milestone_amount,
+        milestone=qualified // program.milestone_every,
+    )
+    try:
+        with db.session.begin_nested():
+            db.session.add(bonus)
+    except IntegrityError:
+        return []  # another conversion already paid this milestone
+    return [bonus]
+
+
+def cancel_or_reverse(reward: Reward, refund: Conversion, now: datetime) -> Reward | None:
+    """Take back a reward whose purchase was refunded: an entry still on hold is cancelled;
+    one already approved or paid gets one reversing entry (never two: `reverses_id` is
+    unique). Returns the reversing entry, if one was written."""
+    if reward.status in ("review", "pending"):
+        reward.status, reward.reason, reward.updated_at = "cancelled", "refunded", now
+        return None
+    if reward.status not in ("approved", "paid", "redeemed"):
+        return None
+    reversal = Reward(
+        program_id=reward.program_id,
+        conversion_id=refund.id,
+        referral_id=reward.referral_id,
+        beneficiary_id=reward.beneficiary_id,
+        role=reward.role,
+        level=reward.level,
+        kind=reward.kind,
+        amount=-reward.amount,
+        currency=reward.currency,
+        status="approved",
+        reason="refunded",
+        reverses_id=reward.id,
+        available_at=now,
+        created_at=now,
+        updated_at=now,
+    )
+    try:
+        with db.session.begin_nested():
+            db.session.add(reversal)
+    except IntegrityError:
+        return None  # reversed already, by an earlier delivery of the refund
+    return reversal
+
+
+def release_held_rewards(now: datetime) -> int:
+    """Approve every pending reward whose hold has ended, and mark its referral rewarded.
+    Only rows still pending change, so two workers running at once release each row once."""
+    released = 0
+    while True:
+        ids = db.session.scalars(
+            select(Reward.id)
+            .where(Reward.status == "pending", Reward.available_at <= now)
+            .order_by(Reward.id)
+            .limit(_BATCH)
+        ).all()
+        if not ids:
+            return released
+        approved = db.session.scalars(
+            update(Reward)
+            .where(Reward.id.in_(ids), Reward.status == "pending")
+            .values(status="approved", updated_at=now)
+            .returning(Reward.id),
+            execution_options={"synchronize_session": False},
+        ).all()
+        _mark_referrals_rewarded(approved, now)
+        for reward in db.session.scalars(select(Reward).where(Reward.id.in_(approved))):
+            notifications.reward_approved(reward)
+        released += len(approved)
+        if len(ids) < _BATCH:
+            return released
+
+
+def _mark_referrals_rewarded(reward_ids: list[int], now: datetime) -> None:
+    if not reward_ids:
+        return
+    referral_ids = select(Reward.referral_id).where(
+        Reward.id.in_(reward_ids), Reward.role == "referrer", Reward.level == 1
+    )
+    db.session.execute(
+        update(Referral)
+        .where(Referral.id.in_(referral_ids), Referral.status == "qualified")
+        .values(status="rewarded", updated_at=now),
+        execution_options={"synchronize_session": False},
+    )
+
+
+def expire_rewards(now: datetime) -> int:
+    """Expire approved, unclaimed rewards past their expiry date."""
+    result = db.session.execute(
+        update(Reward)
+        .where(
+            Reward.status == "approved",
+            Reward.expires_at.is_not(None),
+            Reward.expires_at <= now,
+            Reward.payout_id.is_(None),
+            Reward.amount > 0,
+        )
+        .values(status="expired", reason="expired", updated_at=now),
+        execution_options={"synchronize_session": False},
+    )
+    return result.rowcount
+
+
+class NotUnderReview(DomainError):
+    status = 409
+    code = "not_under_review"
+    message = "This referral is not waiting for review."
+
+
+def approve_referral(referral: Referral, now: datetime) -> None:
+    """Staff cleared a held referral: it counts from now on, and its held rewards start
+    (or, if their hold is over, finish) the normal hold."""
+    if referral.status != "review":
+        raise NotUnderReview()
+    referral.status, referral.reason, referral.updated_at = "approved", None, now
+    if referral.referred.referred_by_id is None:
+        referral.referred.referred_by_id = referral.referrer_id
+    referral_services.count_referral(referral.referrer_id, now)
+    if _has_rewards(referral):
+        referral.status = "qualified"
+    _release_reviewed(referral, now)
+
+
+def reject_referral(referral: Referral, reason: str, now: datetime) -> None:
+    """Staff refused a held referral: it never counts, and its held rewards are rejected."""
+    if referral.status != "review":
+        raise NotUnderReview()
+    reason = (reason or "").strip()[:40] or "rejected_by_staff"
+    referral.status, referral.reason, referral.updated_at = "rejected", reason, now
+    db.session.execute(
+        update(Reward)
+        .where(Reward.referral_id == referral.id, Reward.status == "review")
+        .values(status="rejected", reason=reason, updated_at=now),
+        execution_options={"synchronize_session": False},
+    )
+
+
+def _has_rewards(referral: Referral) -> bool:
+    return (
+        db.session.scalar(
+            select(Reward.id).where(Reward.referral_id == referral.id, Reward.amount > 0).limit(1)
+        )
+        is not None
+    )
+
+
+def _release_reviewed(referral: Referral, now: datetime) -> None:
+    for status, moment in (("approved", Reward.available_at <= now), ("pending", None)):
+        query = update(Reward).where(Reward.referral_id == referral.id, Reward.status == "review")
+        if moment is not None:
+            query = query.where(moment)
+        db.session.execute(
+            query.values(status=status, updated_at=now),
+            execution_options={"synchronize_session": False},
+        )
+
+
+def decide_held_rewards(conversion: Conversion, approve: bool, reason: str, now: datetime) -> int:
+    """Staff's decision on rewards a conversion's own fraud checks held (the referral itself
+    was fine): approved ones continue through the hold, rejected ones keep the reason."""
+    held = (Reward.conversion_id == conversion.id, Reward.status == "review")
+    if approve:
+        values = {"status": "pending", "updated_at": now}
+    else:
+        values = {
+            "status": "rejected",
+            "reason": (reason or "").strip()[:40] or "rejected_by_staff",
+            "updated_at": now,
+        }
+    result = db.session.execute(
+        update(Reward).where(*held).values(**values),
+        execution_options={"synchronize_session": False},
+    )
+    return result.rowcount

@@ -1,0 +1,546 @@
+"""Background jobs: emails leave only after their transaction commits, a real Celery worker on
+Redis sends them, the periodic sweeps are scheduled, and a flaky mail server gets retried."""
+
+import contextlib
+import itertools
+import os
+import secrets
+import signal
+import smtplib
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+import redis
+from celery.exceptions import Retry
+from sqlalchemy import select
+
+from app import create_app
+from core.jobs import enqueue
+from extensions import db
+from models import Conversion, Referral, Reward, User, utcnow
+from referral.services import default_program
+from rewards.notifications import friend_joined, reward_approved
+from rewards.tasks import SEND_BACKOFF_SECONDS, release_held, send_email
+from tests import databases
+from tests.conftest import app_config, close
+from tests.server import ROOT, server_environment
+
+PUBLIC_URL = "https://refer.example.com"
+SWEEP_SECONDS = 120
+# Celery tests use a Redis database of their own, and each run a queue of its own in it.
+CELERY_REDIS_DB = 7
+WORKER_WAIT_SECONDS = 30.0
+STOP_TIMEOUT_SECONDS = 10.0
+ANN = "ann.lee@example.com"
+HOLD = timedelta(days=14)
+_orders = itertools.count(1)
+
+
+@pytest.fixture
+def config_overrides():
+    return {
+        "MAIL_BACKEND": "locmem",
+        "PUBLIC_URL": PUBLIC_URL,
+        "REWARDS_SWEEP_SECONDS": SWEEP_SECONDS,
+    }
+
+
+def take_outbox(app) -> list:
+    """The emails the app has sent since the last look (Flask-Mailman's locmem backend)."""
+    outbox = getattr(app.extensions["mailman"], "outbox", [])
+    sent = list(outbox)
+    outbox.clear()
+    return sent
+
+
+@contextlib.contextmanager
+def other_app(database_url: str, **overrides):
+    app = create_app(app_config(database_url, **overrides))
+    try:
+        yield app
+    finally:
+        app.extensions["celery"].close()
+        close(app)
+
+
+# Eager mode (no broker): the job runs at commit, and only then.
+
+
+def test_an_email_queued_in_a_transaction_that_rolls_back_is_never_sent(app):
+    with app.app_context():
+        db.session.add(User(name="Ann Lee", email=ANN))
+        enqueue(send_email, ANN, "Welcome", "Hello Ann")
+        db.session.rollback()
+        db.session.commit()  # a later transaction does not pick the dropped job up
+        assert db.session.scalar(select(User).where(User.name == "Ann Lee")) is None
+    assert take_outbox(app) == []
+
+
+def test_an_email_queued_in_a_transaction_that_commits_is_sent_once_after_it(app):
+    with app.app_context():
+        db.session.add(User(name="Ann Lee", email=ANN))
+        enqueue(send_email, ANN, "Welcome", "Hello Ann")
+        assert take_outbox(app) == []  # not while the transaction is open
+        db.session.commit()
+        db.session.commit()
+    [message] = take_outbox(app)
+    assert (message.to, message.subject, message.body) == (
+        [ANN],
+        "Welcome",
+        "Hello Ann",
+    )
+    assert message.from_email == app.config["MAIL_DEFAULT_SENDER"]
+
+
+def test_a_job_runs_with_the_settings_of_the_app_that_queued_it(app, database_url):
+    with other_app(database_url, MAIL_BACKEND="locmem") as newer:
+        with app.app_context():
+            enqueue(send_email, ANN, "Welcome", "Hello Ann")
+            db.session.commit()
+        assert take_outbox(newer) == []
+    assert len(take_outbox(app)) == 1
+
+
+# The emails themselves.
+
+
+def referral_of(referred: dict) -> Referral:
+    return db.session.scalar(select(Referral).where(Referral.referred_id == referred["id"]))
+
+
+@pytest.fixture
+def alice_and_bob(app, make_participant):
+    """Alice, and Bob who joined through her code; any email the signup sent is dropped."""
+    alice = make_participant("Alice Zimmer")
+    bob = make_participant("Bob Baker", invited_by=alice["code"])
+    take_outbox(app)
+    return alice, bob
+
+
+def test_the_referrer_hears_that_a_friend_joined_without_seeing_the_friends_address(
+    app, alice_and_bob
+):
+    alice, bob = alice_and_bob
+    with app.app_context():
+        friend_joined(referral_of(bob))
+        assert take_outbox(app) == []
+        db.session.commit()
+    [message] = take_outbox(app)
+    assert message.to == [alice["email"]]
+    assert message.subject == "A friend joined InviteLoop through you"
+    assert "Bob B. (b***@example.com) just joined InviteLoop" in message.body
+    assert bob["email"] not in message.body
+    assert f"{PUBLIC_URL}/referral/dashboard" in message.body
+
+
+def test_signing_up_through_a_code_emails_the_referrer_once(app, make_participant):
+    alice = make_participant("Alice Zimmer")
+    take_outbox(app)
+    make_participant("Bob Baker", invited_by=alice["code"])
+    [message] = take_outbox(app)
+    assert (message.to, message.subject) == (
+        [alice["email"]],
+        "A friend joined InviteLoop through you",
+    )
+
+
+@pytest.mark.parametrize("status", ["review", "rejected"])
+def test_no_friend_joined_email_for_a_referral_that_does_not_count(app, alice_and_bob, status):
+    _, bob = alice_and_bob
+    with app.app_context():
+        referral = referral_of(bob)
+        referral.status, referral.reason = status, "same_device"
+        friend_joined(referral)
+        db.session.commit()
+    assert take_outbox(app) == []
+
+
+def test_no_email_for_a_participant_without_an_address(app, alice_and_bob):
+    alice, bob = alice_and_bob
+    with app.app_context():
+        db.session.get(User, alice["id"]).email = None
+        friend_joined(referral_of(bob))
+        db.session.commit()
+    assert take_outbox(app) == []
+
+
+def test_without_public_url_the_link_comes_from_the_request_or_is_left_out(app, alice_and_bob):
+    _, bob = alice_and_bob
+    app.config["PUBLIC_URL"] = None
+    with app.test_request_context(base_url="http://shop.example.org"):
+        friend_joined(referral_of(bob))
+        db.session.commit()
+    with app.app_context():  # a worker or the CLI: no request to take the host from
+        friend_joined(referral_of(bob))
+        db.session.commit()
+    from_request, from_worker = (message.body for message in take_outbox(app))
+    assert "http://shop.example.org/referral/dashboard" in from_request
+    assert "http://" not in from_worker
+    assert "Sign in to InviteLoop to see everyone you have invited" in from_worker
+
+
+def add_reward(beneficiary: dict, referral: Referral | None, **fields) -> Reward:
+    """A ledger entry with the conversion it came from, as the rewards engine writes them."""
+    conversion = Conversion(
+        source="manual",
+        kind="purchase",
+        external_id=f"order-{next(_orders)}",
+        participant_id=referral.referred_id if referral else beneficiary["id"],
+        referral_id=referral.id if referral else None,
+        outcome="accepted",
+        currency="USD",
+        amount=2500,
+    )
+    db.session.add(conversion)
+    db.session.flush()
+    reward = Reward(
+        program_id=default_program().id,
+        conversion_id=conversion.id,
+        referral_id=referral.id if referral else None,
+        beneficiary_id=beneficiary["id"],
+        role=fields.pop("role", "referrer"),
+        kind="credit",
+        amount=fields.pop("amount", 1000),
+        currency="USD",
+        **fields,
+    )
+    db.session.add(reward)
+    db.session.flush()
+    return reward
+
+
+def test_the_beneficiary_hears_that_a_reward_is_approved(app, alice_and_bob):
+    alice, bob = alice_and_bob
+    with app.app_context():
+        reward = add_reward(alice, referral_of(bob), status="approved")
+        reward_approved(reward)
+        assert take_outbox(app) == []
+        db.session.commit()
+    [message] = take_outbox(app)
+    assert message.to == [alice["email"]]
+    assert message.subject == "Your reward of $10.00 is approved"
+    assert "Your credit reward of $10.00 is approved: thanks to Bob B." in message.body
+    assert bob["email"] not in message.body
+    assert f"{PUBLIC_URL}/rewards/" in message.body
+
+
+def test_no_approval_email_for_a_reward_still_on_hold(app, alice_and_bob):
+    alice, bob = alice_and_bob
+    with app.app_context():
+        reward_approved(add_reward(alice, referral_of(bob), status="pending"))
+        db.session.commit()
+    assert take_outbox(app) == []
+
+
+# The periodic sweeps.
+
+
+def test_hold_release_and_expiry_are_scheduled_under_names_the_workers_know(app):
+    celery_app = app.extensions["celery"]
+    schedule = celery_app.conf.beat_schedule
+    assert sorted(entry["task"] for entry in schedule.values()) == [
+        "rewards.expire",
+        "rewards.release_held",
+    ]
+    assert {entry["schedule"] for entry in schedule.values()} == {SWEEP_SECONDS}
+    assert {"rewards.expire", "rewards.release_held"} <= set(celery_app.tasks)
+
+
+def run_sweep(app, name: str) -> int:
+    """Run a periodic task as a worker would on beat's signal (inline: eager mode)."""
+    return app.extensions["celery"].tasks[name].delay().get()
+
+
+def statuses(app, *reward_ids: int) -> list[str]:
+    with app.app_context():
+        return [db.session.get(Reward, reward_id).status for reward_id in reward_ids]
+
+
+def test_the_release_sweep_approves_rewards_whose_hold_ended_and_mails_once(app, alice_and_bob):
+    alice, bob = alice_and_bob
+    now = utcnow()
+    with app.app_context():
+        referral = referral_of(bob)
+        ended = add_reward(alice, referral, status="pending", available_at=now).id
+        held = add_reward(alice, referral, status="pending", available_at=now + HOLD).id
+        db.session.commit()
+    assert run_sweep(app, "rewards.release_held") == 1
+    assert statuses(app, ended, held) == ["approved", "pending"]
+    [message] = take_outbox(app)
+    assert (message.to, message.subject) == ([alice["email"]], "Your reward of $10.00 is approved")
+    assert run_sweep(app, "rewards.release_held") == 0  # a second sweep changes nothing
+    assert take_outbox(app) == []
+
+
+def test_the_expiry_sweep_expires_approved_rewards_past_their_date(app, alice_and_bob):
+    alice, bob = alice_and_bob
+    now = utcnow()
+    with app.app_context():
+        referral = referral_of(bob)
+        past = add_reward(alice, referral, status="approved", expires_at=now).id
+        future = add_reward(alice, referral, status="approved", expires_at=now + HOLD).id
+        db.session.commit()
+    assert run_sweep(app, "rewards.expire") == 1
+    assert statuses(app, past, future) == ["expired", "approved"]
+    assert run_sweep(app, "rewards.expire") == 0
+
+
+# Retries: a mail server that hangs up is tried again later.
+
+
+class FlakySmtpServer:
+    """An SMTP server on 127.0.0.1 that hangs up on its first `drops` connections, then
+    accepts mail; it counts the connections and keeps what it received."""
+
+    def __init__(self, drops: int):
+        self.drops = drops
+        self.connections = 0
+        self.messages: list[bytes] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.05)
+        self.port = self._listener.getsockname()[1]
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_):
+        self._stopping.set()
+        self._thread.join(timeout=5)
+        self._listener.close()
+
+    def _serve(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                connection, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            with connection:
+                self.connections += 1
+                if self.connections > self.drops:
+                    connection.settimeout(5)
+                    self._converse(connection)
+
+    def _converse(self, connection: socket.socket) -> None:
+        with connection.makefile("rb") as lines:
+            connection.sendall(b"220 localhost ESMTP\r\n")
+            for line in lines:
+                verb = line[:4].upper()
+                if verb == b"DATA":
+                    connection.sendall(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+                    self.messages.append(b"".join(iter(lines.readline, b".\r\n")))
+                    connection.sendall(b"250 Queued\r\n")
+                elif verb == b"QUIT":
+                    connection.sendall(b"221 Bye\r\n")
+                    return
+                else:
+                    connection.sendall(b"250 OK\r\n")
+
+
+def smtp_settings(port: int) -> dict:
+    return {"MAIL_BACKEND": "smtp", "MAIL_SERVER": "127.0.0.1", "MAIL_PORT": port}
+
+
+def test_in_eager_mode_a_failed_send_asks_for_a_retry_with_backoff(database_url):
+    """Without a broker there is no later to retry in: the attempt raises Celery's Retry
+    (a worker would requeue the job with the countdown), which the caller logs."""
+    with (
+        FlakySmtpServer(drops=1) as server,
+        other_app(database_url, **smtp_settings(server.port)) as app,
+        app.app_context(),
+        pytest.raises(Retry) as retry,
+    ):
+        app.extensions["celery"].tasks[send_email.name].apply([ANN, "Welcome", "Hello Ann"])
+    assert isinstance(retry.value.exc, smtplib.SMTPServerDisconnected)
+    assert 0 <= retry.value.when <= SEND_BACKOFF_SECONDS
+    assert server.connections == 1
+
+
+@pytest.mark.usefixtures("app")  # empty tables
+def test_in_eager_mode_a_failed_send_is_logged_and_the_commit_stands(database_url, caplog):
+    with (
+        FlakySmtpServer(drops=1000) as server,
+        other_app(database_url, **smtp_settings(server.port)) as app,
+        app.app_context(),
+    ):
+        db.session.add(User(name="Ann Lee", email=ANN))
+        enqueue(send_email, ANN, "Welcome", "Hello Ann")
+        db.session.commit()
+        assert db.session.scalar(select(User).where(User.name == "Ann Lee"))
+    assert server.connections == 1
+    assert server.messages == []
+    assert "could not queue rewards.send_email" in caplog.text
+
+
+# A real worker on the local Redis.
+
+
+@dataclass(frozen=True)
+class Broker:
+    url: str
+    queue: str
+
+
+@dataclass(frozen=True)
+class CeleryProcess:
+    process: subprocess.Popen
+    log: Callable[[], str]
+
+
+@pytest.fixture
+def broker():
+    """The Redis URL and a queue of this test's own; skips or fails like the other services."""
+    parts = urlsplit(databases.REDIS_URL)
+    url = urlunsplit(parts._replace(path=f"/{CELERY_REDIS_DB}"))
+    client = redis.Redis.from_url(url, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as error:
+        client.close()
+        databases.service_missing("Redis", error)
+    queue = f"inviteloop-test-{secrets.token_hex(4)}"
+    yield Broker(url, queue)
+    for key in client.scan_iter(f"*{queue}*"):
+        client.delete(key)
+    client.close()
+
+
+def queue_job(database_url: str, broker: Broker, task, *args) -> None:
+    """Queue a job as the web app does: in a transaction, handed to Redis at commit."""
+    web = {"REDIS_URL": broker.url, "CELERY_OVERRIDES": {"task_default_queue": broker.queue}}
+    with other_app(database_url, **web) as app, app.app_context():
+        assert not app.extensions["celery"].conf.task_always_eager
+        enqueue(task, *args)
+        db.session.commit()
+
+
+@contextlib.contextmanager
+def running_celery(arguments: list[str], database_url: str, **settings: str):
+    """`celery -A worker <arguments>` with `settings` as its environment, its output kept.
+    Stopped with SIGTERM (a warm shutdown), killed only if it lingers."""
+    command = [sys.executable, "-m", "celery", "-A", "worker", *arguments, "--loglevel", "INFO"]
+    env = server_environment(database_url, LOG_LEVEL="INFO", **settings)
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own group, so a kill reaches any child too
+        )
+
+        def read_log() -> str:
+            log.flush()
+            log.seek(0)
+            return log.read().decode("utf-8", "replace")
+
+        try:
+            yield CeleryProcess(process, read_log)
+        finally:
+            stop(process)
+
+
+def running_worker(database_url: str, broker: Broker, **settings: str):
+    """A worker consuming this test's queue only, one task at a time, in its own process."""
+    arguments = ["worker", "--pool", "solo", "--concurrency", "1", "--queues", broker.queue]
+    arguments += ["--hostname", f"{broker.queue}@%h"]
+    arguments += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
+    return running_celery(arguments, database_url, REDIS_URL=broker.url, **settings)
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=STOP_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=STOP_TIMEOUT_SECONDS)
+
+
+def wait_until(condition: Callable[[], object], celery: CeleryProcess, what: str) -> None:
+    deadline = time.monotonic() + WORKER_WAIT_SECONDS
+    while not condition():
+        if celery.process.poll() is not None:
+            pytest.fail(f"celery exited ({celery.process.returncode}):\n{celery.log()}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"no {what} within {WORKER_WAIT_SECONDS:.0f} s; its log:\n{celery.log()}")
+        time.sleep(0.1)
+
+
+def smtp_environment(port: int) -> dict[str, str]:
+    return {name: str(value) for name, value in smtp_settings(port).items()}
+
+
+def test_a_real_worker_sends_an_email_queued_by_a_committed_transaction(database_url, broker):
+    with FlakySmtpServer(drops=0) as server:
+        queue_job(database_url, broker, send_email, ANN, "Welcome", "Hello Ann")  # waits in Redis
+        with running_worker(database_url, broker, **smtp_environment(server.port)) as worker:
+            wait_until(lambda: server.messages, worker, "email")
+            assert "rewards.release_held" in worker.log()  # its banner lists the sweeps
+        assert worker.process.returncode == 0  # SIGTERM's warm shutdown, not the kill
+    [message] = server.messages
+    assert b"To: ann.lee@example.com" in message
+    assert b"Subject: Welcome" in message
+    assert b"Hello Ann" in message
+
+
+def test_a_real_worker_tries_again_after_the_mail_server_hung_up(sqlite_url, broker):
+    with FlakySmtpServer(drops=1) as server:
+        queue_job(sqlite_url, broker, send_email, ANN, "Welcome", "Hello Ann")
+        with running_worker(sqlite_url, broker, **smtp_environment(server.port)) as worker:
+            wait_until(lambda: server.messages, worker, "email")
+            log = worker.log()
+    assert server.connections == 2
+    assert len(server.messages) == 1
+    assert "Retry in" in log
+    assert "SMTPServerDisconnected" in log
+
+
+def test_a_real_worker_releases_held_rewards_in_the_database(
+    app, make_participant, database_url, broker
+):
+    # Known to the shop by external id only: the sweep has nobody to email, so it queues no
+    # email job (which would go to the default queue, not this test's).
+    carol = make_participant("Carol Chen")
+    with app.app_context():
+        db.session.get(User, carol["id"]).email = None
+        reward_id = add_reward(carol, None, status="pending", available_at=utcnow()).id
+        db.session.commit()
+    queue_job(database_url, broker, release_held)  # as beat does every REWARDS_SWEEP_SECONDS
+
+    def status() -> str:
+        with app.app_context():
+            return db.session.scalar(select(Reward.status).where(Reward.id == reward_id))
+
+    with running_worker(database_url, broker) as worker:
+        wait_until(lambda: status() == "approved", worker, "release")
+        wait_until(lambda: "released 1 held rewards" in worker.log(), worker, "log line")
+
+
+def test_beat_sends_both_sweeps_on_schedule(sqlite_url, tmp_path):
+    # No broker to leave messages in: beat hands them to Celery's in-memory transport.
+    beat = ["beat", "--schedule", str(tmp_path / "beat-schedule"), "--max-interval", "1"]
+    settings = {"REWARDS_SWEEP_SECONDS": "1", "CELERY_ALWAYS_EAGER": "false"}
+    with running_celery(beat, sqlite_url, **settings) as beat_process:
+        for entry, task in [
+            ("release-held-rewards", "rewards.release_held"),
+            ("expire-rewards", "rewards.expire"),
+        ]:
+            line = f"Sending due task {entry} ({task})"
+            wait_until(lambda line=line: line in beat_process.log(), beat_process, line)
+    assert beat_process.process.returncode == 0

@@ -1,0 +1,139 @@
+"""API keys, `POST /codes/issue` and `POST /referral/process_referral`."""
+
+import pytest
+from sqlalchemy import func, select
+
+from admin.services import set_role
+from core.api_keys import create_api_key
+from extensions import db
+from models import ApiKey, Referral, ReferralCode, User, utcnow
+from tests.conftest import csrf_token, log_in
+
+
+def new_key(app, *scopes) -> str:
+    with app.app_context():
+        _row, secret = create_api_key("shop", list(scopes))
+        db.session.commit()
+    return secret
+
+
+def bearer(key: str) -> dict:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def users(app) -> int:
+    with app.app_context():
+        return db.session.scalar(select(func.count()).select_from(User))
+
+
+def test_issuing_a_code_creates_the_participant_once(app, client):
+    key = new_key(app, "codes:issue")
+    body = {"external_id": "cust-7", "email": "Shopper@Example.com"}
+    first = client.post("/codes/issue", json=body, headers=bearer(key))
+    again = client.post("/codes/issue", json=body, headers=bearer(key))
+    assert first.status_code == again.status_code == 200
+    assert first.get_json()["code"] == again.get_json()["code"]
+    assert first.get_json()["email"] == "shopper@example.com"
+    assert first.get_json()["link"].endswith(f"/r/{first.get_json()['code']}")
+    assert users(app) == 1
+    with app.app_context():
+        shopper = db.session.scalar(select(User).where(User.external_id == "cust-7"))
+        assert shopper.password_hash is None
+
+
+def test_issuing_needs_an_identity_a_valid_key_and_the_scope(app, client):
+    key = new_key(app, "codes:issue")
+    assert client.post("/codes/issue", json={}, headers=bearer(key)).status_code == 422
+    assert client.post("/codes/issue", json={"email": "a@b.co"}).status_code == 401
+    wrong = key[:-3] + ("aaa" if not key.endswith("aaa") else "bbb")
+    assert (
+        client.post("/codes/issue", json={"email": "a@b.co"}, headers=bearer(wrong)).status_code
+        == 401
+    )
+    other = new_key(app, "referrals:write")
+    denied = client.post("/codes/issue", json={"email": "a@b.co"}, headers=bearer(other))
+    assert denied.status_code == 403
+    assert users(app) == 0
+
+
+def test_a_revoked_key_stops_working(app, client):
+    key = new_key(app, "codes:issue")
+    with app.app_context():
+        db.session.scalar(select(ApiKey)).revoked_at = utcnow()
+        db.session.commit()
+    response = client.post("/codes/issue", json={"email": "a@b.co"}, headers=bearer(key))
+    assert response.status_code == 401 and users(app) == 0
+
+
+def test_only_a_hash_of_the_key_is_stored(app):
+    key = new_key(app, "codes:issue")
+    with app.app_context():
+        row = db.session.scalar(select(ApiKey))
+        assert key.split("_", 2)[2] not in row.secret_hash and row.prefix in key
+
+
+def test_staff_may_issue_codes_from_their_session_with_csrf(app, client, make_participant):
+    staff = make_participant("Stan Staff")
+    with app.app_context():
+        set_role(staff["email"], "manager")
+        db.session.commit()
+    log_in(client, staff["email"])
+    without_token = client.post("/codes/issue", data={"email": "walkin@example.com"})
+    assert without_token.status_code == 400 and users(app) == 1
+    token = csrf_token(client, "/referral/dashboard")
+    response = client.post(
+        "/codes/issue", data={"email": "walkin@example.com", "csrf_token": token}
+    )
+    assert response.status_code == 200 and users(app) == 2
+
+
+def test_a_member_session_may_not_issue_codes(app, client, make_participant):
+    member = make_participant("Max Member")
+    log_in(client, member["email"])
+    token = csrf_token(client, "/referral/dashboard")
+    response = client.post("/codes/issue", data={"email": "x@example.com", "csrf_token": token})
+    assert response.status_code == 403 and users(app) == 1
+
+
+@pytest.fixture
+def rita(make_participant):
+    return make_participant("Rita Referrer")
+
+
+def test_process_referral_records_an_external_signup(app, client, rita):
+    key = new_key(app, "referrals:write")
+    body = {"external_id": "cust-9", "email": "newcomer@example.com", "ref_code": rita["code"]}
+    response = client.post("/referral/process_referral", json=body, headers=bearer(key))
+    assert response.get_json() == {"outcome": "accepted", "reason": "awaiting_purchase"}
+    again = client.post("/referral/process_referral", json=body, headers=bearer(key))
+    assert again.get_json()["outcome"] == "duplicate"
+    with app.app_context():
+        referral = db.session.scalar(select(Referral))
+        assert (referral.referrer_id, referral.source, referral.status) == (
+            rita["id"],
+            "api",
+            "pending",
+        )
+        assert db.session.get(User, rita["id"]).referral_count == 1
+        assert db.session.scalar(select(func.count()).select_from(ReferralCode)) == 2
+
+
+def test_process_referral_refuses_an_unknown_code_and_changes_nothing(app, client, rita):
+    key = new_key(app, "referrals:write")
+    body = {"email": "newcomer@example.com", "ref_code": "ZZZZZZ"}
+    response = client.post("/referral/process_referral", json=body, headers=bearer(key))
+    assert response.status_code == 422
+    assert response.get_json()["error"]["code"] == "code_not_found"
+    assert users(app) == 1
+
+
+def test_a_person_already_referred_keeps_the_first_referral(app, client, rita, make_participant):
+    other = make_participant("Olga Other")
+    fred = make_participant("Fred Friend", invited_by=rita["code"])
+    key = new_key(app, "referrals:write")
+    body = {"email": fred["email"], "ref_code": other["code"]}
+    client.post("/referral/process_referral", json=body, headers=bearer(key))
+    with app.app_context():
+        referral = db.session.scalar(select(Referral).where(Referral.referred_id == fred["id"]))
+        assert referral.referrer_id == rita["id"]
+        assert db.session.get(User, other["id"]).referral_count == 0
