@@ -1,9 +1,15 @@
 """`flask demo seed`: fill an empty database with a believable referral program."""
 
+import random
+from datetime import timedelta
+
 import click
+from flask import current_app
 from flask.cli import AppGroup
 
+from models import utcnow
 from referral import demo
+from rewards import demo as rewards_demo
 
 demo_cli = AppGroup("demo", help="Demo data.")
 
@@ -23,10 +29,20 @@ def seed(participants: int, days: int, if_empty: bool):
     def progress(done: int, total: int) -> None:
         click.echo(f"Seeding participants: {done}/{total}")
 
-    report = demo.seed(participants, days, progress)
+    # Demo people are not real: their emails are dropped, not printed or sent.
+    mail_state = current_app.extensions["mailman"]
+    backend, mail_state.backend = mail_state.backend, "dummy"
+    try:
+        report = demo.seed(participants, days, progress)
+        click.echo("Seeding purchases, refunds and rewards...")
+        purchases, refunds = rewards_demo.seed_purchases(
+            random.Random(days), utcnow(), utcnow() - timedelta(days=days + 1)
+        )
+    finally:
+        mail_state.backend = backend
     click.echo(
-        f"Created {report.participants} participants, {report.referrals} referrals and "
-        f"{report.clicks} clicks.\n"
+        f"Created {report.participants} participants, {report.referrals} referrals, "
+        f"{report.clicks} clicks, {purchases} purchases and {refunds} refunds.\n"
         f"Log in as {demo.ADMIN_EMAIL} (or any demo participant) with the password "
         f"'{demo.DEMO_PASSWORD}'."
     )
