@@ -3,6 +3,7 @@
 from datetime import datetime
 
 import click
+from flask import current_app
 from flask.cli import AppGroup
 from sqlalchemy import select
 
@@ -42,6 +43,22 @@ def show_program(slug: str):
     program = _program(slug)
     for field in programs.RULE_FIELDS:
         click.echo(f"{field:32} {_shown(getattr(program, field))}")
+
+
+@program_group.command("create")
+@click.argument("slug")
+@click.argument("settings", nargs=-1)
+def create_program(slug: str, settings: tuple[str, ...]):
+    """Create a program: `flask rewards program create spring name="Spring promo"
+    trigger_event=every_purchase referrer_reward_value=500`."""
+    try:
+        values = dict(_parse_setting(setting) for setting in settings)
+        programs.create_program(slug, values, current_app.config["DEFAULT_CURRENCY"])
+    except DomainError as error:
+        db.session.rollback()
+        raise click.ClickException(error.message) from None
+    db.session.commit()
+    click.echo(f"Created program {slug!r}.")
 
 
 @program_group.command("set")

@@ -7,6 +7,8 @@ combination into a message a person can act on, naming the field at fault.
 import re
 from datetime import datetime
 
+from sqlalchemy import select
+
 from core.errors import DomainError
 from extensions import db
 from models import MAX_DEPTH, REWARD_BASES, REWARD_KINDS, TRIGGERS, Program
@@ -55,6 +57,34 @@ class InvalidRules(DomainError):
     def __init__(self, field: str, message: str):
         super().__init__(message)
         self.field = field
+
+
+class SlugTaken(DomainError):
+    status = 409
+    code = "slug_taken"
+    field = "slug"
+    message = "Another program already has this short name."
+
+
+_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,59}$")
+
+
+def create_program(slug: str, values: dict, currency: str) -> Program:
+    """A new (not default) program with the model's default rules, changed by `values`."""
+    if not _SLUG.match(slug or ""):
+        raise InvalidRules("slug", "The short name is lower-case letters, digits and dashes.")
+    if db.session.scalar(select(Program.id).where(Program.slug == slug)) is not None:
+        raise SlugTaken()
+    program = Program(slug=slug, name=values.get("name") or slug, currency=currency)
+    # Column defaults apply at insert; fill them now so the rules can be checked whole.
+    for column in Program.__table__.columns:
+        if getattr(program, column.key) is None and column.default is not None:
+            default = column.default.arg
+            setattr(program, column.key, default(None) if callable(default) else default)
+    update_program(program, {key: value for key, value in values.items() if key != "name"})
+    db.session.add(program)
+    db.session.flush()
+    return program
 
 
 def update_program(program: Program, changes: dict) -> Program:

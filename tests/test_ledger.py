@@ -423,13 +423,11 @@ def _waiting_on_a_lock(app) -> bool:
         return waiting > 0
 
 
-def test_a_request_blocked_by_an_uncommitted_one_gets_the_same_refusal(
-    app, make_participant, backend
-):
+# PostgreSQL only: SQLite writers queue at BEGIN IMMEDIATE, so they cannot overlap.
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_request_blocked_by_an_uncommitted_one_gets_the_same_refusal(app, make_participant):
     """The unique index, not the check before it, settles the race: the second request
     passes the check, waits on the index, and turns the violation into the domain error."""
-    if backend != "postgresql":
-        pytest.skip("SQLite writers queue at BEGIN IMMEDIATE; they cannot overlap")
     alice = make_participant("Alice Zimmer")
     add_reward(app, alice, 2500)
     first_flushed, commit_first = threading.Event(), threading.Event()

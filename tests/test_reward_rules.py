@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import func, select
 
 from extensions import db
-from models import Click, Conversion, Referral, ReferralCode, Reward, User, utcnow
+from models import Click, Conversion, Program, Referral, ReferralCode, Reward, User, utcnow
 from referral.services import default_program
 from rewards import programs, services
 from rewards.conversions import record_event
@@ -437,3 +437,19 @@ def test_rejecting_a_held_referral_rejects_its_rewards(app, runner, make_partici
         "household",
     )
     assert {entry[4] for entry in ledger(app, rita["id"]) + ledger(app, fred["id"])} == {"rejected"}
+
+
+def test_a_new_program_is_created_with_checked_rules(app, runner):
+    made = runner.invoke(
+        args=["rewards", "program", "create", "spring", "name=Spring promo", "hold_days=7"]
+    )
+    assert made.exit_code == 0, made.output
+    again = runner.invoke(args=["rewards", "program", "create", "spring"])
+    assert again.exit_code != 0 and "already has this short name" in again.output
+    bad = runner.invoke(args=["rewards", "program", "create", "autumn", "cap_total=0"])
+    assert bad.exit_code != 0 and "above zero" in bad.output
+    with app.app_context():
+        spring = db.session.scalar(select(Program).where(Program.slug == "spring"))
+        assert (spring.name, spring.hold_days, spring.is_default) == ("Spring promo", 7, False)
+        assert spring.trigger_event == "first_purchase" and spring.currency == "USD"
+        assert db.session.scalar(select(func.count()).select_from(Program)) == 2
