@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 
 from core.errors import DomainError
+from core.money import format_amount
 from extensions import db
 from models import PAYABLE_KINDS, Payout, Referral, Reward, User
 
@@ -21,11 +22,6 @@ HELD_STATUSES = ("pending", "review")
 # Entries that count in some balance; cancelled, rejected and expired ones count nowhere.
 BALANCE_STATUSES = ("review", "pending", "approved", "paid")
 REFERENCE_MAX_LENGTH = 200
-
-# ISO 4217 currencies whose minor unit is not a hundredth.
-_NO_DECIMALS = frozenset({"CLP", "ISK", "JPY", "KRW", "PYG", "UGX", "VND", "XAF", "XOF"})
-_THREE_DECIMALS = frozenset({"BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"})
-_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "INR": "₹", "KRW": "₩"}
 
 
 class NotPayable(DomainError):
@@ -93,18 +89,6 @@ class Balance:
             # What a payout request would claim now; null where the kind is not paid out.
             "payable": self.available if self.payable else None,
         }
-
-
-def format_amount(amount: int, currency: str, kind: str | None = None) -> str:
-    """Minor units for people: "$10.00", "¥500", "12.50 CHF", "120 points"."""
-    if kind == "points":
-        return f"{amount:,} point{'' if abs(amount) == 1 else 's'}"
-    decimals = 0 if currency in _NO_DECIMALS else 3 if currency in _THREE_DECIMALS else 2
-    whole, fraction = divmod(abs(amount), 10**decimals)
-    number = f"{whole:,}" + (f".{fraction:0{decimals}d}" if decimals else "")
-    sign = "-" if amount < 0 else ""
-    symbol = _SYMBOLS.get(currency)
-    return f"{sign}{symbol}{number}" if symbol else f"{sign}{number} {currency}"
 
 
 def ledger_page(user: User, page: int, per_page: int):

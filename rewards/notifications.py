@@ -9,9 +9,9 @@ from urllib.parse import urlsplit
 from flask import current_app, has_request_context, render_template, url_for
 
 from core.jobs import enqueue
+from core.money import format_amount
 from core.templating import mask_email
 from models import Referral, Reward, User
-from rewards.ledger import format_amount
 from rewards.tasks import send_email
 
 

@@ -5,6 +5,7 @@ from flask_login import current_user, login_required
 
 from core.errors import DomainError
 from core.forms import show_domain_error
+from core.money import format_amount
 from extensions import db
 from models import utcnow
 from referral.leaderboard import parse_page
@@ -24,7 +25,7 @@ bp.register_blueprint(stripe_bp)
 
 @bp.app_template_filter("money")
 def money(amount: int, currency: str, kind: str | None = None) -> str:
-    return ledger.format_amount(amount, currency, kind)
+    return format_amount(amount, currency, kind)
 
 
 def _ledger_page(form: PayoutForm, status: int = 200):
@@ -58,6 +59,6 @@ def request_payout():
     except DomainError as error:
         db.session.rollback()
         return _ledger_page(form, show_domain_error(form, error))
-    amount = ledger.format_amount(payout.amount, payout.currency)
+    amount = format_amount(payout.amount, payout.currency)
     flash(f"Payout of {amount} requested. We will let you know once it is paid.", "success")
     return redirect(url_for("rewards.ledger"))

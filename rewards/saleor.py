@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, jsonify, request
 
+from core import money
 from core.errors import DomainError
 from extensions import csrf, db
 from models import utcnow
@@ -60,16 +61,6 @@ HANDLED_EVENTS = {
     "order_fully_refunded": ("OrderFullyRefunded", "refund"),
 }
 REF_CODE_KEYS = ("ref_code", "referral_code")
-# ISO 4217 minor-unit exponents that are not 2.
-CURRENCY_EXPONENTS = {
-    **dict.fromkeys(
-        ("BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI"), 0
-    ),
-    **dict.fromkeys(("VND", "VUV", "XAF", "XOF", "XPF"), 0),
-    **dict.fromkeys(("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"), 3),
-    "CLF": 4,
-    "UYW": 4,
-}
 
 
 class SaleorNotConfigured(DomainError):
@@ -194,7 +185,7 @@ def minor_units(amount, currency: str) -> int:
         raise InvalidSaleorPayload("The order total is not a number.")
     try:
         # str() of a float is its shortest exact decimal form: 19.99 stays 19.99.
-        scaled = Decimal(str(amount)).scaleb(CURRENCY_EXPONENTS.get(currency.upper(), 2))
+        scaled = Decimal(str(amount)).scaleb(money.exponent(currency))
     except InvalidOperation:
         raise InvalidSaleorPayload("The order total is not a number.") from None
     if not scaled.is_finite() or scaled != scaled.to_integral_value():

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select, text
 
+from core.money import format_amount
 from extensions import db
 from models import Conversion, Payout, Referral, Reward, User, utcnow
 from referral.services import default_program
@@ -98,14 +99,14 @@ def ask_payout(client, kind="credit", currency="USD", **extra):
 
 
 def test_amounts_read_as_money():
-    assert ledger.format_amount(1000, "USD") == "$10.00"
-    assert ledger.format_amount(123456, "USD") == "$1,234.56"
-    assert ledger.format_amount(-500, "USD") == "-$5.00"
-    assert ledger.format_amount(500, "JPY") == "¥500"
-    assert ledger.format_amount(1250, "CHF") == "12.50 CHF"
-    assert ledger.format_amount(1500, "KWD") == "1.500 KWD"
-    assert ledger.format_amount(120, "USD", "points") == "120 points"
-    assert ledger.format_amount(1, "USD", "points") == "1 point"
+    assert format_amount(1000, "USD") == "$10.00"
+    assert format_amount(123456, "USD") == "$1,234.56"
+    assert format_amount(-500, "USD") == "-$5.00"
+    assert format_amount(500, "JPY") == "¥500"
+    assert format_amount(1250, "CHF") == "12.50 CHF"
+    assert format_amount(1500, "KWD") == "1.500 KWD"
+    assert format_amount(120, "USD", "points") == "120 points"
+    assert format_amount(1, "USD", "points") == "1 point"
 
 
 def test_page_lists_every_entry_with_kind_for_whom_amount_status_reason_and_date(
