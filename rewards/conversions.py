@@ -6,11 +6,12 @@ referral's new status and the rewards appear together or not at all.
 """
 
 import contextlib
+import hashlib
 import logging
 import re
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from extensions import db
@@ -44,6 +45,8 @@ def record_event(event: EventIn, now: datetime | None = None) -> Outcome:
     nothing; so is one that loses a race with its twin (the unique constraint decides)."""
     now = now or utcnow()
     _check(event)
+    if event.order_id:
+        _lock_order(event.source, event.order_id)
     program = referral_services.default_program()
     conversion = Conversion(
         source=event.source,
@@ -72,6 +75,16 @@ def record_event(event: EventIn, now: datetime | None = None) -> Outcome:
     db.session.flush()
     log.info("conversion %s %s: %s %s", conversion.id, event.kind, outcome, reason or "")
     return Outcome(outcome, reason, conversion.id)
+
+
+def _lock_order(source: str, order_id: str) -> None:
+    """A purchase and the refund of the same order take turns (PostgreSQL; SQLite writers
+    already do): otherwise each could miss the other and a refunded order would still pay."""
+    if db.session.get_bind().dialect.name != "postgresql":
+        return
+    digest = hashlib.blake2b(f"{source}:{order_id}".encode(), digest_size=8).digest()
+    key = int.from_bytes(digest, "big", signed=True)
+    db.session.execute(select(func.pg_advisory_xact_lock(key)))
 
 
 def _check(event: EventIn) -> None:

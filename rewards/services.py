@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import joinedload
 
 from core.errors import DomainError
 from extensions import db
@@ -263,7 +264,14 @@ def release_held_rewards(now: datetime) -> int:
             execution_options={"synchronize_session": False},
         ).all()
         _mark_referrals_rewarded(approved, now)
-        for reward in db.session.scalars(select(Reward).where(Reward.id.in_(approved))):
+        for reward in db.session.scalars(
+            select(Reward)
+            .options(
+                joinedload(Reward.beneficiary),
+                joinedload(Reward.referral).joinedload(Referral.referred),
+            )
+            .where(Reward.id.in_(approved))
+        ):
             notifications.reward_approved(reward)
         released += len(approved)
         if len(ids) < _BATCH:
