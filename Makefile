@@ -30,3 +30,7 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+.PHONY: bench-events
+bench-events: $(STAMP)
+	$(BIN)/python -m bench.events

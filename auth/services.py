@@ -133,10 +133,9 @@ def register_participant(
 def _insert_user(user: User) -> User:
     if db.session.scalar(select(User.id).where(User.email == user.email)) is not None:
         raise EmailTaken()
-    db.session.add(user)
     try:
         with db.session.begin_nested():
-            db.session.flush()
+            db.session.add(user)
     except IntegrityError:
         # Another signup with this email committed between our check and our insert.
         raise EmailTaken() from None

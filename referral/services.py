@@ -204,10 +204,11 @@ def attribute_signup(user: User, code: ReferralCode, source: str, now: datetime)
         created_at=now,
         updated_at=now,
     )
-    db.session.add(referral)
     try:
+        # Added inside the savepoint: begin_nested() flushes what is pending *before* the
+        # savepoint, so a row added earlier would fail the whole transaction instead.
         with db.session.begin_nested():
-            db.session.flush()
+            db.session.add(referral)
     except IntegrityError:
         raise AlreadyReferred() from None
     if referral.counted:

@@ -158,7 +158,7 @@ def _referral_of(user: User, conversion: Conversion, now: datetime) -> Referral 
     referral = _locked_referral(user.id)
     if referral is None and conversion.ref_code:
         code = referral_services.find_active_code(conversion.ref_code, now)
-        if code is not None:
+        if code is not None and code.user_id != user.id:  # one's own code refers nobody
             # A concurrent event may have recorded it first; then that one stands.
             with contextlib.suppress(referral_services.AlreadyReferred):
                 referral_services.attribute_signup(user, code, "api", now)

@@ -383,3 +383,12 @@ def test_an_unreachable_database_answers_503_as_json():
         assert response.get_json()["error"]["code"] == "database_unavailable"
     finally:
         close(down)
+
+
+def test_a_customer_using_their_own_code_refers_nobody(app, client, pair):
+    rita, _fred = pair
+    answer = send(client, purchase(rita["email"], ref_code=rita["code"])).get_json()
+    assert answer == {"outcome": "unattributed", "reason": "not_referred"}
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Referral)) == 1
+    assert count(app, Reward) == 0

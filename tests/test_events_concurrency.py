@@ -1,0 +1,208 @@
+"""Signed events racing each other against a real gunicorn, on SQLite and on PostgreSQL.
+
+RELIABILITY.md §B 9: the same purchase delivered 50 times at once gives every sender a 2xx
+and exactly one set of rewards, run after run. Also two orders of one friend at once (a
+first-purchase program pays once), a purchase racing its own refund, and two referrers'
+codes arriving at once for one customer (the first attribution stands, §D 30).
+"""
+
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+from sqlalchemy import func, select
+
+from extensions import db
+from models import Conversion, Referral, Reward, User
+from tests import factories
+from tests.server import GENEROUS_LIMITS, running_server
+from tests.test_events import SECRET, purchase, refund, sign
+
+pytestmark = pytest.mark.server
+
+REQUEST_TIMEOUT = 60
+BARRIER_TIMEOUT = 30
+SENDERS = 50
+ROUNDS = 20
+LIVE = ("review", "pending", "approved", "paid", "redeemed")
+
+
+def signed_delivery(event: dict) -> tuple[bytes, dict]:
+    """One delivery as a sender makes it; a retry resends the very same bytes and headers."""
+    body = json.dumps(event).encode()
+    message_id, timestamp = f"msg_{event['id']}", int(time.time())
+    headers = {
+        "webhook-id": message_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": sign(body, message_id, timestamp),
+        "Content-Type": "application/json",
+    }
+    return body, headers
+
+
+def send_all_at_once(pool, base_url: str, events: list[dict]) -> list[tuple[int, dict]]:
+    """Each event from its own sender thread; all wait at a barrier, then post together.
+    Returns (status, JSON answer) per event, in order."""
+    deliveries = [signed_delivery(event) for event in events]
+    barrier = threading.Barrier(len(deliveries), timeout=BARRIER_TIMEOUT)
+
+    def deliver(delivery: tuple[bytes, dict]) -> tuple[int, dict]:
+        body, headers = delivery
+        with requests.Session() as sender:
+            barrier.wait()
+            response = sender.post(
+                f"{base_url}/api/v1/events", data=body, headers=headers, timeout=REQUEST_TIMEOUT
+            )
+            answer = response.json() if response.status_code < 500 else {}
+            response.close()
+            return response.status_code, answer
+
+    return list(pool.map(deliver, deliveries))
+
+
+def events_server(database_url: str):
+    return running_server(database_url, EVENTS_WEBHOOK_SECRET=SECRET, EVENTS_LIMITS=GENEROUS_LIMITS)
+
+
+def invite_friends(app, count: int) -> tuple[dict, list[dict]]:
+    """Rita and `count` friends she invited, each friend on a network of their own."""
+    with app.app_context():
+        rita = factories.participant("Rita Referrer")
+        friends = [
+            factories.participant(f"Friend Number{index:02d}", invited_by=rita["code"])
+            for index in range(count)
+        ]
+    return rita, friends
+
+
+def rewards_of_order(app, order: str) -> list[tuple]:
+    """(beneficiary, role, level, amount, status) of every entry the order's purchase earned."""
+    with app.app_context():
+        rows = db.session.execute(
+            select(Reward.beneficiary_id, Reward.role, Reward.level, Reward.amount, Reward.status)
+            .join(Conversion, Conversion.id == Reward.conversion_id)
+            .where(Conversion.order_id == order, Conversion.kind == "purchase")
+            .order_by(Reward.role.desc())
+        )
+        return [tuple(row) for row in rows]
+
+
+def conversions_of(app, external_id: str) -> int:
+    with app.app_context():
+        return db.session.scalar(select(func.count()).where(Conversion.external_id == external_id))
+
+
+def referral_status(app, friend: dict) -> str:
+    with app.app_context():
+        return db.session.scalar(
+            select(Referral.status).where(Referral.referred_id == friend["id"])
+        )
+
+
+def referral_count(app, user: dict) -> int:
+    with app.app_context():
+        return db.session.scalar(select(User.referral_count).where(User.id == user["id"]))
+
+
+def test_one_purchase_fifty_times_at_once_pays_once_every_round(app, database_url):
+    rita, friends = invite_friends(app, ROUNDS)
+    with events_server(database_url) as base_url, ThreadPoolExecutor(SENDERS) as pool:
+        for round_number, friend in enumerate(friends):
+            order = f"order-race-{round_number}"
+            answers = send_all_at_once(pool, base_url, [purchase(friend["email"], order)] * SENDERS)
+
+            where = f"round {round_number}"
+            assert [status for status, _ in answers] == [200] * SENDERS, where
+            outcomes = sorted(answer["outcome"] for _, answer in answers)
+            assert outcomes == ["accepted"] + ["duplicate"] * (SENDERS - 1), where
+            assert conversions_of(app, f"evt-{order}") == 1, where
+            assert rewards_of_order(app, order) == [
+                (rita["id"], "referrer", 1, 1000, "pending"),
+                (friend["id"], "referee", 1, 500, "pending"),
+            ], where
+            assert referral_status(app, friend) == "qualified", where
+
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Reward)) == 2 * ROUNDS
+        assert db.session.scalar(select(func.count()).select_from(Conversion)) == ROUNDS
+    # Counted once, at signup; a purchase (however often delivered) does not move it.
+    assert referral_count(app, rita) == ROUNDS
+
+
+def test_two_orders_of_one_friend_at_once_pay_a_first_purchase_program_once(app, database_url):
+    rounds = 10
+    rita, friends = invite_friends(app, rounds)
+    with events_server(database_url) as base_url, ThreadPoolExecutor(2) as pool:
+        for round_number, friend in enumerate(friends):
+            orders = [f"order-{round_number}-a", f"order-{round_number}-b"]
+            events = [purchase(friend["email"], order) for order in orders]
+            answers = send_all_at_once(pool, base_url, events)
+
+            where = f"round {round_number}: {answers}"
+            assert [status for status, _ in answers] == [200, 200], where
+            outcomes = sorted((answer["outcome"], answer["reason"]) for _, answer in answers)
+            assert outcomes == [("accepted", None), ("ignored", "already_rewarded")], where
+            paid = rewards_of_order(app, orders[0]) + rewards_of_order(app, orders[1])
+            assert sorted(paid) == sorted(
+                [
+                    (rita["id"], "referrer", 1, 1000, "pending"),
+                    (friend["id"], "referee", 1, 500, "pending"),
+                ]
+            ), where
+
+
+def test_a_purchase_racing_its_refund_never_leaves_a_live_reward(app, database_url):
+    rounds = 20
+    _rita, friends = invite_friends(app, rounds)
+    with events_server(database_url) as base_url, ThreadPoolExecutor(2) as pool:
+        for round_number, friend in enumerate(friends):
+            order = f"order-refunded-{round_number}"
+            answers = send_all_at_once(
+                pool, base_url, [purchase(friend["email"], order), refund(order)]
+            )
+
+            where = f"round {round_number}: {answers}"
+            assert [status for status, _ in answers] == [200, 200], where
+            # Either the refund came first (the purchase then earns nothing) or it cancelled
+            # what the purchase earned; never a reward still alive for a refunded order.
+            statuses = [status for *_, status in rewards_of_order(app, order)]
+            assert not set(statuses) & set(LIVE), where
+            assert statuses in ([], ["cancelled", "cancelled"]), where
+            assert referral_status(app, friend) == "pending", where
+
+
+def test_two_codes_for_one_customer_at_once_leave_one_referral(app, database_url):
+    """A known customer nobody referred buys twice at once, each order carrying another
+    referrer's code: the first attribution stands, and it pays once."""
+    rounds = 10
+    with app.app_context():
+        rita, sam = factories.participant("Rita Referrer"), factories.participant("Sam Sharer")
+        customers = [factories.participant(f"Nina Number{n:02d}") for n in range(rounds)]
+    with events_server(database_url) as base_url, ThreadPoolExecutor(2) as pool:
+        for round_number, customer in enumerate(customers):
+            orders = [f"order-{round_number}-rita", f"order-{round_number}-sam"]
+            events = [
+                purchase(customer["email"], order, ref_code=code)
+                for order, code in zip(orders, (rita["code"], sam["code"]), strict=True)
+            ]
+            answers = send_all_at_once(pool, base_url, events)
+
+            where = f"round {round_number}: {answers}"
+            assert [status for status, _ in answers] == [200, 200], where
+            outcomes = sorted((answer["outcome"], answer["reason"]) for _, answer in answers)
+            assert outcomes == [("accepted", None), ("ignored", "already_rewarded")], where
+            with app.app_context():
+                referrers = db.session.scalars(
+                    select(Referral.referrer_id).where(Referral.referred_id == customer["id"])
+                ).all()
+            assert len(referrers) == 1 and referrers[0] in (rita["id"], sam["id"]), where
+            paid = rewards_of_order(app, orders[0]) + rewards_of_order(app, orders[1])
+            assert sorted(paid) == sorted(
+                [
+                    (referrers[0], "referrer", 1, 1000, "pending"),
+                    (customer["id"], "referee", 1, 500, "pending"),
+                ]
+            ), where
