@@ -94,7 +94,7 @@ def running_server(
             _wait_until_healthy(process, base_url, log)
             yield base_url
         finally:
-            _stop(process)
+            stop_process(process)
 
 
 def _wait_until_healthy(process: subprocess.Popen, base_url: str, log) -> None:
@@ -127,7 +127,7 @@ def _tail(log) -> str:
     return log.read().decode("utf-8", "replace")[-_LOG_TAIL:]
 
 
-def _stop(process: subprocess.Popen) -> None:
+def stop_process(process: subprocess.Popen) -> None:
     """SIGTERM (gunicorn's graceful stop) to the process we started; SIGKILL to its own
     group only if it does not finish in time."""
     if process.poll() is None:

@@ -3,9 +3,7 @@ Redis sends them, the periodic sweeps are scheduled, and a flaky mail server get
 
 import contextlib
 import itertools
-import os
 import secrets
-import signal
 import smtplib
 import socket
 import subprocess
@@ -32,7 +30,7 @@ from rewards.notifications import friend_joined, reward_approved
 from rewards.tasks import SEND_BACKOFF_SECONDS, release_held, send_email
 from tests import databases
 from tests.conftest import app_config, close
-from tests.server import ROOT, server_environment
+from tests.server import ROOT, server_environment, stop_process
 
 PUBLIC_URL = "https://refer.example.com"
 SWEEP_SECONDS = 120
@@ -450,7 +448,7 @@ def running_celery(arguments: list[str], database_url: str, **settings: str):
         try:
             yield CeleryProcess(process, read_log)
         finally:
-            stop(process)
+            stop_process(process)
 
 
 def running_worker(database_url: str, broker: Broker, **settings: str):
@@ -459,17 +457,6 @@ def running_worker(database_url: str, broker: Broker, **settings: str):
     arguments += ["--hostname", f"{broker.queue}@%h"]
     arguments += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
     return running_celery(arguments, database_url, REDIS_URL=broker.url, **settings)
-
-
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=STOP_TIMEOUT_SECONDS)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=STOP_TIMEOUT_SECONDS)
 
 
 def wait_until(condition: Callable[[], object], celery: CeleryProcess, what: str) -> None:
