@@ -4,7 +4,6 @@ Every entry is written in the caller's transaction; the unique constraints on re
 issuance exactly-once even when the same event is processed twice at the same moment.
 """
 
-import logging
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -26,8 +25,6 @@ from models import (
 from referral import services as referral_services
 from referral.codes import ALPHABET
 from rewards import notifications
-
-log = logging.getLogger(__name__)
 
 _COUPON_LENGTH = 12
 _BATCH = 500
@@ -318,29 +315,38 @@ class NotUnderReview(DomainError):
 def approve_referral(referral: Referral, now: datetime) -> None:
     """Staff cleared a held referral: it counts from now on, and its held rewards start
     (or, if their hold is over, finish) the normal hold."""
-    if referral.status != "review":
-        raise NotUnderReview()
-    referral.status, referral.reason, referral.updated_at = "approved", None, now
+    status = "qualified" if _has_rewards(referral) else "approved"
+    _leave_review(referral, status=status, reason=None, now=now)
     if referral.referred.referred_by_id is None:
         referral.referred.referred_by_id = referral.referrer_id
     referral_services.count_referral(referral.referrer_id, now)
-    if _has_rewards(referral):
-        referral.status = "qualified"
     _release_reviewed(referral, now)
 
 
 def reject_referral(referral: Referral, reason: str, now: datetime) -> None:
     """Staff refused a held referral: it never counts, and its held rewards are rejected."""
-    if referral.status != "review":
-        raise NotUnderReview()
     reason = (reason or "").strip()[:40] or "rejected_by_staff"
-    referral.status, referral.reason, referral.updated_at = "rejected", reason, now
+    _leave_review(referral, status="rejected", reason=reason, now=now)
     db.session.execute(
         update(Reward)
         .where(Reward.referral_id == referral.id, Reward.status == "review")
         .values(status="rejected", reason=reason, updated_at=now),
         execution_options={"synchronize_session": False},
     )
+
+
+def _leave_review(referral: Referral, *, status: str, reason: str | None, now: datetime) -> None:
+    """Move the referral out of review only if it is still there: of two staff decisions at
+    once, the second finds no row to change and is refused (no double count)."""
+    changed = db.session.execute(
+        update(Referral)
+        .where(Referral.id == referral.id, Referral.status == "review")
+        .values(status=status, reason=reason, updated_at=now),
+        execution_options={"synchronize_session": False},
+    ).rowcount
+    if changed != 1:
+        raise NotUnderReview()
+    db.session.refresh(referral)
 
 
 def _has_rewards(referral: Referral) -> bool:

@@ -79,6 +79,8 @@ def verify_standard_webhook(body: bytes, headers) -> None:
     signatures = _well_formed_signatures(headers.get("webhook-signature", ""))
     if not message_id or not timestamp or not headers.get("webhook-signature"):
         _refuse(SignatureMissing())
+    if not signatures:
+        _refuse(SignatureRejected())
     try:
         sent_at = int(timestamp)
     except ValueError:
@@ -116,7 +118,7 @@ def _well_formed_signatures(header: str) -> list[str]:
         except binascii.Error:
             continue
         kept.append(entry)
-    return kept or ["v1,AA=="]
+    return kept
 
 
 def _refuse(error: DomainError):
