@@ -1,5 +1,7 @@
 """Program rules: validation on save, and what each rule pays (through the real services)."""
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
@@ -453,3 +455,28 @@ def test_a_new_program_is_created_with_checked_rules(app, runner):
         assert (spring.name, spring.hold_days, spring.is_default) == ("Spring promo", 7, False)
         assert spring.trigger_event == "first_purchase" and spring.currency == "USD"
         assert db.session.scalar(select(func.count()).select_from(Program)) == 2
+
+
+# PostgreSQL only: SQLite's transactions begin IMMEDIATE, so two decisions cannot overlap.
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_two_approvals_at_once_count_the_referral_once(app, make_participant):
+    rita, fred = held_pair(app, make_participant)
+    referral_id = referral_of(app, fred["id"]).id
+    barrier = threading.Barrier(2, timeout=10)
+
+    def approve() -> str:
+        with app.app_context():
+            referral = db.session.get(Referral, referral_id)
+            barrier.wait()
+            try:
+                services.approve_referral(referral, utcnow())
+                db.session.commit()
+                return "approved"
+            except services.NotUnderReview:
+                db.session.rollback()
+                return "refused"
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        answers = sorted(pool.map(lambda _: approve(), range(2)))
+    assert answers == ["approved", "refused"]
+    assert counter_of(app, rita["id"]) == 1
