@@ -53,6 +53,15 @@ DEFAULTS = {
     "MAIL_FILE_PATH": None,  # the "file" backend's folder
     "MAIL_TIMEOUT": 10,  # seconds; a silent SMTP server must not hang a worker
     "CELERY_DEFAULT_QUEUE": "inviteloop",  # distinct names let installations share a Redis
+    # Staff panel.
+    "CONTRACTS_FOLDER": None,  # None: instance/contracts (never under static/)
+    "CONTRACT_MAX_BYTES": 10 * 1024 * 1024,
+    "ANALYTICS_CACHE_SECONDS": 60,
+    "ADMIN_PAGE_SIZE": 50,
+    # Outbound webhooks.
+    "WEBHOOK_DELIVERY_TIMEOUT_SECONDS": 10,
+    "WEBHOOK_MAX_ATTEMPTS": 8,  # retried with exponential backoff, then marked failed
+    "WEBHOOK_ALLOW_PRIVATE_URLS": False,  # True only for local testing: SSRF protection
 }
 
 # How each environment variable is parsed; anything unparseable stops the start-up.
@@ -92,6 +101,13 @@ _ENV_TYPES = {
     "MAIL_FILE_PATH": str,
     "MAIL_TIMEOUT": int,
     "CELERY_DEFAULT_QUEUE": str,
+    "CONTRACTS_FOLDER": str,
+    "CONTRACT_MAX_BYTES": int,
+    "ANALYTICS_CACHE_SECONDS": int,
+    "ADMIN_PAGE_SIZE": int,
+    "WEBHOOK_DELIVERY_TIMEOUT_SECONDS": int,
+    "WEBHOOK_MAX_ATTEMPTS": int,
+    "WEBHOOK_ALLOW_PRIVATE_URLS": bool,
 }
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -164,6 +180,9 @@ def _derive(app: Flask) -> None:
     config["SQLALCHEMY_TRACK_MODIFICATIONS"] = False
     config["MAX_CONTENT_LENGTH"] = config.get("MAX_CONTENT_LENGTH") or 1024 * 1024
     config["DEFAULT_CURRENCY"] = config["DEFAULT_CURRENCY"].upper()
+    config["CONTRACTS_FOLDER"] = config["CONTRACTS_FOLDER"] or os.path.join(
+        app.instance_path, "contracts"
+    )
     eager = config["CELERY_ALWAYS_EAGER"]
     config["CELERY"] = {
         "broker_url": redis_url or "memory://localhost/",
@@ -182,6 +201,10 @@ def _derive(app: Flask) -> None:
             },
             "expire-rewards": {
                 "task": "rewards.expire",
+                "schedule": config["REWARDS_SWEEP_SECONDS"],
+            },
+            "retry-webhooks": {
+                "task": "rewards.retry_webhooks",
                 "schedule": config["REWARDS_SWEEP_SECONDS"],
             },
         },

@@ -1,14 +1,16 @@
 """Every table of InviteLoop. Money is integer minor units; timestamps are aware UTC."""
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from flask_login import UserMixin
 from sqlalchemy import (
     JSON,
     Boolean,
     CheckConstraint,
+    Date,
     DateTime,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     String,
@@ -56,6 +58,12 @@ REWARD_STATUSES = (
 # Entries that are, or will be, worth something to the participant.
 LIVE_REWARD_STATUSES = ("review", "pending", "approved", "paid", "redeemed")
 PAYOUT_STATUSES = ("requested", "paid", "cancelled")
+
+CAMPAIGN_CHANNELS = ("referral", "search", "social", "email", "offline", "other")
+LEAD_STATUSES = ("potential", "active", "lost")
+LEAD_SOURCES = ("manual", "referral")
+WEBHOOK_EVENTS = ("referral.created", "referral.qualified", "reward.approved", "reward.paid")
+DELIVERY_STATUSES = ("pending", "succeeded", "failed")
 
 
 def utcnow() -> datetime:
@@ -152,6 +160,15 @@ class Program(db.Model):
         CheckConstraint("max_signups_per_ip_per_day > 0", name="ip_limit_positive"),
         CheckConstraint("max_signups_per_code_per_hour > 0", name="code_limit_positive"),
         CheckConstraint("min_seconds_click_to_purchase >= 0", name="click_gap_not_negative"),
+        # A program belongs only to a campaign of the referral channel: the composite key
+        # below points at (campaign id, channel), and this pins the channel.
+        CheckConstraint("campaign_channel = 'referral'", name="campaign_channel_referral"),
+        ForeignKeyConstraint(
+            ["campaign_id", "campaign_channel"],
+            ["campaigns.id", "campaigns.channel"],
+            name="fk_programs_campaign_referral",
+            use_alter=True,
+        ),
         # At most one default program.
         Index(
             "uq_programs_single_default",
@@ -202,6 +219,10 @@ class Program(db.Model):
     max_signups_per_code_per_hour: Mapped[int] = mapped_column(Integer, default=200)
     min_seconds_click_to_purchase: Mapped[int] = mapped_column(Integer, default=10)
     excluded_email_domains: Mapped[list] = mapped_column(JSON, default=list)
+    campaign_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    campaign_channel: Mapped[str] = mapped_column(
+        String(10), default="referral", server_default="referral"
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     def is_running(self, now: datetime) -> bool:
@@ -358,6 +379,10 @@ class Referral(db.Model):
     reason: Mapped[str | None] = mapped_column(String(40))
     risk_score: Mapped[int] = mapped_column(Integer, default=0)
     risk_reasons: Mapped[list] = mapped_column(JSON, default=list)
+    # For the analytics' medians: when the friend clicked the link that brought them (from
+    # the signed attribution cookie), and when they first bought.
+    clicked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    first_purchase_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -538,3 +563,191 @@ class ApiKey(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class AuditLog(db.Model):
+    """Who changed what, when, from where: every staff write and every reward status change."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        Index("ix_audit_log_target", "target_type", "target_id"),
+        Index("ix_audit_log_actor_id_created_at", "actor_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # A staff account, or none for the command line and background jobs (see actor_label).
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    actor_label: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(60))
+    target_type: Mapped[str] = mapped_column(String(40))
+    target_id: Mapped[str | None] = mapped_column(String(40))
+    before: Mapped[dict | None] = mapped_column(JSON)
+    after: Mapped[dict | None] = mapped_column(JSON)
+    ip: Mapped[str | None] = mapped_column(String(45))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+    actor: Mapped[User | None] = relationship()
+
+
+class Service(db.Model):
+    """Something the business sells; campaigns promote it, contracts sell it."""
+
+    __tablename__ = "services"
+    __table_args__ = (
+        CheckConstraint("price >= 0", name="price_not_negative"),
+        CheckConstraint("length(currency) = 3 AND currency = upper(currency)", name="currency"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    price: Mapped[int] = mapped_column(Integer, default=0)
+    currency: Mapped[str] = mapped_column(String(3), default="USD")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Campaign(db.Model):
+    """An acquisition channel's effort, with its budget: referral, search, social, ..."""
+
+    __tablename__ = "campaigns"
+    __table_args__ = (
+        CheckConstraint(f"channel IN ({_sql_list(CAMPAIGN_CHANNELS)})", name="channel"),
+        CheckConstraint("budget >= 0", name="budget_not_negative"),
+        CheckConstraint("length(currency) = 3 AND currency = upper(currency)", name="currency"),
+        CheckConstraint("ends_on IS NULL OR ends_on >= starts_on", name="dates_order"),
+        # The target of programs' (campaign, channel) key.
+        UniqueConstraint("id", "channel", name="uq_campaigns_id_channel"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    service_id: Mapped[int | None] = mapped_column(
+        ForeignKey("services.id", ondelete="SET NULL"), index=True
+    )
+    channel: Mapped[str] = mapped_column(String(10))
+    budget: Mapped[int] = mapped_column(Integer, default=0)
+    currency: Mapped[str] = mapped_column(String(3), default="USD")
+    starts_on: Mapped[date] = mapped_column(Date)
+    ends_on: Mapped[date | None] = mapped_column(Date)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    service: Mapped[Service | None] = relationship()
+
+
+class Lead(db.Model):
+    """A prospective client: entered by an operator, or created from a referred signup."""
+
+    __tablename__ = "leads"
+    __table_args__ = (
+        CheckConstraint(f"status IN ({_sql_list(LEAD_STATUSES)})", name="status"),
+        CheckConstraint(f"source IN ({_sql_list(LEAD_SOURCES)})", name="source"),
+        CheckConstraint("phone IS NOT NULL OR email IS NOT NULL", name="reachable"),
+        CheckConstraint("email IS NULL OR email = lower(email)", name="email_lower_case"),
+        # Active only through a contract, and only a contract of this very lead.
+        CheckConstraint("status <> 'active' OR contract_id IS NOT NULL", name="active_contract"),
+        ForeignKeyConstraint(
+            ["contract_id", "id"],
+            ["contracts.id", "contracts.lead_id"],
+            name="fk_leads_contract_of_lead",
+            use_alter=True,
+        ),
+        Index("ix_leads_campaign_id_status", "campaign_id", "status"),
+        Index("ix_leads_created_at", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    full_name: Mapped[str] = mapped_column(String(120))
+    phone: Mapped[str | None] = mapped_column(String(20))
+    email: Mapped[str | None] = mapped_column(String(254), index=True)
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id", ondelete="SET NULL"))
+    status: Mapped[str] = mapped_column(String(10), default="potential")
+    source: Mapped[str] = mapped_column(String(10), default="manual")
+    # The participant a referred signup made into a lead: at most one lead each.
+    participant_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), unique=True
+    )
+    # The contract that made this lead an active client.
+    contract_id: Mapped[int | None] = mapped_column(Integer)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    campaign: Mapped[Campaign | None] = relationship()
+    participant: Mapped[User | None] = relationship(foreign_keys=[participant_id])
+
+
+class Contract(db.Model):
+    """A signed agreement with a lead; its document is stored outside static/."""
+
+    __tablename__ = "contracts"
+    __table_args__ = (
+        CheckConstraint("amount >= 0", name="amount_not_negative"),
+        CheckConstraint("length(currency) = 3 AND currency = upper(currency)", name="currency"),
+        CheckConstraint("valid_until >= valid_from", name="validity_order"),
+        CheckConstraint("file_size > 0", name="file_size_positive"),
+        # The target of a lead's (contract, lead) key.
+        UniqueConstraint("id", "lead_id", name="uq_contracts_id_lead_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    service_id: Mapped[int] = mapped_column(ForeignKey("services.id"), index=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id"), index=True)
+    # The uploaded file: a random storage name on disk, the cleaned original name for download.
+    file_key: Mapped[str] = mapped_column(String(80), unique=True)
+    file_name: Mapped[str] = mapped_column(String(200))
+    file_size: Mapped[int] = mapped_column(Integer)
+    content_type: Mapped[str] = mapped_column(String(100))
+    signed_on: Mapped[date] = mapped_column(Date)
+    valid_from: Mapped[date] = mapped_column(Date)
+    valid_until: Mapped[date] = mapped_column(Date)
+    amount: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3), default="USD")
+    uploaded_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    service: Mapped[Service] = relationship()
+    lead: Mapped[Lead] = relationship(foreign_keys=[lead_id])
+
+
+class WebhookEndpoint(db.Model):
+    """Where InviteLoop sends its own events, signed per Standard Webhooks."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    url: Mapped[str] = mapped_column(String(500))
+    description: Mapped[str] = mapped_column(String(200), default="")
+    # The signing secret ("whsec_" + base64) must be kept to sign; shown to admins only.
+    secret: Mapped[str] = mapped_column(String(100))
+    events: Mapped[list] = mapped_column(JSON, default=list)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class WebhookDelivery(db.Model):
+    """One event for one endpoint, with the outcome of its latest attempt."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("endpoint_id", "message_id", name="uq_webhook_deliveries_message"),
+        CheckConstraint(f"status IN ({_sql_list(DELIVERY_STATUSES)})", name="status"),
+        CheckConstraint("attempts >= 0", name="attempts_not_negative"),
+        Index("ix_webhook_deliveries_endpoint_id_created_at", "endpoint_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
+    # The webhook-id header: the same on every retry, so the receiver can deduplicate.
+    message_id: Mapped[str] = mapped_column(String(40))
+    event_type: Mapped[str] = mapped_column(String(40))
+    payload: Mapped[dict] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(10), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    endpoint: Mapped[WebhookEndpoint] = relationship()

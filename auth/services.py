@@ -126,7 +126,9 @@ def register_participant(
     )
     referral_services.issue_code(user, referral_services.default_program())
     if inviter is not None:
-        referral_services.attribute_signup(user, inviter.code, inviter.source, now)
+        referral_services.attribute_signup(
+            user, inviter.code, inviter.source, now, clicked_at=inviter.clicked_at
+        )
     return user
 
 

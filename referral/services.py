@@ -41,6 +41,7 @@ class AlreadyReferred(DomainError):
 class Inviter:
     code: ReferralCode
     source: str  # "code" when typed by hand, "link" when it came from a referral link
+    clicked_at: datetime | None = None  # the link's click, from the signed cookie
 
 
 def _find_default_program() -> Program | None:
@@ -107,8 +108,9 @@ def resolve_signup_code(
         found = find_active_code(typed_code, now)
         if found is None:
             raise CodeNotFound()
-        from_link = cookie is not None and found.code == cookie[0]
-        return Inviter(found, "link" if from_link else "code")
+        if cookie is not None and found.code == cookie[0]:
+            return Inviter(found, "link", cookie[1])
+        return Inviter(found, "code")
     return cookie_inviter(cookie, now)
 
 
@@ -121,7 +123,7 @@ def cookie_inviter(cookie: tuple[str, datetime] | None, now: datetime) -> Invite
     found = find_active_code(code, now)
     if found is None or now - clicked_at > timedelta(days=found.program.attribution_window_days):
         return None
-    return Inviter(found, "link")
+    return Inviter(found, "link", clicked_at)
 
 
 def signup_prefill(query_code: str | None, cookie: tuple[str, datetime] | None) -> str | None:
@@ -186,7 +188,13 @@ def _clip(value: str | None, length: int) -> str | None:
     return value[:length] if value else None
 
 
-def attribute_signup(user: User, code: ReferralCode, source: str, now: datetime) -> Referral:
+def attribute_signup(
+    user: User,
+    code: ReferralCode,
+    source: str,
+    now: datetime,
+    clicked_at: datetime | None = None,
+) -> Referral:
     """Record that `user` came through `code`, after the fraud checks: an allowed referral is
     counted at once, a suspicious one waits for review, a refused one is kept with its
     reasons and never counted."""
@@ -201,6 +209,7 @@ def attribute_signup(user: User, code: ReferralCode, source: str, now: datetime)
         reason=verdict.reason,
         risk_score=verdict.score,
         risk_reasons=verdict.reasons(),
+        clicked_at=clicked_at,
         created_at=now,
         updated_at=now,
     )

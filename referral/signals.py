@@ -9,3 +9,5 @@ _signals = Namespace()
 
 # Sent with the Referral just recorded (any status) and `now`, inside its transaction.
 referral_recorded = _signals.signal("referral-recorded")
+# Sent with a Referral that a qualifying event just moved to `qualified`, and `now`.
+referral_qualified = _signals.signal("referral-qualified")

@@ -1,0 +1,72 @@
+"""Who may do what in the staff panel: the one place that decides.
+
+Every staff route is wrapped in `require(permission)`; templates ask `can(permission)` to
+show only what the user may use. The role is read from the database on every request (the
+user loader), so a demotion or deactivation takes effect on the next request.
+"""
+
+from functools import wraps
+
+from flask import abort
+from flask_login import current_user
+
+from extensions import login_manager
+
+STAFF_ROLES = ("operator", "marketer", "manager", "admin")
+
+# permission -> the roles that hold it (admin holds every permission).
+PERMISSIONS: dict[str, tuple[str, ...]] = {
+    "analytics.view": STAFF_ROLES,
+    "campaign_stats.view": STAFF_ROLES,
+    "leads.view": ("operator", "manager"),
+    "leads.edit": ("operator",),
+    "leads.convert": ("manager",),
+    "services.manage": ("marketer",),
+    "campaigns.manage": ("marketer",),
+    "programs.manage": ("marketer",),
+    "contracts.manage": ("manager",),
+    "review.decide": ("manager",),
+    "rewards.manage": ("manager",),
+    "payouts.manage": ("manager",),
+    "conversions.manage": ("manager",),
+    "participants.view": ("manager",),
+    "participants.manage": ("manager",),
+    "users.manage": (),
+    "integrations.manage": (),
+    "audit.view": (),
+}
+
+
+def role_can(role: str | None, permission: str) -> bool:
+    if permission not in PERMISSIONS:
+        raise KeyError(f"unknown permission {permission!r}")
+    return role == "admin" or role in PERMISSIONS[permission]
+
+
+def can(permission: str) -> bool:
+    """Whether the current user holds `permission` (False for visitors and participants)."""
+    return current_user.is_authenticated and role_can(current_user.role, permission)
+
+
+def is_staff(user) -> bool:
+    return user.is_authenticated and user.role in STAFF_ROLES
+
+
+def require(permission: str):
+    """Refuse the view with 403 unless the current user holds `permission`; visitors are
+    sent to log in first. The permission is kept on the view for the route walk test."""
+    role_can(None, permission)  # fail at import on a misspelt permission
+
+    def decorate(view):
+        @wraps(view)
+        def guarded(*args, **kwargs):
+            if not current_user.is_authenticated:
+                return login_manager.unauthorized()
+            if not role_can(current_user.role, permission):
+                abort(403)
+            return view(*args, **kwargs)
+
+        guarded.required_permission = permission
+        return guarded
+
+    return decorate
