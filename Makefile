@@ -34,3 +34,7 @@ clean:
 .PHONY: bench-events
 bench-events: $(STAMP)
 	$(BIN)/python -m bench.events
+
+.PHONY: bench-analytics
+bench-analytics: $(STAMP)
+	$(BIN)/python -m bench.analytics --backend both --sqlite-scale 0.2

@@ -207,6 +207,7 @@ def _derive(app: Flask) -> None:
                 "task": "rewards.retry_webhooks",
                 "schedule": config["REWARDS_SWEEP_SECONDS"],
             },
+            "rollup-analytics": {"task": "admin.rollup_analytics", "schedule": 3600},  # hourly
         },
         **config.get("CELERY_OVERRIDES", {}),
     }

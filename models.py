@@ -257,6 +257,8 @@ class User(UserMixin, db.Model):
             postgresql_where=text("NOT active"),
             sqlite_where=text("active = 0"),
         ),
+        # The analytics home: new participants per day and participants by a date.
+        Index("ix_users_role_created_at", "role", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -364,6 +366,26 @@ class Referral(db.Model):
         # Counted referrals of a period, grouped by referrer, from the index alone (and any
         # lookup by status).
         Index("ix_referrals_status_created_at", "status", "created_at", "referrer_id"),
+        # The analytics home: the range's funnel, fraud count, click-to-signup times and
+        # top referrers, read from the index alone.
+        Index(
+            "ix_referrals_analytics",
+            "created_at",
+            "program_id",
+            "status",
+            "referrer_id",
+            "risk_score",
+            "clicked_at",
+        ),
+        # The analytics home: customers acquired in a range and their signup-to-purchase times.
+        Index(
+            "ix_referrals_first_purchase_at",
+            "first_purchase_at",
+            "program_id",
+            "created_at",
+            postgresql_where=text("first_purchase_at IS NOT NULL"),
+            sqlite_where=text("first_purchase_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -410,6 +432,8 @@ class Conversion(db.Model):
         Index("ix_conversions_source_order_id", "source", "order_id"),
         Index("ix_conversions_participant_id_occurred_at", "participant_id", "occurred_at"),
         Index("ix_conversions_created_at", "created_at"),
+        # The analytics home: accepted purchases of a range, per day and program.
+        Index("ix_conversions_analytics", "kind", "outcome", "occurred_at", "program_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -511,6 +535,16 @@ class Reward(db.Model):
         Index("ix_rewards_beneficiary_id_created_at", "beneficiary_id", "created_at"),
         Index("ix_rewards_status_available_at", "status", "available_at"),
         Index("ix_rewards_status_expires_at", "status", "expires_at"),
+        # The analytics home: the reward cost of a range, from the index alone.
+        Index(
+            "ix_rewards_analytics",
+            "created_at",
+            "program_id",
+            "status",
+            "kind",
+            "currency",
+            "amount",
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -655,7 +689,8 @@ class Lead(db.Model):
         Index("ix_leads_created_at", "created_at"),
     )
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    # Part of the key to its contract too, so SQLAlchemy must be told it is generated.
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     full_name: Mapped[str] = mapped_column(String(120))
     phone: Mapped[str | None] = mapped_column(String(20))
     email: Mapped[str | None] = mapped_column(String(254), index=True)
@@ -751,3 +786,50 @@ class WebhookDelivery(db.Model):
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     endpoint: Mapped[WebhookEndpoint] = relationship()
+
+
+# --- the analytics roll-up (admin/rollup.py writes it; admin/analytics_queries.py reads it) ---
+# Closed UTC days only, before the watermark; the page counts later days from the rows
+# themselves. Accounts of every role are rolled up: the page takes the few staff accounts out
+# live, so a change of role never leaves a rolled-up day wrong.
+
+
+class AnalyticsDaily(db.Model):
+    """Per closed day and program: accounts whose first code of the program was issued that
+    day, and the clicks on the program's codes."""
+
+    __tablename__ = "analytics_daily"
+    __table_args__ = (
+        CheckConstraint("new_participants >= 0", name="new_participants_not_negative"),
+        CheckConstraint("clicks >= 0", name="clicks_not_negative"),
+    )
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"), primary_key=True)
+    new_participants: Mapped[int] = mapped_column(Integer, default=0)
+    clicks: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class AnalyticsDailyAccounts(db.Model):
+    """Per closed day: accounts that joined that day (all programs' participants)."""
+
+    __tablename__ = "analytics_daily_accounts"
+    __table_args__ = (CheckConstraint("new_accounts >= 0", name="new_accounts_not_negative"),)
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    new_accounts: Mapped[int] = mapped_column(Integer)
+
+
+class AnalyticsRollup(db.Model):
+    """The roll-up's watermark, one row: every day before `complete_until` is rolled up."""
+
+    __tablename__ = "analytics_rollup"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    complete_until: Mapped[date] = mapped_column(Date)
+    refreshed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# The roll-up's batches and the page's live part read codes by the day they were issued.
+Index("ix_referral_codes_created_at", ReferralCode.created_at, ReferralCode.program_id)

@@ -2,6 +2,8 @@
 
 A key reads `il_<prefix>_<secret>`. The prefix finds the row; only SHA-256 of the secret is
 kept (the secret is 256 random bits, so a fast hash is enough) and compared in constant time.
+Creating and revoking a key is audit-logged (name, prefix, scopes; never the secret), from the
+panel and from `flask admin create-api-key` alike.
 """
 
 import hashlib
@@ -10,8 +12,9 @@ import secrets
 from datetime import datetime, timedelta
 
 from flask import Request
-from sqlalchemy import select
+from sqlalchemy import Select, select, update
 
+from core import audit
 from core.errors import DomainError
 from extensions import db
 from models import ApiKey, utcnow
@@ -37,11 +40,25 @@ class MissingScope(DomainError):
     message = "This API key may not do that."
 
 
+class InvalidScopes(DomainError):
+    code = "invalid_scopes"
+    field = "scopes"
+    message = f"Choose at least one scope: {', '.join(SCOPES)}."
+
+
+class UnknownApiKey(DomainError):
+    status = 404
+    code = "unknown_api_key"
+    message = "There is no such API key."
+
+
 def create_api_key(name: str, scopes: list[str], now: datetime | None = None):
     """A new key: returns (row, the full key). The full key is never shown again."""
     unknown = sorted(set(scopes) - set(SCOPES))
     if unknown:
-        raise DomainError(f"Unknown scope(s): {', '.join(unknown)}. Known: {', '.join(SCOPES)}.")
+        raise InvalidScopes(f"Unknown scope(s): {', '.join(unknown)}. Known: {', '.join(SCOPES)}.")
+    if not scopes:
+        raise InvalidScopes()
     prefix = secrets.token_hex(_PREFIX_LENGTH // 2)
     secret = secrets.token_urlsafe(32)
     key = ApiKey(
@@ -53,7 +70,39 @@ def create_api_key(name: str, scopes: list[str], now: datetime | None = None):
     )
     db.session.add(key)
     db.session.flush()
+    audit.record("api_key.create", "api_key", key.id, after=audit.snapshot(key, _AUDITED))
     return key, f"il_{prefix}_{secret}"
+
+
+_AUDITED = ("name", "prefix", "scopes")
+
+
+def api_keys_query() -> Select:
+    """Every key, newest first (revoked ones too: the list shows when they were revoked)."""
+    return select(ApiKey).order_by(ApiKey.created_at.desc(), ApiKey.id.desc())
+
+
+def revoke_api_key(key_id: int, now: datetime | None = None) -> ApiKey:
+    """Revoke a key for good; revoking it again changes nothing (and logs nothing)."""
+    now = now or utcnow()
+    revoked = db.session.execute(
+        update(ApiKey)
+        .where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
+        .values(revoked_at=now),
+        execution_options={"synchronize_session": False},
+    ).rowcount
+    key = db.session.get(ApiKey, key_id, populate_existing=True)
+    if key is None:
+        raise UnknownApiKey()
+    if revoked:
+        audit.record(
+            "api_key.revoke",
+            "api_key",
+            key.id,
+            before={"name": key.name, "prefix": key.prefix, "revoked_at": None},
+            after={"revoked_at": now},
+        )
+    return key
 
 
 def _digest(secret: str) -> str:

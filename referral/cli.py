@@ -7,6 +7,9 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
+from admin import demo as crm_demo
+from admin.rollup import rollup_analytics
+from extensions import db
 from models import utcnow
 from referral import demo
 from rewards import demo as rewards_demo
@@ -38,6 +41,9 @@ def seed(participants: int, days: int, if_empty: bool):
         purchases, refunds = rewards_demo.seed_purchases(
             random.Random(days), utcnow(), utcnow() - timedelta(days=days + 1)
         )
+        crm_demo.seed(random.Random(days), utcnow())
+        rollup_analytics(utcnow().date(), rebuild=True)  # the seed backdates its rows
+        db.session.commit()
     finally:
         mail_state.backend = backend
     click.echo(

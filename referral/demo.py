@@ -17,6 +17,13 @@ from referral import services
 
 DEMO_PASSWORD = "invite-loop-demo"  # noqa: S105 - published on purpose: demo data only
 ADMIN_EMAIL = "admin@example.com"
+# One demo account per staff role, to see the panel as each role sees it.
+STAFF_EMAILS = {
+    "admin": ADMIN_EMAIL,
+    "manager": "manager@example.com",
+    "marketer": "marketer@example.com",
+    "operator": "operator@example.com",
+}
 
 FIRST_NAMES = [
     "Ava",
@@ -108,7 +115,7 @@ def seed(participants: int, days: int, progress: Callable[[int, int], None]) -> 
     now = utcnow()
     program = services.ensure_default_program()
     shared_hash = hash_password(DEMO_PASSWORD)  # one hash for all: seeding stays fast
-    _seed_admin(shared_hash, now - timedelta(days=days + 1), program)
+    _seed_staff(shared_hash, now - timedelta(days=days + 1), program)
     start = now - timedelta(days=days)
     joined = sorted(start + (now - start) * rng.random() ** 0.7 for _ in range(participants))
     people: list[tuple[User, ReferralCode]] = []
@@ -119,14 +126,17 @@ def seed(participants: int, days: int, progress: Callable[[int, int], None]) -> 
         inviter = _pick_inviter(rng, people)
         if inviter is not None:
             inviter_user, inviter_code = inviter
-            report.clicks += _seed_clicks(rng, inviter_code, joined_at)
+            clicks, last_click_at = _seed_clicks(rng, inviter_code, joined_at)
+            report.clicks += clicks
             roll = rng.random()
             if roll < 0.04:  # the inviter's own browser and address: refused
                 user.device_id = inviter_user.device_id
                 user.signup_ip = inviter_user.signup_ip
             elif roll < 0.07:  # the inviter's address: held for review
                 user.signup_ip = inviter_user.signup_ip
-            services.attribute_signup(user, inviter_code, rng.choice(("link", "code")), joined_at)
+            source = rng.choice(("link", "code"))
+            clicked_at = last_click_at if source == "link" else None
+            services.attribute_signup(user, inviter_code, source, joined_at, clicked_at=clicked_at)
             report.referrals += 1
         people.append((user, code))
         report.participants += 1
@@ -136,19 +146,20 @@ def seed(participants: int, days: int, progress: Callable[[int, int], None]) -> 
     return report
 
 
-def _seed_admin(password_hash: str, joined_at: datetime, program) -> None:
-    admin = User(
-        email=ADMIN_EMAIL,
-        email_canonical=ADMIN_EMAIL,
-        name="Demo Admin",
-        password_hash=password_hash,
-        role="admin",
-        created_at=joined_at,
-        device_id=secrets.token_hex(16),
-    )
-    db.session.add(admin)
-    db.session.flush()
-    services.issue_code(admin, program)
+def _seed_staff(password_hash: str, joined_at: datetime, program) -> None:
+    for role, email in STAFF_EMAILS.items():
+        person = User(
+            email=email,
+            email_canonical=email,
+            name=f"Demo {role.title()}",
+            password_hash=password_hash,
+            role=role,
+            created_at=joined_at,
+            device_id=secrets.token_hex(16),
+        )
+        db.session.add(person)
+        db.session.flush()
+        services.issue_code(person, program)
 
 
 def _seed_participant(rng: random.Random, index: int, joined_at: datetime, password_hash: str):
@@ -175,8 +186,11 @@ def _pick_inviter(rng: random.Random, people: list) -> tuple[User, ReferralCode]
     return people[int(len(people) * rng.random() ** 2)]
 
 
-def _seed_clicks(rng: random.Random, code: ReferralCode, signup_at: datetime) -> int:
-    """The visits before a signup: a few clicks in the days before, the last one converting."""
+def _seed_clicks(
+    rng: random.Random, code: ReferralCode, signup_at: datetime
+) -> tuple[int, datetime]:
+    """The visits before a signup: a few clicks in the days before, the last one converting.
+    Returns how many, and when the converting one was."""
     count = rng.randint(1, 5)
     for step in range(count):
         click = services.record_click(
@@ -188,4 +202,4 @@ def _seed_clicks(rng: random.Random, code: ReferralCode, signup_at: datetime) ->
             utm={"source": rng.choice(UTM_SOURCES)},
         )
         click.created_at = signup_at - timedelta(hours=rng.uniform(0.05, 72) * (count - step))
-    return count
+    return count, click.created_at

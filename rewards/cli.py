@@ -10,7 +10,7 @@ from sqlalchemy import select
 from core.errors import DomainError
 from extensions import db
 from models import Program, Referral, utcnow
-from rewards import programs, services
+from rewards import outbound, programs, review, services
 
 rewards_cli = AppGroup("rewards", help="Rewards: release holds, expire, program rules.")
 
@@ -29,6 +29,14 @@ def expire_command():
     expired = services.expire_rewards(utcnow())
     db.session.commit()
     click.echo(f"Expired {expired} reward(s).")
+
+
+@rewards_cli.command("retry-webhooks")
+def retry_webhooks_command():
+    """Send the outbound webhook deliveries whose retry is due (cron this without workers)."""
+    queued = outbound.retry_due(utcnow(), current_app.config["WEBHOOK_MAX_ATTEMPTS"])
+    db.session.commit()
+    click.echo(f"Tried {queued} webhook delivery(ies) again.")
 
 
 @rewards_cli.group("program")
@@ -149,9 +157,10 @@ def list_review():
 
 @review_group.command("approve")
 @click.argument("referral_id", type=int)
-def approve_review(referral_id: int):
+@click.option("--reason", default=None, help="Why, for the audit log.")
+def approve_review(referral_id: int, reason: str | None):
     """Count a held referral and let its rewards continue."""
-    _decide(referral_id, lambda referral: services.approve_referral(referral, utcnow()))
+    _decide(referral_id, lambda referral: review.approve_referral(referral, utcnow(), reason))
     click.echo(f"Referral #{referral_id} approved.")
 
 
@@ -160,7 +169,7 @@ def approve_review(referral_id: int):
 @click.option("--reason", default="rejected_by_staff", help="Reason code kept on the records.")
 def reject_review(referral_id: int, reason: str):
     """Refuse a held referral and its rewards."""
-    _decide(referral_id, lambda referral: services.reject_referral(referral, reason, utcnow()))
+    _decide(referral_id, lambda referral: review.reject_referral(referral, reason, utcnow()))
     click.echo(f"Referral #{referral_id} rejected ({reason}).")
 
 

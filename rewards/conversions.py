@@ -28,7 +28,7 @@ from models import (
 from referral import fraud
 from referral import services as referral_services
 from referral.codes import normalize_code
-from referral.signals import referral_recorded
+from referral.signals import referral_qualified, referral_recorded
 from rewards import customers, notifications, services
 from rewards.events import SOURCES_FROM_OUTSIDE, EventIn, InvalidEvent, Outcome, parse_api_event
 
@@ -149,7 +149,21 @@ def _on_purchase(conversion: Conversion, now: datetime) -> tuple[str, str | None
     referral = _referral_of(user, conversion, now)
     if referral is None:
         return "unattributed", "not_referred"
+    _note_first_purchase(referral, conversion.occurred_at)
     return _qualify(conversion, referral, "purchase", now)
+
+
+def _note_first_purchase(referral: Referral, occurred_at: datetime) -> None:
+    """Keep the earliest purchase time for the analytics' time to purchase."""
+    db.session.execute(
+        update(Referral)
+        .where(
+            Referral.id == referral.id,
+            (Referral.first_purchase_at.is_(None)) | (Referral.first_purchase_at > occurred_at),
+        )
+        .values(first_purchase_at=occurred_at),
+        execution_options={"synchronize_session": False},
+    )
 
 
 def _referral_of(user: User, conversion: Conversion, now: datetime) -> Referral | None:
@@ -202,6 +216,7 @@ def _qualify(
             execution_options={"synchronize_session": False},
         )
         db.session.refresh(referral)
+        referral_qualified.send(referral, now=now)
     grant = services.grant_rewards(conversion, referral, program, held=held, now=now)
     if held:
         return "accepted", "held_for_review"

@@ -13,10 +13,13 @@ from sqlalchemy import and_, case, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 
+from core import audit
 from core.errors import DomainError
 from core.money import format_amount
 from extensions import db
 from models import PAYABLE_KINDS, Payout, Referral, Reward, User
+from rewards import services
+from rewards.signals import rewards_paid
 
 HELD_STATUSES = ("pending", "review")
 # Entries that count in some balance; cancelled, rejected and expired ones count nowhere.
@@ -231,25 +234,130 @@ def mark_payout_paid(payout: Payout, reference: str | None, now: datetime) -> Pa
     if _payout_total(payout.id, "approved") != payout.amount:
         raise PayoutChanged()
     _close_payout(payout, status="paid", paid_at=now, reference=reference)
-    db.session.execute(
+    paid = db.session.scalars(
         update(Reward)
         .where(Reward.payout_id == payout.id, Reward.status == "approved")
-        .values(status="paid", paid_at=now, updated_at=now),
+        .values(status="paid", paid_at=now, updated_at=now)
+        .returning(Reward.id),
         execution_options={"synchronize_session": "fetch"},
-    )
+    ).all()
     db.session.flush()
+    rewards_paid.send(None, reward_ids=list(paid), now=now)
+    after = {"status": "paid", "reference": reference, "reward_ids": sorted(paid)}
+    audit.record("payout.pay", "payout", payout.id, before={"status": "requested"}, after=after)
     return payout
 
 
 def cancel_payout(payout: Payout, reason: str) -> Payout:
     """Staff will not pay the request: its entries are available again. The reason is kept
     in the payout's `reference`, where a paid request keeps its payment reference."""
-    _close_payout(payout, status="cancelled", reference=_clean_reference(reason))
-    db.session.execute(
+    reason = _clean_reference(reason)
+    _close_payout(payout, status="cancelled", reference=reason)
+    released = db.session.scalars(
         update(Reward)
         .where(Reward.payout_id == payout.id, Reward.status == "approved")
-        .values(payout_id=None),
+        .values(payout_id=None)
+        .returning(Reward.id),
         execution_options={"synchronize_session": "fetch"},
-    )
+    ).all()
     db.session.flush()
+    after = {"status": "cancelled", "reason": reason, "released_reward_ids": sorted(released)}
+    audit.record("payout.cancel", "payout", payout.id, before={"status": "requested"}, after=after)
     return payout
+
+
+# --- staff actions on single entries ---------------------------------------------------------
+# Each is one conditional UPDATE on the status staff saw: of two clicks at once, one changes
+# the row and the other is refused with what happened meanwhile.
+
+CANCELLABLE_STATUSES = ("pending", "approved", "review")
+_ONLY = {
+    "approve": "Only a reward on hold (pending) can be approved early.",
+    "pay": "Only an approved reward can be marked paid.",
+    "cancel": "Only a reward not yet paid can be cancelled.",
+}
+
+
+class RewardNotChanged(DomainError):
+    status = 409
+    code = "reward_not_changed"
+    message = "This reward changed meanwhile; nothing was done."
+
+
+def approve_reward_early(reward: Reward, now: datetime) -> None:
+    """Staff override: approve a pending reward before its hold (refund window) ends."""
+    if reward.status != "pending" or not services.approve_rewards([reward.id], now):
+        raise _refusal(reward, "approve")
+    after = {"status": "approved", "hold_ended_early": reward.available_at > now}
+    audit.record("reward.approve", "reward", reward.id, before={"status": "pending"}, after=after)
+    db.session.refresh(reward)
+
+
+def cancel_reward(reward: Reward, reason: str, now: datetime) -> None:
+    """Staff take back an entry not yet paid; a paid one needs a reversing entry instead."""
+    seen = reward.status
+    reason = (reason or "").strip()[:40] or "cancelled_by_staff"
+    changed = _change(
+        reward,
+        (Reward.status == seen, Reward.status.in_(CANCELLABLE_STATUSES)),
+        status="cancelled",
+        reason=reason,
+        updated_at=now,
+    )
+    if not changed:
+        raise _refusal(reward, "cancel")
+    after = {"status": "cancelled", "reason": reason}
+    audit.record("reward.cancel", "reward", reward.id, before={"status": seen}, after=after)
+
+
+def mark_reward_paid(reward: Reward, reference: str | None, now: datetime) -> None:
+    """Staff paid an approved entry outside a payout request (say, a gift card sent by hand)."""
+    reference = _clean_reference(reference)
+    changed = _change(
+        reward,
+        (Reward.status == "approved",),
+        status="paid",
+        paid_at=now,
+        external_reference=reference or reward.external_reference,
+        updated_at=now,
+    )
+    if not changed:
+        raise _refusal(reward, "pay")
+    rewards_paid.send(None, reward_ids=[reward.id], now=now)
+    after = {"status": "paid", "reference": reference}
+    audit.record("reward.pay", "reward", reward.id, before={"status": "approved"}, after=after)
+
+
+def _change(reward: Reward, conditions: tuple, **values) -> bool:
+    """Only a positive entry outside any payout request is staff's to change by hand."""
+    changed = db.session.execute(
+        update(Reward)
+        .where(Reward.id == reward.id, Reward.payout_id.is_(None), Reward.amount > 0, *conditions)
+        .values(**values),
+        execution_options={"synchronize_session": False},
+    ).rowcount
+    db.session.refresh(reward)
+    return changed == 1
+
+
+def _refusal(reward: Reward, action: str) -> RewardNotChanged:
+    """Why `action` did not apply, from the entry as it is now."""
+    db.session.refresh(reward)
+    status = reward.status
+    if reward.amount < 0:
+        return RewardNotChanged("A reversing entry cannot be changed by hand.")
+    if reward.payout_id is not None and status == "approved":
+        return RewardNotChanged(
+            f"This reward is part of payout request #{reward.payout_id}; "
+            "pay or cancel that request on the payouts screen instead."
+        )
+    if action == "cancel" and status in ("paid", "redeemed"):
+        return RewardNotChanged(
+            f"This reward is already {status} and cannot be cancelled. Record a refund of "
+            "its purchase instead: that writes a reversing entry."
+        )
+    if status == "review":
+        return RewardNotChanged("This reward waits in the review queue; decide it there.")
+    if status in ("cancelled", "rejected", "expired"):
+        return RewardNotChanged(f"This reward is already {status} ({reward.reason}).")
+    return RewardNotChanged(f"{_ONLY[action]} This one is {status}.")

@@ -1,17 +1,20 @@
 """Programs' reward rules: checked as a whole before they are saved.
 
 The database's check constraints are the guarantee; these checks are what turns an impossible
-combination into a message a person can act on, naming the field at fault.
+combination into a message a person can act on, naming the field at fault. Every change is
+audit-logged here, in the transaction that makes it, whether it came from the panel or the CLI.
 """
 
 import re
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 
+from core import audit
 from core.errors import DomainError
 from extensions import db
-from models import MAX_DEPTH, REWARD_BASES, REWARD_KINDS, TRIGGERS, Program
+from models import MAX_DEPTH, REWARD_BASES, REWARD_KINDS, TRIGGERS, Campaign, Program
 
 # The fields staff (and the CLI) may set, with how each is read from text.
 RULE_FIELDS = {
@@ -47,6 +50,7 @@ RULE_FIELDS = {
     "max_signups_per_code_per_hour": int,
     "min_seconds_click_to_purchase": int,
     "excluded_email_domains": list,
+    "campaign_id": int,
 }
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9-]{1,63}\.)+[a-z]{2,63}$")
 
@@ -59,6 +63,12 @@ class InvalidRules(DomainError):
         self.field = field
 
 
+class DefaultChanged(DomainError):
+    status = 409
+    code = "default_changed"
+    message = "Someone else changed the default program at the same moment; try again."
+
+
 class SlugTaken(DomainError):
     status = 409
     code = "slug_taken"
@@ -67,6 +77,7 @@ class SlugTaken(DomainError):
 
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,59}$")
+_AUDITED = ("slug", *RULE_FIELDS)
 
 
 def create_program(slug: str, values: dict, currency: str) -> Program:
@@ -75,29 +86,115 @@ def create_program(slug: str, values: dict, currency: str) -> Program:
         raise InvalidRules("slug", "The short name is lower-case letters, digits and dashes.")
     if db.session.scalar(select(Program.id).where(Program.slug == slug)) is not None:
         raise SlugTaken()
-    program = Program(slug=slug, name=values.get("name") or slug, currency=currency)
+    program = draft_program(currency)
+    program.slug, program.name = slug, values.get("name") or slug
+    _apply(program, {key: value for key, value in values.items() if key != "name"})
+    db.session.add(program)
+    db.session.flush()
+    audit.record("program.create", "program", program.id, after=audit.snapshot(program, _AUDITED))
+    return program
+
+
+def draft_program(currency: str) -> Program:
+    """An unsaved program holding the default rules (the start of a new program's form)."""
+    program = Program(currency=currency)
     # Column defaults apply at insert; fill them now so the rules can be checked whole.
     for column in Program.__table__.columns:
         if getattr(program, column.key) is None and column.default is not None:
             default = column.default.arg
             setattr(program, column.key, default(None) if callable(default) else default)
-    update_program(program, {key: value for key, value in values.items() if key != "name"})
-    db.session.add(program)
-    db.session.flush()
     return program
 
 
 def update_program(program: Program, changes: dict) -> Program:
     """Apply `changes` if the program's rules, taken together, still make sense."""
+    before = audit.snapshot(program, RULE_FIELDS)
+    _apply(program, changes)
+    old, new = audit.changes(before, audit.snapshot(program, RULE_FIELDS))
+    if new:
+        audit.record("program.update", "program", program.id, before=old, after=new)
+    return program
+
+
+def _apply(program: Program, changes: dict) -> None:
     unknown = sorted(set(changes) - set(RULE_FIELDS))
     if unknown:
         raise InvalidRules(unknown[0], f"{unknown[0]} is not a program setting.")
     merged = {field: getattr(program, field) for field in RULE_FIELDS} | changes
     check_rules(merged)
+    if "campaign_id" in changes:
+        _check_campaign(changes["campaign_id"])
     for field, value in changes.items():
         setattr(program, field, value)
     db.session.flush()
-    return program
+
+
+def _check_campaign(campaign_id) -> None:
+    """A program belongs to a campaign of the referral channel (the database's composite
+    key refuses any other; this says so in words)."""
+    if campaign_id is None:
+        return
+    channel = None
+    if _whole(campaign_id, 1):
+        channel = db.session.scalar(select(Campaign.channel).where(Campaign.id == campaign_id))
+    _require(
+        channel == "referral",
+        "campaign_id",
+        "Choose a campaign of the referral channel (or none).",
+    )
+
+
+def set_program_active(program: Program, active: bool) -> bool:
+    """Switch the program on or off; False when it already was. An inactive program's links
+    and codes stop attributing and its conversions stop paying."""
+    changed = db.session.execute(
+        update(Program)
+        .where(Program.id == program.id, Program.active != active)
+        .values(active=active),
+        execution_options={"synchronize_session": False},
+    ).rowcount
+    db.session.refresh(program)
+    if changed:
+        audit.record(
+            "program.activate" if active else "program.deactivate",
+            "program",
+            program.id,
+            before={"active": not active},
+            after={"active": active},
+        )
+    return bool(changed)
+
+
+def make_default(program: Program) -> bool:
+    """Make `program` the one default (signups get its code, events count in it); False
+    when it already is. The old default's row is locked, and the partial unique index
+    refuses a second default should two changes still cross."""
+    current = db.session.scalar(select(Program).where(Program.is_default).with_for_update())
+    if current is not None and current.id == program.id:
+        return False
+    try:
+        with db.session.begin_nested():
+            db.session.execute(
+                update(Program).where(Program.is_default).values(is_default=False),
+                execution_options={"synchronize_session": False},
+            )
+            db.session.execute(
+                update(Program).where(Program.id == program.id).values(is_default=True),
+                execution_options={"synchronize_session": False},
+            )
+    except IntegrityError:
+        raise DefaultChanged() from None
+    db.session.refresh(program)
+    if current is not None:
+        db.session.refresh(current)
+    audit.record(
+        "program.default",
+        "program",
+        program.id,
+        before={"default": current.slug if current else None},
+        after={"default": program.slug},
+    )
+    return True
 
 
 def check_rules(rules: dict) -> None:

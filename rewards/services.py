@@ -12,7 +12,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 
-from core.errors import DomainError
+from core import audit
 from extensions import db
 from models import (
     LIVE_REWARD_STATUSES,
@@ -22,9 +22,9 @@ from models import (
     Reward,
     User,
 )
-from referral import services as referral_services
 from referral.codes import ALPHABET
 from rewards import notifications
+from rewards.signals import rewards_approved
 
 _COUPON_LENGTH = 12
 _BATCH = 500
@@ -210,8 +210,12 @@ def cancel_or_reverse(reward: Reward, refund: Conversion, now: datetime) -> Rewa
     """Take back a reward whose purchase was refunded: an entry still on hold is cancelled;
     one already approved or paid gets one reversing entry (never two: `reverses_id` is
     unique). Returns the reversing entry, if one was written."""
+    job = f"refund via {refund.source}"
     if reward.status in ("review", "pending"):
+        before = {"status": reward.status}
         reward.status, reward.reason, reward.updated_at = "cancelled", "refunded", now
+        after = {"status": "cancelled", "reason": "refunded", "refund_id": refund.id}
+        audit.record("reward.cancel", "reward", reward.id, before=before, after=after, system=job)
         return None
     if reward.status not in ("approved", "paid", "redeemed"):
         return None
@@ -237,6 +241,8 @@ def cancel_or_reverse(reward: Reward, refund: Conversion, now: datetime) -> Rewa
             db.session.add(reversal)
     except IntegrityError:
         return None  # reversed already, by an earlier delivery of the refund
+    after = {"reversal_id": reversal.id, "amount": reversal.amount, "refund_id": refund.id}
+    audit.record("reward.reverse", "reward", reward.id, after=after, system=job)
     return reversal
 
 
@@ -253,26 +259,47 @@ def release_held_rewards(now: datetime) -> int:
         ).all()
         if not ids:
             return released
-        approved = db.session.scalars(
-            update(Reward)
-            .where(Reward.id.in_(ids), Reward.status == "pending")
-            .values(status="approved", updated_at=now)
-            .returning(Reward.id),
-            execution_options={"synchronize_session": False},
-        ).all()
-        _mark_referrals_rewarded(approved, now)
-        for reward in db.session.scalars(
-            select(Reward)
-            .options(
-                joinedload(Reward.beneficiary),
-                joinedload(Reward.referral).joinedload(Referral.referred),
-            )
-            .where(Reward.id.in_(approved))
-        ):
-            notifications.reward_approved(reward)
+        approved = approve_rewards(ids, now)
+        _audit_batch("rewards.release", approved, "pending", "approved", "rewards.release_held")
         released += len(approved)
         if len(ids) < _BATCH:
             return released
+
+
+def approve_rewards(ids: list[int], now: datetime) -> list[int]:
+    """Approve those of `ids` still pending (a conditional UPDATE: of two callers at once,
+    one changes each row), mark their referrals rewarded and tell the beneficiaries.
+    Returns the ids this call approved."""
+    approved = db.session.scalars(
+        update(Reward)
+        .where(Reward.id.in_(ids), Reward.status == "pending")
+        .values(status="approved", updated_at=now)
+        .returning(Reward.id),
+        execution_options={"synchronize_session": False},
+    ).all()
+    if not approved:
+        return []
+    _mark_referrals_rewarded(approved, now)
+    rewards_approved.send(None, reward_ids=list(approved), now=now)
+    for reward in db.session.scalars(
+        select(Reward)
+        .options(
+            joinedload(Reward.beneficiary),
+            joinedload(Reward.referral).joinedload(Referral.referred),
+        )
+        .where(Reward.id.in_(approved))
+    ):
+        notifications.reward_approved(reward)
+    return list(approved)
+
+
+def _audit_batch(action: str, ids, before: str, after: str, job: str, **extra) -> None:
+    """One audit entry for a set of rewards a job or a decision moved together."""
+    if ids:
+        after_values = {"ids": sorted(ids), "status": after, **extra}
+        audit.record(
+            action, "reward", None, before={"status": before}, after=after_values, system=job
+        )
 
 
 def _mark_referrals_rewarded(reward_ids: list[int], now: datetime) -> None:
@@ -291,7 +318,7 @@ def _mark_referrals_rewarded(reward_ids: list[int], now: datetime) -> None:
 
 def expire_rewards(now: datetime) -> int:
     """Expire approved, unclaimed rewards past their expiry date."""
-    result = db.session.execute(
+    expired = db.session.scalars(
         update(Reward)
         .where(
             Reward.status == "approved",
@@ -300,89 +327,9 @@ def expire_rewards(now: datetime) -> int:
             Reward.payout_id.is_(None),
             Reward.amount > 0,
         )
-        .values(status="expired", reason="expired", updated_at=now),
+        .values(status="expired", reason="expired", updated_at=now)
+        .returning(Reward.id),
         execution_options={"synchronize_session": False},
-    )
-    return result.rowcount
-
-
-class NotUnderReview(DomainError):
-    status = 409
-    code = "not_under_review"
-    message = "This referral is not waiting for review."
-
-
-def approve_referral(referral: Referral, now: datetime) -> None:
-    """Staff cleared a held referral: it counts from now on, and its held rewards start
-    (or, if their hold is over, finish) the normal hold."""
-    status = "qualified" if _has_rewards(referral) else "approved"
-    _leave_review(referral, status=status, reason=None, now=now)
-    if referral.referred.referred_by_id is None:
-        referral.referred.referred_by_id = referral.referrer_id
-    referral_services.count_referral(referral.referrer_id, now)
-    _release_reviewed(referral, now)
-
-
-def reject_referral(referral: Referral, reason: str, now: datetime) -> None:
-    """Staff refused a held referral: it never counts, and its held rewards are rejected."""
-    reason = (reason or "").strip()[:40] or "rejected_by_staff"
-    _leave_review(referral, status="rejected", reason=reason, now=now)
-    db.session.execute(
-        update(Reward)
-        .where(Reward.referral_id == referral.id, Reward.status == "review")
-        .values(status="rejected", reason=reason, updated_at=now),
-        execution_options={"synchronize_session": False},
-    )
-
-
-def _leave_review(referral: Referral, *, status: str, reason: str | None, now: datetime) -> None:
-    """Move the referral out of review only if it is still there: of two staff decisions at
-    once, the second finds no row to change and is refused (no double count)."""
-    changed = db.session.execute(
-        update(Referral)
-        .where(Referral.id == referral.id, Referral.status == "review")
-        .values(status=status, reason=reason, updated_at=now),
-        execution_options={"synchronize_session": False},
-    ).rowcount
-    if changed != 1:
-        raise NotUnderReview()
-    db.session.refresh(referral)
-
-
-def _has_rewards(referral: Referral) -> bool:
-    return (
-        db.session.scalar(
-            select(Reward.id).where(Reward.referral_id == referral.id, Reward.amount > 0).limit(1)
-        )
-        is not None
-    )
-
-
-def _release_reviewed(referral: Referral, now: datetime) -> None:
-    for status, moment in (("approved", Reward.available_at <= now), ("pending", None)):
-        query = update(Reward).where(Reward.referral_id == referral.id, Reward.status == "review")
-        if moment is not None:
-            query = query.where(moment)
-        db.session.execute(
-            query.values(status=status, updated_at=now),
-            execution_options={"synchronize_session": False},
-        )
-
-
-def decide_held_rewards(conversion: Conversion, approve: bool, reason: str, now: datetime) -> int:
-    """Staff's decision on rewards a conversion's own fraud checks held (the referral itself
-    was fine): approved ones continue through the hold, rejected ones keep the reason."""
-    held = (Reward.conversion_id == conversion.id, Reward.status == "review")
-    if approve:
-        values = {"status": "pending", "updated_at": now}
-    else:
-        values = {
-            "status": "rejected",
-            "reason": (reason or "").strip()[:40] or "rejected_by_staff",
-            "updated_at": now,
-        }
-    result = db.session.execute(
-        update(Reward).where(*held).values(**values),
-        execution_options={"synchronize_session": False},
-    )
-    return result.rowcount
+    ).all()
+    _audit_batch("rewards.expire", expired, "approved", "expired", "rewards.expire")
+    return len(expired)

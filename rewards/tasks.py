@@ -1,4 +1,5 @@
-"""Background jobs of the rewards engine: emails, and the periodic hold release and expiry.
+"""Background jobs of the rewards engine: emails, the periodic hold release and expiry, and
+outbound webhook deliveries.
 
 Each task runs inside an app context (core.jobs.FlaskTask), in a worker or inline (eager).
 """
@@ -6,6 +7,7 @@ Each task runs inside an app context (core.jobs.FlaskTask), in a worker or inlin
 import logging
 
 from celery import shared_task
+from flask import current_app
 
 from core.templating import mask_email
 from extensions import db, mail
@@ -56,3 +58,38 @@ def expire() -> int:
     db.session.commit()
     log.info("expired %d rewards", expired)
     return expired
+
+
+@shared_task(bind=True, name="rewards.deliver_webhook", max_retries=None)
+def deliver_webhook(self, delivery_id: int, seen_attempts: int = 0) -> str | None:
+    """One attempt at one outbound webhook (rewards.outbound). A worker retries a failure with
+    exponential backoff (Celery's countdown) up to WEBHOOK_MAX_ATTEMPTS, then it is failed.
+    Eager (no broker) there is no later inside a request: one attempt now, and the next ones
+    when the sweep (`rewards.retry_webhooks`, `flask rewards retry-webhooks`) finds them due."""
+    from rewards import outbound
+
+    config = current_app.config
+    attempt = outbound.claim_attempt(delivery_id, seen_attempts, utcnow())
+    db.session.commit()  # the attempt counts before the request goes out
+    if attempt is None:
+        return None
+    answer = outbound.send(
+        attempt, config["WEBHOOK_DELIVERY_TIMEOUT_SECONDS"], config["WEBHOOK_ALLOW_PRIVATE_URLS"]
+    )
+    wait = outbound.record_answer(attempt, answer, utcnow(), config["WEBHOOK_MAX_ATTEMPTS"])
+    db.session.commit()
+    if wait is not None and not self.request.is_eager:
+        raise self.retry(args=(delivery_id, attempt.number), kwargs={}, countdown=wait)
+    return answer.error or "succeeded"
+
+
+@shared_task(name="rewards.retry_webhooks")
+def retry_webhooks() -> int:
+    """Queue outbound webhook deliveries whose wait is over (beat runs it every
+    REWARDS_SWEEP_SECONDS): the retries of eager mode, and jobs lost before a worker got them."""
+    from rewards import outbound
+
+    queued = outbound.retry_due(utcnow(), current_app.config["WEBHOOK_MAX_ATTEMPTS"])
+    db.session.commit()
+    log.info("queued %d webhook deliveries", queued)
+    return queued

@@ -19,6 +19,9 @@ POSTGRES_ADMIN_URL = os.environ.get(
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 TABLES = (
+    "analytics_daily",
+    "analytics_daily_accounts",
+    "analytics_rollup",
     "audit_log",
     "webhook_deliveries",
     "webhook_endpoints",

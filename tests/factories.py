@@ -64,3 +64,12 @@ def numbered_code(number: int) -> str:
         number, digit = divmod(number, len(ALPHABET))
         digits.append(ALPHABET[digit])
     return "".join(reversed(digits))
+
+
+def staff(role: str, name: str | None = None) -> dict:
+    """A committed account with a staff role (made as a participant, then promoted)."""
+    name = name or f"{role.title()} Staff"
+    person = participant(name, email=f"{role}.{next(_addresses)}@staff.example.com")
+    db.session.get(User, person["id"]).role = role
+    db.session.commit()
+    return {**person, "role": role}

@@ -1,10 +1,17 @@
 """Command-line tools: staff accounts, roles and demo data, through the same services."""
 
+import pytest
 from sqlalchemy import func, select
 
 from extensions import db
 from models import COUNTED_STATUSES, Click, Referral, User
 from tests import factories
+
+
+@pytest.fixture
+def config_overrides(tmp_path):
+    """The demo seed stores contract documents: in the test's folder, not instance/."""
+    return {"CONTRACTS_FOLDER": str(tmp_path / "contracts")}
 
 
 def test_create_admin_then_log_in(app, runner, login, client):

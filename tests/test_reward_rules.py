@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from extensions import db
 from models import Click, Conversion, Program, Referral, ReferralCode, Reward, User, utcnow
 from referral.services import default_program
-from rewards import programs, services
+from rewards import programs, review, services
 from rewards.conversions import record_event
 from rewards.events import EventIn
 
@@ -469,10 +469,10 @@ def test_two_approvals_at_once_count_the_referral_once(app, make_participant):
             referral = db.session.get(Referral, referral_id)
             barrier.wait()
             try:
-                services.approve_referral(referral, utcnow())
+                review.approve_referral(referral, utcnow())
                 db.session.commit()
                 return "approved"
-            except services.NotUnderReview:
+            except review.NotUnderReview:
                 db.session.rollback()
                 return "refused"
 

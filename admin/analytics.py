@@ -1,0 +1,230 @@
+"""The analytics home: checked filters in, figures out, cached per filter set for
+ANALYTICS_CACHE_SECONDS. Ranges are whole UTC days, `start_day` 00:00 up to the midnight
+after `end_day`. The SQL lives in `analytics_queries`."""
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+
+from flask import current_app
+from sqlalchemy import select
+
+from admin import analytics_queries as queries
+from admin import rollup
+from admin.analytics_queries import Scope
+from core.errors import DomainError
+from extensions import cache, db
+from models import Campaign, Program
+
+DEFAULT_DAYS = 30
+MAX_DAYS = 3 * 366  # about three years
+
+
+class InvalidFilter(DomainError):
+    code = "invalid_filter"
+
+    def __init__(self, message: str, field: str):
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class Filters:
+    start_day: date
+    end_day: date  # inclusive
+    program_id: int | None = None
+    campaign_id: int | None = None
+
+    @property
+    def start(self) -> datetime:
+        return datetime.combine(self.start_day, time.min, UTC)
+
+    @property
+    def end(self) -> datetime:
+        """Exclusive: midnight after the last day."""
+        return datetime.combine(self.end_day + timedelta(days=1), time.min, UTC)
+
+    @property
+    def day_count(self) -> int:
+        return (self.end_day - self.start_day).days + 1
+
+    def as_args(self) -> dict:
+        args = {"start": self.start_day.isoformat(), "end": self.end_day.isoformat()}
+        if self.program_id:
+            args["program"] = self.program_id
+        if self.campaign_id:
+            args["campaign"] = self.campaign_id
+        return args
+
+
+def today() -> date:
+    return datetime.now(UTC).date()
+
+
+def default_start() -> date:
+    return today() - timedelta(days=DEFAULT_DAYS - 1)
+
+
+def make_filters(
+    start_day: date, end_day: date, program_id: int | None, campaign_id: int | None
+) -> Filters:
+    """Checked filters, or InvalidFilter naming the field that is wrong."""
+    if start_day > end_day:
+        raise InvalidFilter("The start date is after the end date; swap them.", "start")
+    if (end_day - start_day).days + 1 > MAX_DAYS:
+        raise InvalidFilter(f"Pick a range of at most {MAX_DAYS} days (about 3 years).", "end")
+    if program_id is not None:
+        program = db.session.get(Program, program_id)
+        if program is None:
+            raise InvalidFilter("There is no such program.", "program")
+        if campaign_id is not None and program.campaign_id != campaign_id:
+            raise InvalidFilter("That program is not part of the chosen campaign.", "program")
+    if campaign_id is not None and db.session.get(Campaign, campaign_id) is None:
+        raise InvalidFilter("There is no such campaign.", "campaign")
+    return Filters(start_day, end_day, program_id, campaign_id)
+
+
+def program_choices() -> list[tuple[int, str]]:
+    return list(db.session.execute(select(Program.id, Program.name).order_by(Program.name)))
+
+
+def campaign_choices() -> list[tuple[int, str]]:
+    return list(db.session.execute(select(Campaign.id, Campaign.name).order_by(Campaign.name)))
+
+
+def scope_of(filters: Filters) -> Scope:
+    """The time range, the programs in view (a campaign's programs; None: all) and up to
+    which day the roll-up can be read."""
+    if filters.program_id is not None:
+        programs = [filters.program_id]
+    elif filters.campaign_id is not None:
+        query = select(Program.id).where(Program.campaign_id == filters.campaign_id)
+        programs = list(db.session.scalars(query))
+    else:
+        programs = None
+    complete_until = rollup.watermark()
+    rolled_until = None if complete_until is None else min(complete_until, filters.end.date())
+    return Scope(
+        filters.start, filters.end, filters.start_day, filters.day_count, programs, rolled_until
+    )
+
+
+# --- the figures --------------------------------------------------------------------------
+
+
+@dataclass
+class Funnel:
+    clicks: int
+    signups: int
+    qualified: int
+    rewarded: int
+    flagged: int
+
+    @property
+    def steps(self) -> list[tuple[str, int, float | None]]:
+        """(step, count, conversion from the step before)."""
+        return [
+            ("Clicks", self.clicks, None),
+            ("Referred signups", self.signups, ratio(self.signups, self.clicks)),
+            ("Qualified", self.qualified, ratio(self.qualified, self.signups)),
+            ("Rewarded", self.rewarded, ratio(self.rewarded, self.qualified)),
+        ]
+
+    @property
+    def overall(self) -> float | None:
+        return ratio(self.rewarded, self.clicks)
+
+    @property
+    def fraud_rate(self) -> float | None:
+        return ratio(self.flagged, self.signups)
+
+
+@dataclass
+class TopReferrer:
+    user_id: int
+    name: str
+    email: str | None
+    referrals: int
+    qualified: int
+    earned: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Figures:
+    filters: Filters
+    funnel: Funnel
+    days: list[tuple[str, int, int]]  # (day, new participants, conversions)
+    revenue: dict[str, int]  # currency -> net minor units
+    reward_cost: dict[str, int]
+    acquired: int
+    participants: int
+    click_to_signup: float | None  # median seconds
+    signup_to_purchase: float | None
+    top_referrers: list[TopReferrer]
+
+    @property
+    def cost_per_acquired(self) -> dict[str, int]:
+        if not self.acquired:
+            return {}
+        return {
+            currency: int((Decimal(cost) / self.acquired).quantize(Decimal(1), ROUND_HALF_UP))
+            for currency, cost in self.reward_cost.items()
+        }
+
+    @property
+    def invites_per_participant(self) -> float | None:
+        return ratio(self.funnel.clicks, self.participants)
+
+    @property
+    def invite_conversion(self) -> float | None:
+        return ratio(self.funnel.signups, self.funnel.clicks)
+
+    @property
+    def k_factor(self) -> float | None:
+        per_participant, conversion = self.invites_per_participant, self.invite_conversion
+        if per_participant is None or conversion is None:
+            return None
+        return per_participant * conversion
+
+
+def ratio(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+def figures(filters: Filters) -> Figures:
+    """The page's figures, from the cache when these filters were asked for lately."""
+    key = "analytics:" + "&".join(f"{name}={value}" for name, value in filters.as_args().items())
+    found = cache.get(key)
+    if found is None:
+        found = compute(filters)
+        cache.set(key, found, timeout=current_app.config["ANALYTICS_CACHE_SECONDS"])
+    return found
+
+
+def compute(filters: Filters) -> Figures:
+    scope = scope_of(filters)
+    signups, qualified, rewarded, flagged = queries.referral_counts(scope)
+    return Figures(
+        filters=filters,
+        funnel=Funnel(queries.clicks(scope), signups, qualified, rewarded, flagged),
+        days=[tuple(row) for row in db.session.execute(queries.daily_query(scope))],
+        revenue=queries.net_revenue(scope),
+        reward_cost=queries.reward_cost(scope),
+        acquired=queries.acquired_customers(scope),
+        participants=queries.participants_at_end(scope),
+        click_to_signup=queries.median_click_to_signup(scope),
+        signup_to_purchase=queries.median_signup_to_purchase(scope),
+        top_referrers=top_referrers(scope),
+    )
+
+
+def top_referrers(scope: Scope) -> list["TopReferrer"]:
+    board: dict[int, TopReferrer] = {}
+    for row in db.session.execute(queries.top_referrers_query(scope)):
+        entry = board.setdefault(
+            row.user_id,
+            TopReferrer(row.user_id, row.name, row.email, row.referrals, row.qualified),
+        )
+        if row.currency is not None:
+            entry.earned[row.currency] = row.earned
+    return list(board.values())

@@ -1,0 +1,71 @@
+"""The analytics home's filters: a GET form (no CSRF: it changes nothing)."""
+
+from datetime import date
+
+from flask_wtf import FlaskForm
+from wtforms import DateField, SelectField
+
+from admin import analytics
+
+
+class DayField(DateField):
+    """A UTC date as YYYY-MM-DD; left empty, it keeps its default."""
+
+    def process_formdata(self, valuelist):
+        text = (valuelist[0] if valuelist else "").strip()
+        if not text:
+            return
+        try:
+            self.data = date.fromisoformat(text)
+        except ValueError:
+            self.data = None
+            raise ValueError("Enter the date as YYYY-MM-DD, e.g. 2026-11-21.") from None
+
+
+def _as_id(value) -> int | None:
+    return int(value) if value not in (None, "") else None
+
+
+class IdSelectField(SelectField):
+    """A choice of record by id; empty means "all". Whether the id exists is the service's
+    question (it answers with a clear message)."""
+
+    def __init__(self, label, **kwargs):
+        super().__init__(label, coerce=_as_id, validate_choice=False, **kwargs)
+
+    def process_formdata(self, valuelist):
+        text = (valuelist[0] if valuelist else "").strip()
+        if not text:
+            self.data = None
+        elif text.isdigit() and len(text) < 10:
+            self.data = int(text)
+        else:
+            self.data = None
+            raise ValueError("Choose one of the listed entries.")
+
+    def process_data(self, value):
+        self.data = value
+
+
+class AnalyticsFilterForm(FlaskForm):
+    class Meta:
+        csrf = False
+
+    start = DayField("From (UTC)", default=analytics.default_start)
+    end = DayField("To (UTC, inclusive)", default=analytics.today)
+    program = IdSelectField("Program")
+    campaign = IdSelectField("Campaign")
+
+    def fill_choices(self, programs, campaigns) -> None:
+        self.program.choices = [("", "All programs")] + [(str(i), n) for i, n in programs]
+        self.campaign.choices = [("", "All campaigns")] + [(str(i), n) for i, n in campaigns]
+
+    def filters(self) -> analytics.Filters:
+        """The checked filters; raises InvalidFilter for a field's bad value."""
+        self.validate()
+        for name in ("start", "end", "program", "campaign"):
+            if self[name].errors:
+                raise analytics.InvalidFilter(self[name].errors[0], name)
+        return analytics.make_filters(
+            self.start.data, self.end.data, self.program.data, self.campaign.data
+        )

@@ -1,0 +1,346 @@
+"""The CRM's rules: services, campaigns and leads (contracts live in `admin.contracts`).
+
+Services flush, never commit; each staff write records one audit entry in the same
+transaction. The list queries take the request's arguments, so a screen and its CSV export
+filter the same way. A referred signup becomes a lead by itself (`lead_from_referral`).
+"""
+
+import re
+from datetime import date, datetime
+
+from sqlalchemy import Select, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import joinedload
+from werkzeug.datastructures import MultiDict
+
+from auth.services import normalize_email
+from core import audit
+from core.errors import DomainError
+from extensions import db
+from models import (
+    CAMPAIGN_CHANNELS,
+    LEAD_STATUSES,
+    Campaign,
+    Contract,
+    Lead,
+    Program,
+    Referral,
+    Service,
+    User,
+    utcnow,
+)
+from referral.signals import referral_recorded
+
+SERVICE_FIELDS = ("name", "description", "price", "currency")
+CAMPAIGN_FIELDS = ("name", "service_id", "channel", "budget", "currency", "starts_on", "ends_on")
+LEAD_FIELDS = ("full_name", "phone", "email", "campaign_id", "status")
+# Statuses staff may set by editing; "active" comes only with a contract (convert_lead).
+EDITABLE_LEAD_STATUSES = ("potential", "lost")
+
+_PHONE_CHARACTERS = re.compile(r"^\+?[0-9 \-]+$")
+_PHONE_DIGITS = (7, 15)  # E.164 numbers have at most 15 digits
+
+
+class NameTaken(DomainError):
+    status = 409
+    code = "name_taken"
+    field = "name"
+    message = "This name is already used; choose another."
+
+
+class UnknownRecord(DomainError):
+    status = 404
+    code = "not_found"
+
+
+class InvalidDates(DomainError):
+    code = "invalid_dates"
+    field = "ends_on"
+    message = "The end date cannot be before the start date."
+
+
+class ChannelLocked(DomainError):
+    status = 409
+    code = "channel_locked"
+    field = "channel"
+    message = "Referral programs belong to this campaign, so its channel stays referral."
+
+
+class InvalidPhone(DomainError):
+    code = "invalid_phone"
+    field = "phone"
+    message = "Enter a phone number of 7 to 15 digits; only +, spaces and dashes may be added."
+
+
+class Unreachable(DomainError):
+    code = "lead_unreachable"
+    field = "phone"
+    message = "Give a phone number or an email address (or both)."
+
+
+class StatusNeedsContract(DomainError):
+    status = 409
+    code = "status_needs_contract"
+    field = "status"
+    message = "A lead becomes an active client only by converting it with a contract."
+
+
+class NotThisLeadsContract(DomainError):
+    code = "not_this_leads_contract"
+    field = "contract_id"
+    message = "Choose one of this lead's own contracts."
+
+
+class AlreadyActive(DomainError):
+    status = 409
+    code = "lead_already_active"
+    message = "This lead is already an active client."
+
+
+# --- services ---------------------------------------------------------------------------
+
+
+def save_service(
+    service: Service | None, *, name: str, description: str, price: int, currency: str
+) -> Service:
+    """Create (service None) or edit a service."""
+    values = dict(name=name, description=description, price=price, currency=currency.upper())
+    return _save(service or Service(created_at=utcnow()), "service", values)
+
+
+def services_query(args: MultiDict) -> Select:
+    query = select(Service).order_by(Service.name, Service.id)
+    if search := _search_text(args):
+        query = query.where(func.lower(Service.name).contains(search, autoescape=True))
+    return query
+
+
+def service_choices() -> list[tuple[int, str]]:
+    rows = db.session.execute(select(Service.id, Service.name).order_by(Service.name))
+    return [(service_id, name) for service_id, name in rows]
+
+
+# --- campaigns --------------------------------------------------------------------------
+
+
+def save_campaign(
+    campaign: Campaign | None,
+    *,
+    name: str,
+    service_id: int | None,
+    channel: str,
+    budget: int,
+    currency: str,
+    starts_on: date,
+    ends_on: date | None,
+) -> Campaign:
+    """Create (campaign None) or edit a campaign."""
+    if channel not in CAMPAIGN_CHANNELS:
+        raise DomainError(f"Choose one of: {', '.join(CAMPAIGN_CHANNELS)}.")
+    if ends_on is not None and ends_on < starts_on:
+        raise InvalidDates()
+    if service_id is not None and db.session.get(Service, service_id) is None:
+        raise UnknownRecord("That service no longer exists.")
+    if campaign is not None and channel != campaign.channel and _has_programs(campaign.id):
+        raise ChannelLocked()
+    values = dict(
+        name=name,
+        service_id=service_id,
+        channel=channel,
+        budget=budget,
+        currency=currency.upper(),
+        starts_on=starts_on,
+        ends_on=ends_on,
+    )
+    return _save(campaign or Campaign(created_at=utcnow()), "campaign", values)
+
+
+def campaigns_query(args: MultiDict) -> Select:
+    query = select(Campaign).options(joinedload(Campaign.service))
+    if (channel := args.get("channel")) in CAMPAIGN_CHANNELS:
+        query = query.where(Campaign.channel == channel)
+    if search := _search_text(args):
+        query = query.where(func.lower(Campaign.name).contains(search, autoescape=True))
+    return query.order_by(Campaign.starts_on.desc(), Campaign.id.desc())
+
+
+def campaign_choices() -> list[tuple[int, str]]:
+    rows = db.session.execute(select(Campaign.id, Campaign.name).order_by(Campaign.name))
+    return [(campaign_id, name) for campaign_id, name in rows]
+
+
+def _has_programs(campaign_id: int) -> bool:
+    return (
+        db.session.scalar(select(Program.id).where(Program.campaign_id == campaign_id).limit(1))
+        is not None
+    )
+
+
+# --- leads ------------------------------------------------------------------------------
+
+
+def normalize_phone(raw: str | None) -> str | None:
+    """ "+49 151-234 5678" -> "+491512345678"; None when blank. A simple check only: the
+    digits, an optional leading +, spaces and dashes between."""
+    text = (raw or "").strip()
+    if not text:
+        return None
+    if not _PHONE_CHARACTERS.match(text):
+        raise InvalidPhone()
+    digits = re.sub(r"[ \-]", "", text)
+    low, high = _PHONE_DIGITS
+    if not low <= len(digits.lstrip("+")) <= high:
+        raise InvalidPhone()
+    return digits
+
+
+def save_lead(
+    lead: Lead | None,
+    *,
+    full_name: str,
+    phone: str | None,
+    email: str | None,
+    campaign_id: int | None,
+    status: str = "potential",
+    created_by_id: int | None = None,
+) -> Lead:
+    """Create (lead None) or edit a lead; an active client keeps its status."""
+    phone = normalize_phone(phone)
+    email = normalize_email(email.strip()) if email and email.strip() else None
+    if phone is None and email is None:
+        raise Unreachable()
+    if campaign_id is not None and db.session.get(Campaign, campaign_id) is None:
+        raise UnknownRecord("That campaign no longer exists.")
+    if lead is not None and lead.status == "active":
+        status = "active"
+    elif status not in EDITABLE_LEAD_STATUSES:
+        raise StatusNeedsContract()
+    now = utcnow()
+    if lead is None:
+        lead = Lead(source="manual", created_by_id=created_by_id, created_at=now)
+    values = dict(
+        full_name=full_name,
+        phone=phone,
+        email=email,
+        campaign_id=campaign_id,
+        status=status,
+        updated_at=now,
+    )
+    return _save(lead, "lead", values, audited=LEAD_FIELDS)
+
+
+def convert_lead(lead: Lead, contract_id: int | None) -> Lead:
+    """Make the lead an active client through one of its own contracts. Two managers
+    converting at once: the conditional UPDATE lets exactly one through."""
+    contract = db.session.get(Contract, contract_id) if contract_id else None
+    if contract is None or contract.lead_id != lead.id:
+        raise NotThisLeadsContract()
+    before = {"status": lead.status, "contract_id": lead.contract_id}
+    converted = db.session.execute(
+        update(Lead)
+        .where(Lead.id == lead.id, Lead.status != "active")
+        .values(status="active", contract_id=contract.id, updated_at=utcnow()),
+        execution_options={"synchronize_session": False},
+    )
+    if converted.rowcount != 1:
+        raise AlreadyActive()
+    db.session.refresh(lead)
+    audit.record(
+        "lead.convert",
+        "lead",
+        lead.id,
+        before=before,
+        after={"status": "active", "contract_id": contract.id},
+    )
+    return lead
+
+
+def leads_query(args: MultiDict) -> Select:
+    query = select(Lead).options(joinedload(Lead.campaign))
+    if (status := args.get("status")) in LEAD_STATUSES:
+        query = query.where(Lead.status == status)
+    campaign = args.get("campaign", "")
+    if campaign == "none":
+        query = query.where(Lead.campaign_id.is_(None))
+    elif campaign.isdigit():
+        query = query.where(Lead.campaign_id == int(campaign))
+    if search := _search_text(args):
+        phone_digits = re.sub(r"[^0-9]", "", search)
+        matches = [
+            func.lower(Lead.full_name).contains(search, autoescape=True),
+            Lead.email.contains(search, autoescape=True),
+        ]
+        if phone_digits:
+            matches.append(Lead.phone.contains(phone_digits, autoescape=True))
+        query = query.where(or_(*matches))
+    return query.order_by(Lead.created_at.desc(), Lead.id.desc())
+
+
+def contracts_of(lead: Lead) -> list[Contract]:
+    return list(
+        db.session.scalars(
+            select(Contract)
+            .options(joinedload(Contract.service))
+            .where(Contract.lead_id == lead.id)
+            .order_by(Contract.signed_on.desc(), Contract.id.desc())
+        )
+    )
+
+
+@referral_recorded.connect
+def lead_from_referral(referral: Referral, now: datetime) -> None:
+    """A referred signup is a lead of the referral program's campaign: one per participant
+    (a unique key decides), none for a refused referral or a person we cannot reach."""
+    if referral.status == "rejected":
+        return
+    person = db.session.get(User, referral.referred_id)
+    if person is None or (person.email is None and person.phone is None):
+        return
+    campaign_id = db.session.scalar(
+        select(Program.campaign_id).where(Program.id == referral.program_id)
+    )
+    lead = Lead(
+        full_name=person.name[:120],
+        email=person.email,
+        phone=person.phone,
+        campaign_id=campaign_id,
+        source="referral",
+        participant_id=person.id,
+        created_at=now,
+        updated_at=now,
+    )
+    try:
+        with db.session.begin_nested():
+            db.session.add(lead)
+    except IntegrityError:
+        return  # this participant is a lead already
+
+
+# --- shared -----------------------------------------------------------------------------
+
+
+def _save(obj, target_type: str, values: dict, audited=None):
+    """Apply `values`, flush, and log what changed. A clash with a unique name is turned
+    into NameTaken; the savepoint keeps the rest of the transaction usable."""
+    audited = audited or tuple(values)
+    creating = obj.id is None
+    before = {} if creating else audit.snapshot(obj, audited)
+    try:
+        with db.session.begin_nested():
+            for name, value in values.items():
+                setattr(obj, name, value)
+            db.session.add(obj)
+    except IntegrityError:
+        raise NameTaken() from None
+    after = audit.snapshot(obj, audited)
+    if creating:
+        audit.record(f"{target_type}.create", target_type, obj.id, after=after)
+    else:
+        before, after = audit.changes(before, after)
+        if after:
+            audit.record(f"{target_type}.update", target_type, obj.id, before=before, after=after)
+    return obj
+
+
+def _search_text(args: MultiDict) -> str:
+    return (args.get("q") or "").strip().lower()[:100]

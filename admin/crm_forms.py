@@ -1,0 +1,161 @@
+"""The CRM's forms. Amounts are typed as people write them ("12.50") and turned into
+exact integer minor units of the form's currency; never through a float."""
+
+import re
+from decimal import Decimal, InvalidOperation
+
+from flask_wtf import FlaskForm
+from flask_wtf.file import FileField, FileRequired
+from wtforms import DateField, SelectChoice, SelectField, StringField, SubmitField, TextAreaField
+from wtforms.validators import DataRequired, Length, Optional, Regexp, ValidationError
+
+from admin.crm import EDITABLE_LEAD_STATUSES
+from admin.uploads import ACCEPT, ALLOWED_LABEL
+from core.money import exponent
+from models import CAMPAIGN_CHANNELS
+
+MAX_AMOUNT = 2**31 - 1  # the columns are 32-bit integers
+_AMOUNT = re.compile(r"^\d+(\.\d+)?$")
+NONE = 0  # the "no campaign" / "no service" choice of an optional select
+
+
+def to_minor_units(text: str, currency: str) -> int:
+    """ "12.50" USD -> 1250, "500" JPY -> 500; refuses what would need rounding."""
+    cleaned = (text or "").strip()
+    if not _AMOUNT.match(cleaned):
+        raise ValueError("Enter an amount in digits with a dot for decimals, e.g. 12.50.")
+    try:
+        scaled = Decimal(cleaned).scaleb(exponent(currency))
+    except InvalidOperation:
+        raise ValueError("Enter an amount such as 12.50.") from None
+    if scaled != scaled.to_integral_value():
+        places = exponent(currency)
+        raise ValueError(f"{currency} amounts have at most {places} decimal places.")
+    if scaled > MAX_AMOUNT:
+        raise ValueError("This amount is too large.")
+    return int(scaled)
+
+
+def to_text(amount: int, currency: str) -> str:
+    """1250 USD -> "12.50": how a stored amount is shown in an edit form and in exports."""
+    places = exponent(currency)
+    return str(Decimal(amount).scaleb(-places).quantize(Decimal(1).scaleb(-places)))
+
+
+def choices(pairs, none_label: str | None = None) -> list[SelectChoice]:
+    """(value, label) pairs as a select's options, with a "none" option first if named."""
+    options = [SelectChoice(value, label) for value, label in pairs]
+    return [SelectChoice(NONE, none_label), *options] if none_label else options
+
+
+_CHANNELS = choices((channel, channel.title()) for channel in CAMPAIGN_CHANNELS)
+_LEAD_STATUSES = choices((status, status.title()) for status in EDITABLE_LEAD_STATUSES)
+
+
+def _strip(value):
+    return value.strip() if isinstance(value, str) else value
+
+
+def _upper(value):
+    return value.strip().upper() if isinstance(value, str) else value
+
+
+def _currency_field(default: str = "USD") -> StringField:
+    return StringField(
+        "Currency",
+        default=default,
+        filters=[_upper],
+        validators=[DataRequired(), Regexp(r"^[A-Z]{3}$", message="Use a code such as USD.")],
+    )
+
+
+class AmountForm(FlaskForm):
+    """A form with amount fields in one currency; `minor_units(field)` after validation."""
+
+    currency = _currency_field()
+
+    def minor_units(self, field) -> int:
+        return to_minor_units(field.data, self.currency.data or "USD")
+
+    def _check_amount(self, field) -> None:
+        try:
+            self.minor_units(field)
+        except ValueError as error:
+            raise ValidationError(str(error)) from None
+
+
+class ServiceForm(AmountForm):
+    name = StringField("Name", filters=[_strip], validators=[DataRequired(), Length(max=120)])
+    description = TextAreaField("Description", validators=[Optional(), Length(max=5000)])
+    price = StringField("Price", filters=[_strip], validators=[DataRequired()])
+    currency = _currency_field()
+    submit = SubmitField("Save service")
+
+    def validate_price(self, field):
+        self._check_amount(field)
+
+
+class CampaignForm(AmountForm):
+    name = StringField("Name", filters=[_strip], validators=[DataRequired(), Length(max=120)])
+    service_id = SelectField("Service", coerce=int, default=NONE)
+    channel = SelectField("Channel", choices=_CHANNELS)
+    budget = StringField("Budget", filters=[_strip], default="0", validators=[DataRequired()])
+    currency = _currency_field()
+    starts_on = DateField("Starts on", validators=[DataRequired()])
+    ends_on = DateField("Ends on", validators=[Optional()])
+    submit = SubmitField("Save campaign")
+
+    def validate_budget(self, field):
+        self._check_amount(field)
+
+    def validate_ends_on(self, field):
+        if field.data and self.starts_on.data and field.data < self.starts_on.data:
+            raise ValidationError("The end date cannot be before the start date.")
+
+
+class LeadForm(FlaskForm):
+    full_name = StringField(
+        "Full name", filters=[_strip], validators=[DataRequired(), Length(max=120)]
+    )
+    phone = StringField("Phone", filters=[_strip], validators=[Optional(), Length(max=30)])
+    email = StringField("Email", filters=[_strip], validators=[Optional(), Length(max=254)])
+    campaign_id = SelectField("Campaign", coerce=int, default=NONE)
+    status = SelectField("Status", choices=_LEAD_STATUSES, default="potential")
+    submit = SubmitField("Save lead")
+
+    def validate_email(self, field):
+        if not field.data and not self.phone.data:
+            raise ValidationError("Give a phone number or an email address (or both).")
+
+
+class ConvertLeadForm(FlaskForm):
+    contract_id = SelectField("Contract", coerce=int)
+    submit = SubmitField("Make active client")
+
+
+class ContractForm(AmountForm):
+    name = StringField("Name", filters=[_strip], validators=[DataRequired(), Length(max=200)])
+    service_id = SelectField("Service", coerce=int)
+    signed_on = DateField("Signed on", validators=[DataRequired()])
+    valid_from = DateField("Valid from", validators=[DataRequired()])
+    valid_until = DateField("Valid until", validators=[DataRequired()])
+    amount = StringField("Amount", filters=[_strip], validators=[DataRequired()])
+    currency = _currency_field()
+    document = FileField(
+        "Signed document",
+        validators=[FileRequired("Choose the signed document to upload.")],
+        render_kw={"accept": ACCEPT},
+        description=ALLOWED_LABEL,
+    )
+    submit = SubmitField("Upload contract")
+
+    def validate_amount(self, field):
+        self._check_amount(field)
+
+    def validate_valid_until(self, field):
+        if field.data and self.valid_from.data and field.data < self.valid_from.data:
+            raise ValidationError("The contract cannot end before it starts.")
+
+
+def optional_choice(value: int) -> int | None:
+    return None if value == NONE else value

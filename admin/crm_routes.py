@@ -1,0 +1,399 @@
+"""Staff panel — CRM: services, campaigns, leads, contracts and the campaign statistics."""
+
+from collections.abc import Callable
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_login import current_user
+from flask_wtf import FlaskForm
+
+from admin import campaign_stats as stats
+from admin import contracts, crm, uploads
+from admin.crm_exports import register_exports
+from admin.crm_forms import (
+    NONE,
+    CampaignForm,
+    ContractForm,
+    ConvertLeadForm,
+    LeadForm,
+    ServiceForm,
+    choices,
+    optional_choice,
+    to_text,
+)
+from admin.policy import require
+from core.errors import DomainError
+from core.forms import show_domain_error
+from extensions import csrf, db
+from models import CAMPAIGN_CHANNELS, LEAD_STATUSES, Campaign, Contract, Lead, Service
+from referral.leaderboard import parse_page
+
+bp = Blueprint("crm", __name__)
+register_exports()
+
+_FORM = "admin/crm/form.html"
+
+
+# --- services ---------------------------------------------------------------------------
+
+
+@bp.get("/services")
+@require("services.manage")
+def list_services():
+    return _list_page("admin/crm/services.html", crm.services_query, ("q",), "services")
+
+
+@bp.route("/services/new", methods=["GET", "POST"])
+@require("services.manage")
+def new_service():
+    form = ServiceForm(currency=_default_currency())
+    return _form_page(
+        form, lambda: _save_service(None, form), url_for(".list_services"), title="New service"
+    )
+
+
+@bp.route("/services/<int:service_id>/edit", methods=["GET", "POST"])
+@require("services.manage")
+def edit_service(service_id: int):
+    service = _get(Service, service_id)
+    price = to_text(service.price, service.currency)
+    form = ServiceForm(**_values(service, crm.SERVICE_FIELDS, price=price))
+    return _form_page(
+        form,
+        lambda: _save_service(service, form),
+        url_for(".list_services"),
+        title=f"Edit service: {service.name}",
+    )
+
+
+def _save_service(service: Service | None, form: ServiceForm) -> str:
+    saved = crm.save_service(
+        service,
+        name=form.name.data,
+        description=form.description.data or "",
+        price=form.minor_units(form.price),
+        currency=form.currency.data,
+    )
+    return f"Service “{saved.name}” saved."
+
+
+# --- campaigns --------------------------------------------------------------------------
+
+
+@bp.get("/campaigns")
+@require("campaigns.manage")
+def list_campaigns():
+    return _list_page(
+        "admin/crm/campaigns.html",
+        crm.campaigns_query,
+        ("q", "channel"),
+        "campaigns",
+        channels=CAMPAIGN_CHANNELS,
+    )
+
+
+@bp.route("/campaigns/new", methods=["GET", "POST"])
+@require("campaigns.manage")
+def new_campaign():
+    form = _campaign_form(currency=_default_currency())
+    return _form_page(
+        form, lambda: _save_campaign(None, form), url_for(".list_campaigns"), title="New campaign"
+    )
+
+
+@bp.route("/campaigns/<int:campaign_id>/edit", methods=["GET", "POST"])
+@require("campaigns.manage")
+def edit_campaign(campaign_id: int):
+    campaign = _get(Campaign, campaign_id)
+    form = _campaign_form(
+        **_values(
+            campaign,
+            crm.CAMPAIGN_FIELDS,
+            service_id=campaign.service_id or NONE,
+            budget=to_text(campaign.budget, campaign.currency),
+        )
+    )
+    return _form_page(
+        form,
+        lambda: _save_campaign(campaign, form),
+        url_for(".list_campaigns"),
+        title=f"Edit campaign: {campaign.name}",
+    )
+
+
+def _campaign_form(**values) -> CampaignForm:
+    form = CampaignForm(**values)
+    form.service_id.choices = choices(crm.service_choices(), "— none —")
+    return form
+
+
+def _save_campaign(campaign: Campaign | None, form: CampaignForm) -> str:
+    saved = crm.save_campaign(
+        campaign,
+        name=form.name.data,
+        service_id=optional_choice(form.service_id.data),
+        channel=form.channel.data,
+        budget=form.minor_units(form.budget),
+        currency=form.currency.data,
+        starts_on=form.starts_on.data,
+        ends_on=form.ends_on.data,
+    )
+    return f"Campaign “{saved.name}” saved."
+
+
+@bp.get("/campaigns/stats")
+@require("campaign_stats.view")
+def campaign_stats():
+    pagination = _paginate(stats.campaigns_query(request.args))
+    return render_template(
+        "admin/crm/stats.html",
+        pagination=pagination,
+        rows=stats.figures_for(list(pagination.items)),
+        filters=_filters(("channel",)),
+        channels=CAMPAIGN_CHANNELS,
+    )
+
+
+# --- leads ------------------------------------------------------------------------------
+
+
+@bp.get("/leads")
+@require("leads.view")
+def list_leads():
+    return _list_page(
+        "admin/crm/leads.html",
+        crm.leads_query,
+        ("q", "status", "campaign"),
+        "leads",
+        statuses=LEAD_STATUSES,
+        campaigns=crm.campaign_choices(),
+    )
+
+
+@bp.get("/leads/<int:lead_id>")
+@require("leads.view")
+def show_lead(lead_id: int):
+    return _lead_page(_get(Lead, lead_id))
+
+
+def _lead_page(lead: Lead, form: ConvertLeadForm | None = None, status: int = 200):
+    lead_contracts = crm.contracts_of(lead)
+    if form is None:
+        form = ConvertLeadForm(formdata=None)
+    form.contract_id.choices = choices(
+        (c.id, f"{c.name} (signed {c.signed_on})") for c in lead_contracts
+    )
+    return render_template(
+        "admin/crm/lead.html", lead=lead, contracts=lead_contracts, convert_form=form
+    ), status
+
+
+@bp.route("/leads/new", methods=["GET", "POST"])
+@require("leads.edit")
+def new_lead():
+    form = _lead_form()
+    return _form_page(
+        form, lambda: _save_lead(None, form), url_for(".list_leads"), title="New lead"
+    )
+
+
+@bp.route("/leads/<int:lead_id>/edit", methods=["GET", "POST"])
+@require("leads.edit")
+def edit_lead(lead_id: int):
+    lead = _get(Lead, lead_id)
+    form = _lead_form(**_values(lead, crm.LEAD_FIELDS, campaign_id=lead.campaign_id or NONE))
+    if lead.status == "active":
+        del form.status  # an active client stays one
+    return _form_page(
+        form,
+        lambda: _save_lead(lead, form),
+        url_for(".show_lead", lead_id=lead.id),
+        title=f"Edit lead: {lead.full_name}",
+    )
+
+
+def _lead_form(**values) -> LeadForm:
+    form = LeadForm(**values)
+    form.campaign_id.choices = choices(crm.campaign_choices(), "— none —")
+    return form
+
+
+def _save_lead(lead: Lead | None, form: LeadForm) -> str:
+    saved = crm.save_lead(
+        lead,
+        full_name=form.full_name.data,
+        phone=form.phone.data,
+        email=form.email.data,
+        campaign_id=optional_choice(form.campaign_id.data),
+        status=form.status.data if "status" in form else "active",
+        created_by_id=current_user.id,
+    )
+    return f"Lead “{saved.full_name}” saved."
+
+
+@bp.post("/leads/<int:lead_id>/convert")
+@require("leads.convert")
+def convert_lead(lead_id: int):
+    lead = _get(Lead, lead_id)
+    form = ConvertLeadForm()
+    form.contract_id.choices = choices((c.id, c.name) for c in crm.contracts_of(lead))
+    if not form.validate_on_submit():
+        return _lead_page(lead, form, 400)
+    try:
+        crm.convert_lead(lead, form.contract_id.data)
+        db.session.commit()
+    except DomainError as error:
+        db.session.rollback()
+        return _lead_page(_get(Lead, lead_id), form, show_domain_error(form, error))
+    flash(f"{lead.full_name} is now an active client.", "success")
+    return redirect(url_for(".show_lead", lead_id=lead.id))
+
+
+# --- contracts --------------------------------------------------------------------------
+
+
+@bp.get("/contracts")
+@require("contracts.manage")
+def list_contracts():
+    return _list_page(
+        "admin/crm/contracts.html",
+        contracts.contracts_query,
+        ("q", "lead", "service"),
+        "contracts",
+        services=crm.service_choices(),
+    )
+
+
+@csrf.exempt  # checked in the view, once the larger upload limit is in place
+@bp.route("/leads/<int:lead_id>/contracts/new", methods=["GET", "POST"])
+@require("contracts.manage")
+def new_contract(lead_id: int):
+    # The app accepts 1 MB bodies; this request may carry a document up to the contract
+    # limit (plus room for the other fields). Set before anything reads the body.
+    request.max_content_length = uploads.max_bytes() + 64 * 1024
+    if request.method == "POST":
+        csrf.protect()
+    lead = _get(Lead, lead_id)
+    form = ContractForm(currency=_default_currency())
+    form.service_id.choices = choices(crm.service_choices())
+    status = 200
+    if form.is_submitted():
+        status = 400
+        if form.validate():
+            try:
+                contract = _upload_contract(lead, form)
+            except DomainError as error:
+                db.session.rollback()
+                status = show_domain_error(form, error)
+            else:
+                flash(f"Contract “{contract.name}” uploaded ({contract.file_name}).", "success")
+                return redirect(url_for(".show_lead", lead_id=lead.id))
+    limit = uploads.readable_size(uploads.max_bytes())
+    return render_template(
+        "admin/crm/contract_form.html", form=form, lead=lead, limit=limit
+    ), status
+
+
+def _upload_contract(lead: Lead, form: ContractForm) -> Contract:
+    """Upload and commit; a failed commit takes the stored document away again."""
+    document = form.document.data
+    contract = contracts.upload_contract(
+        lead_id=lead.id,
+        name=form.name.data,
+        service_id=form.service_id.data,
+        signed_on=form.signed_on.data,
+        valid_from=form.valid_from.data,
+        valid_until=form.valid_until.data,
+        amount=form.minor_units(form.amount),
+        currency=form.currency.data,
+        document=document.stream,
+        document_name=document.filename,
+        uploaded_by_id=current_user.id,
+    )
+    try:
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        uploads.remove(contract.file_key)
+        raise
+    return contract
+
+
+@bp.get("/contracts/<int:contract_id>/document")
+@require("contracts.manage")
+def download_contract(contract_id: int):
+    contract = _get(Contract, contract_id)
+    if not uploads.exists(contract.file_key):
+        abort(404, "The document of this contract is missing from the server.")
+    return uploads.send(contract.file_key, contract.file_name, contract.content_type)
+
+
+# --- shared -----------------------------------------------------------------------------
+
+
+def _get(model, record_id: int):
+    record = db.session.get(model, record_id)
+    if record is None:
+        abort(404)
+    return record
+
+
+def _values(record, fields, **overrides) -> dict:
+    """A record's values to show in its edit form (typed values win on a POST)."""
+    return {**{name: getattr(record, name) for name in fields}, **overrides}
+
+
+def _default_currency() -> str:
+    return current_app.config["DEFAULT_CURRENCY"]
+
+
+def _filters(names) -> dict:
+    """The non-empty filters of the query string, to keep in links (pages, export)."""
+    return {name: request.args[name] for name in names if request.args.get(name)}
+
+
+def _paginate(query):
+    return db.paginate(
+        query,
+        page=parse_page(request.args.get("page")),
+        per_page=current_app.config["ADMIN_PAGE_SIZE"],
+        error_out=False,
+    )
+
+
+def _list_page(template: str, query: Callable, filter_names, export: str, **context):
+    return render_template(
+        template,
+        pagination=_paginate(query(request.args)),
+        filters=_filters(filter_names),
+        export=export,
+        **context,
+    )
+
+
+def _form_page(form: FlaskForm, save: Callable, done: str, template: str = _FORM, **context):
+    """Show the form; on a valid POST call `save` (which returns the success message) in one
+    transaction, then flash and redirect. A refusal keeps what was
+    typed and says what was wrong next to its field."""
+    status = 200
+    if form.is_submitted():
+        status = 400
+        if form.validate():
+            try:
+                message = save()
+                db.session.commit()
+            except DomainError as error:
+                db.session.rollback()
+                status = show_domain_error(form, error)
+            else:
+                flash(message, "success")
+                return redirect(done)
+    return render_template(template, form=form, back=done, **context), status

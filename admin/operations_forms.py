@@ -1,0 +1,111 @@
+"""Forms of the operations screens. Lengths bound the input; the rules live in the services."""
+
+from flask_wtf import FlaskForm
+from wtforms import (
+    BooleanField,
+    DateField,
+    EmailField,
+    SelectMultipleField,
+    StringField,
+    SubmitField,
+)
+from wtforms.validators import DataRequired, InputRequired, Length, Optional
+
+from models import utcnow
+
+REASON_MAX = 40  # what the ledger keeps (Referral.reason, Reward.reason)
+REFERENCE_MAX = 200
+
+
+def _strip(value):
+    return value.strip() if isinstance(value, str) else value
+
+
+class DecisionForm(FlaskForm):
+    """Approve or reject held items: several ticked in the queue, or one on its own page."""
+
+    ids = SelectMultipleField("Selected", coerce=int, validate_choice=False)
+    reason = StringField(
+        "Reason",
+        validators=[Optional(), Length(max=REASON_MAX)],
+        filters=[_strip],
+        description="Kept with the decision; required to reject.",
+    )
+    confirm_reject = BooleanField("Yes, reject: the rewards of rejected items are lost")
+    approve = SubmitField("Approve")
+    reject = SubmitField("Reject")
+
+    def validate(self, extra_validators=None) -> bool:
+        valid = super().validate(extra_validators)
+        if not self.ids.data:
+            self.form_errors.append("Select at least one item.")
+            valid = False
+        if not (self.approve.data or self.reject.data):
+            self.form_errors.append("Choose Approve or Reject.")
+            valid = False
+        if self.reject.data and not self.reason.data:
+            self.reason.errors = [*self.reason.errors, "Say why you reject."]
+            valid = False
+        if self.reject.data and not self.confirm_reject.data:
+            self.confirm_reject.errors = [*self.confirm_reject.errors, "Tick to confirm."]
+            valid = False
+        return valid
+
+
+class ConfirmedForm(FlaskForm):
+    """An action that cannot be undone from the panel: it needs the box ticked."""
+
+    confirm = BooleanField(
+        "I confirm", validators=[InputRequired(message="Tick the box to confirm.")]
+    )
+    submit = SubmitField("Confirm")
+
+
+class ApproveRewardForm(ConfirmedForm):
+    confirm = BooleanField(
+        "Approve now, although the refund window is still open",
+        validators=[InputRequired(message="Tick the box to confirm.")],
+    )
+
+
+class CancelForm(ConfirmedForm):
+    reason = StringField(
+        "Reason", validators=[DataRequired(), Length(max=REASON_MAX)], filters=[_strip]
+    )
+
+
+class CancelPayoutForm(ConfirmedForm):
+    reason = StringField(
+        "Reason (the participant can ask again)",
+        validators=[DataRequired(), Length(max=REFERENCE_MAX)],
+        filters=[_strip],
+    )
+
+
+class PayForm(ConfirmedForm):
+    reference = StringField(
+        "Payment reference (optional)",
+        validators=[Optional(), Length(max=REFERENCE_MAX)],
+        filters=[_strip],
+        description="A bank transfer id, a gift card number: whatever finds the payment again.",
+    )
+
+
+class ManualPurchaseForm(FlaskForm):
+    email = EmailField(
+        "Participant's email", validators=[DataRequired(), Length(max=254)], filters=[_strip]
+    )
+    order_id = StringField(
+        "Order id", validators=[DataRequired(), Length(max=200)], filters=[_strip]
+    )
+    amount = StringField("Amount", validators=[DataRequired(), Length(max=20)], filters=[_strip])
+    currency = StringField(
+        "Currency",
+        default="USD",
+        validators=[DataRequired(), Length(min=3, max=3)],
+        filters=[_strip],
+    )
+    occurred_on = DateField(
+        "Purchase date", default=lambda: utcnow().date(), validators=[DataRequired()]
+    )
+    submit = SubmitField("Record purchase")

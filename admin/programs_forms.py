@@ -1,0 +1,272 @@
+"""The program form: rules typed the way people write them ("10.00", "12.5 %"), turned into
+what the rewards engine stores (minor units, basis points)."""
+
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+
+from flask_wtf import FlaskForm
+from wtforms import (
+    DateTimeLocalField,
+    IntegerField,
+    SelectChoice,
+    SelectField,
+    StringField,
+    SubmitField,
+    TextAreaField,
+)
+from wtforms.validators import DataRequired, InputRequired, Length, Optional, Regexp
+
+from core.money import exponent
+from models import ATTRIBUTION_MODELS, REWARD_KINDS, TRIGGERS, Program
+from rewards.programs import InvalidRules
+
+_MAX_INT = 2**31 - 1
+_WHOLE = "Type a whole number."
+_KINDS = [SelectChoice(kind, kind.replace("_", " ").capitalize()) for kind in REWARD_KINDS]
+_BASES = [SelectChoice("fixed", "Fixed amount"), SelectChoice("percent", "Percent of the purchase")]
+_MINUTES = "%Y-%m-%dT%H:%M"
+NO_CAMPAIGN = 0
+
+
+def _required_int(label: str, **kwargs) -> IntegerField:
+    return IntegerField(label, validators=[InputRequired(_WHOLE)], **kwargs)
+
+
+def _optional_int(label: str) -> IntegerField:
+    return IntegerField(label, validators=[Optional()])
+
+
+def parse_amount(text: str | None, currency: str, field: str, *, points: bool = False) -> int:
+    """ "10.00" in USD -> 1000 minor units; whole points for a points reward."""
+    decimals = 0 if points else exponent(currency)
+    example = "250" if points else "10." + "0" * decimals if decimals else "10"
+    try:
+        amount = Decimal((text or "").strip())
+    except InvalidOperation:
+        raise InvalidRules(field, f"Type an amount such as {example}.") from None
+    if not amount.is_finite():
+        raise InvalidRules(field, f"Type an amount such as {example}.")
+    minor = amount.scaleb(decimals)
+    if minor != minor.to_integral_value():
+        unit = "whole points" if points else f"at most {decimals} decimals in {currency}"
+        raise InvalidRules(field, f"Type {unit}, such as {example}.")
+    if abs(minor) > _MAX_INT:
+        raise InvalidRules(field, "This amount is too large.")
+    return int(minor)
+
+
+def parse_percent(text: str | None, field: str) -> int:
+    """ "12.5" (percent) -> 1250 basis points."""
+    try:
+        percent = Decimal((text or "").strip().removesuffix("%").strip())
+    except InvalidOperation:
+        raise InvalidRules(field, "Type a percent such as 10 or 12.5.") from None
+    if not percent.is_finite():
+        raise InvalidRules(field, "Type a percent such as 10 or 12.5.")
+    points = percent.scaleb(2)
+    if points != points.to_integral_value() or abs(points) > _MAX_INT:
+        raise InvalidRules(field, "Type a percent with at most 2 decimals, such as 12.5.")
+    return int(points)
+
+
+def shown_amount(amount: int | None, currency: str, *, points: bool = False) -> str:
+    if amount is None:
+        return ""
+    decimals = 0 if points else exponent(currency)
+    return f"{Decimal(amount).scaleb(-decimals):.{decimals}f}"
+
+
+def shown_percent(basis_points: int | None) -> str:
+    if basis_points is None:
+        return ""
+    return format(Decimal(basis_points).scaleb(-2).normalize(), "f")
+
+
+class ProgramForm(FlaskForm):
+    name = StringField("Name", validators=[DataRequired(), Length(max=120)])
+    description = TextAreaField("Description", validators=[Length(max=2000)])
+    campaign_id = SelectField("Campaign (referral channel)", coerce=int, default=NO_CAMPAIGN)
+    starts_at = DateTimeLocalField("Starts (UTC)", format=_MINUTES, validators=[Optional()])
+    ends_at = DateTimeLocalField(
+        "Ends (UTC, empty: never)", format=_MINUTES, validators=[Optional()]
+    )
+    trigger_event = SelectField(
+        "Pays on", choices=[SelectChoice(t, t.replace("_", " ")) for t in TRIGGERS]
+    )
+    currency = StringField("Currency", validators=[DataRequired(), Length(min=3, max=3)])
+    min_purchase_amount = StringField("Minimum purchase", default="0")
+    referrer_reward_kind = SelectField("Referrer's reward", choices=_KINDS)
+    referrer_reward_basis = SelectField("Referrer's reward is", choices=_BASES)
+    referrer_reward_value = StringField("Referrer's amount, or percent")
+    friend_reward_kind = SelectField("Friend's reward", choices=[SelectChoice("", "None"), *_KINDS])
+    friend_reward_basis = SelectField("Friend's reward is", choices=_BASES)
+    friend_reward_value = StringField("Friend's amount, or percent")
+    max_depth = _required_int("Levels in the tree")
+    level_shares = StringField("Shares for level 2, 3, … (percent)")
+    milestone_every = _optional_int("Milestone every N qualified referrals")
+    milestone_amount = StringField("Milestone bonus")
+    cap_per_day = _optional_int("Cap per referrer per day")
+    cap_per_month = _optional_int("Cap per referrer per month")
+    cap_total = _optional_int("Cap for the whole program")
+    hold_days = _required_int("Hold (refund window), days")
+    reward_expiry_days = _optional_int("Rewards expire after, days")
+    attribution_window_days = _required_int("Attribution window, days")
+    attribution_model = SelectField(
+        "Attribution",
+        choices=[SelectChoice(model, f"{model} touch") for model in ATTRIBUTION_MODELS],
+    )
+    landing_url = StringField(
+        "Landing URL",
+        validators=[
+            Optional(),
+            Length(max=500),
+            Regexp(r"^(https?://|/)", message="Start with https://, http:// or /."),
+        ],
+    )
+    review_score = _required_int("Hold for review at risk score")
+    reject_score = _required_int("Refuse at risk score")
+    max_signups_per_ip_per_day = _required_int("Signups per IP per day")
+    max_signups_per_code_per_hour = _required_int("Signups per code per hour")
+    min_seconds_click_to_purchase = _required_int("Seconds from click to purchase, at least")
+    excluded_email_domains = StringField("Excluded email domains")
+    submit = SubmitField("Save")
+
+    def __init__(self, campaigns, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.campaign_id.choices = [SelectChoice(NO_CAMPAIGN, "— none —")] + [
+            SelectChoice(campaign.id, campaign.name) for campaign in campaigns
+        ]
+
+    @staticmethod
+    def data_of(program: Program) -> dict:
+        """A stored program as the form shows it: amounts as "10.00", percents as "12.5"."""
+        data = {name: getattr(program, name) for name in _PLAIN_FIELDS}
+        data["campaign_id"] = program.campaign_id or NO_CAMPAIGN
+        data["friend_reward_kind"] = program.friend_reward_kind or ""
+        data["friend_reward_basis"] = program.friend_reward_basis or "fixed"
+        data["min_purchase_amount"] = shown_amount(program.min_purchase_amount, program.currency)
+        data["milestone_amount"] = shown_amount(
+            program.milestone_amount,
+            program.currency,
+            points=program.referrer_reward_kind == "points",
+        )
+        for who in ("referrer", "friend"):
+            data[f"{who}_reward_value"] = _shown_value(program, who)
+        data["level_shares"] = ", ".join(str(share) for share in program.level_shares or [])
+        data["excluded_email_domains"] = ", ".join(program.excluded_email_domains or [])
+        for name in ("starts_at", "ends_at"):
+            moment = getattr(program, name)
+            data[name] = moment.astimezone(UTC).replace(tzinfo=None) if moment else None
+        return data
+
+    def rule_values(self, current: Program | None = None) -> dict:
+        """The rules as `rewards.programs` takes them (`current`: the program edited);
+        InvalidRules names a bad field."""
+        values = {name: getattr(self, name).data for name in _PLAIN_FIELDS}
+        values["description"] = values["description"] or ""
+        values["name"] = values["name"].strip()
+        values["landing_url"] = (values["landing_url"] or "").strip() or None
+        currency = values["currency"] = (self.currency.data or "").strip().upper()
+        values["campaign_id"] = self.campaign_id.data or None
+        values["min_purchase_amount"] = parse_amount(
+            self.min_purchase_amount.data, currency, "min_purchase_amount"
+        )
+        values |= self._reward("referrer", currency) | self._reward("friend", currency)
+        values |= self._milestone(currency)
+        values["level_shares"] = _whole_numbers(self.level_shares.data, "level_shares")
+        domains = (self.excluded_email_domains.data or "").replace(",", " ").split()
+        values["excluded_email_domains"] = [domain.lower() for domain in domains]
+        values |= self._dates(current)
+        return values
+
+    def _reward(self, who: str, currency: str) -> dict:
+        kind = getattr(self, f"{who}_reward_kind").data or None
+        if kind is None:
+            return {f"{who}_reward_{part}": None for part in ("kind", "basis", "value")}
+        basis = getattr(self, f"{who}_reward_basis").data
+        text, field = getattr(self, f"{who}_reward_value").data, f"{who}_reward_value"
+        if not (text or "").strip():
+            value = None  # the rules say what is missing
+        elif basis == "percent":
+            value = parse_percent(text, field)
+        else:
+            value = parse_amount(text, currency, field, points=kind == "points")
+        return {f"{who}_reward_kind": kind, f"{who}_reward_basis": basis, field: value}
+
+    def _milestone(self, currency: str) -> dict:
+        text = (self.milestone_amount.data or "").strip()
+        points = self.referrer_reward_kind.data == "points"
+        amount = parse_amount(text, currency, "milestone_amount", points=points) if text else None
+        return {"milestone_every": self.milestone_every.data, "milestone_amount": amount}
+
+    def _dates(self, current: Program | None) -> dict:
+        """Start and end as typed. The form shows them to the minute, so a value equal to
+        the stored one at that precision is left alone; an empty start is unchanged (a new
+        program starts now), an empty end means no end."""
+        dates = {}
+        for name in ("starts_at", "ends_at"):
+            typed, stored = _utc(getattr(self, name).data), getattr(current, name, None)
+            if stored is not None and typed == stored.replace(second=0, microsecond=0):
+                continue
+            if typed is not None or name == "ends_at":
+                dates[name] = typed
+        return dates
+
+
+class NewProgramForm(ProgramForm):
+    slug = StringField(
+        "Short name (for the CLI and exports)",
+        validators=[DataRequired(), Length(max=60)],
+    )
+    submit = SubmitField("Create program")
+
+
+class EditProgramForm(ProgramForm):
+    preview = SubmitField("Preview the last 30 days")
+
+
+_PLAIN_FIELDS = (
+    "name",
+    "description",
+    "trigger_event",
+    "currency",
+    "referrer_reward_kind",
+    "max_depth",
+    "cap_per_day",
+    "cap_per_month",
+    "cap_total",
+    "hold_days",
+    "reward_expiry_days",
+    "attribution_window_days",
+    "attribution_model",
+    "landing_url",
+    "review_score",
+    "reject_score",
+    "max_signups_per_ip_per_day",
+    "max_signups_per_code_per_hour",
+    "min_seconds_click_to_purchase",
+    "referrer_reward_basis",
+    "milestone_every",
+)
+
+
+def _shown_value(program: Program, who: str) -> str:
+    value = getattr(program, f"{who}_reward_value")
+    if getattr(program, f"{who}_reward_basis") == "percent":
+        return shown_percent(value)
+    points = getattr(program, f"{who}_reward_kind") == "points"
+    return shown_amount(value, program.currency, points=points)
+
+
+def _whole_numbers(text: str | None, field: str) -> list[int]:
+    items = [item.strip().removesuffix("%").strip() for item in (text or "").split(",")]
+    try:
+        return [int(item) for item in items if item]
+    except ValueError:
+        raise InvalidRules(
+            field, "Type whole percents separated by commas, such as 50, 20."
+        ) from None
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    return moment.replace(tzinfo=UTC) if moment else None

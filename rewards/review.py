@@ -1,0 +1,118 @@
+"""Staff decisions on what the fraud checks held: a referral in review, or the rewards a
+purchase's own checks held. Each decision is a conditional UPDATE, so two staff deciding the
+same item at once change it once.
+"""
+
+from datetime import datetime
+
+from sqlalchemy import select, update
+
+from core import audit
+from core.errors import DomainError
+from extensions import db
+from models import Conversion, Referral, Reward
+from referral import services as referral_services
+from rewards.signals import rewards_approved
+
+
+class NotUnderReview(DomainError):
+    status = 409
+    code = "not_under_review"
+    message = "This referral is not waiting for review."
+
+
+def approve_referral(referral: Referral, now: datetime, reason: str | None = None) -> None:
+    """Staff cleared a held referral: it counts from now on, and its held rewards start
+    (or, if their hold is over, finish) the normal hold. `reason` goes to the audit log."""
+    status = "qualified" if _has_rewards(referral) else "approved"
+    _leave_review(referral, status=status, reason=None, now=now)
+    if referral.referred.referred_by_id is None:
+        referral.referred.referred_by_id = referral.referrer_id
+    referral_services.count_referral(referral.referrer_id, now)
+    released = _release_reviewed(referral, now)
+    after = {"status": status, "reason": _clean_reason(reason, None), "rewards": released}
+    audit.record(
+        "referral.approve", "referral", referral.id, before={"status": "review"}, after=after
+    )
+
+
+def reject_referral(referral: Referral, reason: str, now: datetime) -> None:
+    """Staff refused a held referral: it never counts, and its held rewards are rejected."""
+    reason = _clean_reason(reason, "rejected_by_staff")
+    _leave_review(referral, status="rejected", reason=reason, now=now)
+    rejected = db.session.scalars(
+        update(Reward)
+        .where(Reward.referral_id == referral.id, Reward.status == "review")
+        .values(status="rejected", reason=reason, updated_at=now)
+        .returning(Reward.id),
+        execution_options={"synchronize_session": False},
+    ).all()
+    after = {"status": "rejected", "reason": reason, "rewards": {"rejected": sorted(rejected)}}
+    audit.record(
+        "referral.reject", "referral", referral.id, before={"status": "review"}, after=after
+    )
+
+
+def _clean_reason(reason: str | None, default: str | None) -> str | None:
+    """A reason fits the 40 characters the ledger keeps."""
+    return (reason or "").strip()[:40] or default
+
+
+def _leave_review(referral: Referral, *, status: str, reason: str | None, now: datetime) -> None:
+    """Move the referral out of review only if it is still there: of two staff decisions at
+    once, the second finds no row to change and is refused (no double count)."""
+    changed = db.session.execute(
+        update(Referral)
+        .where(Referral.id == referral.id, Referral.status == "review")
+        .values(status=status, reason=reason, updated_at=now),
+        execution_options={"synchronize_session": False},
+    ).rowcount
+    if changed != 1:
+        raise NotUnderReview()
+    db.session.refresh(referral)
+
+
+def _has_rewards(referral: Referral) -> bool:
+    return (
+        db.session.scalar(
+            select(Reward.id).where(Reward.referral_id == referral.id, Reward.amount > 0).limit(1)
+        )
+        is not None
+    )
+
+
+def _release_reviewed(referral: Referral, now: datetime) -> dict[str, list[int]]:
+    """Held rewards whose hold is over are approved at once, the others start it."""
+    moved = {}
+    for status, moment in (("approved", Reward.available_at <= now), ("pending", None)):
+        query = update(Reward).where(Reward.referral_id == referral.id, Reward.status == "review")
+        if moment is not None:
+            query = query.where(moment)
+        changed = db.session.scalars(
+            query.values(status=status, updated_at=now).returning(Reward.id),
+            execution_options={"synchronize_session": False},
+        ).all()
+        if status == "approved" and changed:
+            rewards_approved.send(None, reward_ids=list(changed), now=now)
+        moved[status] = sorted(changed)
+    return moved
+
+
+def decide_held_rewards(conversion: Conversion, approve: bool, reason: str, now: datetime) -> int:
+    """Staff's decision on rewards a conversion's own fraud checks held (the referral itself
+    was fine): approved ones continue through the hold, rejected ones keep the reason.
+    Only rows still held change, so of two decisions at once the second changes nothing."""
+    held = (Reward.conversion_id == conversion.id, Reward.status == "review")
+    reason = _clean_reason(reason, None if approve else "rejected_by_staff")
+    values = {"status": "pending" if approve else "rejected", "updated_at": now}
+    if not approve:
+        values["reason"] = reason
+    changed = db.session.scalars(
+        update(Reward).where(*held).values(**values).returning(Reward.id),
+        execution_options={"synchronize_session": False},
+    ).all()
+    if changed:
+        after = {"ids": sorted(changed), "status": values["status"], "reason": reason}
+        action = "conversion.approve_held" if approve else "conversion.reject_held"
+        audit.record(action, "conversion", conversion.id, before={"status": "review"}, after=after)
+    return len(changed)
