@@ -49,6 +49,6 @@ def seed(participants: int, days: int, if_empty: bool):
     click.echo(
         f"Created {report.participants} participants, {report.referrals} referrals, "
         f"{report.clicks} clicks, {purchases} purchases and {refunds} refunds.\n"
-        f"Log in as {demo.ADMIN_EMAIL} (or any demo participant) with the password "
-        f"'{demo.DEMO_PASSWORD}'."
+        f"Log in as {demo.ADMIN_EMAIL} (staff: {', '.join(demo.STAFF_EMAILS.values())}; "
+        f"or any demo participant) with the password '{demo.DEMO_PASSWORD}'."
     )
