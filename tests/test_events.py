@@ -281,7 +281,8 @@ def test_a_wrong_secret_or_a_changed_byte_is_refused(app, client, pair):
     assert count(app, Conversion) == 0
 
 
-@pytest.mark.parametrize("skew", [-301, 301, -86400])
+# A few seconds past the 300 s tolerance: a busy machine may take a second or two to answer.
+@pytest.mark.parametrize("skew", [-305, 305, -86400])
 def test_an_old_or_future_timestamp_is_refused(app, client, pair, skew):
     _rita, fred = pair
     response = send(client, purchase(fred["email"]), timestamp=int(time.time()) + skew)
