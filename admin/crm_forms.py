@@ -2,7 +2,6 @@
 exact integer minor units of the form's currency; never through a float."""
 
 import re
-from decimal import Decimal, InvalidOperation
 
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
@@ -11,10 +10,10 @@ from wtforms.validators import DataRequired, Length, Optional, Regexp, Validatio
 
 from admin.crm import EDITABLE_LEAD_STATUSES
 from admin.uploads import ACCEPT, ALLOWED_LABEL
+from core import money
 from core.money import exponent
 from models import CAMPAIGN_CHANNELS
 
-MAX_AMOUNT = 2**31 - 1  # the columns are 32-bit integers
 _AMOUNT = re.compile(r"^\d+(\.\d+)?$")
 NONE = 0  # the "no campaign" / "no service" choice of an optional select
 
@@ -24,22 +23,20 @@ def to_minor_units(text: str, currency: str) -> int:
     cleaned = (text or "").strip()
     if not _AMOUNT.match(cleaned):
         raise ValueError("Enter an amount in digits with a dot for decimals, e.g. 12.50.")
+    places = exponent(currency)
     try:
-        scaled = Decimal(cleaned).scaleb(exponent(currency))
-    except InvalidOperation:
+        return money.to_minor_units(cleaned, places)
+    except money.AmountNotANumber:
         raise ValueError("Enter an amount such as 12.50.") from None
-    if scaled != scaled.to_integral_value():
-        places = exponent(currency)
-        raise ValueError(f"{currency} amounts have at most {places} decimal places.")
-    if scaled > MAX_AMOUNT:
-        raise ValueError("This amount is too large.")
-    return int(scaled)
+    except money.AmountTooPrecise:
+        raise ValueError(f"{currency} amounts have at most {places} decimal places.") from None
+    except money.AmountTooLarge:
+        raise ValueError("This amount is too large.") from None
 
 
 def to_text(amount: int, currency: str) -> str:
     """1250 USD -> "12.50": how a stored amount is shown in an edit form and in exports."""
-    places = exponent(currency)
-    return str(Decimal(amount).scaleb(-places).quantize(Decimal(1).scaleb(-places)))
+    return money.amount_text(amount, exponent(currency))
 
 
 def choices(pairs, none_label: str | None = None) -> list[SelectChoice]:

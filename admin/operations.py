@@ -9,13 +9,12 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal, InvalidOperation
 
 from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import joinedload
 from werkzeug.datastructures import MultiDict
 
-from core import audit
+from core import audit, money
 from core.errors import DomainError
 from core.money import exponent
 from extensions import db
@@ -41,7 +40,6 @@ from rewards.events import EventIn, Outcome
 # office network) could match thousands, so the scan stops here.
 _LINK_SCAN_LIMIT = 500
 LINKS_SHOWN = 10
-_MAX_MINOR_UNITS = 2**31 - 1
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 
 
@@ -284,19 +282,23 @@ class InvalidPurchase(DomainError):
 def parse_amount(text: str, currency: str) -> int:
     """ "12.50" USD -> 1250 minor units; refuses more decimals than the currency has."""
     decimals = exponent(currency)
-    try:
-        value = Decimal((text or "").strip())
-    except InvalidOperation:
-        value = None
     example = "12" if decimals == 0 else "12." + "5".ljust(decimals, "0")
-    if value is None or not value.is_finite() or value <= 0:
-        raise _purchase_error("amount", f"Write the amount as a number above zero, like {example}.")
-    minor = value.scaleb(decimals)
-    if minor != minor.to_integral_value():
-        raise _purchase_error("amount", f"{currency} amounts have {decimals} decimals at most.")
-    if minor > _MAX_MINOR_UNITS:
-        raise _purchase_error("amount", "This amount is too large.")
-    return int(minor)
+    not_a_number = _purchase_error(
+        "amount", f"Write the amount as a number above zero, like {example}."
+    )
+    try:
+        minor = money.to_minor_units(text, decimals)
+    except money.AmountNotANumber:
+        raise not_a_number from None
+    except money.AmountTooPrecise:
+        raise _purchase_error(
+            "amount", f"{currency} amounts have {decimals} decimals at most."
+        ) from None
+    except money.AmountTooLarge:
+        raise _purchase_error("amount", "This amount is too large.") from None
+    if minor <= 0:
+        raise not_a_number
+    return minor
 
 
 def _purchase_error(field_name: str, message: str) -> InvalidPurchase:

@@ -16,11 +16,11 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, InputRequired, Length, Optional, Regexp
 
+from core import money
 from core.money import exponent
 from models import ATTRIBUTION_MODELS, REWARD_KINDS, TRIGGERS, Program
 from rewards.programs import InvalidRules
 
-_MAX_INT = 2**31 - 1
 _WHOLE = "Type a whole number."
 _KINDS = [SelectChoice(kind, kind.replace("_", " ").capitalize()) for kind in REWARD_KINDS]
 _BASES = [SelectChoice("fixed", "Fixed amount"), SelectChoice("percent", "Percent of the purchase")]
@@ -41,18 +41,14 @@ def parse_amount(text: str | None, currency: str, field: str, *, points: bool = 
     decimals = 0 if points else exponent(currency)
     example = "250" if points else "10." + "0" * decimals if decimals else "10"
     try:
-        amount = Decimal((text or "").strip())
-    except InvalidOperation:
+        return money.to_minor_units(text, decimals)
+    except money.AmountNotANumber:
         raise InvalidRules(field, f"Type an amount such as {example}.") from None
-    if not amount.is_finite():
-        raise InvalidRules(field, f"Type an amount such as {example}.")
-    minor = amount.scaleb(decimals)
-    if minor != minor.to_integral_value():
+    except money.AmountTooPrecise:
         unit = "whole points" if points else f"at most {decimals} decimals in {currency}"
-        raise InvalidRules(field, f"Type {unit}, such as {example}.")
-    if abs(minor) > _MAX_INT:
-        raise InvalidRules(field, "This amount is too large.")
-    return int(minor)
+        raise InvalidRules(field, f"Type {unit}, such as {example}.") from None
+    except money.AmountTooLarge:
+        raise InvalidRules(field, "This amount is too large.") from None
 
 
 def parse_percent(text: str | None, field: str) -> int:
@@ -64,7 +60,7 @@ def parse_percent(text: str | None, field: str) -> int:
     if not percent.is_finite():
         raise InvalidRules(field, "Type a percent such as 10 or 12.5.")
     points = percent.scaleb(2)
-    if points != points.to_integral_value() or abs(points) > _MAX_INT:
+    if points != points.to_integral_value() or abs(points) > money.MAX_MINOR_UNITS:
         raise InvalidRules(field, "Type a percent with at most 2 decimals, such as 12.5.")
     return int(points)
 
@@ -72,8 +68,7 @@ def parse_percent(text: str | None, field: str) -> int:
 def shown_amount(amount: int | None, currency: str, *, points: bool = False) -> str:
     if amount is None:
         return ""
-    decimals = 0 if points else exponent(currency)
-    return f"{Decimal(amount).scaleb(-decimals):.{decimals}f}"
+    return money.amount_text(amount, 0 if points else exponent(currency))
 
 
 def shown_percent(basis_points: int | None) -> str:

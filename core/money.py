@@ -1,4 +1,11 @@
-"""Money is integer minor units plus an ISO 4217 code; this is how many decimals each has."""
+"""Money is integer minor units plus an ISO 4217 code; this is how many decimals each has,
+and how a typed amount ("12.50") becomes minor units and back, exactly (Decimal, never float).
+"""
+
+from decimal import Decimal, InvalidOperation
+
+# Amount columns are 32-bit integers.
+MAX_MINOR_UNITS = 2**31 - 1
 
 # Currencies whose minor unit is not a hundredth.
 _EXPONENTS = {
@@ -28,3 +35,37 @@ def format_amount(amount: int, currency: str, kind: str | None = None) -> str:
     sign = "-" if amount < 0 else ""
     symbol = _SYMBOLS.get(currency)
     return f"{sign}{symbol}{number}" if symbol else f"{sign}{number} {currency}"
+
+
+class AmountNotANumber(ValueError):
+    """The text is not a finite decimal number."""
+
+
+class AmountTooPrecise(ValueError):
+    """The text has more decimals than the unit allows."""
+
+
+class AmountTooLarge(ValueError):
+    """The amount does not fit an amount column."""
+
+
+def to_minor_units(text: str | None, decimals: int) -> int:
+    """ "12.50" with 2 decimals -> 1250, exactly; each refusal is its own error, so every form
+    can word it for its own field."""
+    try:
+        value = Decimal((text or "").strip())
+    except InvalidOperation:
+        raise AmountNotANumber() from None
+    if not value.is_finite():
+        raise AmountNotANumber()
+    minor = value.scaleb(decimals)
+    if minor != minor.to_integral_value():
+        raise AmountTooPrecise()
+    if abs(minor) > MAX_MINOR_UNITS:
+        raise AmountTooLarge()
+    return int(minor)
+
+
+def amount_text(amount: int, decimals: int) -> str:
+    """1250 with 2 decimals -> "12.50": a stored amount as a form or an export shows it."""
+    return f"{Decimal(amount).scaleb(-decimals):.{decimals}f}"

@@ -14,6 +14,7 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from core import money
 from extensions import db
 from models import (
     CONVERSION_KINDS,
@@ -37,7 +38,6 @@ log = logging.getLogger(__name__)
 __all__ = ["InvalidEvent", "parse_api_event", "record_event"]
 
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
-_MAX_AMOUNT = 2**31 - 1
 
 
 def record_event(event: EventIn, now: datetime | None = None) -> Outcome:
@@ -94,7 +94,7 @@ def _check(event: EventIn) -> None:
         raise InvalidEvent("type must be one of signup, purchase, refund.")
     if not event.external_id or len(event.external_id) > 200:
         raise InvalidEvent("id is required (at most 200 characters).")
-    if event.amount is not None and not 0 <= event.amount <= _MAX_AMOUNT:
+    if event.amount is not None and not 0 <= event.amount <= money.MAX_MINOR_UNITS:
         raise InvalidEvent("amount must be a whole number of minor units, 0 or more.")
     if event.kind == "purchase" and event.amount is None:
         raise InvalidEvent("A purchase needs an amount (in minor units, e.g. 2500 for 25.00).")
