@@ -62,6 +62,18 @@ DEFAULTS = {
     "WEBHOOK_DELIVERY_TIMEOUT_SECONDS": 10,
     "WEBHOOK_MAX_ATTEMPTS": 8,  # retried with exponential backoff, then marked failed
     "WEBHOOK_ALLOW_PRIVATE_URLS": False,  # True only for local testing: SSRF protection
+    # Phone sign-in: one-time codes sent by SMS.
+    "SMS_BACKEND": "console",  # console (logs number and code) | http (a provider's API)
+    "SMS_HTTP_URL": None,  # the http backend POSTs {"to", "body"} as JSON here
+    "SMS_HTTP_TOKEN": None,  # sent as "Authorization: Bearer <token>" when set
+    "SMS_HTTP_TIMEOUT_SECONDS": 10,
+    "PHONE_DEFAULT_REGION": "US",  # how numbers typed without a +country code are read
+    "PHONE_CODE_IP_LIMITS": "5/minute;30/hour",  # codes sent, per client IP
+    "PHONE_CODE_NUMBER_LIMITS": "1/minute;5/hour",  # codes sent, per phone number
+    "PHONE_VERIFY_LIMITS": "20/minute;100/hour",  # code entries, per client IP
+    # Password reset.
+    "PASSWORD_RESET_IP_LIMITS": "5/minute;30/hour",  # reset requests, per client IP
+    "PASSWORD_RESET_EMAIL_LIMITS": "3/hour;10/day",  # reset requests, per email address
 }
 
 # How each environment variable is parsed; anything unparseable stops the start-up.
@@ -108,6 +120,16 @@ _ENV_TYPES = {
     "WEBHOOK_DELIVERY_TIMEOUT_SECONDS": int,
     "WEBHOOK_MAX_ATTEMPTS": int,
     "WEBHOOK_ALLOW_PRIVATE_URLS": bool,
+    "SMS_BACKEND": str,
+    "SMS_HTTP_URL": str,
+    "SMS_HTTP_TOKEN": str,
+    "SMS_HTTP_TIMEOUT_SECONDS": int,
+    "PHONE_DEFAULT_REGION": str,
+    "PHONE_CODE_IP_LIMITS": str,
+    "PHONE_CODE_NUMBER_LIMITS": str,
+    "PHONE_VERIFY_LIMITS": str,
+    "PASSWORD_RESET_IP_LIMITS": str,
+    "PASSWORD_RESET_EMAIL_LIMITS": str,
 }
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -259,9 +281,18 @@ def _check(app: Flask) -> None:
         raise ConfigError("DEFAULT_CURRENCY must be a three-letter ISO code such as USD")
     if config["PAYOUT_MINIMUM"] < 1:
         raise ConfigError("PAYOUT_MINIMUM must be at least 1 (minor units)")
+    _check_services(config)
+
+
+def _check_services(config) -> None:
+    """The outside services the settings point at: well-formed URLs, a known SMS backend."""
     saleor_url = config["SALEOR_API_URL"]
     if saleor_url and not saleor_url.startswith(("http://", "https://")):
         raise ConfigError("SALEOR_API_URL must start with http:// or https://")
+    if config["SMS_BACKEND"] not in ("console", "http"):
+        raise ConfigError("SMS_BACKEND must be 'console' or 'http'")
+    if config["SMS_BACKEND"] == "http" and not config["SMS_HTTP_URL"]:
+        raise ConfigError("SMS_BACKEND=http needs SMS_HTTP_URL, the provider's endpoint")
     public_url = config["PUBLIC_URL"]
     if public_url and not public_url.startswith(("http://", "https://")):
         raise ConfigError("PUBLIC_URL must start with http:// or https://")

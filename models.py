@@ -160,6 +160,7 @@ class Program(db.Model):
         CheckConstraint("max_signups_per_ip_per_day > 0", name="ip_limit_positive"),
         CheckConstraint("max_signups_per_code_per_hour > 0", name="code_limit_positive"),
         CheckConstraint("min_seconds_click_to_purchase >= 0", name="click_gap_not_negative"),
+        CheckConstraint("claim_window_days BETWEEN 0 AND 365", name="claim_window_range"),
         # A program belongs only to a campaign of the referral channel: the composite key
         # below points at (campaign id, channel), and this pins the channel.
         CheckConstraint("campaign_channel = 'referral'", name="campaign_channel_referral"),
@@ -219,6 +220,9 @@ class Program(db.Model):
     max_signups_per_code_per_hour: Mapped[int] = mapped_column(Integer, default=200)
     min_seconds_click_to_purchase: Mapped[int] = mapped_column(Integer, default=10)
     excluded_email_domains: Mapped[list] = mapped_column(JSON, default=list)
+    # Days after signup during which a participant without an inviter may still enter one's
+    # code (POST /referral/claim); 0 turns claiming off.
+    claim_window_days: Mapped[int] = mapped_column(Integer, default=14, server_default="14")
     campaign_id: Mapped[int | None] = mapped_column(Integer, index=True)
     campaign_channel: Mapped[str] = mapped_column(
         String(10), default="referral", server_default="referral"
@@ -238,6 +242,7 @@ class User(UserMixin, db.Model):
         CheckConstraint("email = lower(email)", name="email_lower_case"),
         CheckConstraint("referral_count >= 0", name="referral_count_not_negative"),
         CheckConstraint("referred_by_id IS NULL OR referred_by_id <> id", name="not_own_inviter"),
+        CheckConstraint("session_version >= 0", name="session_version_not_negative"),
         # The leaderboard's order, read from the index a page at a time.
         # `active` rides along so the board's count and deep pages never visit the table.
         Index(
@@ -276,11 +281,14 @@ class User(UserMixin, db.Model):
     referred_by_id: Mapped[int | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), index=True
     )
-    signup_ip: Mapped[str | None] = mapped_column(String(45))
+    signup_ip: Mapped[str | None] = mapped_column(String(45), index=True)
     device_id: Mapped[str | None] = mapped_column(String(64), index=True)
     # Counted referrals and when the latest of them landed (the leaderboard's tie-break).
     referral_count: Mapped[int] = mapped_column(Integer, default=0)
     last_referral_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Part of every session's user id: raising it ends all sessions and remember-me cookies
+    # signed before (a password reset does), and every reset link issued before.
+    session_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     codes: Mapped[list["ReferralCode"]] = relationship(back_populates="owner")
@@ -288,6 +296,9 @@ class User(UserMixin, db.Model):
     @property
     def is_active(self) -> bool:  # Flask-Login refuses inactive users
         return self.active
+
+    def get_id(self) -> str:
+        return f"{self.id}:{self.session_version}"
 
     @property
     def public_name(self) -> str:
@@ -304,6 +315,31 @@ def public_name(name: str, display_name: str | None = None) -> str:
     if len(parts) == 1:
         return parts[0]
     return f"{parts[0]} {parts[-1][0].upper()}."
+
+
+class PhoneCode(db.Model):
+    """A one-time code texted to a phone number: to sign in with it, or (with `user_id`) to
+    add it to that account. Only a keyed hash of the code is kept."""
+
+    __tablename__ = "phone_codes"
+    __table_args__ = (
+        CheckConstraint("phone LIKE '+%'", name="phone_e164"),
+        CheckConstraint("attempts >= 0", name="attempts_not_negative"),
+        CheckConstraint("expires_at > created_at", name="expiry_order"),
+        Index("ix_phone_codes_phone_created_at", "phone", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    phone: Mapped[str] = mapped_column(String(16))
+    # Set when a signed-in participant is verifying a number for their account.
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    code_hash: Mapped[str] = mapped_column(String(64))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class ReferralCode(db.Model):

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app, redirect, request, url_for
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 from zxcvbn.frequency_lists import FREQUENCY_LISTS
@@ -160,13 +160,30 @@ def authenticate(email: str, password: str) -> User:
     return user
 
 
-def load_user(user_id: str) -> User | None:
-    """Flask-Login's loader: a deactivated account loses its session on the next request."""
+def load_user(session_id: str) -> User | None:
+    """Flask-Login's loader. The id is "<user id>:<session version>" (User.get_id): a
+    deactivated account, or one whose sessions were ended since, is signed out on its next
+    request."""
+    user_id, _, version = session_id.partition(":")
     try:
         user = db.session.get(User, int(user_id))
+        version_number = int(version)
     except ValueError:
         return None
-    return user if user is not None and user.active else None
+    if user is None or not user.active or user.session_version != version_number:
+        return None
+    return user
+
+
+def end_all_sessions(user: User) -> None:
+    """Sign the account out everywhere (sessions, remember-me cookies, pending reset links);
+    the caller signs the current browser back in with `login_user` after the commit."""
+    db.session.execute(
+        update(User)
+        .where(User.id == user.id)
+        .values(session_version=User.session_version + 1)
+        .execution_options(synchronize_session="fetch")
+    )
 
 
 def unauthorized():

@@ -23,6 +23,7 @@ TABLES = (
     "analytics_daily_accounts",
     "analytics_rollup",
     "audit_log",
+    "phone_codes",
     "webhook_deliveries",
     "webhook_endpoints",
     "contracts",
