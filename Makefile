@@ -38,3 +38,7 @@ bench-events: $(STAMP)
 .PHONY: bench-analytics
 bench-analytics: $(STAMP)
 	$(BIN)/python -m bench.analytics --backend both --sqlite-scale 0.2
+
+.PHONY: bench-tree
+bench-tree: $(STAMP)
+	$(BIN)/python -m bench.tree --backend both

@@ -27,6 +27,7 @@ DEFAULTS = {
     "LOGIN_ACCOUNT_LIMITS": "5/minute;30/hour",  # per account and client IP
     "SIGNUP_LIMITS": "10/minute;100/hour",  # per client IP
     "REFERRAL_LINK_LIMITS": "60/minute;1000/hour",  # per client IP on /r/<code>
+    "CLAIM_LIMITS": "10/minute;50/day",  # inviter claims tried, per client IP
     # Werkzeug hash method. Only a test configuration may lower it; see _check.
     "PASSWORD_HASH_METHOD": "scrypt",
     # Rewards and conversions.
@@ -93,6 +94,7 @@ _ENV_TYPES = {
     "LOGIN_ACCOUNT_LIMITS": str,
     "SIGNUP_LIMITS": str,
     "REFERRAL_LINK_LIMITS": str,
+    "CLAIM_LIMITS": str,
     "DEFAULT_CURRENCY": str,
     "PAYOUT_MINIMUM": int,
     "EVENTS_WEBHOOK_SECRET": str,

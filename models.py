@@ -57,6 +57,8 @@ REWARD_STATUSES = (
 )
 # Entries that are, or will be, worth something to the participant.
 LIVE_REWARD_STATUSES = ("review", "pending", "approved", "paid", "redeemed")
+# Entries that count in some balance; cancelled, rejected and expired ones count nowhere.
+BALANCE_STATUSES = ("review", "pending", "approved", "paid")
 PAYOUT_STATUSES = ("requested", "paid", "cancelled")
 
 CAMPAIGN_CHANNELS = ("referral", "search", "social", "email", "offline", "other")

@@ -13,12 +13,11 @@ from core.errors import DomainError
 from extensions import db
 from models import Program, Referral, ReferralCode, User
 from referral import services as referral_services
+from referral import tree as referral_tree
 from rewards import ledger
 
 SUGGEST_LIMIT = 10
 SUGGEST_MIN_LENGTH = 2
-TREE_LEVELS = 2  # the people invited, and the people they invited; issue 5 shows the rest
-TREE_SAMPLE = 20  # names listed per level; the counts cover everyone
 FLAGGED_SAMPLE = 20
 ACCOUNT_STATUSES = ("active", "inactive")
 _FLAGGED = or_(Referral.status.in_(("review", "rejected")), Referral.risk_score > 0)
@@ -97,13 +96,6 @@ def suggestions(text: str) -> list[User]:
 
 
 @dataclass(frozen=True)
-class TreeLevel:
-    level: int
-    count: int
-    people: list[User]  # the first TREE_SAMPLE of them
-
-
-@dataclass(frozen=True)
 class ParticipantView:
     user: User
     codes: list[ReferralCode]
@@ -115,7 +107,7 @@ class ParticipantView:
     flagged: list[Referral]
     flagged_count: int
     inviters: list[tuple[int, User]]  # (levels up, inviter), nearest first
-    levels: list[TreeLevel]
+    tree: referral_tree.Tree  # the levels below them, as their dashboard shows them
     entries: object  # a page of their ledger
     balances: list[ledger.Balance]
 
@@ -145,7 +137,7 @@ def participant_view(user: User, *, page: int, ledger_page: int, per_page: int):
         ),
         flagged_count=db.session.scalar(select(func.count()).select_from(flagged.subquery())),
         inviters=inviter_chain(user, program.max_depth),
-        levels=invited_levels(user),
+        tree=referral_tree.tree(user, program.max_depth, per_page),
         entries=ledger.ledger_page(user, ledger_page, per_page),
         balances=ledger.balances(user),
     )
@@ -180,39 +172,6 @@ def inviter_chain(user: User, depth: int) -> list[tuple[int, User]]:
         select(chain.c.up, User).join(User, User.id == chain.c.id).order_by(chain.c.up)
     )
     return [(up, inviter) for up, inviter in rows]
-
-
-def _downline(user: User):
-    below = (
-        select(User.id.label("id"), literal_column("1", Integer).label("level"))
-        .where(User.referred_by_id == user.id)
-        .cte("downline", recursive=True)
-    )
-    person = aliased(User)
-    return below.union_all(
-        select(person.id, cast(below.c.level + 1, Integer))
-        .join(below, person.referred_by_id == below.c.id)
-        .where(below.c.level < TREE_LEVELS)
-    )
-
-
-def invited_levels(user: User) -> list[TreeLevel]:
-    """The people below them in the tree, level 1 and 2: how many, and the first names."""
-    below = _downline(user)
-    counts = dict(
-        db.session.execute(select(below.c.level, func.count()).group_by(below.c.level)).all()
-    )
-    levels = []
-    for level in range(1, TREE_LEVELS + 1):
-        people = db.session.scalars(
-            select(User)
-            .join(below, User.id == below.c.id)
-            .where(below.c.level == level)
-            .order_by(User.created_at, User.id)
-            .limit(TREE_SAMPLE)
-        )
-        levels.append(TreeLevel(level, counts.get(level, 0), list(people)))
-    return levels
 
 
 # --- actions ---------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from core.errors import DomainError
 from core.forms import show_domain_error
 from extensions import db
 from models import Program, User
+from referral import tree
 from referral.leaderboard import parse_page
 
 bp = Blueprint("people", __name__)
@@ -214,7 +215,33 @@ def _participant_page(user_id: int, submitted: dict | None = None, status: int =
         },
         **(submitted or {}),
     }
-    return render_template("admin/people/participant.html", view=view, forms=forms), status
+    return render_template(
+        "admin/people/participant.html", view=view, forms=forms, tree_links=_tree_links(user)
+    ), status
+
+
+def _tree_links(user: User) -> tree.TreeLinks:
+    return tree.TreeLinks("admin.people.show_participant_tree", {"user_id": user.id}, staff=True)
+
+
+@bp.get("/participants/<int:user_id>/tree")
+@require("participants.view")
+def show_participant_tree(user_id: int):
+    """Their tree as their dashboard has it, with names and emails in full: a level or one
+    person's invitees a page at a time; `partial=1` the fragment static/js/tree.js loads."""
+    user = db.get_or_404(User, user_id)
+    asked = tree.TreeRequest.from_args(request.args)
+    depth = tree.program_depth()
+    shown = tree.answer(user, asked, depth, _per_page())
+    template = "referral/_tree_answer.html" if asked.partial else "admin/people/tree.html"
+    return render_template(
+        template,
+        user=user,
+        tree_links=_tree_links(user),
+        depth=depth,
+        partial=asked.partial,
+        **shown,
+    )
 
 
 # --- staff users and roles -------------------------------------------------------------------

@@ -106,6 +106,7 @@ class ProgramForm(FlaskForm):
     hold_days = _required_int("Hold (refund window), days")
     reward_expiry_days = _optional_int("Rewards expire after, days")
     attribution_window_days = _required_int("Attribution window, days")
+    claim_window_days = _required_int("Claim window, days")
     attribution_model = SelectField(
         "Attribution",
         choices=[SelectChoice(model, f"{model} touch") for model in ATTRIBUTION_MODELS],
@@ -233,6 +234,7 @@ _PLAIN_FIELDS = (
     "hold_days",
     "reward_expiry_days",
     "attribution_window_days",
+    "claim_window_days",
     "attribution_model",
     "landing_url",
     "review_score",

@@ -17,6 +17,11 @@ def format_date(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d") if value else "—"
 
 
+def format_datetime(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value else "—"
+
+
 def register_template_helpers(app: Flask) -> None:
     app.add_template_filter(mask_email, "mask_email")
     app.add_template_filter(format_date, "date")
+    app.add_template_filter(format_datetime, "datetime")

@@ -136,7 +136,9 @@ def seed(participants: int, days: int, progress: Callable[[int, int], None]) -> 
                 user.signup_ip = inviter_user.signup_ip
             source = rng.choice(("link", "code"))
             clicked_at = last_click_at if source == "link" else None
-            services.attribute_signup(user, inviter_code, source, joined_at, clicked_at=clicked_at)
+            services.attribute_signup(
+                user, inviter_code, source, joined_at, clicked_at=clicked_at, new_participant=True
+            )
             report.referrals += 1
         people.append((user, code))
         report.participants += 1

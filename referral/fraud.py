@@ -150,20 +150,35 @@ def _velocity_signals(
 
 def closes_cycle(referred_id: int, referrer_id: int) -> bool:
     """Whether `referrer` is `referred` or one of the people `referred` brought in, at any
-    depth: making `referrer` the inviter would close a loop in the tree."""
+    depth: making `referrer` the inviter would close a loop in the tree.
+
+    It walks the referrals, not `users.referred_by_id`: a referral held for review is not an
+    edge yet, but becomes one when approved, so it must already bar the loop. Rejected ones
+    never become edges. A person is referred once, so each step has one inviter at most."""
     if referred_id == referrer_id:
         return True
-    chain = (
-        select(User.id, User.referred_by_id, literal(0).label("depth"))
-        .where(User.id == referrer_id)
-        .cte("inviters", recursive=True)
+    chain = select(literal(referrer_id).label("id"), literal(0).label("depth")).cte(
+        "inviters", recursive=True
     )
     chain = chain.union_all(
-        select(User.id, User.referred_by_id, chain.c.depth + 1)
-        .join(chain, User.id == chain.c.referred_by_id)
-        .where(chain.c.depth < 1000)
+        select(Referral.referrer_id, chain.c.depth + 1)
+        .join(chain, Referral.referred_id == chain.c.id)
+        .where(Referral.status != "rejected", chain.c.depth < 1000)
     )
     return db.session.scalar(select(func.count()).where(chain.c.id == referred_id)) > 0
+
+
+# An arbitrary constant naming the PostgreSQL advisory lock that orders new edges.
+_TREE_LOCK_KEY = 0x1A7E_7EE5
+
+
+def lock_tree() -> None:
+    """Take, until the transaction ends, the lock that every new edge between *existing*
+    participants takes first. Two such edges could each pass the cycle check and together
+    close a loop (A takes B as inviter while B takes A); in turn, the second one sees the
+    first. On SQLite every writing transaction already runs alone (BEGIN IMMEDIATE)."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(select(func.pg_advisory_xact_lock(_TREE_LOCK_KEY)))
 
 
 def purchase_signals(referral: Referral, program: Program, occurred_at: datetime) -> list[Signal]:

@@ -2,6 +2,7 @@ from flask import (
     Blueprint,
     Response,
     current_app,
+    flash,
     redirect,
     render_template,
     request,
@@ -11,10 +12,13 @@ from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_required
 
 from core.clients import ip_prefix
+from core.errors import DomainError
+from core.forms import show_domain_error
 from extensions import db, limiter
 from models import utcnow
-from referral import attribution, leaderboard, services, sharing
+from referral import attribution, claims, leaderboard, services, sharing, tree
 from referral.api import api_bp
+from referral.forms import ClaimForm
 
 bp = Blueprint("referral", __name__)
 bp.register_blueprint(api_bp)
@@ -103,6 +107,27 @@ def dashboard():
             current_user, page, current_app.config["DASHBOARD_PAGE_SIZE"]
         ),
         rank=leaderboard.rank_of(current_user, "all", utcnow()),
+        claim_deadline=claims.open_claim_deadline(current_user, utcnow()),
+        claim_form=ClaimForm(),
+        tree=tree.tree(current_user, program.max_depth, current_app.config["DASHBOARD_PAGE_SIZE"]),
+        tree_links=_OWN_TREE,
+    )
+
+
+_OWN_TREE = tree.TreeLinks("referral.show_tree", {})
+
+
+@bp.get("/referral/tree")
+@login_required
+def show_tree():
+    """The participant's tree: `?level=<n>` one level, `?node=<id>` what one person below
+    them brought in, a page at a time; `partial=1` the fragment static/js/tree.js loads."""
+    asked = tree.TreeRequest.from_args(request.args)
+    depth = tree.program_depth()
+    shown = tree.answer(current_user, asked, depth, current_app.config["DASHBOARD_PAGE_SIZE"])
+    template = "referral/_tree_answer.html" if asked.partial else "referral/tree.html"
+    return render_template(
+        template, tree_links=_OWN_TREE, depth=depth, partial=asked.partial, **shown
     )
 
 
@@ -131,3 +156,37 @@ def show_leaderboard():
     return render_template(
         "referral/leaderboard.html", board=board, mine=mine, periods=leaderboard.PERIODS
     )
+
+
+def _claim_page(form: ClaimForm, status: int = 200):
+    deadline = claims.open_claim_deadline(current_user, utcnow())
+    return render_template("referral/claim.html", form=form, deadline=deadline), status
+
+
+@bp.get("/referral/claim")
+@login_required
+def claim_form():
+    return _claim_page(ClaimForm())
+
+
+@bp.post("/referral/claim")
+@login_required
+@limiter.limit(lambda: current_app.config["CLAIM_LIMITS"])
+def claim():
+    form = ClaimForm()
+    if not form.validate_on_submit():
+        return _claim_page(form, 400)
+    try:
+        referral = claims.claim_inviter(current_user, form.referral_code.data, utcnow())
+        db.session.commit()
+    except DomainError as error:
+        db.session.rollback()
+        return _claim_page(form, show_domain_error(form, error))
+    inviter = referral.referrer.public_name
+    if referral.status == "rejected":
+        flash("We couldn't accept this code for your account.", "warning")
+    elif referral.status == "review":
+        flash(f"Thanks! {inviter} will show as your inviter once we've checked it.", "info")
+    else:
+        flash(f"{inviter} is now your inviter. Thanks for telling us!", "success")
+    return redirect(url_for("referral.dashboard"))

@@ -194,10 +194,14 @@ def attribute_signup(
     source: str,
     now: datetime,
     clicked_at: datetime | None = None,
+    new_participant: bool = False,
 ) -> Referral:
     """Record that `user` came through `code`, after the fraud checks: an allowed referral is
     counted at once, a suspicious one waits for review, a refused one is kept with its
-    reasons and never counted."""
+    reasons and never counted. `new_participant`: `user` was created in this transaction, so
+    nobody can be below them yet and the edge cannot close a loop without the tree lock."""
+    if not new_participant:
+        fraud.lock_tree()
     verdict = fraud.decide(code.program, fraud.signup_signals(user, code, now))
     referral = Referral(
         program_id=code.program_id,

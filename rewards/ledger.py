@@ -17,13 +17,11 @@ from core import audit
 from core.errors import DomainError
 from core.money import format_amount
 from extensions import db
-from models import PAYABLE_KINDS, Payout, Referral, Reward, User
+from models import BALANCE_STATUSES, PAYABLE_KINDS, Payout, Referral, Reward, User
 from rewards import services
 from rewards.signals import rewards_paid
 
 HELD_STATUSES = ("pending", "review")
-# Entries that count in some balance; cancelled, rejected and expired ones count nowhere.
-BALANCE_STATUSES = ("review", "pending", "approved", "paid")
 REFERENCE_MAX_LENGTH = 200
 
 

@@ -24,6 +24,7 @@ RULE_FIELDS = {
     "starts_at": datetime,
     "ends_at": datetime,
     "attribution_window_days": int,
+    "claim_window_days": int,
     "attribution_model": str,
     "landing_url": str,
     "trigger_event": str,
@@ -242,6 +243,11 @@ def _check_identity(rules: dict) -> None:
         _whole(rules["attribution_window_days"], 1, 365),
         "attribution_window_days",
         "The attribution window is 1 to 365 days.",
+    )
+    _require(
+        _whole(rules["claim_window_days"], 0, 365),
+        "claim_window_days",
+        "The claim window is 0 (no claims) to 365 days.",
     )
     _require(
         rules["attribution_model"] in ("first", "last"),

@@ -1,0 +1,17 @@
+from flask_wtf import FlaskForm
+from wtforms import StringField, SubmitField
+from wtforms.validators import DataRequired, Length
+
+
+def _strip(value):
+    return value.strip() if isinstance(value, str) else value
+
+
+class ClaimForm(FlaskForm):
+    # The length cap bounds the input; which codes exist is for referral.claims to say.
+    referral_code = StringField(
+        "Your inviter's referral code",
+        validators=[DataRequired(message="Enter your inviter's code."), Length(max=32)],
+        filters=[_strip],
+    )
+    submit = SubmitField("Name my inviter")
