@@ -29,3 +29,15 @@ class LoginForm(FlaskForm):
     )
     remember = BooleanField("Keep me signed in")
     submit = SubmitField("Log in")
+
+
+class ResetRequestForm(FlaskForm):
+    email = EmailField("Email", validators=[DataRequired(), Length(max=254)], filters=[_strip])
+    submit = SubmitField("Send me a reset link")
+
+
+class ResetPasswordForm(FlaskForm):
+    password = PasswordField(
+        "New password", validators=[DataRequired(), Length(max=PASSWORD_MAX_LENGTH)]
+    )
+    submit = SubmitField("Set my new password")

@@ -1,9 +1,18 @@
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    after_this_request,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_required, login_user, logout_user
 
-from auth import services
-from auth.forms import LoginForm, SignupForm
+from auth import reset, services
+from auth.forms import LoginForm, ResetPasswordForm, ResetRequestForm, SignupForm
 from core.errors import DomainError
 from core.forms import show_domain_error
 from core.security import is_local_path
@@ -78,6 +87,78 @@ def login():
     elif request.method == "POST":
         status = 400
     return render_template("auth/login.html", form=form), status
+
+
+def _reset_email_key() -> str:
+    # Per mailbox: "+tags" and Gmail dots spell one inbox, so they share one budget.
+    return services.canonical_email(request.form.get("email", "").strip())
+
+
+@bp.route("/reset", methods=["GET", "POST"])
+@limiter.limit(lambda: current_app.config["PASSWORD_RESET_IP_LIMITS"], methods=["POST"])
+@limiter.limit(
+    lambda: current_app.config["PASSWORD_RESET_EMAIL_LIMITS"],
+    key_func=_reset_email_key,
+    methods=["POST"],
+)
+def request_reset():
+    form = ResetRequestForm()
+    status = 200
+    if form.validate_on_submit():
+        try:
+            reset.request_reset(form.email.data)
+            db.session.commit()
+        except DomainError as error:
+            db.session.rollback()
+            status = show_domain_error(form, error)
+        else:
+            # The same page whether or not an account uses the address.
+            return render_template("auth/reset_request.html", form=None)
+    elif request.method == "POST":
+        status = 400
+    return render_template("auth/reset_request.html", form=form), status
+
+
+def _keep_token_private(response):
+    # The token is in the path: no Referer with it to other sites (same-origin still sends
+    # one, which Flask-WTF's CSRF check needs over HTTPS), and no copy in shared caches.
+    response.headers["Referrer-Policy"] = "same-origin"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _invalid_reset_link(error: DomainError):
+    return render_template("auth/reset_password.html", form=None, message=error.message), 400
+
+
+@bp.route("/reset/<token>", methods=["GET", "POST"])
+def reset_password(token):
+    after_this_request(_keep_token_private)
+    try:
+        account = reset.verify_token(token)
+    except reset.InvalidResetToken as error:
+        return _invalid_reset_link(error)
+    form = ResetPasswordForm()
+    status = 200
+    if form.validate_on_submit():
+        try:
+            user = reset.reset_password(token, form.password.data)
+            db.session.commit()
+        except reset.InvalidResetToken as error:  # used or changed since the check above
+            db.session.rollback()
+            return _invalid_reset_link(error)
+        except DomainError as error:
+            db.session.rollback()
+            status = show_domain_error(form, error)
+        else:
+            # Every session, this browser's too, ended with the commit; the user reloads with
+            # its new session version, so this browser alone is signed in again.
+            login_user(user)
+            flash("Your password is changed, and every other session is signed out.", "success")
+            return redirect(url_for("referral.dashboard"))
+    elif request.method == "POST":
+        status = 400
+    return render_template("auth/reset_password.html", form=form, account=account), status
 
 
 @bp.post("/logout")

@@ -33,6 +33,13 @@ class EmailTaken(DomainError):
     message = "This email is already registered. Log in instead."
 
 
+class PhoneTaken(DomainError):
+    status = 409
+    code = "phone_taken"
+    field = "phone"
+    message = "This phone number belongs to another account."
+
+
 class WeakPassword(DomainError):
     code = "weak_password"
     field = "password"
@@ -104,44 +111,85 @@ def register_participant(
     ip: str | None = None,
     now: datetime | None = None,
 ) -> User:
-    """Create a participant, their own code and, when a valid code came with them, the
-    referral; all in the caller's transaction. A bad typed code refuses the whole signup."""
-    now = now or utcnow()
+    """Sign up by email: create a participant, their own code and, when a valid code came
+    with them, the referral; all in the caller's transaction. A bad typed code refuses the
+    whole signup."""
     name = clean_name(name)
     email = normalize_email(email)
     check_password_policy(password)
     # Hash before touching the database: no lock is held while the CPU works.
     password_hash = hash_password(password)
-    inviter = referral_services.resolve_signup_code(typed_code, cookie, now)
-    user = _insert_user(
-        User(
-            name=name,
-            email=email,
-            email_canonical=canonical_email(email),
-            password_hash=password_hash,
-            signup_ip=ip,
-            device_id=device_id,
-            created_at=now,
-        )
+    account = User(
+        name=name, email=email, email_canonical=canonical_email(email), password_hash=password_hash
     )
+    return create_participant(
+        account, typed_code=typed_code, cookie=cookie, device_id=device_id, ip=ip, now=now
+    )
+
+
+def create_participant(
+    user: User,
+    *,
+    typed_code: str | None = None,
+    cookie: tuple[str, datetime] | None = None,
+    device_id: str | None = None,
+    ip: str | None = None,
+    now: datetime | None = None,
+) -> User:
+    """Add a new participant (an unsaved User with its login already checked: email and
+    password, or phone), their own code, and the referral when a valid code came with them
+    (typed, else the attribution cookie). A bad typed code refuses the whole signup."""
+    now = now or utcnow()
+    inviter = referral_services.resolve_signup_code(typed_code, cookie, now)
+    user.signup_ip, user.device_id, user.created_at = ip, device_id, now
+    _insert_user(user)
     referral_services.issue_code(user, referral_services.default_program())
     if inviter is not None:
         referral_services.attribute_signup(
-            user, inviter.code, inviter.source, now, clicked_at=inviter.clicked_at
+            user,
+            inviter.code,
+            inviter.source,
+            now,
+            clicked_at=inviter.clicked_at,
+            new_participant=True,
         )
     return user
 
 
 def _insert_user(user: User) -> User:
-    if db.session.scalar(select(User.id).where(User.email == user.email)) is not None:
-        raise EmailTaken()
+    check_login_free(user.email, user.phone)
     try:
         with db.session.begin_nested():
             db.session.add(user)
     except IntegrityError:
-        # Another signup with this email committed between our check and our insert.
-        raise EmailTaken() from None
+        # Another signup with this email or phone committed between our check and our insert.
+        raise (EmailTaken() if user.email is not None else PhoneTaken()) from None
     return user
+
+
+def check_login_free(email: str | None, phone: str | None) -> None:
+    """Refuse an email or phone number another account already logs in with."""
+    if email is not None and db.session.scalar(select(User.id).where(User.email == email)):
+        raise EmailTaken()
+    if phone is not None and db.session.scalar(select(User.id).where(User.phone == phone)):
+        raise PhoneTaken()
+
+
+def add_email_login(user: User, email: str, password: str) -> None:
+    """Give an account without an email (a phone participant) an email and password to log
+    in with. A taken email changes nothing."""
+    if user.email is not None:
+        raise InvalidEmail("This account already has an email address.")
+    email = normalize_email(email)
+    check_password_policy(password)
+    password_hash = hash_password(password)
+    check_login_free(email, None)
+    try:
+        with db.session.begin_nested():
+            user.email, user.email_canonical = email, canonical_email(email)
+            user.password_hash = password_hash
+    except IntegrityError:
+        raise EmailTaken() from None
 
 
 # A real hash to compare against when the email is unknown, so both answers take as long.

@@ -4,9 +4,7 @@ after the last attempt, redelivered on demand, and never sent where they must no
 
 import ipaddress
 import ssl
-import threading
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from cryptography import x509
@@ -25,6 +23,7 @@ from rewards.events import EventIn
 from rewards.services import release_held_rewards
 from tests import factories
 from tests.conftest import csrf_token, log_in
+from tests.receiver import Receiver as LocalServer
 from tests.server import free_port
 from tests.test_jobs import broker, other_app, running_worker, wait_until  # noqa: F401
 
@@ -41,40 +40,11 @@ def config_overrides():
     }
 
 
-class Receiver:
-    """An HTTP server on 127.0.0.1 that answers the scripted statuses in turn (then 200) and
-    keeps every request's headers and body."""
+class Receiver(LocalServer):
+    """The webhook endpoint: a local receiver that checks the signatures."""
 
     def __init__(self, statuses=()):
-        self.statuses = list(statuses)
-        self.requests: list[tuple[dict, bytes]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - http.server's naming
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.requests.append((dict(self.headers), body))
-                status = receiver.statuses.pop(0) if receiver.statuses else 200
-                self.send_response(status)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *_):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks?tenant=7"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *_):
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
+        super().__init__(statuses, path="/hooks?tenant=7")
 
     def verified(self, secret: str) -> list[dict]:
         """Every request's payload, each checked with the standardwebhooks library."""

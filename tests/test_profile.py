@@ -1,0 +1,248 @@
+"""The profile page: a phone participant adds an email and password, an email participant
+adds (or changes) a phone number they prove they hold; taken ones are refused unchanged."""
+
+import logging
+
+import pytest
+from sqlalchemy import select
+
+from extensions import db
+from models import User
+from tests.conftest import log_in
+from tests.factories import PASSWORD
+from tests.test_auth import is_logged_in, location_path, read_form, text_of
+from tests.test_phone import (
+    NUMBER,
+    OTHER_NUMBER,
+    count,
+    enter_code,
+    last_code,
+    phone_participant,
+    request_code,
+    sign_in,
+    texts,
+    wrong,
+)
+
+TAKEN_PHONE = "This phone number belongs to another account."
+
+
+@pytest.fixture
+def config_overrides():
+    # The numbers' sending limits are tested with phone sign-in; here one number gets a code
+    # for the profile and then one to sign in, within the same minute.
+    return {"PHONE_CODE_NUMBER_LIMITS": "1000/minute"}
+
+
+@pytest.fixture(autouse=True)
+def sms_log(caplog):
+    caplog.set_level(logging.INFO, logger="inviteloop.sms")
+    return caplog
+
+
+def token_of(client, path="/auth/profile") -> str:
+    return read_form(client.get(path)).values["csrf_token"]
+
+
+def add_email(client, email, password=PASSWORD):
+    data = {"csrf_token": token_of(client), "email": email, "password": password}
+    return client.post("/auth/profile/email", data=data)
+
+
+def add_phone(client, number):
+    data = {"csrf_token": token_of(client), "phone": number}
+    return client.post("/auth/profile/phone", data=data)
+
+
+def confirm_phone(client, code):
+    token = token_of(client, "/auth/profile/phone/verify")
+    return client.post("/auth/profile/phone/verify", data={"csrf_token": token, "code": code})
+
+
+def account(app, user_id) -> User:
+    with app.app_context():
+        user = db.session.get(User, user_id)
+        db.session.expunge(user)
+        return user
+
+
+@pytest.fixture
+def alice(make_participant, client):
+    person = make_participant("Alice Zimmer")
+    assert log_in(client, person["email"]).status_code == 302
+    return person
+
+
+@pytest.fixture
+def pat(app, client, sms_log):
+    """A participant who signed up by phone, signed in in `client`."""
+    assert sign_in(client, sms_log, name="Pat Phone").status_code == 302
+    with app.app_context():
+        return db.session.scalar(select(User.id).where(User.phone == NUMBER))
+
+
+def test_the_profile_needs_a_login(client):
+    response = client.get("/auth/profile")
+    assert response.status_code == 302
+    assert location_path(response) == "/auth/login"
+
+
+def test_the_profile_shows_name_email_and_phone(client, alice):
+    page = text_of(client.get("/auth/profile"))
+    assert 'href="/auth/profile"' in page  # the navigation links to it
+    assert "Alice Zimmer" in page and alice["email"] in page
+    assert "Add a phone number" in page
+    assert "Add an email and password" not in page  # she has both already
+
+
+# --- a phone participant adds an email and password -----------------------------------------
+
+
+def test_a_phone_participant_adds_an_email_and_logs_in_with_it(app, client, pat):
+    page = text_of(client.get("/auth/profile"))
+    assert "Pat Phone" in page and "+1 415-555-0132" in page
+    assert "Add an email and password" in page
+
+    done = add_email(client, "Pat.Phone@Example.com")
+
+    assert done.status_code == 302
+    assert "Email and password saved" in text_of(client.get("/auth/profile"))
+    saved = account(app, pat)
+    assert (saved.email, saved.email_canonical) == (
+        "pat.phone@example.com",
+        "pat.phone@example.com",
+    )
+    other = app.test_client()
+    assert log_in(other, "pat.phone@example.com").status_code == 302
+    assert "Hi Pat Phone" in text_of(other.get("/referral/dashboard"))
+
+
+def test_a_taken_email_is_refused_and_nothing_changes(app, client, make_participant, pat):
+    make_participant("Alice Zimmer", email="alice@example.com")
+
+    response = add_email(client, "ALICE@example.com")
+
+    assert response.status_code == 409
+    page = read_form(response)
+    assert page.field_errors["email"] == ["This email is already registered. Log in instead."]
+    assert page.values["email"] == "ALICE@example.com"
+    saved = account(app, pat)
+    assert (saved.email, saved.password_hash) == (None, None)
+    assert log_in(app.test_client(), "alice@example.com").status_code == 302  # hers intact
+
+
+def test_a_weak_password_is_refused_and_nothing_changes(app, client, pat):
+    response = add_email(client, "pat@example.com", password="password")
+
+    assert response.status_code == 400
+    assert read_form(response).field_errors["password"] == [
+        "This is one of the most common passwords; choose another."
+    ]
+    assert account(app, pat).email is None
+
+
+# --- an email participant adds a verified phone ---------------------------------------------
+
+
+def test_an_email_participant_adds_a_phone_then_signs_in_with_it(app, client, alice, sms_log):
+    sent = add_phone(client, "(415) 555-0132")
+    assert sent.status_code == 302
+    assert location_path(sent) == "/auth/profile/phone/verify"
+    assert "+1 415-555-0132" in text_of(client.get("/auth/profile/phone/verify"))
+    assert account(app, alice["id"]).phone is None  # not before the code comes back
+
+    done = confirm_phone(client, last_code(sms_log))
+
+    assert done.status_code == 302
+    assert location_path(done) == "/auth/profile"
+    assert "+1 415-555-0132" in text_of(client.get("/auth/profile"))
+    assert account(app, alice["id"]).phone == NUMBER
+    phone_browser = app.test_client()
+    assert sign_in(phone_browser, sms_log).status_code == 302
+    assert "Hi Alice Zimmer" in text_of(phone_browser.get("/referral/dashboard"))
+    assert count(app, User) == 1
+
+
+def test_a_wrong_code_saves_no_phone(app, client, alice, sms_log):
+    add_phone(client, NUMBER)
+
+    response = confirm_phone(client, wrong(last_code(sms_log)))
+
+    assert response.status_code == 400
+    assert read_form(response).field_errors["code"] == [
+        "This code is not valid. Check the text message, or request a new code."
+    ]
+    assert account(app, alice["id"]).phone is None
+
+
+def test_a_number_of_another_account_is_refused_after_the_code(app, client, alice, sms_log):
+    phone_participant(app, NUMBER, name="Pat Phone")
+
+    sent = add_phone(client, NUMBER)
+    assert sent.status_code == 302  # no hint before the code proves the number is hers
+    response = confirm_phone(client, last_code(sms_log))
+
+    assert response.status_code == 409
+    assert read_form(response).alerts == [TAKEN_PHONE]
+    assert account(app, alice["id"]).phone is None
+    pat_browser = app.test_client()
+    assert sign_in(pat_browser, sms_log).status_code == 302  # the number still signs in Pat
+    assert "Hi Pat Phone" in text_of(pat_browser.get("/referral/dashboard"))
+
+
+def test_a_participant_changes_their_number(app, client, pat, sms_log):
+    add_phone(client, OTHER_NUMBER)
+    assert confirm_phone(client, last_code(sms_log, OTHER_NUMBER)).status_code == 302
+    assert account(app, pat).phone == OTHER_NUMBER
+
+
+def test_their_own_number_again_is_refused(app, client, pat, sms_log):
+    sent_before = len(texts(sms_log))
+    response = add_phone(client, "+1 415 555 0132")
+    assert response.status_code == 400
+    assert read_form(response).field_errors["phone"] == ["This is already your phone number."]
+    assert len(texts(sms_log)) == sent_before
+
+
+def test_codes_for_adding_and_for_signing_in_do_not_mix(app, client, alice, sms_log):
+    add_phone(client, NUMBER)
+    profile_code = last_code(sms_log)
+    stranger = app.test_client()
+    request_code(stranger, NUMBER)
+    sign_in_code = last_code(sms_log)
+    if profile_code == sign_in_code:  # one chance in a million
+        pytest.skip("both codes drawn the same")
+
+    assert enter_code(stranger, profile_code).status_code == 400
+    assert confirm_phone(client, sign_in_code).status_code == 400
+    assert not is_logged_in(stranger)
+    assert account(app, alice["id"]).phone is None
+
+
+# --- signing out everywhere else ------------------------------------------------------------
+
+
+def test_signing_out_everywhere_else_keeps_only_this_browser(app, client, alice):
+    elsewhere = app.test_client()
+    assert log_in(elsewhere, alice["email"], remember="y").status_code == 302
+    remembered = elsewhere.get_cookie("remember_token")
+    assert remembered is not None
+
+    response = client.post("/auth/profile/sessions", data={"csrf_token": token_of(client)})
+
+    assert response.status_code == 302
+    assert "signed out on every other device" in text_of(client.get("/auth/profile"))
+    assert is_logged_in(client)
+    assert not is_logged_in(elsewhere)  # its session and its remember-me cookie are void
+    cookie_only = app.test_client()
+    cookie_only.set_cookie("remember_token", remembered.value)
+    assert not is_logged_in(cookie_only)
+
+
+def test_signing_out_everywhere_needs_a_csrf_token(app, client, alice):
+    elsewhere = app.test_client()
+    assert log_in(elsewhere, alice["email"]).status_code == 302
+
+    assert client.post("/auth/profile/sessions").status_code == 400
+
+    assert is_logged_in(elsewhere)
