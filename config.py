@@ -293,8 +293,11 @@ def _check_services(config) -> None:
         raise ConfigError("SALEOR_API_URL must start with http:// or https://")
     if config["SMS_BACKEND"] not in ("console", "http"):
         raise ConfigError("SMS_BACKEND must be 'console' or 'http'")
-    if config["SMS_BACKEND"] == "http" and not config["SMS_HTTP_URL"]:
-        raise ConfigError("SMS_BACKEND=http needs SMS_HTTP_URL, the provider's endpoint")
+    sms_url = config["SMS_HTTP_URL"] or ""
+    if config["SMS_BACKEND"] == "http" and not sms_url.startswith(("http://", "https://")):
+        raise ConfigError(
+            "SMS_BACKEND=http needs SMS_HTTP_URL, the provider's http:// or https:// endpoint"
+        )
     public_url = config["PUBLIC_URL"]
     if public_url and not public_url.startswith(("http://", "https://")):
         raise ConfigError("PUBLIC_URL must start with http:// or https://")

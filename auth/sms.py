@@ -46,10 +46,7 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
 
 
 def _http(to: str, body: str) -> None:
-    config = current_app.config
-    if not config["SMS_HTTP_URL"].startswith(("https://", "http://")):
-        log.warning("SMS_HTTP_URL must start with https:// or http://")
-        raise SmsUnavailable()
+    config = current_app.config  # SMS_HTTP_URL is an http(s) URL: config._check_services
     headers = {"Content-Type": "application/json", "Accept": "application/json"}
     if config["SMS_HTTP_TOKEN"]:
         headers["Authorization"] = f"Bearer {config['SMS_HTTP_TOKEN']}"

@@ -60,9 +60,9 @@ def has_referral(user: User) -> bool:
     return db.session.scalar(select(exists().where(Referral.referred_id == user.id)))
 
 
-def open_claim_deadline(user: User, now: datetime) -> datetime | None:
-    """The deadline to show on the dashboard while `user` may still claim, else None."""
-    deadline = claim_deadline(user, services.default_program())
+def open_claim_deadline(user: User, program: Program, now: datetime) -> datetime | None:
+    """The deadline to show (for the default `program`) while `user` may still claim."""
+    deadline = claim_deadline(user, program)
     if deadline is None or now >= deadline or has_referral(user):
         return None
     return deadline

@@ -107,7 +107,7 @@ def dashboard():
             current_user, page, current_app.config["DASHBOARD_PAGE_SIZE"]
         ),
         rank=leaderboard.rank_of(current_user, "all", utcnow()),
-        claim_deadline=claims.open_claim_deadline(current_user, utcnow()),
+        claim_deadline=claims.open_claim_deadline(current_user, program, utcnow()),
         claim_form=ClaimForm(),
         tree=tree.tree(current_user, program.max_depth, current_app.config["DASHBOARD_PAGE_SIZE"]),
         tree_links=_OWN_TREE,
@@ -159,7 +159,7 @@ def show_leaderboard():
 
 
 def _claim_page(form: ClaimForm, status: int = 200):
-    deadline = claims.open_claim_deadline(current_user, utcnow())
+    deadline = claims.open_claim_deadline(current_user, services.default_program(), utcnow())
     return render_template("referral/claim.html", form=form, deadline=deadline), status
 
 

@@ -21,6 +21,7 @@ from core.money import format_amount
 from extensions import db
 from models import BALANCE_STATUSES, Reward, User
 from referral import services
+from referral.leaderboard import parse_page
 
 # Referrer entries pay for a referral at some level of the tree; friend rewards ("referee")
 # and milestone bonuses are the participant's own, not a level's.
@@ -301,19 +302,17 @@ class TreeRequest:
         return cls(
             node=_whole(args.get("node"), NotInTree),
             level=_whole(args.get("level"), UnknownLevel),
-            page=_whole(args.get("page"), None) or 1,
+            page=parse_page(args.get("page")),
             partial=args.get("partial") == "1",
         )
 
 
-def _whole(raw: str | None, refusal: type[DomainError] | None) -> int | None:
-    """A positive whole number, None when absent; garbage is `refusal` (or None)."""
+def _whole(raw: str | None, refusal: type[DomainError]) -> int | None:
+    """A positive whole number, None when absent; anything else is `refusal`."""
     if raw is None or raw == "":
         return None
     if raw.isascii() and raw.isdigit() and len(raw) <= 12 and int(raw) > 0:
         return int(raw)
-    if refusal is None:
-        return None
     raise refusal()
 
 

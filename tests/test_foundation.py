@@ -40,6 +40,16 @@ def test_settings_come_from_the_environment_and_bad_values_stop_the_start(tmp_pa
         create_app()
 
 
+def test_the_http_sms_backend_needs_an_http_url(tmp_path):
+    settings = {"DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}", "SMS_BACKEND": "http"}
+    for url in (None, "ftp://sms.example.com/send", "sms.example.com/send"):
+        with pytest.raises(ConfigError, match="SMS_HTTP_URL"):
+            create_app({**settings, "SMS_HTTP_URL": url})
+    with pytest.raises(ConfigError, match="SMS_BACKEND"):
+        create_app({**settings, "SMS_BACKEND": "carrier-pigeon"})
+    close(create_app({**settings, "SMS_HTTP_URL": "https://sms.example.com/send"}))
+
+
 def test_a_cheap_password_hash_is_refused_outside_tests(tmp_path):
     with pytest.raises(ConfigError, match="PASSWORD_HASH_METHOD"):
         create_app(
