@@ -1,5 +1,6 @@
 """Fixtures: a fresh app per test on SQLite and on PostgreSQL, each test on empty tables."""
 
+import logging
 import re
 from datetime import timedelta
 
@@ -135,6 +136,13 @@ def log_in(client, email, password=factories.PASSWORD, query=None, **extra):
     token = csrf_token(client, "/auth/login")
     data = {"csrf_token": token, "email": email, "password": password, **extra}
     return client.post("/auth/login", data=data, query_string=query)
+
+
+@pytest.fixture
+def sms_log(caplog):
+    """The log of the console SMS backend, where phone codes are "sent" in tests."""
+    caplog.set_level(logging.INFO, logger="inviteloop.sms")
+    return caplog
 
 
 @pytest.fixture

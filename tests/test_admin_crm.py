@@ -7,7 +7,7 @@ import re
 from datetime import date, timedelta
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from admin import contracts, crm
@@ -20,6 +20,7 @@ from rewards.conversions import record_event
 from rewards.events import EventIn
 from tests import factories
 from tests.conftest import csrf_token, log_in
+from tests.test_auth import count
 
 PDF = b"%PDF-1.4\n%%EOF\n"
 
@@ -44,11 +45,6 @@ def post_form(client, path: str, **fields):
 def audit_actions(app) -> list[str]:
     with app.app_context():
         return list(db.session.scalars(select(AuditLog.action).order_by(AuditLog.id)))
-
-
-def count(app, model, *conditions) -> int:
-    with app.app_context():
-        return db.session.scalar(select(func.count()).select_from(model).where(*conditions))
 
 
 def make_service(name="Roofing", price=0, currency="USD") -> Service:

@@ -59,7 +59,9 @@ def test_a_role_change_from_the_command_line_is_logged_with_the_command_as_actor
 
 def test_setting_the_same_role_again_logs_nothing(app, runner, make_participant):
     person = make_participant("Sam Same")
-    runner.invoke(args=["admin", "set-role", person["email"], "member"])
+    result = runner.invoke(args=["admin", "set-role", person["email"], "member"])
+    assert result.exit_code == 0, result.output
+    assert "member -> member" in result.output
     with app.app_context():
         assert db.session.scalars(select(AuditLog)).all() == []
 

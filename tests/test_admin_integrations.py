@@ -16,6 +16,7 @@ from extensions import db
 from models import ApiKey, AuditLog, WebhookDelivery, WebhookEndpoint, utcnow
 from tests import factories
 from tests.conftest import csrf_token, log_in
+from tests.test_auth import count
 
 PUBLIC_URL = "https://93.184.215.14/hooks"  # a literal public address: no DNS needed
 KEY = re.compile(r"il_[0-9a-f]{8}_[A-Za-z0-9_-]{20,}")
@@ -32,11 +33,6 @@ def admin(app, client):
 
 def post(client, path: str, data: dict | None = None, token_from: str = INTEGRATIONS):
     return client.post(path, data={"csrf_token": csrf_token(client, token_from), **(data or {})})
-
-
-def count(app, model) -> int:
-    with app.app_context():
-        return db.session.scalar(select(func.count()).select_from(model))
 
 
 def audit_entries(app, action_prefix: str = "") -> list[AuditLog]:

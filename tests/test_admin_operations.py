@@ -16,22 +16,12 @@ from rewards.events import EventIn
 from rewards.signals import rewards_paid
 from tests import factories
 from tests.conftest import csrf_token
+from tests.test_reward_rules import buy as record_purchase
 
 
 def buy(app, email: str, order: str, amount: int = 2500) -> None:
-    with app.app_context():
-        record_event(
-            EventIn(
-                source="api",
-                kind="purchase",
-                external_id=f"evt-{order}",
-                order_id=order,
-                customer_email=email,
-                amount=amount,
-                currency="USD",
-            )
-        )
-        db.session.commit()
+    """A setup purchase through the event intake; it must be accepted."""
+    assert record_purchase(app, email, order, amount).outcome == "accepted"
 
 
 @pytest.fixture

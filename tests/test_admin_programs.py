@@ -113,12 +113,15 @@ def campaign(app, name: str, channel: str) -> int:
 def test_the_edit_form_shows_amounts_as_typed_and_saving_it_unchanged_changes_nothing(
     app, client, marketer
 ):
-    path = f"/admin/programs/{default_id(app)}"
+    program_id = default_id(app)
+    path = f"/admin/programs/{program_id}"
     fields = form_fields(client.get(path).get_data(True), path)
     assert fields["min_purchase_amount"] == "20.00"
     assert fields["referrer_reward_value"] == "10.00"
     assert fields["friend_reward_value"] == "5.00"
+    before = program_values(app, program_id, *programs.RULE_FIELDS)
     assert client.post(path, data=fields).status_code == 302
+    assert program_values(app, program_id, *programs.RULE_FIELDS) == before
     assert audit_actions(app) == []
 
 

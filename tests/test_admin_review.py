@@ -9,28 +9,14 @@ from sqlalchemy import select
 from extensions import db
 from models import AuditLog, Click, Referral, ReferralCode, Reward, User, utcnow
 from rewards import review
-from rewards.conversions import record_event
-from rewards.events import EventIn
 from tests import factories
 from tests.conftest import csrf_token
+from tests.test_reward_rules import buy as record_purchase
 
 
 def buy(app, email: str, order: str, *, now=None) -> None:
-    with app.app_context():
-        record_event(
-            EventIn(
-                source="api",
-                kind="purchase",
-                external_id=f"evt-{order}",
-                order_id=order,
-                customer_email=email,
-                amount=2500,
-                currency="USD",
-                occurred_at=now,
-            ),
-            now=now,
-        )
-        db.session.commit()
+    """A setup purchase through the event intake; it must be accepted."""
+    assert record_purchase(app, email, order, now=now).outcome == "accepted"
 
 
 def held_friend(make_participant, referrer: dict, name: str, ip: str = "203.0.113.7") -> dict:

@@ -14,15 +14,16 @@ from urllib.parse import urlsplit
 
 import pytest
 from itsdangerous import URLSafeTimedSerializer
-from limits import parse_many
-from sqlalchemy import String, Text, select, update
+from sqlalchemy import JSON, String, Text, select, update
 
 from auth import reset
 from auth.services import end_all_sessions, hash_password
 from extensions import db
 from models import User, utcnow
-from tests.conftest import TEST_SECRET, csrf_token, log_in
+from tests.conftest import CSRF_FIELD, TEST_SECRET, csrf_token, log_in
 from tests.factories import PASSWORD
+from tests.test_auth import is_logged_in, set_active, smallest_limit
+from tests.test_jobs import take_outbox
 
 PUBLIC_URL = "https://refer.example.com"
 SENT = "If an account uses that address, we've sent a link to reset its password."
@@ -55,14 +56,8 @@ def ask_for_reset(client, email, ip="127.0.0.1"):
 def choose_password(client, path, password=NEW_PASSWORD):
     page = client.get(path)
     assert page.status_code == 200, page.text
-    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page.text).group(1)
+    token = CSRF_FIELD.search(page.text).group(1)
     return client.post(path, data={"csrf_token": token, "password": password})
-
-
-def is_logged_in(client) -> bool:
-    response = client.get("/referral/dashboard")
-    assert response.status_code in (200, 302)
-    return response.status_code == 200
 
 
 def can_log_in(app, email, password) -> bool:
@@ -72,13 +67,6 @@ def can_log_in(app, email, password) -> bool:
 
 
 # --- reading the mail and the database -----------------------------------------------------
-
-
-def take_outbox(app) -> list:
-    outbox = getattr(app.extensions["mailman"], "outbox", [])
-    sent = list(outbox)
-    outbox.clear()
-    return sent
 
 
 def reset_link(app, email) -> str:
@@ -105,15 +93,11 @@ def every_stored_text(app) -> str:
     chunks = []
     with app.app_context():
         for table in db.metadata.sorted_tables:
-            columns = [c for c in table.columns if isinstance(c.type, String | Text)]
+            columns = [c for c in table.columns if isinstance(c.type, String | Text | JSON)]
             if columns:
                 for row in db.session.execute(select(*columns)):
                     chunks.extend(str(value) for value in row if value is not None)
     return "\n".join(chunks)
-
-
-def smallest_limit(limits: str) -> int:
-    return min(item.amount for item in parse_many(limits))
 
 
 # --- asking for a link ---------------------------------------------------------------------
@@ -129,9 +113,7 @@ def test_login_page_offers_a_reset(app, client):
 
 def test_unknown_email_gets_the_same_answer_and_no_mail(app, alice, make_participant):
     gone = make_participant("Gina Gone")
-    with app.app_context():
-        db.session.execute(update(User).where(User.id == gone["id"]).values(active=False))
-        db.session.commit()
+    set_active(app, gone["id"], False)
 
     known = ask_for_reset(app.test_client(), alice["email"])
     [message] = take_outbox(app)
@@ -447,7 +429,7 @@ def test_the_link_works_over_https_with_a_same_origin_referrer(app, alice):
     path = link_for(app, browser, alice["email"])
     page = browser.get(path, base_url=site)
     assert page.headers["Referrer-Policy"] == "same-origin"
-    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page.text).group(1)
+    token = CSRF_FIELD.search(page.text).group(1)
 
     # Over HTTPS Flask-WTF wants a same-origin Referer: "no-referrer" would break the form.
     done = browser.post(

@@ -6,13 +6,12 @@ Codes are read where a developer reads them: the console backend's log line.
 """
 
 import json
-import logging
 import re
 import threading
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 
 from auth import phone
 from extensions import db
@@ -20,7 +19,7 @@ from models import PhoneCode, Referral, User, utcnow
 from tests.conftest import csrf_token
 from tests.receiver import Receiver
 from tests.server import free_port
-from tests.test_auth import is_logged_in, location_path, read_form, text_of
+from tests.test_auth import count, is_logged_in, location_path, read_form, set_active, text_of
 
 SMS_LINE = re.compile(r"SMS to (\+\d+): Your InviteLoop code is (\d{6})\.")
 NUMBER = "+14155550132"
@@ -30,10 +29,8 @@ WRONG = "This code is not valid. Check the text message, or request a new code."
 GENEROUS = "1000/minute"
 
 
-@pytest.fixture(autouse=True)
-def sms_log(caplog):
-    caplog.set_level(logging.INFO, logger="inviteloop.sms")
-    return caplog
+# The console SMS backend's log lines carry the codes these tests type (conftest.sms_log).
+pytestmark = pytest.mark.usefixtures("sms_log")
 
 
 # --- acting like a browser -----------------------------------------------------------------
@@ -87,11 +84,6 @@ def sign_in(client, caplog, number=NUMBER, **fields):
 
 
 # --- reading the database ------------------------------------------------------------------
-
-
-def count(app, model, *where) -> int:
-    with app.app_context():
-        return db.session.scalar(select(func.count()).select_from(model).where(*where))
 
 
 def user_with_phone(app, number):
@@ -357,9 +349,7 @@ def test_two_verifications_of_one_code_cannot_both_pass(app):
 
 def test_a_deactivated_account_cannot_sign_in(app, client, sms_log):
     pat = phone_participant(app)
-    with app.app_context():
-        db.session.execute(update(User).where(User.id == pat).values(active=False))
-        db.session.commit()
+    set_active(app, pat, False)
 
     response = sign_in(client, sms_log)
 
