@@ -12,7 +12,7 @@ from core.errors import DomainError
 from extensions import db
 from models import Conversion, Referral, Reward
 from referral import services as referral_services
-from rewards.signals import rewards_approved
+from rewards import services as rewards_services
 
 
 class NotUnderReview(DomainError):
@@ -82,20 +82,19 @@ def _has_rewards(referral: Referral) -> bool:
 
 
 def _release_reviewed(referral: Referral, now: datetime) -> dict[str, list[int]]:
-    """Held rewards whose hold is over are approved at once, the others start it."""
-    moved = {}
-    for status, moment in (("approved", Reward.available_at <= now), ("pending", None)):
-        query = update(Reward).where(Reward.referral_id == referral.id, Reward.status == "review")
-        if moment is not None:
-            query = query.where(moment)
-        changed = db.session.scalars(
-            query.values(status=status, updated_at=now).returning(Reward.id),
-            execution_options={"synchronize_session": False},
-        ).all()
-        if status == "approved" and changed:
-            rewards_approved.send(None, reward_ids=list(changed), now=now)
-        moved[status] = sorted(changed)
-    return moved
+    """Held rewards start their hold; those whose hold is already over go on through the one
+    approval path (referral marked rewarded, beneficiaries told)."""
+    released = db.session.execute(
+        update(Reward)
+        .where(Reward.referral_id == referral.id, Reward.status == "review")
+        .values(status="pending", updated_at=now)
+        .returning(Reward.id, Reward.available_at),
+        execution_options={"synchronize_session": False},
+    ).all()
+    due = [reward_id for reward_id, available_at in released if available_at <= now]
+    approved = rewards_services.approve_rewards(due, now) if due else []
+    pending = [reward_id for reward_id, _ in released if reward_id not in approved]
+    return {"approved": sorted(approved), "pending": sorted(pending)}
 
 
 def decide_held_rewards(conversion: Conversion, approve: bool, reason: str, now: datetime) -> int:

@@ -11,7 +11,14 @@ from models import AuditLog, Click, Referral, ReferralCode, Reward, User, utcnow
 from rewards import review
 from tests import factories
 from tests.conftest import csrf_token
+from tests.test_jobs import take_outbox
 from tests.test_reward_rules import buy as record_purchase
+from tests.test_reward_rules import configure
+
+
+@pytest.fixture
+def config_overrides():
+    return {"MAIL_BACKEND": "locmem"}  # the approval emails land in an outbox to read
 
 
 def buy(app, email: str, order: str, *, now=None) -> None:
@@ -124,6 +131,26 @@ def test_approving_one_counts_it_starts_the_hold_and_is_audited(
     assert (
         entry.after["status"] == "qualified" and entry.after["reason"] == "same flat, called them"
     )
+
+
+def test_approving_after_the_hold_has_passed_approves_like_the_hold_release(
+    app, rita, make_participant
+):
+    configure(app, hold_days=0)
+    fred = held_friend(make_participant, rita, "Fred Friend")
+    buy(app, fred["email"], "o1")
+    referral = referral_of(app, fred["id"])
+    assert reward_statuses(app, referral.id) == ["review", "review"]
+    take_outbox(app)
+
+    with app.app_context():
+        review.approve_referral(db.session.get(Referral, referral.id), utcnow())
+        db.session.commit()
+
+    assert referral_of(app, fred["id"]).status == "rewarded"
+    assert reward_statuses(app, referral.id) == ["approved", "approved"]
+    subjects = sorted(message.subject for message in take_outbox(app))
+    assert subjects == ["Your reward of $10.00 is approved", "Your reward of $5.00 is approved"]
 
 
 def test_bulk_reject_reports_what_someone_else_decided_first(
