@@ -105,7 +105,8 @@ def save_service(
 ) -> Service:
     """Create (service None) or edit a service."""
     values = dict(name=name, description=description, price=price, currency=currency.upper())
-    return _save(service or Service(created_at=utcnow()), "service", values)
+    service = service or Service(created_at=utcnow())
+    return _save(service, "service", values, explain=lambda: _name_clash(service, name))
 
 
 def services_query(args: MultiDict) -> Select:
@@ -152,7 +153,8 @@ def save_campaign(
         starts_on=starts_on,
         ends_on=ends_on,
     )
-    return _save(campaign or Campaign(created_at=utcnow()), "campaign", values)
+    campaign = campaign or Campaign(created_at=utcnow())
+    return _save(campaign, "campaign", values, explain=lambda: _campaign_clash(campaign, values))
 
 
 def campaigns_query(args: MultiDict) -> Select:
@@ -319,9 +321,28 @@ def lead_from_referral(referral: Referral, now: datetime) -> None:
 # --- shared -----------------------------------------------------------------------------
 
 
-def _save(obj, target_type: str, values: dict, audited=None):
-    """Apply `values`, flush, and log what changed. A clash with a unique name is turned
-    into NameTaken; the savepoint keeps the rest of the transaction usable."""
+def _name_clash(obj, name: str) -> DomainError | None:
+    """NameTaken when another row of the same table now has `name`."""
+    model = type(obj)
+    other = db.session.scalar(select(model.id).where(model.name == name, model.id != obj.id))
+    return NameTaken() if other is not None else None
+
+
+def _campaign_clash(campaign: Campaign, values: dict) -> DomainError | None:
+    """A program joined the campaign while its channel was being changed (the programs'
+    composite key refuses it), or its new name was taken meanwhile."""
+    changing_channel = campaign.id is not None and values["channel"] != db.session.scalar(
+        select(Campaign.channel).where(Campaign.id == campaign.id)
+    )
+    if changing_channel and _has_programs(campaign.id):
+        return ChannelLocked()
+    return _name_clash(campaign, values["name"])
+
+
+def _save(obj, target_type: str, values: dict, audited=None, explain=None):
+    """Apply `values`, flush, and log what changed. When the database refuses the row (a
+    concurrent request got there first), `explain` names the refusal the person should read;
+    a refusal it cannot explain goes up as it is. The savepoint keeps the rest usable."""
     audited = audited or tuple(values)
     creating = obj.id is None
     before = {} if creating else audit.snapshot(obj, audited)
@@ -331,7 +352,10 @@ def _save(obj, target_type: str, values: dict, audited=None):
                 setattr(obj, name, value)
             db.session.add(obj)
     except IntegrityError:
-        raise NameTaken() from None
+        refusal = explain() if explain else None
+        if refusal is None:
+            raise
+        raise refusal from None
     after = audit.snapshot(obj, audited)
     if creating:
         audit.record(f"{target_type}.create", target_type, obj.id, after=after)

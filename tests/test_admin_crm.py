@@ -135,6 +135,27 @@ def test_a_marketer_adds_and_edits_a_service_and_each_write_is_audited(app):
         assert entries[1].after == {"description": "", "price": 130000}
 
 
+def test_renaming_a_campaign_to_a_taken_name_is_refused_and_changes_nothing(app):
+    with app.app_context():
+        make_campaign("Spring search")
+        summer = make_campaign("Summer search")
+        db.session.commit()
+        with pytest.raises(crm.NameTaken):
+            crm.save_campaign(
+                summer,
+                name="Spring search",
+                service_id=None,
+                channel="search",
+                budget=0,
+                currency="USD",
+                starts_on=date(2026, 1, 1),
+                ends_on=None,
+            )
+        db.session.rollback()
+        names = db.session.scalars(select(Campaign.name).order_by(Campaign.name)).all()
+    assert names == ["Spring search", "Summer search"]
+
+
 def test_a_taken_name_or_a_bad_price_is_refused_and_the_typed_values_kept(app):
     with app.app_context():
         make_service("Roofing")
