@@ -16,7 +16,7 @@ from flask_login import current_user
 from flask_wtf import FlaskForm
 
 from admin import campaign_stats as stats
-from admin import contracts, crm, uploads
+from admin import contracts, crm, listing, uploads
 from admin.crm_exports import register_exports
 from admin.crm_forms import (
     NONE,
@@ -34,7 +34,6 @@ from core.errors import DomainError
 from core.forms import show_domain_error
 from extensions import csrf, db
 from models import CAMPAIGN_CHANNELS, LEAD_STATUSES, Campaign, Contract, Lead, Service
-from referral.leaderboard import parse_page
 
 bp = Blueprint("crm", __name__)
 register_exports()
@@ -152,12 +151,12 @@ def _save_campaign(campaign: Campaign | None, form: CampaignForm) -> str:
 @bp.get("/campaigns/stats")
 @require("campaign_stats.view")
 def campaign_stats():
-    pagination = _paginate(stats.campaigns_query(request.args))
+    pagination = listing.paginate(stats.campaigns_query(request.args))
     return render_template(
         "admin/crm/stats.html",
         pagination=pagination,
         rows=stats.figures_for(list(pagination.items)),
-        filters=_filters(("channel",)),
+        filters=listing.kept_filters("channel"),
         channels=CAMPAIGN_CHANNELS,
     )
 
@@ -355,25 +354,11 @@ def _default_currency() -> str:
     return current_app.config["DEFAULT_CURRENCY"]
 
 
-def _filters(names) -> dict:
-    """The non-empty filters of the query string, to keep in links (pages, export)."""
-    return {name: request.args[name] for name in names if request.args.get(name)}
-
-
-def _paginate(query):
-    return db.paginate(
-        query,
-        page=parse_page(request.args.get("page")),
-        per_page=current_app.config["ADMIN_PAGE_SIZE"],
-        error_out=False,
-    )
-
-
 def _list_page(template: str, query: Callable, filter_names, export: str, **context):
     return render_template(
         template,
-        pagination=_paginate(query(request.args)),
-        filters=_filters(filter_names),
+        pagination=listing.paginate(query(request.args)),
+        filters=listing.kept_filters(*filter_names),
         export=export,
         **context,
     )

@@ -16,7 +16,7 @@ from flask import (
     url_for,
 )
 
-from admin import exports
+from admin import exports, listing
 from admin import integrations as services
 from admin.integrations_forms import ActionForm, ApiKeyForm, ConfirmForm, EndpointForm
 from admin.policy import require
@@ -25,7 +25,6 @@ from core.errors import DomainError
 from core.forms import show_domain_error
 from extensions import db
 from models import DELIVERY_STATUSES, WEBHOOK_EVENTS, ApiKey
-from referral.leaderboard import parse_page
 
 bp = Blueprint("integrations", __name__)
 
@@ -71,15 +70,6 @@ def _json(value) -> str:
     return "" if value is None else current_app.json.dumps(value, sort_keys=True)
 
 
-def _page_size() -> int:
-    return current_app.config["ADMIN_PAGE_SIZE"]
-
-
-def _paginate(query, page_argument: str):
-    page = parse_page(request.args.get(page_argument))
-    return db.paginate(query, page=page, per_page=_page_size(), error_out=False)
-
-
 def _no_store(response):
     """Pages that show a secret must not sit in a cache or the browser's history store."""
     response = make_response(response)
@@ -99,8 +89,8 @@ def show_integrations():
 def _integrations_page(key_form: ApiKeyForm, status: int = 200):
     return render_template(
         "admin/integrations/index.html",
-        keys=_paginate(api_keys.api_keys_query(), "keys_page"),
-        endpoints=_paginate(services.endpoints_query(), "endpoints_page"),
+        keys=listing.paginate(api_keys.api_keys_query(), "keys_page"),
+        endpoints=listing.paginate(services.endpoints_query(), "endpoints_page"),
         key_form=key_form,
     ), status
 
@@ -213,7 +203,7 @@ def show_endpoint(endpoint_id: int):
     page = render_template(
         "admin/integrations/endpoint.html",
         endpoint=endpoint,
-        deliveries=_paginate(services.deliveries_query(args), "page"),
+        deliveries=listing.paginate(services.deliveries_query(args), "page"),
         filters=filters,
         export_args=args,
         statuses=DELIVERY_STATUSES,
@@ -304,7 +294,7 @@ def redeliver(delivery_id: int):
 @require("audit.view")
 def show_audit():
     filters = services.audit_filters(request.args)
-    entries = _paginate(services.audit_query(request.args), "page")
+    entries = listing.paginate(services.audit_query(request.args), "page")
     return render_template(
         "admin/integrations/audit.html",
         entries=entries,

@@ -9,7 +9,6 @@ from operator import attrgetter
 from flask import (
     Blueprint,
     abort,
-    current_app,
     flash,
     redirect,
     render_template,
@@ -18,7 +17,7 @@ from flask import (
 )
 from sqlalchemy import func, select
 
-from admin import exports, operations
+from admin import exports, listing, operations
 from admin.operations_forms import (
     ApproveRewardForm,
     CancelForm,
@@ -45,7 +44,6 @@ from models import (
     Reward,
     utcnow,
 )
-from referral.leaderboard import parse_page
 from rewards import ledger
 
 bp = Blueprint("operations", __name__)
@@ -114,15 +112,6 @@ exports.register(
 )
 
 
-def _page(query):
-    return db.paginate(
-        query,
-        page=parse_page(request.args.get("page")),
-        per_page=current_app.config["ADMIN_PAGE_SIZE"],
-        error_out=False,
-    )
-
-
 def _filters(with_page: bool = False) -> dict:
     """The list's filters as they came (and its page, to return to), kept in links."""
     return {
@@ -156,7 +145,7 @@ def _review_context(show: str, items: list) -> dict:
 
 
 def _review_page(show: str, form: DecisionForm, status: int = 200):
-    entries = _page(_queue(show))
+    entries = listing.paginate(_queue(show))
     counts = {name: _count(query(request.args)) for name, query in _QUEUES.items()}
     return render_template(
         "admin/operations/review.html",
@@ -230,7 +219,7 @@ def review_item(show: str, item_id: int):
 def list_rewards():
     return render_template(
         "admin/operations/rewards.html",
-        entries=_page(operations.rewards_query(request.args)),
+        entries=listing.paginate(operations.rewards_query(request.args)),
         statuses=REWARD_STATUSES,
         kinds=REWARD_KINDS,
         programs=operations.program_choices(),
@@ -313,7 +302,7 @@ def pay_reward(reward_id: int):
 def list_payouts():
     return render_template(
         "admin/operations/payouts.html",
-        entries=_page(operations.payouts_query(request.args)),
+        entries=listing.paginate(operations.payouts_query(request.args)),
         statuses=PAYOUT_STATUSES,
         filters=_filters(),
     )
@@ -363,7 +352,7 @@ def cancel_payout(payout_id: int):
 def list_conversions():
     return render_template(
         "admin/operations/conversions.html",
-        entries=_page(operations.conversions_query(request.args)),
+        entries=listing.paginate(operations.conversions_query(request.args)),
         sources=CONVERSION_SOURCES,
         kinds=CONVERSION_KINDS,
         outcomes=OUTCOMES,

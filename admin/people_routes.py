@@ -2,7 +2,6 @@
 
 from flask import (
     Blueprint,
-    current_app,
     flash,
     jsonify,
     redirect,
@@ -13,7 +12,7 @@ from flask import (
 from flask_login import current_user
 from sqlalchemy import select
 
-from admin import exports, people, services
+from admin import exports, listing, people, services
 from admin.people_forms import ConfirmForm, IssueCodeForm, ReactivateForm, RoleForm, UserRoleForm
 from admin.policy import STAFF_ROLES, require
 from core.errors import DomainError
@@ -24,10 +23,6 @@ from referral import tree
 from referral.leaderboard import parse_page
 
 bp = Blueprint("people", __name__)
-
-
-def _per_page() -> int:
-    return current_app.config["ADMIN_PAGE_SIZE"]
 
 
 def _active_codes(user: User) -> str:
@@ -71,13 +66,8 @@ exports.register(
 @bp.get("/participants")
 @require("participants.view")
 def list_participants():
-    filters = _filters("q", "status")
-    participants = db.paginate(
-        people.participants_query(request.args),
-        page=parse_page(request.args.get("page")),
-        per_page=_per_page(),
-        error_out=False,
-    )
+    filters = listing.kept_filters("q", "status")
+    participants = listing.paginate(people.participants_query(request.args))
     return render_template(
         "admin/people/participants.html",
         participants=participants,
@@ -202,7 +192,7 @@ def _participant_page(user_id: int, submitted: dict | None = None, status: int =
         user,
         page=parse_page(request.args.get("page")),
         ledger_page=parse_page(request.args.get("ledger_page")),
-        per_page=_per_page(),
+        per_page=listing.page_size(),
     )
     forms = {
         "role": RoleForm(formdata=None, role=user.role),
@@ -232,7 +222,7 @@ def show_participant_tree(user_id: int):
     user = db.get_or_404(User, user_id)
     asked = tree.TreeRequest.from_args(request.args)
     depth = tree.program_depth()
-    shown = tree.answer(user, asked, depth, _per_page())
+    shown = tree.answer(user, asked, depth, listing.page_size())
     template = "referral/_tree_answer.html" if asked.partial else "admin/people/tree.html"
     return render_template(
         template,
@@ -269,25 +259,15 @@ def set_user_role():
         flash(f"{user.email} already was {user.role}; nothing changed.", "info")
     else:
         flash(f"{user.email}: {before} → {user.role}.", "success")
-    return redirect(url_for(".list_users", **_filters("role", "q")))
+    return redirect(url_for(".list_users", **listing.kept_filters("role", "q")))
 
 
 def _users_page(form: UserRoleForm, status: int = 200):
-    users = db.paginate(
-        people.users_query(request.args),
-        page=parse_page(request.args.get("page")),
-        per_page=_per_page(),
-        error_out=False,
-    )
+    users = listing.paginate(people.users_query(request.args))
     return render_template(
         "admin/people/users.html",
         users=users,
         form=form,
-        filters=_filters("role", "q"),
+        filters=listing.kept_filters("role", "q"),
         roles=STAFF_ROLES,
     ), status
-
-
-def _filters(*names: str) -> dict[str, str]:
-    """The list's filters as given, to carry into page links, the export and redirects."""
-    return {name: request.args[name] for name in names if request.args.get(name)}

@@ -3,7 +3,7 @@
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from sqlalchemy import func, not_, select
 
-from admin import exports, programs_preview
+from admin import exports, listing, programs_preview
 from admin.people_forms import ConfirmForm
 from admin.policy import require
 from admin.programs_forms import EditProgramForm, NewProgramForm, ProgramForm
@@ -11,7 +11,6 @@ from core.errors import DomainError
 from core.forms import show_domain_error
 from extensions import db
 from models import Campaign, Program, utcnow
-from referral.leaderboard import parse_page
 from rewards import programs
 
 bp = Blueprint("programs", __name__)
@@ -71,25 +70,16 @@ def _referral_campaigns() -> list[Campaign]:
     )
 
 
-def _filters() -> dict[str, str]:
-    return {name: request.args[name] for name in ("q", "status") if request.args.get(name)}
-
-
 @bp.get("/programs")
 @require("programs.manage")
 def list_programs():
-    page = db.paginate(
-        programs_query(request.args),
-        page=parse_page(request.args.get("page")),
-        per_page=current_app.config["ADMIN_PAGE_SIZE"],
-        error_out=False,
-    )
+    page = listing.paginate(programs_query(request.args))
     campaigns = dict(db.session.execute(select(Campaign.id, Campaign.name)).all())
     return render_template(
         "admin/programs/list.html",
         programs=page,
         campaigns=campaigns,
-        filters=_filters(),
+        filters=listing.kept_filters("q", "status"),
         statuses=PROGRAM_STATUSES,
     )
 
