@@ -84,14 +84,6 @@ def make_filters(
     return Filters(start_day, end_day, program_id, campaign_id)
 
 
-def program_choices() -> list[tuple[int, str]]:
-    return list(db.session.execute(select(Program.id, Program.name).order_by(Program.name)))
-
-
-def campaign_choices() -> list[tuple[int, str]]:
-    return list(db.session.execute(select(Campaign.id, Campaign.name).order_by(Campaign.name)))
-
-
 def scope_of(filters: Filters) -> Scope:
     """The time range, the programs in view (a campaign's programs; None: all) and up to
     which day the roll-up can be read."""

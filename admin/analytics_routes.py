@@ -3,7 +3,7 @@
 from flask import Blueprint, render_template, request
 from werkzeug.datastructures import MultiDict
 
-from admin import analytics, exports
+from admin import analytics, crm, exports, operations
 from admin import analytics_queries as queries
 from admin.analytics_forms import AnalyticsFilterForm
 from admin.policy import require
@@ -13,7 +13,7 @@ bp = Blueprint("analytics", __name__)
 
 def _form(args: MultiDict) -> AnalyticsFilterForm:
     form = AnalyticsFilterForm(formdata=args)
-    form.fill_choices(analytics.program_choices(), analytics.campaign_choices())
+    form.fill_choices(operations.program_choices(), crm.campaign_choices())
     return form
 
 

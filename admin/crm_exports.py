@@ -4,10 +4,6 @@ from admin import campaign_stats, contracts, crm, exports
 from admin.crm_forms import to_text
 
 
-def _amount(amount: int, currency: str) -> str:
-    return to_text(amount, currency)
-
-
 def _ratio(row) -> str:
     value = campaign_stats.ratio(int(row.revenue), int(row.spend))
     return "" if value is None else str(value)
@@ -21,7 +17,7 @@ def register_exports() -> None:
             ("id", lambda s: s.id),
             ("name", lambda s: s.name),
             ("description", lambda s: s.description),
-            ("price", lambda s: _amount(s.price, s.currency)),
+            ("price", lambda s: to_text(s.price, s.currency)),
             ("currency", lambda s: s.currency),
             ("created_at", lambda s: s.created_at),
         ],
@@ -35,7 +31,7 @@ def register_exports() -> None:
             ("name", lambda c: c.name),
             ("service", lambda c: c.service.name if c.service else None),
             ("channel", lambda c: c.channel),
-            ("budget", lambda c: _amount(c.budget, c.currency)),
+            ("budget", lambda c: to_text(c.budget, c.currency)),
             ("currency", lambda c: c.currency),
             ("starts_on", lambda c: c.starts_on),
             ("ends_on", lambda c: c.ends_on),
@@ -70,7 +66,7 @@ def register_exports() -> None:
             ("signed_on", lambda c: c.signed_on),
             ("valid_from", lambda c: c.valid_from),
             ("valid_until", lambda c: c.valid_until),
-            ("amount", lambda c: _amount(c.amount, c.currency)),
+            ("amount", lambda c: to_text(c.amount, c.currency)),
             ("currency", lambda c: c.currency),
             ("document", lambda c: c.file_name),
         ],
@@ -85,8 +81,8 @@ def register_exports() -> None:
             ("currency", lambda row: row.Campaign.currency),
             ("leads", lambda row: row.leads),
             ("active_clients", lambda row: row.active_leads),
-            ("revenue", lambda row: _amount(int(row.revenue), row.Campaign.currency)),
-            ("spend", lambda row: _amount(int(row.spend), row.Campaign.currency)),
+            ("revenue", lambda row: to_text(int(row.revenue), row.Campaign.currency)),
+            ("spend", lambda row: to_text(int(row.spend), row.Campaign.currency)),
             ("revenue_per_spend", _ratio),
             ("entries_in_other_currencies_left_out", lambda row: int(row.left_out)),
         ],

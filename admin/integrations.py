@@ -6,11 +6,12 @@ change is audit-logged in its own transaction; a signing secret is never written
 """
 
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, timedelta
 
 from sqlalchemy import Select, select, update
 from werkzeug.datastructures import MultiDict
 
+from admin.analytics_queries import midnight
 from core import audit
 from core.errors import DomainError
 from extensions import db
@@ -273,17 +274,17 @@ def audit_query(args: MultiDict) -> Select:
     filters = audit_filters(args)
     query = select(AuditLog).order_by(AuditLog.created_at.desc(), AuditLog.id.desc())
     if filters.actor:
-        query = query.where(AuditLog.actor_label.ilike(f"%{_escape(filters.actor)}%", escape="\\"))
+        query = query.where(AuditLog.actor_label.icontains(filters.actor, autoescape=True))
     if filters.action:
-        query = query.where(AuditLog.action.like(f"{_escape(filters.action)}%", escape="\\"))
+        query = query.where(AuditLog.action.startswith(filters.action, autoescape=True))
     if filters.target_type:
         query = query.where(AuditLog.target_type == filters.target_type)
     if filters.target_id:
         query = query.where(AuditLog.target_id == filters.target_id)
     if filters.since:
-        query = query.where(AuditLog.created_at >= _midnight(filters.since))
+        query = query.where(AuditLog.created_at >= midnight(filters.since))
     if filters.until:
-        query = query.where(AuditLog.created_at < _midnight(filters.until + timedelta(days=1)))
+        query = query.where(AuditLog.created_at < midnight(filters.until + timedelta(days=1)))
     return query
 
 
@@ -297,14 +298,6 @@ def changed_fields(entry: AuditLog) -> list[tuple[str, object, object]]:
     before, after = entry.before or {}, entry.after or {}
     names = list(before) + [name for name in after if name not in before]
     return [(name, before.get(name), after.get(name)) for name in names]
-
-
-def _midnight(day: date) -> datetime:
-    return datetime.combine(day, time.min, tzinfo=UTC)
-
-
-def _escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def _int(raw: str | None) -> int | None:

@@ -14,6 +14,7 @@ from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import joinedload
 from werkzeug.datastructures import MultiDict
 
+from admin.analytics_queries import midnight
 from core import audit, money
 from core.errors import DomainError
 from core.money import exponent
@@ -61,10 +62,6 @@ def parse_day(text: str | None) -> date | None:
         return date.fromisoformat((text or "").strip())
     except ValueError:
         return None
-
-
-def _day_start(day: date) -> datetime:
-    return datetime.combine(day, time.min, UTC)
 
 
 def review_referrals_query(args: MultiDict) -> Select:
@@ -125,9 +122,9 @@ def conversions_query(args: MultiDict) -> Select:
         if value := _choice(args, name, allowed):
             query = query.where(column == value)
     if since := parse_day(args.get("since")):
-        query = query.where(Conversion.created_at >= _day_start(since))
+        query = query.where(Conversion.created_at >= midnight(since))
     if until := parse_day(args.get("until")):
-        query = query.where(Conversion.created_at < _day_start(until + timedelta(days=1)))
+        query = query.where(Conversion.created_at < midnight(until + timedelta(days=1)))
     return query.order_by(Conversion.created_at.desc(), Conversion.id.desc())
 
 

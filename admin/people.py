@@ -51,20 +51,15 @@ class UnknownProgram(DomainError):
 # --- search ----------------------------------------------------------------------------------
 
 
-def _contains(text: str) -> str:
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
 def _matches(text: str):
     """Name or email containing `text` (any case), or a code containing it."""
-    lower, upper = _contains(text.lower()), _contains(text.upper())
+    lower = text.lower()
     by_code = select(ReferralCode.id).where(
-        ReferralCode.user_id == User.id, ReferralCode.code.like(upper, escape="\\")
+        ReferralCode.user_id == User.id, ReferralCode.code.contains(text.upper(), autoescape=True)
     )
     return or_(
-        func.lower(User.name).like(lower, escape="\\"),
-        User.email.like(lower, escape="\\"),  # stored lower-case
+        func.lower(User.name).contains(lower, autoescape=True),
+        User.email.contains(lower, autoescape=True),  # stored lower-case
         by_code.exists(),
     )
 

@@ -23,6 +23,7 @@ from sqlalchemy import select, update
 from auth.services import check_password_policy, hash_password, normalize_email
 from core.errors import DomainError
 from core.jobs import enqueue
+from core.templating import format_datetime
 from extensions import db
 from models import User, utcnow
 from rewards.notifications import absolute_url
@@ -148,7 +149,7 @@ def _tell_password_changed(user: User, now: datetime) -> None:
     body = render_template(
         "email/password_changed.txt",
         greeting_name=user.name,
-        changed_at=now.strftime("%Y-%m-%d %H:%M UTC"),
+        changed_at=format_datetime(now),
         reset_url=absolute_url("auth.request_reset"),
     )
     enqueue(send_email, user.email, "Your InviteLoop password was changed", body)

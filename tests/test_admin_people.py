@@ -72,6 +72,7 @@ def test_search_finds_by_name_email_or_code_in_any_case(client, staff, make_part
     assert names("SHOP.example") == {"Bob Baker"}
     assert names(ann["code"].lower()) == {"Ann Archer"}
     assert names("nobody-like-this") == set()
+    assert names("%") == names("_") == names("\\") == set()  # typed text, never a pattern
     page = client.get("/admin/participants", query_string={"q": "nobody-like-this"})
     assert "Nobody matches" in page.get_data(True)
 
