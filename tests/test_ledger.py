@@ -88,7 +88,7 @@ def balance_of(app, participant: dict, kind="credit", currency="USD") -> ledger.
 
 def logged_in(app, participant: dict):
     client = app.test_client()
-    log_in(client, participant["email"])
+    assert log_in(client, participant["email"]).status_code == 302
     return client
 
 

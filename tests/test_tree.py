@@ -18,6 +18,7 @@ from rewards.events import EventIn
 from rewards.services import release_held_rewards
 from tests import factories
 from tests.conftest import log_in
+from tests.test_ledger import logged_in
 
 PAGE_SIZE = 2
 _events = itertools.count(1)
@@ -115,12 +116,6 @@ def family(app, make_participant):
         level=1,
     )
     return people
-
-
-def logged_in(app, person: dict):
-    client = app.test_client()
-    assert log_in(client, person["email"]).status_code == 302
-    return client
 
 
 def text_of(html: str, element_id: str) -> str:
