@@ -14,7 +14,7 @@ from flask_login import current_user, login_required, login_user, logout_user
 from auth import reset, services
 from auth.forms import LoginForm, ResetPasswordForm, ResetRequestForm, SignupForm
 from core.errors import DomainError
-from core.forms import show_domain_error
+from core.forms import show_domain_error, submit
 from core.security import is_local_path
 from extensions import db, limiter
 from referral import attribution
@@ -38,29 +38,23 @@ def signup():
     cookie = attribution.read_cookie()
     if request.method == "GET":
         form.referral_code.data = referral_services.signup_prefill(request.args.get("ref"), cookie)
-    status = 200
-    if form.validate_on_submit():
-        try:
-            user = services.register_participant(
-                name=form.name.data,
-                email=form.email.data,
-                password=form.password.data,
-                typed_code=form.referral_code.data,
-                cookie=cookie,
-                device_id=attribution.visitor_id(),
-                ip=get_remote_address(),
-            )
-            db.session.commit()
-        except DomainError as error:
-            db.session.rollback()
-            status = show_domain_error(form, error)
-        else:
-            login_user(user)
-            flash("Welcome to InviteLoop! Your referral link is ready below.", "success")
-            return redirect(url_for("referral.dashboard"))
-    elif request.method == "POST":
-        status = 400
-    return render_template("auth/signup.html", form=form), status
+    submitted = submit(
+        form,
+        lambda: services.register_participant(
+            name=form.name.data,
+            email=form.email.data,
+            password=form.password.data,
+            typed_code=form.referral_code.data,
+            cookie=cookie,
+            device_id=attribution.visitor_id(),
+            ip=get_remote_address(),
+        ),
+    )
+    if submitted.done:
+        login_user(submitted.result)
+        flash("Welcome to InviteLoop! Your referral link is ready below.", "success")
+        return redirect(url_for("referral.dashboard"))
+    return render_template("auth/signup.html", form=form), submitted.status
 
 
 @bp.route("/login", methods=["GET", "POST"])

@@ -1,8 +1,48 @@
-"""Shared form plumbing: putting a service's refusal next to the field it concerns."""
+"""Shared form plumbing: one way for a form view to run its action in one transaction, and
+to put a service's refusal next to the field it concerns."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from flask_wtf import FlaskForm
 
 from core.errors import DomainError
+from extensions import db
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What became of a form: `done` with the action's result, or not done and the status
+    to show the form again with (200 not submitted, 400 invalid, or the refusal's own)."""
+
+    done: bool
+    result: Any = None
+    status: int = 200
+
+
+def submit(
+    form: FlaskForm,
+    action: Callable[[], Any],
+    *,
+    reraise: tuple[type[DomainError], ...] = (),
+) -> Submission:
+    """On a valid submission run `action` and commit; a refusal rolls everything back and is
+    shown on the form. Refusals of the `reraise` types are rolled back and raised for the view
+    to answer in its own way. The view keeps its own messages and redirects."""
+    if not form.is_submitted():
+        return Submission(done=False, status=200)
+    if not form.validate():
+        return Submission(done=False, status=400)
+    try:
+        result = action()
+        db.session.commit()
+    except DomainError as error:
+        db.session.rollback()
+        if isinstance(error, reraise):
+            raise
+        return Submission(done=False, status=show_domain_error(form, error))
+    return Submission(done=True, result=result)
 
 
 def show_domain_error(form: FlaskForm, error: DomainError) -> int:
