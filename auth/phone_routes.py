@@ -13,7 +13,7 @@ from auth import phone, sms
 from auth.phone_forms import PhoneCodeForm, PhoneForm
 from auth.routes import bp
 from core.errors import DomainError
-from core.forms import show_domain_error
+from core.forms import submit
 from core.security import is_local_path
 from extensions import db, limiter
 from models import User
@@ -94,25 +94,23 @@ def phone_sign_in():
     cookie = attribution.read_cookie()
     if request.method == "GET":
         form.referral_code.data = referral_services.signup_prefill(request.args.get("ref"), cookie)
-    status = 200
-    if form.validate_on_submit():
-        try:
-            number = phone.normalize_phone(form.phone.data)
-            name = phone.check_signup_details(form.name.data, form.referral_code.data, cookie)
-            send_code(number)
-        except DomainError as error:
-            db.session.rollback()
-            status = show_domain_error(form, error)
-        else:
-            session[PENDING] = {
-                "phone": number,
-                "name": name,
-                "referral_code": form.referral_code.data or None,
-            }
-            return redirect(url_for("auth.verify_phone", next=_safe_next()))
-    elif request.method == "POST":
-        status = 400
-    return render_template("auth/phone.html", form=form), status
+
+    def ask_for_code() -> tuple[str, str | None]:
+        number = phone.normalize_phone(form.phone.data)
+        name = phone.check_signup_details(form.name.data, form.referral_code.data, cookie)
+        send_code(number)
+        return number, name
+
+    submitted = submit(form, ask_for_code)
+    if submitted.done:
+        number, name = submitted.result
+        session[PENDING] = {
+            "phone": number,
+            "name": name,
+            "referral_code": form.referral_code.data or None,
+        }
+        return redirect(url_for("auth.verify_phone", next=_safe_next()))
+    return render_template("auth/phone.html", form=form), submitted.status
 
 
 @bp.route("/phone/verify", methods=["GET", "POST"])
@@ -125,28 +123,21 @@ def verify_phone():
         flash("Enter your phone number first; we will text you a code.", "info")
         return redirect(url_for("auth.phone_sign_in", next=_safe_next()))
     form = PhoneCodeForm()
-    status = 200
-    if form.validate_on_submit():
-        try:
-            user, created = _sign_in_with_code(pending, form.code.data)
-        except DomainError as error:
-            db.session.rollback()
-            status = show_domain_error(form, error)
-        else:
-            session.pop(PENDING, None)
-            login_user(user)
-            if created:
-                flash("Welcome to InviteLoop! Your referral link is ready below.", "success")
-            return redirect(_safe_next() or url_for("referral.dashboard"))
-    elif request.method == "POST":
-        status = 400
+    submitted = submit(form, lambda: _sign_in_with_code(pending, form.code.data))
+    if submitted.done:
+        user, created = submitted.result
+        session.pop(PENDING, None)
+        login_user(user)
+        if created:
+            flash("Welcome to InviteLoop! Your referral link is ready below.", "success")
+        return redirect(_safe_next() or url_for("referral.dashboard"))
     return render_template(
         "auth/phone_verify.html",
         form=form,
         pending=pending,
         number=phone.display_phone(pending["phone"]),
         next=_safe_next(),
-    ), status
+    ), submitted.status
 
 
 def _sign_in_with_code(pending: dict, typed: str) -> tuple[User, bool]:
@@ -162,5 +153,4 @@ def _sign_in_with_code(pending: dict, typed: str) -> tuple[User, bool]:
         device_id=attribution.visitor_id(),
         ip=get_remote_address(),
     )
-    db.session.commit()
     return user, created

@@ -8,8 +8,7 @@ from auth import phone, services
 from auth.phone_forms import AddEmailForm, AddPhoneForm, PhoneCodeForm
 from auth.phone_routes import code_ip_limit, code_number_limit, send_code, verify_limit
 from auth.routes import bp
-from core.errors import DomainError
-from core.forms import show_domain_error
+from core.forms import submit
 from extensions import db
 from models import User
 
@@ -41,18 +40,13 @@ def profile():
 @login_required
 def add_email():
     form = AddEmailForm()
-    status = 400
-    if form.validate_on_submit():
-        try:
-            services.add_email_login(current_user, form.email.data, form.password.data)
-            db.session.commit()
-        except DomainError as error:
-            db.session.rollback()
-            status = show_domain_error(form, error)
-        else:
-            flash("Email and password saved: you can log in with them too.", "success")
-            return redirect(url_for("auth.profile"))
-    return _render_profile(email_form=form, status=status)
+    submitted = submit(
+        form, lambda: services.add_email_login(current_user, form.email.data, form.password.data)
+    )
+    if submitted.done:
+        flash("Email and password saved: you can log in with them too.", "success")
+        return redirect(url_for("auth.profile"))
+    return _render_profile(email_form=form, status=submitted.status)
 
 
 @bp.post("/profile/phone")
@@ -61,20 +55,19 @@ def add_email():
 @code_number_limit
 def add_phone():
     form = AddPhoneForm()
-    status = 400
-    if form.validate_on_submit():
-        try:
-            number = phone.normalize_phone(form.phone.data)
-            if number == current_user.phone:
-                raise SamePhone()
-            send_code(number, user_id=current_user.id)
-        except DomainError as error:
-            db.session.rollback()
-            status = show_domain_error(form, error)
-        else:
-            session[PENDING] = number
-            return redirect(url_for("auth.verify_profile_phone"))
-    return _render_profile(phone_form=form, status=status)
+
+    def ask_for_code() -> str:
+        number = phone.normalize_phone(form.phone.data)
+        if number == current_user.phone:
+            raise SamePhone()
+        send_code(number, user_id=current_user.id)
+        return number
+
+    submitted = submit(form, ask_for_code)
+    if submitted.done:
+        session[PENDING] = submitted.result
+        return redirect(url_for("auth.verify_profile_phone"))
+    return _render_profile(phone_form=form, status=submitted.status)
 
 
 @bp.route("/profile/phone/verify", methods=["GET", "POST"])
@@ -85,26 +78,21 @@ def verify_profile_phone():
     if not number:
         return redirect(url_for("auth.profile"))
     form = PhoneCodeForm()
-    status = 200
-    if form.validate_on_submit():
-        try:
-            code_id = phone.spend_attempt(number, user_id=current_user.id)
-            db.session.commit()  # the guess counts, whatever happens next
-            phone.redeem(code_id, form.code.data)
-            phone.attach_phone(current_user, number)
-            db.session.commit()
-        except DomainError as error:
-            db.session.rollback()
-            status = show_domain_error(form, error)
-        else:
-            session.pop(PENDING, None)
-            flash("Phone number saved: you can sign in with it.", "success")
-            return redirect(url_for("auth.profile"))
-    elif form.is_submitted():
-        status = 400
+
+    def confirm_number() -> None:
+        code_id = phone.spend_attempt(number, user_id=current_user.id)
+        db.session.commit()  # the guess counts, whatever happens next
+        phone.redeem(code_id, form.code.data)
+        phone.attach_phone(current_user, number)
+
+    submitted = submit(form, confirm_number)
+    if submitted.done:
+        session.pop(PENDING, None)
+        flash("Phone number saved: you can sign in with it.", "success")
+        return redirect(url_for("auth.profile"))
     return render_template(
         "auth/profile_phone_verify.html", form=form, number=phone.display_phone(number)
-    ), status
+    ), submitted.status
 
 
 @bp.post("/profile/sessions")

@@ -16,7 +16,7 @@ from auth.forms import LoginForm, ResetPasswordForm, ResetRequestForm, SignupFor
 from core.errors import DomainError
 from core.forms import show_domain_error, submit
 from core.security import is_local_path
-from extensions import db, limiter
+from extensions import limiter
 from referral import attribution
 from referral import services as referral_services
 
@@ -97,20 +97,11 @@ def _reset_email_key() -> str:
 )
 def request_reset():
     form = ResetRequestForm()
-    status = 200
-    if form.validate_on_submit():
-        try:
-            reset.request_reset(form.email.data)
-            db.session.commit()
-        except DomainError as error:
-            db.session.rollback()
-            status = show_domain_error(form, error)
-        else:
-            # The same page whether or not an account uses the address.
-            return render_template("auth/reset_request.html", form=None)
-    elif request.method == "POST":
-        status = 400
-    return render_template("auth/reset_request.html", form=form), status
+    submitted = submit(form, lambda: reset.request_reset(form.email.data))
+    if submitted.done:
+        # The same page whether or not an account uses the address.
+        return render_template("auth/reset_request.html", form=None)
+    return render_template("auth/reset_request.html", form=form), submitted.status
 
 
 def _keep_token_private(response):
@@ -133,26 +124,21 @@ def reset_password(token):
     except reset.InvalidResetToken as error:
         return _invalid_reset_link(error)
     form = ResetPasswordForm()
-    status = 200
-    if form.validate_on_submit():
-        try:
-            user = reset.reset_password(token, form.password.data)
-            db.session.commit()
-        except reset.InvalidResetToken as error:  # used or changed since the check above
-            db.session.rollback()
-            return _invalid_reset_link(error)
-        except DomainError as error:
-            db.session.rollback()
-            status = show_domain_error(form, error)
-        else:
-            # Every session, this browser's too, ended with the commit; the user reloads with
-            # its new session version, so this browser alone is signed in again.
-            login_user(user)
-            flash("Your password is changed, and every other session is signed out.", "success")
-            return redirect(url_for("referral.dashboard"))
-    elif request.method == "POST":
-        status = 400
-    return render_template("auth/reset_password.html", form=form, account=account), status
+    try:
+        submitted = submit(
+            form,
+            lambda: reset.reset_password(token, form.password.data),
+            reraise=(reset.InvalidResetToken,),
+        )
+    except reset.InvalidResetToken as error:  # used or changed since the check above
+        return _invalid_reset_link(error)
+    if submitted.done:
+        # Every session, this browser's too, ended with the commit; the user reloads with
+        # its new session version, so this browser alone is signed in again.
+        login_user(submitted.result)
+        flash("Your password is changed, and every other session is signed out.", "success")
+        return redirect(url_for("referral.dashboard"))
+    return render_template("auth/reset_password.html", form=form, account=account), submitted.status
 
 
 @bp.post("/logout")

@@ -14,11 +14,12 @@ from extensions import db
 @dataclass(frozen=True)
 class Submission:
     """What became of a form: `done` with the action's result, or not done and the status
-    to show the form again with (200 not submitted, 400 invalid, or the refusal's own)."""
+    to show the form again with (200 not submitted, 400 `invalid`, or the refusal's own)."""
 
     done: bool
     result: Any = None
     status: int = 200
+    invalid: bool = False
 
 
 def submit(
@@ -33,7 +34,7 @@ def submit(
     if not form.is_submitted():
         return Submission(done=False, status=200)
     if not form.validate():
-        return Submission(done=False, status=400)
+        return Submission(done=False, status=400, invalid=True)
     try:
         result = action()
         db.session.commit()

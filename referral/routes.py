@@ -12,8 +12,7 @@ from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_required
 
 from core.clients import ip_prefix
-from core.errors import DomainError
-from core.forms import show_domain_error
+from core.forms import submit
 from extensions import db, limiter
 from models import utcnow
 from referral import attribution, claims, leaderboard, services, sharing, tree
@@ -174,14 +173,12 @@ def claim_form():
 @limiter.limit(lambda: current_app.config["CLAIM_LIMITS"])
 def claim():
     form = ClaimForm()
-    if not form.validate_on_submit():
-        return _claim_page(form, 400)
-    try:
-        referral = claims.claim_inviter(current_user, form.referral_code.data, utcnow())
-        db.session.commit()
-    except DomainError as error:
-        db.session.rollback()
-        return _claim_page(form, show_domain_error(form, error))
+    submitted = submit(
+        form, lambda: claims.claim_inviter(current_user, form.referral_code.data, utcnow())
+    )
+    if not submitted.done:
+        return _claim_page(form, submitted.status)
+    referral = submitted.result
     inviter = referral.referrer.public_name
     if referral.status == "rejected":
         flash("We couldn't accept this code for your account.", "warning")

@@ -3,10 +3,8 @@
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
-from core.errors import DomainError
-from core.forms import show_domain_error
+from core.forms import submit
 from core.money import format_amount
-from extensions import db
 from models import utcnow
 from referral.leaderboard import parse_page
 from rewards import ledger
@@ -50,15 +48,15 @@ def show_ledger():
 @login_required
 def request_payout():
     form = PayoutForm()
-    if not form.validate_on_submit():
+    submitted = submit(
+        form,
+        lambda: ledger.request_payout(current_user, form.kind.data, form.currency.data, utcnow()),
+    )
+    if submitted.invalid:
         form.form_errors.append("Choose one of your balances to pay out.")
-        return _ledger_page(form, 400)
-    try:
-        payout = ledger.request_payout(current_user, form.kind.data, form.currency.data, utcnow())
-        db.session.commit()
-    except DomainError as error:
-        db.session.rollback()
-        return _ledger_page(form, show_domain_error(form, error))
+    if not submitted.done:
+        return _ledger_page(form, submitted.status)
+    payout = submitted.result
     amount = format_amount(payout.amount, payout.currency)
     flash(f"Payout of {amount} requested. We will let you know once it is paid.", "success")
     return redirect(url_for("rewards.ledger"))
