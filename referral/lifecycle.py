@@ -24,7 +24,7 @@ callers (referral.services, rewards).
 from collections.abc import Collection, Iterable
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
 
 from core.errors import DomainError
 from extensions import db
@@ -62,7 +62,11 @@ def initial_status(decision: str) -> str:
 
 
 def move(
-    referral_ids, leaving: Collection[str], to: str, now: datetime, **columns: str | None
+    referral_ids: Iterable[int] | Select,
+    leaving: Collection[str],
+    to: str,
+    now: datetime,
+    **columns: str | None,
 ) -> int:
     """Move those of `referral_ids` (ids, or a select of ids) whose status is one of
     `leaving` to `to` in one conditional UPDATE, setting `columns` too (the reason).
@@ -77,7 +81,7 @@ def move(
     ).rowcount
 
 
-def _refuse_unless_allowed(leaving: Iterable[str], to: str) -> None:
+def _refuse_unless_allowed(leaving: tuple[str, ...], to: str) -> None:
     refused = [status for status in leaving if to not in ALLOWED.get(status, ())]
     if refused or not leaving:
         raise TransitionNotAllowed(f"{', '.join(refused) or 'nothing'} -> {to}")
@@ -125,7 +129,7 @@ def _has_rewards(referral: Referral) -> bool:
     )
 
 
-def mark_rewarded(referral_ids, now: datetime) -> int:
+def mark_rewarded(referral_ids: Iterable[int] | Select, now: datetime) -> int:
     """The referrer's reward was approved: those of `referral_ids` still qualified are now
     rewarded (a referral already rewarded stays)."""
     return move(referral_ids, ("qualified",), "rewarded", now)
