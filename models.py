@@ -1,4 +1,18 @@
-"""Every table of InviteLoop. Money is integer minor units; timestamps are aware UTC."""
+"""Every table of InviteLoop. Money is integer minor units; timestamps are aware UTC.
+
+One file, in sections (each starts with a `# ---` header), in this order:
+    allowed values  the tuples the CHECK constraints are built from
+    helpers         utcnow, the UTC column type
+    programs        Program: a referral program's rules, rewards and fraud policy
+    accounts        User (participants and staff, by role), PhoneCode
+    referral loop   ReferralCode, Click, Referral (its status changes: referral/lifecycle.py)
+    rewards         Conversion (events in), Payout, Reward (the ledger)
+    integrations    ApiKey (calls in)
+    staff panel     AuditLog (who changed what)
+    CRM             Service, Campaign, Lead, Contract
+    integrations    WebhookEndpoint, WebhookDelivery (events out)
+    analytics       AnalyticsDaily, AnalyticsDailyAccounts, AnalyticsRollup (the roll-up)
+"""
 
 from datetime import UTC, date, datetime
 
@@ -23,10 +37,13 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from extensions import db
 
+# --- allowed values: the tuples the CHECK constraints are built from ---
+
 ROLES = ("member", "operator", "marketer", "manager", "admin")
 CODE_STATUSES = ("active", "disabled")
 ATTRIBUTION_MODELS = ("first", "last")
 REFERRAL_SOURCES = ("link", "code", "claimed", "api")
+# Which status may follow which, and the one place a status changes: referral/lifecycle.py.
 REFERRAL_STATUSES = ("pending", "qualified", "rewarded", "review", "approved", "rejected")
 # Referrals that count on the leaderboard and in the referrer's counter.
 COUNTED_STATUSES = ("pending", "qualified", "rewarded", "approved")
@@ -68,6 +85,9 @@ WEBHOOK_EVENTS = ("referral.created", "referral.qualified", "reward.approved", "
 DELIVERY_STATUSES = ("pending", "succeeded", "failed")
 
 
+# --- helpers: the clock, CHECK lists, the UTC column type ---
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -95,6 +115,9 @@ class UTCDateTime(TypeDecorator):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+# --- programs: a referral program's rules, rewards and fraud policy ---
 
 
 class Program(db.Model):
@@ -237,6 +260,9 @@ class Program(db.Model):
         )
 
 
+# --- accounts: participants and staff (by role), phone sign-in ---
+
+
 class User(UserMixin, db.Model):
     __tablename__ = "users"
     __table_args__ = (
@@ -342,6 +368,9 @@ class PhoneCode(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+# --- the referral loop: codes, clicks on their links, referrals ---
 
 
 class ReferralCode(db.Model):
@@ -453,6 +482,9 @@ class Referral(db.Model):
     @property
     def counted(self) -> bool:
         return self.status in COUNTED_STATUSES
+
+
+# --- rewards: conversion events in, the ledger, payouts out ---
 
 
 class Conversion(db.Model):
@@ -620,6 +652,9 @@ class Reward(db.Model):
     referral: Mapped[Referral | None] = relationship()
 
 
+# --- integrations: keys other systems call InviteLoop with ---
+
+
 class ApiKey(db.Model):
     """A key another system uses to call InviteLoop. Only a hash of the secret is kept."""
 
@@ -635,6 +670,9 @@ class ApiKey(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+# --- the staff panel: the audit log ---
 
 
 class AuditLog(db.Model):
@@ -659,6 +697,9 @@ class AuditLog(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
     actor: Mapped[User | None] = relationship()
+
+
+# --- CRM: services, campaigns, leads, contracts ---
 
 
 class Service(db.Model):
@@ -781,6 +822,9 @@ class Contract(db.Model):
 
     service: Mapped[Service] = relationship()
     lead: Mapped[Lead] = relationship(foreign_keys=[lead_id])
+
+
+# --- integrations: InviteLoop's own events, sent to webhook endpoints ---
 
 
 class WebhookEndpoint(db.Model):

@@ -13,7 +13,7 @@ from core.database import after_commit
 from core.errors import DomainError
 from extensions import db
 from models import COUNTED_STATUSES, Click, Program, Referral, ReferralCode, User, utcnow
-from referral import fraud, leaderboard
+from referral import fraud, leaderboard, lifecycle
 from referral.codes import MIN_LENGTH, generate_code, normalize_code
 from referral.signals import referral_recorded
 
@@ -209,7 +209,7 @@ def attribute_signup(
         referrer_id=code.user_id,
         referred_id=user.id,
         source=source,
-        status=_REFERRAL_STATUS[verdict.decision],
+        status=lifecycle.initial_status(verdict.decision),
         reason=verdict.reason,
         risk_score=verdict.score,
         risk_reasons=verdict.reasons(),
@@ -231,9 +231,6 @@ def attribute_signup(
         log.info("referral %s %s: %s", referral.id, referral.status, referral.reason)
     referral_recorded.send(referral, now=now)
     return referral
-
-
-_REFERRAL_STATUS = {fraud.ALLOW: "pending", fraud.REVIEW: "review", fraud.REJECT: "rejected"}
 
 
 def count_referral(referrer_id: int, now: datetime) -> None:

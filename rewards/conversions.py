@@ -18,7 +18,6 @@ from core import money
 from extensions import db
 from models import (
     CONVERSION_KINDS,
-    QUALIFIABLE_STATUSES,
     Conversion,
     Program,
     Referral,
@@ -26,10 +25,10 @@ from models import (
     User,
     utcnow,
 )
-from referral import fraud
+from referral import fraud, lifecycle
 from referral import services as referral_services
 from referral.codes import normalize_code
-from referral.signals import referral_qualified, referral_recorded
+from referral.signals import referral_recorded
 from rewards import customers, notifications, services
 from rewards.events import SOURCES_FROM_OUTSIDE, EventIn, InvalidEvent, Outcome, parse_api_event
 
@@ -208,15 +207,7 @@ def _qualify(
     if verdict.decision == fraud.REJECT:
         return "rejected", verdict.reason
     held = verdict.decision == fraud.REVIEW or referral.status == "review"
-    if referral.status in QUALIFIABLE_STATUSES:
-        db.session.execute(
-            update(Referral)
-            .where(Referral.id == referral.id)
-            .values(status="qualified", updated_at=now),
-            execution_options={"synchronize_session": False},
-        )
-        db.session.refresh(referral)
-        referral_qualified.send(referral, now=now)
+    lifecycle.qualify(referral, now)
     grant = services.grant_rewards(conversion, referral, program, held=held, now=now)
     if held:
         return "accepted", "held_for_review"
@@ -317,12 +308,7 @@ def _requalify_if_cancelled(purchases: list[Conversion], now: datetime) -> None:
             Reward.status.not_in(("cancelled", "rejected", "expired")),
         )
         if not still_live:
-            db.session.execute(
-                update(Referral)
-                .where(Referral.id == referral_id, Referral.status == "qualified")
-                .values(status="pending", updated_at=now),
-                execution_options={"synchronize_session": False},
-            )
+            lifecycle.reopen(referral_id, now)
 
 
 @referral_recorded.connect

@@ -1,31 +1,29 @@
 """Staff decisions on what the fraud checks held: a referral in review, or the rewards a
-purchase's own checks held. Each decision is a conditional UPDATE, so two staff deciding the
-same item at once change it once.
+purchase's own checks held. Each decision is a conditional UPDATE (for the referral's
+status, referral.lifecycle's), so two staff deciding the same item at once change it once.
 """
 
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 
 from core import audit
-from core.errors import DomainError
 from extensions import db
 from models import Conversion, Referral, Reward
+from referral import lifecycle
 from referral import services as referral_services
+from referral.lifecycle import NotUnderReview
 from rewards import services as rewards_services
 
-
-class NotUnderReview(DomainError):
-    status = 409
-    code = "not_under_review"
-    message = "This referral is not waiting for review."
+# NotUnderReview (from the lifecycle) is what a decision on a referral no longer in review
+# raises; callers catch it here.
+__all__ = ["NotUnderReview", "approve_referral", "decide_held_rewards", "reject_referral"]
 
 
 def approve_referral(referral: Referral, now: datetime, reason: str | None = None) -> None:
     """Staff cleared a held referral: it counts from now on, and its held rewards start
     (or, if their hold is over, finish) the normal hold. `reason` goes to the audit log."""
-    status = "qualified" if _has_rewards(referral) else "approved"
-    _leave_review(referral, status=status, reason=None, now=now)
+    status = lifecycle.approve(referral, now)
     if referral.referred.referred_by_id is None:
         referral.referred.referred_by_id = referral.referrer_id
     referral_services.count_referral(referral.referrer_id, now)
@@ -39,7 +37,7 @@ def approve_referral(referral: Referral, now: datetime, reason: str | None = Non
 def reject_referral(referral: Referral, reason: str, now: datetime) -> None:
     """Staff refused a held referral: it never counts, and its held rewards are rejected."""
     reason = _clean_reason(reason, "rejected_by_staff")
-    _leave_review(referral, status="rejected", reason=reason, now=now)
+    lifecycle.reject(referral, reason, now)
     rejected = db.session.scalars(
         update(Reward)
         .where(Reward.referral_id == referral.id, Reward.status == "review")
@@ -56,29 +54,6 @@ def reject_referral(referral: Referral, reason: str, now: datetime) -> None:
 def _clean_reason(reason: str | None, default: str | None) -> str | None:
     """A reason fits the 40 characters the ledger keeps."""
     return (reason or "").strip()[:40] or default
-
-
-def _leave_review(referral: Referral, *, status: str, reason: str | None, now: datetime) -> None:
-    """Move the referral out of review only if it is still there: of two staff decisions at
-    once, the second finds no row to change and is refused (no double count)."""
-    changed = db.session.execute(
-        update(Referral)
-        .where(Referral.id == referral.id, Referral.status == "review")
-        .values(status=status, reason=reason, updated_at=now),
-        execution_options={"synchronize_session": False},
-    ).rowcount
-    if changed != 1:
-        raise NotUnderReview()
-    db.session.refresh(referral)
-
-
-def _has_rewards(referral: Referral) -> bool:
-    return (
-        db.session.scalar(
-            select(Reward.id).where(Reward.referral_id == referral.id, Reward.amount > 0).limit(1)
-        )
-        is not None
-    )
 
 
 def _release_reviewed(referral: Referral, now: datetime) -> dict[str, list[int]]:

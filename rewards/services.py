@@ -22,6 +22,7 @@ from models import (
     Reward,
     User,
 )
+from referral import lifecycle
 from referral.codes import ALPHABET
 from rewards import notifications
 from rewards.signals import rewards_approved
@@ -308,12 +309,7 @@ def _mark_referrals_rewarded(reward_ids: list[int], now: datetime) -> None:
     referral_ids = select(Reward.referral_id).where(
         Reward.id.in_(reward_ids), Reward.role == "referrer", Reward.level == 1
     )
-    db.session.execute(
-        update(Referral)
-        .where(Referral.id.in_(referral_ids), Referral.status == "qualified")
-        .values(status="rewarded", updated_at=now),
-        execution_options={"synchronize_session": False},
-    )
+    lifecycle.mark_rewarded(referral_ids, now)
 
 
 def expire_rewards(now: datetime) -> int:
