@@ -1,23 +1,16 @@
-"""Staff operations: the review queue, rewards, payouts and conversions.
+"""The operations lists: the review queue, rewards, payouts and conversions, and their CSV
+exports. Each list query takes the page's query string and returns a Select; its export
+uses the same function, so a file holds exactly the rows its page lists."""
 
-The list queries here take the page's query string and return a Select; the CSV exports use
-the same functions, so a file holds exactly the rows its page lists. The actions call the
-rewards services, which make each change conditional and write the audit entry.
-"""
-
-import ipaddress
-import re
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, timedelta
 
 from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import joinedload
 from werkzeug.datastructures import MultiDict
 
-from admin.analytics_queries import midnight
-from core import audit, money
-from core.errors import DomainError
-from core.money import exponent
+from admin.exports import CsvExport
+from core.dates import midnight
+from core.templating import mask_email
 from extensions import db
 from models import (
     CONVERSION_KINDS,
@@ -33,16 +26,6 @@ from models import (
     Reward,
     User,
 )
-from rewards import review
-from rewards.conversions import record_event
-from rewards.events import EventIn, Outcome
-
-# Linked accounts are looked up for a whole page at once; a very common address (a shared
-# office network) could match thousands, so the scan stops here.
-_LINK_SCAN_LIMIT = 500
-LINKS_SHOWN = 10
-_CURRENCY = re.compile(r"^[A-Z]{3}$")
-
 
 # --- filters (the page and its CSV export share them) ----------------------------------------
 
@@ -147,220 +130,102 @@ def held_rewards(conversion_ids: list[int]) -> dict[int, list[Reward]]:
     return found
 
 
-# --- linked accounts -------------------------------------------------------------------------
+# --- CSV exports -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class LinkedAccount:
-    id: int
-    name: str
-    email: str | None
-    links: tuple[str, ...]  # what they share: "same device", "same IP", ...
+def _reasons(item) -> str:
+    return "; ".join(f"{r['code']} ({r['points']})" for r in item.risk_reasons or [])
 
 
-def linked_accounts(people: list[User]) -> dict[int, list[LinkedAccount]]:
-    """Per person, the other accounts sharing their browser, signup address or network, or
-    mailbox: one query for a whole page of people."""
-    conditions = [condition for person in people for condition in _link_conditions(person)]
-    if not conditions:
-        return {}
-    candidates = db.session.scalars(
-        select(User).where(or_(*conditions)).order_by(User.id).limit(_LINK_SCAN_LIMIT)
-    ).all()
-    found: dict[int, list[LinkedAccount]] = {}
-    for person in people:
-        linked = [
-            LinkedAccount(other.id, other.name, other.email, links)
-            for other in candidates
-            if other.id != person.id and (links := _shared(person, other))
-        ]
-        found[person.id] = linked[:LINKS_SHOWN]
-    return found
-
-
-def _ipv4_network(address: str | None) -> str | None:
-    """ "203.0.113.7" -> "203.0.113.": the /24 as a text prefix (IPv6 is matched exactly)."""
-    try:
-        ip = ipaddress.ip_address(address or "")
-    except ValueError:
-        return None
-    return str(ip).rsplit(".", 1)[0] + "." if ip.version == 4 else None
-
-
-def _link_conditions(person: User) -> list:
-    conditions = []
-    if person.device_id:
-        conditions.append(User.device_id == person.device_id)
-    if person.email_canonical:
-        conditions.append(User.email_canonical == person.email_canonical)
-    if network := _ipv4_network(person.signup_ip):
-        conditions.append(User.signup_ip.startswith(network, autoescape=True))
-    elif person.signup_ip:
-        conditions.append(User.signup_ip == person.signup_ip)
-    return conditions
-
-
-def _shared(person: User, other: User) -> tuple[str, ...]:
-    links = []
-    if person.device_id and person.device_id == other.device_id:
-        links.append("same device")
-    if person.signup_ip and person.signup_ip == other.signup_ip:
-        links.append("same IP")
-    elif (network := _ipv4_network(person.signup_ip)) and network == _ipv4_network(other.signup_ip):
-        links.append(f"same network {network}0/24")
-    if person.email_canonical and person.email_canonical == other.email_canonical:
-        links.append("same mailbox")
-    return tuple(links)
-
-
-# --- review decisions ------------------------------------------------------------------------
-
-
-@dataclass
-class Decided:
-    """What a (bulk) decision did: the ids it changed, and those no longer waiting because
-    someone else decided them first."""
-
-    changed: list[int] = field(default_factory=list)
-    already_decided: list[int] = field(default_factory=list)
-
-
-def decide_referrals(ids: list[int], approve: bool, reason: str, now: datetime) -> Decided:
-    """Approve or reject held referrals. Each decision is the services' conditional UPDATE,
-    in a savepoint: one decided meanwhile is skipped and the others still go through."""
-    result = Decided()
-    for referral_id in sorted(set(ids)):
-        try:
-            with db.session.begin_nested():
-                referral = db.session.get(Referral, referral_id)
-                if referral is None:
-                    raise review.NotUnderReview()
-                if approve:
-                    review.approve_referral(referral, now, reason)
-                else:
-                    review.reject_referral(referral, reason, now)
-        except review.NotUnderReview:
-            result.already_decided.append(referral_id)
-        else:
-            result.changed.append(referral_id)
-    return result
-
-
-def decide_purchases(ids: list[int], approve: bool, reason: str, now: datetime) -> Decided:
-    """Approve (back into the normal hold) or reject rewards a purchase's checks held."""
-    result = Decided()
-    for conversion_id in sorted(set(ids)):
-        conversion = db.session.get(Conversion, conversion_id)
-        own_decision = conversion is not None and not (
-            conversion.referral is not None and conversion.referral.status == "review"
-        )
-        if own_decision and review.decide_held_rewards(conversion, approve, reason, now):
-            result.changed.append(conversion_id)
-        else:
-            result.already_decided.append(conversion_id)
-    return result
-
-
-# --- a purchase recorded by hand -------------------------------------------------------------
-
-
-class UnknownParticipant(DomainError):
-    status = 422
-    code = "unknown_participant"
-    field = "email"
-    message = "No participant has this email address. Check it on the participants screen."
-
-
-class InvalidPurchase(DomainError):
-    status = 422
-    code = "invalid_purchase"
-
-
-def parse_amount(text: str, currency: str) -> int:
-    """ "12.50" USD -> 1250 minor units; refuses more decimals than the currency has."""
-    decimals = exponent(currency)
-    example = "12" if decimals == 0 else "12." + "5".ljust(decimals, "0")
-    not_a_number = _purchase_error(
-        "amount", f"Write the amount as a number above zero, like {example}."
-    )
-    try:
-        minor = money.to_minor_units(text, decimals)
-    except money.AmountNotANumber:
-        raise not_a_number from None
-    except money.AmountTooPrecise:
-        raise _purchase_error(
-            "amount", f"{currency} amounts have {decimals} decimals at most."
-        ) from None
-    except money.AmountTooLarge:
-        raise _purchase_error("amount", "This amount is too large.") from None
-    if minor <= 0:
-        raise not_a_number
-    return minor
-
-
-def _purchase_error(field_name: str, message: str) -> InvalidPurchase:
-    error = InvalidPurchase(message)
-    error.field = field_name
-    return error
-
-
-def purchase_moment(day: date, now: datetime) -> datetime:
-    """The purchase's time: now for today; the end of an earlier day (UTC), so a purchase on
-    the day of the referral is never taken for one made before it."""
-    if day > now.date():
-        raise _purchase_error("occurred_on", "The purchase date cannot be in the future.")
-    return min(now, datetime.combine(day, time.max, UTC))
-
-
-def record_manual_purchase(
-    *, email: str, order_id: str, amount: str, currency: str, day: date, now: datetime
-) -> Outcome:
-    """Staff record a paid order: it goes through `record_event` like a shop's event, so the
-    same order entered twice is a duplicate and pays once."""
-    participant = db.session.scalar(select(User).where(User.email == email.strip().lower()))
-    if participant is None:
-        raise UnknownParticipant()
-    currency = currency.strip().upper()
-    if not _CURRENCY.match(currency):
-        raise _purchase_error("currency", "Use a three-letter currency code such as USD.")
-    order_id = order_id.strip()
-    event = EventIn(
-        source="manual",
-        kind="purchase",
-        external_id=order_id,
-        order_id=order_id,
-        customer_email=participant.email,
-        amount=parse_amount(amount, currency),
-        currency=currency,
-        occurred_at=purchase_moment(day, now),
-    )
-    outcome = record_event(event, now)
-    if outcome.outcome != "duplicate":
-        after = {
-            "order_id": order_id,
-            "participant_id": participant.id,
-            "amount": event.amount,
-            "currency": currency,
-            "outcome": outcome.outcome,
-            "reason": outcome.reason,
-        }
-        audit.record("conversion.record", "conversion", outcome.conversion_id, after=after)
-    return outcome
-
-
-# What an outcome means, for the flash after a manual purchase.
-OUTCOME_WORDS = {
-    None: "Recorded; the rewards it earned are on the rewards screen.",
-    "held_for_review": "Recorded; its rewards wait in the review queue.",
-    "not_referred": "Recorded; this participant was not referred, so it pays no reward.",
-    "below_minimum": "Recorded; the amount is below the program's minimum, so no reward.",
-    "already_rewarded": "Recorded; this referral was rewarded already (first purchase only).",
-    "existing_customer": "Recorded; the participant had bought before being referred.",
-    "currency_mismatch": "Recorded; the program pays in another currency, so no reward.",
-    "already_received": "This order was recorded before; nothing new was written.",
-}
-
-
-def describe(outcome: Outcome) -> str:
-    reason = (outcome.reason or "").replace("_", " ")
-    return OUTCOME_WORDS.get(outcome.reason, f"Recorded: {outcome.outcome}, {reason}.")
+CSV_EXPORTS = (
+    CsvExport(
+        name="review",
+        permission="review.decide",
+        columns=(
+            ("id", lambda r: r.id),
+            ("created at", lambda r: r.created_at),
+            ("referred id", lambda r: r.referred_id),
+            ("referrer id", lambda r: r.referrer_id),
+            ("risk score", lambda r: r.risk_score),
+            ("referred email", lambda r: mask_email(r.referred.email)),
+            ("referrer email", lambda r: mask_email(r.referrer.email)),
+            ("reasons", _reasons),
+        ),
+        query=review_referrals_query,
+    ),
+    CsvExport(
+        name="review_purchases",
+        permission="review.decide",
+        columns=(
+            ("id", lambda c: c.id),
+            ("created at", lambda c: c.created_at),
+            ("participant id", lambda c: c.participant_id),
+            ("order id", lambda c: c.order_id),
+            ("amount", lambda c: c.amount),
+            ("currency", lambda c: c.currency),
+            ("risk score", lambda c: c.risk_score),
+            ("reasons", _reasons),
+        ),
+        query=review_purchases_query,
+    ),
+    CsvExport(
+        name="rewards",
+        permission="rewards.manage",
+        columns=(
+            ("id", lambda r: r.id),
+            ("created at", lambda r: r.created_at),
+            ("beneficiary id", lambda r: r.beneficiary_id),
+            ("program id", lambda r: r.program_id),
+            ("role", lambda r: r.role),
+            ("level", lambda r: r.level),
+            ("kind", lambda r: r.kind),
+            ("amount", lambda r: r.amount),
+            ("currency", lambda r: r.currency),
+            ("status", lambda r: r.status),
+            ("reason", lambda r: r.reason),
+            ("available at", lambda r: r.available_at),
+            ("paid at", lambda r: r.paid_at),
+            ("payout id", lambda r: r.payout_id),
+            ("external reference", lambda r: r.external_reference),
+            ("beneficiary email", lambda r: r.beneficiary.email),
+        ),
+        query=rewards_query,
+    ),
+    CsvExport(
+        name="payouts",
+        permission="payouts.manage",
+        columns=(
+            ("id", lambda p: p.id),
+            ("created at", lambda p: p.created_at),
+            ("user id", lambda p: p.user_id),
+            ("kind", lambda p: p.kind),
+            ("amount", lambda p: p.amount),
+            ("currency", lambda p: p.currency),
+            ("status", lambda p: p.status),
+            ("reference", lambda p: p.reference),
+            ("paid at", lambda p: p.paid_at),
+            ("user email", lambda p: p.user.email),
+        ),
+        query=payouts_query,
+    ),
+    CsvExport(
+        name="conversions",
+        permission="conversions.manage",
+        columns=(
+            ("id", lambda c: c.id),
+            ("created at", lambda c: c.created_at),
+            ("occurred at", lambda c: c.occurred_at),
+            ("source", lambda c: c.source),
+            ("kind", lambda c: c.kind),
+            ("external id", lambda c: c.external_id),
+            ("order id", lambda c: c.order_id),
+            ("participant id", lambda c: c.participant_id),
+            ("amount", lambda c: c.amount),
+            ("currency", lambda c: c.currency),
+            ("outcome", lambda c: c.outcome),
+            ("reason", lambda c: c.reason),
+            ("risk score", lambda c: c.risk_score),
+        ),
+        query=conversions_query,
+    ),
+)
