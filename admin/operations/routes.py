@@ -16,7 +16,7 @@ from flask import (
 from sqlalchemy import func, select
 
 from admin import listing
-from admin.operations import purchases, queries, review
+from admin.operations import decisions, purchases, queries
 from admin.operations.forms import (
     ApproveRewardForm,
     CancelForm,
@@ -76,10 +76,10 @@ def _review_context(show: str, items: list) -> dict:
     """What each item needs on screen: the people it is about and their linked accounts."""
     if show == "referrals":
         people = [referral.referred for referral in items]
-        return {"linked": review.linked_accounts(people), "held": {}}
+        return {"linked": decisions.linked_accounts(people), "held": {}}
     people = [conversion.participant for conversion in items if conversion.participant]
     return {
-        "linked": review.linked_accounts(people),
+        "linked": decisions.linked_accounts(people),
         "held": queries.held_rewards([conversion.id for conversion in items]),
     }
 
@@ -117,7 +117,7 @@ def decide_review(show: str):
 
 def _decide(show: str, form: DecisionForm):
     """Apply the decision to the ticked items; a refusal goes to the error page."""
-    decide = review.decide_referrals if show == "referrals" else review.decide_purchases
+    decide = decisions.decide_referrals if show == "referrals" else decisions.decide_purchases
     return submit(
         form,
         lambda: decide(form.ids.data, bool(form.approve.data), form.reason.data, utcnow()),
@@ -125,12 +125,12 @@ def _decide(show: str, form: DecisionForm):
     )
 
 
-def _decided(show: str, form: DecisionForm, result: review.Decided):
+def _decided(show: str, form: DecisionForm, result: decisions.Decided):
     _flash_decision(result, "approved" if form.approve.data else "rejected")
     return redirect(url_for(".review_queue", **{**_filters(with_page=True), "show": show}))
 
 
-def _flash_decision(result: review.Decided, verb: str) -> None:
+def _flash_decision(result: decisions.Decided, verb: str) -> None:
     if result.changed:
         flash(f"{len(result.changed)} {verb}: #{', #'.join(map(str, result.changed))}.", "success")
     if result.already_decided:
