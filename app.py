@@ -6,6 +6,14 @@ import sys
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from admin import exports as csv_exports
+from admin.analytics import services as analytics
+from admin.crm import queries as crm
+from admin.crm.services import lead_from_referral
+from admin.integrations import services as integrations
+from admin.operations import queries as operations
+from admin.people import services as people
+from admin.programs import queries as programs
 from config import load_config
 from core.database import configure_engine
 from core.errors import register_error_handlers
@@ -13,6 +21,7 @@ from core.jobs import init_celery
 from core.security import register_security_headers
 from core.templating import register_template_helpers
 from extensions import bootstrap, cache, csrf, db, limiter, login_manager, mail, migrate
+from referral.signals import referral_recorded
 
 
 def create_app(config: dict | None = None) -> Flask:
@@ -21,6 +30,8 @@ def create_app(config: dict | None = None) -> Flask:
     configure_logging(app.config["LOG_LEVEL"])
     register_extensions(app)
     register_blueprints(app)
+    register_csv_exports(app)
+    register_crm_receivers(app)
     register_error_handlers(app)
     register_security_headers(app)
     register_template_helpers(app)
@@ -69,6 +80,25 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(referral.bp)
     app.register_blueprint(rewards.bp)
     app.register_blueprint(admin.bp)
+
+
+def register_csv_exports(app: Flask) -> None:
+    """Every table the staff panel offers as a CSV file, screen by screen."""
+    csv_exports.register(
+        app,
+        analytics.CSV_EXPORTS,
+        people.CSV_EXPORTS,
+        programs.CSV_EXPORTS,
+        operations.CSV_EXPORTS,
+        crm.CSV_EXPORTS,
+        integrations.CSV_EXPORTS,
+    )
+
+
+def register_crm_receivers(app: Flask) -> None:
+    """A referred signup becomes a CRM lead. (Interim: the app-wide receiver list replaces
+    this when the wiring is gathered in one place.)"""
+    referral_recorded.connect(lead_from_referral)
 
 
 def register_commands(app: Flask) -> None:

@@ -5,7 +5,8 @@ from datetime import date
 import click
 from flask.cli import AppGroup
 
-from admin import rollup, services
+from admin.analytics import rollup
+from admin.people import roles
 from core import api_keys
 from core.errors import DomainError
 from extensions import db
@@ -21,7 +22,7 @@ admin_cli = AppGroup("admin", help="Staff accounts and roles; the analytics roll
 def create_admin(email: str, name: str, password: str):
     """Create an administrator account (asks for whatever is not given)."""
     try:
-        user = services.create_admin(email=email, name=name, password=password)
+        user = roles.create_admin(email=email, name=name, password=password)
         db.session.commit()
     except DomainError as error:
         db.session.rollback()
@@ -35,7 +36,7 @@ def create_admin(email: str, name: str, password: str):
 def set_role(email: str, role: str):
     """Change the role of the account with EMAIL."""
     try:
-        user, before = services.set_role(email, role)
+        user, before = roles.set_role(email, role)
         db.session.commit()
     except DomainError as error:
         db.session.rollback()

@@ -13,7 +13,8 @@ from datetime import date, datetime, timedelta
 
 from sqlalchemy import func, select, update
 
-from admin import contracts, crm
+from admin.crm import contracts
+from admin.crm import services as crm
 from core.errors import DomainError
 from extensions import db
 from models import Lead, Program, Reward, User

@@ -1,10 +1,11 @@
 """CSV exports: `/admin/export/<table>.csv` streams any registered table with the filters of
 its screen.
 
-A screen registers its table once (`register`) with the permission that guards the screen,
-the columns, and the same query builder the screen uses for its filters, so the file holds
-exactly the rows the page lists. Rows are streamed from the database in batches; cells that
-a spreadsheet would run as a formula are defused.
+Each screen declares its tables next to its queries (`CSV_EXPORTS`, a tuple of `CsvExport`):
+the permission that guards the screen, the columns, and the same query builder the screen
+uses for its filters, so the file holds exactly the rows the page lists. The app factory
+registers them (`register`) in the app's own registry. Rows are streamed from the database
+in batches; cells that a spreadsheet would run as a formula are defused.
 """
 
 import csv
@@ -13,7 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from flask import Blueprint, Response, abort, request, stream_with_context
+from flask import Blueprint, Flask, Response, abort, current_app, request, stream_with_context
 from flask_login import current_user
 from werkzeug.datastructures import MultiDict
 
@@ -27,23 +28,30 @@ _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
 _BATCH = 1000
 
 
+_REGISTRY = "csv_exports"
+
+
 @dataclass(frozen=True)
-class Export:
+class CsvExport:
+    name: str  # the file's name, and the URL's
     permission: str
     columns: tuple[tuple[str, Callable], ...]  # (header, value of a row)
     query: Callable[[MultiDict], object]  # the screen's filters -> a Select
 
 
-_exports: dict[str, Export] = {}
+def register(app: Flask, *groups: Iterable[CsvExport]) -> None:
+    """Make each group's exports downloadable in `app`; a misspelt permission or a name
+    used twice fails here, when the app is made."""
+    exports = app.extensions.setdefault(_REGISTRY, {})
+    for export in (export for group in groups for export in group):
+        role_can(None, export.permission)
+        if export.name in exports:
+            raise ValueError(f"two CSV exports are named {export.name!r}")
+        exports[export.name] = export
 
 
-def register(name: str, permission: str, columns, query) -> None:
-    role_can(None, permission)  # a misspelt permission fails at import
-    _exports[name] = Export(permission, tuple(columns), query)
-
-
-def registered() -> dict[str, Export]:
-    return dict(_exports)
+def registered(app: Flask) -> dict[str, CsvExport]:
+    return dict(app.extensions.get(_REGISTRY, {}))
 
 
 def safe_cell(value) -> str | int:
@@ -63,7 +71,7 @@ def safe_cell(value) -> str | int:
     return text
 
 
-def csv_lines(export: Export, rows: Iterable) -> Iterable[str]:
+def csv_lines(export: CsvExport, rows: Iterable) -> Iterable[str]:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
 
@@ -82,7 +90,7 @@ def csv_lines(export: Export, rows: Iterable) -> Iterable[str]:
 
 @bp.get("/export/<name>.csv")
 def export_csv(name: str):
-    export = _exports.get(name)
+    export = current_app.extensions.get(_REGISTRY, {}).get(name)
     if export is None:
         abort(404)
     if not role_can(current_user.role, export.permission):

@@ -1,31 +1,16 @@
-"""The staff panel at /admin/. Each screen is a nested blueprint in its own module; this one
-holds the guard every admin request passes and the menu the layout shows."""
+"""The staff panel at /admin/. Each screen is a nested blueprint in its own package
+(`admin/<screen>/`, templates in `templates/admin/<screen>/`); this one holds the guard every
+admin request passes and the menu the layout shows."""
 
 from flask import Blueprint, abort, current_app, url_for
 from flask_login import current_user
 
-from admin import (
-    analytics_routes,
-    crm_routes,
-    exports,
-    integrations_routes,
-    operations_routes,
-    people_routes,
-    programs_routes,
-)
+from admin import analytics, crm, exports, integrations, operations, people, programs
 from admin.policy import can, is_staff
 from extensions import login_manager
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
-for screen in (
-    analytics_routes,
-    people_routes,
-    programs_routes,
-    operations_routes,
-    crm_routes,
-    integrations_routes,
-    exports,
-):
+for screen in (analytics, people, programs, operations, crm, integrations, exports):
     bp.register_blueprint(screen.bp)
 
 # (label, endpoint, permission): the layout shows the entries the user may open.

@@ -25,7 +25,7 @@ import psycopg
 from flask_migrate import upgrade
 from sqlalchemy import func, select, text
 
-from admin.rollup import rollup_analytics
+from admin.analytics.rollup import rollup_analytics
 from bench.leaderboard import (
     SqlClock,
     captured_statements,

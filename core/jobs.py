@@ -24,7 +24,7 @@ def init_celery(app: Flask) -> Celery:
     celery_app.config_from_object(app.config["CELERY"])
     celery_app.set_default()
     # Task modules register themselves with @shared_task when imported.
-    import admin.tasks  # noqa: F401
+    import admin.analytics.tasks  # noqa: F401
     import rewards.tasks  # noqa: F401
 
     app.extensions["celery"] = celery_app

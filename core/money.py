@@ -69,3 +69,8 @@ def to_minor_units(text: str | None, decimals: int) -> int:
 def amount_text(amount: int, decimals: int) -> str:
     """1250 with 2 decimals -> "12.50": a stored amount as a form or an export shows it."""
     return f"{Decimal(amount).scaleb(-decimals):.{decimals}f}"
+
+
+def currency_amount_text(amount: int, currency: str) -> str:
+    """1250 USD -> "12.50", 500 JPY -> "500": a stored amount in its currency's decimals."""
+    return amount_text(amount, exponent(currency))

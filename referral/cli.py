@@ -8,7 +8,7 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from admin import demo as crm_demo
-from admin.rollup import rollup_analytics
+from admin.analytics.rollup import rollup_analytics
 from extensions import db
 from models import utcnow
 from referral import demo

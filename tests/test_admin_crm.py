@@ -10,8 +10,10 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from admin import contracts, crm
-from admin.crm_forms import to_minor_units, to_text
+from admin.crm import contracts
+from admin.crm import services as crm
+from admin.crm.forms import to_minor_units
+from core.money import currency_amount_text as to_text
 from extensions import db
 from models import AuditLog, Campaign, Lead, Program, Service, User, utcnow
 from rewards import ledger

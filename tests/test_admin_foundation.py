@@ -2,8 +2,8 @@
 
 from sqlalchemy import select
 
-from admin import services as admin_services
 from admin.exports import safe_cell
+from admin.people import roles as admin_services
 from admin.policy import PERMISSIONS, role_can
 from extensions import db
 from models import AuditLog, User

@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from admin import integrations
+from admin.integrations import services as integrations
 from core.api_keys import create_api_key
 from extensions import db
 from models import ApiKey, AuditLog, WebhookDelivery, WebhookEndpoint, utcnow

@@ -12,7 +12,8 @@ from datetime import date, timedelta
 import pytest
 from sqlalchemy import text
 
-from admin import exports, uploads
+from admin import exports
+from admin.crm import uploads
 from admin.policy import role_can
 from core import api_keys
 from extensions import db
@@ -225,7 +226,7 @@ def test_each_role_downloads_exactly_the_exports_it_may(app, client, role):
     seed_world(app)
     logged_in_as(app, client, role)
     wrong = []
-    for name, export in exports.registered().items():
+    for name, export in exports.registered(app).items():
         response = client.get(f"/admin/export/{name}.csv")
         response.get_data()  # read to the end, which closes the stream
         allowed = role_can(role, export.permission)

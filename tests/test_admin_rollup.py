@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import insert, select
 
-from admin.rollup import rollup_analytics, watermark
+from admin.analytics.rollup import rollup_analytics, watermark
 from extensions import cache, db
 from models import AnalyticsDaily, AnalyticsDailyAccounts, Click, Program, User
 from referral.services import issue_code

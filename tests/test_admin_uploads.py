@@ -11,8 +11,8 @@ from sqlalchemy import func, select
 from werkzeug.datastructures import FileStorage
 from werkzeug.test import encode_multipart
 
-from admin import crm
-from admin.uploads import clean_file_name
+from admin.crm import services as crm
+from admin.crm.uploads import clean_file_name
 from extensions import db
 from models import AuditLog, Contract
 from tests import factories
@@ -303,7 +303,7 @@ def test_an_upload_without_the_csrf_token_is_refused(app, client, manager, lead,
 def test_the_file_is_removed_when_the_row_cannot_be_written(app, lead, folder):
     from sqlalchemy.exc import IntegrityError
 
-    from admin import contracts
+    from admin.crm import contracts
 
     with app.test_request_context():
         with pytest.raises(IntegrityError):  # the database refuses a negative amount

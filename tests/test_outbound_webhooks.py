@@ -14,7 +14,7 @@ from cryptography.x509.oid import NameOID
 from sqlalchemy import select, update
 from standardwebhooks import Webhook
 
-from admin import integrations
+from admin.integrations import services as integrations
 from extensions import db
 from models import AuditLog, Reward, WebhookDelivery, utcnow
 from rewards import ledger, outbound

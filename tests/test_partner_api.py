@@ -3,7 +3,7 @@
 import pytest
 from sqlalchemy import func, select
 
-from admin.services import set_role
+from admin.people.roles import set_role
 from core.api_keys import create_api_key
 from extensions import db
 from models import ApiKey, Referral, ReferralCode, User, utcnow

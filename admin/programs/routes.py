@@ -1,65 +1,20 @@
 """Staff panel — Referral programs: create, edit, activate, preview."""
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
-from sqlalchemy import func, not_, select
+from sqlalchemy import select
 
-from admin import exports, listing, programs_preview
-from admin.people_forms import ConfirmForm
+from admin import listing
+from admin.people.forms import ConfirmForm
 from admin.policy import require
-from admin.programs_forms import EditProgramForm, NewProgramForm, ProgramForm
-from core.errors import DomainError
-from core.forms import show_domain_error
+from admin.programs import preview as programs_preview
+from admin.programs.forms import EditProgramForm, NewProgramForm, ProgramForm
+from admin.programs.queries import PROGRAM_STATUSES, programs_query
+from core.forms import submit
 from extensions import db
 from models import Campaign, Program, utcnow
 from rewards import programs
 
 bp = Blueprint("programs", __name__)
-PROGRAM_STATUSES = ("active", "inactive")
-
-
-def programs_query(args):
-    """The programs list's filters (`q` in the name or short name, `status`)."""
-    query = select(Program)
-    text = (args.get("q") or "").strip().lower()[:100]
-    if text:
-        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        query = query.where(
-            func.lower(Program.name).like(pattern, escape="\\")
-            | Program.slug.like(pattern, escape="\\")
-        )
-    if args.get("status") == "active":
-        query = query.where(Program.active)
-    elif args.get("status") == "inactive":
-        query = query.where(not_(Program.active))
-    return query.order_by(Program.is_default.desc(), Program.name, Program.id)
-
-
-exports.register(
-    "programs",
-    "programs.manage",
-    [
-        ("id", lambda program: program.id),
-        ("slug", lambda program: program.slug),
-        ("name", lambda program: program.name),
-        ("default", lambda program: program.is_default),
-        ("active", lambda program: program.active),
-        ("campaign id", lambda program: program.campaign_id),
-        ("trigger", lambda program: program.trigger_event),
-        ("currency", lambda program: program.currency),
-        ("minimum purchase (minor units)", lambda program: program.min_purchase_amount),
-        ("referrer reward kind", lambda program: program.referrer_reward_kind),
-        ("referrer reward basis", lambda program: program.referrer_reward_basis),
-        ("referrer reward value", lambda program: program.referrer_reward_value),
-        ("friend reward kind", lambda program: program.friend_reward_kind),
-        ("friend reward basis", lambda program: program.friend_reward_basis),
-        ("friend reward value", lambda program: program.friend_reward_value),
-        ("hold days", lambda program: program.hold_days),
-        ("starts", lambda program: program.starts_at),
-        ("ends", lambda program: program.ends_at),
-        ("created", lambda program: program.created_at),
-    ],
-    programs_query,
-)
 
 
 def _referral_campaigns() -> list[Campaign]:
@@ -93,22 +48,22 @@ def create_program():
         form = NewProgramForm(_referral_campaigns(), formdata=None, data=draft)
         return render_template("admin/programs/form.html", form=form, program=None)
     form = NewProgramForm(_referral_campaigns())
-    if not form.validate_on_submit():
-        return render_template("admin/programs/form.html", form=form, program=None), 400
-    try:
-        values = form.rule_values()
-        program = programs.create_program(form.slug.data.strip(), values, values["currency"])
-        db.session.commit()
-    except DomainError as error:
-        db.session.rollback()
-        status = show_domain_error(form, error)
-        return render_template("admin/programs/form.html", form=form, program=None), status
+    submission = submit(form, lambda: _create(form))
+    if not submission.done:
+        page = render_template("admin/programs/form.html", form=form, program=None)
+        return page, submission.status
+    program = submission.result
     flash(
         f"Program “{program.name}” created and active."
         " Make it the default to use it for signups, or issue its codes to participants.",
         "success",
     )
     return redirect(url_for(".edit_program", program_id=program.id))
+
+
+def _create(form: NewProgramForm) -> Program:
+    values = form.rule_values()
+    return programs.create_program(form.slug.data.strip(), values, values["currency"])
 
 
 @bp.route("/programs/<int:program_id>", methods=["GET", "POST"])
@@ -119,20 +74,23 @@ def edit_program(program_id: int):
         data = ProgramForm.data_of(program)
         return _edit_page(program, EditProgramForm(_referral_campaigns(), formdata=None, data=data))
     form = EditProgramForm(_referral_campaigns())
-    if not form.validate_on_submit():
-        return _edit_page(program, form, status=400)
-    try:
-        values = form.rule_values(program)
-        if form.preview.data:  # nothing is saved: the page shows what the rules would pay
-            result = programs_preview.preview(program, values, utcnow())
-            return _edit_page(program, form, preview=result)
-        programs.update_program(program, values)
-        db.session.commit()
-    except DomainError as error:
-        db.session.rollback()
-        return _edit_page(program, form, status=show_domain_error(form, error))
+    submission = submit(form, lambda: _save_or_preview(program, form))
+    if not submission.done:
+        return _edit_page(program, form, status=submission.status)
+    if form.preview.data:
+        return _edit_page(program, form, preview=submission.result)
     flash("Program saved.", "success")
     return redirect(url_for(".edit_program", program_id=program.id))
+
+
+def _save_or_preview(program: Program, form: EditProgramForm):
+    """Save the edited rules; or, for a preview, save nothing and return what they would
+    have paid (the rules are checked either way)."""
+    values = form.rule_values(program)
+    if form.preview.data:
+        return programs_preview.preview(program, values, utcnow())
+    programs.update_program(program, values)
+    return None
 
 
 def _edit_page(program: Program, form, *, preview=None, status: int = 200, confirm=None):
@@ -191,14 +149,8 @@ def _confirmed(program: Program, name: str, action, success: str):
     form = ConfirmForm(prefix=name)
     data = ProgramForm.data_of(program)
     edit_form = EditProgramForm(_referral_campaigns(), formdata=None, data=data)
-    if not form.validate_on_submit():
-        return _edit_page(program, edit_form, status=400, confirm={name: form})
-    try:
-        action()
-        db.session.commit()
-    except DomainError as error:
-        db.session.rollback()
-        status = show_domain_error(form, error)
-        return _edit_page(program, edit_form, status=status, confirm={name: form})
+    submission = submit(form, action)
+    if not submission.done:
+        return _edit_page(program, edit_form, status=submission.status, confirm={name: form})
     flash(success, "success")
     return redirect(url_for(".edit_program", program_id=program.id))

@@ -15,10 +15,10 @@ from flask import (
 from flask_login import current_user
 from flask_wtf import FlaskForm
 
-from admin import campaign_stats as stats
-from admin import contracts, crm, listing, uploads
-from admin.crm_exports import register_exports
-from admin.crm_forms import (
+from admin import listing
+from admin.crm import campaign_stats as stats
+from admin.crm import contracts, queries, services, uploads
+from admin.crm.forms import (
     NONE,
     CampaignForm,
     ContractForm,
@@ -27,16 +27,14 @@ from admin.crm_forms import (
     ServiceForm,
     choices,
     optional_choice,
-    to_text,
 )
 from admin.policy import require
-from core.errors import DomainError
-from core.forms import show_domain_error
+from core.forms import submit
+from core.money import currency_amount_text
 from extensions import csrf, db
 from models import CAMPAIGN_CHANNELS, LEAD_STATUSES, Campaign, Contract, Lead, Service
 
 bp = Blueprint("crm", __name__)
-register_exports()
 
 _FORM = "admin/crm/form.html"
 
@@ -47,7 +45,7 @@ _FORM = "admin/crm/form.html"
 @bp.get("/services")
 @require("services.manage")
 def list_services():
-    return _list_page("admin/crm/services.html", crm.services_query, ("q",), "services")
+    return _list_page("admin/crm/services.html", queries.services_query, ("q",), "services")
 
 
 @bp.route("/services/new", methods=["GET", "POST"])
@@ -63,8 +61,8 @@ def new_service():
 @require("services.manage")
 def edit_service(service_id: int):
     service = _get(Service, service_id)
-    price = to_text(service.price, service.currency)
-    form = ServiceForm(**_values(service, crm.SERVICE_FIELDS, price=price))
+    price = currency_amount_text(service.price, service.currency)
+    form = ServiceForm(**_values(service, services.SERVICE_FIELDS, price=price))
     return _form_page(
         form,
         lambda: _save_service(service, form),
@@ -74,7 +72,7 @@ def edit_service(service_id: int):
 
 
 def _save_service(service: Service | None, form: ServiceForm) -> str:
-    saved = crm.save_service(
+    saved = services.save_service(
         service,
         name=form.name.data,
         description=form.description.data or "",
@@ -92,7 +90,7 @@ def _save_service(service: Service | None, form: ServiceForm) -> str:
 def list_campaigns():
     return _list_page(
         "admin/crm/campaigns.html",
-        crm.campaigns_query,
+        queries.campaigns_query,
         ("q", "channel"),
         "campaigns",
         channels=CAMPAIGN_CHANNELS,
@@ -115,9 +113,9 @@ def edit_campaign(campaign_id: int):
     form = _campaign_form(
         **_values(
             campaign,
-            crm.CAMPAIGN_FIELDS,
+            services.CAMPAIGN_FIELDS,
             service_id=campaign.service_id or NONE,
-            budget=to_text(campaign.budget, campaign.currency),
+            budget=currency_amount_text(campaign.budget, campaign.currency),
         )
     )
     return _form_page(
@@ -130,12 +128,12 @@ def edit_campaign(campaign_id: int):
 
 def _campaign_form(**values) -> CampaignForm:
     form = CampaignForm(**values)
-    form.service_id.choices = choices(crm.service_choices(), "— none —")
+    form.service_id.choices = choices(queries.service_choices(), "— none —")
     return form
 
 
 def _save_campaign(campaign: Campaign | None, form: CampaignForm) -> str:
-    saved = crm.save_campaign(
+    saved = services.save_campaign(
         campaign,
         name=form.name.data,
         service_id=optional_choice(form.service_id.data),
@@ -169,11 +167,11 @@ def campaign_stats():
 def list_leads():
     return _list_page(
         "admin/crm/leads.html",
-        crm.leads_query,
+        queries.leads_query,
         ("q", "status", "campaign"),
         "leads",
         statuses=LEAD_STATUSES,
-        campaigns=crm.campaign_choices(),
+        campaigns=queries.campaign_choices(),
     )
 
 
@@ -184,7 +182,7 @@ def show_lead(lead_id: int):
 
 
 def _lead_page(lead: Lead, form: ConvertLeadForm | None = None, status: int = 200):
-    lead_contracts = crm.contracts_of(lead)
+    lead_contracts = services.contracts_of(lead)
     if form is None:
         form = ConvertLeadForm(formdata=None)
     form.contract_id.choices = choices(
@@ -208,7 +206,7 @@ def new_lead():
 @require("leads.edit")
 def edit_lead(lead_id: int):
     lead = _get(Lead, lead_id)
-    form = _lead_form(**_values(lead, crm.LEAD_FIELDS, campaign_id=lead.campaign_id or NONE))
+    form = _lead_form(**_values(lead, services.LEAD_FIELDS, campaign_id=lead.campaign_id or NONE))
     if lead.status == "active":
         del form.status  # an active client stays one
     return _form_page(
@@ -221,12 +219,12 @@ def edit_lead(lead_id: int):
 
 def _lead_form(**values) -> LeadForm:
     form = LeadForm(**values)
-    form.campaign_id.choices = choices(crm.campaign_choices(), "— none —")
+    form.campaign_id.choices = choices(queries.campaign_choices(), "— none —")
     return form
 
 
 def _save_lead(lead: Lead | None, form: LeadForm) -> str:
-    saved = crm.save_lead(
+    saved = services.save_lead(
         lead,
         full_name=form.full_name.data,
         phone=form.phone.data,
@@ -243,15 +241,10 @@ def _save_lead(lead: Lead | None, form: LeadForm) -> str:
 def convert_lead(lead_id: int):
     lead = _get(Lead, lead_id)
     form = ConvertLeadForm()
-    form.contract_id.choices = choices((c.id, c.name) for c in crm.contracts_of(lead))
-    if not form.validate_on_submit():
-        return _lead_page(lead, form, 400)
-    try:
-        crm.convert_lead(lead, form.contract_id.data)
-        db.session.commit()
-    except DomainError as error:
-        db.session.rollback()
-        return _lead_page(_get(Lead, lead_id), form, show_domain_error(form, error))
+    form.contract_id.choices = choices((c.id, c.name) for c in services.contracts_of(lead))
+    submission = submit(form, lambda: services.convert_lead(lead, form.contract_id.data))
+    if not submission.done:
+        return _lead_page(_get(Lead, lead_id), form, submission.status)
     flash(f"{lead.full_name} is now an active client.", "success")
     return redirect(url_for(".show_lead", lead_id=lead.id))
 
@@ -264,10 +257,10 @@ def convert_lead(lead_id: int):
 def list_contracts():
     return _list_page(
         "admin/crm/contracts.html",
-        contracts.contracts_query,
+        queries.contracts_query,
         ("q", "lead", "service"),
         "contracts",
-        services=crm.service_choices(),
+        services=queries.service_choices(),
     )
 
 
@@ -282,27 +275,21 @@ def new_contract(lead_id: int):
         csrf.protect()
     lead = _get(Lead, lead_id)
     form = ContractForm(currency=_default_currency())
-    form.service_id.choices = choices(crm.service_choices())
-    status = 200
-    if form.is_submitted():
-        status = 400
-        if form.validate():
-            try:
-                contract = _upload_contract(lead, form)
-            except DomainError as error:
-                db.session.rollback()
-                status = show_domain_error(form, error)
-            else:
-                flash(f"Contract “{contract.name}” uploaded ({contract.file_name}).", "success")
-                return redirect(url_for(".show_lead", lead_id=lead.id))
+    form.service_id.choices = choices(queries.service_choices())
+    submission = submit(form, lambda: _upload_contract(lead, form))
+    if submission.done:
+        contract = submission.result
+        flash(f"Contract “{contract.name}” uploaded ({contract.file_name}).", "success")
+        return redirect(url_for(".show_lead", lead_id=lead.id))
     limit = uploads.readable_size(uploads.max_bytes())
     return render_template(
         "admin/crm/contract_form.html", form=form, lead=lead, limit=limit
-    ), status
+    ), submission.status
 
 
 def _upload_contract(lead: Lead, form: ContractForm) -> Contract:
-    """Upload and commit; a failed commit takes the stored document away again."""
+    """Upload and commit here, not in `submit`: a failed commit must take the stored
+    document away again."""
     document = form.document.data
     contract = contracts.upload_contract(
         lead_id=lead.id,
@@ -366,19 +353,10 @@ def _list_page(template: str, query: Callable, filter_names, export: str, **cont
 
 def _form_page(form: FlaskForm, save: Callable, done: str, template: str = _FORM, **context):
     """Show the form; on a valid POST call `save` (which returns the success message) in one
-    transaction, then flash and redirect. A refusal keeps what was
-    typed and says what was wrong next to its field."""
-    status = 200
-    if form.is_submitted():
-        status = 400
-        if form.validate():
-            try:
-                message = save()
-                db.session.commit()
-            except DomainError as error:
-                db.session.rollback()
-                status = show_domain_error(form, error)
-            else:
-                flash(message, "success")
-                return redirect(done)
-    return render_template(template, form=form, back=done, **context), status
+    transaction, then flash and redirect. A refusal keeps what was typed and says what was
+    wrong next to its field."""
+    submission = submit(form, save)
+    if submission.done:
+        flash(submission.result, "success")
+        return redirect(done)
+    return render_template(template, form=form, back=done, **context), submission.status

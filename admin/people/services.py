@@ -1,12 +1,14 @@
 """Participants as staff see them: search, everything about one person, and the actions on
-their account and codes. Role and activation rules live in `admin.services`."""
+their account and codes, and the participants and users CSV exports. Role and activation
+rules live in `admin.people.roles`."""
 
 from dataclasses import dataclass
 
 from sqlalchemy import Integer, Select, cast, func, literal_column, not_, or_, select, update
 from sqlalchemy.orm import aliased, joinedload, selectinload
 
-from admin import services
+from admin.exports import CsvExport
+from admin.people import roles
 from admin.policy import STAFF_ROLES, role_can
 from core import audit
 from core.errors import DomainError
@@ -174,7 +176,7 @@ def inviter_chain(user: User, depth: int) -> list[tuple[int, User]]:
 
 def set_participant_active(user_id: int, active: bool, actor: User) -> User:
     """Deactivate or reactivate; a staff account only by someone who manages users."""
-    return services.set_user_active(
+    return roles.set_user_active(
         user_id, active, actor, allow_staff=role_can(actor.role, "users.manage")
     )
 
@@ -208,7 +210,7 @@ def issue_new_code(user_id: int, program_id: int | None) -> ReferralCode:
     with one still active, staff are told to disable it first."""
     user = db.session.scalar(select(User).where(User.id == user_id).with_for_update())
     if user is None:
-        raise services.UnknownUser()
+        raise roles.UnknownUser()
     program = db.session.get(Program, program_id) if program_id else None
     if program is None:
         raise UnknownProgram()
@@ -238,3 +240,43 @@ def users_query(args) -> Select:
     if text:
         query = query.where(_matches(text))
     return query.order_by(User.role, User.name, User.id)
+
+
+# --- CSV exports -----------------------------------------------------------------------------
+
+
+def active_codes(user: User) -> str:
+    return " ".join(code.code for code in user.codes if code.status == "active")
+
+
+CSV_EXPORTS = (
+    CsvExport(
+        name="participants",
+        permission="participants.view",
+        columns=(
+            ("id", lambda user: user.id),
+            ("name", lambda user: user.name),
+            ("email", lambda user: user.email),
+            ("phone", lambda user: user.phone),
+            ("role", lambda user: user.role),
+            ("active", lambda user: user.active),
+            ("active codes", active_codes),
+            ("referrals", lambda user: user.referral_count),
+            ("joined", lambda user: user.created_at),
+        ),
+        query=participants_query,
+    ),
+    CsvExport(
+        name="users",
+        permission="users.manage",
+        columns=(
+            ("id", lambda user: user.id),
+            ("name", lambda user: user.name),
+            ("email", lambda user: user.email),
+            ("role", lambda user: user.role),
+            ("active", lambda user: user.active),
+            ("joined", lambda user: user.created_at),
+        ),
+        query=users_query,
+    ),
+)

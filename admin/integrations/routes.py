@@ -1,9 +1,4 @@
-"""Staff panel — Integrations: API keys, outbound webhooks; the audit log. Admins only.
-
-Importing admin.integrations imports rewards.outbound, which connects the outbound webhook
-receivers to the referral and rewards signals: this module is imported by admin.routes when
-the app registers its blueprints, so every app (web, worker, CLI) publishes its events.
-"""
+"""Staff panel — Integrations: API keys, outbound webhooks; the audit log. Admins only."""
 
 from flask import (
     Blueprint,
@@ -16,58 +11,19 @@ from flask import (
     url_for,
 )
 
-from admin import exports, listing
-from admin import integrations as services
-from admin.integrations_forms import ActionForm, ApiKeyForm, ConfirmForm, EndpointForm
+from admin import listing
+from admin.integrations import services
+from admin.integrations.forms import ActionForm, ApiKeyForm, ConfirmForm, EndpointForm
 from admin.policy import require
 from core import api_keys
 from core.errors import DomainError
-from core.forms import show_domain_error
+from core.forms import submit
 from extensions import db
 from models import DELIVERY_STATUSES, WEBHOOK_EVENTS, ApiKey
 
 bp = Blueprint("integrations", __name__)
 
 MANAGE = "integrations.manage"
-
-exports.register(
-    "deliveries",
-    MANAGE,
-    [
-        ("id", lambda row: row.id),
-        ("endpoint_id", lambda row: row.endpoint_id),
-        ("message_id", lambda row: row.message_id),
-        ("event", lambda row: row.event_type),
-        ("status", lambda row: row.status),
-        ("attempts", lambda row: row.attempts),
-        ("last_status_code", lambda row: row.last_status_code),
-        ("last_error", lambda row: row.last_error),
-        ("created_at", lambda row: row.created_at),
-        ("last_attempt_at", lambda row: row.last_attempt_at),
-        ("delivered_at", lambda row: row.delivered_at),
-    ],
-    services.deliveries_query,
-)
-exports.register(
-    "audit",
-    "audit.view",
-    [
-        ("id", lambda row: row.id),
-        ("time", lambda row: row.created_at),
-        ("actor", lambda row: row.actor_label),
-        ("action", lambda row: row.action),
-        ("target_type", lambda row: row.target_type),
-        ("target_id", lambda row: row.target_id),
-        ("before", lambda row: _json(row.before)),
-        ("after", lambda row: _json(row.after)),
-        ("ip", lambda row: row.ip),
-    ],
-    services.audit_query,
-)
-
-
-def _json(value) -> str:
-    return "" if value is None else current_app.json.dumps(value, sort_keys=True)
 
 
 def _no_store(response):
@@ -100,13 +56,10 @@ def _integrations_page(key_form: ApiKeyForm, status: int = 200):
 def create_api_key():
     """The full key is in this response only: never flashed, stored or logged."""
     form = ApiKeyForm()
-    if not form.validate():
-        return _integrations_page(form, 400)
-    try:
-        key, secret = api_keys.create_api_key(form.name.data, form.scopes.data)
-    except DomainError as error:
-        return _integrations_page(form, show_domain_error(form, error))
-    db.session.commit()
+    submission = submit(form, lambda: api_keys.create_api_key(form.name.data, form.scopes.data))
+    if not submission.done:
+        return _integrations_page(form, submission.status)
+    key, secret = submission.result
     return _no_store(render_template("admin/integrations/key_created.html", key=key, secret=secret))
 
 
@@ -117,21 +70,20 @@ def revoke_api_key(key_id: int):
     if key is None:
         raise api_keys.UnknownApiKey()
     form = ConfirmForm()
-    if form.validate_on_submit():
-        api_keys.revoke_api_key(key_id)
-        db.session.commit()
+    submission = submit(form, lambda: api_keys.revoke_api_key(key_id), reraise=(DomainError,))
+    if submission.done:
         flash(f"API key {key.name!r} (il_{key.prefix}_…) is revoked.", "success")
         return redirect(url_for(".show_integrations"))
     return _confirm(
         form,
+        submission.status,
         title=f"Revoke the API key {key.name!r}?",
         explanation="Systems using it get 401 from the next request on.",
         cancel=url_for(".show_integrations"),
     )
 
 
-def _confirm(form: ConfirmForm, *, title: str, explanation: str, cancel: str):
-    status = 400 if form.is_submitted() else 200
+def _confirm(form: ConfirmForm, status: int, *, title: str, explanation: str, cancel: str):
     return render_template(
         "admin/integrations/confirm.html",
         form=form,
@@ -148,17 +100,16 @@ def _confirm(form: ConfirmForm, *, title: str, explanation: str, cancel: str):
 @require(MANAGE)
 def new_endpoint():
     form = EndpointForm()
-    if form.validate_on_submit():
-        try:
-            endpoint = services.create_endpoint(
-                form.url.data, form.description.data, form.events.data, _allow_private()
-            )
-        except DomainError as error:
-            return _endpoint_form(form, None, show_domain_error(form, error))
-        db.session.commit()
-        flash("Endpoint added. Give its signing secret to the receiving system.", "success")
-        return redirect(url_for(".show_endpoint", endpoint_id=endpoint.id))
-    return _endpoint_form(form, None, 400 if form.is_submitted() else 200)
+    submission = submit(
+        form,
+        lambda: services.create_endpoint(
+            form.url.data, form.description.data, form.events.data, _allow_private()
+        ),
+    )
+    if not submission.done:
+        return _endpoint_form(form, None, submission.status)
+    flash("Endpoint added. Give its signing secret to the receiving system.", "success")
+    return redirect(url_for(".show_endpoint", endpoint_id=submission.result.id))
 
 
 @bp.route("/integrations/webhooks/<int:endpoint_id>/edit", methods=["GET", "POST"])
@@ -166,22 +117,21 @@ def new_endpoint():
 def edit_endpoint(endpoint_id: int):
     endpoint = services.get_endpoint(endpoint_id)
     form = EndpointForm(obj=endpoint)
-    if form.validate_on_submit():
-        try:
-            services.update_endpoint(
-                endpoint_id,
-                url=form.url.data,
-                description=form.description.data,
-                events=form.events.data,
-                active=form.active.data,
-                allow_private=_allow_private(),
-            )
-        except DomainError as error:
-            return _endpoint_form(form, endpoint, show_domain_error(form, error))
-        db.session.commit()
-        flash("Endpoint saved.", "success")
-        return redirect(url_for(".show_endpoint", endpoint_id=endpoint_id))
-    return _endpoint_form(form, endpoint, 400 if form.is_submitted() else 200)
+    submission = submit(
+        form,
+        lambda: services.update_endpoint(
+            endpoint_id,
+            url=form.url.data,
+            description=form.description.data,
+            events=form.events.data,
+            active=form.active.data,
+            allow_private=_allow_private(),
+        ),
+    )
+    if not submission.done:
+        return _endpoint_form(form, endpoint, submission.status)
+    flash("Endpoint saved.", "success")
+    return redirect(url_for(".show_endpoint", endpoint_id=endpoint_id))
 
 
 def _endpoint_form(form: EndpointForm, endpoint, status: int):
@@ -226,9 +176,12 @@ def disable_endpoint(endpoint_id: int):
 
 
 def _set_active(endpoint_id: int, active: bool):
-    if ActionForm().validate_on_submit():
-        services.set_endpoint_active(endpoint_id, active)
-        db.session.commit()
+    submission = submit(
+        ActionForm(),
+        lambda: services.set_endpoint_active(endpoint_id, active),
+        reraise=(DomainError,),
+    )
+    if submission.done:
         flash("Endpoint enabled." if active else "Endpoint disabled: nothing more is sent.")
     return redirect(url_for(".show_endpoint", endpoint_id=endpoint_id))
 
@@ -238,13 +191,13 @@ def _set_active(endpoint_id: int, active: bool):
 def delete_endpoint(endpoint_id: int):
     endpoint = services.get_endpoint(endpoint_id)
     form = ConfirmForm()
-    if form.validate_on_submit():
-        services.delete_endpoint(endpoint_id)
-        db.session.commit()
+    submission = submit(form, lambda: services.delete_endpoint(endpoint_id), reraise=(DomainError,))
+    if submission.done:
         flash("Endpoint deleted, with its delivery log.", "success")
         return redirect(url_for(".show_integrations"))
     return _confirm(
         form,
+        submission.status,
         title=f"Delete the endpoint {endpoint.url}?",
         explanation="Nothing more is sent to it, and its delivery log is deleted too.",
         cancel=url_for(".show_endpoint", endpoint_id=endpoint_id),
@@ -256,13 +209,13 @@ def delete_endpoint(endpoint_id: int):
 def rotate_secret(endpoint_id: int):
     endpoint = services.get_endpoint(endpoint_id)
     form = ConfirmForm()
-    if form.validate_on_submit():
-        services.rotate_secret(endpoint_id)
-        db.session.commit()
+    submission = submit(form, lambda: services.rotate_secret(endpoint_id), reraise=(DomainError,))
+    if submission.done:
         flash("New signing secret made: give it to the receiving system.", "success")
         return redirect(url_for(".show_endpoint", endpoint_id=endpoint_id))
     return _confirm(
         form,
+        submission.status,
         title=f"Make a new signing secret for {endpoint.url}?",
         explanation="The old secret stops working at once: the receiver must get the new one.",
         cancel=url_for(".show_endpoint", endpoint_id=endpoint_id),
@@ -274,16 +227,18 @@ def rotate_secret(endpoint_id: int):
 def redeliver(delivery_id: int):
     endpoint_id = services.get_delivery(delivery_id).endpoint_id
     back = redirect(url_for(".show_endpoint", endpoint_id=endpoint_id))
-    if not ActionForm().validate_on_submit():
-        return back
     try:
-        message_id = services.redeliver(delivery_id).message_id
+        # In eager mode the attempt runs right after the commit.
+        submission = submit(
+            ActionForm(),
+            lambda: services.redeliver(delivery_id).message_id,
+            reraise=(DomainError,),
+        )
     except services.EndpointDisabled as error:
-        db.session.rollback()
         flash(error.message, "danger")
         return back
-    db.session.commit()  # in eager mode the attempt runs here, right after the commit
-    flash(f"Message {message_id} queued again.", "success")
+    if submission.done:
+        flash(f"Message {submission.result} queued again.", "success")
     return back
 
 

@@ -4,8 +4,6 @@ Views parse the form, call one service, commit, then flash and redirect. Lists k
 filters in the query string; the action pages carry them along and return to them.
 """
 
-from operator import attrgetter
-
 from flask import (
     Blueprint,
     abort,
@@ -17,8 +15,9 @@ from flask import (
 )
 from sqlalchemy import func, select
 
-from admin import exports, listing, operations
-from admin.operations_forms import (
+from admin import listing
+from admin.operations import decisions, purchases, queries
+from admin.operations.forms import (
     ApproveRewardForm,
     CancelForm,
     CancelPayoutForm,
@@ -28,8 +27,7 @@ from admin.operations_forms import (
 )
 from admin.policy import require
 from core.errors import DomainError
-from core.forms import show_domain_error
-from core.templating import mask_email
+from core.forms import submit
 from extensions import db
 from models import (
     CONVERSION_KINDS,
@@ -49,67 +47,9 @@ from rewards import ledger
 bp = Blueprint("operations", __name__)
 
 _QUEUES = {
-    "referrals": operations.review_referrals_query,
-    "purchases": operations.review_purchases_query,
+    "referrals": queries.review_referrals_query,
+    "purchases": queries.review_purchases_query,
 }
-
-
-def _reasons(item) -> str:
-    return "; ".join(f"{r['code']} ({r['points']})" for r in item.risk_reasons or [])
-
-
-def _columns(names: str, **computed) -> list:
-    """CSV columns: attributes by name ("created_at" -> header "created at"), then any
-    computed ones."""
-    plain = [(name.replace("_", " "), attrgetter(name)) for name in names.split()]
-    return plain + [(header.replace("_", " "), value) for header, value in computed.items()]
-
-
-exports.register(
-    "review",
-    "review.decide",
-    _columns(
-        "id created_at referred_id referrer_id risk_score",
-        referred_email=lambda r: mask_email(r.referred.email),
-        referrer_email=lambda r: mask_email(r.referrer.email),
-        reasons=_reasons,
-    ),
-    operations.review_referrals_query,
-)
-exports.register(
-    "review_purchases",
-    "review.decide",
-    _columns("id created_at participant_id order_id amount currency risk_score", reasons=_reasons),
-    operations.review_purchases_query,
-)
-exports.register(
-    "rewards",
-    "rewards.manage",
-    _columns(
-        "id created_at beneficiary_id program_id role level kind amount currency status reason"
-        " available_at paid_at payout_id external_reference",
-        beneficiary_email=lambda r: r.beneficiary.email,
-    ),
-    operations.rewards_query,
-)
-exports.register(
-    "payouts",
-    "payouts.manage",
-    _columns(
-        "id created_at user_id kind amount currency status reference paid_at",
-        user_email=lambda p: p.user.email,
-    ),
-    operations.payouts_query,
-)
-exports.register(
-    "conversions",
-    "conversions.manage",
-    _columns(
-        "id created_at occurred_at source kind external_id order_id participant_id amount"
-        " currency outcome reason risk_score"
-    ),
-    operations.conversions_query,
-)
 
 
 def _filters(with_page: bool = False) -> dict:
@@ -136,11 +76,11 @@ def _review_context(show: str, items: list) -> dict:
     """What each item needs on screen: the people it is about and their linked accounts."""
     if show == "referrals":
         people = [referral.referred for referral in items]
-        return {"linked": operations.linked_accounts(people), "held": {}}
+        return {"linked": decisions.linked_accounts(people), "held": {}}
     people = [conversion.participant for conversion in items if conversion.participant]
     return {
-        "linked": operations.linked_accounts(people),
-        "held": operations.held_rewards([conversion.id for conversion in items]),
+        "linked": decisions.linked_accounts(people),
+        "held": queries.held_rewards([conversion.id for conversion in items]),
     }
 
 
@@ -169,20 +109,28 @@ def review_queue():
 @require("review.decide")
 def decide_review(show: str):
     form = DecisionForm()
-    if not form.validate_on_submit():
-        return _review_page(show, form, 400)
-    return _decide(show, form)
+    submission = _decide(show, form)
+    if not submission.done:
+        return _review_page(show, form, submission.status)
+    return _decided(show, form, submission.result)
 
 
 def _decide(show: str, form: DecisionForm):
-    decide = operations.decide_referrals if show == "referrals" else operations.decide_purchases
-    result = decide(form.ids.data, bool(form.approve.data), form.reason.data, utcnow())
-    db.session.commit()
+    """Apply the decision to the ticked items; a refusal goes to the error page."""
+    decide = decisions.decide_referrals if show == "referrals" else decisions.decide_purchases
+    return submit(
+        form,
+        lambda: decide(form.ids.data, bool(form.approve.data), form.reason.data, utcnow()),
+        reraise=(DomainError,),
+    )
+
+
+def _decided(show: str, form: DecisionForm, result: decisions.Decided):
     _flash_decision(result, "approved" if form.approve.data else "rejected")
     return redirect(url_for(".review_queue", **{**_filters(with_page=True), "show": show}))
 
 
-def _flash_decision(result: operations.Decided, verb: str) -> None:
+def _flash_decision(result: decisions.Decided, verb: str) -> None:
     if result.changed:
         flash(f"{len(result.changed)} {verb}: #{', #'.join(map(str, result.changed))}.", "success")
     if result.already_decided:
@@ -199,16 +147,16 @@ def _flash_decision(result: operations.Decided, verb: str) -> None:
 def review_item(show: str, item_id: int):
     item = db.get_or_404(Referral if show == "referrals" else Conversion, item_id)
     form = DecisionForm()
-    if form.validate_on_submit():
-        return _decide(show, form)
-    status = 400 if request.method == "POST" else 200
+    submission = _decide(show, form)
+    if submission.done:
+        return _decided(show, form, submission.result)
     return render_template(
         "admin/operations/review_item.html",
         show=show,
         item=item,
         form=form,
         **_review_context(show, [item]),
-    ), status
+    ), submission.status
 
 
 # --- rewards ---------------------------------------------------------------------------------
@@ -219,31 +167,23 @@ def review_item(show: str, item_id: int):
 def list_rewards():
     return render_template(
         "admin/operations/rewards.html",
-        entries=listing.paginate(operations.rewards_query(request.args)),
+        entries=listing.paginate(queries.rewards_query(request.args)),
         statuses=REWARD_STATUSES,
         kinds=REWARD_KINDS,
-        programs=operations.program_choices(),
+        programs=queries.program_choices(),
         filters=_filters(),
     )
 
 
 def _confirm(form, *, title: str, record, action, done: str, back: str):
     """The confirmation page of one action; on a valid POST, do it once and go back."""
-    if form.validate_on_submit():
-        try:
-            action(form)
-            db.session.commit()
-        except DomainError as error:
-            db.session.rollback()
-            status = show_domain_error(form, error)
-        else:
-            flash(done, "success")
-            return redirect(back)
-    else:
-        status = 400 if request.method == "POST" else 200
+    submission = submit(form, lambda: action(form))
+    if submission.done:
+        flash(done, "success")
+        return redirect(back)
     return render_template(
         "admin/operations/confirm.html", form=form, title=title, record=record, back=back
-    ), status
+    ), submission.status
 
 
 def _reward_action(reward_id: int, form, title: str, action, done: str):
@@ -302,7 +242,7 @@ def pay_reward(reward_id: int):
 def list_payouts():
     return render_template(
         "admin/operations/payouts.html",
-        entries=listing.paginate(operations.payouts_query(request.args)),
+        entries=listing.paginate(queries.payouts_query(request.args)),
         statuses=PAYOUT_STATUSES,
         filters=_filters(),
     )
@@ -352,7 +292,7 @@ def cancel_payout(payout_id: int):
 def list_conversions():
     return render_template(
         "admin/operations/conversions.html",
-        entries=listing.paginate(operations.conversions_query(request.args)),
+        entries=listing.paginate(queries.conversions_query(request.args)),
         sources=CONVERSION_SOURCES,
         kinds=CONVERSION_KINDS,
         outcomes=OUTCOMES,
@@ -364,26 +304,23 @@ def list_conversions():
 @require("conversions.manage")
 def record_purchase():
     form = ManualPurchaseForm()
-    status = 400 if request.method == "POST" else 200
-    if form.validate_on_submit():
-        try:
-            outcome = operations.record_manual_purchase(
-                email=form.email.data,
-                order_id=form.order_id.data,
-                amount=form.amount.data,
-                currency=form.currency.data,
-                day=form.occurred_on.data,
-                now=utcnow(),
-            )
-            db.session.commit()
-        except DomainError as error:
-            db.session.rollback()
-            status = show_domain_error(form, error)
-        else:
-            duplicate = outcome.outcome == "duplicate"
-            flash(
-                f"Order {form.order_id.data}: {operations.describe(outcome)}",
-                "warning" if duplicate else "success",
-            )
-            return redirect(url_for(".list_conversions", source="manual"))
-    return render_template("admin/operations/record_purchase.html", form=form), status
+    submission = submit(
+        form,
+        lambda: purchases.record_manual_purchase(
+            email=form.email.data,
+            order_id=form.order_id.data,
+            amount=form.amount.data,
+            currency=form.currency.data,
+            day=form.occurred_on.data,
+            now=utcnow(),
+        ),
+    )
+    if not submission.done:
+        page = render_template("admin/operations/record_purchase.html", form=form)
+        return page, submission.status
+    outcome = submission.result
+    flash(
+        f"Order {form.order_id.data}: {purchases.describe(outcome)}",
+        "warning" if outcome.outcome == "duplicate" else "success",
+    )
+    return redirect(url_for(".list_conversions", source="manual"))

@@ -8,8 +8,8 @@ from flask_wtf.file import FileField, FileRequired
 from wtforms import DateField, SelectChoice, SelectField, StringField, SubmitField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional, Regexp, ValidationError
 
-from admin.crm import EDITABLE_LEAD_STATUSES
-from admin.uploads import ACCEPT, ALLOWED_LABEL
+from admin.crm.services import EDITABLE_LEAD_STATUSES
+from admin.crm.uploads import ACCEPT, ALLOWED_LABEL
 from core import money
 from core.money import exponent
 from models import CAMPAIGN_CHANNELS
@@ -32,11 +32,6 @@ def to_minor_units(text: str, currency: str) -> int:
         raise ValueError(f"{currency} amounts have at most {places} decimal places.") from None
     except money.AmountTooLarge:
         raise ValueError("This amount is too large.") from None
-
-
-def to_text(amount: int, currency: str) -> str:
-    """1250 USD -> "12.50": how a stored amount is shown in an edit form and in exports."""
-    return money.amount_text(amount, exponent(currency))
 
 
 def choices(pairs, none_label: str | None = None) -> list[SelectChoice]:

@@ -3,16 +3,19 @@
 API keys live in core.api_keys (shared with `flask admin create-api-key`); outbound webhook
 endpoints and their deliveries are managed here, delivery itself is rewards.outbound. Every
 change is audit-logged in its own transaction; a signing secret is never written to the log.
+The deliveries and the audit log are also CSV exports, with their pages' filters.
 """
 
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
+from flask import current_app
 from sqlalchemy import Select, select, update
 from werkzeug.datastructures import MultiDict
 
-from admin.analytics_queries import midnight
+from admin.exports import CsvExport
 from core import audit
+from core.dates import midnight
 from core.errors import DomainError
 from extensions import db
 from models import DELIVERY_STATUSES, WEBHOOK_EVENTS, AuditLog, WebhookDelivery, WebhookEndpoint
@@ -305,3 +308,48 @@ def _int(raw: str | None) -> int | None:
         return int(raw) if raw else None
     except ValueError:
         return None
+
+
+# --- CSV exports ------------------------------------------------------------------------
+
+
+def _json(value) -> str:
+    return "" if value is None else current_app.json.dumps(value, sort_keys=True)
+
+
+CSV_EXPORTS = (
+    CsvExport(
+        name="deliveries",
+        permission="integrations.manage",
+        columns=(
+            ("id", lambda row: row.id),
+            ("endpoint_id", lambda row: row.endpoint_id),
+            ("message_id", lambda row: row.message_id),
+            ("event", lambda row: row.event_type),
+            ("status", lambda row: row.status),
+            ("attempts", lambda row: row.attempts),
+            ("last_status_code", lambda row: row.last_status_code),
+            ("last_error", lambda row: row.last_error),
+            ("created_at", lambda row: row.created_at),
+            ("last_attempt_at", lambda row: row.last_attempt_at),
+            ("delivered_at", lambda row: row.delivered_at),
+        ),
+        query=deliveries_query,
+    ),
+    CsvExport(
+        name="audit",
+        permission="audit.view",
+        columns=(
+            ("id", lambda row: row.id),
+            ("time", lambda row: row.created_at),
+            ("actor", lambda row: row.actor_label),
+            ("action", lambda row: row.action),
+            ("target_type", lambda row: row.target_type),
+            ("target_id", lambda row: row.target_id),
+            ("before", lambda row: _json(row.before)),
+            ("after", lambda row: _json(row.after)),
+            ("ip", lambda row: row.ip),
+        ),
+        query=audit_query,
+    ),
+)

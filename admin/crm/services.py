@@ -1,17 +1,17 @@
-"""The CRM's rules: services, campaigns and leads (contracts live in `admin.contracts`).
+"""The CRM's rules: services, campaigns and leads (contracts: `contracts`; the lists and
+their CSV exports: `queries`).
 
 Services flush, never commit; each staff write records one audit entry in the same
-transaction. The list queries take the request's arguments, so a screen and its CSV export
-filter the same way. A referred signup becomes a lead by itself (`lead_from_referral`).
+transaction. A referred signup becomes a lead by itself: the app connects
+`lead_from_referral` to the "referral recorded" signal.
 """
 
 import re
 from datetime import date, datetime
 
-from sqlalchemy import Select, func, or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
-from werkzeug.datastructures import MultiDict
 
 from auth.services import normalize_email
 from core import audit
@@ -19,7 +19,6 @@ from core.errors import DomainError
 from extensions import db
 from models import (
     CAMPAIGN_CHANNELS,
-    LEAD_STATUSES,
     Campaign,
     Contract,
     Lead,
@@ -29,7 +28,6 @@ from models import (
     User,
     utcnow,
 )
-from referral.signals import referral_recorded
 
 SERVICE_FIELDS = ("name", "description", "price", "currency")
 CAMPAIGN_FIELDS = ("name", "service_id", "channel", "budget", "currency", "starts_on", "ends_on")
@@ -109,18 +107,6 @@ def save_service(
     return _save(service, "service", values, explain=lambda: _name_clash(service, name))
 
 
-def services_query(args: MultiDict) -> Select:
-    query = select(Service).order_by(Service.name, Service.id)
-    if search := _search_text(args):
-        query = query.where(func.lower(Service.name).contains(search, autoescape=True))
-    return query
-
-
-def service_choices() -> list[tuple[int, str]]:
-    rows = db.session.execute(select(Service.id, Service.name).order_by(Service.name))
-    return [(service_id, name) for service_id, name in rows]
-
-
 # --- campaigns --------------------------------------------------------------------------
 
 
@@ -155,20 +141,6 @@ def save_campaign(
     )
     campaign = campaign or Campaign(created_at=utcnow())
     return _save(campaign, "campaign", values, explain=lambda: _campaign_clash(campaign, values))
-
-
-def campaigns_query(args: MultiDict) -> Select:
-    query = select(Campaign).options(joinedload(Campaign.service))
-    if (channel := args.get("channel")) in CAMPAIGN_CHANNELS:
-        query = query.where(Campaign.channel == channel)
-    if search := _search_text(args):
-        query = query.where(func.lower(Campaign.name).contains(search, autoescape=True))
-    return query.order_by(Campaign.starts_on.desc(), Campaign.id.desc())
-
-
-def campaign_choices() -> list[tuple[int, str]]:
-    rows = db.session.execute(select(Campaign.id, Campaign.name).order_by(Campaign.name))
-    return [(campaign_id, name) for campaign_id, name in rows]
 
 
 def _has_programs(campaign_id: int) -> bool:
@@ -257,27 +229,6 @@ def convert_lead(lead: Lead, contract_id: int | None) -> Lead:
     return lead
 
 
-def leads_query(args: MultiDict) -> Select:
-    query = select(Lead).options(joinedload(Lead.campaign))
-    if (status := args.get("status")) in LEAD_STATUSES:
-        query = query.where(Lead.status == status)
-    campaign = args.get("campaign", "")
-    if campaign == "none":
-        query = query.where(Lead.campaign_id.is_(None))
-    elif campaign.isdigit():
-        query = query.where(Lead.campaign_id == int(campaign))
-    if search := _search_text(args):
-        phone_digits = re.sub(r"[^0-9]", "", search)
-        matches = [
-            func.lower(Lead.full_name).contains(search, autoescape=True),
-            Lead.email.contains(search, autoescape=True),
-        ]
-        if phone_digits:
-            matches.append(Lead.phone.contains(phone_digits, autoescape=True))
-        query = query.where(or_(*matches))
-    return query.order_by(Lead.created_at.desc(), Lead.id.desc())
-
-
 def contracts_of(lead: Lead) -> list[Contract]:
     return list(
         db.session.scalars(
@@ -289,7 +240,6 @@ def contracts_of(lead: Lead) -> list[Contract]:
     )
 
 
-@referral_recorded.connect
 def lead_from_referral(referral: Referral, now: datetime) -> None:
     """A referred signup is a lead of the referral program's campaign: one per participant
     (a unique key decides), none for a refused referral or a person we cannot reach."""
@@ -364,7 +314,3 @@ def _save(obj, target_type: str, values: dict, audited=None, explain=None):
         if after:
             audit.record(f"{target_type}.update", target_type, obj.id, before=before, after=after)
     return obj
-
-
-def _search_text(args: MultiDict) -> str:
-    return (args.get("q") or "").strip().lower()[:100]

@@ -1,22 +1,24 @@
 """The analytics home: checked filters in, figures out, cached per filter set for
 ANALYTICS_CACHE_SECONDS. Ranges are whole UTC days, `start_day` 00:00 up to the midnight
-after `end_day`. The SQL lives in `analytics_queries`."""
+after `end_day`. The SQL lives in `queries`; the page's two tables are its CSV exports."""
 
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 from flask import current_app
 from sqlalchemy import select
+from werkzeug.datastructures import MultiDict
 
-from admin import analytics_queries as queries
-from admin import rollup
-from admin.analytics_queries import Scope
+from admin.analytics import queries, rollup
+from admin.analytics.forms import AnalyticsFilterForm
+from admin.analytics.queries import Scope
+from admin.exports import CsvExport
+from core.dates import midnight
 from core.errors import DomainError
 from extensions import cache, db
 from models import Campaign, Program
 
-DEFAULT_DAYS = 30
 MAX_DAYS = 3 * 366  # about three years
 
 
@@ -37,12 +39,12 @@ class Filters:
 
     @property
     def start(self) -> datetime:
-        return datetime.combine(self.start_day, time.min, UTC)
+        return midnight(self.start_day)
 
     @property
     def end(self) -> datetime:
         """Exclusive: midnight after the last day."""
-        return datetime.combine(self.end_day + timedelta(days=1), time.min, UTC)
+        return midnight(self.end_day + timedelta(days=1))
 
     @property
     def day_count(self) -> int:
@@ -57,12 +59,13 @@ class Filters:
         return args
 
 
-def today() -> date:
-    return datetime.now(UTC).date()
-
-
-def default_start() -> date:
-    return today() - timedelta(days=DEFAULT_DAYS - 1)
+def filters_of(form: AnalyticsFilterForm) -> Filters:
+    """The form's checked filters; raises InvalidFilter for a field's bad value."""
+    form.validate()
+    for name in ("start", "end", "program", "campaign"):
+        if form[name].errors:
+            raise InvalidFilter(form[name].errors[0], name)
+    return make_filters(form.start.data, form.end.data, form.program.data, form.campaign.data)
 
 
 def make_filters(
@@ -220,3 +223,38 @@ def top_referrers(scope: Scope) -> list["TopReferrer"]:
         if row.currency is not None:
             entry.earned[row.currency] = row.earned
     return list(board.values())
+
+
+# --- the page's tables as CSV: bad filters answer 400 with the page's message ---------------
+
+
+def export_scope(args: MultiDict) -> Scope:
+    return scope_of(filters_of(AnalyticsFilterForm(formdata=args)))
+
+
+CSV_EXPORTS = (
+    CsvExport(
+        name="analytics_daily",
+        permission="analytics.view",
+        columns=(
+            ("day", lambda row: row.day),
+            ("new_participants", lambda row: row.new_participants),
+            ("conversions", lambda row: row.conversions),
+        ),
+        query=lambda args: queries.daily_query(export_scope(args)),
+    ),
+    CsvExport(
+        name="top_referrers",
+        permission="analytics.view",
+        columns=(
+            ("participant_id", lambda row: row.user_id),
+            ("name", lambda row: row.name),
+            ("email", lambda row: row.email),
+            ("counted_referrals", lambda row: row.referrals),
+            ("qualified", lambda row: row.qualified),
+            ("reward_currency", lambda row: row.currency),
+            ("reward_earned_minor_units", lambda row: row.earned),
+        ),
+        query=lambda args: queries.top_referrers_query(export_scope(args)),
+    ),
+)

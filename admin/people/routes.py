@@ -12,52 +12,17 @@ from flask import (
 from flask_login import current_user
 from sqlalchemy import select
 
-from admin import exports, listing, people, services
-from admin.people_forms import ConfirmForm, IssueCodeForm, ReactivateForm, RoleForm, UserRoleForm
+from admin import listing
+from admin.people import roles, services
+from admin.people.forms import ConfirmForm, IssueCodeForm, ReactivateForm, RoleForm, UserRoleForm
 from admin.policy import STAFF_ROLES, require
-from core.errors import DomainError
-from core.forms import show_domain_error
+from core.forms import submit
 from extensions import db
 from models import Program, User
 from referral import tree
 from referral.leaderboard import parse_page
 
 bp = Blueprint("people", __name__)
-
-
-def _active_codes(user: User) -> str:
-    return " ".join(code.code for code in user.codes if code.status == "active")
-
-
-exports.register(
-    "participants",
-    "participants.view",
-    [
-        ("id", lambda user: user.id),
-        ("name", lambda user: user.name),
-        ("email", lambda user: user.email),
-        ("phone", lambda user: user.phone),
-        ("role", lambda user: user.role),
-        ("active", lambda user: user.active),
-        ("active codes", _active_codes),
-        ("referrals", lambda user: user.referral_count),
-        ("joined", lambda user: user.created_at),
-    ],
-    people.participants_query,
-)
-exports.register(
-    "users",
-    "users.manage",
-    [
-        ("id", lambda user: user.id),
-        ("name", lambda user: user.name),
-        ("email", lambda user: user.email),
-        ("role", lambda user: user.role),
-        ("active", lambda user: user.active),
-        ("joined", lambda user: user.created_at),
-    ],
-    people.users_query,
-)
 
 
 # --- participants ----------------------------------------------------------------------------
@@ -67,12 +32,12 @@ exports.register(
 @require("participants.view")
 def list_participants():
     filters = listing.kept_filters("q", "status")
-    participants = listing.paginate(people.participants_query(request.args))
+    participants = listing.paginate(services.participants_query(request.args))
     return render_template(
         "admin/people/participants.html",
         participants=participants,
         filters=filters,
-        statuses=people.ACCOUNT_STATUSES,
+        statuses=services.ACCOUNT_STATUSES,
     )
 
 
@@ -85,11 +50,11 @@ def suggest_participants():
             "id": user.id,
             "name": user.name,
             "email": user.email,
-            "codes": _active_codes(user),
+            "codes": services.active_codes(user),
             "active": user.active,
             "url": url_for(".show_participant", user_id=user.id),
         }
-        for user in people.suggestions(request.args.get("q", ""))
+        for user in services.suggestions(request.args.get("q", ""))
     ]
     return jsonify(results=results)
 
@@ -108,8 +73,8 @@ def change_participant_role(user_id: int):
         user_id,
         "role",
         form,
-        lambda: services.set_user_role(user_id, form.role.data),
-        lambda: f"The role is now {form.role.data}.",
+        lambda: roles.set_user_role(user_id, form.role.data),
+        lambda _: f"The role is now {form.role.data}.",
     )
 
 
@@ -120,8 +85,8 @@ def deactivate_participant(user_id: int):
         user_id,
         "deactivate",
         ConfirmForm(prefix="deactivate"),
-        lambda: people.set_participant_active(user_id, False, current_user),
-        lambda: "The account is deactivated: it can no longer sign in and its links stop.",
+        lambda: services.set_participant_active(user_id, False, current_user),
+        lambda _: "The account is deactivated: it can no longer sign in and its links stop.",
     )
 
 
@@ -132,21 +97,20 @@ def reactivate_participant(user_id: int):
         user_id,
         "reactivate",
         ReactivateForm(prefix="reactivate"),
-        lambda: people.set_participant_active(user_id, True, current_user),
-        lambda: "The account is active again.",
+        lambda: services.set_participant_active(user_id, True, current_user),
+        lambda _: "The account is active again.",
     )
 
 
 @bp.post("/participants/<int:user_id>/codes/<int:code_id>/disable")
 @require("participants.manage")
 def disable_participant_code(user_id: int, code_id: int):
-    disabled = []
     return _act(
         user_id,
         f"disable-{code_id}",
         ConfirmForm(prefix=f"code{code_id}"),
-        lambda: disabled.append(people.disable_code(user_id, code_id)),
-        lambda: f"Code {disabled[0].code} is disabled.",
+        lambda: services.disable_code(user_id, code_id),
+        lambda code: f"Code {code.code} is disabled.",
     )
 
 
@@ -154,29 +118,22 @@ def disable_participant_code(user_id: int, code_id: int):
 @require("participants.manage")
 def issue_participant_code(user_id: int):
     form = IssueCodeForm(_programs())
-    issued = []
     return _act(
         user_id,
         "issue",
         form,
-        lambda: issued.append(people.issue_new_code(user_id, form.program_id.data)),
-        lambda: f"New code {issued[0].code} issued.",
+        lambda: services.issue_new_code(user_id, form.program_id.data),
+        lambda code: f"New code {code.code} issued.",
     )
 
 
 def _act(user_id: int, name: str, form, action, success):
-    """Validate, run the one service call, commit; or show the page again with the message
-    next to the form that failed (nothing changed)."""
-    if not form.validate_on_submit():
-        return _participant_page(user_id, {name: form}, 400)
-    try:
-        action()
-        db.session.commit()
-    except DomainError as error:
-        db.session.rollback()
-        status = show_domain_error(form, error)
-        return _participant_page(user_id, {name: form}, status)
-    flash(success(), "success")
+    """Run the one service call in one transaction and flash `success(its result)`; or show
+    the page again with the message next to the form that failed (nothing changed)."""
+    submission = submit(form, action)
+    if not submission.done:
+        return _participant_page(user_id, {name: form}, submission.status)
+    flash(success(submission.result), "success")
     return redirect(url_for(".show_participant", user_id=user_id))
 
 
@@ -188,7 +145,7 @@ def _programs() -> list[Program]:
 
 def _participant_page(user_id: int, submitted: dict | None = None, status: int = 200):
     user = db.get_or_404(User, user_id)
-    view = people.participant_view(
+    view = services.participant_view(
         user,
         page=parse_page(request.args.get("page")),
         ledger_page=parse_page(request.args.get("ledger_page")),
@@ -247,14 +204,10 @@ def list_users():
 @require("users.manage")
 def set_user_role():
     form = UserRoleForm()
-    if not form.validate_on_submit():
-        return _users_page(form, 400)
-    try:
-        user, before = services.set_role(form.email.data, form.role.data)
-        db.session.commit()
-    except DomainError as error:
-        db.session.rollback()
-        return _users_page(form, show_domain_error(form, error))
+    submission = submit(form, lambda: roles.set_role(form.email.data, form.role.data))
+    if not submission.done:
+        return _users_page(form, submission.status)
+    user, before = submission.result
     if before == user.role:
         flash(f"{user.email} already was {user.role}; nothing changed.", "info")
     else:
@@ -263,7 +216,7 @@ def set_user_role():
 
 
 def _users_page(form: UserRoleForm, status: int = 200):
-    users = listing.paginate(people.users_query(request.args))
+    users = listing.paginate(services.users_query(request.args))
     return render_template(
         "admin/people/users.html",
         users=users,

@@ -7,12 +7,8 @@ is removed again, so no document lies on disk without the contract that names it
 from datetime import date
 from typing import BinaryIO
 
-from sqlalchemy import Select, func, or_, select
-from sqlalchemy.orm import joinedload
-from werkzeug.datastructures import MultiDict
-
-from admin import uploads
-from admin.crm import UnknownRecord
+from admin.crm import uploads
+from admin.crm.services import UnknownRecord
 from core import audit
 from core.errors import DomainError
 from extensions import db
@@ -89,22 +85,3 @@ def upload_contract(
         uploads.remove(stored.key)
         raise
     return contract
-
-
-def contracts_query(args: MultiDict) -> Select:
-    query = select(Contract).options(joinedload(Contract.lead), joinedload(Contract.service))
-    if (lead := args.get("lead", "")).isdigit():
-        query = query.where(Contract.lead_id == int(lead))
-    if (service := args.get("service", "")).isdigit():
-        query = query.where(Contract.service_id == int(service))
-    if search := (args.get("q") or "").strip().lower()[:100]:
-        lead_names = select(Lead.id).where(
-            func.lower(Lead.full_name).contains(search, autoescape=True)
-        )
-        query = query.where(
-            or_(
-                func.lower(Contract.name).contains(search, autoescape=True),
-                Contract.lead_id.in_(lead_names),
-            )
-        )
-    return query.order_by(Contract.signed_on.desc(), Contract.id.desc())

@@ -1,11 +1,17 @@
 """The analytics home's filters: a GET form (no CSRF: it changes nothing)."""
 
-from datetime import date
+from datetime import date, timedelta
 
 from flask_wtf import FlaskForm
 from wtforms import DateField, SelectField
 
-from admin import analytics
+from core.dates import utc_today
+
+DEFAULT_DAYS = 30
+
+
+def default_start() -> date:
+    return utc_today() - timedelta(days=DEFAULT_DAYS - 1)
 
 
 class DayField(DateField):
@@ -51,21 +57,11 @@ class AnalyticsFilterForm(FlaskForm):
     class Meta:
         csrf = False
 
-    start = DayField("From (UTC)", default=analytics.default_start)
-    end = DayField("To (UTC, inclusive)", default=analytics.today)
+    start = DayField("From (UTC)", default=default_start)
+    end = DayField("To (UTC, inclusive)", default=utc_today)
     program = IdSelectField("Program")
     campaign = IdSelectField("Campaign")
 
     def fill_choices(self, programs, campaigns) -> None:
         self.program.choices = [("", "All programs")] + [(str(i), n) for i, n in programs]
         self.campaign.choices = [("", "All campaigns")] + [(str(i), n) for i, n in campaigns]
-
-    def filters(self) -> analytics.Filters:
-        """The checked filters; raises InvalidFilter for a field's bad value."""
-        self.validate()
-        for name in ("start", "end", "program", "campaign"):
-            if self[name].errors:
-                raise analytics.InvalidFilter(self[name].errors[0], name)
-        return analytics.make_filters(
-            self.start.data, self.end.data, self.program.data, self.campaign.data
-        )

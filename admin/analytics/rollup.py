@@ -15,8 +15,9 @@ from datetime import date, timedelta
 
 from sqlalchemy import delete, func, insert, literal_column, select, union_all
 
-from admin.analytics_queries import first_code, midnight
-from admin.analytics_sql import utc_date
+from admin.analytics.queries import first_code
+from admin.analytics.sql import utc_date
+from core.dates import midnight
 from extensions import db
 from models import (
     AnalyticsDaily,

@@ -7,6 +7,7 @@ import logging
 
 from celery import shared_task
 
+from admin.analytics import rollup
 from extensions import db
 from models import utcnow
 
@@ -17,8 +18,6 @@ log = logging.getLogger(__name__)
 def rollup_analytics() -> int:
     """Roll up the closed days not rolled up yet (beat runs it hourly: the first run after
     midnight UTC rolls up the day that closed, the others find nothing to do)."""
-    from admin import rollup
-
     days = rollup.rollup_analytics(utcnow().date())
     db.session.commit()
     log.info("rolled up %d days of analytics", days)

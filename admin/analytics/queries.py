@@ -5,11 +5,11 @@ Each statement reads the range's entries of an index that holds every column it 
 A `Scope` is a half-open UTC time range [start, end) and the programs in view (None: all).
 
 Participants and clicks of the days before the roll-up's watermark come from the roll-up
-(admin/rollup.py), a few rows per day; later days are counted from the rows themselves.
+(admin/analytics/rollup.py), a few rows per day; later days are counted from the rows themselves.
 """
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import date, datetime
 
 from sqlalchemy import (
     ColumnElement,
@@ -27,7 +27,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import aliased
 
-from admin.analytics_sql import date_label, day_label, seconds_between, utc_day
+from admin.analytics.sql import date_label, day_label, seconds_between, utc_day
+from core.dates import midnight
 from extensions import db
 from models import (
     COUNTED_STATUSES,
@@ -72,10 +73,6 @@ class Scope:
         if self.programs is not None and len(self.programs) != 1:
             return None
         return self.rolled_until
-
-
-def midnight(day: date) -> datetime:
-    return datetime.combine(day, time.min, UTC)
 
 
 def _in_scope(column, scope: Scope) -> list:

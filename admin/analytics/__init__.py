@@ -1,0 +1,3 @@
+from admin.analytics.routes import bp
+
+__all__ = ["bp"]

@@ -1,0 +1,3 @@
+from admin.crm.routes import bp
+
+__all__ = ["bp"]

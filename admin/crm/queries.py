@@ -1,0 +1,174 @@
+"""The CRM's lists (services, campaigns, leads, contracts, campaign statistics) and their CSV
+exports: each export uses the query, and so the filters, of its screen."""
+
+import re
+
+from sqlalchemy import Select, func, or_, select
+from sqlalchemy.orm import joinedload
+from werkzeug.datastructures import MultiDict
+
+from admin.crm import campaign_stats
+from admin.exports import CsvExport
+from core.money import currency_amount_text
+from extensions import db
+from models import CAMPAIGN_CHANNELS, LEAD_STATUSES, Campaign, Contract, Lead, Service
+
+
+def services_query(args: MultiDict) -> Select:
+    query = select(Service).order_by(Service.name, Service.id)
+    if search := _search_text(args):
+        query = query.where(func.lower(Service.name).contains(search, autoescape=True))
+    return query
+
+
+def service_choices() -> list[tuple[int, str]]:
+    rows = db.session.execute(select(Service.id, Service.name).order_by(Service.name))
+    return [(service_id, name) for service_id, name in rows]
+
+
+def campaigns_query(args: MultiDict) -> Select:
+    query = select(Campaign).options(joinedload(Campaign.service))
+    if (channel := args.get("channel")) in CAMPAIGN_CHANNELS:
+        query = query.where(Campaign.channel == channel)
+    if search := _search_text(args):
+        query = query.where(func.lower(Campaign.name).contains(search, autoescape=True))
+    return query.order_by(Campaign.starts_on.desc(), Campaign.id.desc())
+
+
+def campaign_choices() -> list[tuple[int, str]]:
+    rows = db.session.execute(select(Campaign.id, Campaign.name).order_by(Campaign.name))
+    return [(campaign_id, name) for campaign_id, name in rows]
+
+
+def leads_query(args: MultiDict) -> Select:
+    query = select(Lead).options(joinedload(Lead.campaign))
+    if (status := args.get("status")) in LEAD_STATUSES:
+        query = query.where(Lead.status == status)
+    campaign = args.get("campaign", "")
+    if campaign == "none":
+        query = query.where(Lead.campaign_id.is_(None))
+    elif campaign.isdigit():
+        query = query.where(Lead.campaign_id == int(campaign))
+    if search := _search_text(args):
+        phone_digits = re.sub(r"[^0-9]", "", search)
+        matches = [
+            func.lower(Lead.full_name).contains(search, autoescape=True),
+            Lead.email.contains(search, autoescape=True),
+        ]
+        if phone_digits:
+            matches.append(Lead.phone.contains(phone_digits, autoescape=True))
+        query = query.where(or_(*matches))
+    return query.order_by(Lead.created_at.desc(), Lead.id.desc())
+
+
+def contracts_query(args: MultiDict) -> Select:
+    query = select(Contract).options(joinedload(Contract.lead), joinedload(Contract.service))
+    if (lead := args.get("lead", "")).isdigit():
+        query = query.where(Contract.lead_id == int(lead))
+    if (service := args.get("service", "")).isdigit():
+        query = query.where(Contract.service_id == int(service))
+    if search := (args.get("q") or "").strip().lower()[:100]:
+        lead_names = select(Lead.id).where(
+            func.lower(Lead.full_name).contains(search, autoescape=True)
+        )
+        query = query.where(
+            or_(
+                func.lower(Contract.name).contains(search, autoescape=True),
+                Contract.lead_id.in_(lead_names),
+            )
+        )
+    return query.order_by(Contract.signed_on.desc(), Contract.id.desc())
+
+
+def _search_text(args: MultiDict) -> str:
+    return (args.get("q") or "").strip().lower()[:100]
+
+
+# --- CSV exports -----------------------------------------------------------------------------
+
+
+def _ratio(row) -> str:
+    value = campaign_stats.ratio(int(row.revenue), int(row.spend))
+    return "" if value is None else str(value)
+
+
+CSV_EXPORTS = (
+    CsvExport(
+        name="services",
+        permission="services.manage",
+        columns=(
+            ("id", lambda s: s.id),
+            ("name", lambda s: s.name),
+            ("description", lambda s: s.description),
+            ("price", lambda s: currency_amount_text(s.price, s.currency)),
+            ("currency", lambda s: s.currency),
+            ("created_at", lambda s: s.created_at),
+        ),
+        query=services_query,
+    ),
+    CsvExport(
+        name="campaigns",
+        permission="campaigns.manage",
+        columns=(
+            ("id", lambda c: c.id),
+            ("name", lambda c: c.name),
+            ("service", lambda c: c.service.name if c.service else None),
+            ("channel", lambda c: c.channel),
+            ("budget", lambda c: currency_amount_text(c.budget, c.currency)),
+            ("currency", lambda c: c.currency),
+            ("starts_on", lambda c: c.starts_on),
+            ("ends_on", lambda c: c.ends_on),
+        ),
+        query=campaigns_query,
+    ),
+    CsvExport(
+        name="leads",
+        permission="leads.view",
+        columns=(
+            ("id", lambda lead: lead.id),
+            ("full_name", lambda lead: lead.full_name),
+            ("phone", lambda lead: lead.phone),
+            ("email", lambda lead: lead.email),
+            ("campaign", lambda lead: lead.campaign.name if lead.campaign else None),
+            ("status", lambda lead: lead.status),
+            ("source", lambda lead: lead.source),
+            ("contract_id", lambda lead: lead.contract_id),
+            ("created_at", lambda lead: lead.created_at),
+        ),
+        query=leads_query,
+    ),
+    CsvExport(
+        name="contracts",
+        permission="contracts.manage",
+        columns=(
+            ("id", lambda c: c.id),
+            ("name", lambda c: c.name),
+            ("lead", lambda c: c.lead.full_name),
+            ("lead_id", lambda c: c.lead_id),
+            ("service", lambda c: c.service.name),
+            ("signed_on", lambda c: c.signed_on),
+            ("valid_from", lambda c: c.valid_from),
+            ("valid_until", lambda c: c.valid_until),
+            ("amount", lambda c: currency_amount_text(c.amount, c.currency)),
+            ("currency", lambda c: c.currency),
+            ("document", lambda c: c.file_name),
+        ),
+        query=contracts_query,
+    ),
+    CsvExport(
+        name="campaign_stats",
+        permission="campaign_stats.view",
+        columns=(
+            ("campaign", lambda row: row.Campaign.name),
+            ("channel", lambda row: row.Campaign.channel),
+            ("currency", lambda row: row.Campaign.currency),
+            ("leads", lambda row: row.leads),
+            ("active_clients", lambda row: row.active_leads),
+            ("revenue", lambda row: currency_amount_text(int(row.revenue), row.Campaign.currency)),
+            ("spend", lambda row: currency_amount_text(int(row.spend), row.Campaign.currency)),
+            ("revenue_per_spend", _ratio),
+            ("entries_in_other_currencies_left_out", lambda row: int(row.left_out)),
+        ),
+        query=campaign_stats.stats_query,
+    ),
+)

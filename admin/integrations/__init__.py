@@ -1,0 +1,3 @@
+from admin.integrations.routes import bp
+
+__all__ = ["bp"]

@@ -1,0 +1,3 @@
+from admin.operations.routes import bp
+
+__all__ = ["bp"]

@@ -1,0 +1,119 @@
+"""A purchase staff record by hand: it goes through the same conversion pipeline as a
+shop's event, and the flash says what became of it."""
+
+import re
+from datetime import UTC, date, datetime, time
+
+from sqlalchemy import select
+
+from core import audit, money
+from core.errors import DomainError
+from core.money import exponent
+from extensions import db
+from models import User
+from rewards.conversions import record_event
+from rewards.events import EventIn, Outcome
+
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+
+
+class UnknownParticipant(DomainError):
+    status = 422
+    code = "unknown_participant"
+    field = "email"
+    message = "No participant has this email address. Check it on the participants screen."
+
+
+class InvalidPurchase(DomainError):
+    status = 422
+    code = "invalid_purchase"
+
+
+def parse_amount(text: str, currency: str) -> int:
+    """ "12.50" USD -> 1250 minor units; refuses more decimals than the currency has."""
+    decimals = exponent(currency)
+    example = "12" if decimals == 0 else "12." + "5".ljust(decimals, "0")
+    not_a_number = _purchase_error(
+        "amount", f"Write the amount as a number above zero, like {example}."
+    )
+    try:
+        minor = money.to_minor_units(text, decimals)
+    except money.AmountNotANumber:
+        raise not_a_number from None
+    except money.AmountTooPrecise:
+        raise _purchase_error(
+            "amount", f"{currency} amounts have {decimals} decimals at most."
+        ) from None
+    except money.AmountTooLarge:
+        raise _purchase_error("amount", "This amount is too large.") from None
+    if minor <= 0:
+        raise not_a_number
+    return minor
+
+
+def _purchase_error(field_name: str, message: str) -> InvalidPurchase:
+    error = InvalidPurchase(message)
+    error.field = field_name
+    return error
+
+
+def purchase_moment(day: date, now: datetime) -> datetime:
+    """The purchase's time: now for today; the end of an earlier day (UTC), so a purchase on
+    the day of the referral is never taken for one made before it."""
+    if day > now.date():
+        raise _purchase_error("occurred_on", "The purchase date cannot be in the future.")
+    return min(now, datetime.combine(day, time.max, UTC))
+
+
+def record_manual_purchase(
+    *, email: str, order_id: str, amount: str, currency: str, day: date, now: datetime
+) -> Outcome:
+    """Staff record a paid order: it goes through `record_event` like a shop's event, so the
+    same order entered twice is a duplicate and pays once."""
+    participant = db.session.scalar(select(User).where(User.email == email.strip().lower()))
+    if participant is None:
+        raise UnknownParticipant()
+    currency = currency.strip().upper()
+    if not _CURRENCY.match(currency):
+        raise _purchase_error("currency", "Use a three-letter currency code such as USD.")
+    order_id = order_id.strip()
+    event = EventIn(
+        source="manual",
+        kind="purchase",
+        external_id=order_id,
+        order_id=order_id,
+        customer_email=participant.email,
+        amount=parse_amount(amount, currency),
+        currency=currency,
+        occurred_at=purchase_moment(day, now),
+    )
+    outcome = record_event(event, now)
+    if outcome.outcome != "duplicate":
+        after = {
+            "order_id": order_id,
+            "participant_id": participant.id,
+            "amount": event.amount,
+            "currency": currency,
+            "outcome": outcome.outcome,
+            "reason": outcome.reason,
+        }
+        audit.record("conversion.record", "conversion", outcome.conversion_id, after=after)
+    return outcome
+
+
+# What an outcome means, for the flash after a manual purchase.
+OUTCOME_WORDS = {
+    None: "Recorded; the rewards it earned are on the rewards screen.",
+    "held_for_review": "Recorded; its rewards wait in the review queue.",
+    "not_referred": "Recorded; this participant was not referred, so it pays no reward.",
+    "below_minimum": "Recorded; the amount is below the program's minimum, so no reward.",
+    "already_rewarded": "Recorded; this referral was rewarded already (first purchase only).",
+    "existing_customer": "Recorded; the participant had bought before being referred.",
+    "currency_mismatch": "Recorded; the program pays in another currency, so no reward.",
+    "already_received": "This order was recorded before; nothing new was written.",
+}
+
+
+def describe(outcome: Outcome) -> str:
+    reason = (outcome.reason or "").replace("_", " ")
+    return OUTCOME_WORDS.get(outcome.reason, f"Recorded: {outcome.outcome}, {reason}.")

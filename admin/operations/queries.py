@@ -1,0 +1,231 @@
+"""The operations lists: the review queue, rewards, payouts and conversions, and their CSV
+exports. Each list query takes the page's query string and returns a Select; its export
+uses the same function, so a file holds exactly the rows its page lists."""
+
+from datetime import date, timedelta
+
+from sqlalchemy import Select, or_, select
+from sqlalchemy.orm import joinedload
+from werkzeug.datastructures import MultiDict
+
+from admin.exports import CsvExport
+from core.dates import midnight
+from core.templating import mask_email
+from extensions import db
+from models import (
+    CONVERSION_KINDS,
+    CONVERSION_SOURCES,
+    OUTCOMES,
+    PAYOUT_STATUSES,
+    REWARD_KINDS,
+    REWARD_STATUSES,
+    Conversion,
+    Payout,
+    Program,
+    Referral,
+    Reward,
+    User,
+)
+
+# --- filters (the page and its CSV export share them) ----------------------------------------
+
+
+def _choice(args: MultiDict, name: str, allowed) -> str | None:
+    value = (args.get(name) or "").strip()
+    return value if value in allowed else None
+
+
+def _number(args: MultiDict, name: str) -> int | None:
+    value = (args.get(name) or "").strip()
+    return int(value) if value.isdigit() else None
+
+
+def parse_day(text: str | None) -> date | None:
+    try:
+        return date.fromisoformat((text or "").strip())
+    except ValueError:
+        return None
+
+
+def review_referrals_query(args: MultiDict) -> Select:
+    """Referrals held by the signup checks, oldest first (a queue)."""
+    return (
+        select(Referral)
+        .options(joinedload(Referral.referred), joinedload(Referral.referrer))
+        .where(Referral.status == "review")
+        .order_by(Referral.created_at, Referral.id)
+    )
+
+
+def review_purchases_query(args: MultiDict) -> Select:
+    """Conversions whose rewards a purchase's own checks held; those of a referral that is
+    itself in review are decided with the referral."""
+    held = (
+        select(Reward.conversion_id)
+        .outerjoin(Referral, Reward.referral_id == Referral.id)
+        .where(Reward.status == "review")
+        .where(or_(Referral.id.is_(None), Referral.status != "review"))
+    )
+    return (
+        select(Conversion)
+        .options(joinedload(Conversion.participant))
+        .where(Conversion.id.in_(held))
+        .order_by(Conversion.created_at, Conversion.id)
+    )
+
+
+def rewards_query(args: MultiDict) -> Select:
+    query = select(Reward).options(joinedload(Reward.beneficiary))
+    if status := _choice(args, "status", REWARD_STATUSES):
+        query = query.where(Reward.status == status)
+    if kind := _choice(args, "kind", REWARD_KINDS):
+        query = query.where(Reward.kind == kind)
+    if (program_id := _number(args, "program")) is not None:
+        query = query.where(Reward.program_id == program_id)
+    if participant := (args.get("participant") or "").strip().lower():
+        people = select(User.id).where(User.email.contains(participant, autoescape=True))
+        query = query.where(Reward.beneficiary_id.in_(people))
+    return query.order_by(Reward.created_at.desc(), Reward.id.desc())
+
+
+def payouts_query(args: MultiDict) -> Select:
+    query = select(Payout).options(joinedload(Payout.user))
+    if status := _choice(args, "status", PAYOUT_STATUSES):
+        query = query.where(Payout.status == status)
+    return query.order_by(Payout.created_at.desc(), Payout.id.desc())
+
+
+def conversions_query(args: MultiDict) -> Select:
+    query = select(Conversion).options(joinedload(Conversion.participant))
+    for name, column, allowed in (
+        ("source", Conversion.source, CONVERSION_SOURCES),
+        ("kind", Conversion.kind, CONVERSION_KINDS),
+        ("outcome", Conversion.outcome, OUTCOMES),
+    ):
+        if value := _choice(args, name, allowed):
+            query = query.where(column == value)
+    if since := parse_day(args.get("since")):
+        query = query.where(Conversion.created_at >= midnight(since))
+    if until := parse_day(args.get("until")):
+        query = query.where(Conversion.created_at < midnight(until + timedelta(days=1)))
+    return query.order_by(Conversion.created_at.desc(), Conversion.id.desc())
+
+
+def program_choices() -> list[tuple[int, str]]:
+    return list(db.session.execute(select(Program.id, Program.name).order_by(Program.name)))
+
+
+def held_rewards(conversion_ids: list[int]) -> dict[int, list[Reward]]:
+    """The rewards waiting in review, per conversion (to show what a decision moves)."""
+    found: dict[int, list[Reward]] = {}
+    if conversion_ids:
+        rewards = db.session.scalars(
+            select(Reward)
+            .options(joinedload(Reward.beneficiary))
+            .where(Reward.conversion_id.in_(conversion_ids), Reward.status == "review")
+            .order_by(Reward.id)
+        )
+        for reward in rewards:
+            found.setdefault(reward.conversion_id, []).append(reward)
+    return found
+
+
+# --- CSV exports -----------------------------------------------------------------------------
+
+
+def _reasons(item) -> str:
+    return "; ".join(f"{r['code']} ({r['points']})" for r in item.risk_reasons or [])
+
+
+CSV_EXPORTS = (
+    CsvExport(
+        name="review",
+        permission="review.decide",
+        columns=(
+            ("id", lambda r: r.id),
+            ("created at", lambda r: r.created_at),
+            ("referred id", lambda r: r.referred_id),
+            ("referrer id", lambda r: r.referrer_id),
+            ("risk score", lambda r: r.risk_score),
+            ("referred email", lambda r: mask_email(r.referred.email)),
+            ("referrer email", lambda r: mask_email(r.referrer.email)),
+            ("reasons", _reasons),
+        ),
+        query=review_referrals_query,
+    ),
+    CsvExport(
+        name="review_purchases",
+        permission="review.decide",
+        columns=(
+            ("id", lambda c: c.id),
+            ("created at", lambda c: c.created_at),
+            ("participant id", lambda c: c.participant_id),
+            ("order id", lambda c: c.order_id),
+            ("amount", lambda c: c.amount),
+            ("currency", lambda c: c.currency),
+            ("risk score", lambda c: c.risk_score),
+            ("reasons", _reasons),
+        ),
+        query=review_purchases_query,
+    ),
+    CsvExport(
+        name="rewards",
+        permission="rewards.manage",
+        columns=(
+            ("id", lambda r: r.id),
+            ("created at", lambda r: r.created_at),
+            ("beneficiary id", lambda r: r.beneficiary_id),
+            ("program id", lambda r: r.program_id),
+            ("role", lambda r: r.role),
+            ("level", lambda r: r.level),
+            ("kind", lambda r: r.kind),
+            ("amount", lambda r: r.amount),
+            ("currency", lambda r: r.currency),
+            ("status", lambda r: r.status),
+            ("reason", lambda r: r.reason),
+            ("available at", lambda r: r.available_at),
+            ("paid at", lambda r: r.paid_at),
+            ("payout id", lambda r: r.payout_id),
+            ("external reference", lambda r: r.external_reference),
+            ("beneficiary email", lambda r: r.beneficiary.email),
+        ),
+        query=rewards_query,
+    ),
+    CsvExport(
+        name="payouts",
+        permission="payouts.manage",
+        columns=(
+            ("id", lambda p: p.id),
+            ("created at", lambda p: p.created_at),
+            ("user id", lambda p: p.user_id),
+            ("kind", lambda p: p.kind),
+            ("amount", lambda p: p.amount),
+            ("currency", lambda p: p.currency),
+            ("status", lambda p: p.status),
+            ("reference", lambda p: p.reference),
+            ("paid at", lambda p: p.paid_at),
+            ("user email", lambda p: p.user.email),
+        ),
+        query=payouts_query,
+    ),
+    CsvExport(
+        name="conversions",
+        permission="conversions.manage",
+        columns=(
+            ("id", lambda c: c.id),
+            ("created at", lambda c: c.created_at),
+            ("occurred at", lambda c: c.occurred_at),
+            ("source", lambda c: c.source),
+            ("kind", lambda c: c.kind),
+            ("external id", lambda c: c.external_id),
+            ("order id", lambda c: c.order_id),
+            ("participant id", lambda c: c.participant_id),
+            ("amount", lambda c: c.amount),
+            ("currency", lambda c: c.currency),
+            ("outcome", lambda c: c.outcome),
+            ("reason", lambda c: c.reason),
+            ("risk score", lambda c: c.risk_score),
+        ),
+        query=conversions_query,
+    ),
+)

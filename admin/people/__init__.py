@@ -1,0 +1,3 @@
+from admin.people.routes import bp
+
+__all__ = ["bp"]

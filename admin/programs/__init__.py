@@ -1,0 +1,3 @@
+from admin.programs.routes import bp
+
+__all__ = ["bp"]
