@@ -73,7 +73,7 @@ def register_blueprints(app: Flask) -> None:
 
 def register_commands(app: Flask) -> None:
     from admin.cli import admin_cli
-    from referral.cli import demo_cli
+    from demo import demo_cli
     from rewards.cli import rewards_cli
 
     app.cli.add_command(admin_cli)

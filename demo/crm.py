@@ -15,9 +15,9 @@ from sqlalchemy import func, select, update
 
 from admin import contracts, crm
 from core.errors import DomainError
+from demo.people import FIRST_NAMES, LAST_NAMES
 from extensions import db
 from models import Lead, Program, Reward, User
-from referral.demo import FIRST_NAMES, LAST_NAMES
 from rewards import ledger
 
 # A minimal valid PDF: the demo's "signed document".
