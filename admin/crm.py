@@ -29,7 +29,6 @@ from models import (
     User,
     utcnow,
 )
-from referral.signals import referral_recorded
 
 SERVICE_FIELDS = ("name", "description", "price", "currency")
 CAMPAIGN_FIELDS = ("name", "service_id", "channel", "budget", "currency", "starts_on", "ends_on")
@@ -289,7 +288,6 @@ def contracts_of(lead: Lead) -> list[Contract]:
     )
 
 
-@referral_recorded.connect
 def lead_from_referral(referral: Referral, now: datetime) -> None:
     """A referred signup is a lead of the referral program's campaign: one per participant
     (a unique key decides), none for a refused referral or a person we cannot reach."""

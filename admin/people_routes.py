@@ -17,10 +17,10 @@ from admin.people_forms import ConfirmForm, IssueCodeForm, ReactivateForm, RoleF
 from admin.policy import STAFF_ROLES, require
 from core.errors import DomainError
 from core.forms import show_domain_error
+from core.pagination import parse_page
 from extensions import db
 from models import Program, User
 from referral import tree
-from referral.leaderboard import parse_page
 
 bp = Blueprint("people", __name__)
 

@@ -29,7 +29,7 @@ from models import (
 from referral import fraud
 from referral import services as referral_services
 from referral.codes import normalize_code
-from referral.signals import referral_qualified, referral_recorded
+from referral.signals import referral_qualified
 from rewards import customers, notifications, services
 from rewards.events import SOURCES_FROM_OUTSIDE, EventIn, InvalidEvent, Outcome, parse_api_event
 
@@ -325,8 +325,7 @@ def _requalify_if_cancelled(purchases: list[Conversion], now: datetime) -> None:
             )
 
 
-@referral_recorded.connect
-def _on_referral_recorded(referral: Referral, now: datetime) -> None:
+def on_referral_recorded(referral: Referral, now: datetime) -> None:
     """Tell the referrer, and pay now when the program pays on signup. Referrals made from
     an event (source "api") are paid by that event's own conversion instead."""
     if referral.counted:

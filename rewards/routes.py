@@ -6,9 +6,9 @@ from flask_login import current_user, login_required
 from core.errors import DomainError
 from core.forms import show_domain_error
 from core.money import format_amount
+from core.pagination import parse_page
 from extensions import db
 from models import utcnow
-from referral.leaderboard import parse_page
 from rewards import ledger
 from rewards.api import api_bp
 from rewards.forms import PayoutForm
