@@ -6,22 +6,46 @@ import sys
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+import admin
+import auth
+import core
+import referral
+import rewards
 from admin import exports as csv_exports
 from admin.analytics import services as analytics
-from admin.crm import queries as crm
-from admin.crm.services import lead_from_referral
+from admin.analytics import tasks as analytics_tasks
+from admin.cli import admin_cli
+from admin.crm import queries as crm_queries
+from admin.crm import services as crm
 from admin.integrations import services as integrations
 from admin.operations import queries as operations
 from admin.people import services as people
 from admin.programs import queries as programs
+from auth.services import load_user, unauthorized
 from config import load_config
 from core.database import configure_engine
 from core.errors import register_error_handlers
-from core.jobs import init_celery
+from core.jobs import init_celery, register_jobs
+from core.mail import send_email
 from core.security import register_security_headers
 from core.templating import register_template_helpers
+from demo import demo_cli
 from extensions import bootstrap, cache, csrf, db, limiter, login_manager, mail, migrate
-from referral.signals import referral_recorded
+from referral.signals import referral_qualified, referral_recorded
+from rewards import conversions, outbound
+from rewards import tasks as rewards_tasks
+from rewards.cli import rewards_cli
+from rewards.signals import rewards_approved, rewards_paid
+
+# Every background job, by the module that declares it (beat's schedule is in config.py).
+BACKGROUND_JOBS = (
+    send_email,
+    rewards_tasks.release_held,
+    rewards_tasks.expire,
+    rewards_tasks.retry_webhooks,
+    outbound.deliver_webhook,
+    analytics_tasks.rollup_analytics,
+)
 
 
 def create_app(config: dict | None = None) -> Flask:
@@ -29,9 +53,10 @@ def create_app(config: dict | None = None) -> Flask:
     load_config(app, config)
     configure_logging(app.config["LOG_LEVEL"])
     register_extensions(app)
+    register_background_jobs(app)
+    register_signal_receivers()
     register_blueprints(app)
     register_csv_exports(app)
-    register_crm_receivers(app)
     register_error_handlers(app)
     register_security_headers(app)
     register_template_helpers(app)
@@ -51,8 +76,6 @@ def configure_logging(level: str) -> None:
 
 
 def register_extensions(app: Flask) -> None:
-    from auth.services import load_user, unauthorized
-
     db.init_app(app)
     with app.app_context():
         configure_engine(db.engine, app.config["SQLITE_BUSY_TIMEOUT_SECONDS"])
@@ -68,13 +91,22 @@ def register_extensions(app: Flask) -> None:
     init_celery(app)
 
 
-def register_blueprints(app: Flask) -> None:
-    import admin
-    import auth
-    import core
-    import referral
-    import rewards
+def register_background_jobs(app: Flask) -> None:
+    register_jobs(app.extensions["celery"], BACKGROUND_JOBS)
 
+
+def register_signal_receivers() -> None:
+    """Who acts on what the domain announces, in the order they run. The signals are
+    process-wide; connecting a receiver again (another app in the process) changes nothing."""
+    referral_recorded.connect(conversions.on_referral_recorded)
+    referral_recorded.connect(crm.lead_from_referral)
+    referral_recorded.connect(outbound.publish_referral_created)
+    referral_qualified.connect(outbound.publish_referral_qualified)
+    rewards_approved.connect(outbound.publish_rewards_approved)
+    rewards_paid.connect(outbound.publish_rewards_paid)
+
+
+def register_blueprints(app: Flask) -> None:
     app.register_blueprint(core.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(referral.bp)
@@ -90,22 +122,12 @@ def register_csv_exports(app: Flask) -> None:
         people.CSV_EXPORTS,
         programs.CSV_EXPORTS,
         operations.CSV_EXPORTS,
-        crm.CSV_EXPORTS,
+        crm_queries.CSV_EXPORTS,
         integrations.CSV_EXPORTS,
     )
 
 
-def register_crm_receivers(app: Flask) -> None:
-    """A referred signup becomes a CRM lead. (Interim: the app-wide receiver list replaces
-    this when the wiring is gathered in one place.)"""
-    referral_recorded.connect(lead_from_referral)
-
-
 def register_commands(app: Flask) -> None:
-    from admin.cli import admin_cli
-    from referral.cli import demo_cli
-    from rewards.cli import rewards_cli
-
     app.cli.add_command(admin_cli)
     app.cli.add_command(demo_cli)
     app.cli.add_command(rewards_cli)

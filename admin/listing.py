@@ -3,8 +3,8 @@ filters to carry into page links, exports and redirects."""
 
 from flask import current_app, request
 
+from core.pagination import parse_page
 from extensions import db
-from referral.leaderboard import parse_page
 
 
 def page_size() -> int:

@@ -11,7 +11,6 @@ from flask_login import current_user, login_user
 
 from auth import phone, sms
 from auth.phone_forms import PhoneCodeForm, PhoneForm
-from auth.routes import bp
 from core.errors import DomainError
 from core.forms import submit
 from core.security import is_local_path
@@ -84,7 +83,6 @@ def _safe_next() -> str | None:
     return target if is_local_path(target) else None
 
 
-@bp.route("/phone", methods=["GET", "POST"])
 @code_ip_limit
 @code_number_limit
 def phone_sign_in():
@@ -113,7 +111,6 @@ def phone_sign_in():
     return render_template("auth/phone.html", form=form), submitted.status
 
 
-@bp.route("/phone/verify", methods=["GET", "POST"])
 @verify_limit
 def verify_phone():
     if current_user.is_authenticated:

@@ -7,7 +7,6 @@ from flask_login import current_user, login_required, login_user
 from auth import phone, services
 from auth.phone_forms import AddEmailForm, AddPhoneForm, PhoneCodeForm
 from auth.phone_routes import code_ip_limit, code_number_limit, send_code, verify_limit
-from auth.routes import bp
 from core.forms import submit
 from extensions import db
 from models import User
@@ -30,13 +29,11 @@ def _render_profile(email_form=None, phone_form=None, status=200):
     ), status
 
 
-@bp.get("/profile")
 @login_required
 def profile():
     return _render_profile()
 
 
-@bp.post("/profile/email")
 @login_required
 def add_email():
     form = AddEmailForm()
@@ -49,7 +46,6 @@ def add_email():
     return _render_profile(email_form=form, status=submitted.status)
 
 
-@bp.post("/profile/phone")
 @login_required
 @code_ip_limit
 @code_number_limit
@@ -70,7 +66,6 @@ def add_phone():
     return _render_profile(phone_form=form, status=submitted.status)
 
 
-@bp.route("/profile/phone/verify", methods=["GET", "POST"])
 @login_required
 @verify_limit
 def verify_profile_phone():
@@ -95,7 +90,6 @@ def verify_profile_phone():
     ), submitted.status
 
 
-@bp.post("/profile/sessions")
 @login_required
 def end_other_sessions():
     # CSRFProtect has already refused a POST without a valid token.

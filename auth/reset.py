@@ -23,11 +23,10 @@ from sqlalchemy import select, update
 from auth.services import check_password_policy, hash_password, normalize_email
 from core.errors import DomainError
 from core.jobs import enqueue
+from core.mail import absolute_url, send_email
 from core.templating import format_datetime
 from extensions import db
 from models import User, utcnow
-from rewards.notifications import absolute_url
-from rewards.tasks import send_email
 
 log = logging.getLogger(__name__)
 

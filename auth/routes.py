@@ -11,7 +11,7 @@ from flask import (
 from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_required, login_user, logout_user
 
-from auth import reset, services
+from auth import phone_routes, profile_routes, reset, services
 from auth.forms import LoginForm, ResetPasswordForm, ResetRequestForm, SignupForm
 from core.errors import DomainError
 from core.forms import show_domain_error, submit
@@ -21,6 +21,18 @@ from referral import attribution
 from referral import services as referral_services
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
+# Sign-in by phone and the profile page keep their views in modules of their own; their URLs
+# are listed here, so this module shows every URL under /auth.
+_BOTH = ["GET", "POST"]
+bp.add_url_rule("/phone", view_func=phone_routes.phone_sign_in, methods=_BOTH)
+bp.add_url_rule("/phone/verify", view_func=phone_routes.verify_phone, methods=_BOTH)
+bp.add_url_rule("/profile", view_func=profile_routes.profile, methods=["GET"])
+bp.add_url_rule("/profile/email", view_func=profile_routes.add_email, methods=["POST"])
+bp.add_url_rule("/profile/phone", view_func=profile_routes.add_phone, methods=["POST"])
+bp.add_url_rule(
+    "/profile/phone/verify", view_func=profile_routes.verify_profile_phone, methods=_BOTH
+)
+bp.add_url_rule("/profile/sessions", view_func=profile_routes.end_other_sessions, methods=["POST"])
 
 
 def _login_account_key() -> str:

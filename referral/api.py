@@ -3,6 +3,7 @@
 from flask import Blueprint, current_app, jsonify, request
 from flask_login import current_user, login_required
 
+from core.pagination import parse_page
 from core.templating import mask_email
 from models import utcnow
 from referral import leaderboard, services, tree
@@ -13,7 +14,7 @@ api_bp = Blueprint("api", __name__, url_prefix="/api/v1")
 @api_bp.get("/leaderboard")
 def get_leaderboard():
     period = leaderboard.parse_period(request.args.get("period"))
-    page = leaderboard.parse_page(request.args.get("page"))
+    page = parse_page(request.args.get("page"))
     board = leaderboard.board_page(period, page, utcnow())
     response = jsonify(
         period=board.period,
@@ -46,7 +47,7 @@ def get_me():
 @api_bp.get("/me/referrals")
 @login_required
 def get_my_referrals():
-    page = leaderboard.parse_page(request.args.get("page"))
+    page = parse_page(request.args.get("page"))
     invited = services.invited_people(current_user, page, current_app.config["DASHBOARD_PAGE_SIZE"])
     return jsonify(
         page=invited.page,
@@ -89,7 +90,7 @@ def get_my_tree():
     shown). Emails are masked.
     """
     asked = tree.TreeRequest.from_args({"level": request.args.get("level")})
-    page = leaderboard.parse_page(request.args.get("page")) if asked.level else 1
+    page = parse_page(request.args.get("page")) if asked.level else 1
     depth = tree.program_depth()
     per_page = current_app.config["DASHBOARD_PAGE_SIZE"]
     levels = tree.level_summary(current_user, depth)

@@ -43,14 +43,6 @@ def parse_period(raw: str | None) -> str:
     return raw if raw in PERIODS else "all"
 
 
-def parse_page(raw: str | None) -> int:
-    try:
-        page = int(raw or 1)
-    except (TypeError, ValueError):
-        return 1
-    return max(page, 1)
-
-
 def period_start(period: str, now: datetime) -> datetime | None:
     """Calendar periods in UTC: this month from the 1st, this week from Monday."""
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)

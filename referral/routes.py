@@ -13,6 +13,7 @@ from flask_login import current_user, login_required
 
 from core.clients import ip_prefix
 from core.forms import submit
+from core.pagination import parse_page
 from extensions import db, limiter
 from models import utcnow
 from referral import attribution, claims, leaderboard, services, sharing, tree
@@ -94,7 +95,7 @@ def dashboard():
     program = services.default_program()
     code = services.active_code(current_user, program)
     link = services.referral_link(code.code) if code else None
-    page = leaderboard.parse_page(request.args.get("page"))
+    page = parse_page(request.args.get("page"))
     return render_template(
         "referral/dashboard.html",
         code=code,
@@ -148,7 +149,7 @@ def download_qr():
 def show_leaderboard():
     period = leaderboard.parse_period(request.args.get("period"))
     now = utcnow()
-    board = leaderboard.board_page(period, leaderboard.parse_page(request.args.get("page")), now)
+    board = leaderboard.board_page(period, parse_page(request.args.get("page")), now)
     mine = None
     if current_user.is_authenticated:
         mine = leaderboard.rank_of(current_user, period, now)

@@ -1,13 +1,12 @@
 """What the referral loop announces, for the parts of the product that act on it.
 
 The rewards engine listens (it depends on the referral loop, never the other way round).
+app.register_signal_receivers connects every receiver, in the order they run.
 """
 
-from blinker import Namespace
-
-_signals = Namespace()
+from core.signals import OrderedSignal
 
 # Sent with the Referral just recorded (any status) and `now`, inside its transaction.
-referral_recorded = _signals.signal("referral-recorded")
+referral_recorded = OrderedSignal("referral-recorded")
 # Sent with a Referral that a qualifying event just moved to `qualified`, and `now`.
-referral_qualified = _signals.signal("referral-qualified")
+referral_qualified = OrderedSignal("referral-qualified")

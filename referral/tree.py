@@ -18,10 +18,10 @@ from sqlalchemy.orm import aliased
 
 from core.errors import DomainError
 from core.money import format_amount
+from core.pagination import parse_page
 from extensions import db
 from models import BALANCE_STATUSES, Reward, User
 from referral import services
-from referral.leaderboard import parse_page
 
 # Referrer entries pay for a referral at some level of the tree; friend rewards ("referee")
 # and milestone bonuses are the participant's own, not a level's.

@@ -3,8 +3,8 @@
 from flask import Blueprint, current_app, jsonify, request
 from flask_login import current_user, login_required
 
+from core.pagination import parse_page
 from models import Reward
-from referral.leaderboard import parse_page
 from rewards import ledger
 
 api_bp = Blueprint("rewards_api", __name__, url_prefix="/api/v1")

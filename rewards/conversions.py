@@ -28,7 +28,6 @@ from models import (
 from referral import fraud, lifecycle
 from referral import services as referral_services
 from referral.codes import normalize_code
-from referral.signals import referral_recorded
 from rewards import customers, notifications, services
 from rewards.events import SOURCES_FROM_OUTSIDE, EventIn, InvalidEvent, Outcome, parse_api_event
 
@@ -311,8 +310,7 @@ def _requalify_if_cancelled(purchases: list[Conversion], now: datetime) -> None:
             lifecycle.reopen(referral_id, now)
 
 
-@referral_recorded.connect
-def _on_referral_recorded(referral: Referral, now: datetime) -> None:
+def on_referral_recorded(referral: Referral, now: datetime) -> None:
     """Tell the referrer, and pay now when the program pays on signup. Referrals made from
     an event (source "api") are paid by that event's own conversion instead."""
     if referral.counted:

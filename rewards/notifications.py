@@ -4,15 +4,13 @@ a background job only once it commits (core.jobs.enqueue).
 The friend is named by public name and masked address only, never by the full address.
 """
 
-from urllib.parse import urlsplit
-
-from flask import current_app, has_request_context, render_template, url_for
+from flask import render_template
 
 from core.jobs import enqueue
+from core.mail import absolute_url, send_email
 from core.money import format_amount
 from core.templating import mask_email
 from models import Referral, Reward, User
-from rewards.tasks import send_email
 
 
 def friend_joined(referral: Referral) -> None:
@@ -52,18 +50,3 @@ def reward_approved(reward: Reward) -> None:
 
 def _reachable(user: User) -> bool:
     return bool(user.email) and user.active
-
-
-def absolute_url(endpoint: str, **values) -> str | None:
-    """A full link for an email. Under PUBLIC_URL when set: a worker has no request to take
-    the host from. Else from the current request (or SERVER_NAME); None when neither exists."""
-    public_url = current_app.config["PUBLIC_URL"]
-    if public_url:
-        parts = urlsplit(public_url)
-        adapter = current_app.url_map.bind(
-            parts.netloc, script_name=parts.path.rstrip("/") or "/", url_scheme=parts.scheme
-        )
-        return adapter.build(endpoint, values, force_external=True)
-    if has_request_context() or current_app.config["SERVER_NAME"]:
-        return url_for(endpoint, _external=True, **values)
-    return None

@@ -25,17 +25,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from flask import current_app
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import joinedload
 from standardwebhooks import Webhook
 
-from core.jobs import enqueue
+from core.jobs import enqueue, job
 from extensions import db
 from models import Program, Referral, Reward, User, WebhookDelivery, WebhookEndpoint, utcnow
-from referral.signals import referral_qualified, referral_recorded
 from rewards.outbound_http import UnsafeUrl, check_new_url, post
-from rewards.signals import rewards_approved, rewards_paid
-from rewards.tasks import deliver_webhook
 
 log = logging.getLogger(__name__)
 
@@ -97,24 +95,23 @@ def publish(event_type: str, build: Callable[[], Iterable[dict]], now: datetime)
     return len(deliveries)
 
 
-@referral_recorded.connect
-def _on_referral_recorded(referral: Referral, now: datetime) -> None:
+# Receivers of the referral and rewards signals (connected by the app factory).
+
+
+def publish_referral_created(referral: Referral, now: datetime) -> None:
     publish("referral.created", lambda: [referral_data(referral)], now)
 
 
-@referral_qualified.connect
-def _on_referral_qualified(referral: Referral, now: datetime) -> None:
+def publish_referral_qualified(referral: Referral, now: datetime) -> None:
     publish("referral.qualified", lambda: [referral_data(referral)], now)
 
 
-@rewards_approved.connect
-def _on_rewards_approved(_sender, reward_ids: list[int], now: datetime) -> None:
+def publish_rewards_approved(_sender, reward_ids: list[int], now: datetime) -> None:
     if reward_ids:
         publish("reward.approved", lambda: rewards_data(reward_ids), now)
 
 
-@rewards_paid.connect
-def _on_rewards_paid(_sender, reward_ids: list[int], now: datetime) -> None:
+def publish_rewards_paid(_sender, reward_ids: list[int], now: datetime) -> None:
     if reward_ids:
         publish("reward.paid", lambda: rewards_data(reward_ids), now)
 
@@ -342,3 +339,24 @@ def _wait(attempts: int) -> timedelta:
 def queue_again(delivery: WebhookDelivery) -> None:
     """Queue a delivery that was just reset to pending (redeliver), after the commit."""
     enqueue(deliver_webhook, delivery.id, delivery.attempts)
+
+
+@job("rewards.deliver_webhook", bind=True, max_retries=None)
+def deliver_webhook(task, delivery_id: int, seen_attempts: int = 0) -> str | None:
+    """One attempt at one delivery. A worker retries a failure with exponential backoff
+    (Celery's countdown) up to WEBHOOK_MAX_ATTEMPTS, then it is failed. Eager (no broker) there
+    is no later inside a request: one attempt now, and the next ones when the sweep
+    (`rewards.retry_webhooks`, `flask rewards retry-webhooks`) finds them due."""
+    config = current_app.config
+    attempt = claim_attempt(delivery_id, seen_attempts, utcnow())
+    db.session.commit()  # the attempt counts before the request goes out
+    if attempt is None:
+        return None
+    answer = send(
+        attempt, config["WEBHOOK_DELIVERY_TIMEOUT_SECONDS"], config["WEBHOOK_ALLOW_PRIVATE_URLS"]
+    )
+    wait = record_answer(attempt, answer, utcnow(), config["WEBHOOK_MAX_ATTEMPTS"])
+    db.session.commit()
+    if wait is not None and not task.request.is_eager:
+        raise task.retry(args=(delivery_id, attempt.number), kwargs={}, countdown=wait)
+    return answer.error or "succeeded"

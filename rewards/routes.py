@@ -5,8 +5,8 @@ from flask_login import current_user, login_required
 
 from core.forms import submit
 from core.money import format_amount
+from core.pagination import parse_page
 from models import utcnow
-from referral.leaderboard import parse_page
 from rewards import ledger
 from rewards.api import api_bp
 from rewards.forms import PayoutForm

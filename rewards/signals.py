@@ -4,9 +4,7 @@ Both are sent inside the transaction that changes the rewards, with `reward_ids`
 a receiver that acts outside the database queues a job, which runs after the commit.
 """
 
-from blinker import Namespace
+from core.signals import OrderedSignal
 
-_signals = Namespace()
-
-rewards_approved = _signals.signal("rewards-approved")
-rewards_paid = _signals.signal("rewards-paid")
+rewards_approved = OrderedSignal("rewards-approved")
+rewards_paid = OrderedSignal("rewards-paid")

@@ -23,11 +23,12 @@ from sqlalchemy import select
 
 from app import create_app
 from core.jobs import enqueue
+from core.mail import SEND_BACKOFF_SECONDS, send_email
 from extensions import db
 from models import Conversion, Referral, Reward, User, utcnow
 from referral.services import default_program
 from rewards.notifications import friend_joined, reward_approved
-from rewards.tasks import SEND_BACKOFF_SECONDS, release_held, send_email
+from rewards.tasks import release_held
 from tests import databases
 from tests.conftest import app_config, close
 from tests.server import ROOT, server_environment, stop_process

@@ -1,20 +1,19 @@
 """Background jobs of the staff panel: the hourly analytics roll-up.
 
-Runs inside an app context (core.jobs.FlaskTask), in a worker or inline (eager).
+Runs inside an app context (core.jobs), in a worker or inline (eager).
 """
 
 import logging
 
-from celery import shared_task
-
 from admin.analytics import rollup
+from core.jobs import job
 from extensions import db
 from models import utcnow
 
 log = logging.getLogger(__name__)
 
 
-@shared_task(name="admin.rollup_analytics")
+@job("admin.rollup_analytics")
 def rollup_analytics() -> int:
     """Roll up the closed days not rolled up yet (beat runs it hourly: the first run after
     midnight UTC rolls up the day that closed, the others find nothing to do)."""

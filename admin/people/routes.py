@@ -17,10 +17,10 @@ from admin.people import roles, services
 from admin.people.forms import ConfirmForm, IssueCodeForm, ReactivateForm, RoleForm, UserRoleForm
 from admin.policy import STAFF_ROLES, require
 from core.forms import submit
+from core.pagination import parse_page
 from extensions import db
 from models import Program, User
 from referral import tree
-from referral.leaderboard import parse_page
 
 bp = Blueprint("people", __name__)
 

@@ -16,9 +16,9 @@ from sqlalchemy import func, select, update
 from admin.crm import contracts
 from admin.crm import services as crm
 from core.errors import DomainError
+from demo.people import FIRST_NAMES, LAST_NAMES
 from extensions import db
 from models import Lead, Program, Reward, User
-from referral.demo import FIRST_NAMES, LAST_NAMES
 from rewards import ledger
 
 # A minimal valid PDF: the demo's "signed document".

@@ -7,12 +7,10 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from admin import demo as crm_demo
 from admin.analytics.rollup import rollup_analytics
+from demo import crm, people, shop
 from extensions import db
 from models import utcnow
-from referral import demo
-from rewards import demo as rewards_demo
 
 demo_cli = AppGroup("demo", help="Demo data.")
 
@@ -23,7 +21,7 @@ demo_cli = AppGroup("demo", help="Demo data.")
 @click.option("--if-empty", is_flag=True, help="Do nothing when the database has participants.")
 def seed(participants: int, days: int, if_empty: bool):
     """Create demo participants, referral chains and clicks over the last DAYS days."""
-    if not demo.database_is_empty():
+    if not people.database_is_empty():
         if if_empty:
             click.echo("The database already has participants; demo seed skipped.")
             return
@@ -36,12 +34,12 @@ def seed(participants: int, days: int, if_empty: bool):
     mail_state = current_app.extensions["mailman"]
     backend, mail_state.backend = mail_state.backend, "dummy"
     try:
-        report = demo.seed(participants, days, progress)
+        report = people.seed(participants, days, progress)
         click.echo("Seeding purchases, refunds and rewards...")
-        purchases, refunds = rewards_demo.seed_purchases(
+        purchases, refunds = shop.seed_purchases(
             random.Random(days), utcnow(), utcnow() - timedelta(days=days + 1)
         )
-        crm_demo.seed(random.Random(days), utcnow())
+        crm.seed(random.Random(days), utcnow())
         rollup_analytics(utcnow().date(), rebuild=True)  # the seed backdates its rows
         db.session.commit()
     finally:
@@ -49,6 +47,6 @@ def seed(participants: int, days: int, if_empty: bool):
     click.echo(
         f"Created {report.participants} participants, {report.referrals} referrals, "
         f"{report.clicks} clicks, {purchases} purchases and {refunds} refunds.\n"
-        f"Log in as {demo.ADMIN_EMAIL} (staff: {', '.join(demo.STAFF_EMAILS.values())}; "
-        f"or any demo participant) with the password '{demo.DEMO_PASSWORD}'."
+        f"Log in as {people.ADMIN_EMAIL} (staff: {', '.join(people.STAFF_EMAILS.values())}; "
+        f"or any demo participant) with the password '{people.DEMO_PASSWORD}'."
     )
