@@ -1,9 +1,11 @@
-"""Fixtures: a fresh app per test on SQLite and on PostgreSQL, each test on empty tables."""
+"""Fixtures: an app per test module and database (SQLite and PostgreSQL), each test on empty
+tables with the default program, an empty cache and fresh rate-limit counters."""
 
 import logging
 import re
 from datetime import timedelta
 
+import celery
 import pytest
 
 from app import create_app
@@ -65,9 +67,75 @@ def config_overrides():
     return {}
 
 
+# Paths under the test's own tmp_path: set per test on a shared app, never part of its key.
+PER_TEST_SETTINGS = frozenset({"CONTRACTS_FOLDER"})
+
+
+class SharedApps:
+    """The apps of one test module, one per database, made with the same overrides.
+
+    Making an app costs about 30 ms and rebinds process-wide singletons (the rate limiter's
+    storage, Celery's default app); so the module keeps one app per database while its
+    overrides stay the same, and starts afresh whenever they change or a test made an app
+    of its own."""
+
+    def __init__(self):
+        self.overrides_key = None
+        self.apps = {}  # database URL -> (app, its configuration as made)
+
+    def get(self, database_url: str, overrides: dict):
+        key = repr(sorted(overrides.items()))
+        if key != self.overrides_key:
+            self.close_all()
+            self.overrides_key = key
+        if database_url not in self.apps:
+            made = create_app(app_config(database_url, **overrides))
+            self.apps[database_url] = (made, dict(made.config))
+        app, settings = self.apps[database_url]
+        app.config.clear()  # undo whatever the previous test changed in app.config
+        app.config.update(settings)
+        app.extensions["celery"].set_current()  # as if just made, for @shared_task lookups
+        app.extensions["celery"].set_default()
+        return app
+
+    def forget_if_another_app_was_made(self, app) -> None:
+        if celery.current_app._get_current_object() is not app.extensions["celery"]:
+            self.close_all()
+
+    def close_all(self) -> None:
+        for app, _ in self.apps.values():
+            close(app)
+        self.apps.clear()
+
+
+@pytest.fixture(scope="module")
+def shared_apps():
+    apps = SharedApps()
+    yield apps
+    apps.close_all()
+
+
 @pytest.fixture
-def app(database_url, config_overrides):
-    app = create_app(app_config(database_url, **config_overrides))
+def app(request, database_url, config_overrides, shared_apps):
+    if request.node.get_closest_marker("own_app"):
+        app = create_app(app_config(database_url, **config_overrides))
+        start_afresh(app)
+        yield app
+        close(app)
+        shared_apps.close_all()  # the rate limiter and Celery now belong to this app
+        return
+    shared = {k: v for k, v in config_overrides.items() if k not in PER_TEST_SETTINGS}
+    app = shared_apps.get(database_url, shared)
+    app.config.update({k: v for k, v in config_overrides.items() if k in PER_TEST_SETTINGS})
+    start_afresh(app)
+    yield app
+    with app.app_context():
+        db.session.remove()
+    shared_apps.forget_if_another_app_was_made(app)
+
+
+def start_afresh(app) -> None:
+    """Empty tables, the default program, no cached pages, counters or sent emails."""
     with app.app_context():
         databases.empty_tables(db)
         # Started a year ago, so tests may date signups and referrals in the past.
@@ -75,8 +143,7 @@ def app(database_url, config_overrides):
         db.session.commit()
         cache.clear()
         limiter.reset()
-    yield app
-    close(app)
+    getattr(app.extensions["mailman"], "outbox", []).clear()
 
 
 def close(app) -> None:

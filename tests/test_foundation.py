@@ -142,6 +142,7 @@ def test_error_pages_are_html_for_people_and_json_for_api_clients(client, path, 
     assert set(api.json["error"]) == {"code", "message"}
 
 
+@pytest.mark.own_app  # it adds a route, which an app that has served requests refuses
 def test_server_errors_show_a_plain_page_and_roll_back(app):
     @app.get("/explode")
     def explode():
