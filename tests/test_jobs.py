@@ -480,6 +480,7 @@ def smtp_environment(port: int) -> dict[str, str]:
     return {name: str(value) for name, value in smtp_settings(port).items()}
 
 
+@pytest.mark.server
 def test_a_real_worker_sends_an_email_queued_by_a_committed_transaction(database_url, broker):
     with FlakySmtpServer(drops=0) as server:
         queue_job(database_url, broker, send_email, ANN, "Welcome", "Hello Ann")  # waits in Redis
@@ -493,6 +494,7 @@ def test_a_real_worker_sends_an_email_queued_by_a_committed_transaction(database
     assert b"Hello Ann" in message
 
 
+@pytest.mark.server
 def test_a_real_worker_tries_again_after_the_mail_server_hung_up(sqlite_url, broker):
     with FlakySmtpServer(drops=1) as server:
         queue_job(sqlite_url, broker, send_email, ANN, "Welcome", "Hello Ann")
@@ -505,6 +507,7 @@ def test_a_real_worker_tries_again_after_the_mail_server_hung_up(sqlite_url, bro
     assert "SMTPServerDisconnected" in log
 
 
+@pytest.mark.server
 def test_a_real_worker_releases_held_rewards_in_the_database(
     app, make_participant, database_url, broker
 ):
@@ -526,6 +529,7 @@ def test_a_real_worker_releases_held_rewards_in_the_database(
         wait_until(lambda: "released 1 held rewards" in worker.log(), worker, "log line")
 
 
+@pytest.mark.server
 def test_beat_sends_both_sweeps_on_schedule(sqlite_url, tmp_path):
     # No broker to leave messages in: beat hands them to Celery's in-memory transport.
     beat = ["beat", "--schedule", str(tmp_path / "beat-schedule"), "--max-interval", "1"]

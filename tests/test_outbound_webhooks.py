@@ -328,6 +328,7 @@ def test_a_public_address_is_accepted():
 # A real Celery worker on the local Redis: the retry is Celery's, with its countdown.
 
 
+@pytest.mark.server
 def test_a_real_worker_retries_a_500_with_backoff_then_succeeds(app, database_url, broker):  # noqa: F811
     """The web app hands the job to Redis at commit; the worker's first attempt gets 500, it
     asks Celery to retry in 5 s, and the second attempt succeeds."""
