@@ -1,4 +1,4 @@
-"""Accounts, sessions and forms (RELIABILITY.md section E): signup, login, logout, throttling.
+"""Accounts, sessions and forms (docs/guarantees.md #7): signup, login, logout, throttling.
 
 Each test looks at what a person would notice: the status, the words on the page, and whether
 an account (and its referral code) exists exactly once or not at all.

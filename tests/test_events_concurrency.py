@@ -1,9 +1,9 @@
 """Signed events racing each other against a real gunicorn, on SQLite and on PostgreSQL.
 
-RELIABILITY.md §B 9: the same purchase delivered 50 times at once gives every sender a 2xx
+docs/guarantees.md #2: the same purchase delivered 50 times at once gives every sender a 2xx
 and exactly one set of rewards, run after run. Also two orders of one friend at once (a
 first-purchase program pays once), a purchase racing its own refund, and two referrers'
-codes arriving at once for one customer (the first attribution stands, §D 30).
+codes arriving at once for one customer (the first attribution stands, #5).
 """
 
 import json

@@ -1,4 +1,4 @@
-"""The ledger's invariants under any order of events (RELIABILITY.md, "Fuzzing and properties").
+"""The ledger's invariants under any order of events (docs/guarantees.md #6).
 
 A Hypothesis state machine drives the real services on the test database: signups with and
 without a code (and from the referrer's own browser), purchases around the program's

@@ -1,4 +1,4 @@
-"""Password reset (issue 5, RELIABILITY.md 37): the same answer for every address, a link from
+"""Password reset (issue 5, docs/guarantees.md #8): the same answer for every address, a link from
 the configured public URL that works once for 30 minutes, and a reset that ends every other
 session and tells the owner.
 

@@ -1,5 +1,5 @@
 """Stripe webhooks: `Stripe-Signature` verified by the stripe package (±5 minutes), and the
-checkout, invoice and refund events turned into conversions (RELIABILITY.md §A, §B)."""
+checkout, invoice and refund events turned into conversions (docs/guarantees.md #1-#3)."""
 
 import json
 import secrets
@@ -121,7 +121,7 @@ def conversions(app) -> int:
         return db.session.scalar(select(func.count()).select_from(Conversion))
 
 
-# --- Signatures (§A) ----------------------------------------------------------------------
+# --- Signatures (docs/guarantees.md #1) ----------------------------------------------------
 
 
 def test_missing_signature_is_400_and_nothing_is_recorded(app, client):
@@ -252,7 +252,7 @@ def test_refund_names_the_purchase_by_payment_intent():
     )
 
 
-# --- Conversions and rewards (§B) ---------------------------------------------------------
+# --- Conversions and rewards (docs/guarantees.md #2, #3) ----------------------------------
 
 
 @pytest.fixture
