@@ -2,33 +2,19 @@
 tables with the default program, an empty cache and fresh rate-limit counters."""
 
 import logging
-import re
-from datetime import timedelta
 
-import celery
 import pytest
 
 from app import create_app
-from extensions import cache, db, limiter
-from models import utcnow
-from referral.services import ensure_default_program
 from tests import databases, factories
+from tests.apps import SharedApps, app_config, close, start_afresh
+from tests.helpers import csrf_token, log_in
 
-TEST_SECRET = "test-secret-key-0123456789abcdef0123456789"
-FAST_HASH = "pbkdf2:sha256:1"  # tests only; config refuses it outside TESTING
 
-
-def app_config(database_url: str, **overrides) -> dict:
-    return {
-        "TESTING": True,
-        "SECRET_KEY": TEST_SECRET,
-        "DATABASE_URL": database_url,
-        "PASSWORD_HASH_METHOD": FAST_HASH,
-        "CACHE_TYPE": "SimpleCache",
-        "RATELIMIT_STORAGE_URI": "memory://",
-        "REDIS_URL": None,
-        **overrides,
-    }
+def pytest_collection_modifyitems(items):
+    """Slow modules first: each worker takes whole files, so the long ones run while the other
+    worker goes through the many short ones, and both finish together."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture(scope="session")
@@ -67,47 +53,6 @@ def config_overrides():
     return {}
 
 
-# Paths under the test's own tmp_path: set per test on a shared app, never part of its key.
-PER_TEST_SETTINGS = frozenset({"CONTRACTS_FOLDER"})
-
-
-class SharedApps:
-    """The apps of one test module, one per database, made with the same overrides.
-
-    Making an app costs about 30 ms and rebinds process-wide singletons (the rate limiter's
-    storage, Celery's default app); so the module keeps one app per database while its
-    overrides stay the same, and starts afresh whenever they change or a test made an app
-    of its own."""
-
-    def __init__(self):
-        self.overrides_key = None
-        self.apps = {}  # database URL -> (app, its configuration as made)
-
-    def get(self, database_url: str, overrides: dict):
-        key = repr(sorted(overrides.items()))
-        if key != self.overrides_key:
-            self.close_all()
-            self.overrides_key = key
-        if database_url not in self.apps:
-            made = create_app(app_config(database_url, **overrides))
-            self.apps[database_url] = (made, dict(made.config))
-        app, settings = self.apps[database_url]
-        app.config.clear()  # undo whatever the previous test changed in app.config
-        app.config.update(settings)
-        app.extensions["celery"].set_current()  # as if just made, for @shared_task lookups
-        app.extensions["celery"].set_default()
-        return app
-
-    def forget_if_another_app_was_made(self, app) -> None:
-        if celery.current_app._get_current_object() is not app.extensions["celery"]:
-            self.close_all()
-
-    def close_all(self) -> None:
-        for app, _ in self.apps.values():
-            close(app)
-        self.apps.clear()
-
-
 @pytest.fixture(scope="module")
 def shared_apps():
     apps = SharedApps()
@@ -124,33 +69,11 @@ def app(request, database_url, config_overrides, shared_apps):
         close(app)
         shared_apps.close_all()  # the rate limiter and Celery now belong to this app
         return
-    shared = {k: v for k, v in config_overrides.items() if k not in PER_TEST_SETTINGS}
-    app = shared_apps.get(database_url, shared)
-    app.config.update({k: v for k, v in config_overrides.items() if k in PER_TEST_SETTINGS})
-    start_afresh(app)
+    app = shared_apps.get(database_url, config_overrides)
+    if not request.node.get_closest_marker("module_data"):
+        start_afresh(app)
     yield app
-    with app.app_context():
-        db.session.remove()
-    shared_apps.forget_if_another_app_was_made(app)
-
-
-def start_afresh(app) -> None:
-    """Empty tables, the default program, no cached pages, counters or sent emails."""
-    with app.app_context():
-        databases.empty_tables(db)
-        # Started a year ago, so tests may date signups and referrals in the past.
-        ensure_default_program().starts_at = utcnow() - timedelta(days=365)
-        db.session.commit()
-        cache.clear()
-        limiter.reset()
-    getattr(app.extensions["mailman"], "outbox", []).clear()
-
-
-def close(app) -> None:
-    """Give back every connection an app opened (pytest turns leaks into errors)."""
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
+    shared_apps.release(app)
 
 
 @pytest.fixture
@@ -174,16 +97,6 @@ def make_participant(app):
     return make
 
 
-CSRF_FIELD = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
-
-
-def csrf_token(client, path: str) -> str:
-    page = client.get(path)
-    match = CSRF_FIELD.search(page.get_data(as_text=True))
-    assert match, f"no CSRF token on {path}"
-    return match.group(1)
-
-
 @pytest.fixture
 def signup(client):
     """Sign up through the real form, CSRF token and all; returns the response."""
@@ -196,13 +109,6 @@ def signup(client):
         return client.post("/auth/signup", data=data)
 
     return submit
-
-
-def log_in(client, email, password=factories.PASSWORD, query=None, **extra):
-    """Log `client` in through the real form; returns the response."""
-    token = csrf_token(client, "/auth/login")
-    data = {"csrf_token": token, "email": email, "password": password, **extra}
-    return client.post("/auth/login", data=data, query_string=query)
 
 
 @pytest.fixture

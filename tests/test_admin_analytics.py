@@ -32,7 +32,7 @@ from rewards.conversions import record_event
 from rewards.events import EventIn
 from rewards.services import release_held_rewards
 from tests import factories
-from tests.conftest import log_in
+from tests.helpers import log_in
 
 D0 = datetime.now(UTC).date() - timedelta(days=40)
 

@@ -19,7 +19,7 @@ from rewards import services as reward_services
 from rewards.conversions import record_event
 from rewards.events import EventIn
 from tests import factories
-from tests.conftest import csrf_token, log_in
+from tests.helpers import csrf_token, log_in
 from tests.test_auth import count
 
 PDF = b"%PDF-1.4\n%%EOF\n"

@@ -15,7 +15,7 @@ from core.api_keys import create_api_key
 from extensions import db
 from models import ApiKey, AuditLog, WebhookDelivery, WebhookEndpoint, utcnow
 from tests import factories
-from tests.conftest import csrf_token, log_in
+from tests.helpers import csrf_token, log_in
 from tests.test_auth import count
 
 PUBLIC_URL = "https://93.184.215.14/hooks"  # a literal public address: no DNS needed

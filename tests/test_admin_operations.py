@@ -15,7 +15,7 @@ from rewards.conversions import record_event
 from rewards.events import EventIn
 from rewards.signals import rewards_paid
 from tests import factories
-from tests.conftest import csrf_token
+from tests.helpers import csrf_token
 from tests.test_reward_rules import buy as record_purchase
 
 

@@ -10,7 +10,7 @@ from extensions import db
 from models import AuditLog, Click, Referral, ReferralCode, Reward, User, utcnow
 from rewards import review
 from tests import factories
-from tests.conftest import csrf_token
+from tests.helpers import csrf_token
 from tests.test_jobs import take_outbox
 from tests.test_reward_rules import buy as record_purchase
 from tests.test_reward_rules import configure

@@ -14,8 +14,8 @@ from sqlalchemy import func, select, update
 
 from extensions import db
 from models import Referral, ReferralCode, User
-from tests.conftest import csrf_token
 from tests.factories import PASSWORD
+from tests.helpers import csrf_token
 
 CODE_PATTERN = re.compile(r"[23456789ABCDEFGHJKMNPQRSTUVWXYZ]{6,8}")
 INVALID_CREDENTIALS = "Invalid email or password."

@@ -10,8 +10,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
+from app import create_app
 from extensions import db
 from models import Conversion, Referral, Reward, User, utcnow
+from tests.apps import app_config, close
 
 SECRET = "whsec_" + base64.b64encode(b"events-secret-for-tests-32bytes!").decode()
 OTHER_SECRET = "whsec_" + base64.b64encode(b"another-secret-of-thirty-2-bytes").decode()
@@ -373,9 +375,6 @@ def test_a_failed_commit_answers_503_and_the_retry_is_not_a_duplicate(app, clien
 
 
 def test_an_unreachable_database_answers_503_as_json():
-    from app import create_app
-    from tests.conftest import app_config, close
-
     unreachable = "postgresql://postgres@127.0.0.1:1/nowhere"
     down = create_app(
         app_config(unreachable, EVENTS_WEBHOOK_SECRET=SECRET, SQLALCHEMY_ENGINE_OPTIONS={})

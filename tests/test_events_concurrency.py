@@ -21,7 +21,7 @@ from tests import factories
 from tests.server import GENEROUS_LIMITS, running_server
 from tests.test_events import SECRET, purchase, refund, sign
 
-pytestmark = pytest.mark.server
+pytestmark = [pytest.mark.server, pytest.mark.slow]
 
 REQUEST_TIMEOUT = 60
 BARRIER_TIMEOUT = 30

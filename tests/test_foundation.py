@@ -11,7 +11,7 @@ from app import create_app
 from config import ConfigError
 from extensions import db
 from models import Program
-from tests.conftest import TEST_SECRET, app_config, close
+from tests.apps import TEST_SECRET, app_config, close
 
 
 def test_production_refuses_to_start_without_a_real_secret_key(tmp_path, monkeypatch):

@@ -29,7 +29,7 @@ from referral.services import default_program
 from rewards.notifications import friend_joined, reward_approved
 from rewards.tasks import SEND_BACKOFF_SECONDS, release_held, send_email
 from tests import databases
-from tests.conftest import app_config, close
+from tests.apps import app_config, close
 from tests.server import ROOT, server_environment, stop_process
 
 PUBLIC_URL = "https://refer.example.com"

@@ -17,7 +17,7 @@ from rewards import ledger
 from rewards.conversions import record_event
 from rewards.events import EventIn
 from rewards.services import release_held_rewards
-from tests.conftest import csrf_token, log_in
+from tests.helpers import csrf_token, log_in
 
 PAGE_SIZE = 5
 THREAD_TIMEOUT = 20

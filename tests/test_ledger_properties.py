@@ -39,6 +39,8 @@ from rewards.events import EventIn
 from rewards.services import expire_rewards, release_held_rewards
 from tests import databases, factories
 
+pytestmark = pytest.mark.slow
+
 MINIMUM = 2000  # the default program's minimum purchase
 PAYOUT_MINIMUM = 500  # a friend's 5.00 is enough, so payouts happen within a few steps
 AMOUNTS = st.sampled_from((MINIMUM - 1, MINIMUM, MINIMUM + 1, 2500, 12_000, 0))

@@ -22,7 +22,7 @@ from rewards.conversions import record_event
 from rewards.events import EventIn
 from rewards.services import release_held_rewards
 from tests import factories
-from tests.conftest import csrf_token, log_in
+from tests.helpers import csrf_token, log_in
 from tests.receiver import Receiver as LocalServer
 from tests.server import free_port
 from tests.test_jobs import broker, other_app, running_worker, wait_until  # noqa: F401

@@ -20,8 +20,9 @@ from auth import reset
 from auth.services import end_all_sessions, hash_password
 from extensions import db
 from models import User, utcnow
-from tests.conftest import CSRF_FIELD, TEST_SECRET, csrf_token, log_in
+from tests.apps import TEST_SECRET
 from tests.factories import PASSWORD
+from tests.helpers import CSRF_FIELD, csrf_token, log_in
 from tests.test_auth import is_logged_in, set_active, smallest_limit
 from tests.test_jobs import take_outbox
 

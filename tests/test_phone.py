@@ -16,7 +16,7 @@ from sqlalchemy import select, update
 from auth import phone
 from extensions import db
 from models import PhoneCode, Referral, User, utcnow
-from tests.conftest import csrf_token
+from tests.helpers import csrf_token
 from tests.receiver import Receiver
 from tests.server import free_port
 from tests.test_auth import count, is_logged_in, location_path, read_form, set_active, text_of

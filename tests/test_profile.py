@@ -6,8 +6,8 @@ from sqlalchemy import select
 
 from extensions import db
 from models import User
-from tests.conftest import log_in
 from tests.factories import PASSWORD
+from tests.helpers import log_in
 from tests.test_auth import is_logged_in, location_path, read_form, text_of
 from tests.test_phone import (
     NUMBER,

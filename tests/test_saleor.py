@@ -22,7 +22,7 @@ from rewards.saleor import (
     same_instance,
 )
 from tests import databases
-from tests.conftest import app_config, close
+from tests.apps import app_config, close
 from tests.jwks_server import JwksServer
 from tests.webhook_signing import SigningKey, forged_jws, hs256_jws
 
