@@ -12,9 +12,8 @@ from extensions import db
 from models import Program, Referral, ReferralCode, Reward, User, utcnow
 from referral.services import default_program
 from tests import factories
-from tests.helpers import CSRF_FIELD, csrf_token, log_in
+from tests.helpers import CSRF_FIELD, buy, csrf_token, log_in
 from tests.server import GENEROUS_LIMITS, running_server
-from tests.test_reward_rules import buy
 
 CYCLE_MESSAGE = "joined through you"
 

@@ -28,8 +28,9 @@ from models import Conversion, Referral, Reward, User, utcnow
 from referral.services import default_program
 from rewards.notifications import friend_joined, reward_approved
 from rewards.tasks import SEND_BACKOFF_SECONDS, release_held, send_email
-from tests import databases
+from tests import databases, factories
 from tests.apps import app_config, close
+from tests.helpers import take_outbox
 from tests.server import ROOT, server_environment, stop_process
 
 PUBLIC_URL = "https://refer.example.com"
@@ -50,14 +51,6 @@ def config_overrides():
         "PUBLIC_URL": PUBLIC_URL,
         "REWARDS_SWEEP_SECONDS": SWEEP_SECONDS,
     }
-
-
-def take_outbox(app) -> list:
-    """The emails the app has sent since the last look (Flask-Mailman's locmem backend)."""
-    outbox = getattr(app.extensions["mailman"], "outbox", [])
-    sent = list(outbox)
-    outbox.clear()
-    return sent
 
 
 @contextlib.contextmanager
@@ -111,10 +104,6 @@ def test_a_job_runs_with_the_settings_of_the_app_that_queued_it(app, database_ur
 # The emails themselves.
 
 
-def referral_of(referred: dict) -> Referral:
-    return db.session.scalar(select(Referral).where(Referral.referred_id == referred["id"]))
-
-
 @pytest.fixture
 def alice_and_bob(app, make_participant):
     """Alice, and Bob who joined through her code; any email the signup sent is dropped."""
@@ -129,7 +118,7 @@ def test_the_referrer_hears_that_a_friend_joined_without_seeing_the_friends_addr
 ):
     alice, bob = alice_and_bob
     with app.app_context():
-        friend_joined(referral_of(bob))
+        friend_joined(factories.referral_of(bob["id"]))
         assert take_outbox(app) == []
         db.session.commit()
     [message] = take_outbox(app)
@@ -155,7 +144,7 @@ def test_signing_up_through_a_code_emails_the_referrer_once(app, make_participan
 def test_no_friend_joined_email_for_a_referral_that_does_not_count(app, alice_and_bob, status):
     _, bob = alice_and_bob
     with app.app_context():
-        referral = referral_of(bob)
+        referral = factories.referral_of(bob["id"])
         referral.status, referral.reason = status, "same_device"
         friend_joined(referral)
         db.session.commit()
@@ -166,7 +155,7 @@ def test_no_email_for_a_participant_without_an_address(app, alice_and_bob):
     alice, bob = alice_and_bob
     with app.app_context():
         db.session.get(User, alice["id"]).email = None
-        friend_joined(referral_of(bob))
+        friend_joined(factories.referral_of(bob["id"]))
         db.session.commit()
     assert take_outbox(app) == []
 
@@ -175,10 +164,10 @@ def test_without_public_url_the_link_comes_from_the_request_or_is_left_out(app, 
     _, bob = alice_and_bob
     app.config["PUBLIC_URL"] = None
     with app.test_request_context(base_url="http://shop.example.org"):
-        friend_joined(referral_of(bob))
+        friend_joined(factories.referral_of(bob["id"]))
         db.session.commit()
     with app.app_context():  # a worker or the CLI: no request to take the host from
-        friend_joined(referral_of(bob))
+        friend_joined(factories.referral_of(bob["id"]))
         db.session.commit()
     from_request, from_worker = (message.body for message in take_outbox(app))
     assert "http://shop.example.org/referral/dashboard" in from_request
@@ -219,7 +208,7 @@ def add_reward(beneficiary: dict, referral: Referral | None, **fields) -> Reward
 def test_the_beneficiary_hears_that_a_reward_is_approved(app, alice_and_bob):
     alice, bob = alice_and_bob
     with app.app_context():
-        reward = add_reward(alice, referral_of(bob), status="approved")
+        reward = add_reward(alice, factories.referral_of(bob["id"]), status="approved")
         reward_approved(reward)
         assert take_outbox(app) == []
         db.session.commit()
@@ -234,7 +223,7 @@ def test_the_beneficiary_hears_that_a_reward_is_approved(app, alice_and_bob):
 def test_no_approval_email_for_a_reward_still_on_hold(app, alice_and_bob):
     alice, bob = alice_and_bob
     with app.app_context():
-        reward_approved(add_reward(alice, referral_of(bob), status="pending"))
+        reward_approved(add_reward(alice, factories.referral_of(bob["id"]), status="pending"))
         db.session.commit()
     assert take_outbox(app) == []
 
@@ -274,7 +263,7 @@ def test_the_release_sweep_approves_rewards_whose_hold_ended_and_mails_once(app,
     alice, bob = alice_and_bob
     now = utcnow()
     with app.app_context():
-        referral = referral_of(bob)
+        referral = factories.referral_of(bob["id"])
         ended = add_reward(alice, referral, status="pending", available_at=now).id
         held = add_reward(alice, referral, status="pending", available_at=now + HOLD).id
         db.session.commit()
@@ -290,7 +279,7 @@ def test_the_expiry_sweep_expires_approved_rewards_past_their_date(app, alice_an
     alice, bob = alice_and_bob
     now = utcnow()
     with app.app_context():
-        referral = referral_of(bob)
+        referral = factories.referral_of(bob["id"])
         past = add_reward(alice, referral, status="approved", expires_at=now).id
         future = add_reward(alice, referral, status="approved", expires_at=now + HOLD).id
         db.session.commit()

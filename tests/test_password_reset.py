@@ -22,9 +22,15 @@ from extensions import db
 from models import User, utcnow
 from tests.apps import TEST_SECRET
 from tests.factories import PASSWORD
-from tests.helpers import CSRF_FIELD, csrf_token, log_in
-from tests.test_auth import is_logged_in, set_active, smallest_limit
-from tests.test_jobs import take_outbox
+from tests.helpers import (
+    CSRF_FIELD,
+    csrf_token,
+    is_logged_in,
+    log_in,
+    set_active,
+    smallest_limit,
+    take_outbox,
+)
 
 PUBLIC_URL = "https://refer.example.com"
 SENT = "If an account uses that address, we've sent a link to reset its password."

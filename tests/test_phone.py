@@ -16,10 +16,17 @@ from sqlalchemy import select, update
 from auth import phone
 from extensions import db
 from models import PhoneCode, Referral, User, utcnow
-from tests.helpers import csrf_token
+from tests.helpers import (
+    count,
+    csrf_token,
+    is_logged_in,
+    location_path,
+    read_form,
+    set_active,
+    text_of,
+)
 from tests.receiver import Receiver
 from tests.server import free_port
-from tests.test_auth import count, is_logged_in, location_path, read_form, set_active, text_of
 
 SMS_LINE = re.compile(r"SMS to (\+\d+): Your InviteLoop code is (\d{6})\.")
 NUMBER = "+14155550132"

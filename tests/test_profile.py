@@ -7,12 +7,10 @@ from sqlalchemy import select
 from extensions import db
 from models import User
 from tests.factories import PASSWORD
-from tests.helpers import log_in
-from tests.test_auth import is_logged_in, location_path, read_form, text_of
+from tests.helpers import count, is_logged_in, location_path, log_in, read_form, text_of
 from tests.test_phone import (
     NUMBER,
     OTHER_NUMBER,
-    count,
     enter_code,
     last_code,
     phone_participant,
