@@ -1,6 +1,7 @@
 """The apps the tests run: their settings, one shared app per module and database, and
 what each test starts from."""
 
+import contextlib
 from datetime import timedelta
 
 import celery
@@ -92,3 +93,13 @@ def close(app) -> None:
     with app.app_context():
         db.session.remove()
         db.engine.dispose()
+
+
+@contextlib.contextmanager
+def other_app(database_url: str, **overrides):
+    app = create_app(app_config(database_url, **overrides))
+    try:
+        yield app
+    finally:
+        app.extensions["celery"].close()
+        close(app)

@@ -9,6 +9,7 @@ from app import create_app
 from tests import databases, factories
 from tests.apps import SharedApps, app_config, close, start_afresh
 from tests.helpers import csrf_token, log_in
+from tests.workers import redis_broker
 
 
 def pytest_collection_modifyitems(items):
@@ -124,3 +125,10 @@ def login(client):
         return log_in(client, email, password, **extra)
 
     return submit
+
+
+@pytest.fixture
+def broker():
+    """A Redis broker with a queue of this test's own, for real Celery workers."""
+    with redis_broker() as broker:
+        yield broker

@@ -18,8 +18,8 @@ from sqlalchemy import func, select
 from extensions import db
 from models import Conversion, Referral, Reward, User
 from tests import factories
+from tests.events_api import SECRET, purchase, refund, sign
 from tests.server import GENEROUS_LIMITS, running_server
-from tests.test_events import SECRET, purchase, refund, sign
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 

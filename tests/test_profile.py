@@ -8,7 +8,7 @@ from extensions import db
 from models import User
 from tests.factories import PASSWORD
 from tests.helpers import count, is_logged_in, location_path, log_in, read_form, text_of
-from tests.test_phone import (
+from tests.phone_sign_in import (
     NUMBER,
     OTHER_NUMBER,
     enter_code,
