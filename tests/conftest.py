@@ -1,5 +1,8 @@
 """Fixtures: an app per test module and database (SQLite and PostgreSQL), each test on empty
-tables with the default program, an empty cache and fresh rate-limit counters."""
+tables with the default program, an empty cache and fresh rate-limit counters.
+
+Markers that change this: `own_app` (a fresh app, e.g. for a test that adds a route),
+`module_data` (the module's tests only read data seeded once), `slow` (scheduled first)."""
 
 import logging
 

@@ -1,4 +1,5 @@
-"""Test databases: one migrated SQLite file and one migrated PostgreSQL database per run.
+"""Test databases: one migrated SQLite file and one migrated PostgreSQL database per run, or
+per worker when pytest-xdist runs several (each worker makes its own).
 
 PostgreSQL is required when INVITELOOP_TEST_REQUIRE_SERVICES is set (CI); elsewhere its
 tests are skipped with the reason shown in pytest's summary.
