@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app app
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test test-fast lint bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,8 +18,16 @@ run: $(STAMP)
 	$(FLASK) demo seed --if-empty
 	$(FLASK) run --host 127.0.0.1 --port 5000
 
+# Two workers (the machine's two cores), each with its own databases; a test file stays on one
+# worker, so its module's apps and seeded data are made once.
+PARALLEL := -n 2 --dist loadfile
+
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PARALLEL) $(PYTEST_ARGS)
+
+# The edit-test loop: SQLite only, no server or worker processes.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest $(PARALLEL) -k sqlite -m "not server and not postgres_only" $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

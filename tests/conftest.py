@@ -1,32 +1,24 @@
-"""Fixtures: a fresh app per test on SQLite and on PostgreSQL, each test on empty tables."""
+"""Fixtures: an app per test module and database (SQLite and PostgreSQL), each test on empty
+tables with the default program, an empty cache and fresh rate-limit counters.
+
+Markers that change this: `own_app` (a fresh app, e.g. for a test that adds a route),
+`module_data` (the module's tests only read data seeded once), `slow` (scheduled first)."""
 
 import logging
-import re
-from datetime import timedelta
 
 import pytest
 
 from app import create_app
-from extensions import cache, db, limiter
-from models import utcnow
-from referral.services import ensure_default_program
 from tests import databases, factories
+from tests.apps import SharedApps, app_config, close, start_afresh
+from tests.helpers import csrf_token, log_in
+from tests.workers import redis_broker
 
-TEST_SECRET = "test-secret-key-0123456789abcdef0123456789"
-FAST_HASH = "pbkdf2:sha256:1"  # tests only; config refuses it outside TESTING
 
-
-def app_config(database_url: str, **overrides) -> dict:
-    return {
-        "TESTING": True,
-        "SECRET_KEY": TEST_SECRET,
-        "DATABASE_URL": database_url,
-        "PASSWORD_HASH_METHOD": FAST_HASH,
-        "CACHE_TYPE": "SimpleCache",
-        "RATELIMIT_STORAGE_URI": "memory://",
-        "REDIS_URL": None,
-        **overrides,
-    }
+def pytest_collection_modifyitems(items):
+    """Slow modules first: each worker takes whole files, so the long ones run while the other
+    worker goes through the many short ones, and both finish together."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture(scope="session")
@@ -65,25 +57,27 @@ def config_overrides():
     return {}
 
 
+@pytest.fixture(scope="module")
+def shared_apps():
+    apps = SharedApps()
+    yield apps
+    apps.close_all()
+
+
 @pytest.fixture
-def app(database_url, config_overrides):
-    app = create_app(app_config(database_url, **config_overrides))
-    with app.app_context():
-        databases.empty_tables(db)
-        # Started a year ago, so tests may date signups and referrals in the past.
-        ensure_default_program().starts_at = utcnow() - timedelta(days=365)
-        db.session.commit()
-        cache.clear()
-        limiter.reset()
+def app(request, database_url, config_overrides, shared_apps):
+    if request.node.get_closest_marker("own_app"):
+        app = create_app(app_config(database_url, **config_overrides))
+        start_afresh(app)
+        yield app
+        close(app)
+        shared_apps.close_all()  # the rate limiter and Celery now belong to this app
+        return
+    app = shared_apps.get(database_url, config_overrides)
+    if not request.node.get_closest_marker("module_data"):
+        start_afresh(app)
     yield app
-    close(app)
-
-
-def close(app) -> None:
-    """Give back every connection an app opened (pytest turns leaks into errors)."""
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
+    shared_apps.release(app)
 
 
 @pytest.fixture
@@ -107,16 +101,6 @@ def make_participant(app):
     return make
 
 
-CSRF_FIELD = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
-
-
-def csrf_token(client, path: str) -> str:
-    page = client.get(path)
-    match = CSRF_FIELD.search(page.get_data(as_text=True))
-    assert match, f"no CSRF token on {path}"
-    return match.group(1)
-
-
 @pytest.fixture
 def signup(client):
     """Sign up through the real form, CSRF token and all; returns the response."""
@@ -129,13 +113,6 @@ def signup(client):
         return client.post("/auth/signup", data=data)
 
     return submit
-
-
-def log_in(client, email, password=factories.PASSWORD, query=None, **extra):
-    """Log `client` in through the real form; returns the response."""
-    token = csrf_token(client, "/auth/login")
-    data = {"csrf_token": token, "email": email, "password": password, **extra}
-    return client.post("/auth/login", data=data, query_string=query)
 
 
 @pytest.fixture
@@ -151,3 +128,10 @@ def login(client):
         return log_in(client, email, password, **extra)
 
     return submit
+
+
+@pytest.fixture
+def broker():
+    """A Redis broker with a queue of this test's own, for real Celery workers."""
+    with redis_broker() as broker:
+        yield broker

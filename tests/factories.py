@@ -7,8 +7,10 @@ from sqlalchemy import select
 
 from auth.services import register_participant
 from extensions import db
-from models import ReferralCode, User
+from models import Referral, ReferralCode, User
 from referral.codes import ALPHABET
+from rewards.conversions import record_event
+from rewards.events import EventIn
 
 PASSWORD = "correct horse battery staple"
 _addresses = itertools.count(1)
@@ -73,3 +75,31 @@ def staff(role: str, name: str | None = None) -> dict:
     db.session.get(User, person["id"]).role = role
     db.session.commit()
     return {**person, "role": role}
+
+
+def purchase(
+    email: str,
+    order: str,
+    amount: int = 2500,
+    *,
+    now: datetime | None = None,
+    source: str = "api",
+    external_id: str | None = None,
+):
+    """A purchase through the event intake, as a shop reports it; not committed."""
+    event = EventIn(
+        source=source,
+        kind="purchase",
+        external_id=external_id or f"evt-{order}",
+        order_id=order,
+        customer_email=email,
+        amount=amount,
+        currency="USD",
+        occurred_at=now,
+    )
+    return record_event(event, now=now)
+
+
+def referral_of(user_id: int) -> Referral | None:
+    """The referral that brought `user_id` in, if any."""
+    return db.session.scalar(select(Referral).where(Referral.referred_id == user_id))

@@ -21,8 +21,7 @@ from rewards import services as reward_services
 from rewards.conversions import record_event
 from rewards.events import EventIn
 from tests import factories
-from tests.conftest import csrf_token, log_in
-from tests.test_auth import count
+from tests.helpers import count, csrf_token, log_in
 
 PDF = b"%PDF-1.4\n%%EOF\n"
 
@@ -481,22 +480,6 @@ def test_an_active_lead_cannot_be_edited_back_and_status_active_needs_a_contract
 # --- campaign statistics ----------------------------------------------------------------
 
 
-def buy(email: str, order: str, amount: int, when):
-    return record_event(
-        EventIn(
-            source="manual",
-            kind="purchase",
-            external_id=order,
-            order_id=order,
-            customer_email=email,
-            amount=amount,
-            currency="USD",
-            occurred_at=when,
-        ),
-        now=when,
-    )
-
-
 @pytest.fixture
 def statistics_data(app, make_participant):
     """The hand-computed data set:
@@ -522,8 +505,8 @@ def statistics_data(app, make_participant):
     gina = make_participant("Gina Guest", invited_by=rita["code"])
     with app.app_context():
         now = utcnow()
-        buy(fred["email"], "f1", 10000, now)
-        buy(gina["email"], "g1", 4000, now)
+        factories.purchase(fred["email"], "f1", 10000, now=now, source="manual", external_id="f1")
+        factories.purchase(gina["email"], "g1", 4000, now=now, source="manual", external_id="g1")
         refund = EventIn(source="manual", kind="refund", external_id="g1-refund", order_id="g1")
         record_event(refund, now=now)
         reward_services.release_held_rewards(now + timedelta(days=30))

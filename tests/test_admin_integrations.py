@@ -15,8 +15,7 @@ from core.api_keys import create_api_key
 from extensions import db
 from models import ApiKey, AuditLog, WebhookDelivery, WebhookEndpoint, utcnow
 from tests import factories
-from tests.conftest import csrf_token, log_in
-from tests.test_auth import count
+from tests.helpers import count, csrf_token, log_in
 
 PUBLIC_URL = "https://93.184.215.14/hooks"  # a literal public address: no DNS needed
 KEY = re.compile(r"il_[0-9a-f]{8}_[A-Za-z0-9_-]{20,}")

@@ -15,13 +15,7 @@ from rewards.conversions import record_event
 from rewards.events import EventIn
 from rewards.signals import rewards_paid
 from tests import factories
-from tests.conftest import csrf_token
-from tests.test_reward_rules import buy as record_purchase
-
-
-def buy(app, email: str, order: str, amount: int = 2500) -> None:
-    """A setup purchase through the event intake; it must be accepted."""
-    assert record_purchase(app, email, order, amount).outcome == "accepted"
+from tests.helpers import accepted_purchase, csrf_token
 
 
 @pytest.fixture
@@ -78,7 +72,7 @@ def act(client, path: str, **fields):
 
 def test_the_rewards_list_filters_and_exports_the_same_rows(app, client, pair, staff_login):
     rita, fred = pair
-    buy(app, fred["email"], "o1")
+    accepted_purchase(app, fred["email"], "o1")
     staff_login("manager")
     page = client.get("/admin/rewards", query_string={"participant": "rita"})
     html = page.get_data(as_text=True)
@@ -93,7 +87,7 @@ def test_the_rewards_list_filters_and_exports_the_same_rows(app, client, pair, s
 
 def test_approving_early_is_a_confirmed_staff_override(app, client, pair, staff_login):
     rita, fred = pair
-    buy(app, fred["email"], "o1")
+    accepted_purchase(app, fred["email"], "o1")
     manager = staff_login("manager")
     reward = reward_of(app, rita["id"])
     path = f"/admin/rewards/{reward.id}/approve?status=pending"
@@ -117,7 +111,7 @@ def test_approving_early_is_a_confirmed_staff_override(app, client, pair, staff_
 
 def test_cancelling_needs_a_reason_and_refuses_paid_rewards(app, client, pair, staff_login):
     rita, fred = pair
-    buy(app, fred["email"], "o1")
+    accepted_purchase(app, fred["email"], "o1")
     staff_login("manager")
     rita_reward, fred_reward = reward_of(app, rita["id"]), reward_of(app, fred["id"])
     path = f"/admin/rewards/{rita_reward.id}/cancel"
@@ -140,7 +134,7 @@ def test_cancelling_needs_a_reason_and_refuses_paid_rewards(app, client, pair, s
 
 def test_paying_out_by_hand_marks_paid_once_and_announces_it(app, client, pair, staff_login):
     rita, fred = pair
-    buy(app, fred["email"], "o1")
+    accepted_purchase(app, fred["email"], "o1")
     reward = reward_of(app, rita["id"])
     set_status(app, reward.id, "approved")
     heard = []
@@ -169,8 +163,8 @@ def test_a_reward_inside_a_payout_request_is_paid_through_the_request(
 ):
     rita, fred = pair
     gina = make_participant("Gina Friend", invited_by=rita["code"])
-    buy(app, fred["email"], "o1")
-    buy(app, gina["email"], "o2")
+    accepted_purchase(app, fred["email"], "o1")
+    accepted_purchase(app, gina["email"], "o2")
     with app.app_context():
         services.release_held_rewards(utcnow() + timedelta(days=15))
         payout = ledger.request_payout(db.session.get(User, rita["id"]), "credit", "USD", utcnow())
@@ -205,8 +199,8 @@ def test_cancelling_a_payout_request_frees_its_rewards(
 ):
     rita, fred = pair
     gina = make_participant("Gina Friend", invited_by=rita["code"])
-    buy(app, fred["email"], "o1")
-    buy(app, gina["email"], "o2")
+    accepted_purchase(app, fred["email"], "o1")
+    accepted_purchase(app, gina["email"], "o2")
     with app.app_context():
         services.release_held_rewards(utcnow() + timedelta(days=15))
         payout_id = ledger.request_payout(
@@ -299,7 +293,7 @@ def test_other_roles_get_403_on_every_operations_page_and_action(
     app, client, pair, staff_login, role
 ):
     rita, fred = pair
-    buy(app, fred["email"], "o1")
+    accepted_purchase(app, fred["email"], "o1")
     reward = reward_of(app, rita["id"])
     staff_login(role)
     for path in (
@@ -338,7 +332,7 @@ def test_other_roles_get_403_on_every_operations_page_and_action(
 
 def test_the_release_job_logs_one_entry_per_batch_as_the_system(app, pair):
     rita, fred = pair
-    buy(app, fred["email"], "o1")
+    accepted_purchase(app, fred["email"], "o1")
     with app.app_context():
         services.release_held_rewards(utcnow() + timedelta(days=15))
         db.session.commit()
@@ -351,7 +345,7 @@ def test_the_release_job_logs_one_entry_per_batch_as_the_system(app, pair):
 
 def test_commands_that_move_rewards_are_logged_with_the_command(app, runner, pair):
     rita, fred = pair
-    buy(app, fred["email"], "o1")
+    accepted_purchase(app, fred["email"], "o1")
     with app.app_context():
         past = utcnow() - timedelta(days=1)
         db.session.execute(update(Reward).values(available_at=past, expires_at=past))
@@ -369,7 +363,7 @@ def test_commands_that_move_rewards_are_logged_with_the_command(app, runner, pai
 
 def test_a_refund_logs_each_cancelled_reward_as_the_refund(app, pair):
     rita, fred = pair
-    buy(app, fred["email"], "o1")
+    accepted_purchase(app, fred["email"], "o1")
     with app.app_context():
         record_event(EventIn(source="api", kind="refund", external_id="r1", order_id="o1"))
         db.session.commit()
@@ -383,7 +377,7 @@ def test_a_refund_logs_each_cancelled_reward_as_the_refund(app, pair):
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_two_staff_paying_the_same_reward_at_once_pay_it_once(app, pair):
     rita, fred = pair
-    buy(app, fred["email"], "o1")
+    accepted_purchase(app, fred["email"], "o1")
     reward_id = reward_of(app, rita["id"]).id
     set_status(app, reward_id, "approved")
     barrier = threading.Barrier(2, timeout=10)

@@ -13,7 +13,7 @@ from models import AuditLog, ReferralCode, User, utcnow
 from rewards.conversions import record_event
 from rewards.events import EventIn
 from tests import factories
-from tests.conftest import csrf_token, log_in
+from tests.helpers import csrf_token, log_in
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from rewards import programs
 from rewards.conversions import record_event
 from rewards.events import EventIn
 from tests import factories
-from tests.conftest import csrf_token, log_in
+from tests.helpers import csrf_token, log_in
 
 
 class _FormFields(HTMLParser):

@@ -10,20 +10,12 @@ from extensions import db
 from models import AuditLog, Click, Referral, ReferralCode, Reward, User, utcnow
 from rewards import review
 from tests import factories
-from tests.conftest import csrf_token
-from tests.test_jobs import take_outbox
-from tests.test_reward_rules import buy as record_purchase
-from tests.test_reward_rules import configure
+from tests.helpers import accepted_purchase, configure, csrf_token, referral_of, take_outbox
 
 
 @pytest.fixture
 def config_overrides():
     return {"MAIL_BACKEND": "locmem"}  # the approval emails land in an outbox to read
-
-
-def buy(app, email: str, order: str, *, now=None) -> None:
-    """A setup purchase through the event intake; it must be accepted."""
-    assert record_purchase(app, email, order, now=now).outcome == "accepted"
 
 
 def held_friend(make_participant, referrer: dict, name: str, ip: str = "203.0.113.7") -> dict:
@@ -43,11 +35,6 @@ def manager(app, login):
         person = factories.staff("manager")
     login(person["email"])
     return person
-
-
-def referral_of(app, user_id: int) -> Referral:
-    with app.app_context():
-        return db.session.scalar(select(Referral).where(Referral.referred_id == user_id))
 
 
 def reward_statuses(app, referral_id: int) -> list[str]:
@@ -109,7 +96,7 @@ def test_approving_one_counts_it_starts_the_hold_and_is_audited(
     app, client, rita, make_participant, manager
 ):
     fred = held_friend(make_participant, rita, "Fred Friend")
-    buy(app, fred["email"], "o1")
+    accepted_purchase(app, fred["email"], "o1")
     referral = referral_of(app, fred["id"])
     assert reward_statuses(app, referral.id) == ["review", "review"]
     path = f"/admin/review/referrals/{referral.id}"
@@ -138,7 +125,7 @@ def test_approving_after_the_hold_has_passed_approves_like_the_hold_release(
 ):
     configure(app, hold_days=0)
     fred = held_friend(make_participant, rita, "Fred Friend")
-    buy(app, fred["email"], "o1")
+    accepted_purchase(app, fred["email"], "o1")
     referral = referral_of(app, fred["id"])
     assert reward_statuses(app, referral.id) == ["review", "review"]
     take_outbox(app)
@@ -212,7 +199,7 @@ def fast_purchase(app, rita: dict, fred: dict) -> int:
         )
         db.session.add(Click(code_id=code_id, visitor_id="v" * 32, created_at=now))
         db.session.commit()
-    buy(app, fred["email"], "fast", now=now + timedelta(seconds=3))
+    accepted_purchase(app, fred["email"], "fast", now=now + timedelta(seconds=3))
     with app.app_context():
         return db.session.scalar(select(Reward.conversion_id).where(Reward.status == "review"))
 

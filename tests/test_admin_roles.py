@@ -33,7 +33,7 @@ from models import (
 )
 from referral.services import default_program
 from tests import databases, factories
-from tests.conftest import csrf_token, log_in
+from tests.helpers import csrf_token, log_in
 
 ROLES = ("member", "operator", "marketer", "manager", "admin")
 ARGUMENT = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")

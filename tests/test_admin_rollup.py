@@ -1,8 +1,8 @@
 """The analytics roll-up: the page shows the same numbers before and after it, and after new
 rows arrive; rebuilding changes nothing; today is never rolled up.
 
-The data set is the one of test_admin_analytics (the range R = d0..d9, forty days ago); its
-figures are worked out by hand there and repeated here.
+The data set is tests/analytics_data.py's (the range R = d0..d9, forty days ago); its
+figures are worked out by hand in test_admin_analytics.py and repeated here.
 """
 
 from datetime import UTC, datetime, timedelta
@@ -13,12 +13,12 @@ from admin.analytics.rollup import rollup_analytics, watermark
 from extensions import cache, db
 from models import AnalyticsDaily, AnalyticsDailyAccounts, Click, Program, User
 from referral.services import issue_code
-from tests import test_admin_analytics as analytics_tests
-from tests.test_admin_analytics import RANGE, _code_id, at, day, page, text
+from tests import analytics_data
+from tests.analytics_data import RANGE, at, code_id_of, day, page, text
 
 # The data set and a logged-in admin, as fixtures of this module too.
-data = analytics_tests.data
-staff_client = analytics_tests.staff_client
+data = analytics_data.data
+staff_client = analytics_data.staff_client
 
 TODAY = datetime.now(UTC).date()
 
@@ -93,7 +93,9 @@ def test_rows_arriving_today_are_counted_live(staff_client, app, data, make_part
     assert figures(staff_client)["clicks"] == "0"
     newt = make_participant("Newt New")  # joins now, with a code of the default program
     with app.app_context():
-        db.session.execute(insert(Click), [{"code_id": _code_id(newt["code"]), "visitor_id": "t"}])
+        db.session.execute(
+            insert(Click), [{"code_id": code_id_of(newt["code"]), "visitor_id": "t"}]
+        )
         db.session.commit()
         cache.clear()
     now = figures(staff_client)

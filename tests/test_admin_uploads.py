@@ -16,7 +16,7 @@ from admin.crm.uploads import clean_file_name
 from extensions import db
 from models import AuditLog, Contract
 from tests import factories
-from tests.conftest import csrf_token, log_in
+from tests.helpers import csrf_token, log_in
 
 PDF = b"%PDF-1.7\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64

@@ -1,21 +1,27 @@
-"""Accounts, sessions and forms (RELIABILITY.md section E): signup, login, logout, throttling.
+"""Accounts, sessions and forms (docs/guarantees.md #7): signup, login, logout, throttling.
 
 Each test looks at what a person would notice: the status, the words on the page, and whether
 an account (and its referral code) exists exactly once or not at all.
 """
 
 import re
-from html.parser import HTMLParser
-from urllib.parse import urlsplit
 
 import pytest
-from limits import parse_many
 from sqlalchemy import func, select, update
 
 from extensions import db
 from models import Referral, ReferralCode, User
-from tests.conftest import csrf_token
 from tests.factories import PASSWORD
+from tests.helpers import (
+    count,
+    csrf_token,
+    is_logged_in,
+    location_path,
+    read_form,
+    set_active,
+    smallest_limit,
+    text_of,
+)
 
 CODE_PATTERN = re.compile(r"[23456789ABCDEFGHJKMNPQRSTUVWXYZ]{6,8}")
 INVALID_CREDENTIALS = "Invalid email or password."
@@ -24,73 +30,6 @@ LOGOUT_TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 # --- reading pages ------------------------------------------------------------------------
-
-
-class _FormPage(HTMLParser):
-    """The inputs of a page (name -> value attribute, None when absent), the messages shown
-    beneath each input, and the page-wide alerts."""
-
-    def __init__(self):
-        super().__init__(convert_charrefs=True)
-        self.values: dict[str, str | None] = {}
-        self.field_errors: dict[str, list[str]] = {}
-        self.alerts: list[str] = []
-        self._last_input: str | None = None
-        self._collecting: list[str] | None = None
-        self._depth = 0
-        self._text: list[str] = []
-
-    def handle_starttag(self, tag, attrs):
-        attributes = dict(attrs)
-        if tag == "input" and attributes.get("name"):
-            self._last_input = attributes["name"]
-            self.values[self._last_input] = attributes.get("value")
-            return
-        if tag != "div":
-            return
-        if self._collecting is not None:
-            self._depth += 1
-            return
-        classes = (attributes.get("class") or "").split()
-        if "invalid-feedback" in classes and self._last_input:
-            self._collecting = self.field_errors.setdefault(self._last_input, [])
-        elif "alert" in classes:
-            self._collecting = self.alerts
-        else:
-            return
-        self._depth = 1
-        self._text = []
-
-    def handle_endtag(self, tag):
-        if tag != "div" or self._collecting is None:
-            return
-        self._depth -= 1
-        if self._depth == 0:
-            self._collecting.append(" ".join("".join(self._text).split()))
-            self._collecting = None
-
-    def handle_data(self, data):
-        if self._collecting is not None:
-            self._text.append(data)
-
-
-def read_form(response) -> _FormPage:
-    page = _FormPage()
-    page.feed(response.get_data(as_text=True))
-    page.close()
-    return page
-
-
-def text_of(response) -> str:
-    return response.get_data(as_text=True)
-
-
-def location_path(response) -> str:
-    """The path a redirect sends the browser to; fails if it would leave the site."""
-    parts = urlsplit(response.headers["Location"])
-    assert parts.scheme in ("", "http", "https")
-    assert parts.netloc in ("", "inviteloop.test"), response.headers["Location"]
-    return parts.path
 
 
 # --- acting like a browser -----------------------------------------------------------------
@@ -123,21 +62,7 @@ def logout_token(client) -> str:
     return match.group(1)
 
 
-def is_logged_in(client) -> bool:
-    response = client.get("/referral/dashboard")
-    if response.status_code == 200:
-        return True
-    assert response.status_code == 302
-    assert location_path(response) == "/auth/login"
-    return False
-
-
 # --- reading the database ------------------------------------------------------------------
-
-
-def count(app, model, *where) -> int:
-    with app.app_context():
-        return db.session.scalar(select(func.count()).select_from(model).where(*where))
 
 
 def user_row(app, email):
@@ -155,16 +80,6 @@ def assert_nothing_created(app, before_users=0, before_codes=0):
     assert count(app, User) == before_users
     assert count(app, ReferralCode) == before_codes
     assert count(app, Referral) == 0
-
-
-def set_active(app, user_id, active):
-    with app.app_context():
-        db.session.execute(update(User).where(User.id == user_id).values(active=active))
-        db.session.commit()
-
-
-def smallest_limit(limits: str) -> int:
-    return min(item.amount for item in parse_many(limits))
 
 
 # --- signup --------------------------------------------------------------------------------

@@ -12,9 +12,8 @@ from extensions import db
 from models import Program, Referral, ReferralCode, Reward, User, utcnow
 from referral.services import default_program
 from tests import factories
-from tests.conftest import CSRF_FIELD, csrf_token, log_in
+from tests.helpers import CSRF_FIELD, buy, csrf_token, log_in
 from tests.server import GENEROUS_LIMITS, running_server
-from tests.test_reward_rules import buy
 
 CYCLE_MESSAGE = "joined through you"
 
@@ -44,7 +43,7 @@ def user_values(app, user_id: int) -> tuple:
         return user.referred_by_id, user.referral_count
 
 
-def referral_of(app, user_id: int):
+def referral_row(app, user_id: int):
     with app.app_context():
         row = db.session.execute(
             select(Referral.referrer_id, Referral.source, Referral.status, Referral.reason).where(
@@ -86,7 +85,7 @@ def test_an_uninvited_participant_names_an_inviter_and_it_counts(app, client):
 
     assert response.status_code == 302
     assert response.headers["Location"].endswith("/referral/dashboard")
-    assert referral_of(app, folks["bob"]["id"]) == (folks["ann"]["id"], "claimed", "pending", None)
+    assert referral_row(app, folks["bob"]["id"]) == (folks["ann"]["id"], "claimed", "pending", None)
     assert user_values(app, folks["bob"]["id"])[0] == folks["ann"]["id"]
     assert user_values(app, folks["ann"]["id"])[1] == 1
     page = client.get("/referral/dashboard").get_data(as_text=True)
@@ -120,7 +119,7 @@ def test_a_claim_runs_the_fraud_checks(app, client):
 
     assert claim(client, ann["code"]).status_code == 302
 
-    referrer, source, status, reason = referral_of(app, bob["id"])
+    referrer, source, status, reason = referral_row(app, bob["id"])
     assert (referrer, source, status, reason) == (ann["id"], "claimed", "review", "same_device")
     assert user_values(app, ann["id"]) == (None, 0)  # not counted while held
     assert "will show as your inviter once we" in client.get("/referral/dashboard").get_data(
@@ -194,7 +193,7 @@ def test_claim_just_inside_a_program_window_is_accepted(app, client):
     log_in(client, bob["email"])
 
     assert claim(client, ann["code"]).status_code == 302
-    assert referral_of(app, bob["id"])[:2] == (ann["id"], "claimed")
+    assert referral_row(app, bob["id"])[:2] == (ann["id"], "claimed")
 
 
 def test_a_program_without_claims_refuses_them(app, client):
@@ -250,7 +249,7 @@ def test_a_referral_held_for_review_already_bars_the_cycle(app, client):
     with app.app_context():
         ann = factories.participant("Ann Tester", device_id="e" * 32)
         bob = factories.participant("Bob Tester", invited_by=ann["code"], device_id="e" * 32)
-    assert referral_of(app, bob["id"])[2] == "review"
+    assert referral_row(app, bob["id"])[2] == "review"
     log_in(client, ann["email"])
     before = tree_state(app)
 

@@ -11,10 +11,10 @@ from sqlalchemy import func, select
 from extensions import db
 from models import Referral, ReferralCode, User
 from tests import factories
-from tests.conftest import CSRF_FIELD
+from tests.helpers import CSRF_FIELD
 from tests.server import running_server
 
-pytestmark = pytest.mark.server
+pytestmark = [pytest.mark.server, pytest.mark.slow]
 
 PASSWORD = "a long passphrase for racing signups"
 REQUEST_TIMEOUT = 30

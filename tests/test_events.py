@@ -1,8 +1,6 @@
 """The signed events API: signatures, outcomes, rewards written exactly once, refunds."""
 
 import base64
-import hashlib
-import hmac
 import json
 import time
 from datetime import timedelta
@@ -10,22 +8,18 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
+from app import create_app
 from extensions import db
 from models import Conversion, Referral, Reward, User, utcnow
+from tests.apps import app_config, close
+from tests.events_api import SECRET, purchase, refund, sign
 
-SECRET = "whsec_" + base64.b64encode(b"events-secret-for-tests-32bytes!").decode()
 OTHER_SECRET = "whsec_" + base64.b64encode(b"another-secret-of-thirty-2-bytes").decode()
 
 
 @pytest.fixture
 def config_overrides():
     return {"EVENTS_WEBHOOK_SECRET": f"{OTHER_SECRET}, {SECRET}"}
-
-
-def sign(body: bytes, message_id: str, timestamp: int, secret: str = SECRET) -> str:
-    key = base64.b64decode(secret.removeprefix("whsec_"))
-    signed = f"{message_id}.{timestamp}.".encode() + body
-    return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
 
 
 def send(client, event: dict, *, secret=SECRET, timestamp=None, headers=None, body=None):
@@ -42,22 +36,6 @@ def send(client, event: dict, *, secret=SECRET, timestamp=None, headers=None, bo
         signed = {**signed, **headers}
         signed = {key: value for key, value in signed.items() if value is not None}
     return client.post("/api/v1/events", data=body, headers=signed)
-
-
-def purchase(email: str, order: str = "order-1", amount: int = 2500, **extra) -> dict:
-    return {
-        "type": "purchase",
-        "id": f"evt-{order}",
-        "order_id": order,
-        "customer": {"email": email},
-        "amount": amount,
-        "currency": "USD",
-        **extra,
-    }
-
-
-def refund(order: str = "order-1", event_id: str | None = None) -> dict:
-    return {"type": "refund", "id": event_id or f"evt-refund-{order}", "order_id": order}
 
 
 @pytest.fixture
@@ -373,9 +351,6 @@ def test_a_failed_commit_answers_503_and_the_retry_is_not_a_duplicate(app, clien
 
 
 def test_an_unreachable_database_answers_503_as_json():
-    from app import create_app
-    from tests.conftest import app_config, close
-
     unreachable = "postgresql://postgres@127.0.0.1:1/nowhere"
     down = create_app(
         app_config(unreachable, EVENTS_WEBHOOK_SECRET=SECRET, SQLALCHEMY_ENGINE_OPTIONS={})

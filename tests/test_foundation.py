@@ -11,7 +11,7 @@ from app import create_app
 from config import ConfigError
 from extensions import db
 from models import Program
-from tests.conftest import TEST_SECRET, app_config, close
+from tests.apps import TEST_SECRET, app_config, close
 
 
 def test_production_refuses_to_start_without_a_real_secret_key(tmp_path, monkeypatch):
@@ -142,6 +142,7 @@ def test_error_pages_are_html_for_people_and_json_for_api_clients(client, path, 
     assert set(api.json["error"]) == {"code", "message"}
 
 
+@pytest.mark.own_app  # it adds a route, which an app that has served requests refuses
 def test_server_errors_show_a_plain_page_and_roll_back(app):
     @app.get("/explode")
     def explode():

@@ -1,27 +1,16 @@
 """Background jobs: emails leave only after their transaction commits, a real Celery worker on
 Redis sends them, the periodic sweeps are scheduled, and a flaky mail server gets retried."""
 
-import contextlib
 import itertools
-import secrets
 import smtplib
 import socket
-import subprocess
-import sys
-import tempfile
 import threading
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import timedelta
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
-import redis
 from celery.exceptions import Retry
 from sqlalchemy import select
 
-from app import create_app
 from core.jobs import enqueue
 from core.mail import SEND_BACKOFF_SECONDS, send_email
 from extensions import db
@@ -29,16 +18,13 @@ from models import Conversion, Referral, Reward, User, utcnow
 from referral.services import default_program
 from rewards.notifications import friend_joined, reward_approved
 from rewards.tasks import release_held
-from tests import databases
-from tests.conftest import app_config, close
-from tests.server import ROOT, server_environment, stop_process
+from tests import factories
+from tests.apps import other_app
+from tests.helpers import take_outbox
+from tests.workers import queue_job, running_celery, running_worker, wait_until
 
 PUBLIC_URL = "https://refer.example.com"
 SWEEP_SECONDS = 120
-# Celery tests use a Redis database of their own, and each run a queue of its own in it.
-CELERY_REDIS_DB = 7
-WORKER_WAIT_SECONDS = 30.0
-STOP_TIMEOUT_SECONDS = 10.0
 ANN = "ann.lee@example.com"
 HOLD = timedelta(days=14)
 _orders = itertools.count(1)
@@ -51,24 +37,6 @@ def config_overrides():
         "PUBLIC_URL": PUBLIC_URL,
         "REWARDS_SWEEP_SECONDS": SWEEP_SECONDS,
     }
-
-
-def take_outbox(app) -> list:
-    """The emails the app has sent since the last look (Flask-Mailman's locmem backend)."""
-    outbox = getattr(app.extensions["mailman"], "outbox", [])
-    sent = list(outbox)
-    outbox.clear()
-    return sent
-
-
-@contextlib.contextmanager
-def other_app(database_url: str, **overrides):
-    app = create_app(app_config(database_url, **overrides))
-    try:
-        yield app
-    finally:
-        app.extensions["celery"].close()
-        close(app)
 
 
 # Eager mode (no broker): the job runs at commit, and only then.
@@ -112,10 +80,6 @@ def test_a_job_runs_with_the_settings_of_the_app_that_queued_it(app, database_ur
 # The emails themselves.
 
 
-def referral_of(referred: dict) -> Referral:
-    return db.session.scalar(select(Referral).where(Referral.referred_id == referred["id"]))
-
-
 @pytest.fixture
 def alice_and_bob(app, make_participant):
     """Alice, and Bob who joined through her code; any email the signup sent is dropped."""
@@ -130,7 +94,7 @@ def test_the_referrer_hears_that_a_friend_joined_without_seeing_the_friends_addr
 ):
     alice, bob = alice_and_bob
     with app.app_context():
-        friend_joined(referral_of(bob))
+        friend_joined(factories.referral_of(bob["id"]))
         assert take_outbox(app) == []
         db.session.commit()
     [message] = take_outbox(app)
@@ -156,7 +120,7 @@ def test_signing_up_through_a_code_emails_the_referrer_once(app, make_participan
 def test_no_friend_joined_email_for_a_referral_that_does_not_count(app, alice_and_bob, status):
     _, bob = alice_and_bob
     with app.app_context():
-        referral = referral_of(bob)
+        referral = factories.referral_of(bob["id"])
         referral.status, referral.reason = status, "same_device"
         friend_joined(referral)
         db.session.commit()
@@ -167,7 +131,7 @@ def test_no_email_for_a_participant_without_an_address(app, alice_and_bob):
     alice, bob = alice_and_bob
     with app.app_context():
         db.session.get(User, alice["id"]).email = None
-        friend_joined(referral_of(bob))
+        friend_joined(factories.referral_of(bob["id"]))
         db.session.commit()
     assert take_outbox(app) == []
 
@@ -176,10 +140,10 @@ def test_without_public_url_the_link_comes_from_the_request_or_is_left_out(app, 
     _, bob = alice_and_bob
     app.config["PUBLIC_URL"] = None
     with app.test_request_context(base_url="http://shop.example.org"):
-        friend_joined(referral_of(bob))
+        friend_joined(factories.referral_of(bob["id"]))
         db.session.commit()
     with app.app_context():  # a worker or the CLI: no request to take the host from
-        friend_joined(referral_of(bob))
+        friend_joined(factories.referral_of(bob["id"]))
         db.session.commit()
     from_request, from_worker = (message.body for message in take_outbox(app))
     assert "http://shop.example.org/referral/dashboard" in from_request
@@ -220,7 +184,7 @@ def add_reward(beneficiary: dict, referral: Referral | None, **fields) -> Reward
 def test_the_beneficiary_hears_that_a_reward_is_approved(app, alice_and_bob):
     alice, bob = alice_and_bob
     with app.app_context():
-        reward = add_reward(alice, referral_of(bob), status="approved")
+        reward = add_reward(alice, factories.referral_of(bob["id"]), status="approved")
         reward_approved(reward)
         assert take_outbox(app) == []
         db.session.commit()
@@ -235,7 +199,7 @@ def test_the_beneficiary_hears_that_a_reward_is_approved(app, alice_and_bob):
 def test_no_approval_email_for_a_reward_still_on_hold(app, alice_and_bob):
     alice, bob = alice_and_bob
     with app.app_context():
-        reward_approved(add_reward(alice, referral_of(bob), status="pending"))
+        reward_approved(add_reward(alice, factories.referral_of(bob["id"]), status="pending"))
         db.session.commit()
     assert take_outbox(app) == []
 
@@ -275,7 +239,7 @@ def test_the_release_sweep_approves_rewards_whose_hold_ended_and_mails_once(app,
     alice, bob = alice_and_bob
     now = utcnow()
     with app.app_context():
-        referral = referral_of(bob)
+        referral = factories.referral_of(bob["id"])
         ended = add_reward(alice, referral, status="pending", available_at=now).id
         held = add_reward(alice, referral, status="pending", available_at=now + HOLD).id
         db.session.commit()
@@ -291,7 +255,7 @@ def test_the_expiry_sweep_expires_approved_rewards_past_their_date(app, alice_an
     alice, bob = alice_and_bob
     now = utcnow()
     with app.app_context():
-        referral = referral_of(bob)
+        referral = factories.referral_of(bob["id"])
         past = add_reward(alice, referral, status="approved", expires_at=now).id
         future = add_reward(alice, referral, status="approved", expires_at=now + HOLD).id
         db.session.commit()
@@ -392,95 +356,11 @@ def test_in_eager_mode_a_failed_send_is_logged_and_the_commit_stands(database_ur
 # A real worker on the local Redis.
 
 
-@dataclass(frozen=True)
-class Broker:
-    url: str
-    queue: str
-
-
-@dataclass(frozen=True)
-class CeleryProcess:
-    process: subprocess.Popen
-    log: Callable[[], str]
-
-
-@pytest.fixture
-def broker():
-    """The Redis URL and a queue of this test's own; skips or fails like the other services."""
-    parts = urlsplit(databases.REDIS_URL)
-    url = urlunsplit(parts._replace(path=f"/{CELERY_REDIS_DB}"))
-    client = redis.Redis.from_url(url, socket_connect_timeout=2)
-    try:
-        client.ping()
-    except redis.RedisError as error:
-        client.close()
-        databases.service_missing("Redis", error)
-    queue = f"inviteloop-test-{secrets.token_hex(4)}"
-    yield Broker(url, queue)
-    for key in client.scan_iter(f"*{queue}*"):
-        client.delete(key)
-    client.close()
-
-
-def queue_job(database_url: str, broker: Broker, task, *args) -> None:
-    """Queue a job as the web app does: in a transaction, handed to Redis at commit."""
-    web = {"REDIS_URL": broker.url, "CELERY_OVERRIDES": {"task_default_queue": broker.queue}}
-    with other_app(database_url, **web) as app, app.app_context():
-        assert not app.extensions["celery"].conf.task_always_eager
-        enqueue(task, *args)
-        db.session.commit()
-
-
-@contextlib.contextmanager
-def running_celery(arguments: list[str], database_url: str, **settings: str):
-    """`celery -A worker <arguments>` with `settings` as its environment, its output kept.
-    Stopped with SIGTERM (a warm shutdown), killed only if it lingers."""
-    command = [sys.executable, "-m", "celery", "-A", "worker", *arguments, "--loglevel", "INFO"]
-    env = server_environment(database_url, LOG_LEVEL="INFO", **settings)
-    with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own group, so a kill reaches any child too
-        )
-
-        def read_log() -> str:
-            log.flush()
-            log.seek(0)
-            return log.read().decode("utf-8", "replace")
-
-        try:
-            yield CeleryProcess(process, read_log)
-        finally:
-            stop_process(process)
-
-
-def running_worker(database_url: str, broker: Broker, **settings: str):
-    """A worker consuming this test's queue only, one task at a time, in its own process."""
-    arguments = ["worker", "--pool", "solo", "--concurrency", "1", "--queues", broker.queue]
-    arguments += ["--hostname", f"{broker.queue}@%h"]
-    arguments += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
-    return running_celery(arguments, database_url, REDIS_URL=broker.url, **settings)
-
-
-def wait_until(condition: Callable[[], object], celery: CeleryProcess, what: str) -> None:
-    deadline = time.monotonic() + WORKER_WAIT_SECONDS
-    while not condition():
-        if celery.process.poll() is not None:
-            pytest.fail(f"celery exited ({celery.process.returncode}):\n{celery.log()}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"no {what} within {WORKER_WAIT_SECONDS:.0f} s; its log:\n{celery.log()}")
-        time.sleep(0.1)
-
-
 def smtp_environment(port: int) -> dict[str, str]:
     return {name: str(value) for name, value in smtp_settings(port).items()}
 
 
+@pytest.mark.server
 def test_a_real_worker_sends_an_email_queued_by_a_committed_transaction(database_url, broker):
     with FlakySmtpServer(drops=0) as server:
         queue_job(database_url, broker, send_email, ANN, "Welcome", "Hello Ann")  # waits in Redis
@@ -494,6 +374,7 @@ def test_a_real_worker_sends_an_email_queued_by_a_committed_transaction(database
     assert b"Hello Ann" in message
 
 
+@pytest.mark.server
 def test_a_real_worker_tries_again_after_the_mail_server_hung_up(sqlite_url, broker):
     with FlakySmtpServer(drops=1) as server:
         queue_job(sqlite_url, broker, send_email, ANN, "Welcome", "Hello Ann")
@@ -506,6 +387,7 @@ def test_a_real_worker_tries_again_after_the_mail_server_hung_up(sqlite_url, bro
     assert "SMTPServerDisconnected" in log
 
 
+@pytest.mark.server
 def test_a_real_worker_releases_held_rewards_in_the_database(
     app, make_participant, database_url, broker
 ):
@@ -527,6 +409,7 @@ def test_a_real_worker_releases_held_rewards_in_the_database(
         wait_until(lambda: "released 1 held rewards" in worker.log(), worker, "log line")
 
 
+@pytest.mark.server
 def test_beat_sends_both_sweeps_on_schedule(sqlite_url, tmp_path):
     # No broker to leave messages in: beat hands them to Celery's in-memory transport.
     beat = ["beat", "--schedule", str(tmp_path / "beat-schedule"), "--max-interval", "1"]

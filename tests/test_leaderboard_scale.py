@@ -14,6 +14,7 @@ from extensions import cache, db
 from models import Referral, ReferralCode, User, utcnow
 from referral.leaderboard import period_start
 from referral.services import default_program
+from tests.apps import start_afresh
 from tests.factories import numbered_code
 
 BOARD_SIZE = 3_100  # participants with referrals; every 97th is deactivated
@@ -133,8 +134,19 @@ def _expected_board(users: list, referrals: list, start: datetime | None) -> lis
     ]
 
 
-@pytest.fixture
-def seeded(app):
+# The tests only read the board: it is seeded once per database for the module.
+pytestmark = pytest.mark.module_data
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def database_url(request):
+    return request.getfixturevalue(f"{request.param}_url")
+
+
+@pytest.fixture(scope="module")
+def seeded(database_url, shared_apps):
+    app = shared_apps.get(database_url, {})
+    start_afresh(app)
     rng = random.Random(20261121)
     now = utcnow()
     month = period_start("month", now)

@@ -17,7 +17,7 @@ from rewards import ledger
 from rewards.conversions import record_event
 from rewards.events import EventIn
 from rewards.services import release_held_rewards
-from tests.conftest import csrf_token, log_in
+from tests.helpers import csrf_token, logged_in
 
 PAGE_SIZE = 5
 THREAD_TIMEOUT = 20
@@ -84,12 +84,6 @@ def balance_of(app, participant: dict, kind="credit", currency="USD") -> ledger.
         user = db.session.get(User, participant["id"])
         found = [b for b in ledger.balances(user) if (b.kind, b.currency) == (kind, currency)]
         return found[0] if found else None
-
-
-def logged_in(app, participant: dict):
-    client = app.test_client()
-    assert log_in(client, participant["email"]).status_code == 302
-    return client
 
 
 def ask_payout(client, kind="credit", currency="USD", **extra):

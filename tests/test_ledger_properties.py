@@ -1,4 +1,4 @@
-"""The ledger's invariants under any order of events (RELIABILITY.md, "Fuzzing and properties").
+"""The ledger's invariants under any order of events (docs/guarantees.md #6).
 
 A Hypothesis state machine drives the real services on the test database: signups with and
 without a code (and from the referrer's own browser), purchases around the program's
@@ -38,6 +38,8 @@ from rewards.conversions import record_event
 from rewards.events import EventIn
 from rewards.services import expire_rewards, release_held_rewards
 from tests import databases, factories
+
+pytestmark = pytest.mark.slow
 
 MINIMUM = 2000  # the default program's minimum purchase
 PAYOUT_MINIMUM = 500  # a friend's 5.00 is enough, so payouts happen within a few steps

@@ -22,10 +22,11 @@ from rewards.conversions import record_event
 from rewards.events import EventIn
 from rewards.services import release_held_rewards
 from tests import factories
-from tests.conftest import csrf_token, log_in
+from tests.apps import other_app
+from tests.helpers import csrf_token, log_in
 from tests.receiver import Receiver as LocalServer
 from tests.server import free_port
-from tests.test_jobs import broker, other_app, running_worker, wait_until  # noqa: F401
+from tests.workers import running_worker, wait_until
 
 MAX_ATTEMPTS = 3
 LATER = timedelta(days=1)  # past any backoff of the first attempts
@@ -328,7 +329,8 @@ def test_a_public_address_is_accepted():
 # A real Celery worker on the local Redis: the retry is Celery's, with its countdown.
 
 
-def test_a_real_worker_retries_a_500_with_backoff_then_succeeds(app, database_url, broker):  # noqa: F811
+@pytest.mark.server
+def test_a_real_worker_retries_a_500_with_backoff_then_succeeds(app, database_url, broker):
     """The web app hands the job to Redis at commit; the worker's first attempt gets 500, it
     asks Celery to retry in 5 s, and the second attempt succeeds."""
     with Receiver(statuses=[500]) as receiver:

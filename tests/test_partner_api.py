@@ -7,7 +7,7 @@ from admin.people.roles import set_role
 from core.api_keys import create_api_key
 from extensions import db
 from models import ApiKey, Referral, ReferralCode, User, utcnow
-from tests.conftest import csrf_token, log_in
+from tests.helpers import csrf_token, log_in
 
 
 def new_key(app, *scopes) -> str:

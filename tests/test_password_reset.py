@@ -1,4 +1,4 @@
-"""Password reset (issue 5, RELIABILITY.md 37): the same answer for every address, a link from
+"""Password reset (issue 5, docs/guarantees.md #8): the same answer for every address, a link from
 the configured public URL that works once for 30 minutes, and a reset that ends every other
 session and tells the owner.
 
@@ -20,10 +20,17 @@ from auth import reset
 from auth.services import end_all_sessions, hash_password
 from extensions import db
 from models import User, utcnow
-from tests.conftest import CSRF_FIELD, TEST_SECRET, csrf_token, log_in
+from tests.apps import TEST_SECRET
 from tests.factories import PASSWORD
-from tests.test_auth import is_logged_in, set_active, smallest_limit
-from tests.test_jobs import take_outbox
+from tests.helpers import (
+    CSRF_FIELD,
+    csrf_token,
+    is_logged_in,
+    log_in,
+    set_active,
+    smallest_limit,
+    take_outbox,
+)
 
 PUBLIC_URL = "https://refer.example.com"
 SENT = "If an account uses that address, we've sent a link to reset its password."

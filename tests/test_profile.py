@@ -6,13 +6,11 @@ from sqlalchemy import select
 
 from extensions import db
 from models import User
-from tests.conftest import log_in
 from tests.factories import PASSWORD
-from tests.test_auth import is_logged_in, location_path, read_form, text_of
-from tests.test_phone import (
+from tests.helpers import count, is_logged_in, location_path, log_in, read_form, text_of
+from tests.phone_sign_in import (
     NUMBER,
     OTHER_NUMBER,
-    count,
     enter_code,
     last_code,
     phone_participant,

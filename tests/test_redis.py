@@ -9,7 +9,8 @@ import redis
 from app import create_app
 from extensions import limiter
 from tests import databases, factories
-from tests.conftest import app_config, close, csrf_token
+from tests.apps import app_config, close
+from tests.helpers import csrf_token
 
 
 @pytest.fixture

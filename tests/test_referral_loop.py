@@ -12,7 +12,7 @@ from models import Click, Referral, ReferralCode, User, utcnow
 from referral import attribution
 from referral.attribution import ATTRIBUTION_COOKIE, VISITOR_COOKIE
 from tests import factories
-from tests.conftest import csrf_token, log_in
+from tests.helpers import csrf_token, log_in
 
 
 def _count(app, model, *where):

@@ -13,6 +13,7 @@ from referral.services import default_program
 from rewards import programs, review, services
 from rewards.conversions import record_event
 from rewards.events import EventIn
+from tests.helpers import buy, configure, referral_of
 
 # --- validation ------------------------------------------------------------------------------
 
@@ -83,31 +84,6 @@ def test_the_cli_changes_rules_and_refuses_bad_ones(app, runner):
 
 
 # --- what the rules pay ----------------------------------------------------------------------
-
-
-def configure(app, **changes):
-    with app.app_context():
-        programs.update_program(default_program(), changes)
-        db.session.commit()
-
-
-def buy(app, email, order, amount=2500, now=None, source="api"):
-    with app.app_context():
-        outcome = record_event(
-            EventIn(
-                source=source,
-                kind="purchase",
-                external_id=f"evt-{order}",
-                order_id=order,
-                customer_email=email,
-                amount=amount,
-                currency="USD",
-                occurred_at=now,
-            ),
-            now=now,
-        )
-        db.session.commit()
-        return outcome
 
 
 def ledger(app, user_id):
@@ -286,11 +262,6 @@ def test_release_and_expire_from_the_command_line(app, runner, make_participant)
 
 
 # --- fraud at signup and at conversion -------------------------------------------------------
-
-
-def referral_of(app, user_id):
-    with app.app_context():
-        return db.session.scalar(select(Referral).where(Referral.referred_id == user_id))
 
 
 def counter_of(app, user_id):

@@ -1,5 +1,5 @@
 """Saleor order webhooks: RS256 detached JWS against the configured shop's JWKS, and the payload
-of InviteLoop's own subscription query (RELIABILITY.md §A, §B)."""
+of InviteLoop's own subscription query (docs/guarantees.md #1-#3)."""
 
 import hashlib
 import hmac
@@ -22,7 +22,7 @@ from rewards.saleor import (
     same_instance,
 )
 from tests import databases
-from tests.conftest import app_config, close
+from tests.apps import app_config, close
 from tests.jwks_server import JwksServer
 from tests.webhook_signing import SigningKey, forged_jws, hs256_jws
 
@@ -241,7 +241,7 @@ def test_api_url_header_names_the_configured_instance_or_not(claimed, same):
     assert same_instance(claimed, "https://shop.example.com/graphql/") is same
 
 
-# --- Signatures (§A) ----------------------------------------------------------------------
+# --- Signatures (docs/guarantees.md #1) ----------------------------------------------------
 
 
 def test_unhandled_event_is_answered_2xx_and_nothing_is_stored(app, client, shop, shop_key):
@@ -430,7 +430,7 @@ def test_legacy_hmac_only_when_a_secret_is_configured(client, app, shop):
     assert (refused.status_code, accepted.status_code, wrong.status_code) == (401, 200, 401)
 
 
-# --- Conversions and rewards (§B) ---------------------------------------------------------
+# --- Conversions and rewards (docs/guarantees.md #2, #3) ----------------------------------
 
 
 def rewards_written(app) -> list[tuple]:

@@ -17,8 +17,7 @@ from rewards.conversions import record_event
 from rewards.events import EventIn
 from rewards.services import release_held_rewards
 from tests import factories
-from tests.conftest import log_in
-from tests.test_ledger import logged_in
+from tests.helpers import log_in, logged_in
 
 PAGE_SIZE = 2
 _events = itertools.count(1)

@@ -11,7 +11,7 @@ import pytest
 from app import BACKGROUND_JOBS, create_app
 from referral.signals import referral_qualified, referral_recorded
 from rewards.signals import rewards_approved, rewards_paid
-from tests.conftest import app_config, close
+from tests.apps import app_config, close
 from tests.server import ROOT
 
 SIGNALS = {

@@ -1,0 +1,105 @@
+"""The apps the tests run: their settings, one shared app per module and database, and
+what each test starts from."""
+
+import contextlib
+from datetime import timedelta
+
+import celery
+
+from app import create_app
+from extensions import cache, db, limiter
+from models import utcnow
+from referral.services import ensure_default_program
+from tests import databases
+
+TEST_SECRET = "test-secret-key-0123456789abcdef0123456789"
+FAST_HASH = "pbkdf2:sha256:1"  # tests only; config refuses it outside TESTING
+
+
+def app_config(database_url: str, **overrides) -> dict:
+    return {
+        "TESTING": True,
+        "SECRET_KEY": TEST_SECRET,
+        "DATABASE_URL": database_url,
+        "PASSWORD_HASH_METHOD": FAST_HASH,
+        "CACHE_TYPE": "SimpleCache",
+        "RATELIMIT_STORAGE_URI": "memory://",
+        "REDIS_URL": None,
+        **overrides,
+    }
+
+
+# Paths under the test's own tmp_path: set per test on a shared app, never part of its key.
+PER_TEST_SETTINGS = frozenset({"CONTRACTS_FOLDER"})
+
+
+class SharedApps:
+    """The apps of one test module, one per database, made with the same overrides.
+
+    Making an app costs about 30 ms and rebinds process-wide singletons (the rate limiter's
+    storage, Celery's default app); so the module keeps one app per database while its
+    overrides stay the same, and starts afresh whenever they change or a test made an app
+    of its own."""
+
+    def __init__(self):
+        self.overrides_key = None
+        self.apps = {}  # database URL -> (app, its configuration as made)
+
+    def get(self, database_url: str, overrides: dict):
+        shared = {k: v for k, v in overrides.items() if k not in PER_TEST_SETTINGS}
+        key = repr(sorted(shared.items()))
+        if key != self.overrides_key:
+            self.close_all()
+            self.overrides_key = key
+        if database_url not in self.apps:
+            made = create_app(app_config(database_url, **shared))
+            self.apps[database_url] = (made, dict(made.config))
+        app, settings = self.apps[database_url]
+        app.config.clear()  # undo whatever the previous test changed in app.config
+        app.config.update(settings)
+        app.config.update({k: v for k, v in overrides.items() if k in PER_TEST_SETTINGS})
+        app.extensions["celery"].set_current()  # as if just made, for @shared_task lookups
+        app.extensions["celery"].set_default()
+        return app
+
+    def release(self, app) -> None:
+        """After a test: its session ends; if it made an app of its own, that app now owns
+        the singletons, so the shared apps are made again for the next test."""
+        with app.app_context():
+            db.session.remove()
+        if celery.current_app._get_current_object() is not app.extensions["celery"]:
+            self.close_all()
+
+    def close_all(self) -> None:
+        for app, _ in self.apps.values():
+            close(app)
+        self.apps.clear()
+
+
+def start_afresh(app) -> None:
+    """Empty tables, the default program, no cached pages, counters or sent emails."""
+    with app.app_context():
+        databases.empty_tables(db)
+        # Started a year ago, so tests may date signups and referrals in the past.
+        ensure_default_program().starts_at = utcnow() - timedelta(days=365)
+        db.session.commit()
+        cache.clear()
+        limiter.reset()
+    getattr(app.extensions["mailman"], "outbox", []).clear()
+
+
+def close(app) -> None:
+    """Give back every connection an app opened (pytest turns leaks into errors)."""
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+@contextlib.contextmanager
+def other_app(database_url: str, **overrides):
+    app = create_app(app_config(database_url, **overrides))
+    try:
+        yield app
+    finally:
+        app.extensions["celery"].close()
+        close(app)

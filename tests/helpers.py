@@ -1,0 +1,169 @@
+"""Helpers the test modules share: acting like a browser, reading pages, setting up data
+through the real services and reading the database. Call them outside an app context."""
+
+import re
+from html.parser import HTMLParser
+from urllib.parse import urlsplit
+
+from limits import parse_many
+from sqlalchemy import func, select, update
+
+from extensions import db
+from models import Referral, User
+from referral.services import default_program
+from rewards import programs
+from tests import factories
+
+CSRF_FIELD = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+
+
+def csrf_token(client, path: str) -> str:
+    page = client.get(path)
+    match = CSRF_FIELD.search(page.get_data(as_text=True))
+    assert match, f"no CSRF token on {path}"
+    return match.group(1)
+
+
+def log_in(client, email, password=factories.PASSWORD, query=None, **extra):
+    """Log `client` in through the real form; returns the response."""
+    token = csrf_token(client, "/auth/login")
+    data = {"csrf_token": token, "email": email, "password": password, **extra}
+    return client.post("/auth/login", data=data, query_string=query)
+
+
+def logged_in(app, participant: dict):
+    client = app.test_client()
+    assert log_in(client, participant["email"]).status_code == 302
+    return client
+
+
+# --- reading pages ------------------------------------------------------------------------
+
+
+class _FormPage(HTMLParser):
+    """The inputs of a page (name -> value attribute, None when absent), the messages shown
+    beneath each input, and the page-wide alerts."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.values: dict[str, str | None] = {}
+        self.field_errors: dict[str, list[str]] = {}
+        self.alerts: list[str] = []
+        self._last_input: str | None = None
+        self._collecting: list[str] | None = None
+        self._depth = 0
+        self._text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        attributes = dict(attrs)
+        if tag == "input" and attributes.get("name"):
+            self._last_input = attributes["name"]
+            self.values[self._last_input] = attributes.get("value")
+            return
+        if tag != "div":
+            return
+        if self._collecting is not None:
+            self._depth += 1
+            return
+        classes = (attributes.get("class") or "").split()
+        if "invalid-feedback" in classes and self._last_input:
+            self._collecting = self.field_errors.setdefault(self._last_input, [])
+        elif "alert" in classes:
+            self._collecting = self.alerts
+        else:
+            return
+        self._depth = 1
+        self._text = []
+
+    def handle_endtag(self, tag):
+        if tag != "div" or self._collecting is None:
+            return
+        self._depth -= 1
+        if self._depth == 0:
+            self._collecting.append(" ".join("".join(self._text).split()))
+            self._collecting = None
+
+    def handle_data(self, data):
+        if self._collecting is not None:
+            self._text.append(data)
+
+
+def read_form(response) -> _FormPage:
+    page = _FormPage()
+    page.feed(response.get_data(as_text=True))
+    page.close()
+    return page
+
+
+def text_of(response) -> str:
+    return response.get_data(as_text=True)
+
+
+def location_path(response) -> str:
+    """The path a redirect sends the browser to; fails if it would leave the site."""
+    parts = urlsplit(response.headers["Location"])
+    assert parts.scheme in ("", "http", "https")
+    assert parts.netloc in ("", "inviteloop.test"), response.headers["Location"]
+    return parts.path
+
+
+def is_logged_in(client) -> bool:
+    response = client.get("/referral/dashboard")
+    if response.status_code == 200:
+        return True
+    assert response.status_code == 302
+    assert location_path(response) == "/auth/login"
+    return False
+
+
+# --- data through the real services ------------------------------------------------------
+
+
+def configure(app, **changes):
+    with app.app_context():
+        programs.update_program(default_program(), changes)
+        db.session.commit()
+
+
+def buy(app, email, order, amount=2500, now=None, source="api"):
+    """A committed purchase through the event intake; returns its outcome."""
+    with app.app_context():
+        outcome = factories.purchase(email, order, amount, now=now, source=source)
+        db.session.commit()
+        return outcome
+
+
+def accepted_purchase(app, email: str, order: str, amount: int = 2500, *, now=None) -> None:
+    """A setup purchase through the event intake; it must be accepted."""
+    assert buy(app, email, order, amount, now=now).outcome == "accepted"
+
+
+# --- reading the database ----------------------------------------------------------------
+
+
+def referral_of(app, user_id) -> Referral | None:
+    with app.app_context():
+        return factories.referral_of(user_id)
+
+
+def count(app, model, *where) -> int:
+    with app.app_context():
+        return db.session.scalar(select(func.count()).select_from(model).where(*where))
+
+
+def set_active(app, user_id, active):
+    with app.app_context():
+        db.session.execute(update(User).where(User.id == user_id).values(active=active))
+        db.session.commit()
+
+
+def take_outbox(app) -> list:
+    """The emails the app has sent since the last look (Flask-Mailman's locmem backend)."""
+    outbox = getattr(app.extensions["mailman"], "outbox", [])
+    sent = list(outbox)
+    outbox.clear()
+    return sent
+
+
+def smallest_limit(limits: str) -> int:
+    return min(item.amount for item in parse_many(limits))
