@@ -51,3 +51,11 @@ bench-analytics: $(STAMP)
 .PHONY: bench-tree
 bench-tree: $(STAMP)
 	$(BIN)/python -m bench.tree --backend both
+
+# Every benchmark on a tiny data set, so CI notices when one stops running (not a measurement).
+.PHONY: bench-smoke
+bench-smoke: $(STAMP)
+	$(BIN)/python -m bench.leaderboard --participants 300 --backend both --repeat 1
+	$(BIN)/python -m bench.events --events 50 --senders 4 --referrers 5
+	$(BIN)/python -m bench.tree --descendants 200 --noise 100 --backend both --repeat 1
+	$(BIN)/python -m bench.analytics --backend both --scale 0.0005 --sqlite-scale 0.0005 --repeat 1

@@ -42,11 +42,11 @@ from tests.databases import migrate
 from tests.server import (
     GENEROUS_LIMITS,
     ROOT,
-    _stop,
     _wait_until_healthy,
     free_port,
     running_server,
     server_environment,
+    stop_process,
 )
 
 SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
@@ -132,7 +132,7 @@ def bare_server(database_url: str):
             _wait_until_healthy(process, base_url, log)
             yield base_url
         finally:
-            _stop(process)
+            stop_process(process)
 
 
 def seed_referrers(url: str, count: int) -> list[str]:

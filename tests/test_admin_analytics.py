@@ -1,22 +1,6 @@
 """The analytics home: every figure on a small known data set, worked out by hand here.
 
-The range R is ten UTC days, d0..d9, forty days ago. Who is who:
-
-    Ann (joined d-5) and Ben (d-3) refer; Ben also holds a code of "Spring" (campaign
-    "Spring push", EUR, 7.00 cash to the referrer, 50 points to the friend), issued d-3.
-    C0 d-1 by Ann        purchase o0 d3 10:00 20.00, refunded d24 after approval
-    C1 d1 10:00 by Ann   clicked d1 09:00 (3600 s); purchase o1 d2 10:00 50.00
-    C2 d2 12:00 by Ann   clicked d2 11:30 (1800 s); purchase o2 d3 18:00 30.00, refunded d5
-    C3 d4 09:00 by Ben's Spring code, clicked d4 08:59:30 (30 s); purchase o3 d5 11:00 40.00 EUR
-    C4 d6 15:00 by Ann   held for review
-    C5 d7 10:00 by Ben   rejected
-    C6 d8 10:00 by Ben   approved after review (risk 50), clicked d8 09:59 (60 s);
-                         purchase o6 d8 16:00 25.00
-    C8 d8 20:00 by Ben   pending, risk 10
-    C7 d11 by Ann        (after the range)
-    N  d5 10:00          nobody's friend; purchase d6 (unattributed)
-Holds end for rewards written up to d6 when the release runs on d20 (those become approved
-and their referrals rewarded); C6's stay pending, so C6 stays qualified.
+The data set and who is who in it are described in tests/analytics_data.py.
 """
 
 from datetime import UTC, date, datetime, timedelta
