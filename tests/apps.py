@@ -58,7 +58,8 @@ class SharedApps:
         app.config.clear()  # undo whatever the previous test changed in app.config
         app.config.update(settings)
         app.config.update({k: v for k, v in overrides.items() if k in PER_TEST_SETTINGS})
-        app.extensions["celery"].set_current()  # as if just made: Celery's current app is how `release` spots a test's own app
+        # As if just made: Celery's current app is how `release` spots a test's own app.
+        app.extensions["celery"].set_current()
         app.extensions["celery"].set_default()
         return app
 
