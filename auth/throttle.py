@@ -37,8 +37,10 @@ class AccountThrottled(DomainError):
 
     def __init__(self, wait_seconds: float):
         self.retry_after = max(1, math.ceil(wait_seconds))
-        minutes = math.ceil(self.retry_after / 60)
-        wait = "1 minute" if minutes == 1 else f"{minutes} minutes"
+        if self.retry_after < 120:
+            wait = "1 second" if self.retry_after == 1 else f"{self.retry_after} seconds"
+        else:
+            wait = f"{math.ceil(self.retry_after / 60)} minutes"
         super().__init__(
             "Too many wrong passwords were tried for this email address. Wait "
             f"{wait} before trying a password again, or get in now with a password reset "
