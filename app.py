@@ -21,6 +21,7 @@ from admin.integrations import services as integrations
 from admin.operations import queries as operations
 from admin.people import services as people
 from admin.programs import queries as programs
+from auth.cli import auth_cli
 from auth.services import load_user, unauthorized
 from config import load_config
 from core.database import configure_engine
@@ -129,6 +130,7 @@ def register_csv_exports(app: Flask) -> None:
 
 def register_commands(app: Flask) -> None:
     app.cli.add_command(admin_cli)
+    app.cli.add_command(auth_cli)
     app.cli.add_command(demo_cli)
     app.cli.add_command(rewards_cli)
 

@@ -3,11 +3,13 @@
 Everything is read inside `load_config`, called by the factory, never at import time.
 """
 
+import math
 import os
 import secrets
 from pathlib import Path
 
 from flask import Flask
+from limits import parse_many
 
 DEFAULTS = {
     "APP_ENV": "development",
@@ -25,6 +27,9 @@ DEFAULTS = {
     "RATELIMIT_ENABLED": True,
     "LOGIN_LIMITS": "20/minute;200/hour",  # per client IP
     "LOGIN_ACCOUNT_LIMITS": "5/minute;30/hour",  # per account and client IP
+    # Wrong passwords per account from all addresses; each longer run waits longer. Any rolling
+    # hour allows at most 100 (ASVS 2.2.1); _check refuses rules that would allow more.
+    "LOGIN_FAILURE_LIMITS": "10/minute;20/15 minutes;50/hour",
     "SIGNUP_LIMITS": "10/minute;100/hour",  # per client IP
     "REFERRAL_LINK_LIMITS": "60/minute;1000/hour",  # per client IP on /r/<code>
     "CLAIM_LIMITS": "10/minute;50/day",  # inviter claims tried, per client IP
@@ -77,6 +82,9 @@ DEFAULTS = {
     "PASSWORD_RESET_EMAIL_LIMITS": "3/hour;10/day",  # reset requests, per email address
 }
 
+# ASVS 2.2.1: no more wrong passwords than this for one account in any hour.
+MAX_LOGIN_FAILURES_PER_HOUR = 100
+
 # How each environment variable is parsed; anything unparseable stops the start-up.
 _ENV_TYPES = {
     "APP_ENV": str,
@@ -92,6 +100,7 @@ _ENV_TYPES = {
     "RATELIMIT_ENABLED": bool,
     "LOGIN_LIMITS": str,
     "LOGIN_ACCOUNT_LIMITS": str,
+    "LOGIN_FAILURE_LIMITS": str,
     "SIGNUP_LIMITS": str,
     "REFERRAL_LINK_LIMITS": str,
     "CLAIM_LIMITS": str,
@@ -283,7 +292,30 @@ def _check(app: Flask) -> None:
         raise ConfigError("DEFAULT_CURRENCY must be a three-letter ISO code such as USD")
     if config["PAYOUT_MINIMUM"] < 1:
         raise ConfigError("PAYOUT_MINIMUM must be at least 1 (minor units)")
+    _check_login_failure_limits(config["LOGIN_FAILURE_LIMITS"])
     _check_services(config)
+
+
+def _check_login_failure_limits(rules: str) -> None:
+    """Rules that parse, and that together allow at most MAX_LOGIN_FAILURES_PER_HOUR wrong
+    passwords in any rolling hour (a fixed window of w seconds can be met ceil(3600/w) + 1
+    times by one hour; a longer one twice)."""
+    try:
+        limits = parse_many(rules)
+    except ValueError:
+        raise ConfigError(
+            f"LOGIN_FAILURE_LIMITS must be rules like '10/minute;50/hour', not {rules!r}"
+        ) from None
+    most = min(
+        limit.amount
+        * (math.ceil(3600 / limit.get_expiry()) + 1 if limit.get_expiry() <= 3600 else 2)
+        for limit in limits
+    )
+    if most > MAX_LOGIN_FAILURES_PER_HOUR:
+        raise ConfigError(
+            f"LOGIN_FAILURE_LIMITS {rules!r} allows up to {most} wrong passwords for one account "
+            f"in an hour; at most {MAX_LOGIN_FAILURES_PER_HOUR} are allowed (add e.g. '50/hour')"
+        )
 
 
 def _check_services(config) -> None:

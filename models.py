@@ -4,7 +4,7 @@ One file, in sections (each starts with a `# ---` header), in this order:
     allowed values  the tuples the CHECK constraints are built from
     helpers         utcnow, the UTC column type
     programs        Program: a referral program's rules, rewards and fraud policy
-    accounts        User (participants and staff, by role), PhoneCode
+    accounts        User (participants and staff, by role), UserSession, PhoneCode
     referral loop   ReferralCode, Click, Referral (its status changes: referral/lifecycle.py)
     rewards         Conversion (events in), Payout, Reward (the ledger)
     integrations    ApiKey (calls in)
@@ -321,12 +321,19 @@ class User(UserMixin, db.Model):
 
     codes: Mapped[list["ReferralCode"]] = relationship(back_populates="owner")
 
+    # The signed-in browser's session key (see UserSession), set on the instance by whoever
+    # signs it in or loads it for a request; never stored on the row.
+    session_key = None
+
     @property
     def is_active(self) -> bool:  # Flask-Login refuses inactive users
         return self.active
 
     def get_id(self) -> str:
-        return f"{self.id}:{self.session_version}"
+        # What the session and the remember-me cookie carry: "<id>:<session version>:<key>".
+        if not self.session_key:
+            raise RuntimeError("sign in through auth.sessions.sign_in, which issues a session key")
+        return f"{self.id}:{self.session_version}:{self.session_key}"
 
     @property
     def public_name(self) -> str:
@@ -343,6 +350,24 @@ def public_name(name: str, display_name: str | None = None) -> str:
     if len(parts) == 1:
         return parts[0]
     return f"{parts[0]} {parts[-1][0].upper()}."
+
+
+class UserSession(db.Model):
+    """One signed-in browser: a login's random key, carried by its session cookie and its
+    remember-me cookie (only the key's SHA-256 is kept). Every request looks its row up;
+    logging out deletes it, which ends both cookies. Rows past `expires_at` count for nothing
+    and are pruned (`flask auth prune-sessions`)."""
+
+    __tablename__ = "user_sessions"
+    __table_args__ = (
+        CheckConstraint("length(key_hash) = 64", name="key_hash_sha256"),
+        CheckConstraint("expires_at > created_at", name="expiry_order"),
+    )
+
+    key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
 class PhoneCode(db.Model):

@@ -7,9 +7,9 @@ code proves the person holds the number.
 
 from flask import current_app, flash, redirect, render_template, request, session, url_for
 from flask_limiter.util import get_remote_address
-from flask_login import current_user, login_user
+from flask_login import current_user
 
-from auth import phone, sms
+from auth import phone, sessions, sms
 from auth.phone_forms import PhoneCodeForm, PhoneForm
 from core.errors import DomainError
 from core.forms import submit
@@ -124,7 +124,7 @@ def verify_phone():
     if submitted.done:
         user, created = submitted.result
         session.pop(PENDING, None)
-        login_user(user)
+        sessions.sign_in(user)
         if created:
             flash("Welcome to InviteLoop! Your referral link is ready below.", "success")
         return redirect(_safe_next() or url_for("referral.dashboard"))

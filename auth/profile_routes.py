@@ -2,9 +2,9 @@
 email and password, anyone adds (or changes) a phone number they prove they hold."""
 
 from flask import flash, redirect, render_template, session, url_for
-from flask_login import current_user, login_required, login_user
+from flask_login import current_user, login_required
 
-from auth import phone, services
+from auth import phone, services, sessions
 from auth.phone_forms import AddEmailForm, AddPhoneForm, PhoneCodeForm
 from auth.phone_routes import code_ip_limit, code_number_limit, send_code, verify_limit
 from core.forms import submit
@@ -96,6 +96,6 @@ def end_other_sessions():
     user_id = current_user.id
     services.end_all_sessions(current_user)
     db.session.commit()
-    login_user(db.session.get(User, user_id))  # this browser, under the new version
+    sessions.sign_in(db.session.get(User, user_id))  # this browser, under the new version
     flash("You are signed out on every other device and browser.", "success")
     return redirect(url_for("auth.profile"))

@@ -20,6 +20,7 @@ from flask import current_app, render_template
 from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
 from sqlalchemy import select, update
 
+from auth import sessions
 from auth.services import check_password_policy, hash_password, normalize_email
 from core.errors import DomainError
 from core.jobs import enqueue
@@ -139,6 +140,7 @@ def reset_password(token: str, new_password: str, now: datetime | None = None) -
     if changed.rowcount != 1:  # used, or changed, since we read it
         raise InvalidResetToken()
     db.session.expire(user)
+    sessions.close_all_sessions(user.id)
     _tell_password_changed(user, now)
     log.info("password reset for user %s", user.id)
     return user

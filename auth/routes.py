@@ -9,9 +9,9 @@ from flask import (
     url_for,
 )
 from flask_limiter.util import get_remote_address
-from flask_login import current_user, login_required, login_user, logout_user
+from flask_login import current_user, login_required
 
-from auth import phone_routes, profile_routes, reset, services
+from auth import phone_routes, profile_routes, reset, services, sessions, throttle
 from auth.forms import LoginForm, ResetPasswordForm, ResetRequestForm, SignupForm
 from core.errors import DomainError
 from core.forms import show_domain_error, submit
@@ -37,7 +37,7 @@ bp.add_url_rule("/profile/sessions", view_func=profile_routes.end_other_sessions
 
 def _login_account_key() -> str:
     # Per account *and* address: an attacker hammering one account from one place is
-    # stopped without locking the real owner out from theirs.
+    # stopped early. Failures per account from every address: auth/throttle.py.
     return f"{request.form.get('email', '').strip().lower()}|{get_remote_address()}"
 
 
@@ -63,7 +63,7 @@ def signup():
         ),
     )
     if submitted.done:
-        login_user(submitted.result)
+        sessions.sign_in(submitted.result)
         flash("Welcome to InviteLoop! Your referral link is ready below.", "success")
         return redirect(url_for("referral.dashboard"))
     return render_template("auth/signup.html", form=form), submitted.status
@@ -80,19 +80,23 @@ def login():
     if current_user.is_authenticated:
         return redirect(url_for("referral.dashboard"))
     form = LoginForm()
-    status = 200
+    status, headers = 200, {}
     if form.validate_on_submit():
         try:
-            user = services.authenticate(form.email.data, form.password.data)
+            with throttle.password_attempt(form.email.data):
+                user = services.authenticate(form.email.data, form.password.data)
+        except throttle.AccountThrottled as error:
+            status = show_domain_error(form, error)
+            headers["Retry-After"] = str(error.retry_after)
         except DomainError as error:
             status = show_domain_error(form, error)
         else:
-            login_user(user, remember=form.remember.data)
+            sessions.sign_in(user, remember=form.remember.data)
             target = request.args.get("next")
             return redirect(target if is_local_path(target) else url_for("referral.dashboard"))
     elif request.method == "POST":
         status = 400
-    return render_template("auth/login.html", form=form), status
+    return render_template("auth/login.html", form=form), status, headers
 
 
 def _reset_email_key() -> str:
@@ -147,7 +151,8 @@ def reset_password(token):
     if submitted.done:
         # Every session, this browser's too, ended with the commit; the user reloads with
         # its new session version, so this browser alone is signed in again.
-        login_user(submitted.result)
+        sessions.sign_in(submitted.result)
+        throttle.forget_failures(submitted.result.email)
         flash("Your password is changed, and every other session is signed out.", "success")
         return redirect(url_for("referral.dashboard"))
     return render_template("auth/reset_password.html", form=form, account=account), submitted.status
@@ -157,6 +162,6 @@ def reset_password(token):
 @login_required
 def logout():
     # CSRFProtect has already refused a POST without a valid token.
-    logout_user()
+    sessions.sign_out()
     flash("You are logged out.", "info")
     return redirect(url_for("referral.landing"))

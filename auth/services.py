@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 from zxcvbn.frequency_lists import FREQUENCY_LISTS
 
+from auth import sessions
 from core.errors import DomainError, error_response, wants_json
 from extensions import db
 from models import User, utcnow
@@ -209,29 +210,22 @@ def authenticate(email: str, password: str) -> User:
 
 
 def load_user(session_id: str) -> User | None:
-    """Flask-Login's loader. The id is "<user id>:<session version>" (User.get_id): a
-    deactivated account, or one whose sessions were ended since, is signed out on its next
-    request."""
-    user_id, _, version = session_id.partition(":")
-    try:
-        user = db.session.get(User, int(user_id))
-        version_number = int(version)
-    except ValueError:
-        return None
-    if user is None or not user.active or user.session_version != version_number:
-        return None
-    return user
+    """Flask-Login's loader. The id is "<user id>:<session version>:<session key>"
+    (User.get_id): a deactivated account, a session logged out or expired, or one ended by
+    raising the account's session version since, is signed out on its next request."""
+    return sessions.find_user(session_id)
 
 
 def end_all_sessions(user: User) -> None:
     """Sign the account out everywhere (sessions, remember-me cookies, pending reset links);
-    the caller signs the current browser back in with `login_user` after the commit."""
+    the caller signs the current browser back in with `sessions.sign_in` after the commit."""
     db.session.execute(
         update(User)
         .where(User.id == user.id)
         .values(session_version=User.session_version + 1)
         .execution_options(synchronize_session="fetch")
     )
+    sessions.close_all_sessions(user.id)
 
 
 def unauthorized():
