@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from disposable_email_domains import blocklist as disposable_domains
-from sqlalchemy import func, literal, select
+from sqlalchemy import Integer, cast, func, literal, select
 from sqlalchemy.orm import aliased
 
 from core.clients import ip_prefix
@@ -179,6 +179,27 @@ def lock_tree() -> None:
     first. On SQLite every writing transaction already runs alone (BEGIN IMMEDIATE)."""
     if db.session.get_bind().dialect.name == "postgresql":
         db.session.execute(select(func.pg_advisory_xact_lock(_TREE_LOCK_KEY)))
+
+
+# The PostgreSQL advisory locks that make a code's signups take turns: the first of the two
+# 32-bit keys names this use, the second is the code's id (the two-key space never meets the
+# one-key space of the tree and order locks).
+_CODE_LOCK_SPACE = 0x1A7E_C0DE & 0x7FFF_FFFF
+
+
+def lock_code(code: ReferralCode) -> None:
+    """Take, until the transaction ends, the lock that every referral through `code` takes
+    before its velocity checks count the earlier ones. Without it, signups arriving at once
+    each count the same committed rows and all pass a limit only some of them may pass (ten
+    from one address against "five per address and code a day"). One lock per code, not per
+    (code, address): the hourly limit counts every address. Always taken after the tree lock,
+    never before it. On SQLite every writing transaction already runs alone."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(
+            select(
+                func.pg_advisory_xact_lock(cast(_CODE_LOCK_SPACE, Integer), cast(code.id, Integer))
+            )
+        )
 
 
 def purchase_signals(referral: Referral, program: Program, occurred_at: datetime) -> list[Signal]:

@@ -202,6 +202,8 @@ def attribute_signup(
     nobody can be below them yet and the edge cannot close a loop without the tree lock."""
     if not new_participant:
         fraud.lock_tree()
+    # Before the velocity checks count: concurrent signups with this code count in turn.
+    fraud.lock_code(code)
     verdict = fraud.decide(code.program, fraud.signup_signals(user, code, now))
     referral = Referral(
         program_id=code.program_id,

@@ -18,6 +18,7 @@ from core import money
 from extensions import db
 from models import (
     CONVERSION_KINDS,
+    LIVE_REWARD_STATUSES,
     Conversion,
     Program,
     Referral,
@@ -270,31 +271,116 @@ def _refunded_already(conversion: Conversion) -> bool:
 
 
 def _on_refund(conversion: Conversion, now: datetime) -> tuple[str, str | None]:
-    """Take back what the refunded order earned: cancelled while on hold, one reversing
-    entry after approval or payout."""
-    purchases = db.session.scalars(
-        select(Conversion).where(
-            Conversion.source == conversion.source,
-            Conversion.kind == "purchase",
-            Conversion.order_id == conversion.order_id,
-        )
-    ).all()
+    """Take back what the refunded part of the order earned (see `_apply_refunds`)."""
+    purchases = _order_conversions(conversion, "purchase")
     if not purchases:
         return "unattributed", "refund_before_purchase"
     conversion.participant_id = purchases[0].participant_id
     conversion.referral_id = purchases[0].referral_id
-    rewards = db.session.scalars(
-        select(Reward)
-        .where(Reward.conversion_id.in_([purchase.id for purchase in purchases]))
-        .where(Reward.amount > 0)
-        .with_for_update()
+    return _apply_refunds(purchases, conversion, now)
+
+
+def _order_conversions(conversion: Conversion, kind: str) -> list[Conversion]:
+    return db.session.scalars(
+        select(Conversion)
+        .where(
+            Conversion.source == conversion.source,
+            Conversion.kind == kind,
+            Conversion.order_id == conversion.order_id,
+        )
+        .order_by(Conversion.id)
     ).all()
-    if not rewards:
+
+
+# Sources whose refund events carry the amount refunded so far (Stripe's `amount_refunded`,
+# Saleor's `totalRefunded`); each refund of the others (the events API, staff) is one part.
+_CUMULATIVE_REFUNDS = ("stripe", "saleor")
+
+
+def refunded_amount(source: str, ordered: int, refunds: list[Conversion]) -> int:
+    """How much of an order worth `ordered` its refunds give back: their sum, or for Stripe and
+    Saleor the largest running total; a refund without an amount gives back the whole order."""
+    if any(refund.amount is None for refund in refunds):
+        return ordered
+    amounts = [refund.amount for refund in refunds]
+    total = max(amounts, default=0) if source in _CUMULATIVE_REFUNDS else sum(amounts)
+    return min(total, ordered)
+
+
+def _apply_refunds(
+    purchases: list[Conversion], refund: Conversion, now: datetime
+) -> tuple[str, str | None]:
+    """Bring the order's rewards in line with what is left of the order after every refund
+    so far, `refund` included. When what is left falls below the program's minimum purchase
+    (a full refund always does), every reward is taken back: cancelled while on hold, one
+    reversing entry after approval or payout. Otherwise fixed rewards stand and percent
+    rewards shrink to the kept share of the order (`services.take_back`). The target depends
+    only on the refunds received so far, so a refund delivered again, or a later report of
+    the same running total, changes nothing."""
+    refunds = _order_conversions(refund, "refund")
+    ordered = sum(purchase.amount or 0 for purchase in purchases)
+    kept = ordered - refunded_amount(refund.source, ordered, refunds)
+    program = db.session.get(Program, purchases[0].program_id)
+    take_all = kept <= 0 or kept < program.min_purchase_amount
+    purchase_ids = {purchase.id for purchase in purchases}
+    # Restated and reversing entries are written under the refund that wrote them.
+    entries = services.rewards_of([entry.id for entry in purchases + refunds])
+    if not any(reward.amount > 0 and reward.status in LIVE_REWARD_STATUSES for reward in entries):
         return "accepted", "nothing_to_take_back"
+    changed, stuck = False, False
+    for key, group in _by_beneficiary(entries).items():
+        value = sum(reward.amount for reward in group if reward.status in LIVE_REWARD_STATUSES)
+        if take_all:
+            target = 0
+        elif _scales_with_order(program, key[1]) and ordered:
+            first = sum(
+                reward.amount
+                for reward in group
+                if reward.conversion_id in purchase_ids and _counts_as_paid(reward)
+            )
+            target = first * kept // ordered
+        else:
+            continue  # a fixed reward stands while the order stays above the minimum
+        if value <= target:
+            continue
+        changed = True
+        if not services.take_back(group, value - target, refund, now):
+            stuck = True
+            log.warning("refund %s: could not take back %s of %s", refund.id, value - target, key)
+    if stuck:
+        return "accepted", "take_back_incomplete"
+    if take_all:
+        _requalify_if_cancelled(purchases, now)
+        return "accepted", None
+    return "accepted", "partial_refund" if changed else "rewards_stand"
+
+
+def _counts_as_paid(reward: Reward) -> bool:
+    """A purchase's own entry that was paid out or taken back by a refund (not one staff,
+    review or expiry closed)."""
+    return reward.amount > 0 and (
+        reward.status in LIVE_REWARD_STATUSES or reward.reason == "refunded"
+    )
+
+
+def _by_beneficiary(rewards: list[Reward]) -> dict[tuple, list[Reward]]:
+    """The entries per beneficiary and place; a reversal goes with the entry it reverses."""
+    by_id = {reward.id: reward for reward in rewards}
+    grouped: dict[tuple, list[Reward]] = {}
     for reward in rewards:
-        services.cancel_or_reverse(reward, conversion, now)
-    _requalify_if_cancelled(purchases, now)
-    return "accepted", None
+        owner = by_id.get(reward.reverses_id, reward)
+        grouped.setdefault(services.reward_key(owner), []).append(reward)
+    return grouped
+
+
+def _scales_with_order(program: Program, role: str) -> bool:
+    """Whether a reward of `role` is a percent of the purchase (network shares follow the
+    referrer's basis; milestone bonuses are fixed)."""
+    if role == "referrer":
+        return program.referrer_reward_basis == "percent"
+    if role == "referee":
+        return program.friend_reward_basis == "percent"
+    return False
 
 
 def _requalify_if_cancelled(purchases: list[Conversion], now: datetime) -> None:

@@ -152,19 +152,31 @@ def order_event(event_name: str, payload: dict) -> EventIn:
         raise InvalidSaleorPayload("The payload names no order.")
     user = order.get("user") if isinstance(order.get("user"), dict) else {}
     money = _money(order, kind)
+    amount = minor_units(money.get("amount"), money.get("currency"))
     return EventIn(
         source="saleor",
         kind=kind,
-        external_id=order["id"] if kind == "purchase" else f"{order['id']}:refund",
+        external_id=_external_id(event_name, order["id"], amount),
         customer_external_id=user.get("id"),
         customer_email=user.get("email") or order.get("userEmail"),
         ref_code=ref_code(order.get("metadata")),
-        amount=minor_units(money.get("amount"), money.get("currency")),
+        # A full refund gives back the whole order, whatever totalRefunded says.
+        amount=None if event_name == "order_fully_refunded" else amount,
         currency=str(money.get("currency")).upper(),
         order_id=order["id"],
         occurred_at=_occurred_at(payload, order, kind),
         payload=payload,
     )
+
+
+def _external_id(event_name: str, order_id: str, amount: int) -> str:
+    """The purchase is the order; its full refund happens once; each partial refund is a
+    new running total (totalRefunded), so a redelivery of the same total is a duplicate."""
+    if HANDLED_EVENTS[event_name][1] == "purchase":
+        return order_id
+    if event_name == "order_fully_refunded":
+        return f"{order_id}:refund"
+    return f"{order_id}:refund:{amount}"
 
 
 def _money(order: dict, kind: str) -> dict:

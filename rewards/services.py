@@ -207,19 +207,120 @@ def _milestone_reward(program: Program, referral: Referral, entry) -> list[Rewar
     return [bonus]
 
 
+def reward_key(reward: Reward) -> tuple:
+    """What one order pays one beneficiary for one place in the program."""
+    return (reward.beneficiary_id, reward.role, reward.level, reward.milestone)
+
+
+def rewards_of(conversion_ids: list[int]) -> list[Reward]:
+    """Every entry these conversions wrote (reversals too), locked for this transaction."""
+    return db.session.scalars(
+        select(Reward)
+        .where(Reward.conversion_id.in_(conversion_ids))
+        .order_by(Reward.id)
+        .with_for_update()
+    ).all()
+
+
+_ON_HOLD = ("review", "pending")
+_TAKEN = ("approved", "paid", "redeemed")
+
+
+def take_back(entries: list[Reward], amount: int, refund: Conversion, now: datetime) -> bool:
+    """Take `amount` back from one beneficiary's entries for one order (a `reward_key`'s
+    entries, reversals included), writing at most one new row under `refund`:
+    entries still on hold are cancelled, and what they held beyond `amount` is written again
+    as one entry on the same hold; what is still missing is reversed from one approved or
+    paid entry. False when that cannot be written (the entry was reversed before and a
+    reward is reversed once); the caller reports it for staff."""
+    on_hold = [reward for reward in entries if reward.amount > 0 and reward.status in _ON_HOLD]
+    held = sum(reward.amount for reward in on_hold)
+    was_pending = any(reward.status == "pending" for reward in on_hold)
+    for reward in on_hold:
+        _cancel_refunded(reward, refund, now)
+    if held >= amount:
+        if held > amount:
+            _restate(on_hold, held - amount, "pending" if was_pending else "review", refund, now)
+        return True
+    missing = amount - held
+    reversed_already = {reward.reverses_id for reward in entries if reward.reverses_id}
+    taken = [
+        reward
+        for reward in entries
+        if reward.amount >= missing
+        and reward.status in _TAKEN
+        and reward.id not in reversed_already
+    ]
+    if not taken:
+        return False
+    return _reverse(taken[0], missing, refund, now) is not None
+
+
+def _restate(taken_back: list[Reward], amount: int, status: str, refund: Conversion, now):
+    """The one entry that replaces the cancelled `taken_back` with the smaller `amount`, on
+    their hold. Written under the refund, so one refund restates once (`uq_rewards_issuance`)."""
+    first = taken_back[0]
+    expiries = [reward.expires_at for reward in taken_back if reward.expires_at is not None]
+    restated = Reward(
+        program_id=first.program_id,
+        conversion_id=refund.id,
+        referral_id=first.referral_id,
+        beneficiary_id=first.beneficiary_id,
+        role=first.role,
+        level=first.level,
+        kind=first.kind,
+        amount=amount,
+        currency=first.currency,
+        status=status,
+        reason="partial_refund",
+        coupon_code=_coupon_code() if first.kind in ("coupon", "gift_card") else None,
+        available_at=max(reward.available_at for reward in taken_back),
+        expires_at=max(expiries) if expiries else None,
+        created_at=now,
+        updated_at=now,
+    )
+    db.session.add(restated)
+    db.session.flush()
+    after = {
+        "amount": amount,
+        "status": status,
+        "replaces": [reward.id for reward in taken_back],
+        "refund_id": refund.id,
+    }
+    audit.record(
+        "reward.restate", "reward", restated.id, after=after, system=f"refund via {refund.source}"
+    )
+    return restated
+
+
 def cancel_or_reverse(reward: Reward, refund: Conversion, now: datetime) -> Reward | None:
     """Take back a reward whose purchase was refunded: an entry still on hold is cancelled;
     one already approved or paid gets one reversing entry (never two: `reverses_id` is
     unique). Returns the reversing entry, if one was written."""
-    job = f"refund via {refund.source}"
-    if reward.status in ("review", "pending"):
-        before = {"status": reward.status}
-        reward.status, reward.reason, reward.updated_at = "cancelled", "refunded", now
-        after = {"status": "cancelled", "reason": "refunded", "refund_id": refund.id}
-        audit.record("reward.cancel", "reward", reward.id, before=before, after=after, system=job)
+    if reward.status in _ON_HOLD:
+        _cancel_refunded(reward, refund, now)
         return None
-    if reward.status not in ("approved", "paid", "redeemed"):
+    if reward.status not in _TAKEN:
         return None
+    return _reverse(reward, reward.amount, refund, now)
+
+
+def _cancel_refunded(reward: Reward, refund: Conversion, now: datetime) -> None:
+    before = {"status": reward.status}
+    reward.status, reward.reason, reward.updated_at = "cancelled", "refunded", now
+    after = {"status": "cancelled", "reason": "refunded", "refund_id": refund.id}
+    audit.record(
+        "reward.cancel",
+        "reward",
+        reward.id,
+        before=before,
+        after=after,
+        system=f"refund via {refund.source}",
+    )
+
+
+def _reverse(reward: Reward, amount: int, refund: Conversion, now: datetime) -> Reward | None:
+    """One reversing entry of `amount` (all of the reward, or the refunded share of it)."""
     reversal = Reward(
         program_id=reward.program_id,
         conversion_id=refund.id,
@@ -228,10 +329,10 @@ def cancel_or_reverse(reward: Reward, refund: Conversion, now: datetime) -> Rewa
         role=reward.role,
         level=reward.level,
         kind=reward.kind,
-        amount=-reward.amount,
+        amount=-amount,
         currency=reward.currency,
         status="approved",
-        reason="refunded",
+        reason="refunded" if amount == reward.amount else "partial_refund",
         reverses_id=reward.id,
         available_at=now,
         created_at=now,
@@ -243,7 +344,9 @@ def cancel_or_reverse(reward: Reward, refund: Conversion, now: datetime) -> Rewa
     except IntegrityError:
         return None  # reversed already, by an earlier delivery of the refund
     after = {"reversal_id": reversal.id, "amount": reversal.amount, "refund_id": refund.id}
-    audit.record("reward.reverse", "reward", reward.id, after=after, system=job)
+    audit.record(
+        "reward.reverse", "reward", reward.id, after=after, system=f"refund via {refund.source}"
+    )
     return reversal
 
 

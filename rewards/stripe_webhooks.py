@@ -147,10 +147,14 @@ def _invoice_purchase(payload: dict, invoice: dict) -> EventIn:
 
 def _charge_refund(payload: dict, charge: dict) -> EventIn:
     # The refund names the order the way its purchase did: payment intent, else invoice.
+    # `amount_refunded` is the running total: each partial refund is a new state of the
+    # charge (a redelivery of the same state is a duplicate); the full refund is the last.
+    refunded = charge.get("amount_refunded")
+    full = charge.get("refunded") is True
     return _event(
         payload,
         kind="refund",
-        external_id=charge["id"],
+        external_id=charge["id"] if full else f"{charge['id']}:{refunded}",
         order_id=_text(charge.get("payment_intent")) or _text(charge.get("invoice")),
         amount=charge.get("amount_refunded"),
         customer_email=_text(_get(charge, "billing_details", "email"))

@@ -191,7 +191,7 @@ def test_paid_and_confirmed_are_the_same_conversion_and_refund_is_another():
         f"{ORDER_ID}:refund",
         ORDER_ID,
     )
-    assert refund.amount == 2500
+    assert refund.amount is None  # fully refunded: the whole order, whatever totalRefunded says
     assert refund.occurred_at.isoformat() == "2026-08-03T10:00:05.123456+00:00"
 
 

@@ -1,0 +1,192 @@
+"""Issue 12, row 9: a partial refund takes back only what the refunded part earned.
+
+A refund of 50 of a 5000 order used to cancel the whole referrer and friend reward. Now
+(docs/guarantees.md #14): percent rewards shrink to the kept share of the order, fixed rewards
+stand until what is kept falls below the program's minimum purchase; refunds in several parts
+add up (Stripe and Saleor report a running total), the same refund twice changes nothing, and
+after approval or payout the shrink is one reversing entry. Every source goes through the same
+intake; the participant's balance is the sum of the entries.
+"""
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from extensions import db
+from models import Program, Reward, utcnow
+from referral.services import default_program
+from rewards.conversions import record_event
+from rewards.events import EventIn
+from rewards.services import release_held_rewards
+from rewards.stripe_webhooks import stripe_event
+from tests import factories
+
+ORDER = "order-5000"
+
+
+@pytest.fixture
+def pair(app):
+    """A referrer and a friend they invited, both committed."""
+    with app.app_context():
+        referrer = factories.participant("Rhea Referrer")
+        friend = factories.participant("Finn Friend", invited_by=referrer["code"])
+    return referrer, friend
+
+
+def _percent_program(referrer_bp: int = 1000, friend_bp: int = 500) -> None:
+    program = db.session.get(Program, default_program().id)
+    program.referrer_reward_basis, program.referrer_reward_value = "percent", referrer_bp
+    program.friend_reward_basis, program.friend_reward_value = "percent", friend_bp
+    db.session.commit()
+
+
+def _buy(friend: dict, amount: int = 5000, source: str = "api", order: str = ORDER):
+    outcome = factories.purchase(friend["email"], order, amount, source=source)
+    db.session.commit()
+    assert outcome.outcome == "accepted", outcome
+    return outcome
+
+
+def _refund(event_id: str, amount: int | None, source: str = "api", order: str = ORDER, now=None):
+    outcome = record_event(
+        EventIn(
+            source=source,
+            kind="refund",
+            external_id=event_id,
+            order_id=order,
+            amount=amount,
+            currency="USD",
+        ),
+        now=now,
+    )
+    db.session.commit()
+    return outcome
+
+
+def _balance(person: dict) -> int:
+    """What counts for them: every live entry, reversals included."""
+    return db.session.scalar(
+        select(func.coalesce(func.sum(Reward.amount), 0)).where(
+            Reward.beneficiary_id == person["id"],
+            Reward.status.in_(("review", "pending", "approved", "paid", "redeemed")),
+        )
+    )
+
+
+def _live(person: dict) -> list[tuple[int, str]]:
+    return sorted(
+        db.session.execute(
+            select(Reward.amount, Reward.status).where(
+                Reward.beneficiary_id == person["id"],
+                Reward.status.in_(("review", "pending", "approved", "paid", "redeemed")),
+            )
+        ).all()
+    )
+
+
+def test_fixed_rewards_stand_until_the_kept_order_falls_below_the_minimum(app, pair):
+    referrer, friend = pair
+    with app.app_context():
+        program = default_program()
+        assert (program.referrer_reward_basis, program.min_purchase_amount) == ("fixed", 2000)
+        _buy(friend)
+        assert (_balance(referrer), _balance(friend)) == (1000, 500)
+
+        # 50 of 5000: the old failure cancelled both rewards.
+        assert _refund("r-1", 50).reason == "rewards_stand"
+        assert _live(referrer) == [(1000, "pending")]
+        assert _live(friend) == [(500, "pending")]
+
+        # Parts add up: 50 + 2950 keeps 2000, still the minimum.
+        _refund("r-2", 2950)
+        assert (_balance(referrer), _balance(friend)) == (1000, 500)
+
+        # One more cent and the order no longer qualifies: everything is taken back.
+        assert _refund("r-3", 1).outcome == "accepted"
+        assert (_balance(referrer), _balance(friend)) == (0, 0)
+        cancelled = db.session.scalars(
+            select(Reward.reason).where(Reward.status == "cancelled")
+        ).all()
+        assert cancelled == ["refunded", "refunded"]
+
+
+def test_percent_rewards_shrink_in_proportion_and_a_repeat_changes_nothing(app, pair):
+    referrer, friend = pair
+    with app.app_context():
+        _percent_program()
+        _buy(friend)
+        assert (_balance(referrer), _balance(friend)) == (500, 250)
+
+        assert _refund("r-1", 50).reason == "partial_refund"
+        # 10 % and 5 % of the kept 4950, rounded down.
+        assert _live(referrer) == [(495, "pending")]
+        assert _live(friend) == [(247, "pending")]
+
+        # The same refund delivered again is a duplicate and writes nothing.
+        entries = db.session.scalar(select(func.count()).select_from(Reward))
+        assert _refund("r-1", 50).outcome == "duplicate"
+        assert db.session.scalar(select(func.count()).select_from(Reward)) == entries
+
+        # A second part: 50 + 950 = 1000 refunded, 4000 kept.
+        _refund("r-2", 950)
+        assert _live(referrer) == [(400, "pending")]
+        assert _live(friend) == [(200, "pending")]
+
+        # The rest: nothing left, nothing live.
+        _refund("r-3", 4000)
+        assert (_balance(referrer), _balance(friend)) == (0, 0)
+
+
+def test_after_approval_a_partial_refund_writes_one_reversing_entry(app, pair):
+    referrer, friend = pair
+    with app.app_context():
+        _percent_program()
+        _buy(friend)
+        release_held_rewards(utcnow() + timedelta(days=15))
+        db.session.commit()
+        assert _live(referrer) == [(500, "approved")]
+
+        _refund("r-1", 1000, now=utcnow() + timedelta(days=16))
+        assert _live(referrer) == [(-100, "approved"), (500, "approved")]
+        assert _live(friend) == [(-50, "approved"), (250, "approved")]
+        reversal = db.session.scalar(select(Reward).where(Reward.amount == -100))
+        assert reversal.reverses_id is not None
+        assert reversal.reason == "partial_refund"
+
+
+def test_stripe_reports_a_running_total_and_each_new_total_counts_once(app, pair):
+    referrer, friend = pair
+    with app.app_context():
+        _percent_program()
+        _buy(friend, source="stripe", order="pi_1")
+        # Stripe's charge.refunded carries amount_refunded: 1000, then 3000 in all.
+        _refund("ch_1:1000", 1000, source="stripe", order="pi_1")
+        assert _balance(referrer) == 400
+        _refund("ch_1:3000", 3000, source="stripe", order="pi_1")
+        assert _balance(referrer) == 200
+        assert _balance(friend) == 100
+        # An older total arriving late gives nothing back.
+        _refund("ch_1:1000-late", 1000, source="stripe", order="pi_1")
+        assert (_balance(referrer), _balance(friend)) == (200, 100)
+
+
+def test_stripe_and_saleor_name_each_partial_refund_by_its_running_total():
+    charge = {
+        "id": "ch_9",
+        "object": "charge",
+        "amount": 5000,
+        "amount_refunded": 1000,
+        "refunded": False,
+        "currency": "usd",
+        "payment_intent": "pi_9",
+    }
+    partial = stripe_event({"type": "charge.refunded", "data": {"object": charge}})
+    assert (partial.external_id, partial.amount, partial.order_id) == ("ch_9:1000", 1000, "pi_9")
+    full = stripe_event(
+        {
+            "type": "charge.refunded",
+            "data": {"object": {**charge, "amount_refunded": 5000, "refunded": True}},
+        }
+    )
+    assert (full.external_id, full.amount) == ("ch_9", 5000)
