@@ -36,9 +36,7 @@ class FailSoftRedisCache(RedisCache):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._fallback = SimpleCache(
-            threshold=FALLBACK_ITEMS, default_timeout=self.default_timeout
-        )
+        self._fallback = SimpleCache(threshold=FALLBACK_ITEMS, default_timeout=self.default_timeout)
         self._state_lock = threading.Lock()
         self._down = False
         self._down_until = 0.0  # time.monotonic() until which Redis is not tried
