@@ -4,7 +4,7 @@ Against a real gunicorn: with REDIS_URL pointing at a closed port every page a v
 participant, a returning one and a signed sender use answers as usual and /health says
 `degraded`; with a Redis of the test's own that is stopped and started again, the rate limits
 hold before, during (in process memory) and after the outage.
-docs/guarantees.md no. 11.
+docs/guarantees.md no. 15.
 """
 
 import json

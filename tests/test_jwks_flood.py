@@ -5,7 +5,7 @@ id made one outbound fetch (5 s each, no limit); 24 posts tied up every worker. 
 at a time per process, none again for REFETCH_INTERVAL_SECONDS after one that failed or lacked
 the kid, and each fetch is cut off after FETCH_TIMEOUT_SECONDS. Against a real gunicorn (2
 workers x 8 threads) and a slow key server on 127.0.0.1.
-docs/guarantees.md no. 13.
+docs/guarantees.md no. 17.
 """
 
 import json

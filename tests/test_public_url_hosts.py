@@ -1,4 +1,4 @@
-"""Links only to the configured host (issue 12, row 2); docs/guarantees.md no. 12.
+"""Links only to the configured host (issue 12, row 2); docs/guarantees.md no. 16.
 
 Before: with PUBLIC_URL unset, `POST /auth/reset` with `Host: evil.example` mailed the victim
 a reset link to the attacker's host with a live token in it, and production started without
