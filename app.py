@@ -26,6 +26,7 @@ from auth.services import load_user, unauthorized
 from config import load_config
 from core.database import configure_engine
 from core.errors import register_error_handlers
+from core.hosts import register_host_check
 from core.jobs import init_celery, register_jobs
 from core.mail import send_email
 from core.security import register_security_headers
@@ -60,6 +61,7 @@ def create_app(config: dict | None = None) -> Flask:
     register_csv_exports(app)
     register_error_handlers(app)
     register_security_headers(app)
+    register_host_check(app)
     register_template_helpers(app)
     register_commands(app)
     trust_proxies(app)

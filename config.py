@@ -7,6 +7,7 @@ import math
 import os
 import secrets
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from flask import Flask
 from limits import parse_many
@@ -80,6 +81,13 @@ DEFAULTS = {
     # Password reset.
     "PASSWORD_RESET_IP_LIMITS": "5/minute;30/hour",  # reset requests, per client IP
     "PASSWORD_RESET_EMAIL_LIMITS": "3/hour;10/day",  # reset requests, per email address
+    # Dependencies and hosts (issue 12, rows 1 and 2).
+    # Host names a request may name (comma-separated; ".example.com" covers its subdomains,
+    # "*" any). None: localhost names in development (plus PUBLIC_URL's host); any in
+    # production, where every absolute link comes from PUBLIC_URL (required there).
+    "ALLOWED_HOSTS": None,
+    "REDIS_TIMEOUT_SECONDS": 2,  # connect and read timeout of the cache and rate-limit storage
+    "HEALTH_PROBE_TIMEOUT_SECONDS": 1,  # each dependency /health probes (Redis, broker, SMTP)
 }
 
 # ASVS 2.2.1: no more wrong passwords than this for one account in any hour.
@@ -141,6 +149,9 @@ _ENV_TYPES = {
     "PHONE_VERIFY_LIMITS": str,
     "PASSWORD_RESET_IP_LIMITS": str,
     "PASSWORD_RESET_EMAIL_LIMITS": str,
+    "ALLOWED_HOSTS": str,
+    "REDIS_TIMEOUT_SECONDS": int,
+    "HEALTH_PROBE_TIMEOUT_SECONDS": int,
 }
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -194,13 +205,25 @@ def _derive(app: Flask) -> None:
     redis_url = config["REDIS_URL"]
     config.setdefault("CACHE_KEY_PREFIX", "inviteloop:")
     if redis_url:
-        config.setdefault("CACHE_TYPE", "RedisCache")
+        # Redis down: the cache and the rate limiter both carry on in process memory (back
+        # on Redis once it answers again); neither turns a page into a 500.
+        redis_timeouts = {
+            "socket_connect_timeout": config["REDIS_TIMEOUT_SECONDS"],
+            "socket_timeout": config["REDIS_TIMEOUT_SECONDS"],
+        }
+        config.setdefault("CACHE_TYPE", "core.caching.FailSoftRedisCache")
         config.setdefault("CACHE_REDIS_URL", redis_url)
+        if config["CACHE_TYPE"].endswith("RedisCache"):  # not a test's own SimpleCache
+            config.setdefault("CACHE_OPTIONS", redis_timeouts)
         config.setdefault("RATELIMIT_STORAGE_URI", redis_url)
+        config.setdefault("RATELIMIT_STORAGE_OPTIONS", redis_timeouts)
     else:
         config.setdefault("CACHE_TYPE", "SimpleCache")
         config.setdefault("RATELIMIT_STORAGE_URI", "memory://")
+    config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)
+    config.setdefault("RATELIMIT_SWALLOW_ERRORS", True)
     config.setdefault("RATELIMIT_KEY_PREFIX", "inviteloop")
+    config["ALLOWED_HOSTS_LIST"] = allowed_hosts(config)
     config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
     config["SESSION_COOKIE_HTTPONLY"] = True
     config["SESSION_COOKIE_SAMESITE"] = "Lax"
@@ -246,6 +269,22 @@ def _derive(app: Flask) -> None:
     }
 
 
+def allowed_hosts(config) -> list[str] | None:
+    """The host names a request may carry; None when any will do (production's default)."""
+    raw = config["ALLOWED_HOSTS"]
+    if raw is None:
+        if config["APP_ENV"] == "production":
+            return None
+        names = ["localhost", "127.0.0.1", "[::1]"]
+        if config["PUBLIC_URL"]:
+            names.append(urlsplit(config["PUBLIC_URL"]).hostname or "")
+    else:
+        names = [name.strip() for name in raw.split(",")] if isinstance(raw, str) else list(raw)
+    # Compared without brackets or a trailing dot: "[::1]" is ::1, "localhost." is localhost.
+    names = [name.lower().strip("[]").rstrip(".") for name in names if name.strip("[]")]
+    return None if "*" in names else names
+
+
 def database_uri(url: str | None, instance_path: str) -> str:
     """The SQLAlchemy URL; PostgreSQL URLs are pointed at the psycopg 3 driver."""
     if not url:
@@ -282,6 +321,12 @@ def _check(app: Flask) -> None:
         if len(key) < 32:
             raise ConfigError(
                 "SECRET_KEY must be set to a random value of at least 32 characters in production"
+            )
+        if not config["PUBLIC_URL"]:
+            raise ConfigError(
+                "PUBLIC_URL must be set in production (e.g. https://refer.example.com): every "
+                "link in emails, SMS, webhooks and QR codes is built from it, never from the "
+                "request's Host header"
             )
     if config["PASSWORD_HASH_METHOD"] != DEFAULTS["PASSWORD_HASH_METHOD"] and not app.testing:
         raise ConfigError("PASSWORD_HASH_METHOD may only be changed in a test configuration")

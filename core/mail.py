@@ -36,8 +36,10 @@ def send_email(to: str, subject: str, body: str) -> None:
 
 
 def absolute_url(endpoint: str, **values) -> str | None:
-    """A full link for an email. Under PUBLIC_URL when set: a worker has no request to take
-    the host from. Else from the current request (or SERVER_NAME); None when neither exists."""
+    """A full link for an email, SMS, webhook or QR code. Under PUBLIC_URL when set (always in
+    production, which refuses to start without it): never from a Host header an attacker
+    chose. Else, in development, from the current request, whose host core.hosts has checked
+    against ALLOWED_HOSTS (or SERVER_NAME); None when neither exists."""
     public_url = current_app.config["PUBLIC_URL"]
     if public_url:
         parts = urlsplit(public_url)

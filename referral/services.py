@@ -11,6 +11,7 @@ from sqlalchemy.orm import joinedload
 
 from core.database import after_commit
 from core.errors import DomainError
+from core.mail import absolute_url
 from extensions import db
 from models import COUNTED_STATUSES, Click, Program, Referral, ReferralCode, User, utcnow
 from referral import fraud, leaderboard, lifecycle
@@ -259,10 +260,10 @@ def recount_referrals() -> None:
 
 
 def referral_link(code: str) -> str:
-    public_url = current_app.config["PUBLIC_URL"]
-    if public_url:
-        return public_url.rstrip("/") + url_for("referral.follow_link", code=code)
-    return url_for("referral.follow_link", code=code, _external=True)
+    """The code's link under PUBLIC_URL (or, in development, the request's allowed host)."""
+    return absolute_url("referral.follow_link", code=code) or url_for(
+        "referral.follow_link", code=code
+    )
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,16 @@ from a header of the request.
 The keys live in the Flask-Caching `cache`: with Redis configured every worker and process shares
 one copy (one fetch per SALEOR_JWKS_CACHE_SECONDS for the whole deployment) and the unknown-kid
 throttles below hold across workers, so an attacker cannot multiply our requests to the shop by
-the number of workers.
+the number of workers (with Redis down, core.caching keeps them per process). Within a process
+only one fetch runs at a time, and a forged kid on a cold cache or a slow shop costs at most one
+short fetch per REFETCH_INTERVAL_SECONDS: no stream of posts can tie up the workers.
 """
 
 import hashlib
 import json
 import logging
+import threading
+import time
 import urllib.error
 import urllib.request
 from urllib.parse import urlsplit
@@ -29,15 +33,21 @@ from extensions import cache
 
 log = logging.getLogger(__name__)
 
-FETCH_TIMEOUT_SECONDS = 5
+# The whole fetch (connect, headers, body) must finish within this.
+FETCH_TIMEOUT_SECONDS = 3
+# A request that finds another one fetching waits this long, then answers 503 (Saleor retries).
+WAIT_FOR_FETCH_SECONDS = 0.5
 MAX_JWKS_BYTES = 64 * 1024
 MAX_SIGNATURE_HEADER_CHARS = 4096
 MIN_KEY_BITS = 2048
 # An unknown kid is looked up at the shop once, then not again for this long.
 UNKNOWN_KID_RETRY_SECONDS = 300
 # Whatever the kids, at most one refetch this often: a stream of invented kids cannot turn
-# into a stream of requests to the shop.
+# into a stream of requests to the shop. Also the pause after a failed fetch.
 REFETCH_INTERVAL_SECONDS = 10
+
+# One fetch at a time in this process, whatever the kid (single flight).
+_FETCH_LOCK = threading.Lock()
 
 _RS256 = RSAAlgorithm(RSAAlgorithm.SHA256)
 
@@ -120,7 +130,9 @@ def signing_key(api_url: str, kid: str) -> dict | None:
     """The JWK the configured shop publishes under `kid`, from the cache when possible.
 
     A kid we do not know triggers one refetch (a key rotation); the same unknown kid is not
-    looked up again for UNKNOWN_KID_RETRY_SECONDS.
+    looked up again for UNKNOWN_KID_RETRY_SECONDS. Whatever the kids, the shop gets at most one
+    request at a time from this process (others wait WAIT_FOR_FETCH_SECONDS, then 503), and
+    none for REFETCH_INTERVAL_SECONDS after a fetch that failed or lacked the kid asked for.
     """
     keys = cache.get(_keys_cache_key(api_url))
     if keys is not None:
@@ -128,11 +140,38 @@ def signing_key(api_url: str, kid: str) -> dict | None:
             return keys[kid]
         if cache.get(_unknown_kid_cache_key(api_url, kid)):
             return None
-        if not cache.add(_refetch_cache_key(api_url), True, timeout=REFETCH_INTERVAL_SECONDS):
+    if not _FETCH_LOCK.acquire(timeout=WAIT_FOR_FETCH_SECONDS):
+        raise SigningKeysUnavailable("The shop's keys are being fetched; try again.")
+    try:
+        return _fetch_for(api_url, kid)
+    finally:
+        _FETCH_LOCK.release()
+
+
+def _fetch_for(api_url: str, kid: str) -> dict | None:
+    """With the fetch lock held: look again (another thread may just have fetched), then
+    fetch unless the shop was asked a moment ago."""
+    keys = cache.get(_keys_cache_key(api_url))
+    refetch_key = _refetch_cache_key(api_url)
+    if keys is not None:
+        if kid in keys:
+            return keys[kid]
+        if cache.get(_unknown_kid_cache_key(api_url, kid)):
+            return None
+        # Claimed across processes (with Redis) before the request goes out.
+        if not cache.add(refetch_key, True, timeout=REFETCH_INTERVAL_SECONDS):
             raise SigningKeysUnavailable("Signing keys were refreshed a moment ago; try again.")
-    keys = _fetch_and_cache(api_url)
+    elif cache.get(refetch_key):
+        # No keys yet, and the shop failed or lacked a kid moments ago: do not ask again.
+        raise SigningKeysUnavailable("Signing keys were fetched a moment ago; try again.")
+    try:
+        keys = _fetch_and_cache(api_url)
+    except SigningKeysUnavailable:
+        cache.set(refetch_key, True, timeout=REFETCH_INTERVAL_SECONDS)
+        raise
     if kid not in keys:
         cache.set(_unknown_kid_cache_key(api_url, kid), True, timeout=UNKNOWN_KID_RETRY_SECONDS)
+        cache.set(refetch_key, True, timeout=REFETCH_INTERVAL_SECONDS)
     return keys.get(kid)
 
 
@@ -144,14 +183,14 @@ def _fetch_and_cache(api_url: str) -> dict:
 
 
 def fetch_jwks(url: str) -> dict[str, dict]:
-    """The RSA keys published at `url`, by kid. SigningKeysUnavailable if they cannot be read."""
+    """The RSA keys published at `url`, by kid. SigningKeysUnavailable if they cannot be read
+    within FETCH_TIMEOUT_SECONDS in all (a server that trickles its answer is cut off too)."""
+    deadline = time.monotonic() + FETCH_TIMEOUT_SECONDS
     # http(s) only: the config refuses any other scheme for SALEOR_API_URL.
     request = urllib.request.Request(url, headers={"Accept": "application/json"})  # noqa: S310
     try:
         with urllib.request.urlopen(request, timeout=FETCH_TIMEOUT_SECONDS) as response:  # noqa: S310
-            raw = response.read(MAX_JWKS_BYTES + 1)
-        if len(raw) > MAX_JWKS_BYTES:
-            raise ValueError("JWKS too large")
+            raw = _read_until(response, deadline)
         document = json.loads(raw)
     except (urllib.error.URLError, OSError, ValueError) as error:
         log.warning("could not fetch Saleor JWKS from %s: %s", url, error.__class__.__name__)
@@ -167,6 +206,22 @@ def fetch_jwks(url: str) -> dict[str, dict]:
         and entry.get("kty") == "RSA"
         and isinstance(entry.get("kid"), str)
     }
+
+
+def _read_until(response, deadline: float) -> bytes:
+    """The body, at most MAX_JWKS_BYTES, read before `deadline` (TimeoutError otherwise)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        if time.monotonic() > deadline:
+            raise TimeoutError("JWKS answer too slow")
+        chunk = response.read1(16 * 1024)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > MAX_JWKS_BYTES:
+            raise ValueError("JWKS too large")
+        chunks.append(chunk)
 
 
 def _keys_cache_key(api_url: str) -> str:

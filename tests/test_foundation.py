@@ -24,6 +24,7 @@ def test_production_refuses_to_start_without_a_real_secret_key(tmp_path, monkeyp
     with pytest.raises(ConfigError, match="SECRET_KEY"):
         create_app()
     monkeypatch.setenv("SECRET_KEY", TEST_SECRET)
+    monkeypatch.setenv("PUBLIC_URL", "https://refer.example.com")  # also required there
     app = create_app()
     assert app.config["SESSION_COOKIE_SECURE"] is True
     close(app)
@@ -110,7 +111,7 @@ def test_sqlite_runs_in_wal_with_foreign_keys_and_immediate_writes(sqlite_url):
 def test_health_reports_the_database_ok(client):
     response = client.get("/health")
     assert response.status_code == 200
-    assert response.json == {"status": "ok", "database": "ok"}
+    assert (response.json["status"], response.json["database"]) == ("ok", "ok")
 
 
 def test_health_answers_503_when_the_database_is_unreachable(tmp_path):
@@ -119,7 +120,7 @@ def test_health_answers_503_when_the_database_is_unreachable(tmp_path):
     )
     response = app.test_client().get("/health")
     assert response.status_code == 503
-    assert response.json == {"status": "error", "database": "unreachable"}
+    assert (response.json["status"], response.json["database"]) == ("error", "unreachable")
     page = app.test_client().get("/referral/leaderboard")
     assert page.status_code == 503
     assert "Temporarily unavailable" in page.get_data(as_text=True)
@@ -192,7 +193,9 @@ def test_pages_carry_security_headers(client):
 
 
 def test_production_sends_hsts(database_url):
-    app = create_app(app_config(database_url, APP_ENV="production"))
+    app = create_app(
+        app_config(database_url, APP_ENV="production", PUBLIC_URL="https://refer.example.com")
+    )
     assert "max-age" in app.test_client().get("/health").headers["Strict-Transport-Security"]
     close(app)
 
