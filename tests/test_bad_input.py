@@ -463,3 +463,13 @@ def test_partner_api_json_that_cannot_be_stored_is_422(app, client):
     assert count(app, User) == users
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Conversion)) == 0
+
+
+def test_query_names_that_collide_with_link_building_are_ignored(app):
+    """`?name=` or `?endpoint=` used to reach url_for(**filters) and fail the page (found by
+    tests/test_bad_input_fuzz.py)."""
+    staff = staff_client(app)
+    for path in ("/admin/rewards", "/admin/payouts", "/admin/conversions", "/admin/review"):
+        response = staff.get(f"{path}?name=x&endpoint=y&_external=1&_scheme=javascript")
+        assert response.status_code == 200, path
+        assert "javascript" not in response.get_data(as_text=True), path
