@@ -473,3 +473,16 @@ def test_query_names_that_collide_with_link_building_are_ignored(app):
         response = staff.get(f"{path}?name=x&endpoint=y&_external=1&_scheme=javascript")
         assert response.status_code == 200, path
         assert "javascript" not in response.get_data(as_text=True), path
+
+
+def test_nul_in_a_multipart_form_is_400_too(app, client, make_participant):
+    """The same form sent as multipart/form-data (the CSRF check reads it first)."""
+    person = make_participant("Mona Multipart")
+    token = csrf_token(client, "/auth/login")
+    response = client.post(
+        "/auth/login",
+        data={"csrf_token": token, "email": person["email"] + "\x00", "password": "x"},
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 400
+    assert not is_logged_in(client)
