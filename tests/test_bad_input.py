@@ -1,6 +1,6 @@
 """Bad input gets a clear 4xx and changes nothing: NUL characters, page numbers and ids no
 database integer holds, non-ASCII signature headers, deep or unstorable JSON in signed bodies,
-and times outside any plausible range (docs/guarantees.md #11)."""
+and times outside any plausible range (docs/guarantees.md #15)."""
 
 import json
 import time

@@ -1,5 +1,5 @@
 """Random bytes and text (NUL, lone surrogates, huge numbers, junk) in any query parameter or
-form field of every route never give a 5xx (docs/guarantees.md #11).
+form field of every route never give a 5xx (docs/guarantees.md #15).
 
 Every rule of the app's URL map is tried, GET with random query strings and POST with random
 form fields beside a valid CSRF token, by a visitor and by a logged-in admin (who may open

@@ -1,5 +1,5 @@
 """CSV exports cannot smuggle a formula into a spreadsheet, whatever list separator or width
-the spreadsheet reads them with; numbers stay numbers (docs/guarantees.md #12)."""
+the spreadsheet reads them with; numbers stay numbers (docs/guarantees.md #16)."""
 
 import csv
 import io
