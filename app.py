@@ -27,6 +27,7 @@ from config import load_config
 from core.database import configure_engine
 from core.errors import register_error_handlers
 from core.hosts import register_host_check
+from core.inputs import register_input_checks
 from core.jobs import init_celery, register_jobs
 from core.mail import send_email
 from core.security import register_security_headers
@@ -57,6 +58,7 @@ def create_app(config: dict | None = None) -> Flask:
     register_extensions(app)
     register_background_jobs(app)
     register_signal_receivers()
+    register_input_checks(app)
     register_blueprints(app)
     register_csv_exports(app)
     register_error_handlers(app)

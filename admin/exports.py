@@ -10,6 +10,7 @@ in batches; cells that a spreadsheet would run as a formula are defused.
 
 import csv
 import io
+import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -23,8 +24,15 @@ from extensions import db
 
 bp = Blueprint("exports", __name__)
 
-# Spreadsheets run a cell that starts with one of these as a formula (OWASP CSV injection).
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
+# Spreadsheets run a cell that starts with one of these as a formula (OWASP CSV injection);
+# compared after NFKC, so the full-width and small forms ("＝", "﹢", "－", "＠") count too.
+_FORMULA_STARTS = frozenset("=+-@")
+# Where a spreadsheet may cut a cell in two, whatever list separator its locale uses (",", ";"
+# or tab; "，" and "；" after NFKC) or when it ignores quotes around a line break: the piece
+# after one is read as a cell of its own, so it must not start a formula either.
+_SEPARATORS = frozenset(",;\t\r\n")
+# Skipped when looking for a piece's first character: spaces, and the quote around a field.
+_SKIPPED = frozenset(' "')
 _BATCH = 1000
 
 
@@ -54,9 +62,10 @@ def registered(app: Flask) -> dict[str, CsvExport]:
     return dict(app.extensions.get(_REGISTRY, {}))
 
 
-def safe_cell(value) -> str | int:
-    """A value as a CSV cell: numbers stay numbers; text a spreadsheet would evaluate gets a
-    leading apostrophe, which spreadsheets show as text."""
+def safe_cell(value) -> str | int | float:
+    """A value as a CSV cell: numbers stay numbers; text a spreadsheet would evaluate, at its
+    start or after any separator inside it, gets an apostrophe there, which spreadsheets show
+    as text."""
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -65,9 +74,29 @@ def safe_cell(value) -> str | int:
         return value
     if isinstance(value, datetime | date):
         return value.isoformat()
-    text = str(value)
-    if text.startswith(_FORMULA_STARTS):
-        return "'" + text
+    return defuse(str(value))
+
+
+def defuse(text: str) -> str:
+    """`text` with an apostrophe at the start of each piece a spreadsheet could read as a
+    formula: the cell's start (also before a leading tab or line break) and each place right
+    after a separator."""
+    insert_at = []
+    piece_start, looking = 0, True  # where the current piece starts; its first char not seen
+    for index, char in enumerate(text):
+        plain = unicodedata.normalize("NFKC", char)
+        if plain in _SEPARATORS:
+            if index == 0:
+                insert_at.append(0)
+            piece_start, looking = index + 1, True
+        elif looking and (plain in _SKIPPED or plain.isspace()):
+            continue
+        elif looking:
+            if plain[:1] in _FORMULA_STARTS:
+                insert_at.append(piece_start)
+            looking = False
+    for index in reversed(insert_at):
+        text = text[:index] + "'" + text[index:]
     return text
 
 

@@ -1,10 +1,11 @@
 """The shape every incoming conversion takes, whatever sent it, and the answer it gets."""
 
-import json
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from core import dates
 from core.errors import DomainError
+from core.inputs import parse_json
 
 SOURCES_FROM_OUTSIDE = ("api", "saleor", "stripe", "manual")
 API_EVENT_TYPES = ("signup", "purchase", "refund")
@@ -59,9 +60,9 @@ def parse_api_event(body: bytes) -> EventIn | None:
     """The events API's JSON as an EventIn; None for a well-formed event of a type we do
     not act on. Anything malformed raises InvalidEvent with what was wrong."""
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidEvent("The body is not valid JSON.") from None
+        data = parse_json(body)
+    except ValueError as error:
+        raise InvalidEvent(str(error)) from None
     if not isinstance(data, dict):
         raise InvalidEvent("The body must be a JSON object.")
     kind = data.get("type")
@@ -120,4 +121,6 @@ def _moment(value) -> datetime | None:
         raise InvalidEvent("occurred_at must be an ISO 8601 time.") from None
     if moment.tzinfo is None:
         raise InvalidEvent("occurred_at needs a time zone (e.g. 2026-11-21T10:00:00Z).")
+    if dates.plausible_utc(moment) is None:
+        raise InvalidEvent(f"occurred_at must lie between {dates.PLAUSIBLE_RANGE}.")
     return moment

@@ -8,15 +8,15 @@ signed body's `__typename` and the header must agree with it.
 
 import hashlib
 import hmac
-import json
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, jsonify, request
 
-from core import money
+from core import dates, money
 from core.errors import DomainError
+from core.inputs import parse_json
 from extensions import csrf, db
 from models import utcnow
 from rewards.conversions import record_event
@@ -132,9 +132,9 @@ def _instance(url: str) -> tuple:
 
 def parse_body(body: bytes) -> dict:
     try:
-        payload = json.loads(body)
-    except (ValueError, RecursionError):
-        raise InvalidSaleorPayload("The webhook body is not JSON.") from None
+        payload = parse_json(body)
+    except ValueError as error:
+        raise InvalidSaleorPayload(str(error)) from None
     if not isinstance(payload, dict):
         raise InvalidSaleorPayload()
     return payload
@@ -157,8 +157,9 @@ def order_event(event_name: str, payload: dict) -> EventIn:
         source="saleor",
         kind=kind,
         external_id=_external_id(event_name, order["id"], amount),
-        customer_external_id=user.get("id"),
-        customer_email=user.get("email") or order.get("userEmail"),
+        customer_external_id=_optional_text(user.get("id"), "user.id"),
+        customer_email=_optional_text(user.get("email"), "user.email")
+        or _optional_text(order.get("userEmail"), "userEmail"),
         ref_code=ref_code(order.get("metadata")),
         # A full refund gives back the whole order, whatever totalRefunded says.
         amount=None if event_name == "order_fully_refunded" else amount,
@@ -177,6 +178,12 @@ def _external_id(event_name: str, order_id: str, amount: int) -> str:
     if event_name == "order_fully_refunded":
         return f"{order_id}:refund"
     return f"{order_id}:refund:{amount}"
+
+
+def _optional_text(value, name: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value or None
+    raise InvalidSaleorPayload(f"The order's {name} is not a string.")
 
 
 def _money(order: dict, kind: str) -> dict:
@@ -236,4 +243,5 @@ def _parse_datetime(value) -> datetime | None:
         moment = datetime.fromisoformat(value)
     except ValueError:
         return None
-    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    # Out of range (year 1 with an offset, year 9999) counts as unreadable: the order is kept.
+    return dates.plausible_utc(moment if moment.tzinfo else moment.replace(tzinfo=UTC))

@@ -6,14 +6,15 @@ about the same payment (`checkout.session.completed` then `async_payment_succeed
 subscription's checkout session and its first `invoice.paid`), which must not count twice.
 """
 
-import json
 import time
 from datetime import UTC, datetime
 
 import stripe
 from flask import Blueprint, current_app, jsonify, request
 
+from core import dates
 from core.errors import DomainError
+from core.inputs import parse_json
 from extensions import csrf, db, limiter
 from models import utcnow
 from rewards.conversions import record_event
@@ -66,6 +67,8 @@ def receive_stripe_event():
 
 def verify_signature(body: bytes, header: str | None, secret: str, tolerance: int) -> None:
     """Raise InvalidStripeSignature unless Stripe signed these bytes within ±tolerance."""
+    if not header or not header.isascii():  # Stripe's header is ASCII; hmac cannot compare else
+        raise InvalidStripeSignature()
     try:
         stripe.WebhookSignature.verify_header(body, header, secret, tolerance)
     except (stripe.SignatureVerificationError, UnicodeDecodeError):
@@ -86,9 +89,9 @@ def signed_timestamp(header: str) -> int:
 
 def parse_body(body: bytes) -> dict:
     try:
-        payload = json.loads(body)
-    except (ValueError, RecursionError):
-        raise InvalidStripePayload("The webhook body is not JSON.") from None
+        payload = parse_json(body)
+    except ValueError as error:
+        raise InvalidStripePayload(str(error)) from None
     if not isinstance(payload, dict) or not isinstance(payload.get("type"), str):
         raise InvalidStripePayload()
     data = payload.get("data")
@@ -226,7 +229,9 @@ def _created(payload: dict) -> datetime:
     created = payload.get("created")
     if isinstance(created, int) and not isinstance(created, bool):
         try:
-            return datetime.fromtimestamp(created, UTC)
+            moment = dates.plausible_utc(datetime.fromtimestamp(created, UTC))
         except (OverflowError, OSError, ValueError):
-            pass
+            moment = None
+        if moment is not None:
+            return moment
     return utcnow()

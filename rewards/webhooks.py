@@ -106,12 +106,12 @@ def verify_standard_webhook(body: bytes, headers) -> None:
 
 
 def _well_formed_signatures(header: str) -> list[str]:
-    """Only `v1,<base64>` entries; anything else is ignored, so a junk entry beside a valid
-    one cannot turn into an error."""
+    """Only `v1,<base64>` entries; anything else (non-ASCII bytes too) is ignored, so a junk
+    entry beside a valid one cannot turn into an error."""
     kept = []
     for entry in header.split():
         version, _, value = entry.partition(",")
-        if version != "v1" or not value:
+        if version != "v1" or not value or not value.isascii():
             continue
         try:
             binascii.a2b_base64(value.encode())

@@ -214,8 +214,8 @@ def test_html_in_name_is_stored_but_shown_escaped(app, client, signup):
 
 @pytest.mark.parametrize(
     "name",
-    ["Bob\x00Baker", "Bob\x07Baker", "Bob\x1b[31mBaker", "Bob\u202eBaker"],
-    ids=["nul", "bell", "ansi-escape", "rtl-override"],
+    ["Bob\x07Baker", "Bob\x1b[31mBaker", "Bob\u202eBaker"],  # NUL: test_bad_input.py
+    ids=["bell", "ansi-escape", "rtl-override"],
 )
 def test_name_with_control_characters_is_refused(app, signup, name):
     response = signup(name=name, email="bob@example.com")

@@ -65,7 +65,6 @@ def test_pages_of_twenty_and_bad_parameters_fall_back(app, client):
         "page=1e9",
         "period=year",
         "period=<b>",
-        "page=99999999999999999999999",
         "period=week&page=0",
     ):
         response = client.get(f"/api/v1/leaderboard?{query}")

@@ -9,6 +9,7 @@ from werkzeug.datastructures import MultiDict
 
 from admin.crm import campaign_stats
 from admin.exports import CsvExport
+from core.inputs import whole_number
 from core.money import currency_amount_text
 from extensions import db
 from models import CAMPAIGN_CHANNELS, LEAD_STATUSES, Campaign, Contract, Lead, Service
@@ -47,8 +48,8 @@ def leads_query(args: MultiDict) -> Select:
     campaign = args.get("campaign", "")
     if campaign == "none":
         query = query.where(Lead.campaign_id.is_(None))
-    elif campaign.isdigit():
-        query = query.where(Lead.campaign_id == int(campaign))
+    elif (campaign_id := whole_number(campaign)) is not None:
+        query = query.where(Lead.campaign_id == campaign_id)
     if search := _search_text(args):
         phone_digits = re.sub(r"[^0-9]", "", search)
         matches = [
@@ -63,10 +64,10 @@ def leads_query(args: MultiDict) -> Select:
 
 def contracts_query(args: MultiDict) -> Select:
     query = select(Contract).options(joinedload(Contract.lead), joinedload(Contract.service))
-    if (lead := args.get("lead", "")).isdigit():
-        query = query.where(Contract.lead_id == int(lead))
-    if (service := args.get("service", "")).isdigit():
-        query = query.where(Contract.service_id == int(service))
+    if (lead := whole_number(args.get("lead"))) is not None:
+        query = query.where(Contract.lead_id == lead)
+    if (service := whole_number(args.get("service"))) is not None:
+        query = query.where(Contract.service_id == service)
     if search := (args.get("q") or "").strip().lower()[:100]:
         lead_names = select(Lead.id).where(
             func.lower(Lead.full_name).contains(search, autoescape=True)

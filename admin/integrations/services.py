@@ -17,6 +17,7 @@ from admin.exports import CsvExport
 from core import audit
 from core.dates import midnight
 from core.errors import DomainError
+from core.inputs import whole_number
 from extensions import db
 from models import DELIVERY_STATUSES, WEBHOOK_EVENTS, AuditLog, WebhookDelivery, WebhookEndpoint
 from rewards import outbound
@@ -218,7 +219,7 @@ def deliveries_query(args: MultiDict) -> Select:
     query = select(WebhookDelivery).order_by(
         WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc()
     )
-    endpoint_id = _int(args.get("endpoint_id"))
+    endpoint_id = whole_number(args.get("endpoint_id"))
     if endpoint_id is not None:
         query = query.where(WebhookDelivery.endpoint_id == endpoint_id)
     if args.get("status") in DELIVERY_STATUSES:
@@ -301,13 +302,6 @@ def changed_fields(entry: AuditLog) -> list[tuple[str, object, object]]:
     before, after = entry.before or {}, entry.after or {}
     names = list(before) + [name for name in after if name not in before]
     return [(name, before.get(name), after.get(name)) for name in names]
-
-
-def _int(raw: str | None) -> int | None:
-    try:
-        return int(raw) if raw else None
-    except ValueError:
-        return None
 
 
 # --- CSV exports ------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from werkzeug.datastructures import MultiDict
 
 from admin.exports import CsvExport
 from core.dates import midnight
+from core.inputs import whole_number
 from core.templating import mask_email
 from extensions import db
 from models import (
@@ -36,8 +37,7 @@ def _choice(args: MultiDict, name: str, allowed) -> str | None:
 
 
 def _number(args: MultiDict, name: str) -> int | None:
-    value = (args.get(name) or "").strip()
-    return int(value) if value.isdigit() else None
+    return whole_number(args.get(name))
 
 
 def parse_day(text: str | None) -> date | None:

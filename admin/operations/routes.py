@@ -52,10 +52,20 @@ _QUEUES = {
 }
 
 
+# Query-string names that would collide with url_for's own arguments (or the export's `name`)
+# when the filters are passed on as `**filters`: never kept.
+_NOT_FILTERS = frozenset({"name", "endpoint"})
+
+
 def _filters(with_page: bool = False) -> dict:
     """The list's filters as they came (and its page, to return to), kept in links."""
     return {
-        key: value for key, value in request.args.items() if value and (with_page or key != "page")
+        key: value
+        for key, value in request.args.items()
+        if value
+        and (with_page or key != "page")
+        and key not in _NOT_FILTERS
+        and not key.startswith("_")
     }
 
 
