@@ -47,6 +47,11 @@ class WouldCloseCycle(ClaimRefused):
     )
 
 
+class StaffNotReferred(ClaimRefused):
+    code = "staff_account"
+    message = "A staff account is never recorded as someone's referral."
+
+
 def claim_deadline(user: User, program: Program) -> datetime | None:
     """Until when `user` may name an inviter in `program`; None when the program allows no
     claims at all."""
@@ -66,6 +71,22 @@ def open_claim_deadline(user: User, program: Program, now: datetime) -> datetime
     if deadline is None or now >= deadline or has_referral(user):
         return None
     return deadline
+
+
+def check_late_referral(user: User, program: Program, now: datetime) -> None:
+    """An outside system names an inviter for someone who already has an account: allowed
+    only where a claim would be, for a participant (never staff) inside the program's claim
+    window. Someone already referred keeps their first inviter, as the event's outcome says."""
+    if user.role != "member":
+        raise StaffNotReferred()
+    if has_referral(user):
+        return
+    deadline = claim_deadline(user, program)
+    if deadline is None or now >= deadline:
+        raise ClaimWindowClosed(
+            "This account is past the program's window for naming an inviter, so the "
+            "referral is not recorded."
+        )
 
 
 def claim_inviter(user: User, typed_code: str | None, now: datetime) -> Referral:

@@ -12,6 +12,7 @@ from core import api_keys
 from core.errors import DomainError
 from extensions import csrf, db, limiter
 from models import utcnow
+from referral import claims
 from referral import services as referral_services
 from rewards import conversions, customers
 from rewards.events import EventIn, unhandled
@@ -58,7 +59,11 @@ def _limit() -> str:
 @limiter.limit(_limit)
 def receive_event():
     body = request.get_data(cache=False)
-    verify_standard_webhook(body, request.headers)
+    key = api_keys.presented_key(request)
+    if key is None:
+        verify_standard_webhook(body, request.headers)
+    else:  # a sender holding an API key with events:write needs no signature
+        api_keys.authenticate(key, "events:write")
     event = conversions.parse_api_event(body)
     if event is None:
         return jsonify(unhandled("api").as_json())
@@ -157,8 +162,12 @@ def process_referral():
     ref_code = _text(data, "ref_code") or _text(data, "referral_code")
     if not (external_id or email):
         raise conversions.InvalidEvent("Give the customer's external_id or email.")
-    if referral_services.find_active_code(ref_code) is None:
+    code = referral_services.find_active_code(ref_code)
+    if code is None:
         raise referral_services.CodeNotFound()
+    existing = customers.find(external_id, email)
+    if existing is not None:
+        claims.check_late_referral(existing, code.program, utcnow())
     event = EventIn(
         source="api",
         kind="signup",

@@ -1,12 +1,15 @@
 """API keys, `POST /codes/issue` and `POST /referral/process_referral`."""
 
+from datetime import timedelta
+
 import pytest
 from sqlalchemy import func, select
 
 from admin.people.roles import set_role
 from core.api_keys import create_api_key
 from extensions import db
-from models import ApiKey, Referral, ReferralCode, User, utcnow
+from models import ApiKey, Conversion, Referral, ReferralCode, User, utcnow
+from tests import events_api, factories
 from tests.helpers import csrf_token, log_in
 
 
@@ -137,3 +140,69 @@ def test_a_person_already_referred_keeps_the_first_referral(app, client, rita, m
         referral = db.session.scalar(select(Referral).where(Referral.referred_id == fred["id"]))
         assert referral.referrer_id == rita["id"]
         assert db.session.get(User, other["id"]).referral_count == 0
+
+
+def referrals_of(app, user_id: int) -> int:
+    with app.app_context():
+        return db.session.scalar(
+            select(func.count()).select_from(Referral).where(Referral.referred_id == user_id)
+        )
+
+
+def test_process_referral_never_makes_a_staff_account_someones_referral(app, client, rita):
+    with app.app_context():
+        manager = factories.staff("manager")
+    key = new_key(app, "referrals:write")
+    body = {"external_id": "cust-staff", "email": manager["email"], "ref_code": rita["code"]}
+    response = client.post("/referral/process_referral", json=body, headers=bearer(key))
+    assert response.status_code == 422
+    assert response.get_json()["error"]["code"] == "staff_account"
+    assert referrals_of(app, manager["id"]) == 0
+    with app.app_context():  # the shop's customer id was not attached to the staff account
+        assert db.session.get(User, manager["id"]).external_id is None
+        assert db.session.get(User, rita["id"]).referral_count == 0
+
+
+def test_process_referral_for_an_existing_participant_follows_the_claim_window(
+    app, client, rita, make_participant
+):
+    long_ago = make_participant("Lena Late", now=utcnow() - timedelta(days=30))
+    recent = make_participant("Rob Recent")
+    key = new_key(app, "referrals:write")
+
+    late = {"email": long_ago["email"], "ref_code": rita["code"]}
+    response = client.post("/referral/process_referral", json=late, headers=bearer(key))
+    assert response.status_code == 422
+    assert response.get_json()["error"]["code"] == "claim_window_closed"
+    assert referrals_of(app, long_ago["id"]) == 0
+
+    within = {"email": recent["email"], "ref_code": rita["code"]}
+    response = client.post("/referral/process_referral", json=within, headers=bearer(key))
+    assert response.get_json()["outcome"] == "accepted"
+    assert referrals_of(app, recent["id"]) == 1
+
+
+def test_an_events_write_key_sends_events_without_a_signature(app, client, rita, make_participant):
+    friend = make_participant("Fred Friend", invited_by=rita["code"])
+    key = new_key(app, "events:write")
+    body = events_api.purchase(friend["email"], order="key-order")
+    response = client.post("/api/v1/events", json=body, headers=bearer(key))
+    assert response.status_code == 200
+    assert response.get_json()["outcome"] == "accepted"
+    again = client.post("/api/v1/events", json=body, headers=bearer(key))
+    assert again.get_json()["outcome"] == "duplicate"
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Conversion)) == 1
+
+
+def test_a_key_without_events_write_or_a_wrong_key_sends_nothing(app, client, rita):
+    body = events_api.purchase(rita["email"], order="refused-order")
+    other_scope = client.post(
+        "/api/v1/events", json=body, headers=bearer(new_key(app, "codes:issue"))
+    )
+    assert other_scope.status_code == 403
+    assert other_scope.get_json()["error"]["code"] == "missing_scope"
+    wrong = client.post("/api/v1/events", json=body, headers=bearer("il_nothere_secret"))
+    assert wrong.status_code == 401
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Conversion)) == 0
