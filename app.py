@@ -21,6 +21,7 @@ from admin.integrations import services as integrations
 from admin.operations import queries as operations
 from admin.people import services as people
 from admin.programs import queries as programs
+from auth import tasks as auth_tasks
 from auth.cli import auth_cli
 from auth.services import load_user, unauthorized
 from config import load_config
@@ -48,6 +49,7 @@ BACKGROUND_JOBS = (
     rewards_tasks.retry_webhooks,
     outbound.deliver_webhook,
     analytics_tasks.rollup_analytics,
+    auth_tasks.prune_sessions,
 )
 
 

@@ -264,6 +264,7 @@ def _derive(app: Flask) -> None:
                 "schedule": config["REWARDS_SWEEP_SECONDS"],
             },
             "rollup-analytics": {"task": "admin.rollup_analytics", "schedule": 3600},  # hourly
+            "prune-sessions": {"task": "auth.prune_sessions", "schedule": 86400},  # daily
         },
         **config.get("CELERY_OVERRIDES", {}),
     }

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 import requests
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from extensions import db
 from models import UserSession, utcnow
@@ -122,6 +122,28 @@ def test_an_expired_sign_in_is_signed_out_and_pruned(app, client, runner, alice)
     assert result.exit_code == 0, result.output
     assert "Deleted 1 expired session(s)." in result.output
     assert session_rows(app) == 0
+
+
+def test_the_daily_job_prunes_only_expired_sign_ins(app, client, alice, make_participant):
+    bob = make_participant("Bob Baker")
+    assert log_in(client, alice["email"]).status_code == 302
+    assert log_in(app.test_client(), bob["email"]).status_code == 302
+    with app.app_context():
+        past = utcnow() - timedelta(days=40)
+        db.session.execute(
+            update(UserSession)
+            .where(UserSession.user_id == alice["id"])
+            .values(created_at=past, expires_at=past + timedelta(days=31))
+        )
+        db.session.commit()
+        # What beat sends each day, run by this app's Celery (inline without a broker).
+        celery = app.extensions["celery"]
+        daily = celery.conf.beat_schedule["prune-sessions"]
+        assert daily["schedule"] == 86400
+        celery.tasks[daily["task"]].delay().get(timeout=10)
+    with app.app_context():
+        assert db.session.scalar(select(UserSession.user_id)) == bob["id"]
+    assert session_rows(app) == 1
 
 
 def test_a_cookie_from_before_session_keys_signs_nobody_in(app, alice):

@@ -33,6 +33,7 @@ RECEIVERS = {
 }
 JOB_NAMES = [
     "admin.rollup_analytics",
+    "auth.prune_sessions",
     "rewards.deliver_webhook",
     "rewards.expire",
     "rewards.release_held",
