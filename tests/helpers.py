@@ -165,5 +165,14 @@ def take_outbox(app) -> list:
     return sent
 
 
+def reset_link_path(app, email: str, public_url: str) -> str:
+    """The path of the reset link, under `public_url`, in the one email just sent to `email`."""
+    [message] = take_outbox(app)
+    assert message.to == [email]
+    assert message.subject == "Reset your InviteLoop password"
+    [link] = re.findall(re.escape(public_url) + r"/auth/reset/[A-Za-z0-9_.\-]+", message.body)
+    return urlsplit(link).path
+
+
 def smallest_limit(limits: str) -> int:
     return min(item.amount for item in parse_many(limits))

@@ -27,6 +27,7 @@ from tests.helpers import (
     csrf_token,
     is_logged_in,
     log_in,
+    reset_link_path,
     set_active,
     smallest_limit,
     take_outbox,
@@ -76,18 +77,9 @@ def can_log_in(app, email, password) -> bool:
 # --- reading the mail and the database -----------------------------------------------------
 
 
-def reset_link(app, email) -> str:
-    """The path of the link in the one email just sent to `email`."""
-    [message] = take_outbox(app)
-    assert message.to == [email]
-    assert message.subject == "Reset your InviteLoop password"
-    [link] = LINK.findall(message.body)
-    return urlsplit(link).path
-
-
 def link_for(app, client, email) -> str:
     assert ask_for_reset(client, email).status_code == 200
-    return reset_link(app, email)
+    return reset_link_path(app, email, PUBLIC_URL)
 
 
 def session_version(app, user_id) -> int:
@@ -208,7 +200,7 @@ def test_a_link_works_for_30_minutes(app, client, alice, minutes, works):
     with app.test_request_context():
         reset.request_reset(alice["email"], now=utcnow() - timedelta(minutes=minutes))
         db.session.commit()
-    path = reset_link(app, alice["email"])
+    path = reset_link_path(app, alice["email"], PUBLIC_URL)
 
     page = client.get(path)
 
