@@ -12,12 +12,7 @@ from extensions import db
 from models import Conversion, Referral, Reward
 from referral import lifecycle
 from referral import services as referral_services
-from referral.lifecycle import NotUnderReview
 from rewards import services as rewards_services
-
-# NotUnderReview (from the lifecycle) is what a decision on a referral no longer in review
-# raises; callers catch it here.
-__all__ = ["NotUnderReview", "approve_referral", "decide_held_rewards", "reject_referral"]
 
 
 def approve_referral(referral: Referral, now: datetime, reason: str | None = None) -> None:

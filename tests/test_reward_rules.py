@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 
 from extensions import db
 from models import Click, Conversion, Program, Referral, ReferralCode, Reward, User, utcnow
+from referral import lifecycle
 from referral.services import default_program
 from rewards import programs, review, services
 from rewards.conversions import record_event
@@ -443,7 +444,7 @@ def test_two_approvals_at_once_count_the_referral_once(app, make_participant):
                 review.approve_referral(referral, utcnow())
                 db.session.commit()
                 return "approved"
-            except review.NotUnderReview:
+            except lifecycle.NotUnderReview:
                 db.session.rollback()
                 return "refused"
 

@@ -9,6 +9,7 @@ from sqlalchemy import or_, select
 
 from extensions import db
 from models import Conversion, Referral, User
+from referral import lifecycle
 from rewards import review
 
 # Linked accounts are looked up for a whole page at once; a very common address (a shared
@@ -104,12 +105,12 @@ def decide_referrals(ids: list[int], approve: bool, reason: str, now: datetime) 
             with db.session.begin_nested():
                 referral = db.session.get(Referral, referral_id)
                 if referral is None:
-                    raise review.NotUnderReview()
+                    raise lifecycle.NotUnderReview()
                 if approve:
                     review.approve_referral(referral, now, reason)
                 else:
                     review.reject_referral(referral, reason, now)
-        except review.NotUnderReview:
+        except lifecycle.NotUnderReview:
             result.already_decided.append(referral_id)
         else:
             result.changed.append(referral_id)
