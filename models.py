@@ -270,7 +270,7 @@ DELETED_NAME = "Deleted participant"
 DELETED_IS_ANONYMOUS = (
     "deleted_at IS NULL OR (NOT active AND role = 'member' AND password_hash IS NULL"
     " AND phone IS NULL AND external_id IS NULL AND email_canonical IS NULL"
-    " AND display_name IS NULL AND signup_ip IS NULL AND device_id IS NULL"
+    " AND display_name = name AND signup_ip IS NULL AND device_id IS NULL"
     f" AND email LIKE 'deleted-%@{DELETED_EMAIL_DOMAIN}' AND name = '{DELETED_NAME}')"
 )
 

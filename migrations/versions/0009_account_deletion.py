@@ -24,7 +24,7 @@ _NAME = "ck_users_deleted_is_anonymous"
 _CONDITION = (
     "deleted_at IS NULL OR (NOT active AND role = 'member' AND password_hash IS NULL"
     " AND phone IS NULL AND external_id IS NULL AND email_canonical IS NULL"
-    " AND display_name IS NULL AND signup_ip IS NULL AND device_id IS NULL"
+    " AND display_name = name AND signup_ip IS NULL AND device_id IS NULL"
     " AND email LIKE 'deleted-%@invalid' AND name = 'Deleted participant')"
 )
 
