@@ -416,3 +416,70 @@ def test_a_phone_participant_confirms_with_a_texted_code(app, client, sms_log):
     assert response.status_code == 302
     assert count(app, User, User.phone == NUMBER) == 0
     assert not is_logged_in(client)
+
+
+# --- staff: the same deletion and download, on the person's request -------------------------
+
+
+def staff_browser(app, role):
+    with app.app_context():
+        person = factories.staff(role)
+    return logged_in(app, person), person
+
+
+def staff_delete(browser, user_id, confirm=True):
+    token = csrf_token(browser, f"/admin/participants/{user_id}")
+    data = {"csrf_token": token, **({"delete-confirm": "y"} if confirm else {})}
+    return browser.post(f"/admin/participants/{user_id}/delete", data=data)
+
+
+def test_staff_delete_on_request_and_the_page_says_when(app, story):
+    manager, _ = staff_browser(app, "manager")
+    bob_id = story["bob"]["id"]
+    unticked = staff_delete(manager, bob_id, confirm=False)
+    assert unticked.status_code == 400
+    assert account(app, bob_id).deleted_at is None
+
+    response = staff_delete(manager, bob_id)
+    assert response.status_code == 302
+    page = text_of(manager.get(f"/admin/participants/{bob_id}"))
+    today = utcnow().date().isoformat()
+    assert f"Deleted on {today}" in page
+    assert "bob.baker@example.com" not in page
+    assert f"/admin/participants/{bob_id}/delete" not in page  # nothing left to act on
+    with app.app_context():
+        [entry] = db.session.scalars(select(AuditLog).where(AuditLog.action == "user.delete"))
+        assert entry.actor_label.endswith("@staff.example.com")
+    # A deleted account cannot come back through the panel either.
+    token = csrf_token(manager, f"/admin/participants/{bob_id}")
+    again = manager.post(f"/admin/participants/{bob_id}/reactivate", data={"csrf_token": token})
+    assert again.status_code == 409
+    assert not account(app, bob_id).active
+
+
+def test_staff_download_a_participants_data(app, story):
+    manager, _ = staff_browser(app, "manager")
+    response = manager.get(f"/admin/participants/{story['ann']['id']}/data")
+    assert response.status_code == 200
+    assert "no-store" in response.headers["Cache-Control"]
+    assert json.loads(response.get_data())["account"]["email"] == story["ann"]["email"]
+
+
+def test_roles_without_the_permission_are_refused(app, story):
+    marketer, _ = staff_browser(app, "marketer")
+    bob_id = story["bob"]["id"]
+    assert staff_delete(marketer, bob_id).status_code == 403
+    assert marketer.get(f"/admin/participants/{bob_id}/data").status_code == 403
+    assert account(app, bob_id).deleted_at is None
+
+
+def test_only_an_administrator_deletes_a_staff_account(app, story):
+    manager, _ = staff_browser(app, "manager")
+    _, operator = staff_browser(app, "operator")
+    response = staff_delete(manager, operator["id"])
+    assert response.status_code == 403
+    assert "Only an administrator" in text_of(response)
+    assert account(app, operator["id"]).deleted_at is None
+    admin, _ = staff_browser(app, "admin")
+    assert staff_delete(admin, operator["id"]).status_code == 302
+    assert account(app, operator["id"]).role == "member"
