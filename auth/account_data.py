@@ -43,6 +43,8 @@ from referral import leaderboard
 # Ledger entries not yet paid out: a deleted account forfeits them.
 UNPAID_STATUSES = ("review", "pending", "approved")
 FORFEIT_REASON = "account_deleted"
+# Keys of audit values that would name the person.
+_CONTACT_KEYS = {"email", "phone", "name", "display_name", "full_name"}
 # Fraud reasons whose detail names an address or a domain; the code and points stay.
 _REASON_DETAILS_WITHOUT_DATA = {
     "same_network": "signed up from the referrer's network",
@@ -369,10 +371,6 @@ def delete_account(user_id: int, *, actor: User | None, now: datetime | None = N
     user = _locked_account(user_id)
     if user.deleted_at is not None:
         raise AlreadyDeleted()
-    if db.session.scalar(
-        select(Payout.id).where(Payout.user_id == user.id, Payout.status == "requested")
-    ):
-        raise PayoutInProgress()
     before = {"role": user.role, "active": user.active}
     end_all_sessions(user)
     own_codes = PhoneCode.user_id == user.id
@@ -385,7 +383,15 @@ def delete_account(user_id: int, *, actor: User | None, now: datetime | None = N
     _clear_visits(user)
     _clear_risk_details(user)
     forfeited = _forfeit_unpaid(user, now)
+    # Checked after the forfeit, which waits for a payout request claiming the same entries
+    # at this moment: that request is seen here (and all of this rolls back), or it finds
+    # nothing left to claim.
+    if db.session.scalar(
+        select(Payout.id).where(Payout.user_id == user.id, Payout.status == "requested")
+    ):
+        raise PayoutInProgress()
     _clear_purchase_details(user)
+    _anonymise_lead(user)
     _anonymise(user, now)
     entry = audit.record(
         "user.delete",
@@ -469,10 +475,15 @@ def _clear_risk_details(user: User) -> None:
 
 
 def _forfeit_unpaid(user: User, now: datetime) -> int:
-    """Entries not yet paid out are closed; paid ones stay in the books as they are."""
+    """Entries not yet paid out are closed; paid ones stay in the books as they are. Entries
+    claimed by a payout request are left to it (the deletion is then refused)."""
     return db.session.execute(
         update(Reward)
-        .where(Reward.beneficiary_id == user.id, Reward.status.in_(UNPAID_STATUSES))
+        .where(
+            Reward.beneficiary_id == user.id,
+            Reward.status.in_(UNPAID_STATUSES),
+            Reward.payout_id.is_(None),
+        )
         .values(status="cancelled", reason=FORFEIT_REASON, updated_at=now)
         .execution_options(synchronize_session=False)
     ).rowcount
@@ -488,15 +499,32 @@ def _clear_purchase_details(user: User) -> None:
     )
 
 
+def _anonymise_lead(user: User) -> None:
+    """The CRM lead their referred signup became keeps its status, campaign and contract
+    (the business's own records); who it was goes."""
+    db.session.execute(
+        update(Lead)
+        .where(Lead.participant_id == user.id)
+        .values(full_name=DELETED_NAME, email=_deleted_email(user.id), phone=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
 def _anonymise(user: User, now: datetime) -> None:
-    # What they did stays in the audit log, under a label that no longer names them.
+    # What they did stays in the audit log, under a label that no longer names them; and
+    # changes to their account keep what changed, without their contact details.
     db.session.execute(
         update(AuditLog)
         .where(AuditLog.actor_id == user.id)
         .values(actor_label=_deleted_label(user.id), ip=None)
         .execution_options(synchronize_session=False)
     )
-    user.email = f"deleted-{user.id}@{DELETED_EMAIL_DOMAIN}"
+    about_them = select(AuditLog).where(
+        AuditLog.target_type == "user", AuditLog.target_id == str(user.id)
+    )
+    for entry in db.session.scalars(about_them):
+        entry.before, entry.after = _without_contact(entry.before), _without_contact(entry.after)
+    user.email = _deleted_email(user.id)
     # Shown as is wherever their public name was ("Deleted participant", not "Deleted P.").
     user.name = user.display_name = DELETED_NAME
     for field in (
@@ -512,6 +540,16 @@ def _anonymise(user: User, now: datetime) -> None:
     user.active = False
     user.deleted_at = now
     db.session.flush()
+
+
+def _deleted_email(user_id: int) -> str:
+    return f"deleted-{user_id}@{DELETED_EMAIL_DOMAIN}"
+
+
+def _without_contact(values: dict | None) -> dict | None:
+    if not values:
+        return values
+    return {key: None if key in _CONTACT_KEYS else value for key, value in values.items()}
 
 
 def _deleted_label(user_id: int) -> str:

@@ -6,12 +6,12 @@ import json
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event, select, text
 from sqlalchemy.exc import OperationalError
 
 from extensions import cache, db
 from models import AuditLog, Click, Payout, ReferralCode, Reward, User, UserSession, utcnow
-from tests import factories
+from tests import databases, factories
 from tests.analytics_data import page as analytics_page
 from tests.analytics_data import text as analytics_text
 from tests.helpers import (
@@ -230,6 +230,25 @@ def test_the_account_row_keeps_nothing_that_names_them(app, story):
         with pytest.raises(Exception, match="deleted_is_anonymous"):
             db.session.commit()
         db.session.rollback()
+
+
+def test_no_table_names_them_after_the_deletion(app, story):
+    """Every row of every table, read as text: Bob's name, email and address are nowhere
+    (his CRM lead, his purchase as the shop sent it, his clicks and sign-up included)."""
+    traces = ("bob.baker", "Bob Baker", "Bob B.", "198.51.100.")
+
+    def tables_naming_bob() -> set[str]:
+        found = set()
+        with app.app_context():
+            for table in databases.TABLES:
+                rows = db.session.execute(text(f"SELECT * FROM {table}")).all()  # noqa: S608
+                if any(trace in repr(rows) for trace in traces):
+                    found.add(table)
+        return found
+
+    assert {"users", "leads", "conversions", "clicks"} <= tables_naming_bob()
+    assert delete_own_account(logged_in(app, story["bob"])).status_code == 302
+    assert tables_naming_bob() == set()
 
 
 # --- deleting: what stops -------------------------------------------------------------------
