@@ -3,9 +3,12 @@ about them, and deleting the account takes them out of every table while every c
 balance other people see stays exactly as it was."""
 
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
+import requests
 from sqlalchemy import event, select, text
 from sqlalchemy.exc import OperationalError
 
@@ -14,7 +17,9 @@ from models import AuditLog, Click, Payout, ReferralCode, Reward, User, UserSess
 from tests import databases, factories
 from tests.analytics_data import page as analytics_page
 from tests.analytics_data import text as analytics_text
+from tests.factories import PASSWORD
 from tests.helpers import (
+    CSRF_FIELD,
     accepted_purchase,
     configure,
     count,
@@ -27,6 +32,7 @@ from tests.helpers import (
     text_of,
 )
 from tests.phone_sign_in import NUMBER, last_code, sign_in, wrong
+from tests.server import running_server
 
 FRIEND_IP = "198.51.100.7"
 DELETED_MESSAGE = "Your account is deleted."
@@ -502,3 +508,42 @@ def test_only_an_administrator_deletes_a_staff_account(app, story):
     admin, _ = staff_browser(app, "admin")
     assert staff_delete(admin, operator["id"]).status_code == 302
     assert account(app, operator["id"]).role == "member"
+
+
+# --- at the same moment, on a real server ---------------------------------------------------
+
+
+@pytest.mark.server
+@pytest.mark.slow
+def test_the_last_two_admins_deleting_themselves_at_once_leave_one(app, database_url):
+    """Both see another active admin when they start; the admins' rows are locked in turn,
+    so the second deletion sees the first and is refused: one administrator stays."""
+    with app.app_context():
+        admins = [factories.staff("admin", f"Admin {n}") for n in (1, 2)]
+    with running_server(database_url) as base_url:
+        barrier = threading.Barrier(len(admins), timeout=20)
+
+        def delete(person: dict) -> int:
+            with requests.Session() as browser:
+                token = CSRF_FIELD.search(browser.get(f"{base_url}/auth/login").text).group(1)
+                login = browser.post(
+                    f"{base_url}/auth/login",
+                    data={"csrf_token": token, "email": person["email"], "password": PASSWORD},
+                    allow_redirects=False,
+                    timeout=30,
+                )
+                assert login.status_code == 302
+                page = browser.get(f"{base_url}/auth/profile/delete", timeout=30).text
+                token = CSRF_FIELD.search(page).group(1)
+                barrier.wait()
+                return browser.post(
+                    f"{base_url}/auth/profile/delete",
+                    data={"csrf_token": token, "password": PASSWORD, "confirm": "y"},
+                    allow_redirects=False,
+                    timeout=30,
+                ).status_code
+
+        with ThreadPoolExecutor(max_workers=len(admins)) as pool:
+            statuses = sorted(pool.map(delete, admins))
+    assert statuses == [302, 409]
+    assert count(app, User, User.role == "admin", User.active) == 1
