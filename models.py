@@ -263,6 +263,18 @@ class Program(db.Model):
 # --- accounts: participants and staff (by role), phone sign-in ---
 
 
+# A deleted account keeps its row (referrals and ledger entries point at it) but nothing that
+# identifies or signs in anyone: auth/account_data.py writes it, this CHECK holds it so.
+DELETED_EMAIL_DOMAIN = "invalid"  # RFC 2606: never routable
+DELETED_NAME = "Deleted participant"
+DELETED_IS_ANONYMOUS = (
+    "deleted_at IS NULL OR (NOT active AND role = 'member' AND password_hash IS NULL"
+    " AND phone IS NULL AND external_id IS NULL AND email_canonical IS NULL"
+    " AND display_name = name AND signup_ip IS NULL AND device_id IS NULL"
+    f" AND email LIKE 'deleted-%@{DELETED_EMAIL_DOMAIN}' AND name = '{DELETED_NAME}')"
+)
+
+
 class User(UserMixin, db.Model):
     __tablename__ = "users"
     __table_args__ = (
@@ -271,6 +283,7 @@ class User(UserMixin, db.Model):
         CheckConstraint("referral_count >= 0", name="referral_count_not_negative"),
         CheckConstraint("referred_by_id IS NULL OR referred_by_id <> id", name="not_own_inviter"),
         CheckConstraint("session_version >= 0", name="session_version_not_negative"),
+        CheckConstraint(DELETED_IS_ANONYMOUS, name="deleted_is_anonymous"),
         # The leaderboard's order, read from the index a page at a time.
         # `active` rides along so the board's count and deep pages never visit the table.
         Index(
@@ -318,6 +331,8 @@ class User(UserMixin, db.Model):
     # signed before (a password reset does), and every reset link issued before.
     session_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Set when the person deleted their account (or staff did on their request).
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     codes: Mapped[list["ReferralCode"]] = relationship(back_populates="owner")
 

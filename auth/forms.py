@@ -41,3 +41,20 @@ class ResetPasswordForm(FlaskForm):
         "New password", validators=[DataRequired(), Length(max=PASSWORD_MAX_LENGTH)]
     )
     submit = SubmitField("Set my new password")
+
+
+class DeleteAccountForm(FlaskForm):
+    """Deleting one's account: the password (or, without one, the code texted to the phone)
+    and a ticked box. Which of the two is asked is decided by auth.account_data."""
+
+    password = PasswordField(
+        "Your current password", validators=[Optional(), Length(max=PASSWORD_MAX_LENGTH)]
+    )
+    code = StringField(
+        "Code from the text message", validators=[Optional(), Length(max=12)], filters=[_strip]
+    )
+    confirm = BooleanField(
+        "I understand: my account is deleted for good and rewards not yet paid out are lost",
+        validators=[DataRequired("Tick the box to confirm that you want your account deleted.")],
+    )
+    submit = SubmitField("Delete my account")

@@ -1,15 +1,25 @@
 """The signed-in participant's profile: name, email and phone; a phone participant adds an
-email and password, anyone adds (or changes) a phone number they prove they hold."""
+email and password, anyone adds (or changes) a phone number they prove they hold; and their
+data: download it all, or delete the account (auth/account_data.py)."""
 
-from flask import flash, redirect, render_template, session, url_for
+from flask import Response, current_app, flash, redirect, render_template, session, url_for
+from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_required
 
-from auth import phone, services, sessions
+from auth import account_data, phone, services, sessions
+from auth.forms import DeleteAccountForm
 from auth.phone_forms import AddEmailForm, AddPhoneForm, PhoneCodeForm
-from auth.phone_routes import code_ip_limit, code_number_limit, send_code, verify_limit
+from auth.phone_routes import (
+    CODE_NUMBER_SCOPE,
+    code_ip_limit,
+    code_number_limit,
+    code_sent,
+    send_code,
+    verify_limit,
+)
 from core.forms import submit
-from extensions import db
-from models import User
+from extensions import db, limiter
+from models import User, utcnow
 
 # The Flask session key holding the number waiting for its code.
 PENDING = "profile_phone"
@@ -99,3 +109,97 @@ def end_other_sessions():
     sessions.sign_in(db.session.get(User, user_id))  # this browser, under the new version
     flash("You are signed out on every other device and browser.", "success")
     return redirect(url_for("auth.profile"))
+
+
+# --- your data: download it, delete the account ----------------------------------------------
+
+# Per account (the limiter runs before the login check, so a visitor keys on the address).
+# A download reads every table about the person; deleting checks a password.
+EXPORT_LIMITS = "5/minute;20/hour"
+DELETE_LIMITS = "10/minute;30/hour"
+
+
+def _account_key() -> str:
+    if current_user.is_authenticated:
+        return f"account:{current_user.id}"
+    return get_remote_address()
+
+
+def _own_number_key() -> str:
+    # The phone-number budget shared with sign-in and "add a phone": this account's number.
+    number = getattr(current_user, "phone", None) if current_user.is_authenticated else None
+    return f"phone:{number}" if number else get_remote_address()
+
+
+@login_required
+@limiter.limit(EXPORT_LIMITS, key_func=_account_key)
+def download_data():
+    now = utcnow()
+    body = account_data.to_json(account_data.export(current_user, now))
+    db.session.rollback()  # read only: no lock stays open while the file goes out
+    return Response(
+        body,
+        mimetype="application/json",
+        headers={
+            "Content-Disposition": (
+                f'attachment; filename="inviteloop-data-{now.date().isoformat()}.json"'
+            ),
+            # Nobody's personal data in a shared or browser cache.
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+def _render_delete(form: DeleteAccountForm, status: int = 200):
+    user = current_user
+    return render_template(
+        "auth/profile_delete.html",
+        form=form,
+        uses_password=account_data.uses_password(user),
+        phone_number=phone.display_phone(user.phone) if user.phone else None,
+        is_staff=user.role != "member",
+    ), status
+
+
+@login_required
+@limiter.limit(DELETE_LIMITS, key_func=_account_key, methods=["POST"])
+def delete_account():
+    form = DeleteAccountForm()
+    user = current_user
+
+    def confirm_and_delete() -> None:
+        if account_data.uses_password(user):
+            account_data.check_password(user, form.password.data)
+        elif user.phone:
+            account_data.check_phone_code(user, form.code.data)
+        else:
+            raise account_data.CannotConfirm()
+        account_data.delete_account(user.id, actor=user)
+
+    submitted = submit(form, confirm_and_delete)
+    if not submitted.done:
+        return _render_delete(form, submitted.status)
+    sessions.sign_out()
+    flash(
+        "Your account is deleted. Your referral link no longer works and you are signed out.",
+        "success",
+    )
+    return redirect(url_for("referral.landing"))
+
+
+@login_required
+@code_ip_limit
+@limiter.shared_limit(
+    lambda: current_app.config["PHONE_CODE_NUMBER_LIMITS"],
+    scope=CODE_NUMBER_SCOPE,
+    key_func=_own_number_key,
+    deduct_when=code_sent,
+    methods=["POST"],
+)
+def send_delete_code():
+    # CSRFProtect has already refused a POST without a valid token.
+    if current_user.phone is None or account_data.uses_password(current_user):
+        return redirect(url_for("auth.delete_account"))
+    send_code(current_user.phone, user_id=current_user.id)
+    flash("We texted you a code. Enter it below to delete your account.", "info")
+    return redirect(url_for("auth.delete_account"))

@@ -33,6 +33,9 @@ bp.add_url_rule(
     "/profile/phone/verify", view_func=profile_routes.verify_profile_phone, methods=_BOTH
 )
 bp.add_url_rule("/profile/sessions", view_func=profile_routes.end_other_sessions, methods=["POST"])
+bp.add_url_rule("/profile/data", view_func=profile_routes.download_data, methods=["GET"])
+bp.add_url_rule("/profile/delete", view_func=profile_routes.delete_account, methods=_BOTH)
+bp.add_url_rule("/profile/delete/code", view_func=profile_routes.send_delete_code, methods=["POST"])
 
 
 def _login_account_key() -> str:

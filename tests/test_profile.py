@@ -240,3 +240,12 @@ def test_signing_out_everywhere_needs_a_csrf_token(app, client, alice):
     assert client.post("/auth/profile/sessions").status_code == 400
 
     assert is_logged_in(elsewhere)
+
+
+def test_the_profile_offers_the_data_download_and_deletion(client, alice):
+    page = text_of(client.get("/auth/profile"))
+    assert "Your data" in page
+    assert 'href="/auth/profile/data"' in page and 'href="/auth/profile/delete"' in page
+    confirm = text_of(client.get("/auth/profile/delete"))
+    # The rule for money is stated before anyone confirms (docs/guarantees.md #23).
+    assert "Rewards not yet paid out" in confirm and "payout request" in confirm

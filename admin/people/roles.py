@@ -43,6 +43,12 @@ class OwnAccount(DomainError):
     message = "You cannot deactivate your own account."
 
 
+class DeletedAccount(DomainError):
+    status = 409
+    code = "deleted_account"
+    message = "This account was deleted: it cannot be reactivated or given a role."
+
+
 class StaffAccount(DomainError):
     status = 403
     code = "staff_account"
@@ -74,6 +80,8 @@ def set_user_role(user_id: int, role: str) -> tuple[User, str]:
         raise UnknownRole()
     user = _locked_account(user_id)
     before = user.role
+    if user.deleted_at is not None:
+        raise DeletedAccount()
     if before == role:
         return user, before
     if before == "admin":
@@ -93,6 +101,8 @@ def set_user_active(
     user = _locked_account(user_id)
     if not allow_staff and user.role != "member":
         raise StaffAccount()
+    if user.deleted_at is not None:
+        raise DeletedAccount()
     if user.active == active:
         return user
     if not active:

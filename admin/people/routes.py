@@ -2,6 +2,7 @@
 
 from flask import (
     Blueprint,
+    Response,
     flash,
     jsonify,
     redirect,
@@ -16,10 +17,11 @@ from admin import listing
 from admin.people import roles, services
 from admin.people.forms import ConfirmForm, IssueCodeForm, ReactivateForm, RoleForm, UserRoleForm
 from admin.policy import STAFF_ROLES, require
+from auth import account_data
 from core.forms import submit
 from core.pagination import parse_page
 from extensions import db
-from models import Program, User
+from models import Program, User, utcnow
 from referral import tree
 
 bp = Blueprint("people", __name__)
@@ -102,6 +104,37 @@ def reactivate_participant(user_id: int):
     )
 
 
+@bp.post("/participants/<int:user_id>/delete")
+@require("participants.manage")
+def delete_participant(user_id: int):
+    return _act(
+        user_id,
+        "delete",
+        ConfirmForm(prefix="delete"),
+        lambda: services.delete_participant(user_id, current_user),
+        lambda _: "The account is deleted: personal data removed, counts and balances kept.",
+    )
+
+
+@bp.get("/participants/<int:user_id>/data")
+@require("participants.view")
+def download_participant_data(user_id: int):
+    """What the person downloads from their profile, for a request made to the team."""
+    user = db.get_or_404(User, user_id)
+    now = utcnow()
+    body = account_data.to_json(account_data.export(user, now))
+    db.session.rollback()
+    filename = f"inviteloop-data-{user.id}-{now.date().isoformat()}.json"
+    return Response(
+        body,
+        mimetype="application/json",
+        headers={
+            "Content-Disposition": f'attachment; filename="{filename}"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
 @bp.post("/participants/<int:user_id>/codes/<int:code_id>/disable")
 @require("participants.manage")
 def disable_participant_code(user_id: int, code_id: int):
@@ -155,6 +188,7 @@ def _participant_page(user_id: int, submitted: dict | None = None, status: int =
         "role": RoleForm(formdata=None, role=user.role),
         "deactivate": ConfirmForm(formdata=None, prefix="deactivate"),
         "reactivate": ReactivateForm(formdata=None, prefix="reactivate"),
+        "delete": ConfirmForm(formdata=None, prefix="delete"),
         "issue": IssueCodeForm(_programs(), formdata=None),
         **{
             f"disable-{code.id}": ConfirmForm(formdata=None, prefix=f"code{code.id}")

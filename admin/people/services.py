@@ -10,6 +10,7 @@ from sqlalchemy.orm import aliased, joinedload, selectinload
 from admin.exports import CsvExport
 from admin.people import roles
 from admin.policy import STAFF_ROLES, role_can
+from auth import account_data
 from core import audit
 from core.errors import DomainError
 from extensions import db
@@ -181,6 +182,20 @@ def set_participant_active(user_id: int, active: bool, actor: User) -> User:
     )
 
 
+def delete_participant(user_id: int, actor: User) -> User:
+    """Delete an account on the person's request, as they can themselves from their profile
+    (auth/account_data.py has the rules); a staff account only by someone who manages users,
+    and never one's own here (the profile asks for the password)."""
+    user = db.session.get(User, user_id)
+    if user is None:
+        raise roles.UnknownUser()
+    if user.role != "member" and not role_can(actor.role, "users.manage"):
+        raise roles.StaffAccount("Only an administrator can delete a staff account.")
+    if user.id == actor.id:
+        raise roles.OwnAccount("Delete your own account from your profile page.")
+    return account_data.delete_account(user_id, actor=actor)
+
+
 def disable_code(user_id: int, code_id: int) -> ReferralCode:
     """The code stops working at once: its link no longer attributes, signups refuse it."""
     code = db.session.get(ReferralCode, code_id)
@@ -211,6 +226,8 @@ def issue_new_code(user_id: int, program_id: int | None) -> ReferralCode:
     user = db.session.scalar(select(User).where(User.id == user_id).with_for_update())
     if user is None:
         raise roles.UnknownUser()
+    if user.deleted_at is not None:
+        raise roles.DeletedAccount("This account was deleted: it gets no new codes.")
     program = db.session.get(Program, program_id) if program_id else None
     if program is None:
         raise UnknownProgram()
