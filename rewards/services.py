@@ -57,7 +57,10 @@ def grant_rewards(
     referrer_amount = reward_value(
         program.referrer_reward_basis, program.referrer_reward_value, conversion.amount
     )
-    if referrer_amount > 0:
+    referrer_deleted = _account_deleted(referral.referrer_id)
+    if referrer_deleted:
+        note = "referrer_deleted"
+    elif referrer_amount > 0:
         note = _cap_reached(program, referral.referrer_id, now)
         if note is None:
             rewards.append(entry(referral.referrer_id, "referrer", 1, referrer_amount))
@@ -71,8 +74,14 @@ def grant_rewards(
                 entry(referral.referred_id, "referee", 1, friend_amount, program.friend_reward_kind)
             )
     _insert(rewards)
-    bonus = _milestone_reward(program, referral, entry)
+    bonus = [] if referrer_deleted else _milestone_reward(program, referral, entry)
     return Grant(rewards + bonus, note)
+
+
+def _account_deleted(user_id: int) -> bool:
+    """A deleted account earns nothing more: its owner asked to be forgotten and forfeited
+    what was unpaid (auth.account_data)."""
+    return db.session.scalar(select(User.deleted_at).where(User.id == user_id)) is not None
 
 
 def _timing(program: Program, held: bool, now: datetime):

@@ -216,6 +216,20 @@ def test_deleting_a_referrer_keeps_the_board_of_everyone_else(app, story):
     assert board(visitor) == [row for row in before if row != ("Ann A.", 2)]
 
 
+def test_a_friend_buying_after_the_referrer_left_pays_the_friend_only(app, story):
+    assert delete_own_account(logged_in(app, story["ann"])).status_code == 302
+    accepted_purchase(app, story["carl"]["email"], "order-carl-1", 4200)
+    with app.app_context():
+        paid_to = db.session.execute(
+            select(Reward.beneficiary_id, Reward.role).where(
+                Reward.conversion_id.in_(
+                    select(Reward.conversion_id).where(Reward.beneficiary_id == story["carl"]["id"])
+                )
+            )
+        ).all()
+    assert paid_to == [(story["carl"]["id"], "referee")]
+
+
 def test_the_account_row_keeps_nothing_that_names_them(app, story):
     bob = logged_in(app, story["bob"])
     assert delete_own_account(bob).status_code == 302
