@@ -298,9 +298,7 @@ def test_a_restated_entry_approved_later_is_taken_back_from_by_the_next_refund(a
 
 
 @pytest.mark.server
-def test_two_partial_refunds_of_an_approved_order_at_once_take_back_both_shares(
-    app, database_url
-):
+def test_two_partial_refunds_of_an_approved_order_at_once_take_back_both_shares(app, database_url):
     rounds = 5
     with app.app_context():
         _percent_program()
