@@ -297,6 +297,30 @@ def test_a_restated_entry_approved_later_is_taken_back_from_by_the_next_refund(a
         assert _balance(referrer) == 200  # 10 % of the 2000 kept
 
 
+def test_an_order_of_two_purchases_is_taken_back_in_full_by_its_next_refund(app, pair):
+    """One row per refund and beneficiary: when no single entry has enough left, a refund
+    takes back what one entry holds, says so for staff, and the next refund takes the rest."""
+    referrer, friend = pair
+    with app.app_context():
+        _percent_program()
+        program = db.session.get(Program, default_program().id)
+        program.trigger_event = "every_purchase"
+        db.session.commit()
+        factories.purchase(friend["email"], ORDER, 2500, external_id="part-a")
+        factories.purchase(friend["email"], ORDER, 2500, external_id="part-b")
+        db.session.commit()
+        _approve_all()
+        assert _live(referrer) == [(250, "approved"), (250, "approved")]
+
+        later = utcnow() + timedelta(days=16)
+        # 2800 of 5000 refunded: 220 of 500 may stay, 280 must go; one entry holds 250.
+        assert _refund("r-1", 2800, now=later).reason == "take_back_incomplete"
+        assert _balance(referrer) == 250
+        assert _refund("r-2", 1, now=later).reason == "partial_refund"
+        assert _balance(referrer) == 219  # 10 % of the 2199 kept
+        assert sorted(amount for amount, _ in _reversals(referrer)) == [-250, -31]
+
+
 @pytest.mark.server
 def test_two_partial_refunds_of_an_approved_order_at_once_take_back_both_shares(app, database_url):
     rounds = 5
