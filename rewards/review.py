@@ -74,10 +74,10 @@ def decided_with(conversion: Conversion) -> Select:
     ids = select(Conversion.id).where(Conversion.id == conversion.id)
     if conversion.kind != "purchase" or not conversion.order_id:
         return ids
-    return ids.union(refunds_of_order(conversion.source, conversion.order_id))
+    return ids.union(_refunds_of_order(conversion.source, conversion.order_id))
 
 
-def refunds_of_order(source: str, order_id: str) -> Select:
+def _refunds_of_order(source: str, order_id: str) -> Select:
     return select(Conversion.id).where(
         Conversion.source == source, Conversion.order_id == order_id, Conversion.kind == "refund"
     )
