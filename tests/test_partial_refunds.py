@@ -297,6 +297,20 @@ def test_a_restated_entry_approved_later_is_taken_back_from_by_the_next_refund(a
         assert _balance(referrer) == 200  # 10 % of the 2000 kept
 
 
+def test_after_approval_each_new_stripe_running_total_reverses_its_own_difference(app, pair):
+    referrer, friend = pair
+    with app.app_context():
+        _percent_program()
+        _buy(friend, source="stripe", order="pi_2")
+        _approve_all()
+        later = utcnow() + timedelta(days=16)
+        _refund("ch_2:1000", 1000, source="stripe", order="pi_2", now=later)
+        _refund("ch_2:3000", 3000, source="stripe", order="pi_2", now=later)
+        _refund("ch_2:1000-late", 1000, source="stripe", order="pi_2", now=later)
+        assert _reversals(referrer) == [(-100, "partial_refund"), (-200, "partial_refund")]
+        assert (_balance(referrer), _balance(friend)) == (200, 100)
+
+
 def test_an_order_of_two_purchases_is_taken_back_in_full_by_its_next_refund(app, pair):
     """One row per refund and beneficiary: when no single entry has enough left, a refund
     takes back what one entry holds, says so for staff, and the next refund takes the rest."""
