@@ -617,6 +617,9 @@ class Reward(db.Model):
         UniqueConstraint(
             "conversion_id", "beneficiary_id", "role", "level", name="uq_rewards_issuance"
         ),
+        # A refund reverses an entry at most once; each later refund may take back its own
+        # share of the same entry (a reward is reversed once per refund event).
+        UniqueConstraint("reverses_id", "conversion_id", name="uq_rewards_reversal"),
         CheckConstraint(f"role IN ({_sql_list(REWARD_ROLES)})", name="role"),
         CheckConstraint(f"kind IN ({_sql_list(REWARD_KINDS)})", name="kind"),
         CheckConstraint(f"status IN ({_sql_list(REWARD_STATUSES)})", name="status"),
@@ -672,10 +675,8 @@ class Reward(db.Model):
     currency: Mapped[str] = mapped_column(String(3))
     status: Mapped[str] = mapped_column(String(10), default="pending")
     reason: Mapped[str | None] = mapped_column(String(40))
-    # One reversing entry at most per reward (a refund after payout).
-    reverses_id: Mapped[int | None] = mapped_column(
-        ForeignKey("rewards.id", ondelete="CASCADE"), unique=True
-    )
+    # The entry a reversing entry takes back (all of it, or a refund's share of it).
+    reverses_id: Mapped[int | None] = mapped_column(ForeignKey("rewards.id", ondelete="CASCADE"))
     coupon_code: Mapped[str | None] = mapped_column(String(40), unique=True)
     external_reference: Mapped[str | None] = mapped_column(String(200))
     payout_id: Mapped[int | None] = mapped_column(

@@ -14,12 +14,10 @@ purchase conversions and 2N rewards.
 
 import argparse
 import base64
-import contextlib
 import json
 import queue
 import random
 import secrets
-import subprocess
 import sys
 import tempfile
 import threading
@@ -41,12 +39,7 @@ from rewards import customers
 from tests.databases import migrate
 from tests.server import (
     GENEROUS_LIMITS,
-    ROOT,
-    _wait_until_healthy,
-    free_port,
     running_server,
-    server_environment,
-    stop_process,
 )
 
 SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
@@ -110,29 +103,9 @@ def bare_app() -> Flask:
     return app
 
 
-@contextlib.contextmanager
 def bare_server(database_url: str):
     """bare_app() under the gunicorn command and settings tests.server uses for the app."""
-    port = free_port()
-    command = [sys.executable, "-m", "gunicorn", "--no-control-socket"]
-    command += ["--workers", "2", "--threads", "8", "--bind", f"127.0.0.1:{port}"]
-    command += ["--timeout", "60", "--graceful-timeout", "5", "bench.events:bare_app()"]
-    with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env=server_environment(database_url),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            base_url = f"http://127.0.0.1:{port}"
-            _wait_until_healthy(process, base_url, log)
-            yield base_url
-        finally:
-            stop_process(process)
+    return running_server(database_url, wsgi_app="bench.events:bare_app()")
 
 
 def seed_referrers(url: str, count: int) -> list[str]:

@@ -313,10 +313,11 @@ def _apply_refunds(
     """Bring the order's rewards in line with what is left of the order after every refund
     so far, `refund` included. When what is left falls below the program's minimum purchase
     (a full refund always does), every reward is taken back: cancelled while on hold, one
-    reversing entry after approval or payout. Otherwise fixed rewards stand and percent
-    rewards shrink to the kept share of the order (`services.take_back`). The target depends
-    only on the refunds received so far, so a refund delivered again, or a later report of
-    the same running total, changes nothing."""
+    reversing entry of what is left after approval or payout. Otherwise fixed rewards stand
+    and percent rewards shrink to the kept share of the order (`services.take_back`); each
+    refund reverses its own difference, so refunds after approval may follow one another.
+    The target depends only on the refunds received so far, so a refund delivered again, or a
+    later report of the same running total, changes nothing."""
     refunds = _order_conversions(refund, "refund")
     ordered = sum(purchase.amount or 0 for purchase in purchases)
     kept = ordered - refunded_amount(refund.source, ordered, refunds)

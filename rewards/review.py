@@ -5,7 +5,7 @@ status, referral.lifecycle's), so two staff deciding the same item at once chang
 
 from datetime import datetime
 
-from sqlalchemy import update
+from sqlalchemy import Select, select, update
 
 from core import audit
 from extensions import db
@@ -67,11 +67,28 @@ def _release_reviewed(referral: Referral, now: datetime) -> dict[str, list[int]]
     return {"approved": sorted(approved), "pending": sorted(pending)}
 
 
+def decided_with(conversion: Conversion) -> Select:
+    """The ids of the conversions whose held rewards are decided with `conversion`: itself
+    and, for a purchase, its order's refunds (a partial refund of a held purchase restates
+    the held rewards under the refund; they stay one item of the review queue)."""
+    ids = select(Conversion.id).where(Conversion.id == conversion.id)
+    if conversion.kind != "purchase" or not conversion.order_id:
+        return ids
+    return ids.union(_refunds_of_order(conversion.source, conversion.order_id))
+
+
+def _refunds_of_order(source: str, order_id: str) -> Select:
+    return select(Conversion.id).where(
+        Conversion.source == source, Conversion.order_id == order_id, Conversion.kind == "refund"
+    )
+
+
 def decide_held_rewards(conversion: Conversion, approve: bool, reason: str, now: datetime) -> int:
     """Staff's decision on rewards a conversion's own fraud checks held (the referral itself
-    was fine): approved ones continue through the hold, rejected ones keep the reason.
+    was fine), with those its order's refunds restated (`decided_with`): approved ones
+    continue through the hold, rejected ones keep the reason.
     Only rows still held change, so of two decisions at once the second changes nothing."""
-    held = (Reward.conversion_id == conversion.id, Reward.status == "review")
+    held = (Reward.conversion_id.in_(decided_with(conversion)), Reward.status == "review")
     reason = _clean_reason(reason, None if approve else "rejected_by_staff")
     values = {"status": "pending" if approve else "rejected", "updated_at": now}
     if not approve:

@@ -239,9 +239,11 @@ def take_back(entries: list[Reward], amount: int, refund: Conversion, now: datet
     """Take `amount` back from one beneficiary's entries for one order (a `reward_key`'s
     entries, reversals included), writing at most one new row under `refund`:
     entries still on hold are cancelled, and what they held beyond `amount` is written again
-    as one entry on the same hold; what is still missing is reversed from one approved or
-    paid entry. False when that cannot be written (the entry was reversed before and a
-    reward is reversed once); the caller reports it for staff."""
+    as one entry on the same hold; what is still missing is reversed from the approved or paid
+    entry with the most left after its earlier reversals (each refund may reverse an entry
+    once, `uq_rewards_reversal`), never more than is left of it. False when what is left of
+    one entry does not cover it (an order whose several purchases each earned a part); the
+    rest is then taken back by the order's next refund, and the caller reports it for staff."""
     on_hold = [reward for reward in entries if reward.amount > 0 and reward.status in _ON_HOLD]
     held = sum(reward.amount for reward in on_hold)
     was_pending = any(reward.status == "pending" for reward in on_hold)
@@ -252,17 +254,26 @@ def take_back(entries: list[Reward], amount: int, refund: Conversion, now: datet
             _restate(on_hold, held - amount, "pending" if was_pending else "review", refund, now)
         return True
     missing = amount - held
-    reversed_already = {reward.reverses_id for reward in entries if reward.reverses_id}
-    taken = [
-        reward
-        for reward in entries
-        if reward.amount >= missing
-        and reward.status in _TAKEN
-        and reward.id not in reversed_already
-    ]
-    if not taken:
+    left = _left_to_reverse(entries)
+    if not left:
         return False
-    return _reverse(taken[0], missing, refund, now) is not None
+    reward, remaining = max(left, key=lambda pair: (pair[1], -pair[0].id))
+    taken = min(missing, remaining)
+    return _reverse(reward, taken, remaining, refund, now) is not None and taken == missing
+
+
+def _left_to_reverse(entries: list[Reward]) -> list[tuple[Reward, int]]:
+    """Each approved or paid entry with what its reversing entries have not yet taken back."""
+    left = {
+        reward.id: reward.amount
+        for reward in entries
+        if reward.amount > 0 and reward.status in _TAKEN
+    }
+    for reward in entries:
+        if reward.reverses_id in left:
+            left[reward.reverses_id] += reward.amount  # a reversal is negative
+    by_id = {reward.id: reward for reward in entries}
+    return [(by_id[reward_id], value) for reward_id, value in left.items() if value > 0]
 
 
 def _restate(taken_back: list[Reward], amount: int, status: str, refund: Conversion, now):
@@ -304,14 +315,14 @@ def _restate(taken_back: list[Reward], amount: int, status: str, refund: Convers
 
 def cancel_or_reverse(reward: Reward, refund: Conversion, now: datetime) -> Reward | None:
     """Take back a reward whose purchase was refunded: an entry still on hold is cancelled;
-    one already approved or paid gets one reversing entry (never two: `reverses_id` is
-    unique). Returns the reversing entry, if one was written."""
+    one already approved or paid gets one reversing entry of all of it. Returns the reversing
+    entry, if one was written."""
     if reward.status in _ON_HOLD:
         _cancel_refunded(reward, refund, now)
         return None
     if reward.status not in _TAKEN:
         return None
-    return _reverse(reward, reward.amount, refund, now)
+    return _reverse(reward, reward.amount, reward.amount, refund, now)
 
 
 def _cancel_refunded(reward: Reward, refund: Conversion, now: datetime) -> None:
@@ -328,8 +339,11 @@ def _cancel_refunded(reward: Reward, refund: Conversion, now: datetime) -> None:
     )
 
 
-def _reverse(reward: Reward, amount: int, refund: Conversion, now: datetime) -> Reward | None:
-    """One reversing entry of `amount` (all of the reward, or the refunded share of it)."""
+def _reverse(
+    reward: Reward, amount: int, remaining: int, refund: Conversion, now: datetime
+) -> Reward | None:
+    """One reversing entry of `amount` from `reward`, of which earlier reversals left
+    `remaining`: "refunded" when it takes back all that is left, else "partial_refund"."""
     reversal = Reward(
         program_id=reward.program_id,
         conversion_id=refund.id,
@@ -341,7 +355,7 @@ def _reverse(reward: Reward, amount: int, refund: Conversion, now: datetime) -> 
         amount=-amount,
         currency=reward.currency,
         status="approved",
-        reason="refunded" if amount == reward.amount else "partial_refund",
+        reason="refunded" if amount == remaining else "partial_refund",
         reverses_id=reward.id,
         available_at=now,
         created_at=now,
@@ -351,7 +365,7 @@ def _reverse(reward: Reward, amount: int, refund: Conversion, now: datetime) -> 
         with db.session.begin_nested():
             db.session.add(reversal)
     except IntegrityError:
-        return None  # reversed already, by an earlier delivery of the refund
+        return None  # this refund reversed the entry already (`uq_rewards_reversal`)
     after = {"reversal_id": reversal.id, "amount": reversal.amount, "refund_id": refund.id}
     audit.record(
         "reward.reverse", "reward", reward.id, after=after, system=f"refund via {refund.source}"

@@ -1,4 +1,5 @@
-"""A real server process for tests that need one: gunicorn running the app factory.
+"""A real server process for tests that need one: gunicorn running the app factory, started
+from the production configuration (gunicorn.conf.py) as the README's command does.
 
     with running_server(database_url) as base_url:
         requests.get(f"{base_url}/health")
@@ -20,6 +21,7 @@ from pathlib import Path
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
+GUNICORN_CONFIG = ROOT / "gunicorn.conf.py"
 SERVER_SECRET = "server-test-secret-0123456789abcdef0123456789"
 # High enough that no test of concurrency is cut short by the rate limiter.
 GENEROUS_LIMITS = "100000/minute"
@@ -62,11 +64,17 @@ def server_environment(database_url: str, **settings: str) -> dict[str, str]:
 
 @contextlib.contextmanager
 def running_server(
-    database_url: str, *, workers: int = 2, threads: int = 8, **settings: str
+    database_url: str,
+    *,
+    workers: int = 2,
+    threads: int = 8,
+    wsgi_app: str | None = None,
+    **settings: str,
 ) -> Iterator[str]:
     """Start gunicorn on `database_url` (a plain postgresql:// or sqlite:/// URL), yield its
     base URL once /health answers 200, and stop it afterwards. `settings` are extra
-    environment variables for the app (e.g. REDIS_URL="redis://127.0.0.1:6379/0")."""
+    environment variables for the app (e.g. REDIS_URL="redis://127.0.0.1:6379/0");
+    `wsgi_app` serves another app under the same settings (a benchmark's bare baseline)."""
     port = free_port()
     options = {
         "--workers": workers,
@@ -75,10 +83,13 @@ def running_server(
         "--timeout": 60,
         "--graceful-timeout": int(STOP_TIMEOUT_SECONDS) // 2,
     }
-    command = [sys.executable, "-m", "gunicorn", "--no-control-socket"]
+    # The production configuration (the app, the Server header), with this test's options.
+    command = [sys.executable, "-m", "gunicorn", "--config", str(GUNICORN_CONFIG)]
+    command.append("--no-control-socket")
     for option, value in options.items():
         command += [option, str(value)]
-    command.append("app:create_app()")
+    if wsgi_app:
+        command.append(wsgi_app)
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(
             command,

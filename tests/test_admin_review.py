@@ -1,6 +1,7 @@
 """The review queue: held referrals and purchases, their reasons and linked accounts, and
 decisions one by one or in bulk, by managers only, each in the audit log."""
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -9,6 +10,8 @@ from sqlalchemy import select
 from extensions import db
 from models import AuditLog, Click, Referral, ReferralCode, Reward, User, utcnow
 from rewards import review
+from rewards.conversions import record_event
+from rewards.events import EventIn
 from tests import factories
 from tests.helpers import accepted_purchase, configure, csrf_token, referral_of, take_outbox
 
@@ -229,6 +232,42 @@ def test_a_held_purchase_is_listed_and_approved_into_the_hold(
     )
     followed = client.get(again.headers["Location"]).get_data(as_text=True)
     assert "already decided by someone else" in followed
+
+
+def test_a_held_purchase_partly_refunded_stays_one_item_with_the_restated_amount(
+    app, client, make_participant, manager
+):
+    configure(app, referrer_reward_basis="percent", referrer_reward_value=1000)
+    rita = make_participant("Rita Referrer")
+    fred = make_participant("Fred Friend", invited_by=rita["code"])
+    purchase_id = fast_purchase(app, rita, fred)  # 2500: 10 % for Rita, a fixed 5.00 for Fred
+    with app.app_context():
+        refund = EventIn(
+            source="api", kind="refund", external_id="fast-part", order_id="fast", amount=500
+        )
+        refund_id = record_event(refund).conversion_id
+        db.session.commit()
+
+    page = client.get("/admin/review?show=purchases").get_data(as_text=True)
+    # One row, the purchase's, showing what is held now: Rita's 2.50 restated as 2.00.
+    assert re.findall(r'name="ids" value="(\d+)"', page) == [str(purchase_id)]
+    assert "referrer: $2.00" in page and "referee: $5.00" in page
+    assert "$2.50" not in page
+    item = client.get(f"/admin/review/purchases/{purchase_id}").get_data(as_text=True)
+    assert "referrer level 1: $2.00 for Rita Referrer" in item
+
+    response = decide(
+        client, [purchase_id], path="/admin/review?show=purchases", show="purchases", approve="1"
+    )
+    assert response.status_code == 302
+    with app.app_context():
+        held = db.session.execute(
+            select(Reward.conversion_id, Reward.amount, Reward.status)
+            .where(Reward.status.not_in(("cancelled",)))
+            .order_by(Reward.id)
+        ).all()
+    assert held == [(purchase_id, 500, "pending"), (refund_id, 200, "pending")]
+    assert "queue-empty" in client.get("/admin/review?show=purchases").get_data(as_text=True)
 
 
 @pytest.mark.parametrize("role", ["operator", "marketer"])

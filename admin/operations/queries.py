@@ -4,8 +4,8 @@ uses the same function, so a file holds exactly the rows its page lists."""
 
 from datetime import date, timedelta
 
-from sqlalchemy import Select, or_, select
-from sqlalchemy.orm import joinedload
+from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy.orm import aliased, joinedload
 from werkzeug.datastructures import MultiDict
 
 from admin.exports import CsvExport
@@ -59,17 +59,33 @@ def review_referrals_query(args: MultiDict) -> Select:
 
 def review_purchases_query(args: MultiDict) -> Select:
     """Conversions whose rewards a purchase's own checks held; those of a referral that is
-    itself in review are decided with the referral."""
+    itself in review are decided with the referral. Rewards a partial refund restated under
+    the refund are listed with their purchase: one item per purchase."""
     held = (
         select(Reward.conversion_id)
         .outerjoin(Referral, Reward.referral_id == Referral.id)
         .where(Reward.status == "review")
         .where(or_(Referral.id.is_(None), Referral.status != "review"))
     )
+    refund = aliased(Conversion)
+    purchase_of_held_refund = (
+        select(func.min(Conversion.id))
+        .join(
+            refund,
+            and_(refund.source == Conversion.source, refund.order_id == Conversion.order_id),
+        )
+        .where(Conversion.kind == "purchase", refund.kind == "refund", refund.id.in_(held))
+        .group_by(refund.id)
+    )
     return (
         select(Conversion)
         .options(joinedload(Conversion.participant))
-        .where(Conversion.id.in_(held))
+        .where(
+            or_(
+                and_(Conversion.id.in_(held), Conversion.kind != "refund"),
+                Conversion.id.in_(purchase_of_held_refund),
+            )
+        )
         .order_by(Conversion.created_at, Conversion.id)
     )
 
@@ -115,18 +131,35 @@ def program_choices() -> list[tuple[int, str]]:
     return list(db.session.execute(select(Program.id, Program.name).order_by(Program.name)))
 
 
-def held_rewards(conversion_ids: list[int]) -> dict[int, list[Reward]]:
-    """The rewards waiting in review, per conversion (to show what a decision moves)."""
+def held_rewards(conversions: list[Conversion]) -> dict[int, list[Reward]]:
+    """The rewards waiting in review, per conversion (to show what a decision moves), with
+    those its order's refunds restated (what `review.decide_held_rewards` decides)."""
+    item_of = {conversion.id: conversion.id for conversion in conversions}
+    orders = {
+        (conversion.source, conversion.order_id): conversion.id
+        for conversion in sorted(conversions, key=lambda conversion: -conversion.id)
+        if conversion.kind == "purchase" and conversion.order_id
+    }
+    if orders:
+        refunds = db.session.execute(
+            select(Conversion.id, Conversion.source, Conversion.order_id).where(
+                Conversion.kind == "refund",
+                Conversion.order_id.in_({order_id for _, order_id in orders}),
+            )
+        )
+        for refund_id, source, order_id in refunds:
+            if (source, order_id) in orders:
+                item_of.setdefault(refund_id, orders[source, order_id])
     found: dict[int, list[Reward]] = {}
-    if conversion_ids:
+    if item_of:
         rewards = db.session.scalars(
             select(Reward)
             .options(joinedload(Reward.beneficiary))
-            .where(Reward.conversion_id.in_(conversion_ids), Reward.status == "review")
+            .where(Reward.conversion_id.in_(item_of), Reward.status == "review")
             .order_by(Reward.id)
         )
         for reward in rewards:
-            found.setdefault(reward.conversion_id, []).append(reward)
+            found.setdefault(item_of[reward.conversion_id], []).append(reward)
     return found
 
 

@@ -90,7 +90,7 @@ def _review_context(show: str, items: list) -> dict:
     people = [conversion.participant for conversion in items if conversion.participant]
     return {
         "linked": decisions.linked_accounts(people),
-        "held": queries.held_rewards([conversion.id for conversion in items]),
+        "held": queries.held_rewards(items),
     }
 
 
