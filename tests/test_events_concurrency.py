@@ -6,65 +6,21 @@ first-purchase program pays once), a purchase racing its own refund, and two ref
 codes arriving at once for one customer (the first attribution stands, #5).
 """
 
-import json
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import requests
 from sqlalchemy import func, select
 
 from extensions import db
 from models import Conversion, Referral, Reward, User
 from tests import factories
-from tests.events_api import SECRET, purchase, refund, sign
-from tests.server import GENEROUS_LIMITS, running_server
+from tests.events_api import events_server, purchase, refund, send_all_at_once
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
-REQUEST_TIMEOUT = 60
-BARRIER_TIMEOUT = 30
 SENDERS = 50
 ROUNDS = 20
 LIVE = ("review", "pending", "approved", "paid", "redeemed")
-
-
-def signed_delivery(event: dict) -> tuple[bytes, dict]:
-    """One delivery as a sender makes it; a retry resends the very same bytes and headers."""
-    body = json.dumps(event).encode()
-    message_id, timestamp = f"msg_{event['id']}", int(time.time())
-    headers = {
-        "webhook-id": message_id,
-        "webhook-timestamp": str(timestamp),
-        "webhook-signature": sign(body, message_id, timestamp),
-        "Content-Type": "application/json",
-    }
-    return body, headers
-
-
-def send_all_at_once(pool, base_url: str, events: list[dict]) -> list[tuple[int, dict]]:
-    """Each event from its own sender thread; all wait at a barrier, then post together.
-    Returns (status, JSON answer) per event, in order."""
-    deliveries = [signed_delivery(event) for event in events]
-    barrier = threading.Barrier(len(deliveries), timeout=BARRIER_TIMEOUT)
-
-    def deliver(delivery: tuple[bytes, dict]) -> tuple[int, dict]:
-        body, headers = delivery
-        with requests.Session() as sender:
-            barrier.wait()
-            response = sender.post(
-                f"{base_url}/api/v1/events", data=body, headers=headers, timeout=REQUEST_TIMEOUT
-            )
-            answer = response.json() if response.status_code < 500 else {}
-            response.close()
-            return response.status_code, answer
-
-    return list(pool.map(deliver, deliveries))
-
-
-def events_server(database_url: str):
-    return running_server(database_url, EVENTS_WEBHOOK_SECRET=SECRET, EVENTS_LIMITS=GENEROUS_LIMITS)
 
 
 def invite_friends(app, count: int) -> tuple[dict, list[dict]]:

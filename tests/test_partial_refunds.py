@@ -24,7 +24,7 @@ from rewards.events import EventIn
 from rewards.services import release_held_rewards
 from rewards.stripe_webhooks import stripe_event
 from tests import factories
-from tests.test_events_concurrency import events_server, send_all_at_once
+from tests.events_api import events_server, send_all_at_once
 
 ORDER = "order-5000"
 
