@@ -17,6 +17,7 @@ and validates every real answer against the documented status codes and schemas.
 from flask import Blueprint, current_app, jsonify
 
 from core.api_keys import SCOPES
+from core.errors import JSON_ONLY_PATHS
 from models import (
     CONVERSION_KINDS,
     OUTCOMES,
@@ -31,6 +32,13 @@ from models import (
 openapi_bp = Blueprint("openapi", __name__)
 
 DOCUMENT_PATH = "/api/openapi.json"
+
+
+@openapi_bp.record_once
+def _answer_errors_as_json(state) -> None:
+    """Every documented path answers its errors as the documented JSON, whatever the
+    request's content type or Accept header."""
+    state.app.extensions[JSON_ONLY_PATHS] = frozenset(PATHS)
 
 
 @openapi_bp.get(DOCUMENT_PATH)
@@ -120,7 +128,10 @@ INTEGER = {"type": "integer"}
 COUNT = {"type": "integer", "minimum": 0}
 TEXT = {"type": "string"}
 MOMENT = {"type": "string", "format": "date-time"}
-PAGES = {"page": {"type": "integer", "minimum": 1}, "pages": {"type": "integer", "minimum": 1}}
+PAGES = {
+    "page": {"type": "integer", "minimum": 1},
+    "pages": {"type": "integer", "minimum": 0, "description": "0 when there is nothing to list."},
+}
 
 # Status -> (the component response's name, what it means here).
 ERRORS = {
