@@ -11,9 +11,11 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from openapi_spec_validator import OpenAPIV31SpecValidator
 from schemathesis.generation import GenerationMode
+from sqlalchemy import func, select
 
 from core import api_keys, openapi
 from extensions import db
+from models import Conversion, User
 from referral import leaderboard
 from rewards import saleor
 from tests import api_fuzz, events_api
@@ -132,6 +134,31 @@ def test_partner_endpoints_answer_json_errors_to_form_posts(client):
         response = client.post(path, data={"email": "a@example.com"})
         assert response.status_code == 401
         assert response.get_json()["error"]["code"] == "invalid_api_key"
+
+
+def test_a_customer_id_longer_than_the_database_holds_is_refused(app, client, make_participant):
+    """Found by schemathesis on PostgreSQL: a customer id of 101-200 characters passed the
+    checks and failed the insert with a 500 (docs/guarantees.md #18)."""
+    referrer = make_participant("Rita Referrer")
+    with app.app_context():
+        _row, key = api_keys.create_api_key("shop", list(api_keys.SCOPES))
+        db.session.commit()
+    headers = {"Authorization": f"Bearer {key}"}
+    too_long, longest = "c" * 101, "d" * 100
+    purchase = {"type": "purchase", "id": "evt-long", "amount": 2500, "currency": "USD"}
+    for path, body in (
+        ("/api/v1/events", {**purchase, "customer": {"external_id": too_long}}),
+        ("/codes/issue", {"external_id": too_long}),
+        ("/referral/process_referral", {"external_id": too_long, "ref_code": referrer["code"]}),
+    ):
+        response = client.post(path, json=body, headers=headers)
+        assert response.status_code == 422, path
+        assert "at most 100 characters" in response.get_json()["error"]["message"]
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Conversion)) == 0
+        assert db.session.scalar(select(func.count()).select_from(User)) == 1
+    issued = client.post("/codes/issue", json={"external_id": longest}, headers=headers)
+    assert issued.status_code == 200 and issued.get_json()["external_id"] == longest
 
 
 # --- schemathesis -----------------------------------------------------------------------------
