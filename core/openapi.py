@@ -325,13 +325,11 @@ MY_REWARDS = _object(
     ("page", "pages", "rewards", "balances"),
 )
 
-CUSTOMER = _object(
-    {
-        "external_id": {"type": "string", "description": "The shop's customer id."},
-        "email": {"type": "string"},
-    },
-    closed=False,
-)
+CUSTOMER_ID = {"type": "string", "maxLength": 100, "description": "The shop's customer id."}
+EMAIL = {"type": "string", "format": "email"}
+REF_CODE = {"type": "string", "description": "A participant's referral code, e.g. `AB3K9Z`."}
+
+CUSTOMER = _object({"external_id": CUSTOMER_ID, "email": EMAIL}, closed=False)
 
 EVENT = _object(
     {
@@ -346,7 +344,7 @@ EVENT = _object(
             "description": "The event's id at the sender: a redelivery carries the same one.",
         },
         "customer": CUSTOMER,
-        "ref_code": TEXT,
+        "ref_code": REF_CODE,
         "amount": {"type": "integer", "description": "Minor units."},
         "currency": {"type": "string", "description": "ISO 4217; the program's when absent."},
         "occurred_at": {
@@ -354,26 +352,43 @@ EVENT = _object(
             "format": "date-time",
             "description": "With a time zone, between 1970 and 2100.",
         },
-        "order_id": {"type": "string", "description": "What a refund gives back."},
+        "order_id": {
+            "type": "string",
+            "maxLength": 200,
+            "description": "The order a purchase pays for and a refund gives back.",
+        },
     },
     ("type", "id"),
     closed=False,
 )
+EVENT["examples"] = [
+    {
+        "type": "purchase",
+        "id": "evt_1001",
+        "customer": {"external_id": "cust-42", "email": "ann@example.com"},
+        "ref_code": "AB3K9Z",
+        "amount": 2500,
+        "currency": "USD",
+        "occurred_at": "2026-11-21T10:00:00Z",
+        "order_id": "order-1001",
+    }
+]
 
-ISSUE_CODE = _object(
-    {"external_id": TEXT, "email": TEXT},
-    closed=False,
-)
+ISSUE_CODE = _object({"external_id": CUSTOMER_ID, "email": EMAIL}, closed=False)
+ISSUE_CODE["description"] = "At least one of `external_id` and a valid `email`."
+ISSUE_CODE["examples"] = [{"external_id": "cust-42", "email": "ann@example.com"}]
 
 PROCESS_REFERRAL = _object(
     {
-        "external_id": TEXT,
-        "email": TEXT,
-        "ref_code": TEXT,
+        "external_id": CUSTOMER_ID,
+        "email": EMAIL,
+        "ref_code": REF_CODE,
         "referral_code": {"type": "string", "description": "Read when `ref_code` is absent."},
     },
     closed=False,
 )
+PROCESS_REFERRAL["description"] = "`external_id` or `email`, and the inviter's code."
+PROCESS_REFERRAL["examples"] = [{"external_id": "cust-42", "ref_code": "AB3K9Z"}]
 
 ISSUED_CODE = _object(
     {
