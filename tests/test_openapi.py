@@ -15,9 +15,9 @@ from sqlalchemy import func, select
 
 from core import api_keys, openapi
 from extensions import db
-from models import Conversion, User
+from models import ROLES, Conversion, User
 from referral import leaderboard
-from rewards import saleor
+from rewards import saleor, webhooks
 from tests import api_fuzz, events_api
 from tests.helpers import log_in
 from tests.jwks_server import JwksServer
@@ -114,6 +114,10 @@ def test_allowed_values_and_scopes_are_the_codes():
                     assert scheme in document["components"]["securitySchemes"]
                     if scheme.startswith("apiKey"):
                         assert set(scopes) <= set(api_keys.SCOPES)
+                    if scheme == "session":
+                        assert set(scopes) <= set(ROLES)
+    issuing = document["paths"]["/codes/issue"]["post"]["security"]
+    assert {"session": list(webhooks.CODE_ISSUING_ROLES)} in issuing
 
 
 def test_errors_are_documented_once_in_the_shape_the_handler_writes(client):
