@@ -14,6 +14,8 @@ schemathesis (in the suite, and `make api-check` against a real server) sends ge
 and validates every real answer against the documented status codes and schemas.
 """
 
+import copy
+
 from flask import Blueprint, current_app, jsonify
 
 from core.api_keys import SCOPES
@@ -47,24 +49,27 @@ def serve_document():
 
 
 def document(public_url: str | None = None) -> dict:
-    """The whole document; `servers` names PUBLIC_URL when it is set (else this host)."""
-    return {
-        "openapi": "3.1.0",
-        "info": {
-            "title": "InviteLoop API",
-            "version": "1",
-            "summary": "Referral data as JSON, conversion events and shop webhooks.",
-            "description": (
-                "Amounts are integers in the currency's minor units (2500 = 25.00). "
-                'Every error answers `{"error": {"code", "message"}}`: `code` is stable, '
-                "`message` is for people. A 5xx means nothing was written: send it again."
-            ),
-        },
-        "servers": [{"url": (public_url or "").rstrip("/") or "/"}],
-        "paths": PATHS,
-        "webhooks": OUTBOUND_WEBHOOKS,
-        "components": COMPONENTS,
-    }
+    """The whole document, a copy to change at will; `servers` names PUBLIC_URL when it is
+    set (else this host)."""
+    return copy.deepcopy(
+        {
+            "openapi": "3.1.0",
+            "info": {
+                "title": "InviteLoop API",
+                "version": "1",
+                "summary": "Referral data as JSON, conversion events and shop webhooks.",
+                "description": (
+                    "Amounts are integers in the currency's minor units (2500 = 25.00). "
+                    'Every error answers `{"error": {"code", "message"}}`: `code` is stable, '
+                    "`message` is for people. A 5xx means nothing was written: send it again."
+                ),
+            },
+            "servers": [{"url": (public_url or "").rstrip("/") or "/"}],
+            "paths": PATHS,
+            "webhooks": OUTBOUND_WEBHOOKS,
+            "components": COMPONENTS,
+        }
+    )
 
 
 # --- small builders ------------------------------------------------------------------------
