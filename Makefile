@@ -38,6 +38,13 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.leaderboard
 
+# schemathesis against a real gunicorn on a throwaway database (tests/api_check.py): fails on
+# any 5xx, any answer /api/openapi.json does not describe, any unsigned webhook accepted.
+API_CHECK_DATABASE ?= sqlite
+.PHONY: api-check
+api-check: $(STAMP)
+	$(BIN)/python -m tests.api_check --database $(API_CHECK_DATABASE) $(API_CHECK_ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
 

@@ -31,6 +31,7 @@ from core.hosts import register_host_check
 from core.inputs import register_input_checks
 from core.jobs import init_celery, register_jobs
 from core.mail import send_email
+from core.openapi import openapi_bp
 from core.security import register_security_headers
 from core.templating import register_template_helpers
 from demo import demo_cli
@@ -115,6 +116,7 @@ def register_signal_receivers() -> None:
 
 def register_blueprints(app: Flask) -> None:
     app.register_blueprint(core.bp)
+    app.register_blueprint(openapi_bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(referral.bp)
     app.register_blueprint(rewards.bp)

@@ -2,7 +2,7 @@
 
 import logging
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, current_app, jsonify, render_template, request
 from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
 
@@ -11,6 +11,8 @@ from extensions import db
 log = logging.getLogger(__name__)
 
 _PAGES = {400, 403, 404, 405, 429, 500, 503}
+# app.extensions key: the paths only machines call (core/openapi.py registers its document's).
+JSON_ONLY_PATHS = "inviteloop.json_only_paths"
 
 
 class DomainError(Exception):
@@ -29,6 +31,8 @@ class DomainError(Exception):
 def wants_json() -> bool:
     if request.path.startswith("/api/") or request.is_json:
         return True
+    if request.path in current_app.extensions.get(JSON_ONLY_PATHS, ()):
+        return True  # a partner's form post or a webhook gets the documented JSON error
     best = request.accept_mimetypes.best_match(["text/html", "application/json"])
     return best == "application/json"
 

@@ -99,6 +99,7 @@ def _check(event: EventIn) -> None:
         raise InvalidEvent("A purchase needs an amount (in minor units, e.g. 2500 for 25.00).")
     if event.kind == "refund" and not event.order_id:
         raise InvalidEvent("A refund needs the order_id of the purchase it refunds.")
+    customers.check_external_id(event.customer_external_id)
     if event.order_id is not None and len(event.order_id) > 200:
         raise InvalidEvent("order_id is at most 200 characters.")
     if event.currency is not None and not _CURRENCY.match(event.currency.upper()):

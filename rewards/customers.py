@@ -9,6 +9,19 @@ from auth.services import InvalidEmail, canonical_email, normalize_email
 from extensions import db
 from models import User
 from referral import services as referral_services
+from rewards.events import InvalidEvent
+
+# users.external_id and conversions.customer_external_id hold this many characters.
+EXTERNAL_ID_LENGTH = 100
+
+
+def check_external_id(external_id: str | None) -> None:
+    """A shop's customer id longer than the database holds is refused (PostgreSQL would
+    fail the insert with a 500; SQLite would keep it whole)."""
+    if external_id is not None and len(external_id) > EXTERNAL_ID_LENGTH:
+        raise InvalidEvent(
+            f"The customer's external_id is at most {EXTERNAL_ID_LENGTH} characters."
+        )
 
 
 def find(external_id: str | None, email: str | None) -> User | None:
@@ -26,6 +39,7 @@ def find(external_id: str | None, email: str | None) -> User | None:
 def find_or_create(external_id: str | None, email: str | None, now: datetime) -> User | None:
     """The participant for a shop customer, created (without a password, with their own
     code) when new. None when the shop gave neither a customer id nor a valid email."""
+    check_external_id(external_id)
     user = find(external_id, email)
     if user is not None:
         if external_id and user.external_id is None:
