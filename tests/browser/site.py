@@ -1,0 +1,72 @@
+"""The site the browser tests visit: a database filled by the demo seed (staff, participants,
+referrals incl. held ones, purchases, rewards, payouts, CRM records) behind a real server."""
+
+import contextlib
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from auth.reset import make_token
+from demo.people import ADMIN_EMAIL, DEMO_PASSWORD
+from extensions import db
+from models import Lead, Program, Referral, ReferralCode, User
+from tests.apps import other_app, start_afresh
+from tests.server import SERVER_SECRET, running_server
+
+# Small enough to seed in about three seconds, large enough for every screen to have rows.
+SEED_ARGS = ["demo", "seed", "--participants", "80", "--days", "120"]
+
+
+@dataclass(frozen=True)
+class Site:
+    base_url: str
+    admin_email: str
+    password: str
+    held_referrer_email: str  # has a referral under review on the dashboard
+    referral_code: str  # of a participant, for /r/<code>
+    reset_path: str  # a valid password reset link
+    held_referral_id: int
+    participant_id: int
+    program_id: int
+    lead_id: int
+
+
+def _facts(app, base_url: str) -> Site:
+    with app.app_context():
+        held = db.session.scalars(
+            select(Referral).where(Referral.status == "review").order_by(Referral.id)
+        ).first()
+        assert held is not None, "the demo seed holds no referral for review"
+        code = db.session.scalars(
+            select(ReferralCode).where(ReferralCode.user_id == held.referrer_id)
+        ).first()
+        return Site(
+            base_url=base_url,
+            admin_email=ADMIN_EMAIL,
+            password=DEMO_PASSWORD,
+            held_referrer_email=held.referrer.email,
+            referral_code=code.code,
+            reset_path="",
+            held_referral_id=held.id,
+            participant_id=held.referrer_id,
+            program_id=db.session.scalar(select(Program.id).order_by(Program.id)),
+            lead_id=db.session.scalar(select(Lead.id).order_by(Lead.id)),
+        )
+
+
+def _reset_path(database_url: str, email: str) -> str:
+    # Signed with the server's key, as the server's own email would carry it.
+    with other_app(database_url, SECRET_KEY=SERVER_SECRET) as app, app.app_context():
+        user = db.session.scalar(select(User).where(User.email == email))
+        return f"/auth/reset/{make_token(user)}"
+
+
+@contextlib.contextmanager
+def seeded_site(app, database_url: str, contracts_folder: str):
+    start_afresh(app)
+    result = app.test_cli_runner().invoke(args=SEED_ARGS)
+    assert result.exit_code == 0, result.output
+    with running_server(database_url, CONTRACTS_FOLDER=contracts_folder) as base_url:
+        facts = _facts(app, base_url)
+        reset_path = _reset_path(database_url, facts.held_referrer_email)
+        yield Site(**{**facts.__dict__, "reset_path": reset_path})
