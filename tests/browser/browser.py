@@ -52,15 +52,15 @@ def problems(page) -> list[str]:
         if violation["impact"] in BLOCKING_IMPACTS:
             targets = ", ".join(str(node["target"][0]) for node in violation["nodes"][:4])
             found.append(f"axe {violation['id']} ({violation['impact']}): {targets}")
-    widths = page.evaluate(
-        "[document.documentElement.scrollWidth, window.innerWidth]"
-    )
+    widths = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
     if widths[0] > widths[1]:
         found.append(f"page scrolls sideways: {widths[0]} px wide in a {widths[1]} px window")
     return found
 
 
-def screenshot(page, name: str) -> None:
-    """Saved into docs/ for the README, only when INVITELOOP_SCREENSHOTS=1."""
+def screenshot(page, name: str, viewport: str, whole_page: bool = False) -> None:
+    """docs/NAME.png (desktop) or docs/NAME-phone.png: the first screen, or the whole page;
+    for the README, only when INVITELOOP_SCREENSHOTS=1."""
     if SCREENSHOTS:
-        page.screenshot(path=str(DOCS / f"{name}.png"), full_page=False)
+        suffix = "-phone" if viewport == "phone" else ""
+        page.screenshot(path=str(DOCS / f"{name}{suffix}.png"), full_page=whole_page)

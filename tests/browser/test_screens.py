@@ -90,6 +90,9 @@ def test_visitor_pages(site, contexts, width):
     page = contexts("visitor", width)
     report = _walk(page, site.base_url, _visitor_paths(site))
     assert not report, "\n" + report
+    if width == "desktop":
+        page.goto(site.base_url + "/referral/leaderboard")
+        screenshot(page, "leaderboard", width, whole_page=True)
 
 
 @pytest.mark.parametrize("width", WIDTHS)
@@ -98,7 +101,10 @@ def test_participant_pages(site, contexts, width):
     report = _walk(page, site.base_url, _participant_paths())
     assert not report, "\n" + report
     page.goto(site.base_url + "/referral/dashboard")
-    screenshot(page, f"dashboard-{width}")
+    screenshot(page, "dashboard", width, whole_page=width == "desktop")
+    if width == "desktop":
+        page.goto(site.base_url + "/rewards/")
+        screenshot(page, "ledger", width, whole_page=True)
 
 
 @pytest.mark.parametrize("width", WIDTHS)
@@ -107,7 +113,7 @@ def test_staff_pages(site, contexts, width):
     report = _walk(page, site.base_url, _staff_paths(page, site))
     assert not report, "\n" + report
     page.goto(site.base_url + "/admin/")
-    screenshot(page, f"admin-{width}")
+    screenshot(page, "admin", width)
 
 
 def test_every_page_offers_a_skip_link_and_marks_the_current_page(site, contexts):
