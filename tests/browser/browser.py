@@ -43,6 +43,25 @@ def log_in(page, base_url: str, email: str, password: str) -> None:
     assert "/auth/login" not in page.url, f"{email} could not log in"
 
 
+def visit(page, url: str) -> tuple[int, list[str]]:
+    """Open `url`; its status and every file the page then asked for in vain (a favicon
+    missing on every page would show here)."""
+    missing = []
+
+    def note(response):
+        if response.status >= 400 and response.request.resource_type != "document":
+            missing.append(f"{response.status} {response.url}")
+
+    page.on("response", note)
+    try:
+        response = page.goto(url)
+        page.wait_for_load_state("load")
+    finally:
+        page.remove_listener("response", note)
+    assert response is not None, url
+    return response.status, missing
+
+
 def problems(page) -> list[str]:
     """What a person would trip over on the page now open: serious or critical axe-core
     violations, and a page wider than the window (sideways scrolling)."""

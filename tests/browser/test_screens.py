@@ -8,7 +8,7 @@ test_journey.py runs on both databases."""
 
 import pytest
 
-from tests.browser.browser import problems, screenshot
+from tests.browser.browser import problems, screenshot, visit
 
 # Started first: the walks take most of a minute.
 pytestmark = [pytest.mark.server, pytest.mark.browser, pytest.mark.slow]
@@ -25,11 +25,10 @@ def _walk(page, base_url: str, paths: list[str]) -> str:
     """The problems of each page, one line each ("" when there are none)."""
     found = {}
     for path in paths:
-        response = page.goto(base_url + path)
-        assert response is not None
-        page_problems = problems(page)
-        if response.status >= 500:
-            page_problems.append(f"answered {response.status}")
+        status, missing = visit(page, base_url + path)
+        page_problems = problems(page) + [f"file not found: {item}" for item in missing]
+        if status >= 500:
+            page_problems.append(f"answered {status}")
         if page_problems:
             found[path] = page_problems
     return "\n".join(f"{path}: {problem}" for path, items in found.items() for problem in items)
