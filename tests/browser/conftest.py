@@ -4,7 +4,7 @@ seeded site per module and database, and signed-in browser contexts reused by th
 import pytest
 from playwright.sync_api import sync_playwright
 
-from tests.browser import browser as chromium
+from tests.browser import chromium
 from tests.browser.site import seeded_site
 
 

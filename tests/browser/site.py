@@ -2,7 +2,7 @@
 referrals incl. held ones, purchases, rewards, payouts, CRM records) behind a real server."""
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import select
 
@@ -46,7 +46,7 @@ def _facts(app, base_url: str) -> Site:
             password=DEMO_PASSWORD,
             held_referrer_email=held.referrer.email,
             referral_code=code.code,
-            reset_path="",
+            reset_path="",  # made below, once this app's session has let go of SQLite
             held_referral_id=held.id,
             participant_id=held.referrer_id,
             program_id=db.session.scalar(select(Program.id).order_by(Program.id)),
@@ -76,5 +76,4 @@ def seeded_site(app, database_url: str, contracts_folder: str):
         ADMIN_PAGE_SIZE="10",
     ) as base_url:
         facts = _facts(app, base_url)
-        reset_path = _reset_path(database_url, facts.held_referrer_email)
-        yield Site(**{**facts.__dict__, "reset_path": reset_path})
+        yield replace(facts, reset_path=_reset_path(database_url, facts.held_referrer_email))

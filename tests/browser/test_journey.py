@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from tests.browser.browser import PHONE, problems
+from tests.browser.chromium import PHONE, problems
 
 pytestmark = [pytest.mark.server, pytest.mark.browser]
 

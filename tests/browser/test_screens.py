@@ -8,7 +8,7 @@ test_journey.py runs on both databases."""
 
 import pytest
 
-from tests.browser.browser import problems, screenshot, visit
+from tests.browser.chromium import problems, screenshot, visit
 
 # Started first: the walks take most of a minute.
 pytestmark = [pytest.mark.server, pytest.mark.browser, pytest.mark.slow]
