@@ -83,3 +83,9 @@ def screenshot(page, name: str, viewport: str, whole_page: bool = False) -> None
     if SCREENSHOTS:
         suffix = "-phone" if viewport == "phone" else ""
         page.screenshot(path=str(DOCS / f"{name}{suffix}.png"), full_page=whole_page)
+
+
+def screenshot_section(page, selector: str, name: str, viewport: str) -> None:
+    """Like screenshot, of one part of the page (desktop only)."""
+    if SCREENSHOTS and viewport == "desktop":
+        page.locator(selector).screenshot(path=str(DOCS / f"{name}.png"))

@@ -8,7 +8,7 @@ test_journey.py runs on both databases."""
 
 import pytest
 
-from tests.browser.chromium import problems, screenshot, visit
+from tests.browser.chromium import problems, screenshot, screenshot_section, visit
 
 # Started first: the walks take most of a minute.
 pytestmark = [pytest.mark.server, pytest.mark.browser, pytest.mark.slow]
@@ -113,6 +113,20 @@ def test_staff_pages(site, contexts, width):
     assert not report, "\n" + report
     page.goto(site.base_url + "/admin/")
     screenshot(page, "admin", width)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_the_tree_opened_in_place_stays_usable(site, contexts, width):
+    """Levels opened, and one person's branch loaded in place by tree.js."""
+    page = contexts(site.held_referrer_email, width)
+    page.goto(site.base_url + "/referral/dashboard")
+    for level in (1, 2):
+        page.locator(f"#tree-level-{level} > summary").click()
+    branch = page.locator("#tree-level-1 details[data-tree-src]").first
+    branch.locator("summary").click()
+    branch.locator("[data-tree-body] .tree-members").wait_for()
+    assert problems(page) == []
+    screenshot_section(page, "#tree", "tree", width)
 
 
 def test_every_page_offers_a_skip_link_and_marks_the_current_page(site, contexts):
