@@ -89,6 +89,11 @@ def test_visitor_pages(site, contexts, width):
     page = contexts("visitor", width)
     report = _walk(page, site.base_url, _visitor_paths(site))
     assert not report, "\n" + report
+    # A form sent empty: every message beside its field, still nothing an axe-core check minds.
+    page.goto(site.base_url + "/auth/signup")
+    page.locator("form[method=post] [type=submit]").click()
+    page.locator(".invalid-feedback").first.wait_for()
+    assert problems(page) == []
     if width == "desktop":
         page.goto(site.base_url + "/referral/leaderboard")
         screenshot(page, "leaderboard", width, whole_page=True)
