@@ -9,7 +9,7 @@ from sqlalchemy import select
 from auth.reset import make_token
 from demo.people import ADMIN_EMAIL, DEMO_PASSWORD
 from extensions import db
-from models import Lead, Program, Referral, ReferralCode, User
+from models import Campaign, Lead, Program, Referral, ReferralCode, Reward, Service, User
 from tests.apps import other_app, start_afresh
 from tests.server import SERVER_SECRET, running_server
 
@@ -29,6 +29,9 @@ class Site:
     participant_id: int
     program_id: int
     lead_id: int
+    service_id: int
+    campaign_id: int
+    pending_reward_id: int
 
 
 def _facts(app, base_url: str) -> Site:
@@ -51,6 +54,11 @@ def _facts(app, base_url: str) -> Site:
             participant_id=held.referrer_id,
             program_id=db.session.scalar(select(Program.id).order_by(Program.id)),
             lead_id=db.session.scalar(select(Lead.id).order_by(Lead.id)),
+            service_id=db.session.scalar(select(Service.id).order_by(Service.id)),
+            campaign_id=db.session.scalar(select(Campaign.id).order_by(Campaign.id)),
+            pending_reward_id=db.session.scalar(
+                select(Reward.id).where(Reward.status == "pending").order_by(Reward.id)
+            ),
         )
 
 

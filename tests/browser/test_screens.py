@@ -57,6 +57,7 @@ def _participant_paths() -> list[str]:
         "/referral/tree",
         "/auth/profile",
         "/referral/claim",
+        "/admin/",  # a participant gets the 403 page
         "/no-such-page",
     ]
 
@@ -80,6 +81,12 @@ def _staff_paths(page, site) -> list[str]:
         "/admin/conversions/new",
         "/admin/campaigns/stats",
         "/admin/integrations/webhooks/new",
+        f"/admin/leads/{site.lead_id}/edit",
+        f"/admin/leads/{site.lead_id}/contracts/new",
+        f"/admin/services/{site.service_id}/edit",
+        f"/admin/campaigns/{site.campaign_id}/edit",
+        f"/admin/rewards/{site.pending_reward_id}/approve",
+        f"/admin/rewards/{site.pending_reward_id}/cancel",
     ]
     return list(dict.fromkeys(menu + details))
 
