@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app app
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast lint bench clean
+.PHONY: run test test-fast test-browser lint bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ test: $(STAMP)
 # The edit-test loop: SQLite only, no server or worker processes.
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest $(PARALLEL) -k sqlite -m "not server and not postgres_only" $(PYTEST_ARGS)
+
+# Every page in Chromium (/usr/bin/chromium) at phone and desktop width, with axe-core; also
+# part of `make test`. INVITELOOP_SCREENSHOTS=1 retakes the screenshots in docs/.
+test-browser: $(STAMP)
+	$(BIN)/python -m pytest -n 2 --dist loadfile -m browser $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -30,7 +30,7 @@ from core.errors import register_error_handlers
 from core.hosts import register_host_check
 from core.inputs import register_input_checks
 from core.jobs import init_celery, register_jobs
-from core.mail import send_email
+from core.mail import absolute_url, send_email
 from core.openapi import openapi_bp
 from core.security import register_security_headers
 from core.templating import register_template_helpers
@@ -68,6 +68,7 @@ def create_app(config: dict | None = None) -> Flask:
     register_security_headers(app)
     register_host_check(app)
     register_template_helpers(app)
+    app.add_template_global(absolute_url, "absolute_url")  # share previews (macros/social)
     register_commands(app)
     trust_proxies(app)
     return app

@@ -21,7 +21,33 @@ def format_datetime(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M UTC") if value else "—"
 
 
+# The fraud checks' reason codes (referral/fraud.py) as staff read them: one place, so every
+# screen words a code the same way. The stored code stays in the data and the CSV exports.
+REASON_LABELS = {
+    "same_person": "The referrer's own account",
+    "same_device": "Same browser as the referrer",
+    "same_mailbox": "An alias of the referrer's email",
+    "same_ip": "Same IP address as the referrer",
+    "same_network": "Same network as the referrer",
+    "ip_velocity": "Many signups from one IP address",
+    "code_velocity": "Many signups with one code",
+    "cycle": "Would close a loop in the tree",
+    "excluded_domain": "Email domain excluded by the program",
+    "disposable_email": "Throwaway email address",
+    "fast_purchase": "Purchase seconds after the click",
+    "self_referral": "The referrer's own account",
+}
+
+
+def reason_label(code: str | None) -> str:
+    """ "same_ip" -> "Same IP address as the referrer"; an unknown code in plain words."""
+    if not code:
+        return "—"
+    return REASON_LABELS.get(code) or code.replace("_", " ").capitalize()
+
+
 def register_template_helpers(app: Flask) -> None:
     app.add_template_filter(mask_email, "mask_email")
     app.add_template_filter(format_date, "date")
     app.add_template_filter(format_datetime, "datetime")
+    app.add_template_filter(reason_label, "reason_label")

@@ -1,0 +1,87 @@
+"""The site the browser tests visit: a database filled by the demo seed (staff, participants,
+referrals incl. held ones, purchases, rewards, payouts, CRM records) behind a real server."""
+
+import contextlib
+from dataclasses import dataclass, replace
+
+from sqlalchemy import select
+
+from auth.reset import make_token
+from demo.people import ADMIN_EMAIL, DEMO_PASSWORD
+from extensions import db
+from models import Campaign, Lead, Program, Referral, ReferralCode, Reward, Service, User
+from tests.apps import other_app, start_afresh
+from tests.server import SERVER_SECRET, running_server
+
+# Small enough to seed in about three seconds, large enough for every screen to have rows.
+SEED_ARGS = ["demo", "seed", "--participants", "80", "--days", "120"]
+
+
+@dataclass(frozen=True)
+class Site:
+    base_url: str
+    admin_email: str
+    password: str
+    held_referrer_email: str  # has a referral under review on the dashboard
+    referral_code: str  # of a participant, for /r/<code>
+    reset_path: str  # a valid password reset link
+    held_referral_id: int
+    participant_id: int
+    program_id: int
+    lead_id: int
+    service_id: int
+    campaign_id: int
+    pending_reward_id: int
+
+
+def _facts(app, base_url: str) -> Site:
+    with app.app_context():
+        held = db.session.scalars(
+            select(Referral).where(Referral.status == "review").order_by(Referral.id)
+        ).first()
+        assert held is not None, "the demo seed holds no referral for review"
+        code = db.session.scalars(
+            select(ReferralCode).where(ReferralCode.user_id == held.referrer_id)
+        ).first()
+        return Site(
+            base_url=base_url,
+            admin_email=ADMIN_EMAIL,
+            password=DEMO_PASSWORD,
+            held_referrer_email=held.referrer.email,
+            referral_code=code.code,
+            reset_path="",  # made below, once this app's session has let go of SQLite
+            held_referral_id=held.id,
+            participant_id=held.referrer_id,
+            program_id=db.session.scalar(select(Program.id).order_by(Program.id)),
+            lead_id=db.session.scalar(select(Lead.id).order_by(Lead.id)),
+            service_id=db.session.scalar(select(Service.id).order_by(Service.id)),
+            campaign_id=db.session.scalar(select(Campaign.id).order_by(Campaign.id)),
+            pending_reward_id=db.session.scalar(
+                select(Reward.id).where(Reward.status == "pending").order_by(Reward.id)
+            ),
+        )
+
+
+def _reset_path(database_url: str, email: str) -> str:
+    # Signed with the server's key, as the server's own email would carry it.
+    with other_app(database_url, SECRET_KEY=SERVER_SECRET) as app, app.app_context():
+        user = db.session.scalar(select(User).where(User.email == email))
+        return f"/auth/reset/{make_token(user)}"
+
+
+@contextlib.contextmanager
+def seeded_site(app, database_url: str, contracts_folder: str):
+    start_afresh(app)
+    result = app.test_cli_runner().invoke(args=SEED_ARGS)
+    assert result.exit_code == 0, result.output
+    # Ten rows a page: every list still fills a page (and shows its pager), and axe-core,
+    # whose time grows with the page, stays quick.
+    with running_server(
+        database_url,
+        workers=1,
+        threads=8,
+        CONTRACTS_FOLDER=contracts_folder,
+        ADMIN_PAGE_SIZE="10",
+    ) as base_url:
+        facts = _facts(app, base_url)
+        yield replace(facts, reset_path=_reset_path(database_url, facts.held_referrer_email))

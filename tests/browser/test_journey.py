@@ -1,0 +1,44 @@
+"""A friend's first minutes on a phone, in a real browser: the referral link, signup, the
+dashboard and the copy button (docs/guarantees.md #25). On SQLite and PostgreSQL."""
+
+import re
+
+import pytest
+
+from tests.browser.chromium import PHONE, problems
+
+pytestmark = [pytest.mark.server, pytest.mark.browser]
+
+
+@pytest.fixture
+def phone(browser, site):
+    context = browser.new_context(
+        viewport=PHONE,
+        base_url=site.base_url,
+        permissions=["clipboard-read", "clipboard-write"],
+    )
+    context.set_default_timeout(10_000)
+    yield context.new_page()
+    context.close()
+
+
+def test_a_friend_joins_through_a_link_and_copies_their_own(site, phone):
+    phone.goto(f"/r/{site.referral_code}")
+    assert re.search(rf"/auth/signup\?ref={site.referral_code}$", phone.url)
+    assert phone.locator("#referral_code").input_value() == site.referral_code
+
+    phone.locator("#name").fill("Nora Newcomer")
+    phone.locator("#email").fill("nora.newcomer@example.com")
+    phone.locator("#password").fill("correct horse battery staple")
+    phone.get_by_role("button", name="Create my account").click()
+
+    phone.wait_for_url("**/referral/dashboard")
+    assert phone.get_by_role("heading", name="Hi Nora Newcomer").is_visible()
+    assert problems(phone) == []
+    link = phone.locator("#referral-link").input_value()
+    assert re.fullmatch(rf"{re.escape(site.base_url)}/r/[A-Z0-9]{{6,8}}", link)
+
+    copy = phone.get_by_role("button", name="Copy", exact=True)
+    copy.click()
+    assert phone.get_by_role("button", name="Copied!").is_visible()
+    assert phone.evaluate("navigator.clipboard.readText()") == link

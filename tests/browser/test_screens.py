@@ -1,0 +1,232 @@
+"""Every page a participant or staff member opens, at phone (390 px) and desktop (1280 px)
+width: no serious or critical axe-core violation and no sideways page scroll; and the
+signposts that keep people oriented (docs/guarantees.md #25).
+
+SQLite only: the pages' markup does not depend on the database, and axe-core's checks are
+the suite's slowest part (a walk takes about a minute on a 2-core machine). The journey in
+test_journey.py runs on both databases."""
+
+import pytest
+
+from tests.browser.chromium import problems, screenshot, screenshot_section, visit
+
+# Started first: the walks take most of a minute.
+pytestmark = [pytest.mark.server, pytest.mark.browser, pytest.mark.slow]
+
+WIDTHS = ["phone", "desktop"]
+
+
+@pytest.fixture(scope="module")
+def database_url(sqlite_url):
+    return sqlite_url
+
+
+def _walk(page, base_url: str, paths: list[str]) -> str:
+    """The problems of each page, one line each ("" when there are none)."""
+    found = {}
+    for path in paths:
+        status, missing = visit(page, base_url + path)
+        page_problems = problems(page) + [f"file not found: {item}" for item in missing]
+        if status >= 500:
+            page_problems.append(f"answered {status}")
+        if page_problems:
+            found[path] = page_problems
+    return "\n".join(f"{path}: {problem}" for path, items in found.items() for problem in items)
+
+
+def _visitor_paths(site) -> list[str]:
+    return [
+        "/",
+        f"/?ref={site.referral_code}",
+        f"/r/{site.referral_code}",  # lands on the signup page through the link
+        "/auth/signup",
+        "/auth/login",
+        "/auth/reset",
+        site.reset_path,
+        "/auth/phone",
+        "/referral/leaderboard",
+        "/no-such-page",
+    ]
+
+
+def _participant_paths() -> list[str]:
+    return [
+        "/referral/dashboard",
+        "/rewards/",
+        "/referral/leaderboard",
+        "/referral/tree",
+        "/auth/profile",
+        "/referral/claim",
+        "/admin/",  # a participant gets the 403 page
+        "/no-such-page",
+    ]
+
+
+def _staff_paths(page, site) -> list[str]:
+    """Every screen of the panel's menu (so a new screen is walked too), and the detail pages
+    behind its lists."""
+    page.goto(site.base_url + "/admin/")
+    menu = page.locator("nav[aria-label='Staff panel'] a").evaluate_all(
+        "links => links.map(link => new URL(link.href).pathname + new URL(link.href).search)"
+    )
+    assert len(menu) > 10, menu
+    details = [
+        f"/admin/review/referrals/{site.held_referral_id}",
+        f"/admin/participants/{site.participant_id}",
+        f"/admin/participants/{site.participant_id}/tree",
+        f"/admin/programs/{site.program_id}",
+        "/admin/programs/new",
+        f"/admin/leads/{site.lead_id}",
+        "/admin/leads/new",
+        "/admin/conversions/new",
+        "/admin/campaigns/stats",
+        "/admin/integrations/webhooks/new",
+        f"/admin/leads/{site.lead_id}/edit",
+        f"/admin/leads/{site.lead_id}/contracts/new",
+        f"/admin/services/{site.service_id}/edit",
+        f"/admin/campaigns/{site.campaign_id}/edit",
+        f"/admin/rewards/{site.pending_reward_id}/approve",
+        f"/admin/rewards/{site.pending_reward_id}/cancel",
+    ]
+    return list(dict.fromkeys(menu + details))
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_visitor_pages(site, contexts, width):
+    page = contexts("visitor", width)
+    report = _walk(page, site.base_url, _visitor_paths(site))
+    assert not report, "\n" + report
+    # A form sent empty: every message beside its field, still nothing an axe-core check minds.
+    page.goto(site.base_url + "/auth/signup")
+    page.locator("form[method=post] [type=submit]").click()
+    page.locator(".invalid-feedback").first.wait_for()
+    assert problems(page) == []
+    if width == "desktop":
+        page.goto(site.base_url + "/referral/leaderboard")
+        screenshot(page, "leaderboard", width, whole_page=True)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_participant_pages(site, contexts, width):
+    page = contexts(site.held_referrer_email, width)
+    report = _walk(page, site.base_url, _participant_paths())
+    assert not report, "\n" + report
+    page.goto(site.base_url + "/referral/dashboard")
+    screenshot(page, "dashboard", width, whole_page=width == "desktop")
+    if width == "desktop":
+        page.goto(site.base_url + "/rewards/")
+        screenshot(page, "ledger", width, whole_page=True)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_staff_pages(site, contexts, width):
+    page = contexts(site.admin_email, width)
+    report = _walk(page, site.base_url, _staff_paths(page, site))
+    assert not report, "\n" + report
+    page.goto(site.base_url + "/admin/")
+    screenshot(page, "admin", width)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_the_tree_opened_in_place_stays_usable(site, contexts, width):
+    """Levels opened, and one person's branch loaded in place by tree.js."""
+    page = contexts(site.held_referrer_email, width)
+    page.goto(site.base_url + "/referral/dashboard")
+    for level in (1, 2):
+        page.locator(f"#tree-level-{level} > summary").click()
+    branch = page.locator("#tree-level-1 details[data-tree-src]").first
+    branch.locator("summary").click()
+    branch.locator("[data-tree-body] .tree-members").wait_for()
+    assert problems(page) == []
+    screenshot_section(page, "#tree", "tree", width)
+
+
+def test_every_page_offers_a_skip_link_and_marks_the_current_page(site, contexts):
+    page = contexts(site.held_referrer_email, "desktop")
+    page.goto(site.base_url + "/rewards/")
+    page.keyboard.press("Tab")
+    skip = page.get_by_role("link", name="Skip to main content")
+    assert skip.evaluate("link => link === document.activeElement") and skip.is_visible()
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "content"
+
+    current = page.locator("nav[aria-label=Main] [aria-current=page]")
+    assert current.all_inner_texts() == ["Rewards"]
+    assert current.evaluate("link => getComputedStyle(link).textDecorationLine") == "underline"
+    # The navbar's links read at WCAG AA contrast (axe-core checks the ratio in the walks).
+    for path in ("/favicon.svg", "/manifest.webmanifest", "/icon-192.png"):
+        assert page.request.get(f"{site.base_url}/static{path}").ok, path
+    assert page.locator("link[rel=icon]").get_attribute("href") == "/static/favicon.svg"
+
+
+def test_on_a_phone_the_staff_menu_folds_behind_a_button(site, contexts):
+    page = contexts(site.admin_email, "phone")
+    page.goto(site.base_url + "/admin/review")
+    menu = page.get_by_role("navigation", name="Staff panel")
+    assert not menu.is_visible()
+    assert page.get_by_role("heading", name="Review queue").is_visible()
+    page.get_by_role("button", name="Staff menu").click()
+    menu.get_by_role("link", name="Rewards").wait_for()  # the panel slides in
+    menu.get_by_role("link", name="Rewards").click()
+    page.wait_for_url("**/admin/rewards")
+
+
+def test_on_a_phone_held_referrals_and_review_reasons_read_in_full(site, contexts):
+    page = contexts(site.held_referrer_email, "phone")
+    page.goto(site.base_url + "/referral/dashboard")
+    status = page.locator("td[data-label=Status]").get_by_text("Under review").first
+    assert status.is_visible() and _inside_window(status)
+
+    staff = contexts(site.admin_email, "phone")
+    staff.goto(site.base_url + "/admin/review")
+    reason = staff.locator("[data-reason=same_ip]").first
+    assert reason.get_by_text("Same IP address as the referrer").is_visible()
+    assert _inside_window(reason)
+
+
+def test_on_a_phone_chart_labels_keep_a_readable_size(site, contexts):
+    page = contexts(site.admin_email, "phone")
+    page.goto(site.base_url + "/admin/")
+    figure = page.locator("figure:has(svg)").first
+    sizes = figure.locator("span").evaluate_all(
+        "spans => spans.map(span => parseFloat(getComputedStyle(span).fontSize))"
+    )
+    assert sizes and min(sizes) >= 12, sizes
+    assert figure.locator("svg text").count() == 0  # no text that shrinks with the drawing
+
+
+def test_at_desktop_width_admin_tables_fit_their_box(site, contexts):
+    """The rewards list's Actions and the review queue's reasons are seen without scrolling
+    the table sideways."""
+    page = contexts(site.admin_email, "desktop")
+    for path in ("/admin/rewards", "/admin/review"):
+        page.goto(site.base_url + path)
+        box = page.locator(".table-responsive").first
+        widths = box.evaluate("box => [box.scrollWidth, box.clientWidth]")
+        assert widths[0] <= widths[1], f"{path}: table {widths[0]} px in a {widths[1]} px box"
+    page.goto(site.base_url + "/admin/rewards")
+    assert _inside_window(page.get_by_role("link", name="Cancel…").first)
+
+
+def test_shared_links_show_a_preview_card(site, contexts):
+    page = contexts("visitor", "desktop")
+    for path in ("/", f"/r/{site.referral_code}"):
+        page.goto(site.base_url + path)
+        meta = {
+            name: page.locator(f"meta[property='{name}'], meta[name='{name}']").get_attribute(
+                "content"
+            )
+            for name in ("og:title", "og:description", "og:image", "og:url", "twitter:card")
+        }
+        assert all(meta.values()), (path, meta)
+        assert meta["twitter:card"] == "summary_large_image"
+        assert meta["og:image"] == f"{site.base_url}/static/social-card.png"
+        image = page.request.get(meta["og:image"])
+        assert image.ok and image.headers["content-type"] == "image/png"
+    assert meta["og:url"] == f"{site.base_url}/auth/signup?ref={site.referral_code}"
+
+
+def _inside_window(locator) -> bool:
+    box = locator.bounding_box()
+    width = locator.page.viewport_size["width"]
+    return box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width
