@@ -104,7 +104,9 @@ def send_reset_link(address: str, requested_at: str) -> None:
         minutes=int(RESET_LINK_LIFETIME.total_seconds() // 60),
         has_password=user.password_hash is not None,
     )
-    send_email.run(user.email, "Reset your InviteLoop password", body)
+    to = user.email
+    db.session.commit()  # ends the read: SQLite's lock is not held while the mail server answers
+    send_email.run(to, "Reset your InviteLoop password", body)
 
 
 def _read_token(token: str, now: datetime | None) -> tuple[int, int, str]:
