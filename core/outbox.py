@@ -9,8 +9,8 @@ and delivery is retried until it succeeds or the row is declared dead for staff 
 
 Delivery (OUTBOX_DELIVERY):
 - `celery` (a broker is configured): after the commit a Celery task is *hinted* with the new
-  rows' ids. A lost hint (broker down) only delays: beat's `outbox.sweep` delivers every due
-  row once a minute.
+  rows' ids, from a thread of its own (a dead broker takes seconds to refuse). A lost hint
+  (broker down) only delays: beat's `outbox.sweep` delivers every due row once a minute.
 - `thread` (the embedded default, no broker): one daemon thread per process drains due rows.
   It is woken right after a commit that wrote rows, and looks for due retries every
   OUTBOX_POLL_SECONDS. No request waits on it.
@@ -37,6 +37,7 @@ import hmac
 import json
 import logging
 import os
+import queue
 import threading
 from collections.abc import Iterable
 from contextvars import ContextVar
@@ -119,7 +120,7 @@ def _hint() -> None:
         for message_id, delay in new:
             by_delay.setdefault(delay, []).append(message_id)
         for delay, ids in by_delay.items():
-            _hint_workers(app, ids, delay)
+            hinter(app).hint(ids, delay)
 
 
 def _hint_workers(app: Flask, ids: list[int], countdown: float) -> None:
@@ -388,9 +389,48 @@ def sender(app: Flask) -> BackgroundSender:
     return app.extensions["outbox_sender"]
 
 
+class Hinter:
+    """Hands hints to the broker from a thread of its own (celery mode), so a broker that is
+    down or slow (a publish can take seconds to fail) never holds up the request that
+    committed. Hints beyond HINT_BACKLOG are dropped: the rows stay due for the sweep."""
+
+    HINT_BACKLOG = 1000
+
+    def __init__(self, app: Flask):
+        self.app = app
+        self._hints: queue.Queue = queue.Queue(maxsize=self.HINT_BACKLOG)
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pid: int | None = None
+
+    def hint(self, ids: list[int], countdown: float) -> None:
+        self._ensure_started()
+        try:
+            self._hints.put_nowait((ids, countdown))
+        except queue.Full:
+            log.warning("outbox: %d hint(s) dropped, the sweep will deliver them", len(ids))
+
+    def _ensure_started(self) -> None:
+        with self._lock:
+            if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
+                self._pid = os.getpid()
+                self._thread = threading.Thread(target=self._loop, name="outbox-hints", daemon=True)
+                self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            ids, countdown = self._hints.get()
+            _hint_workers(self.app, ids, countdown)
+
+
+def hinter(app: Flask) -> Hinter:
+    return app.extensions["outbox_hinter"]
+
+
 def init_outbox(app: Flask) -> None:
     """Give the app its sender; in thread mode every request makes sure it runs, so rows
     left by a previous process are delivered once this one serves."""
     app.extensions["outbox_sender"] = BackgroundSender(app)
+    app.extensions["outbox_hinter"] = Hinter(app)
     if app.config["OUTBOX_DELIVERY"] == "thread":
         app.before_request(app.extensions["outbox_sender"].ensure_started)

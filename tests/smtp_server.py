@@ -9,6 +9,7 @@ A port where nothing listens stands for a server refusing connections: pass that
 `SmtpServer(port=...)` later to bring it up.
 """
 
+import contextlib
 import socket
 import threading
 
@@ -48,10 +49,8 @@ class SmtpServer:
                 self._stopping.wait()
                 return
             connection.settimeout(10)
-            try:
+            with contextlib.suppress(OSError):
                 self._converse(connection, confirm=mode == "accept")
-            except OSError:
-                pass
 
     def _converse(self, connection: socket.socket, confirm: bool) -> None:
         with connection.makefile("rb") as lines:

@@ -3,7 +3,6 @@ real Celery worker on Redis sends them, the periodic sweeps are scheduled, and a
 server gets retried. The outbox's own guarantees: test_outbox*.py."""
 
 import itertools
-import smtplib
 import socket
 import threading
 from datetime import timedelta

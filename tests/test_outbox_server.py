@@ -117,9 +117,7 @@ def health_time(base_url: str) -> float:
     return time.monotonic() - started
 
 
-def test_hanging_webhook_receivers_hold_up_no_signup_and_get_every_event_later(
-    app, database_url
-):
+def test_hanging_webhook_receivers_hold_up_no_signup_and_get_every_event_later(app, database_url):
     with Receiver(delay=30) as receiver:  # answers nothing for 30 s: it hangs
         with app.app_context():
             for number in range(3):
@@ -181,15 +179,14 @@ def assert_alike(times: dict[str, list[float]], known: str, unknown: str) -> Non
     assert abs(medians[known] - medians[unknown]) < 0.03, medians
 
 
-def test_a_reset_takes_as_long_for_a_registered_address_as_for_an_unknown_one(
-    app, database_url
-):
+def test_a_reset_takes_as_long_for_a_registered_address_as_for_an_unknown_one(app, database_url):
     with app.app_context():
         alice = factories.participant("Alice Zimmer")
     unknown = "nobody.here@example.com"
-    with SmtpServer("accept") as mail_server, running_server(
-        database_url, **settings(**smtp(mail_server.port))
-    ) as base_url:
+    with (
+        SmtpServer("accept") as mail_server,
+        running_server(database_url, **settings(**smtp(mail_server.port))) as base_url,
+    ):
         calm = reset_times(base_url, [alice["email"], unknown])
         wait_for(lambda: len(mail_server.messages) == ROUNDS, "reset mails")
     assert_alike(calm, alice["email"], unknown)
@@ -203,9 +200,10 @@ def test_a_hanging_mail_server_slows_no_reset_and_the_link_arrives_once_it_answe
     with app.app_context():
         alice = factories.participant("Alice Zimmer")
     unknown = "nobody.here@example.com"
-    with SmtpServer("hang") as mail_server, running_server(
-        database_url, **settings(**smtp(mail_server.port))
-    ) as base_url:
+    with (
+        SmtpServer("hang") as mail_server,
+        running_server(database_url, **settings(**smtp(mail_server.port))) as base_url,
+    ):
         hanging = reset_times(base_url, [alice["email"], unknown])
         assert mail_server.messages == []
         mail_server.mode = "accept"
