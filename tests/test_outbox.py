@@ -15,9 +15,10 @@ from core import outbox
 from core.jobs import enqueue
 from core.mail import send_email
 from extensions import db
-from models import OutboxMessage, utcnow
+from models import AuditLog, OutboxMessage, utcnow
+from tests import factories
 from tests.apps import app_config, other_app
-from tests.helpers import take_outbox
+from tests.helpers import csrf_token, log_in, take_outbox
 
 ANN = "ann.lee@example.com"
 MAX_ATTEMPTS = 3
@@ -172,3 +173,40 @@ def test_health_is_degraded_while_a_due_message_waits_too_long(app, client):
     with app.app_context():
         assert outbox.drain() == 1
     assert client.get("/health").json["dependencies"]["outbox"] == "ok"
+
+
+# The staff screen (admins; every role's access: test_admin_roles.py).
+
+
+def test_staff_see_a_dead_message_with_its_error_and_retry_it_after_confirming(app, client):
+    with app.app_context():
+        admin = factories.staff("admin")
+        dead = OutboxMessage(job="rewards.send_email", args=[ANN, "Welcome", "Hello Ann"])
+        dead.status, dead.attempts, dead.last_error = "dead", MAX_ATTEMPTS, "OSError: refused"
+        db.session.add(dead)
+        db.session.commit()
+        dead_id = dead.id
+    log_in(client, admin["email"])
+    listed = client.get("/admin/outbox?status=dead")
+    assert listed.status_code == 200
+    assert "rewards.send_email" in listed.text and "OSError: refused" in listed.text
+    retry = f"/admin/outbox/{dead_id}/retry"
+    assert retry in listed.text
+    assert retry not in client.get("/admin/outbox?status=sent").text
+    assert "Retry message" in client.get(retry).text
+    token = csrf_token(client, retry)
+    unconfirmed = client.post(retry, data={"csrf_token": token})
+    assert unconfirmed.status_code == 400
+    with app.app_context():
+        assert rows()[0].status == "dead"
+    assert take_outbox(app) == []
+    confirmed = client.post(retry, data={"csrf_token": token, "confirm": "y"})
+    assert confirmed.status_code == 302
+    with app.app_context():
+        [sent] = rows()
+        entry = db.session.scalar(select(AuditLog).where(AuditLog.action == "outbox.retry"))
+        assert (entry.target_id, entry.actor_id) == (str(dead_id), admin["id"])
+    assert sent.status == "sent"
+    assert [message.to for message in take_outbox(app)] == [[ANN]]
+    again = client.post(retry, data={"csrf_token": token, "confirm": "y"})
+    assert again.status_code == 409  # sent: nothing to retry
