@@ -125,19 +125,21 @@ def test_failures_back_off_then_the_row_is_dead_with_its_error_and_staff_can_ret
     database_url,
 ):
     refusing = {"MAIL_BACKEND": "smtp", "MAIL_SERVER": "127.0.0.1", "MAIL_PORT": 1}
-    with other_app(database_url, OUTBOX_MAX_ATTEMPTS=MAX_ATTEMPTS, **refusing) as down:
-        with down.app_context():
-            enqueue(send_email, ANN, "Welcome", "Hello Ann")
-            db.session.commit()
-            waits = []
-            for _ in range(MAX_ATTEMPTS - 1):
-                [row] = rows()
-                assert row.status == "pending"
-                waits.append(round((row.next_attempt_at - utcnow()).total_seconds()))
-                make_due()
-                assert outbox.drain() == 1
-            [dead] = rows()
-            assert outbox.drain() == 0  # dead rows wait for staff
+    with (
+        other_app(database_url, OUTBOX_MAX_ATTEMPTS=MAX_ATTEMPTS, **refusing) as down,
+        down.app_context(),
+    ):
+        enqueue(send_email, ANN, "Welcome", "Hello Ann")
+        db.session.commit()
+        waits = []
+        for _ in range(MAX_ATTEMPTS - 1):
+            [row] = rows()
+            assert row.status == "pending"
+            waits.append(round((row.next_attempt_at - utcnow()).total_seconds()))
+            make_due()
+            assert outbox.drain() == 1
+        [dead] = rows()
+        assert outbox.drain() == 0  # dead rows wait for staff
     assert (dead.status, dead.attempts) == ("dead", MAX_ATTEMPTS)
     assert "ConnectionRefusedError" in dead.last_error
     assert waits == [5, 10]
