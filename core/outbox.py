@@ -32,6 +32,7 @@ OUTBOX_MAX_ATTEMPTS it is `dead` with its last error, listed in the staff panel 
 "retry now" action.
 """
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -39,7 +40,7 @@ import logging
 import os
 import queue
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -63,16 +64,32 @@ _NEW_IDS = "outbox_new_ids"  # session.info: the rows this transaction wrote
 
 # The row being run, for jobs that derive an idempotency key from it (core.mail).
 _running: ContextVar["Claimed | None"] = ContextVar("outbox_running", default=None)
+# Set while made-up data is written (`flask demo seed`): its side effects are not kept.
+_discarding: ContextVar[bool] = ContextVar("outbox_discarding", default=False)
+
+
+@contextlib.contextmanager
+def discarding() -> Iterator[None]:
+    """Within this block nothing is written to the outbox: for demo data, whose emails and
+    webhooks must never leave, not even later."""
+    token = _discarding.set(True)
+    try:
+        yield
+    finally:
+        _discarding.reset(token)
 
 
 # --- writing ------------------------------------------------------------------------------
 
 
-def add(job_name: str, args: Iterable, delay_seconds: float = 0) -> OutboxMessage:
+def add(job_name: str, args: Iterable, delay_seconds: float = 0) -> OutboxMessage | None:
     """Write one row in the current transaction; once it commits, delivery is hinted. The
-    arguments must be JSON values (refused here, not later in a sender)."""
+    arguments must be JSON values (refused here, not later in a sender). None while
+    `discarding`."""
     args = list(args)
     json.dumps(args)  # TypeError now, in the caller's transaction, for what cannot be stored
+    if _discarding.get():
+        return None
     now = utcnow()
     row = OutboxMessage(
         job=job_name,
