@@ -21,7 +21,7 @@ from admin.integrations import services as integrations
 from admin.operations import queries as operations
 from admin.people import services as people
 from admin.programs import queries as programs
-from auth import reset
+from auth import reset, sms
 from auth import tasks as auth_tasks
 from auth.cli import auth_cli
 from auth.services import load_user, unauthorized
@@ -51,6 +51,7 @@ BACKGROUND_JOBS = (
     jobs.sweep_outbox,
     send_email,
     reset.send_reset_link,
+    sms.send_code_text,
     rewards_tasks.release_held,
     rewards_tasks.expire,
     rewards_tasks.retry_webhooks,

@@ -250,11 +250,15 @@ def _owned(claimed: Claimed):
 
 
 def _mark_sent(claimed: Claimed) -> None:
+    """Sent: only the first argument (whom or what it was for) is kept; bodies, links and
+    one-time codes are not needed any more and are not kept."""
     now = utcnow()
     db.session.execute(
         update(OutboxMessage)
         .where(*_owned(claimed))
-        .values(status=SENT, sent_at=now, claimed_until=None, last_error=None)
+        .values(
+            status=SENT, sent_at=now, claimed_until=None, last_error=None, args=claimed.args[:1]
+        )
         .execution_options(synchronize_session=False)
     )
 
