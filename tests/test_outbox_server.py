@@ -3,6 +3,8 @@ gunicorn in the embedded mode (no broker: the in-process sender).
 
 - A hanging webhook receiver no longer holds up a referred signup or /health; its deliveries
   go out once it answers again.
+- A phone code is texted within a fraction of a second (the sender is woken by the commit),
+  and a hanging SMS provider holds up no request.
 - A password reset answers in the same time for a registered and an unknown address, also
   while the mail server hangs; with the mail server refusing connections the link is kept and
   mailed once it is back.
@@ -246,3 +248,43 @@ def test_with_the_mail_server_refusing_the_link_is_kept_and_mailed_when_it_is_ba
     # The link points where the person asked (the request's own host, checked back then).
     assert f"{base_url}/auth/reset/".encode() in message
     assert outbox_statuses(app) == ["sent"]
+
+
+# --- phone codes: in seconds, and never lost to a hanging provider ------------------------
+
+
+def ask_for_code(base_url: str, number: str) -> float:
+    with requests.Session() as browser:
+        token = form_token(browser, f"{base_url}/auth/phone")
+        elapsed, response = timed_post(
+            browser, f"{base_url}/auth/phone", {"csrf_token": token, "phone": number}
+        )
+    assert response.status_code == 302, response.text[:300]
+    return elapsed
+
+
+def test_a_code_is_texted_within_seconds_and_a_hanging_provider_holds_up_nobody(app, database_url):
+    with Receiver() as provider:
+        environment = settings(
+            SMS_BACKEND="http",
+            SMS_HTTP_URL=provider.url,
+            SMS_HTTP_TIMEOUT_SECONDS="1",
+            PHONE_CODE_NUMBER_LIMITS=GENEROUS_LIMITS,
+            PHONE_CODE_IP_LIMITS=GENEROUS_LIMITS,
+        )
+        with running_server(database_url, **environment) as base_url:
+            started = time.monotonic()
+            ask_for_code(base_url, "+14155550132")
+            wait_for(lambda: provider.requests, "text")
+            arrived = time.monotonic() - started
+            print(f"code texted {arrived:.2f} s after the request was sent")
+            assert arrived < PROMPT_SECONDS / 2  # the sender was woken by the commit
+
+            provider.delay = 30  # the provider hangs
+            answered = ask_for_code(base_url, "+14155550199")
+            assert answered < PROMPT_SECONDS, f"the code page took {answered:.1f} s"
+            wait_for(lambda: len(provider.requests) >= 2, "attempt at the second text")
+            provider.delay = 0
+            make_due_now(app)
+            wait_for(lambda: len(provider.requests) >= 3, "second text after recovery")
+    assert b"+14155550199" in provider.requests[-1][1]
