@@ -1,6 +1,7 @@
-"""Nothing promised is lost: the outbox_messages table. Emails, texts and outbound webhook
-attempts are written here in the transaction that causes them and delivered after it commits
-(core/outbox.py).
+"""The outbox: the outbox_messages table.
+
+Emails, texts and outbound webhook attempts are written here in the transaction that causes
+them and delivered after it commits (core/outbox.py).
 
 Jobs already queued in Celery before the upgrade keep running as before; nothing is migrated.
 Downgrading drops the table with whatever was still pending in it.
