@@ -337,11 +337,17 @@ def message_key(domain: str) -> str | None:
 
 def retry_now(message_id: int) -> bool:
     """Make a pending or dead row due at once (staff's "retry now"); the caller commits.
-    False when it is already sent or gone."""
+    False when it is sent, gone, or held by a sender right now (its lease is left alone, so
+    the row is never sent twice at once)."""
+    now = utcnow()
     changed = db.session.execute(
         update(OutboxMessage)
-        .where(OutboxMessage.id == message_id, OutboxMessage.status.in_((PENDING, DEAD)))
-        .values(status=PENDING, next_attempt_at=utcnow(), claimed_until=None)
+        .where(
+            OutboxMessage.id == message_id,
+            OutboxMessage.status.in_((PENDING, DEAD)),
+            or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now),
+        )
+        .values(status=PENDING, next_attempt_at=now, claimed_until=None)
         .execution_options(synchronize_session=False)
     ).rowcount
     if changed:

@@ -97,6 +97,8 @@ def test_a_claimed_row_is_nobody_elses_until_its_lease_ends(app):
         assert first is not None and first.attempt == 1
         with app.app_context():  # a second sender, with its own session
             assert outbox.claim_next() is None
+            assert not outbox.retry_now(first.id)  # nor can staff hand it to another
+            db.session.rollback()
         # The first sender dies; once its lease is over the row is taken over.
         db.session.execute(
             update(OutboxMessage).values(claimed_until=utcnow() - timedelta(seconds=1))

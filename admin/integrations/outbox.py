@@ -25,8 +25,8 @@ class UnknownMessage(DomainError):
 
 class AlreadySent(DomainError):
     status = 409
-    code = "outbox_message_sent"
-    message = "This message was sent already; there is nothing to retry."
+    code = "outbox_message_not_retryable"
+    message = "This message was sent already, or is being sent right now: nothing to retry."
 
 
 @dataclass
