@@ -4,10 +4,10 @@ import random
 from datetime import timedelta
 
 import click
-from flask import current_app
 from flask.cli import AppGroup
 
 from admin.analytics.rollup import rollup_analytics
+from core import outbox
 from demo import crm, people, shop
 from extensions import db
 from models import utcnow
@@ -30,10 +30,8 @@ def seed(participants: int, days: int, if_empty: bool):
     def progress(done: int, total: int) -> None:
         click.echo(f"Seeding participants: {done}/{total}")
 
-    # Demo people are not real: their emails are dropped, not printed or sent.
-    mail_state = current_app.extensions["mailman"]
-    backend, mail_state.backend = mail_state.backend, "dummy"
-    try:
+    # Demo people are not real: their emails and webhooks never enter the outbox.
+    with outbox.discarding():
         report = people.seed(participants, days, progress)
         click.echo("Seeding purchases, refunds and rewards...")
         purchases, refunds = shop.seed_purchases(
@@ -42,8 +40,6 @@ def seed(participants: int, days: int, if_empty: bool):
         crm.seed(random.Random(days), utcnow())
         rollup_analytics(utcnow().date(), rebuild=True)  # the seed backdates its rows
         db.session.commit()
-    finally:
-        mail_state.backend = backend
     click.echo(
         f"Created {report.participants} participants, {report.referrals} referrals, "
         f"{report.clicks} clicks, {purchases} purchases and {refunds} refunds.\n"
