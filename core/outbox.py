@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import Flask, current_app, has_request_context, request
-from sqlalchemy import event, func, or_, select, update
+from sqlalchemy import Text, cast, delete, event, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.database import after_commit
@@ -104,6 +104,23 @@ def add(job_name: str, args: Iterable, delay_seconds: float = 0) -> OutboxMessag
     db.session.flush()
     _hint_after_commit(row.id, delay_seconds)
     return row
+
+
+def forget_addressed_to(*addresses: str | None) -> int:
+    """Delete every message naming one of these addresses (an email or a phone number) among
+    its arguments, sent or not: for an account being deleted, whose mail must neither stay
+    on record nor still go out. Returns how many rows went."""
+    named = [
+        cast(OutboxMessage.args, Text).contains(json.dumps(address), autoescape=True)
+        for address in addresses
+        if address
+    ]
+    if not named:
+        return 0
+    result = db.session.execute(
+        delete(OutboxMessage).where(or_(*named)).execution_options(synchronize_session=False)
+    )
+    return result.rowcount
 
 
 def _hint_after_commit(message_id: int, delay_seconds: float = 0) -> None:
