@@ -256,8 +256,7 @@ class Offer:
         sentence = f"You can earn up to {' and '.join(parts)}." if parts else ""
         if program.cap_total:
             sentence += (
-                f" The program pays at most {_plural(program.cap_total, 'referral reward')}"
-                " in all."
+                f" The program pays at most {_plural(program.cap_total, 'referral reward')} in all."
             )
         return sentence.strip() or None
 

@@ -4,6 +4,7 @@ from urllib.parse import quote, urlencode
 
 import segno
 
+
 def qr_svg(link: str) -> str:
     """An inline SVG (no script, no external reference) that scanners read at any size."""
     return segno.make(link, error="m").svg_inline(scale=5, border=2, omitsize=True)

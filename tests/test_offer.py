@@ -96,7 +96,9 @@ def test_every_purchase_with_a_percent_and_a_coupon_and_no_hold():
     assert offer.referrer_sentence == (
         "You get 12.5% of the purchase in cash each time a friend you invite makes a purchase."
     )
-    assert offer.invitation("Ann L.") == "Ann L. invited you — get a €2.50 coupon on every purchase."
+    assert (
+        offer.invitation("Ann L.") == "Ann L. invited you — get a €2.50 coupon on every purchase."
+    )
     assert offer.hold_sentence == "Rewards are yours as soon as they are earned."
     assert "copy it and enter it at checkout" in offer.usage_text
     assert offer.usage_text.startswith("Cash collects")
@@ -204,8 +206,9 @@ def test_every_page_shows_the_offer_and_a_changed_rule_changes_every_sentence(
     assert invitation in pages["landing through a link"]
     assert invitation in pages["signup through a link"]
     assert 'og:title" content="Alice Z. invited you: $5 for you"' in pages["signup through a link"]
-    assert "get $5.00 credit on your first purchase of $20.00 or more" in (
-        re.search(r'og:description" content="([^"]+)"', pages["signup through a link"])[1]
+    assert (
+        "get $5.00 credit on your first purchase of $20.00 or more"
+        in (re.search(r'og:description" content="([^"]+)"', pages["signup through a link"])[1])
     )
     assert "Give $5, get $10" in pages["dashboard"] and referrer in pages["dashboard"]
     assert "Join me on Invite friends: get $5.00 credit" in pages["share links"]
