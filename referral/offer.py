@@ -200,7 +200,7 @@ class Offer:
     def invitation(self, inviter: str) -> str:
         """The signup page a link opens: "Ann Z. invited you — get $5.00 credit on …"."""
         if self.friend is None:
-            return f"{inviter} invited you to join {self.program.name}."
+            return f"{inviter} invited you to join."
         return f"{inviter} invited you — get {self.friend.phrase} {self._friend_condition('you')}."
 
     @property
@@ -291,10 +291,9 @@ class Offer:
     @property
     def default_share_text(self) -> str:
         if self.friend is None:
-            return f"Join me on {self.program.name} with my link:"
+            return "Join me with my link:"
         return (
-            f"Join me on {self.program.name}: get {self.friend.phrase}"
-            f" {self._friend_condition('you')} with my link:"
+            f"Get {self.friend.phrase} {self._friend_condition('you')} when you join with my link:"
         )
 
     @property
@@ -314,8 +313,8 @@ class Offer:
     @property
     def share_subject(self) -> str:
         if self.friend is None:
-            return f"Join me on {self.program.name}"
-        return f"{self.friend.short} for you: join me on {self.program.name}"
+            return "An invitation from me"
+        return f"An invitation from me: {self.friend.short} for you"
 
     @property
     def preview_title(self) -> str:
@@ -326,17 +325,16 @@ class Offer:
         """The share preview's text on the pages a link lands on."""
         if self.friend is None:
             return (
-                f"Join {self.program.name}, share your link and get {self.referrer.phrase}"
-                f" {self._referrer_condition}."
+                f"Join, share your link and get {self.referrer.phrase} {self._referrer_condition}."
             )
         return (
-            f"Join {self.program.name} through a friend's link and get {self.friend.phrase}"
+            f"Join through a friend's link and get {self.friend.phrase}"
             f" {self._friend_condition('you')}."
         )
 
     def invitation_title(self, inviter: str) -> str:
         if self.friend is None:
-            return f"{inviter} invited you to {self.program.name}"
+            return f"{inviter} invited you"
         return f"{inviter} invited you: {self.friend.short} for you"
 
     # --- the ledger --------------------------------------------------------------------------

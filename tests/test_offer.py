@@ -70,8 +70,7 @@ def test_the_default_rules_read_give_5_get_10_on_a_first_purchase_of_20():
         "Rewards stay on hold for 14 days in case the order is returned, then they are yours."
     )
     assert offer.share_text == (
-        "Join me on Invite friends: get $5.00 credit on your first purchase of $20.00 or more"
-        " with my link:"
+        "Get $5.00 credit on your first purchase of $20.00 or more when you join with my link:"
     )
     assert offer.empty_ledger.startswith("No rewards yet. You get $10.00 credit when a friend")
     assert offer.usage_text.startswith("Credit collects in your balance")
@@ -127,8 +126,8 @@ def test_signup_points_without_a_friend_reward_with_milestones_and_network_share
         "You get 500 points for each friend who signs up with your link."
     )
     assert offer.friend_sentence is None and offer.welcome is None
-    assert offer.invitation("Ann L.") == "Ann L. invited you to join Points club."
-    assert offer.share_text == "Join me on Points club with my link:"
+    assert offer.invitation("Ann L.") == "Ann L. invited you to join."
+    assert offer.share_text == "Join me with my link:"
     assert offer.milestone_sentence == (
         "On top of that, every 3rd friend who qualifies earns you a bonus of 100 points."
     )
@@ -211,7 +210,10 @@ def test_every_page_shows_the_offer_and_a_changed_rule_changes_every_sentence(
         in (re.search(r'og:description" content="([^"]+)"', pages["signup through a link"])[1])
     )
     assert "Give $5, get $10" in pages["dashboard"] and referrer in pages["dashboard"]
-    assert "Join me on Invite friends: get $5.00 credit" in pages["share links"]
+    assert (
+        "Get $5.00 credit on your first purchase of $20.00 or more when you join"
+        in (pages["share links"])
+    )
     assert f"/r/{alice['code']}" in pages["share links"]
     assert referrer in pages["ledger"] and "No rewards yet" in pages["ledger"]
 
@@ -229,7 +231,7 @@ def test_every_page_shows_the_offer_and_a_changed_rule_changes_every_sentence(
     assert invitation in pages["landing through a link"]
     assert invitation in pages["signup through a link"]
     assert "Give $7, get $15" in pages["dashboard"] and referrer in pages["dashboard"]
-    assert "get $7.00 credit on every purchase of $30.00 or more" in pages["share links"]
+    assert "Get $7.00 credit on every purchase of $30.00 or more" in pages["share links"]
     assert referrer in pages["ledger"]
     for name, page in pages.items():
         assert "$10.00" not in page and "$5.00" not in page and "$20.00" not in page, name
@@ -287,7 +289,7 @@ def test_staff_set_the_share_text_and_the_usage_text_and_participants_read_them(
     staff = logged_in(app, marketer)
     program_id = _default_program_id(app)
     form_page = _page(staff.get(f"/admin/programs/{program_id}"))
-    assert "Empty: “Join me on Invite friends: get $5.00 credit" in form_page
+    assert "Empty: “Get $5.00 credit on your first purchase of $20.00 or more" in form_page
 
     path = f"/admin/programs/{program_id}"
     refused = _submit(staff, path, share_text="Use {coupon} now")

@@ -50,7 +50,7 @@ def test_a_friend_reads_the_offer_signs_up_buys_and_both_see_what_happens(
     phone.get_by_role("button", name="Create my account").click()
     phone.wait_for_url("**/referral/dashboard")
     assert phone.locator("#offer-heading").inner_text() == "Give $5, get $10"
-    assert "Join me on" in phone.locator("#share-message").input_value()
+    assert "when you join with my link:" in phone.locator("#share-message").input_value()
 
     _buy(database_url, "olga.offer@example.com", "olga-order-1")
 
