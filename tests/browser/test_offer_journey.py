@@ -64,7 +64,7 @@ def test_a_friend_reads_the_offer_signs_up_buys_and_both_see_what_happens(
         log_in(page, site.base_url, site.held_referrer_email, site.password)
         page.goto("/referral/dashboard")
         row = page.locator("tr", has_text="Olga Offer")
-        row.get_by_text("Progress").click()
+        row.locator("summary").click()
         timeline = row.locator(".timeline-steps")
         assert timeline.is_visible()
         hold_ends = (utcnow() + timedelta(days=14, minutes=1)).strftime("%Y-%m-%d")
