@@ -55,6 +55,12 @@ _CANCELLED = {
 }
 
 
+_QUALIFIED_UNPAID = (
+    "It counts for you, but earned no reward this time (for example, a limit on rewards was"
+    " reached)."
+)
+
+
 @dataclass(frozen=True)
 class Step:
     state: str  # DONE, NOW (what it waits for), NEXT (to come), STOPPED (it ended here)
@@ -102,7 +108,11 @@ def steps(referral: Referral, rewards: list[Reward], review_days: int, now: date
         return [*story, Step(STOPPED, "Not counted", safe_reason(referral.reason))]
     if referral.status == "review":
         story.append(_review_step(referral, friend, review_days, now))
+    elif referral.status == "approved":
+        story.append(Step(DONE, "Approved after review", f"{friend} counts as your referral."))
     story += _reward_steps(rewards, program)
+    if referral.status in ("qualified", "rewarded") and not rewards:
+        story.append(Step(DONE, "Qualified", _QUALIFIED_UNPAID))
     story += _what_comes_next(referral, rewards, program, friend)
     return story
 

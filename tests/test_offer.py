@@ -12,6 +12,7 @@ from sqlalchemy import select, update
 from extensions import db
 from models import Program, Reward, utcnow
 from referral.offer import Offer, milestone_progress
+from rewards import review
 from rewards import services as reward_services
 from rewards.conversions import record_event
 from rewards.events import EventIn
@@ -359,12 +360,13 @@ def test_a_held_referral_is_explained_and_no_count_or_empty_state_contradicts_it
     alice = make_participant("Alice Zimmer", ip="10.200.0.1")
     make_participant("Bob Baker", invited_by=alice["code"], ip="10.200.0.1")  # same IP: held
 
+    app.config["REVIEW_DAYS"] = 7  # this test's app only: the next test starts afresh
     page = _page(logged_in(app, alice).get("/referral/dashboard"))
     steps = _timeline(page, "Bob Baker")
     assert "Under review" in steps
     assert "It came from the same network or device as your own account" in steps
-    assert "usually within 3 days" in steps
-    deadline = (utcnow() + timedelta(days=3)).strftime("%Y-%m-%d")
+    assert "usually within 7 days" in steps
+    deadline = (utcnow() + timedelta(days=7)).strftime("%Y-%m-%d")
     assert f"expect an answer by {deadline}" in steps
     assert "same_ip" not in page and "same ip" not in page.lower()
     assert re.search(r'<details class="timeline mt-1" id="timeline-\d+" open>', page)
@@ -434,3 +436,20 @@ def test_a_refused_referral_says_it_does_not_count(app, make_participant, client
     steps = _timeline(page, "Alice Again")
     assert "Not counted" in steps and "It looks like your own account." in steps
     assert "1 not counted" in page
+
+
+def test_once_staff_approve_a_held_referral_its_timeline_says_so_and_counts_agree(
+    app, make_participant
+):
+    alice = make_participant("Alice Zimmer", ip="10.201.0.1")
+    bob = make_participant("Bob Baker", invited_by=alice["code"], ip="10.201.0.1")
+    with app.app_context():
+        review.approve_referral(factories.referral_of(bob["id"]), utcnow())
+        db.session.commit()
+
+    page = _page(logged_in(app, alice).get("/referral/dashboard"))
+    steps = _timeline(page, "Bob Baker")
+    assert "Approved after review Bob counts as your referral." in steps
+    assert "When Bob makes their first purchase of $20.00 or more" in steps
+    assert "Under review" not in steps and "under review" not in page
+    assert '<div class="stat-value" id="stat-signups">1</div>' in page
