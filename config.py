@@ -39,6 +39,7 @@ DEFAULTS = {
     # Rewards and conversions.
     "DEFAULT_CURRENCY": "USD",
     "PAYOUT_MINIMUM": 2000,  # minor units of the payout's currency
+    "REVIEW_DAYS": 3,  # how long staff take to decide a held referral, as participants are told
     "EVENTS_WEBHOOK_SECRET": None,  # whsec_... ; a comma-separated list while rotating
     "STRIPE_WEBHOOK_SECRET": None,  # whsec_... from the Stripe dashboard
     "SALEOR_API_URL": None,  # e.g. https://shop.example.com/graphql/ ; its JWKS signs webhooks
@@ -121,6 +122,7 @@ _ENV_TYPES = {
     "CLAIM_LIMITS": str,
     "DEFAULT_CURRENCY": str,
     "PAYOUT_MINIMUM": int,
+    "REVIEW_DAYS": int,
     "EVENTS_WEBHOOK_SECRET": str,
     "STRIPE_WEBHOOK_SECRET": str,
     "SALEOR_API_URL": str,
@@ -358,6 +360,8 @@ def _check(app: Flask) -> None:
         raise ConfigError("DEFAULT_CURRENCY must be a three-letter ISO code such as USD")
     if config["PAYOUT_MINIMUM"] < 1:
         raise ConfigError("PAYOUT_MINIMUM must be at least 1 (minor units)")
+    if config["REVIEW_DAYS"] < 1:
+        raise ConfigError("REVIEW_DAYS must be at least 1")
     _check_login_failure_limits(config["LOGIN_FAILURE_LIMITS"])
     _check_services(config)
     _check_outbox(app)

@@ -188,6 +188,13 @@ class Program(db.Model):
         CheckConstraint("max_signups_per_code_per_hour > 0", name="code_limit_positive"),
         CheckConstraint("min_seconds_click_to_purchase >= 0", name="click_gap_not_negative"),
         CheckConstraint("claim_window_days BETWEEN 0 AND 365", name="claim_window_range"),
+        CheckConstraint(
+            "share_text IS NULL OR length(share_text) BETWEEN 1 AND 280", name="share_text_length"
+        ),
+        CheckConstraint(
+            "reward_usage_text IS NULL OR length(reward_usage_text) BETWEEN 1 AND 500",
+            name="reward_usage_text_length",
+        ),
         # A program belongs only to a campaign of the referral channel: the composite key
         # below points at (campaign id, channel), and this pins the channel.
         CheckConstraint("campaign_channel = 'referral'", name="campaign_channel_referral"),
@@ -250,6 +257,10 @@ class Program(db.Model):
     # Days after signup during which a participant without an inviter may still enter one's
     # code (POST /referral/claim); 0 turns claiming off.
     claim_window_days: Mapped[int] = mapped_column(Integer, default=14, server_default="14")
+    # What participants read (referral/offer.py): the text sent with a shared link, its
+    # {placeholders} filled from the rules, and how to use a reward. None: made from the rules.
+    share_text: Mapped[str | None] = mapped_column(String(280))
+    reward_usage_text: Mapped[str | None] = mapped_column(String(500))
     campaign_id: Mapped[int | None] = mapped_column(Integer, index=True)
     campaign_channel: Mapped[str] = mapped_column(
         String(10), default="referral", server_default="referral"

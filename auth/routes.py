@@ -17,7 +17,8 @@ from core.errors import DomainError
 from core.forms import show_domain_error, submit
 from core.security import is_local_path
 from extensions import limiter
-from referral import attribution
+from models import utcnow
+from referral import attribution, offer
 from referral import services as referral_services
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
@@ -69,7 +70,8 @@ def signup():
         sessions.sign_in(submitted.result)
         flash("Welcome to InviteLoop! Your referral link is ready below.", "success")
         return redirect(url_for("referral.dashboard"))
-    return render_template("auth/signup.html", form=form), submitted.status
+    invitation = offer.signup_invitation(form.referral_code.data, utcnow())
+    return render_template("auth/signup.html", form=form, invitation=invitation), submitted.status
 
 
 @bp.route("/login", methods=["GET", "POST"])

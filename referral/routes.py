@@ -16,7 +16,7 @@ from core.forms import submit
 from core.pagination import parse_page
 from extensions import db, limiter
 from models import utcnow
-from referral import attribution, claims, leaderboard, services, sharing, tree
+from referral import attribution, claims, leaderboard, offer, services, sharing, timeline, tree
 from referral.api import api_bp
 from referral.forms import ClaimForm
 
@@ -76,14 +76,18 @@ def follow_link(code: str):
 @limiter.limit(_link_limits, exempt_when=lambda: "ref" not in request.args)
 def landing():
     found = _capture_click(request.args["ref"]) if "ref" in request.args else None
-    program = services.default_program()
+    # A friend's link shows its own program's offer; anyone else sees the default's.
+    program = found.program if found else services.default_program()
     top = leaderboard.board_page("all", 1, utcnow()).rows[:5]
     response = current_app.make_response(
         render_template(
             "referral/landing.html",
             program=program,
+            offer=offer.offer_of(program),
+            running=program.is_running(utcnow()),
             top=top,
             ref=found.code if found else None,
+            inviter=found.owner.public_name if found else None,
         )
     )
     return _attribute(response, found) if found else response
@@ -96,15 +100,26 @@ def dashboard():
     code = services.active_code(current_user, program)
     link = services.referral_link(code.code) if code else None
     page = parse_page(request.args.get("page"))
+    program_offer = offer.offer_of(program)
+    invited = services.invited_people(current_user, page, current_app.config["DASHBOARD_PAGE_SIZE"])
     return render_template(
         "referral/dashboard.html",
         code=code,
         link=link,
         qr=sharing.qr_svg(link) if link else None,
-        shares=sharing.share_links(link) if link else [],
+        offer=program_offer,
+        running=program.is_running(utcnow()),
+        milestone=offer.milestone_progress(
+            program, services.qualified_count(current_user, program)
+        ),
+        share_message=f"{program_offer.share_text} {link}" if link else None,
+        shares=sharing.share_links(link, program_offer.share_text, program_offer.share_subject)
+        if link
+        else [],
         stats=services.participant_stats(current_user),
-        invited=services.invited_people(
-            current_user, page, current_app.config["DASHBOARD_PAGE_SIZE"]
+        invited=invited,
+        timelines=timeline.timelines(
+            current_user, invited.items, current_app.config["REVIEW_DAYS"], utcnow()
         ),
         rank=leaderboard.rank_of(current_user, "all", utcnow()),
         claim_deadline=claims.open_claim_deadline(current_user, program, utcnow()),

@@ -63,7 +63,7 @@ def ensure_default_program() -> Program:
         program = Program(
             name="Invite friends",
             slug=DEFAULT_PROGRAM_SLUG,
-            description="Share your link. When a friend joins, you both climb the board.",
+            description="",
             is_default=True,
             starts_at=utcnow(),
             # 10.00 credit to the referrer on the friend's first purchase of 20.00 or more,
@@ -269,8 +269,10 @@ def referral_link(code: str) -> str:
 @dataclass(frozen=True)
 class Stats:
     clicks: int
-    signups: int
+    signups: int  # counted referrals
     qualified: int
+    in_review: int = 0  # joined, held for review: not counted (yet)
+    not_counted: int = 0  # joined, refused by the checks
 
 
 def participant_stats(user: User) -> Stats:
@@ -290,6 +292,19 @@ def participant_stats(user: User) -> Stats:
         clicks=clicks or 0,
         signups=sum(by_status.get(status, 0) for status in COUNTED_STATUSES),
         qualified=by_status.get("qualified", 0) + by_status.get("rewarded", 0),
+        in_review=by_status.get("review", 0),
+        not_counted=by_status.get("rejected", 0),
+    )
+
+
+def qualified_count(user: User, program: Program) -> int:
+    """The referrals that earned `user` a reward in `program`, as its milestones count them."""
+    return db.session.scalar(
+        select(func.count()).where(
+            Referral.program_id == program.id,
+            Referral.referrer_id == user.id,
+            Referral.status.in_(("qualified", "rewarded")),
+        )
     )
 
 

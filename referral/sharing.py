@@ -4,18 +4,18 @@ from urllib.parse import quote, urlencode
 
 import segno
 
-SHARE_TEXT = "Join me on InviteLoop with my link:"
-
 
 def qr_svg(link: str) -> str:
     """An inline SVG (no script, no external reference) that scanners read at any size."""
     return segno.make(link, error="m").svg_inline(scale=5, border=2, omitsize=True)
 
 
-def share_links(link: str, text: str = SHARE_TEXT) -> list[tuple[str, str]]:
+def share_links(link: str, text: str, subject: str) -> list[tuple[str, str]]:
+    """Ready-made links of each app, carrying the program's share text (referral/offer.py)."""
     message = f"{text} {link}"
+    email = urlencode({"subject": subject, "body": message}, quote_via=quote)
     return [
-        ("Email", "mailto:?" + urlencode({"subject": "Join me", "body": message}, quote_via=quote)),
+        ("Email", "mailto:?" + email),
         ("Telegram", "https://t.me/share/url?" + urlencode({"url": link, "text": text})),
         ("WhatsApp", "https://wa.me/?" + urlencode({"text": message})),
         ("X", "https://twitter.com/intent/tweet?" + urlencode({"text": text, "url": link})),

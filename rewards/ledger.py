@@ -17,7 +17,16 @@ from core import audit
 from core.errors import DomainError
 from core.money import format_amount
 from extensions import db
-from models import BALANCE_STATUSES, PAYABLE_KINDS, Payout, Referral, Reward, User
+from models import (
+    BALANCE_STATUSES,
+    COUNTED_STATUSES,
+    PAYABLE_KINDS,
+    Payout,
+    Program,
+    Referral,
+    Reward,
+    User,
+)
 from rewards import services
 from rewards.signals import rewards_paid
 
@@ -101,6 +110,34 @@ def ledger_page(user: User, page: int, per_page: int):
         .order_by(Reward.created_at.desc(), Reward.id.desc())
     )
     return db.paginate(query, page=page, per_page=per_page, error_out=False)
+
+
+def programs_rewarding(user: User) -> list[Program]:
+    """The programs whose rewards the participant holds (for how to use each)."""
+    return list(
+        db.session.scalars(
+            select(Program)
+            .where(
+                Program.id.in_(
+                    select(Reward.program_id).where(
+                        Reward.beneficiary_id == user.id,
+                        Reward.amount > 0,
+                        Reward.status.in_(BALANCE_STATUSES),
+                    )
+                )
+            )
+            .order_by(Program.id)
+        )
+    )
+
+
+def inviting_program(user: User) -> Program | None:
+    """The program of the referral that brought the participant in, while it counts."""
+    return db.session.scalar(
+        select(Program)
+        .join(Referral, Referral.program_id == Program.id)
+        .where(Referral.referred_id == user.id, Referral.status.in_(COUNTED_STATUSES))
+    )
 
 
 def _sum_where(condition):

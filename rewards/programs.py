@@ -15,6 +15,7 @@ from core import audit
 from core.errors import DomainError
 from extensions import db
 from models import MAX_DEPTH, REWARD_BASES, REWARD_KINDS, TRIGGERS, Campaign, Program
+from referral import offer
 
 # The fields staff (and the CLI) may set, with how each is read from text.
 RULE_FIELDS = {
@@ -52,6 +53,8 @@ RULE_FIELDS = {
     "min_seconds_click_to_purchase": int,
     "excluded_email_domains": list,
     "campaign_id": int,
+    "share_text": str,
+    "reward_usage_text": str,
 }
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9-]{1,63}\.)+[a-z]{2,63}$")
 
@@ -207,6 +210,7 @@ def check_rules(rules: dict) -> None:
     _check_caps(rules)
     _check_timing(rules)
     _check_policy(rules)
+    _check_texts(rules)
 
 
 def _require(condition: bool, field: str, message: str) -> None:
@@ -357,4 +361,27 @@ def _check_policy(rules: dict) -> None:
         isinstance(domains, list) and all(_DOMAIN.match(str(d).lower()) for d in domains),
         "excluded_email_domains",
         "Excluded domains are names like example.com.",
+    )
+
+
+def _check_texts(rules: dict) -> None:
+    """What participants read: empty means "made from the rules" (None)."""
+    share, usage = rules.get("share_text"), rules.get("reward_usage_text")
+    _require(
+        share is None or 0 < len(share) <= offer.SHARE_TEXT_MAX,
+        "share_text",
+        f"The share text is at most {offer.SHARE_TEXT_MAX} characters (the link is added).",
+    )
+    unknown = offer.unknown_placeholders(share)
+    _require(
+        not unknown,
+        "share_text",
+        f"{{{unknown[0] if unknown else ''}}} is not a placeholder; use "
+        + ", ".join(f"{{{name}}}" for name in offer.SHARE_PLACEHOLDERS)
+        + ".",
+    )
+    _require(
+        usage is None or 0 < len(usage) <= offer.USAGE_TEXT_MAX,
+        "reward_usage_text",
+        f"The text on using a reward is at most {offer.USAGE_TEXT_MAX} characters.",
     )

@@ -7,6 +7,8 @@ from core.forms import submit
 from core.money import format_amount
 from core.pagination import parse_page
 from models import utcnow
+from referral import services as referral_services
+from referral.offer import offer_of
 from rewards import ledger
 from rewards.api import api_bp
 from rewards.forms import PayoutForm
@@ -28,6 +30,7 @@ def money(amount: int, currency: str, kind: str | None = None) -> str:
 
 def _ledger_page(form: PayoutForm, status: int = 200):
     page = parse_page(request.args.get("page"))
+    inviting = ledger.inviting_program(current_user)
     return render_template(
         "rewards/ledger.html",
         entries=ledger.ledger_page(current_user, page, current_app.config["DASHBOARD_PAGE_SIZE"]),
@@ -35,6 +38,9 @@ def _ledger_page(form: PayoutForm, status: int = 200):
         open_payouts=ledger.open_payouts(current_user),
         minimum=current_app.config["PAYOUT_MINIMUM"],
         form=form,
+        usage=[offer_of(program) for program in ledger.programs_rewarding(current_user)],
+        offer=offer_of(referral_services.default_program()),
+        invited_by=offer_of(inviting) if inviting else None,
     ), status
 
 

@@ -88,6 +88,54 @@ class _FormPage(HTMLParser):
             self._text.append(data)
 
 
+class _FormFields(HTMLParser):
+    """The values a browser would submit with the page's form posting to `action`."""
+
+    def __init__(self, action: str):
+        super().__init__()
+        self.action, self.inside = action, False
+        self.fields, self._select, self._textarea = {}, None, None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "form":
+            self.inside = attrs.get("action") == self.action
+        if not self.inside or ("name" not in attrs and tag != "option"):
+            return
+        if tag == "input" and attrs.get("type") not in ("submit", "checkbox"):
+            self.fields[attrs["name"]] = attrs.get("value") or ""
+        elif tag == "select":
+            self._select = attrs["name"]
+            self.fields.setdefault(self._select, None)
+        elif tag == "option" and self._select:
+            if self.fields[self._select] is None or "selected" in attrs:
+                self.fields[self._select] = attrs.get("value", "")
+        elif tag == "textarea":
+            self._textarea = attrs["name"]
+            self._first_line = True
+            self.fields[self._textarea] = ""
+
+    def handle_endtag(self, tag):
+        if tag == "select":
+            self._select = None
+        elif tag == "textarea":
+            self._textarea = None
+        elif tag == "form":
+            self.inside = False
+
+    def handle_data(self, data):
+        if self._textarea:
+            if self._first_line:  # browsers drop the newline that opens a textarea
+                data, self._first_line = data.removeprefix("\r").removeprefix("\n"), False
+            self.fields[self._textarea] += data
+
+
+def form_fields(html: str, action: str) -> dict:
+    parser = _FormFields(action)
+    parser.feed(html)
+    return parser.fields
+
+
 def read_form(response) -> _FormPage:
     page = _FormPage()
     page.feed(response.get_data(as_text=True))

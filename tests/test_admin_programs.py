@@ -4,7 +4,6 @@ default, and the 30-day preview of edited rules."""
 import csv
 import io
 from datetime import date, timedelta
-from html.parser import HTMLParser
 
 import pytest
 from sqlalchemy import func, select
@@ -16,55 +15,7 @@ from rewards import programs
 from rewards.conversions import record_event
 from rewards.events import EventIn
 from tests import factories
-from tests.helpers import csrf_token, log_in
-
-
-class _FormFields(HTMLParser):
-    """The values a browser would submit with the page's form posting to `action`."""
-
-    def __init__(self, action: str):
-        super().__init__()
-        self.action, self.inside = action, False
-        self.fields, self._select, self._textarea = {}, None, None
-
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
-        if tag == "form":
-            self.inside = attrs.get("action") == self.action
-        if not self.inside or ("name" not in attrs and tag != "option"):
-            return
-        if tag == "input" and attrs.get("type") not in ("submit", "checkbox"):
-            self.fields[attrs["name"]] = attrs.get("value") or ""
-        elif tag == "select":
-            self._select = attrs["name"]
-            self.fields.setdefault(self._select, None)
-        elif tag == "option" and self._select:
-            if self.fields[self._select] is None or "selected" in attrs:
-                self.fields[self._select] = attrs.get("value", "")
-        elif tag == "textarea":
-            self._textarea = attrs["name"]
-            self._first_line = True
-            self.fields[self._textarea] = ""
-
-    def handle_endtag(self, tag):
-        if tag == "select":
-            self._select = None
-        elif tag == "textarea":
-            self._textarea = None
-        elif tag == "form":
-            self.inside = False
-
-    def handle_data(self, data):
-        if self._textarea:
-            if self._first_line:  # browsers drop the newline that opens a textarea
-                data, self._first_line = data.removeprefix("\r").removeprefix("\n"), False
-            self.fields[self._textarea] += data
-
-
-def form_fields(html: str, action: str) -> dict:
-    parser = _FormFields(action)
-    parser.feed(html)
-    return parser.fields
+from tests.helpers import csrf_token, form_fields, log_in
 
 
 @pytest.fixture

@@ -252,7 +252,10 @@ def test_a_newcomer_is_told_how_to_earn_rewards(app, make_participant):
 
     html = logged_in(app, alice).get("/rewards/").get_data(as_text=True)
 
-    assert "No rewards yet — share your link" in html
+    assert (
+        "No rewards yet. You get $10.00 credit when a friend you invite makes their first"
+        " purchase of $20.00 or more." in html
+    )
     assert 'href="/referral/dashboard"' in html
     assert logged_in(app, alice).get("/api/v1/me/rewards").get_json() == {
         "rewards": [],

@@ -129,7 +129,9 @@ def test_landing_page_ref_parameter_is_captured_like_a_click(app, make_participa
     client = app.test_client()
     page = client.get(f"/?ref={alice['code']}")
     assert page.status_code == 200
-    assert "A friend invited you" in page.get_data(as_text=True)
+    assert "Alice Z. invited you — get $5.00 credit on your first purchase of $20.00 or more." in (
+        page.get_data(as_text=True)
+    )
     assert client.get_cookie(ATTRIBUTION_COOKIE) is not None
     assert _count(app, Click) == 1
 

@@ -125,6 +125,8 @@ class ProgramForm(FlaskForm):
     max_signups_per_code_per_hour = _required_int("Signups per code per hour")
     min_seconds_click_to_purchase = _required_int("Seconds from click to purchase, at least")
     excluded_email_domains = StringField("Excluded email domains")
+    share_text = TextAreaField("Share text (the link is added after it)")
+    reward_usage_text = TextAreaField("How to use a reward")
     submit = SubmitField("Save")
 
     def __init__(self, campaigns, *args, **kwargs):
@@ -150,6 +152,8 @@ class ProgramForm(FlaskForm):
             data[f"{who}_reward_value"] = _shown_value(program, who)
         data["level_shares"] = ", ".join(str(share) for share in program.level_shares or [])
         data["excluded_email_domains"] = ", ".join(program.excluded_email_domains or [])
+        for name in _TEXT_FIELDS:
+            data[name] = getattr(program, name) or ""
         for name in ("starts_at", "ends_at"):
             moment = getattr(program, name)
             data[name] = moment.astimezone(UTC).replace(tzinfo=None) if moment else None
@@ -172,6 +176,8 @@ class ProgramForm(FlaskForm):
         values["level_shares"] = _whole_numbers(self.level_shares.data, "level_shares")
         domains = (self.excluded_email_domains.data or "").replace(",", " ").split()
         values["excluded_email_domains"] = [domain.lower() for domain in domains]
+        for name in _TEXT_FIELDS:  # empty: made from the rules
+            values[name] = " ".join((getattr(self, name).data or "").split()) or None
         values |= self._dates(current)
         return values
 
@@ -245,6 +251,10 @@ _PLAIN_FIELDS = (
     "referrer_reward_basis",
     "milestone_every",
 )
+
+
+# What participants read; referral/offer.py makes both from the rules when they are empty.
+_TEXT_FIELDS = ("share_text", "reward_usage_text")
 
 
 def _shown_value(program: Program, who: str) -> str:

@@ -12,6 +12,7 @@ from admin.programs.queries import PROGRAM_STATUSES, programs_query
 from core.forms import submit
 from extensions import db
 from models import Campaign, Program, utcnow
+from referral.offer import offer_of
 from rewards import programs
 
 bp = Blueprint("programs", __name__)
@@ -46,12 +47,11 @@ def create_program():
     if request.method == "GET":
         draft = ProgramForm.data_of(programs.draft_program(currency))
         form = NewProgramForm(_referral_campaigns(), formdata=None, data=draft)
-        return render_template("admin/programs/form.html", form=form, program=None)
+        return _new_page(form, currency)
     form = NewProgramForm(_referral_campaigns())
     submission = submit(form, lambda: _create(form))
     if not submission.done:
-        page = render_template("admin/programs/form.html", form=form, program=None)
-        return page, submission.status
+        return _new_page(form, currency), submission.status
     program = submission.result
     flash(
         f"Program “{program.name}” created and active."
@@ -59,6 +59,13 @@ def create_program():
         "success",
     )
     return redirect(url_for(".edit_program", program_id=program.id))
+
+
+def _new_page(form: NewProgramForm, currency: str) -> str:
+    default_texts = offer_of(programs.draft_program(currency))
+    return render_template(
+        "admin/programs/form.html", form=form, program=None, default_texts=default_texts
+    )
 
 
 def _create(form: NewProgramForm) -> Program:
@@ -102,6 +109,7 @@ def _edit_page(program: Program, form, *, preview=None, status: int = 200, confi
         not_modelled=programs_preview.NOT_MODELLED,
         skip_reasons=programs_preview.SKIP_REASONS,
         preview_days=programs_preview.PREVIEW_DAYS,
+        default_texts=offer_of(program),
         confirm_forms={
             "deactivate": ConfirmForm(formdata=None, prefix="deactivate"),
             "default": ConfirmForm(formdata=None, prefix="default"),
