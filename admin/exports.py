@@ -22,11 +22,21 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 
-from flask import Blueprint, Flask, Response, abort, current_app, request, stream_with_context
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    abort,
+    current_app,
+    render_template,
+    request,
+    stream_with_context,
+)
 from flask_login import current_user
 from werkzeug.datastructures import MultiDict
 
 from admin.policy import role_can
+from core.errors import DomainError
 from core.money import exponent
 from extensions import db
 
@@ -156,7 +166,12 @@ def export_csv(name: str):
         abort(404)
     if not role_can(current_user.role, export.permission):
         abort(403)
-    rows = _rows(export.query(request.args))
+    try:
+        query = export.query(request.args)
+    except DomainError as error:  # the screen's filters refused: say which, as the screen does
+        page = render_template("admin/export_refused.html", name=name, message=error.message)
+        return page, error.status
+    rows = _rows(query)
     response = Response(stream_with_context(csv_lines(export, rows)), mimetype="text/csv")
     response.headers["Content-Disposition"] = f'attachment; filename="{name}.csv"'
     response.headers["Cache-Control"] = "no-store"
