@@ -401,6 +401,7 @@ def test_login_page_reached_from_dashboard_returns_there(app, client, make_parti
 
 @pytest.mark.parametrize("role", ["operator", "marketer", "manager", "admin"])
 def test_staff_land_in_the_panel_unless_next_says_otherwise(app, client, role):
+    """docs/guarantees.md #29: any staff role lands on /admin/ after signing in."""
     with app.app_context():
         person = factories.staff(role)
 
