@@ -124,6 +124,10 @@ def test_bad_filters_are_all_named_at_once_and_nothing_is_listed(staff_client):
     assert "<tbody" not in html and "Export referrals" not in html
     swapped = staff_client.get("/admin/referrals", query_string={"since": day(5), "until": day(1)})
     assert swapped.status_code == 400 and "swap them" in swapped.text
+    far = {"until": "9999-12-31", "q": "x" * 101}  # no date arithmetic overflows into a 500
+    for path in ("/admin/referrals", "/admin/export/referrals.csv", "/admin/export/clicks.csv"):
+        answer = staff_client.get(path, query_string=far)
+        assert answer.status_code == 400 and "between 1970-01-01 and 2100-12-31" in answer.text
     export = staff_client.get("/admin/export/referrals.csv", query_string=args)
     assert export.status_code == 400
     assert "There is no such program." in export.text and "YYYY-MM-DD" in export.text

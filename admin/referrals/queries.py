@@ -19,6 +19,10 @@ from core.errors import DomainError
 from extensions import db
 from models import Campaign, Click, Program, Referral, ReferralCode, User
 
+# Days a filter may name: any referral's, with room; beyond, date arithmetic would overflow.
+EARLIEST_DAY, LATEST_DAY = date(1970, 1, 1), date(2100, 12, 31)
+DAY_OUT_OF_RANGE = "Pick a day between 1970-01-01 and 2100-12-31."
+
 
 class InvalidFilters(DomainError):
     """One or more filters cannot be used; the message names each of them."""
@@ -46,6 +50,9 @@ def filter_form(args: MultiDict) -> ReferralFilterForm:
 def check_filters(form: ReferralFilterForm) -> Filters | None:
     """The form's filters, or None with every bad field's message on the field."""
     form.validate()
+    for field in (form.since, form.until):
+        if field.data and not EARLIEST_DAY <= field.data <= LATEST_DAY:
+            field.errors = [*field.errors, DAY_OUT_OF_RANGE]
     if form.since.data and form.until.data and form.since.data > form.until.data:
         form.until.errors = [*form.until.errors, "This date is before the first one; swap them."]
     for name, model, message in (
