@@ -51,6 +51,8 @@ _FORMULA_STARTS = frozenset("=+-@")
 _SEPARATORS = frozenset(",;\t\r\n")
 # Skipped when looking for a piece's first character: spaces, and the quote around a field.
 _SKIPPED = frozenset(' "')
+# Every character above is ASCII: plain ASCII text without any of them is left as it is.
+_ASCII_RISKS = _FORMULA_STARTS | _SEPARATORS
 _BATCH = 1000
 
 
@@ -123,10 +125,12 @@ def defuse(text: str) -> str:
     """`text` with an apostrophe at the start of each piece a spreadsheet could read as a
     formula: the cell's start (also before a leading tab or line break) and each place right
     after a separator."""
+    if text.isascii() and not _ASCII_RISKS.intersection(text):
+        return text  # the common case: nothing a spreadsheet could read as a formula
     insert_at = []
     piece_start, looking = 0, True  # where the current piece starts; its first char not seen
     for index, char in enumerate(text):
-        plain = unicodedata.normalize("NFKC", char)
+        plain = char if char.isascii() else unicodedata.normalize("NFKC", char)  # ASCII: itself
         if plain in _SEPARATORS:
             if index == 0:
                 insert_at.append(0)
