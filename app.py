@@ -21,6 +21,7 @@ from admin.integrations import services as integrations
 from admin.operations import queries as operations
 from admin.people import services as people
 from admin.programs import queries as programs
+from admin.referrals import queries as referrals
 from auth import reset, sms
 from auth import tasks as auth_tasks
 from auth.cli import auth_cli
@@ -139,6 +140,7 @@ def register_csv_exports(app: Flask) -> None:
         app,
         analytics.CSV_EXPORTS,
         people.CSV_EXPORTS,
+        referrals.CSV_EXPORTS,
         programs.CSV_EXPORTS,
         operations.CSV_EXPORTS,
         crm_queries.CSV_EXPORTS,

@@ -6,20 +6,38 @@ the permission that guards the screen, the columns, and the same query builder t
 uses for its filters, so the file holds exactly the rows the page lists. The app factory
 registers them (`register`) in the app's own registry. Rows are streamed from the database
 in batches; cells that a spreadsheet would run as a formula are defused.
+
+Every export is written in one style, checked when it is registered: headers in snake_case,
+money as a decimal amount in its currency's decimals ("12.50", "500" for JPY, never minor
+units) with the currency in a column of its own (`money_cell`, `currency_cell`), and people's
+details masked exactly as the screen offering the file shows them.
 """
 
 import csv
 import io
+import re
 import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
+from decimal import Decimal
 
-from flask import Blueprint, Flask, Response, abort, current_app, request, stream_with_context
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    abort,
+    current_app,
+    render_template,
+    request,
+    stream_with_context,
+)
 from flask_login import current_user
 from werkzeug.datastructures import MultiDict
 
 from admin.policy import role_can
+from core.errors import DomainError
+from core.money import exponent
 from extensions import db
 
 bp = Blueprint("exports", __name__)
@@ -33,10 +51,15 @@ _FORMULA_STARTS = frozenset("=+-@")
 _SEPARATORS = frozenset(",;\t\r\n")
 # Skipped when looking for a piece's first character: spaces, and the quote around a field.
 _SKIPPED = frozenset(' "')
+# Every character above is ASCII: plain ASCII text without any of them is left as it is.
+_ASCII_RISKS = _FORMULA_STARTS | _SEPARATORS
 _BATCH = 1000
 
 
 _REGISTRY = "csv_exports"
+
+# The one header style of every file: lower-case words joined by underscores.
+HEADER_STYLE = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*")
 
 
 @dataclass(frozen=True)
@@ -48,13 +71,19 @@ class CsvExport:
 
 
 def register(app: Flask, *groups: Iterable[CsvExport]) -> None:
-    """Make each group's exports downloadable in `app`; a misspelt permission or a name
-    used twice fails here, when the app is made."""
+    """Make each group's exports downloadable in `app`; a misspelt permission, a name used
+    twice or a header out of style fails here, when the app is made."""
     exports = app.extensions.setdefault(_REGISTRY, {})
     for export in (export for group in groups for export in group):
         role_can(None, export.permission)
         if export.name in exports:
             raise ValueError(f"two CSV exports are named {export.name!r}")
+        headers = [header for header, _ in export.columns]
+        for header in headers:
+            if not HEADER_STYLE.fullmatch(header):
+                raise ValueError(f"{export.name}.csv: header {header!r} is not snake_case")
+        if len(set(headers)) != len(headers):
+            raise ValueError(f"{export.name}.csv names a column twice")
         exports[export.name] = export
 
 
@@ -62,7 +91,22 @@ def registered(app: Flask) -> dict[str, CsvExport]:
     return dict(app.extensions.get(_REGISTRY, {}))
 
 
-def safe_cell(value) -> str | int | float:
+def money_cell(amount: int | None, currency: str, kind: str | None = None) -> Decimal | int | None:
+    """A stored amount as the files show money: 1250 USD -> 12.50, 500 JPY -> 500; points
+    (not money) as their whole number."""
+    if amount is None:
+        return None
+    if kind == "points":
+        return amount
+    return Decimal(amount).scaleb(-exponent(currency))
+
+
+def currency_cell(currency: str | None, kind: str | None = None) -> str | None:
+    """The currency column beside a money cell: empty for points, which have none."""
+    return None if kind == "points" else currency
+
+
+def safe_cell(value) -> str | int | float | Decimal:
     """A value as a CSV cell: numbers stay numbers; text a spreadsheet would evaluate, at its
     start or after any separator inside it, gets an apostrophe there, which spreadsheets show
     as text."""
@@ -70,7 +114,7 @@ def safe_cell(value) -> str | int | float:
         return ""
     if isinstance(value, bool):
         return "yes" if value else "no"
-    if isinstance(value, int | float):
+    if isinstance(value, int | float | Decimal):
         return value
     if isinstance(value, datetime | date):
         return value.isoformat()
@@ -81,10 +125,12 @@ def defuse(text: str) -> str:
     """`text` with an apostrophe at the start of each piece a spreadsheet could read as a
     formula: the cell's start (also before a leading tab or line break) and each place right
     after a separator."""
+    if text.isascii() and not _ASCII_RISKS.intersection(text):
+        return text  # the common case: nothing a spreadsheet could read as a formula
     insert_at = []
     piece_start, looking = 0, True  # where the current piece starts; its first char not seen
     for index, char in enumerate(text):
-        plain = unicodedata.normalize("NFKC", char)
+        plain = char if char.isascii() else unicodedata.normalize("NFKC", char)  # ASCII: itself
         if plain in _SEPARATORS:
             if index == 0:
                 insert_at.append(0)
@@ -124,7 +170,12 @@ def export_csv(name: str):
         abort(404)
     if not role_can(current_user.role, export.permission):
         abort(403)
-    rows = _rows(export.query(request.args))
+    try:
+        query = export.query(request.args)
+    except DomainError as error:  # the screen's filters refused: say which, as the screen does
+        page = render_template("admin/export_refused.html", name=name, message=error.message)
+        return page, error.status
+    rows = _rows(query)
     response = Response(stream_with_context(csv_lines(export, rows)), mimetype="text/csv")
     response.headers["Content-Disposition"] = f'attachment; filename="{name}.csv"'
     response.headers["Cache-Control"] = "no-store"

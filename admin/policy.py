@@ -31,6 +31,7 @@ PERMISSIONS: dict[str, tuple[str, ...]] = {
     "conversions.manage": ("manager",),
     "participants.view": ("manager",),
     "participants.manage": ("manager",),
+    "referrals.view": ("marketer", "manager"),
     "users.manage": (),
     "integrations.manage": (),
     "audit.view": (),

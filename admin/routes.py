@@ -5,18 +5,28 @@ admin request passes and the menu the layout shows."""
 from flask import Blueprint, abort, current_app, url_for
 from flask_login import current_user
 
-from admin import analytics, crm, exports, integrations, operations, people, programs
+from admin import (
+    analytics,
+    crm,
+    exports,
+    integrations,
+    operations,
+    people,
+    programs,
+    referrals,
+)
 from admin.policy import can, is_staff
 from extensions import login_manager
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
-for screen in (analytics, people, programs, operations, crm, integrations, exports):
+for screen in (analytics, people, referrals, programs, operations, crm, integrations, exports):
     bp.register_blueprint(screen.bp)
 
 # (label, endpoint, permission): the layout shows the entries the user may open.
 MENU = (
     ("Analytics", "admin.analytics.home", "analytics.view"),
     ("Participants", "admin.people.list_participants", "participants.view"),
+    ("Referrals", "admin.referrals.list_referrals", "referrals.view"),
     ("Programs", "admin.programs.list_programs", "programs.manage"),
     ("Review queue", "admin.operations.review_queue", "review.decide"),
     ("Rewards", "admin.operations.list_rewards", "rewards.manage"),

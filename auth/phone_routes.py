@@ -9,7 +9,7 @@ from flask import current_app, flash, redirect, render_template, request, sessio
 from flask_limiter.util import get_remote_address
 from flask_login import current_user
 
-from auth import phone, sessions, sms
+from auth import phone, services, sessions, sms
 from auth.phone_forms import PhoneCodeForm, PhoneForm
 from core.errors import DomainError
 from core.forms import submit
@@ -83,7 +83,7 @@ def _safe_next() -> str | None:
 @code_number_limit
 def phone_sign_in():
     if current_user.is_authenticated:
-        return redirect(url_for("referral.dashboard"))
+        return redirect(services.landing_url(current_user))
     form = PhoneForm()
     cookie = attribution.read_cookie()
     if request.method == "GET":
@@ -110,7 +110,7 @@ def phone_sign_in():
 @verify_limit
 def verify_phone():
     if current_user.is_authenticated:
-        return redirect(url_for("referral.dashboard"))
+        return redirect(services.landing_url(current_user))
     pending = session.get(PENDING)
     if not pending:
         flash("Enter your phone number first; we will text you a code.", "info")
@@ -123,7 +123,7 @@ def verify_phone():
         sessions.sign_in(user)
         if created:
             flash("Welcome to InviteLoop! Your referral link is ready below.", "success")
-        return redirect(_safe_next() or url_for("referral.dashboard"))
+        return redirect(_safe_next() or services.landing_url(user))
     return render_template(
         "auth/phone_verify.html",
         form=form,

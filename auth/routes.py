@@ -49,7 +49,7 @@ def _login_account_key() -> str:
 @limiter.limit(lambda: current_app.config["SIGNUP_LIMITS"], methods=["POST"])
 def signup():
     if current_user.is_authenticated:
-        return redirect(url_for("referral.dashboard"))
+        return redirect(services.landing_url(current_user))
     form = SignupForm()
     cookie = attribution.read_cookie()
     if request.method == "GET":
@@ -83,7 +83,7 @@ def signup():
 )
 def login():
     if current_user.is_authenticated:
-        return redirect(url_for("referral.dashboard"))
+        return redirect(services.landing_url(current_user))
     form = LoginForm()
     status, headers = 200, {}
     if form.validate_on_submit():
@@ -98,7 +98,7 @@ def login():
         else:
             sessions.sign_in(user, remember=form.remember.data)
             target = request.args.get("next")
-            return redirect(target if is_local_path(target) else url_for("referral.dashboard"))
+            return redirect(target if is_local_path(target) else services.landing_url(user))
     elif request.method == "POST":
         status = 400
     return render_template("auth/login.html", form=form), status, headers
@@ -159,7 +159,7 @@ def reset_password(token):
         sessions.sign_in(submitted.result)
         throttle.forget_failures(submitted.result.email)
         flash("Your password is changed, and every other session is signed out.", "success")
-        return redirect(url_for("referral.dashboard"))
+        return redirect(services.landing_url(submitted.result))
     return render_template("auth/reset_password.html", form=form, account=account), submitted.status
 
 

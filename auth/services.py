@@ -228,6 +228,14 @@ def end_all_sessions(user: User) -> None:
     sessions.close_all_sessions(user.id)
 
 
+def landing_url(user: User) -> str:
+    """Where a sign-in lands without a `next`: staff (any role but member) in the panel,
+    participants on their dashboard."""
+    if user.role != "member":
+        return url_for("admin.analytics.home")
+    return url_for("referral.dashboard")
+
+
 def unauthorized():
     if wants_json():
         return error_response(401, "login_required", "Log in to see this.")

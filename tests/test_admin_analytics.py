@@ -89,9 +89,9 @@ def test_the_csv_exports_hold_the_same_numbers(staff_client, data):
     assert lines[9] == f"{day(8)},2,1" and len(lines) == 11
     top = staff_client.get("/admin/export/top_referrers.csv", query_string=RANGE).text
     assert top.splitlines()[1:] == [
-        f"{data['ben']},Ben Best,ben.best@example.com,3,2,EUR,700",
-        f"{data['ben']},Ben Best,ben.best@example.com,3,2,USD,1000",
-        f"{data['ann']},Ann Able,ann.able@example.com,2,1,USD,2000",
+        f"{data['ben']},Ben Best,ben.best@example.com,3,2,7.00,EUR",
+        f"{data['ben']},Ben Best,ben.best@example.com,3,2,10.00,USD",
+        f"{data['ann']},Ann Able,ann.able@example.com,2,1,20.00,USD",
     ]
     bad = staff_client.get("/admin/export/top_referrers.csv", query_string={"start": "nope"})
     assert bad.status_code == 400

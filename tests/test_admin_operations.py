@@ -80,7 +80,7 @@ def test_the_rewards_list_filters_and_exports_the_same_rows(app, client, pair, s
     assert "Approve early…" in html and "Cancel…" in html
     csv = client.get("/admin/export/rewards.csv", query_string={"participant": "rita"}).text
     lines = csv.splitlines()
-    assert len(lines) == 2 and ",1000,USD,pending," in lines[1]
+    assert len(lines) == 2 and ",10.00,USD,pending," in lines[1]
     none = client.get("/admin/rewards", query_string={"status": "paid"}).get_data(as_text=True)
     assert "No reward matches these filters" in none
 

@@ -119,7 +119,7 @@ def test_participants_export_holds_the_rows_of_the_filtered_page(client, staff, 
     answer = client.get("/admin/export/participants.csv", query_string={"q": "archer"})
     rows = list(csv.DictReader(io.StringIO(answer.get_data(True))))
     assert [row["name"] for row in rows] == ["Ann Archer"]
-    assert len(rows[0]["active codes"]) == 6
+    assert len(rows[0]["active_codes"]) == 6
 
 
 # --- the participant page --------------------------------------------------------------------

@@ -294,9 +294,10 @@ def test_the_export_holds_the_queue(app, client, rita, make_participant, manager
     response = client.get("/admin/export/review.csv")
     assert response.status_code == 200
     lines = response.get_data(as_text=True).splitlines()
-    assert lines[0].startswith("id,created at,referred id,referrer id,risk score")
+    assert lines[0].startswith("id,created_at,referred_id,referrer_id,risk_score")
     assert len(lines) == 2 and lines[1].startswith(f"{referral_id},")
-    assert "same_ip (50)" in lines[1] and "f***@example.com" in lines[1]
+    # The queue shows the emails in full, and so does its file.
+    assert "same_ip (50)" in lines[1] and fred["email"] in lines[1] and "***" not in lines[1]
 
 
 def test_a_decision_from_the_command_line_is_audited_with_the_command(

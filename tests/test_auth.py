@@ -11,6 +11,7 @@ from sqlalchemy import func, select, update
 
 from extensions import db
 from models import Referral, ReferralCode, User
+from tests import factories
 from tests.factories import PASSWORD
 from tests.helpers import (
     count,
@@ -396,6 +397,29 @@ def test_login_page_reached_from_dashboard_returns_there(app, client, make_parti
 
     assert response.status_code == 302
     assert location_path(response) == "/referral/dashboard"
+
+
+@pytest.mark.parametrize("role", ["operator", "marketer", "manager", "admin"])
+def test_staff_land_in_the_panel_unless_next_says_otherwise(app, client, role):
+    """docs/guarantees.md #29: any staff role lands on /admin/ after signing in."""
+    with app.app_context():
+        person = factories.staff(role)
+
+    response = login_with(client, person["email"])
+
+    assert response.status_code == 302 and location_path(response) == "/admin/"
+    assert client.get("/admin/").status_code == 200
+    # Already signed in: the login page sends them to the panel too.
+    assert location_path(client.get("/auth/login")) == "/admin/"
+    client.post("/auth/logout", data={"csrf_token": csrf_token(client, "/admin/")})
+    elsewhere = login_with(client, person["email"], query={"next": "/referral/leaderboard"})
+    assert location_path(elsewhere) == "/referral/leaderboard"
+
+
+def test_participants_still_land_on_their_dashboard(app, client, make_participant):
+    alice = make_participant("Alice Zimmer")
+    assert location_path(login_with(client, alice["email"])) == "/referral/dashboard"
+    assert location_path(client.get("/auth/login")) == "/referral/dashboard"
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from werkzeug.datastructures import MultiDict
 from admin.analytics import queries, rollup
 from admin.analytics.forms import AnalyticsFilterForm
 from admin.analytics.queries import Scope
-from admin.exports import CsvExport
+from admin.exports import CsvExport, money_cell
 from core.dates import midnight
 from core.errors import DomainError
 from extensions import cache, db
@@ -252,8 +252,8 @@ CSV_EXPORTS = (
             ("email", lambda row: row.email),
             ("counted_referrals", lambda row: row.referrals),
             ("qualified", lambda row: row.qualified),
-            ("reward_currency", lambda row: row.currency),
-            ("reward_earned_minor_units", lambda row: row.earned),
+            ("reward_earned", lambda row: money_cell(row.earned, row.currency)),
+            ("currency", lambda row: row.currency),
         ),
         query=lambda args: queries.top_referrers_query(export_scope(args)),
     ),

@@ -8,9 +8,8 @@ from sqlalchemy.orm import joinedload
 from werkzeug.datastructures import MultiDict
 
 from admin.crm import campaign_stats
-from admin.exports import CsvExport
+from admin.exports import CsvExport, money_cell
 from core.inputs import whole_number
-from core.money import currency_amount_text
 from extensions import db
 from models import CAMPAIGN_CHANNELS, LEAD_STATUSES, Campaign, Contract, Lead, Service
 
@@ -101,7 +100,7 @@ CSV_EXPORTS = (
             ("id", lambda s: s.id),
             ("name", lambda s: s.name),
             ("description", lambda s: s.description),
-            ("price", lambda s: currency_amount_text(s.price, s.currency)),
+            ("price", lambda s: money_cell(s.price, s.currency)),
             ("currency", lambda s: s.currency),
             ("created_at", lambda s: s.created_at),
         ),
@@ -115,7 +114,7 @@ CSV_EXPORTS = (
             ("name", lambda c: c.name),
             ("service", lambda c: c.service.name if c.service else None),
             ("channel", lambda c: c.channel),
-            ("budget", lambda c: currency_amount_text(c.budget, c.currency)),
+            ("budget", lambda c: money_cell(c.budget, c.currency)),
             ("currency", lambda c: c.currency),
             ("starts_on", lambda c: c.starts_on),
             ("ends_on", lambda c: c.ends_on),
@@ -150,7 +149,7 @@ CSV_EXPORTS = (
             ("signed_on", lambda c: c.signed_on),
             ("valid_from", lambda c: c.valid_from),
             ("valid_until", lambda c: c.valid_until),
-            ("amount", lambda c: currency_amount_text(c.amount, c.currency)),
+            ("amount", lambda c: money_cell(c.amount, c.currency)),
             ("currency", lambda c: c.currency),
             ("document", lambda c: c.file_name),
         ),
@@ -165,8 +164,8 @@ CSV_EXPORTS = (
             ("currency", lambda row: row.Campaign.currency),
             ("leads", lambda row: row.leads),
             ("active_clients", lambda row: row.active_leads),
-            ("revenue", lambda row: currency_amount_text(int(row.revenue), row.Campaign.currency)),
-            ("spend", lambda row: currency_amount_text(int(row.spend), row.Campaign.currency)),
+            ("revenue", lambda row: money_cell(int(row.revenue), row.Campaign.currency)),
+            ("spend", lambda row: money_cell(int(row.spend), row.Campaign.currency)),
             ("revenue_per_spend", _ratio),
             ("entries_in_other_currencies_left_out", lambda row: int(row.left_out)),
         ),

@@ -277,7 +277,7 @@ CSV_EXPORTS = (
             ("phone", lambda user: user.phone),
             ("role", lambda user: user.role),
             ("active", lambda user: user.active),
-            ("active codes", active_codes),
+            ("active_codes", active_codes),
             ("referrals", lambda user: user.referral_count),
             ("joined", lambda user: user.created_at),
         ),

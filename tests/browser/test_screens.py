@@ -6,8 +6,14 @@ SQLite only: the pages' markup does not depend on the database, and axe-core's c
 the suite's slowest part (a walk takes about a minute on a 2-core machine). The journey in
 test_journey.py runs on both databases."""
 
+import csv
+import io
+from pathlib import Path
+from urllib.parse import urlparse
+
 import pytest
 
+from tests.browser import chromium
 from tests.browser.chromium import problems, screenshot, screenshot_section, visit
 
 # Started first: the walks take most of a minute.
@@ -224,6 +230,36 @@ def test_shared_links_show_a_preview_card(site, contexts):
         image = page.request.get(meta["og:image"])
         assert image.ok and image.headers["content-type"] == "image/png"
     assert meta["og:url"] == f"{site.base_url}/auth/signup?ref={site.referral_code}"
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_staff_land_in_the_panel_and_download_the_referrals_they_filtered(site, browser, width):
+    """docs/guarantees.md #29: signed in, the admin is on /admin/; the Referrals screen's
+    export holds the rows the filtered screen lists."""
+    context = browser.new_context(viewport=chromium.VIEWPORTS[width], accept_downloads=True)
+    try:
+        page = context.new_page()
+        chromium.log_in(page, site.base_url, site.admin_email, site.password)
+        assert urlparse(page.url).path == "/admin/"
+        page.goto(site.base_url + "/admin/referrals")
+        page.get_by_label("Status").select_option("review")
+        page.get_by_role("button", name="Filter").click()
+        page.wait_for_url("**/admin/referrals?*status=review*")
+        assert problems(page) == []
+        shown = page.locator("tbody tr").evaluate_all(
+            "rows => rows.map(row => Number(row.dataset.referral))"
+        )
+        statuses = page.locator("tbody .referral-status").all_inner_texts()
+        assert site.held_referral_id in shown and set(statuses) == {"Under review"}
+        with page.expect_download() as started:
+            page.get_by_role("link", name="Export referrals (CSV)").click()
+        download = started.value
+        assert download.suggested_filename == "referrals.csv"
+        rows = list(csv.DictReader(io.StringIO(Path(download.path()).read_text())))
+        assert [int(row["id"]) for row in rows] == shown
+        assert {row["status"] for row in rows} == {"review"}
+    finally:
+        context.close()
 
 
 def _inside_window(locator) -> bool:

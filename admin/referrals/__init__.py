@@ -1,0 +1,3 @@
+from admin.referrals.routes import bp
+
+__all__ = ["bp"]
