@@ -19,6 +19,10 @@ LATEST_EVENT = datetime(2100, 1, 1, tzinfo=UTC)
 PLAUSIBLE_RANGE = "1970-01-01 and 2100-01-01 (UTC)"
 
 
+# Days a filter may name: any record's, with room; beyond, date arithmetic would overflow.
+EARLIEST_DAY, LATEST_DAY = date(1970, 1, 1), date(2100, 12, 31)
+
+
 def plausible_utc(moment: datetime) -> datetime | None:
     """An aware `moment` in UTC when it lies in [EARLIEST_EVENT, LATEST_EVENT), else None."""
     try:

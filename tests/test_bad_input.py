@@ -235,6 +235,13 @@ def test_an_id_no_row_can_have_is_404_and_a_filter_on_one_is_ignored(app):
         assert staff.get(path).status_code == 200, path
 
 
+def test_a_day_filter_beyond_any_record_is_ignored_not_a_500(app):
+    staff = staff_client(app)
+    for query in ("until=9999-12-31", "since=0001-01-01", "since=9999-12-31&until=9999-12-31"):
+        for path in ("/admin/conversions", "/admin/export/conversions.csv"):
+            assert staff.get(f"{path}?{query}").status_code == 200, (path, query)
+
+
 # --- signed senders: headers they could never have signed --------------------------------
 
 

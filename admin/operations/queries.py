@@ -9,7 +9,7 @@ from sqlalchemy.orm import aliased, joinedload
 from werkzeug.datastructures import MultiDict
 
 from admin.exports import CsvExport, currency_cell, money_cell
-from core.dates import midnight
+from core.dates import EARLIEST_DAY, LATEST_DAY, midnight
 from core.inputs import whole_number
 from extensions import db
 from models import (
@@ -40,10 +40,13 @@ def _number(args: MultiDict, name: str) -> int | None:
 
 
 def parse_day(text: str | None) -> date | None:
+    """The day `text` names, or None (no filter) for anything else, including days outside
+    the range a filter may name (whose arithmetic would overflow)."""
     try:
-        return date.fromisoformat((text or "").strip())
+        day = date.fromisoformat((text or "").strip())
     except ValueError:
         return None
+    return day if EARLIEST_DAY <= day <= LATEST_DAY else None
 
 
 def review_referrals_query(args: MultiDict) -> Select:

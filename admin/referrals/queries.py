@@ -15,13 +15,11 @@ from admin.crm.queries import campaign_choices
 from admin.exports import CsvExport
 from admin.operations.queries import program_choices
 from admin.referrals.forms import ReferralFilterForm
-from core.dates import midnight
+from core.dates import EARLIEST_DAY, LATEST_DAY, midnight
 from core.errors import DomainError
 from extensions import db
 from models import Campaign, Click, Program, Referral, ReferralCode, User
 
-# Days a filter may name: any referral's, with room; beyond, date arithmetic would overflow.
-EARLIEST_DAY, LATEST_DAY = date(1970, 1, 1), date(2100, 12, 31)
 DAY_OUT_OF_RANGE = "Pick a day between 1970-01-01 and 2100-12-31."
 
 
