@@ -2,22 +2,56 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, PasswordField, StringField, SubmitField
 from wtforms.validators import DataRequired, Length, Optional
 
-from auth.services import PASSWORD_MAX_LENGTH
+from auth.services import (
+    PASSWORD_MAX_LENGTH,
+    check_login_free,
+    check_password_policy,
+    clean_name,
+    normalize_email,
+)
+from core.forms import rule
+from models import utcnow
+from referral import services as referral_services
 
 
 def _strip(value):
     return value.strip() if isinstance(value, str) else value
 
 
+def _email_free(typed: str) -> None:
+    # As before: signup says an address is registered (and offers to log in instead).
+    check_login_free(normalize_email(typed), None)
+
+
+def _known_code(typed: str) -> None:
+    referral_services.resolve_signup_code(typed, None, utcnow())
+
+
 class SignupForm(FlaskForm):
-    # Length caps bound the input; the rules themselves live in auth.services.
-    name = StringField("Your name", validators=[DataRequired(), Length(max=100)], filters=[_strip])
-    email = EmailField("Email", validators=[DataRequired(), Length(max=254)], filters=[_strip])
+    # Length caps bound the input; the rules live in auth.services and are checked field by
+    # field here (`rule`), so one submit reports every mistake; the services check again.
+    name = StringField(
+        "Your name",
+        validators=[DataRequired(), Length(max=100), rule(clean_name)],
+        filters=[_strip],
+    )
+    email = EmailField(
+        "Email",
+        validators=[DataRequired(), Length(max=254), rule(_email_free)],
+        filters=[_strip],
+    )
     password = PasswordField(
-        "Password", validators=[DataRequired(), Length(max=PASSWORD_MAX_LENGTH)]
+        "Password",
+        validators=[
+            DataRequired(),
+            Length(max=PASSWORD_MAX_LENGTH),
+            rule(check_password_policy),
+        ],
     )
     referral_code = StringField(
-        "Referral code (optional)", validators=[Optional(), Length(max=32)], filters=[_strip]
+        "Referral code (optional)",
+        validators=[Optional(), Length(max=32), rule(_known_code)],
+        filters=[_strip],
     )
     submit = SubmitField("Create my account")
 
