@@ -558,7 +558,9 @@ def test_signup_reports_every_mistake_in_one_submit(app, make_participant, signu
     # has and a registered email, plus an empty name. The taken email is said, as it always
     # was on this page (it offers to log in instead); nothing else about the account shows.
     make_participant("Bob Baker", email="bob@example.com")
-    response = signup(name="", email="bob@example.com", password="password", referral_code="NOPE1234")
+    response = signup(
+        name="", email="bob@example.com", password="password", referral_code="NOPE1234"
+    )
 
     assert response.status_code == 400
     errors = read_form(response).field_errors
