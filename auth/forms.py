@@ -1,7 +1,15 @@
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, EmailField, PasswordField, StringField, SubmitField
-from wtforms.validators import DataRequired, Length, Optional
+from wtforms import (
+    BooleanField,
+    EmailField,
+    HiddenField,
+    PasswordField,
+    StringField,
+    SubmitField,
+)
+from wtforms.validators import AnyOf, DataRequired, Length, Optional, ValidationError
 
+from auth import password_change
 from auth.services import (
     PASSWORD_MAX_LENGTH,
     check_login_free,
@@ -92,3 +100,53 @@ class DeleteAccountForm(FlaskForm):
         validators=[DataRequired("Tick the box to confirm that you want your account deleted.")],
     )
     submit = SubmitField("Delete my account")
+
+
+class ProfileDetailsForm(FlaskForm):
+    name = StringField(
+        "Your name",
+        validators=[DataRequired(), Length(max=100), rule(clean_name)],
+        filters=[_strip],
+    )
+    display_name = StringField(
+        "Public name (optional)",
+        validators=[Optional(), Length(max=60), rule(clean_name)],
+        filters=[_strip],
+    )
+    submit = SubmitField("Save my details")
+
+
+class LeaderboardChoiceForm(FlaskForm):
+    """Leave the public leaderboard, or rejoin it: the button says which."""
+
+    show = HiddenField(validators=[AnyOf(["yes", "no"], message="Choose to leave or rejoin.")])
+
+
+class ChangePasswordForm(FlaskForm):
+    """The current password proves it is the owner at the keyboard (auth.password_change
+    checks it, counted like a login); the new one follows the signup rules. Both are checked
+    in one submit."""
+
+    current_password = PasswordField(
+        "Current password", validators=[DataRequired(), Length(max=PASSWORD_MAX_LENGTH)]
+    )
+    new_password = PasswordField(
+        "New password",
+        validators=[
+            DataRequired(),
+            Length(max=PASSWORD_MAX_LENGTH),
+            rule(check_password_policy),
+        ],
+    )
+    submit = SubmitField("Change my password")
+
+    def __init__(self, account, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.account = account
+
+    def validate_current_password(self, field) -> None:
+        rule(lambda typed: password_change.check_current_password(self.account, typed))(self, field)
+
+    def validate_new_password(self, field) -> None:
+        if field.data and field.data == self.current_password.data:
+            raise ValidationError("Choose a password different from your current one.")
