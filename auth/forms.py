@@ -26,7 +26,7 @@ def _strip(value):
     return value.strip() if isinstance(value, str) else value
 
 
-def _email_free(typed: str) -> None:
+def email_free(typed: str) -> None:
     # As before: signup says an address is registered (and offers to log in instead).
     check_login_free(normalize_email(typed), None)
 
@@ -45,7 +45,7 @@ class SignupForm(FlaskForm):
     )
     email = EmailField(
         "Email",
-        validators=[DataRequired(), Length(max=254), rule(_email_free)],
+        validators=[DataRequired(), Length(max=254), rule(email_free)],
         filters=[_strip],
     )
     password = PasswordField(

@@ -140,6 +140,20 @@ def test_a_taken_email_is_refused_and_nothing_changes(app, client, make_particip
     assert log_in(app.test_client(), "alice@example.com").status_code == 302  # hers intact
 
 
+def test_a_taken_email_and_a_weak_password_are_reported_together(
+    app, client, make_participant, pat
+):
+    make_participant("Alice Zimmer", email="alice@example.com")
+
+    errors = read_form(add_email(client, "alice@example.com", password="password")).field_errors
+
+    assert errors == {
+        "email": ["This email is already registered. Log in instead."],
+        "password": ["This is one of the most common passwords; choose another."],
+    }
+    assert account(app, pat).email is None
+
+
 def test_a_weak_password_is_refused_and_nothing_changes(app, client, pat):
     response = add_email(client, "pat@example.com", password="password")
 
