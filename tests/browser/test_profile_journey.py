@@ -43,6 +43,12 @@ def tied(site, shared_apps, database_url):
         return {"email": me.email, "public_name": me.public_name, "count": top}
 
 
+def settled_problems(page) -> list[str]:
+    # After a click the new page may still be loading its styles; axe must see it finished.
+    page.wait_for_load_state("load")
+    return problems(page)
+
+
 def _board_rows(page) -> list[tuple[str, str, str]]:
     rows = page.locator("table tbody tr")
     return [
@@ -70,7 +76,7 @@ def test_a_tie_for_first_place_shares_the_rank_and_marks_my_row(browser, site, t
             mine.locator("td").nth(1).inner_text().strip(),
         )
         assert f"You are #1 with {tied['count']} referrals" in page.locator("#my-rank").inner_text()
-        assert problems(page) == []
+        assert settled_problems(page) == []
     finally:
         context.close()
 
@@ -82,7 +88,7 @@ def test_profile_changes_in_the_browser(browser, site, tied):
     try:
         chromium.log_in(page, site.base_url, tied["email"], site.password)
         page.goto("/auth/profile")
-        assert problems(page) == []
+        assert settled_problems(page) == []
 
         page.get_by_label("Public name (optional)").fill("Top Sharer")
         page.get_by_role("button", name="Save my details").click()
@@ -96,7 +102,7 @@ def test_profile_changes_in_the_browser(browser, site, tied):
         page.goto("/referral/leaderboard")
         assert "Top Sharer" not in page.locator("main").inner_text()
         expect(page.get_by_text("You have left the public board")).to_be_visible()
-        assert problems(page) == []
+        assert settled_problems(page) == []
         page.get_by_role("link", name="Rejoin it from your profile").click()
         page.get_by_role("button", name="Rejoin the leaderboard").click()
         expect(page.get_by_text("You are back on the public leaderboard.")).to_be_visible()
@@ -107,7 +113,7 @@ def test_profile_changes_in_the_browser(browser, site, tied):
         page.get_by_role("button", name="Change my password").click()
         expect(page.get_by_text("This is not your current password.")).to_be_visible()
         expect(page.get_by_text("This is one of the most common passwords")).to_be_visible()
-        assert problems(page) == []
+        assert settled_problems(page) == []
         page.get_by_label("Current password").fill(site.password)
         page.get_by_label("New password").fill(NEW_PASSWORD)
         page.get_by_role("button", name="Change my password").click()
@@ -115,7 +121,7 @@ def test_profile_changes_in_the_browser(browser, site, tied):
 
         page.set_viewport_size(VIEWPORTS["desktop"])
         page.reload()
-        assert problems(page) == []
+        assert settled_problems(page) == []
     finally:
         context.close()
     again = browser.new_context(base_url=site.base_url)
