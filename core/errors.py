@@ -1,7 +1,6 @@
 """One place that turns errors into answers: JSON for API clients, a page for people."""
 
 import logging
-from collections.abc import Callable
 
 from flask import Flask, current_app, jsonify, render_template, request
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -27,32 +26,6 @@ class DomainError(Exception):
     def __init__(self, message: str | None = None):
         super().__init__(message or self.message)
         self.message = message or self.message
-
-
-class DomainErrors(DomainError):
-    """Several refusals found in one go, so a form shows them all at once; an API client gets
-    the first one's code and message."""
-
-    def __init__(self, errors: list[DomainError]):
-        self.errors = errors
-        self.status, self.code = errors[0].status, errors[0].code
-        super().__init__(errors[0].message)
-
-
-def refuse_together(*checks: Callable[[], object]) -> None:
-    """Run every check; raise what all of them refused (one error, or DomainErrors)."""
-    refused = []
-    for check in checks:
-        try:
-            check()
-        except DomainErrors as errors:
-            refused.extend(errors.errors)
-        except DomainError as error:
-            refused.append(error)
-    if len(refused) == 1:
-        raise refused[0]
-    if refused:
-        raise DomainErrors(refused)
 
 
 def wants_json() -> bool:

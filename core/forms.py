@@ -8,7 +8,7 @@ from typing import Any
 from flask_wtf import FlaskForm
 from wtforms.validators import ValidationError
 
-from core.errors import DomainError, DomainErrors
+from core.errors import DomainError
 from extensions import db
 
 
@@ -71,12 +71,7 @@ def _invalid_status(form: FlaskForm) -> int:
 
 
 def show_domain_error(form: FlaskForm, error: DomainError) -> int:
-    """Attach the message to its field (or to the form) and return the status to answer with;
-    several refusals at once (DomainErrors) each go to their own field."""
-    if isinstance(error, DomainErrors):
-        for each in error.errors:
-            show_domain_error(form, each)
-        return error.status
+    """Attach the message to its field (or flash it) and return the status to answer with."""
     field = getattr(form, error.field, None) if error.field else None
     if field is not None:
         field.errors = [*field.errors, error.message]
