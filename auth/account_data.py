@@ -185,6 +185,7 @@ def _account(user: User) -> dict:
         "shop_customer_id": user.external_id,
         "role": user.role,
         "active": user.active,
+        "on_leaderboard": user.on_leaderboard,
         "locale": user.locale,
         "signup_ip": user.signup_ip,
         "browser_id": user.device_id,

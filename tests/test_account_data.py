@@ -146,6 +146,7 @@ def test_the_download_holds_their_data_and_nobody_elses(app, story):
     assert data["account"]["email"] == story["ann"]["email"]
     assert data["account"]["name"] == "Ann Archer"
     assert data["account"]["has_password"] is True
+    assert data["account"]["on_leaderboard"] is True  # the profile choice, kept with them
     assert [code["code"] for code in data["referral_codes"]] == [story["ann"]["code"]]
     assert data["referral_codes"][0]["clicks"] == 1
     assert data["sign_ins"] and set(data["sign_ins"][0]) == {"created_at", "expires_at"}
