@@ -33,6 +33,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     text,
+    true,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -305,6 +306,7 @@ class User(UserMixin, db.Model):
             "last_referral_at",
             "id",
             "active",
+            "on_leaderboard",
             postgresql_where=text("referral_count > 0"),
             sqlite_where=text("referral_count > 0"),
         ),
@@ -315,6 +317,13 @@ class User(UserMixin, db.Model):
             # Spelled as SQLAlchemy renders `not_(User.active)` on each, so planners match it.
             postgresql_where=text("NOT active"),
             sqlite_where=text("active = 0"),
+        ),
+        # The few who left the public board, so period boards can leave them out cheaply.
+        Index(
+            "ix_users_off_leaderboard",
+            "id",
+            postgresql_where=text("NOT on_leaderboard"),
+            sqlite_where=text("on_leaderboard = 0"),
         ),
         # The analytics home: new participants per day and participants by a date.
         Index("ix_users_role_created_at", "role", "created_at"),
@@ -331,6 +340,8 @@ class User(UserMixin, db.Model):
     external_id: Mapped[str | None] = mapped_column(String(100), unique=True)
     role: Mapped[str] = mapped_column(String(16), default="member")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Shown on the public leaderboard; the participant can leave it and rejoin (profile).
+    on_leaderboard: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     locale: Mapped[str] = mapped_column(String(10), default="en")
     referred_by_id: Mapped[int | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), index=True

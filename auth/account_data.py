@@ -36,6 +36,7 @@ from models import (
     Reward,
     User,
     UserSession,
+    public_name,
     utcnow,
 )
 from referral import leaderboard
@@ -123,7 +124,7 @@ def check_phone_code(user: User, typed: str | None) -> None:
 
 def export(user: User, now: datetime | None = None) -> dict:
     """Everything stored about `user` (`to_json` makes the file). Other people appear only
-    as their dashboard shows them: a name and a masked email, or an inviter's public name."""
+    as their dashboard shows them: their public name and a masked email."""
     now = now or utcnow()
     return {
         "exported_at": now,
@@ -184,6 +185,7 @@ def _account(user: User) -> dict:
         "shop_customer_id": user.external_id,
         "role": user.role,
         "active": user.active,
+        "on_leaderboard": user.on_leaderboard,
         "locale": user.locale,
         "signup_ip": user.signup_ip,
         "browser_id": user.device_id,
@@ -241,23 +243,23 @@ def _invited_by(user: User) -> dict | None:
 
 
 def _people_invited(user: User) -> list[dict]:
-    # As their dashboard shows them: the name they gave, the email masked.
+    # As their dashboard shows them: their public name, the email masked.
     rows = db.session.execute(
-        select(Referral, User.name, User.email)
+        select(Referral, User.name, User.display_name, User.email)
         .join(User, User.id == Referral.referred_id)
         .where(Referral.referrer_id == user.id)
         .order_by(Referral.created_at, Referral.id)
     )
     return [
         {
-            "friend": name,
+            "friend": public_name(name, display_name),
             "friend_email": mask_email(email),
             "source": referral.source,
             "status": referral.status,
             "reason": referral.reason,
             "created_at": referral.created_at,
         }
-        for referral, name, email in rows
+        for referral, name, display_name, email in rows
     ]
 
 

@@ -1,23 +1,65 @@
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, EmailField, PasswordField, StringField, SubmitField
-from wtforms.validators import DataRequired, Length, Optional
+from wtforms import (
+    BooleanField,
+    EmailField,
+    HiddenField,
+    PasswordField,
+    StringField,
+    SubmitField,
+)
+from wtforms.validators import AnyOf, DataRequired, Length, Optional, ValidationError
 
-from auth.services import PASSWORD_MAX_LENGTH
+from auth import password_change
+from auth.services import (
+    PASSWORD_MAX_LENGTH,
+    check_login_free,
+    check_password_policy,
+    clean_name,
+    normalize_email,
+)
+from core.forms import rule
+from models import utcnow
+from referral import services as referral_services
 
 
 def _strip(value):
     return value.strip() if isinstance(value, str) else value
 
 
+def email_free(typed: str) -> None:
+    # As before: signup says an address is registered (and offers to log in instead).
+    check_login_free(normalize_email(typed), None)
+
+
+def _known_code(typed: str) -> None:
+    referral_services.resolve_signup_code(typed, None, utcnow())
+
+
 class SignupForm(FlaskForm):
-    # Length caps bound the input; the rules themselves live in auth.services.
-    name = StringField("Your name", validators=[DataRequired(), Length(max=100)], filters=[_strip])
-    email = EmailField("Email", validators=[DataRequired(), Length(max=254)], filters=[_strip])
+    # Length caps bound the input; the rules live in auth.services and are checked field by
+    # field here (`rule`), so one submit reports every mistake; the services check again.
+    name = StringField(
+        "Your name",
+        validators=[DataRequired(), Length(max=100), rule(clean_name)],
+        filters=[_strip],
+    )
+    email = EmailField(
+        "Email",
+        validators=[DataRequired(), Length(max=254), rule(email_free)],
+        filters=[_strip],
+    )
     password = PasswordField(
-        "Password", validators=[DataRequired(), Length(max=PASSWORD_MAX_LENGTH)]
+        "Password",
+        validators=[
+            DataRequired(),
+            Length(max=PASSWORD_MAX_LENGTH),
+            rule(check_password_policy),
+        ],
     )
     referral_code = StringField(
-        "Referral code (optional)", validators=[Optional(), Length(max=32)], filters=[_strip]
+        "Referral code (optional)",
+        validators=[Optional(), Length(max=32), rule(_known_code)],
+        filters=[_strip],
     )
     submit = SubmitField("Create my account")
 
@@ -58,3 +100,53 @@ class DeleteAccountForm(FlaskForm):
         validators=[DataRequired("Tick the box to confirm that you want your account deleted.")],
     )
     submit = SubmitField("Delete my account")
+
+
+class ProfileDetailsForm(FlaskForm):
+    name = StringField(
+        "Your name",
+        validators=[DataRequired(), Length(max=100), rule(clean_name)],
+        filters=[_strip],
+    )
+    display_name = StringField(
+        "Public name (optional)",
+        validators=[Optional(), Length(max=60), rule(clean_name)],
+        filters=[_strip],
+    )
+    submit = SubmitField("Save my details")
+
+
+class LeaderboardChoiceForm(FlaskForm):
+    """Leave the public leaderboard, or rejoin it: the button says which."""
+
+    show = HiddenField(validators=[AnyOf(["yes", "no"], message="Choose to leave or rejoin.")])
+
+
+class ChangePasswordForm(FlaskForm):
+    """The current password proves it is the owner at the keyboard (auth.password_change
+    checks it, counted like a login); the new one follows the signup rules. Both are checked
+    in one submit."""
+
+    current_password = PasswordField(
+        "Current password", validators=[DataRequired(), Length(max=PASSWORD_MAX_LENGTH)]
+    )
+    new_password = PasswordField(
+        "New password",
+        validators=[
+            DataRequired(),
+            Length(max=PASSWORD_MAX_LENGTH),
+            rule(check_password_policy),
+        ],
+    )
+    submit = SubmitField("Change my password")
+
+    def __init__(self, account, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.account = account
+
+    def validate_current_password(self, field) -> None:
+        rule(lambda typed: password_change.check_current_password(self.account, typed))(self, field)
+
+    def validate_new_password(self, field) -> None:
+        if field.data and field.data == self.current_password.data:
+            raise ValidationError("Choose a password different from your current one.")

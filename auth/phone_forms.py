@@ -1,12 +1,14 @@
 """Forms of phone sign-in (the number, then the one-time code) and of the profile page (add an
-email and password, add a verified phone). The rules live in the services; these only bound
-the input."""
+email and password, add a verified phone). The rules live in the services; these bound the
+input, and the profile's email form checks both fields in one submit."""
 
 from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField, StringField, SubmitField
 from wtforms.validators import DataRequired, Length, Optional
 
-from auth.services import PASSWORD_MAX_LENGTH
+from auth.forms import email_free
+from auth.services import PASSWORD_MAX_LENGTH, check_password_policy
+from core.forms import rule
 
 
 def _strip(value):
@@ -43,8 +45,13 @@ class AddPhoneForm(FlaskForm):
 
 
 class AddEmailForm(FlaskForm):
-    email = EmailField("Email", validators=[DataRequired(), Length(max=254)], filters=[_strip])
+    email = EmailField(
+        "Email",
+        validators=[DataRequired(), Length(max=254), rule(email_free)],
+        filters=[_strip],
+    )
     password = PasswordField(
-        "Password", validators=[DataRequired(), Length(max=PASSWORD_MAX_LENGTH)]
+        "Password",
+        validators=[DataRequired(), Length(max=PASSWORD_MAX_LENGTH), rule(check_password_policy)],
     )
     submit = SubmitField("Add email and password")

@@ -1,13 +1,20 @@
-"""The signed-in participant's profile: name, email and phone; a phone participant adds an
-email and password, anyone adds (or changes) a phone number they prove they hold; and their
-data: download it all, or delete the account (auth/account_data.py)."""
+"""The signed-in participant's profile: name and public name, a place on the public
+leaderboard (leave it, rejoin it), the password (auth/password_change.py), email and phone; a
+phone participant adds an email and password, anyone adds (or changes) a phone number they
+prove they hold; and their data: download it all, or delete the account
+(auth/account_data.py)."""
 
 from flask import Response, current_app, flash, redirect, render_template, session, url_for
 from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_required
 
-from auth import account_data, phone, services, sessions
-from auth.forms import DeleteAccountForm
+from auth import account_data, password_change, phone, services, sessions
+from auth.forms import (
+    ChangePasswordForm,
+    DeleteAccountForm,
+    LeaderboardChoiceForm,
+    ProfileDetailsForm,
+)
 from auth.phone_forms import AddEmailForm, AddPhoneForm, PhoneCodeForm
 from auth.phone_routes import (
     CODE_NUMBER_SCOPE,
@@ -20,6 +27,7 @@ from auth.phone_routes import (
 from core.forms import submit
 from extensions import db, limiter
 from models import User, utcnow
+from referral import leaderboard
 
 # The Flask session key holding the number waiting for its code.
 PENDING = "profile_phone"
@@ -30,18 +38,95 @@ class SamePhone(phone.InvalidPhone):
     message = "This is already your phone number."
 
 
-def _render_profile(email_form=None, phone_form=None, status=200):
+# Per account: each wrong current password also counts against the login failure budget.
+CHANGE_PASSWORD_RATE = "10/minute;30/hour"  # noqa: S105 (a rate, not a secret)
+
+
+def _render_profile(
+    details_form=None, password_form=None, email_form=None, phone_form=None, status=200
+):
+    user = current_user
     return render_template(
         "auth/profile.html",
+        details_form=details_form
+        or ProfileDetailsForm(formdata=None, name=user.name, display_name=user.display_name),
+        board_form=LeaderboardChoiceForm(
+            formdata=None, show="no" if user.on_leaderboard else "yes"
+        ),
+        password_form=password_form or ChangePasswordForm(user, formdata=None),
         email_form=email_form or AddEmailForm(formdata=None),
         phone_form=phone_form or AddPhoneForm(formdata=None),
-        phone_number=phone.display_phone(current_user.phone) if current_user.phone else None,
+        phone_number=phone.display_phone(user.phone) if user.phone else None,
     ), status
 
 
 @login_required
 def profile():
     return _render_profile()
+
+
+@login_required
+def change_details():
+    form = ProfileDetailsForm()
+
+    def save() -> None:
+        current_user.name = services.clean_name(form.name.data)
+        public = form.display_name.data
+        current_user.display_name = services.clean_name(public) if public else None
+
+    submitted = submit(form, save)
+    if submitted.done:
+        leaderboard.invalidate()  # cached pages show names
+        flash(f"Saved. The leaderboard shows you as {current_user.public_name}.", "success")
+        return redirect(url_for("auth.profile"))
+    return _render_profile(details_form=form, status=submitted.status)
+
+
+@login_required
+def choose_leaderboard():
+    form = LeaderboardChoiceForm()
+
+    def save() -> bool:
+        current_user.on_leaderboard = form.show.data == "yes"
+        return current_user.on_leaderboard
+
+    submitted = submit(form, save)
+    if not submitted.done:
+        flash("Choose to leave or rejoin the leaderboard.", "danger")
+        return redirect(url_for("auth.profile"))
+    leaderboard.invalidate()
+    if submitted.result:
+        flash("You are back on the public leaderboard.", "success")
+    else:
+        flash("You left the public leaderboard: nobody sees your name or count there.", "success")
+    return redirect(url_for("auth.profile"))
+
+
+def _account_key() -> str:
+    if current_user.is_authenticated:
+        return f"account:{current_user.id}"
+    return get_remote_address()
+
+
+@login_required
+@limiter.limit(CHANGE_PASSWORD_RATE, key_func=_account_key, methods=["POST"])
+def change_password():
+    user = current_user
+    form = ChangePasswordForm(user)
+    submitted = submit(
+        form,
+        lambda: password_change.change_password(
+            user, form.current_password.data, form.new_password.data
+        ),
+    )
+    if not submitted.done:
+        return _render_profile(password_form=form, status=submitted.status)
+    sessions.sign_in(db.session.get(User, user.id))  # this browser, under the new version
+    flash(
+        "Password changed. Every other device is signed out, and we emailed you a notice.",
+        "success",
+    )
+    return redirect(url_for("auth.profile"))
 
 
 @login_required
@@ -117,12 +202,6 @@ def end_other_sessions():
 # A download reads every table about the person; deleting checks a password.
 EXPORT_LIMITS = "5/minute;20/hour"
 DELETE_LIMITS = "10/minute;30/hour"
-
-
-def _account_key() -> str:
-    if current_user.is_authenticated:
-        return f"account:{current_user.id}"
-    return get_remote_address()
 
 
 def _own_number_key() -> str:

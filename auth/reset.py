@@ -159,15 +159,17 @@ def reset_password(token: str, new_password: str, now: datetime | None = None) -
         raise InvalidResetToken()
     db.session.expire(user)
     sessions.close_all_sessions(user.id)
-    _tell_password_changed(user, now)
+    tell_password_changed(user, now)
     log.info("password reset for user %s", user.id)
     return user
 
 
-def _tell_password_changed(user: User, now: datetime) -> None:
+def tell_password_changed(user: User, now: datetime, *, from_profile: bool = False) -> None:
+    """Email the owner that the password changed (by a reset link, or from the profile)."""
     body = render_template(
         "email/password_changed.txt",
         greeting_name=user.name,
+        from_profile=from_profile,
         changed_at=format_datetime(now),
         reset_url=absolute_url("auth.request_reset"),
     )

@@ -28,6 +28,11 @@ _BOTH = ["GET", "POST"]
 bp.add_url_rule("/phone", view_func=phone_routes.phone_sign_in, methods=_BOTH)
 bp.add_url_rule("/phone/verify", view_func=phone_routes.verify_phone, methods=_BOTH)
 bp.add_url_rule("/profile", view_func=profile_routes.profile, methods=["GET"])
+bp.add_url_rule("/profile/details", view_func=profile_routes.change_details, methods=["POST"])
+bp.add_url_rule(
+    "/profile/leaderboard", view_func=profile_routes.choose_leaderboard, methods=["POST"]
+)
+bp.add_url_rule("/profile/password", view_func=profile_routes.change_password, methods=["POST"])
 bp.add_url_rule("/profile/email", view_func=profile_routes.add_email, methods=["POST"])
 bp.add_url_rule("/profile/phone", view_func=profile_routes.add_phone, methods=["POST"])
 bp.add_url_rule(

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask_wtf import FlaskForm
+from wtforms.validators import ValidationError
 
 from core.errors import DomainError
 from extensions import db
@@ -34,7 +35,7 @@ def submit(
     if not form.is_submitted():
         return Submission(done=False, status=200)
     if not form.validate():
-        return Submission(done=False, status=400, invalid=True)
+        return Submission(done=False, status=_invalid_status(form), invalid=True)
     try:
         result = action()
         db.session.commit()
@@ -44,6 +45,29 @@ def submit(
             raise
         return Submission(done=False, status=show_domain_error(form, error))
     return Submission(done=True, result=result)
+
+
+def rule(check: Callable[[Any], object]):
+    """A field validator from a service's check: its refusal becomes the field's error, so the
+    form reports it together with every other field's (the service checks again on submit)."""
+
+    def validate(_form, field) -> None:
+        try:
+            check(field.data)
+        except DomainError as error:
+            field.refusal_status = error.status  # what the service itself would answer
+            raise ValidationError(error.message) from None
+
+    return validate
+
+
+def _invalid_status(form: FlaskForm) -> int:
+    """The first field in error decides: a service's refusal keeps its own status (409 for a
+    taken email), anything else is 400."""
+    for field in form:
+        if field.errors:
+            return getattr(field, "refusal_status", 400)
+    return 400
 
 
 def show_domain_error(form: FlaskForm, error: DomainError) -> int:

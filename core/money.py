@@ -7,6 +7,20 @@ from decimal import Decimal, InvalidOperation
 # Amount columns are 32-bit integers.
 MAX_MINOR_UNITS = 2**31 - 1
 
+# The ISO 4217 codes of currencies in circulation (funds, metals and test codes left out):
+# what a currency select offers and accepts.
+_IN_CIRCULATION = (
+    "AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BRL "
+    "BSD BTN BWP BYN BZD CAD CDF CHF CLP CNY COP CRC CUP CVE CZK DJF DKK DOP DZD EGP "
+    "ERN ETB EUR FJD FKP GBP GEL GHS GIP GMD GNF GTQ GYD HKD HNL HTG HUF IDR ILS INR "
+    "IQD IRR ISK JMD JOD JPY KES KGS KHR KMF KPW KRW KWD KYD KZT LAK LBP LKR LRD LSL "
+    "LYD MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN MYR MZN NAD NGN NIO NOK NPR "
+    "NZD OMR PAB PEN PGK PHP PKR PLN PYG QAR RON RSD RUB RWF SAR SBD SCR SDG SEK SGD "
+    "SHP SLE SOS SRD SSP STN SVC SYP SZL THB TJS TMT TND TOP TRY TTD TWD TZS UAH UGX "
+    "USD UYU UZS VES VND VUV WST XAF XCD XCG XOF XPF YER ZAR ZMW ZWG"
+)
+CURRENCIES = tuple(_IN_CIRCULATION.split())
+
 # Currencies whose minor unit is not a hundredth.
 _EXPONENTS = {
     **dict.fromkeys(

@@ -187,7 +187,12 @@ LEADERBOARD = _object(
             "type": "array",
             "items": _object(
                 {
-                    "rank": {"type": "integer", "minimum": 1},
+                    "rank": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "description": "Ties share a rank: 1, 1, 3 (one more than the number"
+                        " of participants with more referrals).",
+                    },
                     "display_name": TEXT,
                     "referrals": COUNT,
                 },

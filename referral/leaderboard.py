@@ -1,8 +1,11 @@
 """The public leaderboard: who brought the most people, a page at a time.
 
 "All time" reads the counters on users through a partial index in board order; a month or
-week groups that period's referrals. Pages are cached; a landing referral starts a new
-cache generation, and the cache timeout bounds staleness where the cache is per process.
+week groups that period's referrals. Participants who left the board (User.on_leaderboard)
+and deactivated ones are not on it. Ties share a rank ("1, 1, 3"): a count's rank is one
+more than the number of people with a higher count. Pages are cached; a landing referral
+starts a new cache generation, and the cache timeout bounds staleness where the cache is per
+process.
 """
 
 import secrets
@@ -10,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import and_, func, not_, or_, select
+from sqlalchemy import func, not_, select
 
 from extensions import cache, db
 from models import COUNTED_STATUSES, Referral, User, public_name
@@ -86,10 +89,11 @@ def _ranking(start: datetime | None):
                 User.referral_count.label("referrals"),
                 User.last_referral_at.label("reached_at"),
             )
-            .where(User.referral_count > 0, User.active)
+            .where(User.referral_count > 0, User.active, User.on_leaderboard)
             .subquery()
         )
     inactive = select(User.id).where(not_(User.active))  # read from ix_users_inactive
+    off_board = select(User.id).where(not_(User.on_leaderboard))  # ix_users_off_leaderboard
     return (
         select(
             Referral.referrer_id.label("user_id"),
@@ -101,6 +105,7 @@ def _ranking(start: datetime | None):
             Referral.created_at >= start,
             Referral.status.in_(COUNTED_STATUSES),
             Referral.referrer_id.not_in(inactive),
+            Referral.referrer_id.not_in(off_board),
         )
         .group_by(Referral.referrer_id)
         .subquery()
@@ -118,35 +123,45 @@ def _load_page(period: str, start: datetime | None, page: int) -> Board:
     pages = max((total + size - 1) // size, 1)
     page = min(page, pages)
     offset = (page - 1) * size
-    # Find the page's 20 ids first, then join only those to their names.
-    chosen = select(ranking).order_by(*_board_order(ranking)).limit(size).offset(offset).subquery()
+    # The page's ids first (with the row before it, to see whether a tie runs across the
+    # page break), then only those joined to their names.
+    before = 1 if offset else 0
+    chosen = (
+        select(ranking)
+        .order_by(*_board_order(ranking))
+        .limit(size + before)
+        .offset(offset - before)
+        .subquery()
+    )
     found = db.session.execute(
         select(chosen, User.name, User.display_name)
         .join(User, User.id == chosen.c.user_id)
         .order_by(*_board_order(chosen))
     ).all()
-    rows = [
-        Row(offset + index + 1, row.user_id, public_name(row.name, row.display_name), row.referrals)
-        for index, row in enumerate(found)
-    ]
+    previous = found[0].referrals if before and found else None
+    shown = found[before:]
+    rows, rank = [], 0
+    for index, row in enumerate(shown):
+        if index == 0 and row.referrals == previous:
+            rank = _rank_of_count(ranking, row.referrals)  # a tie from the previous page
+        elif index == 0 or row.referrals != shown[index - 1].referrals:
+            rank = offset + index + 1
+        name = public_name(row.name, row.display_name)
+        rows.append(Row(rank, row.user_id, name, row.referrals))
     return Board(period=period, page=page, pages=pages, total=total, rows=rows)
 
 
+def _rank_of_count(ranking, referrals: int) -> int:
+    """Competition ranking: one more than the number of people with more referrals (a range
+    of ix_users_leaderboard on the all-time board)."""
+    higher = select(func.count()).select_from(ranking).where(ranking.c.referrals > referrals)
+    return (db.session.scalar(higher) or 0) + 1
+
+
 def rank_of(user: User, period: str, now: datetime) -> Row | None:
-    """The participant's own place, wherever it is; None while they have no referrals."""
+    """The participant's own place, wherever it is; None while they are not on the board."""
     ranking = _ranking(period_start(period, now))
     mine = db.session.execute(select(ranking).where(ranking.c.user_id == user.id)).first()
     if mine is None:
         return None
-    ahead = or_(
-        ranking.c.referrals > mine.referrals,
-        and_(
-            ranking.c.referrals == mine.referrals,
-            or_(
-                ranking.c.reached_at < mine.reached_at,
-                and_(ranking.c.reached_at == mine.reached_at, ranking.c.user_id < user.id),
-            ),
-        ),
-    )
-    better = db.session.scalar(select(func.count()).select_from(ranking).where(ahead)) or 0
-    return Row(better + 1, user.id, user.public_name, mine.referrals)
+    return Row(_rank_of_count(ranking, mine.referrals), user.id, user.public_name, mine.referrals)

@@ -63,11 +63,13 @@ class LevelReward:
 
 @dataclass(frozen=True)
 class Member:
-    """Someone in the tree, at `level` below the root, with how many they invited."""
+    """Someone in the tree, at `level` below the root, with how many they invited and who
+    invited them (None on level 1: the root did)."""
 
     user: User
     level: int
     invitees: int
+    inviter: User | None = None
 
 
 @dataclass(frozen=True)
@@ -232,7 +234,8 @@ def level_members(
 
 
 def _members(people: list[User], level: int) -> list[Member]:
-    """Each person with the number they invited (one grouped count for the whole page)."""
+    """Each person with the number they invited (one grouped count for the whole page) and,
+    below level 1, who invited them (one query for the page's inviters)."""
     ids = [person.id for person in people]
     counts = {}
     if ids:
@@ -243,7 +246,15 @@ def _members(people: list[User], level: int) -> list[Member]:
                 .group_by(User.referred_by_id)
             ).all()
         )
-    return [Member(person, level, counts.get(person.id, 0)) for person in people]
+    inviters = {}
+    inviter_ids = {person.referred_by_id for person in people if person.referred_by_id}
+    if level > 1 and inviter_ids:
+        found = db.session.scalars(select(User).where(User.id.in_(inviter_ids)))
+        inviters = {inviter.id: inviter for inviter in found}
+    return [
+        Member(person, level, counts.get(person.id, 0), inviters.get(person.referred_by_id))
+        for person in people
+    ]
 
 
 def level_of(root: User, node_id: int, depth: int) -> int | None:

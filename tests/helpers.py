@@ -56,8 +56,11 @@ class _FormPage(HTMLParser):
 
     def handle_starttag(self, tag, attrs):
         attributes = dict(attrs)
-        if tag == "input" and attributes.get("name"):
+        if tag in ("input", "select", "textarea") and attributes.get("name"):
             self._last_input = attributes["name"]
+            self.values[self._last_input] = attributes.get("value")
+            return
+        if tag == "option" and "selected" in attributes and self._last_input:
             self.values[self._last_input] = attributes.get("value")
             return
         if tag != "div":

@@ -147,11 +147,13 @@ def test_the_download_holds_their_data_and_nobody_elses(app, story):
     assert data["account"]["email"] == story["ann"]["email"]
     assert data["account"]["name"] == "Ann Archer"
     assert data["account"]["has_password"] is True
+    assert data["account"]["on_leaderboard"] is True  # the profile choice, kept with them
     assert [code["code"] for code in data["referral_codes"]] == [story["ann"]["code"]]
     assert data["referral_codes"][0]["clicks"] == 1
     assert data["sign_ins"] and set(data["sign_ins"][0]) == {"created_at", "expires_at"}
     invited = {(row["friend"], row["friend_email"]) for row in data["people_invited"]}
-    assert invited == {("Bob Baker", "b***@example.com"), ("Carl Clark", "c***@example.com")}
+    # As the dashboard names them: their public names (docs/guarantees.md #27).
+    assert invited == {("Bob B.", "b***@example.com"), ("Carl C.", "c***@example.com")}
     [reward] = data["ledger"]
     assert (reward["role"], reward["amount"], reward["status"]) == ("referrer", 1000, "pending")
     assert data["invited_by"] is None and data["purchases"] == [] and data["payouts"] == []

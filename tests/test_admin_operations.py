@@ -15,7 +15,7 @@ from rewards.conversions import record_event
 from rewards.events import EventIn
 from rewards.signals import rewards_paid
 from tests import factories
-from tests.helpers import accepted_purchase, csrf_token
+from tests.helpers import accepted_purchase, csrf_token, read_form
 
 
 @pytest.fixture
@@ -267,7 +267,9 @@ def test_a_purchase_recorded_by_hand_pays_once(app, client, pair, staff_login):
         ({"amount": "12.505"}, "USD amounts have 2 decimals at most"),
         ({"amount": "-3"}, "a number above zero"),
         ({"amount": "twelve"}, "a number above zero"),
-        ({"currency": "U$D"}, "three-letter currency code"),
+        ({"currency": "U$D"}, "Choose a currency from the list"),
+        ({"currency": "XYZ"}, "Choose a currency from the list"),
+        ({"currency": "JPY", "amount": "12.50"}, "JPY amounts have 0 decimals at most"),
         ({"occurred_on": "2999-01-01"}, "cannot be in the future"),
     ],
 )
@@ -283,6 +285,28 @@ def test_a_bad_manual_purchase_is_refused_and_keeps_what_was_typed(
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Conversion)) == 0
         assert db.session.scalar(select(func.count()).select_from(AuditLog)) == 0
+
+
+def test_a_manual_purchase_reports_every_mistake_at_once(app, client, pair, staff_login):
+    # Issue 13: currency, then amount, then email took three submits.
+    staff_login("manager")
+    form = client.get("/admin/conversions/new").text
+    assert 'class="form-select" id="currency"' in form
+    assert '<option selected value="USD">USD</option>' in form
+    response = record(client, email="nobody@example.com", amount="1.234", currency="K$D")
+    assert response.status_code == 422
+    errors = read_form(response).field_errors
+    assert errors["email"] == [
+        "No participant has this email address. Check it on the participants screen."
+    ]
+    assert errors["currency"] == ["Choose a currency from the list (ISO 4217 codes)."]
+    assert "amount" not in errors  # its decimals depend on a currency that is not valid
+    response = record(client, email="nobody@example.com", amount="1.2345", currency="KWD")
+    errors = read_form(response).field_errors
+    assert set(errors) == {"email", "amount"}
+    assert errors["amount"] == ["KWD amounts have 3 decimals at most."]
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Conversion)) == 0
 
 
 # --- roles -----------------------------------------------------------------------------------

@@ -575,3 +575,30 @@ def test_signup_flood_is_throttled(app):
         password=PASSWORD,
     )
     assert other.status_code == 302
+
+
+def test_signup_reports_every_mistake_in_one_submit(app, make_participant, signup):
+    # The three mistakes that took three submits (issue 13): a weak password, a code nobody
+    # has and a registered email, plus an empty name. The taken email is said, as it always
+    # was on this page (it offers to log in instead); nothing else about the account shows.
+    make_participant("Bob Baker", email="bob@example.com")
+    response = signup(
+        name="", email="bob@example.com", password="password", referral_code="NOPE1234"
+    )
+
+    assert response.status_code == 400
+    errors = read_form(response).field_errors
+    assert errors["name"] == ["This field is required."]
+    assert errors["email"] == ["This email is already registered. Log in instead."]
+    assert errors["password"] == ["This is one of the most common passwords; choose another."]
+    assert errors["referral_code"] == [
+        "We don't know this referral code. Check it, or leave the field empty."
+    ]
+    assert count(app, User) == 1
+
+
+def test_signup_with_only_an_unknown_code_keeps_its_own_status(app, signup):
+    response = signup(name="Bob Baker", referral_code="NOPE1234")
+    assert response.status_code == 422
+    assert list(read_form(response).field_errors) == ["referral_code"]
+    assert_nothing_created(app)

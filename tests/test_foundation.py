@@ -86,7 +86,7 @@ def test_models_and_migrations_agree(app, backend):
             sql = connection.execute(
                 text("SELECT sql FROM sqlite_master WHERE name = 'ix_users_leaderboard'")
             ).scalar()
-            assert "(referral_count DESC, last_referral_at, id, active)" in sql
+            assert "(referral_count DESC, last_referral_at, id, active, on_leaderboard)" in sql
             assert sql.endswith("WHERE referral_count > 0")
     assert diff == []
 

@@ -1,4 +1,5 @@
-"""The public board: order, tie-break, periods, paging, own rank, caching and its JSON."""
+"""The public board: order, shared ranks for ties, periods, paging, own rank, caching and its
+JSON (docs/guarantees.md #27)."""
 
 from datetime import timedelta
 
@@ -15,7 +16,9 @@ def _invite(app, inviter_code: str, count: int, *, prefix: str, when=None):
             factories.participant(f"{prefix} Friend{index}", invited_by=inviter_code, now=when)
 
 
-def test_order_by_count_then_who_got_there_first(app, make_participant, client):
+def test_order_by_count_then_who_got_there_first_and_ties_share_a_rank(
+    app, make_participant, client
+):
     alice = make_participant("Alice Zimmer")
     bob = make_participant("Bob Young")
     carol = make_participant("Carol Xu")
@@ -27,7 +30,7 @@ def test_order_by_count_then_who_got_there_first(app, make_participant, client):
     assert rows == [
         {"rank": 1, "display_name": "Carol X.", "referrals": 3},
         {"rank": 2, "display_name": "Bob Y.", "referrals": 2},
-        {"rank": 3, "display_name": "Alice Z.", "referrals": 2},
+        {"rank": 2, "display_name": "Alice Z.", "referrals": 2},  # tied with Bob
     ]
     page = client.get("/referral/leaderboard").get_data(as_text=True)
     assert page.index("Carol X.") < page.index("Bob Y.") < page.index("Alice Z.")
@@ -57,7 +60,8 @@ def test_pages_of_twenty_and_bad_parameters_fall_back(app, client):
     first = client.get("/api/v1/leaderboard").json
     assert first["total"] == 25 and first["pages"] == 2 and len(first["rows"]) == 20
     second = client.get("/api/v1/leaderboard?page=2").json
-    assert [row["rank"] for row in second["rows"]] == list(range(21, 26))
+    # One referral each: all 25 share first place, on the second page too.
+    assert [row["rank"] for row in second["rows"]] == [1] * 5
     for query in (
         "page=-3",
         "page=abc",
@@ -143,3 +147,49 @@ def test_display_names_are_first_name_and_initial_and_escaped(app, client):
     assert "<img src=x" not in body
     assert "&lt;img" in body
     assert client.get("/api/v1/leaderboard").headers["Access-Control-Allow-Origin"] == "*"
+
+
+def _set_counts(app, counts: list[int]) -> list[dict]:
+    """Participants whose counters read `counts`, in board order (earlier reached first)."""
+    start = utcnow() - timedelta(days=1)
+    with app.app_context():
+        people = [factories.participant(f"Rank Person{index:02d}") for index in range(len(counts))]
+        for index, (person, referrals) in enumerate(zip(people, counts, strict=True)):
+            db.session.execute(
+                update(User)
+                .where(User.id == person["id"])
+                .values(referral_count=referrals, last_referral_at=start + timedelta(minutes=index))
+            )
+        db.session.commit()
+        from referral import leaderboard
+
+        leaderboard.invalidate()
+    return people
+
+
+def test_ties_share_a_rank_across_pages_and_in_ones_own_place(app, client, login):
+    # Positions 19 to 22 are tied at 3 and straddle the page break after 20.
+    counts = [40 - index for index in range(18)] + [3, 3, 3, 3, 2, 1, 1]
+    people = _set_counts(app, counts)
+    first = client.get("/api/v1/leaderboard").json["rows"]
+    assert [row["rank"] for row in first] == [*range(1, 19), 19, 19]
+    second = client.get("/api/v1/leaderboard?page=2").json["rows"]
+    assert [row["rank"] for row in second] == [19, 19, 23, 24, 24]
+    assert [row["referrals"] for row in second] == [3, 3, 2, 1, 1]
+
+    login(people[21]["email"])  # the last of the four tied at 3, on page 2
+    page = client.get("/referral/leaderboard?page=2").get_data(as_text=True)
+    assert "You are <strong>#19</strong> with 3 referrals" in page
+    mine = page.split('aria-current="true"', 1)[1].split("</tr>", 1)[0]
+    assert ">19<" in mine and "Rank P." in mine and ">You<" in mine
+    assert page.count('aria-current="true"') == 1
+
+
+def test_the_signed_in_row_is_marked_only_for_its_owner(app, client, login):
+    people = _set_counts(app, [2, 2])
+    login(people[1]["email"])
+    page = client.get("/referral/leaderboard").get_data(as_text=True)
+    rows = page.split("<tbody>", 1)[1].split("</tbody>", 1)[0].split("</tr>")
+    assert 'aria-current="true"' not in rows[0] and ">You<" not in rows[0]
+    assert 'aria-current="true"' in rows[1] and ">You<" in rows[1]
+    assert "You are <strong>#1</strong> with 2 referrals" in page

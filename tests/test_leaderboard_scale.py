@@ -1,5 +1,6 @@
 """The leaderboard reads one page from the database, never the whole board, and that page is
-right: ranks in a row, most referrals first, ties to whoever reached the count first."""
+right: most referrals first, ties listed by whoever reached the count first and sharing a
+rank ("1, 1, 3": one more than the number with more referrals), also across a page break."""
 
 import contextlib
 import random
@@ -128,10 +129,16 @@ def _expected_board(users: list, referrals: list, start: datetime | None) -> lis
         ),
         key=lambda entry: (-entry[0], entry[1], entry[2]),
     )
-    return [
-        {"rank": rank, "display_name": f"P{member:05d} S.", "referrals": count}
-        for rank, (count, _, member) in enumerate(board, start=1)
-    ]
+    rows, rank = [], 0
+    for position, (count, _, member) in enumerate(board, start=1):
+        if position == 1 or count != board[position - 2][0]:
+            rank = position  # competition ranking: a tie keeps the rank of its first row
+        rows.append({"rank": rank, "display_name": f"P{member:05d} S.", "referrals": count})
+    return rows
+
+
+def _rank_of(board: list[dict], referrals: int) -> int:
+    return 1 + sum(1 for row in board if row["referrals"] > referrals)
 
 
 # The tests only read the board: it is seeded once per database for the module.
@@ -211,7 +218,10 @@ def test_all_time_pages_read_one_page_and_are_in_board_order(app, client, seeded
     assert first == _page(board, 1)
     assert first[0]["referrals"] == max(row["referrals"] for row in board)
     assert hundredth == _page(board, 100)
-    assert [row["rank"] for row in hundredth] == list(range(1981, 2001))
+    assert [row["rank"] for row in hundredth] == [
+        _rank_of(board, row["referrals"]) for row in hundredth
+    ]
+    assert len({row["rank"] for row in hundredth}) < PAGE_SIZE  # ties deep in the board
 
 
 def test_api_pages_read_one_page_and_are_in_board_order(app, client, seeded):
@@ -223,23 +233,26 @@ def test_api_pages_read_one_page_and_are_in_board_order(app, client, seeded):
         shown = min(page, pages)  # a page past the end shows the last page
         assert (body["total"], body["pages"], body["page"]) == (len(expected), pages, shown)
         assert body["rows"] == _page(expected, shown)
-        first_rank = (shown - 1) * PAGE_SIZE + 1
         ranks = [row["rank"] for row in body["rows"]]
-        assert ranks == list(range(first_rank, first_rank + len(ranks)))
+        assert ranks == [_rank_of(expected, row["referrals"]) for row in body["rows"]]
         assert len(ranks) == PAGE_SIZE or shown == pages
 
 
 def test_equal_counts_rank_whoever_got_there_first(app, client, seeded):
     """Members 1-40 reached three referrals at the same instant; others reached three
     earlier or later. Earlier goes first; at the same instant, the lower account id."""
-    threes = [row for row in seeded["all"] if row["referrals"] == 3]
-    pages = sorted({(row["rank"] - 1) // PAGE_SIZE + 1 for row in threes})
+    board = seeded["all"]
+    threes = [row for row in board if row["referrals"] == 3]
+    pages = sorted(
+        {index // PAGE_SIZE + 1 for index, row in enumerate(board) if row["referrals"] == 3}
+    )
     shown = []
     for page in pages:
         shown += _html_rows(_fetch(app, client, f"/referral/leaderboard?page={page}"))
     shown_threes = [row for row in shown if row["referrals"] == 3]
 
     assert shown_threes == threes
+    assert {row["rank"] for row in shown_threes} == {_rank_of(board, 3)}  # one shared rank
     names = [row["display_name"] for row in shown_threes]
     tied = [f"P{member:05d} S." for member in range(1, 41)]
     start = names.index(tied[0])

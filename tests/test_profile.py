@@ -1,5 +1,7 @@
-"""The profile page: a phone participant adds an email and password, an email participant
-adds (or changes) a phone number they prove they hold; taken ones are refused unchanged."""
+"""The profile page: name and public name, leaving and rejoining the public leaderboard,
+changing the password while signed in (docs/guarantees.md #27); a phone participant adds an
+email and password, an email participant adds (or changes) a phone number they prove they
+hold; taken ones are refused unchanged."""
 
 import pytest
 from sqlalchemy import select
@@ -7,7 +9,15 @@ from sqlalchemy import select
 from extensions import db
 from models import User
 from tests.factories import PASSWORD
-from tests.helpers import count, is_logged_in, location_path, log_in, read_form, text_of
+from tests.helpers import (
+    count,
+    is_logged_in,
+    location_path,
+    log_in,
+    read_form,
+    take_outbox,
+    text_of,
+)
 from tests.phone_sign_in import (
     NUMBER,
     OTHER_NUMBER,
@@ -30,7 +40,13 @@ TAKEN_PHONE = "This phone number belongs to another account."
 def config_overrides():
     # The numbers' sending limits are tested with phone sign-in; here one number gets a code
     # for the profile and then one to sign in, within the same minute.
-    return {"PHONE_CODE_NUMBER_LIMITS": "1000/minute"}
+    # The password notice is read from the locmem outbox; wrong current passwords run into
+    # the account's failure budget after three.
+    return {
+        "PHONE_CODE_NUMBER_LIMITS": "1000/minute",
+        "MAIL_BACKEND": "locmem",
+        "LOGIN_FAILURE_LIMITS": "3/minute;5/hour",
+    }
 
 
 def token_of(client, path="/auth/profile") -> str:
@@ -122,6 +138,20 @@ def test_a_taken_email_is_refused_and_nothing_changes(app, client, make_particip
     saved = account(app, pat)
     assert (saved.email, saved.password_hash) == (None, None)
     assert log_in(app.test_client(), "alice@example.com").status_code == 302  # hers intact
+
+
+def test_a_taken_email_and_a_weak_password_are_reported_together(
+    app, client, make_participant, pat
+):
+    make_participant("Alice Zimmer", email="alice@example.com")
+
+    errors = read_form(add_email(client, "alice@example.com", password="password")).field_errors
+
+    assert errors == {
+        "email": ["This email is already registered. Log in instead."],
+        "password": ["This is one of the most common passwords; choose another."],
+    }
+    assert account(app, pat).email is None
 
 
 def test_a_weak_password_is_refused_and_nothing_changes(app, client, pat):
@@ -249,3 +279,144 @@ def test_the_profile_offers_the_data_download_and_deletion(client, alice):
     confirm = text_of(client.get("/auth/profile/delete"))
     # The rule for money is stated before anyone confirms (docs/guarantees.md #23).
     assert "Rewards not yet paid out" in confirm and "payout request" in confirm
+
+
+# --- name, public name and the leaderboard (docs/guarantees.md #27) -------------------------
+
+
+def change_details(client, **fields):
+    return client.post("/auth/profile/details", data={"csrf_token": token_of(client), **fields})
+
+
+def choose_board(client, show):
+    return client.post(
+        "/auth/profile/leaderboard", data={"csrf_token": token_of(client), "show": show}
+    )
+
+
+def board_names(client, period="all") -> list[str]:
+    rows = client.get(f"/api/v1/leaderboard?period={period}").json["rows"]
+    return [row["display_name"] for row in rows]
+
+
+def test_a_participant_changes_name_and_public_name(app, client, alice, make_participant):
+    make_participant("Friend One", invited_by=alice["code"])
+    assert board_names(client) == ["Alice Z."]  # cached now
+
+    response = change_details(client, name="  Alice   Zimmermann ", display_name="Ally")
+    assert location_path(response) == "/auth/profile"
+    page = text_of(client.get("/auth/profile"))
+    assert "The leaderboard shows you as Ally." in page
+    assert account(app, alice["id"]).name == "Alice Zimmermann"
+    assert board_names(client) == ["Ally"]  # the cached page made way
+
+    change_details(client, name="Alice Zimmermann", display_name="")
+    assert account(app, alice["id"]).display_name is None
+    assert board_names(client) == ["Alice Z."]  # back to the rule: first name and initial
+
+
+def test_bad_details_are_all_reported_and_nothing_changes(app, client, alice):
+    response = change_details(client, name="", display_name="x" * 61)
+    assert response.status_code == 400
+    errors = read_form(response).field_errors
+    assert errors["name"] == ["This field is required."]
+    assert errors["display_name"] == ["Field cannot be longer than 60 characters."]
+    response = change_details(client, name="Alice\x07Bell", display_name="Bad\x00")
+    assert response.status_code == 400
+    user = account(app, alice["id"])
+    assert (user.name, user.display_name) == ("Alice Zimmer", None)
+
+
+def test_leaving_and_rejoining_the_leaderboard(app, client, alice, make_participant):
+    bob = make_participant("Bob Young")
+    make_participant("Friend One", invited_by=alice["code"])
+    make_participant("Friend Two", invited_by=alice["code"])
+    make_participant("Friend Three", invited_by=bob["code"])
+    assert board_names(client) == ["Alice Z.", "Bob Y."]
+
+    assert location_path(choose_board(client, "no")) == "/auth/profile"
+    assert "You left the public leaderboard" in text_of(client.get("/auth/profile"))
+    for period in ("all", "month", "week"):
+        rows = client.get(f"/api/v1/leaderboard?period={period}").json["rows"]
+        assert rows == [{"rank": 1, "display_name": "Bob Y.", "referrals": 1}], period
+    board = text_of(client.get("/referral/leaderboard"))
+    assert "Alice Z." not in board and "You have left the public board" in board
+    # Her referrals still count where she sees them.
+    assert account(app, alice["id"]).referral_count == 2
+
+    choose_board(client, "yes")
+    assert "You are back on the public leaderboard" in text_of(client.get("/auth/profile"))
+    assert board_names(client) == ["Alice Z.", "Bob Y."]
+    assert "You are <strong>#1</strong> with 2 referrals" in text_of(
+        client.get("/referral/leaderboard")
+    )
+
+
+def test_a_forged_leaderboard_choice_changes_nothing(app, client, alice):
+    assert choose_board(client, "maybe").status_code == 302
+    assert account(app, alice["id"]).on_leaderboard is True
+    assert client.post("/auth/profile/leaderboard", data={"show": "no"}).status_code == 400
+    assert account(app, alice["id"]).on_leaderboard is True
+
+
+# --- changing the password while signed in (docs/guarantees.md #27) ------------------------
+
+NEW_PASSWORD = "a brand new passphrase 42"
+
+
+def change_password(client, current, new):
+    data = {"csrf_token": token_of(client), "current_password": current, "new_password": new}
+    return client.post("/auth/profile/password", data=data)
+
+
+def test_changing_the_password_signs_out_other_devices_and_tells_the_owner(app, client, alice):
+    elsewhere = app.test_client()
+    assert log_in(elsewhere, alice["email"], remember="y").status_code == 302
+    take_outbox(app)
+
+    response = change_password(client, PASSWORD, NEW_PASSWORD)
+
+    assert location_path(response) == "/auth/profile"
+    assert "Password changed." in text_of(client.get("/auth/profile"))
+    assert is_logged_in(client)  # this browser stays signed in
+    assert not is_logged_in(elsewhere)
+    [notice] = take_outbox(app)
+    assert notice.to == [alice["email"]]
+    assert notice.subject == "Your InviteLoop password was changed"
+    assert "from your profile, by someone who typed the current password" in notice.body
+    assert "/auth/reset" in notice.body
+    assert log_in(app.test_client(), alice["email"], NEW_PASSWORD).status_code == 302
+    assert log_in(app.test_client(), alice["email"], PASSWORD).status_code != 302
+
+
+def test_a_wrong_current_and_a_weak_new_password_are_both_reported(app, client, alice):
+    before = account(app, alice["id"]).password_hash
+    take_outbox(app)
+
+    response = change_password(client, "not my password", "password")
+
+    assert response.status_code == 403  # the first refusal's own status
+    errors = read_form(response).field_errors
+    assert errors["current_password"] == ["This is not your current password."]
+    assert errors["new_password"] == ["This is one of the most common passwords; choose another."]
+    same = read_form(change_password(client, PASSWORD, PASSWORD)).field_errors
+    assert same == {"new_password": ["Choose a password different from your current one."]}
+    assert account(app, alice["id"]).password_hash == before
+    assert take_outbox(app) == []
+    assert is_logged_in(client)
+
+
+def test_wrong_current_passwords_count_like_failed_logins(app, client, alice):
+    # Three wrong guesses are allowed a minute (config_overrides), then the account waits.
+    for _ in range(3):
+        assert change_password(client, "not my password", NEW_PASSWORD).status_code == 403
+    response = change_password(client, PASSWORD, NEW_PASSWORD)  # even the right one, now
+    assert response.status_code == 429
+    assert "Too many wrong passwords" in read_form(response).field_errors["current_password"][0]
+    assert log_in(app.test_client(), alice["email"]).status_code == 429
+
+
+def test_a_phone_participant_without_a_password_is_not_offered_the_change(client, pat):
+    page = text_of(client.get("/auth/profile"))
+    assert "Change your password" not in page
+    assert change_password(client, "", NEW_PASSWORD).status_code == 400

@@ -56,7 +56,7 @@ def test_whole_loop_link_cookie_signup_dashboard_leaderboard(app, make_participa
     alice_client = app.test_client()
     log_in(alice_client, alice["email"])
     dashboard = alice_client.get("/referral/dashboard").get_data(as_text=True)
-    assert "Bob Baker" in dashboard
+    assert 'data-label="Name">Bob B.<' in dashboard  # his public name (docs/guarantees.md #27)
     assert "b***@example.com" in dashboard
     assert 'id="stat-clicks">1<' in dashboard
     assert 'id="stat-signups">1<' in dashboard
@@ -249,7 +249,7 @@ def test_dashboard_shows_link_qr_share_buttons_and_paginates_invitees(app, make_
     alice = make_participant("Alice Zimmer")
     for index in range(23):
         with app.app_context():
-            factories.participant(f"Friend Number{index}", invited_by=alice["code"])
+            factories.participant(f"Friend{index:02d} Number", invited_by=alice["code"])
     client = app.test_client()
     log_in(client, alice["email"])
     first = client.get("/referral/dashboard").get_data(as_text=True)
@@ -258,11 +258,12 @@ def test_dashboard_shows_link_qr_share_buttons_and_paginates_invitees(app, make_
     for network in ("Email", "Telegram", "WhatsApp", "X", "Facebook"):
         assert f">{network}</a>" in first
     assert 'id="stat-signups">23<' in first
-    assert first.count("Friend Number") == 20
+    invitee = 'data-label="Name">Friend'  # a row of the list, named by the public name
+    assert first.count(invitee) == 20
     assert "Page 1 of 2" in first
     second = client.get("/referral/dashboard?page=2").get_data(as_text=True)
-    assert second.count("Friend Number") == 3
-    assert "Friend Number0" in second  # oldest last
+    assert second.count(invitee) == 3
+    assert 'data-label="Name">Friend00 N.<' in second  # oldest last
     junk = client.get("/referral/dashboard?page=banana")
     assert junk.status_code == 200
     qr = client.get("/referral/qr.svg")

@@ -274,6 +274,49 @@ def test_a_loop_in_the_data_neither_hangs_nor_counts_the_root(app, family):
         assert tree.level_of(rita, family["zed"]["id"], 10) == 4
 
 
+# --- who invited whom, and one naming rule (docs/guarantees.md #27) -------------------------
+
+
+def test_each_person_below_level_one_shows_who_invited_them(app, family):
+    with app.app_context():
+        db.session.execute(
+            update(User).where(User.id == family["amy"]["id"]).values(display_name="Amy the Great")
+        )
+        db.session.commit()
+    client = logged_in(app, family["rita"])
+    html = client.get("/referral/dashboard").get_data(as_text=True).split('id="tree"')[1]
+    level_one = html.split('id="level-1"')[1].split("</ul>")[0]
+    assert "invited by" not in level_one  # Rita invited them herself
+    level_two = html.split('id="level-2"')[1].split("</ul>")[0]
+    # Newest first: Bea (Ben's) then Abe (Amy's, under the public name she chose).
+    assert re.search(r"Bea B\.</span>.*?invited by Ben B\.<", level_two, re.S)
+    assert re.search(r"Abe A\.</span>.*?invited by Amy the Great<", level_two, re.S)
+    level_three = html.split('id="level-3"')[1].split("</ul>")[0]
+    assert "invited by Ada A." in level_three
+    page_two = client.get("/referral/tree?level=2&page=2").get_data(as_text=True)
+    assert "invited by Amy the Great" in page_two  # Ada, on the second page
+    assert "Amy Apple" not in page_two
+
+
+def test_the_dashboard_names_friends_by_the_same_rule_as_the_tree(app, family):
+    client = logged_in(app, family["rita"])
+    invited = "".join(
+        client.get(f"/referral/dashboard?page={page}").get_data(as_text=True).split('id="tree"')[0]
+        for page in (1, 2)  # two a page
+    )
+    for full, public in (("Amy Apple", "Amy A."), ("Ben Brook", "Ben B."), ("Cal Cole", "Cal C.")):
+        assert full not in invited and f'data-label="Name">{public}<' in invited
+
+
+def test_staff_see_full_names_of_inviters_too(app, family):
+    manager = app.test_client()
+    with app.app_context():
+        person = factories.staff("manager")
+    log_in(manager, person["email"])
+    page = manager.get(f"/admin/participants/{family['rita']['id']}").get_data(as_text=True)
+    assert "invited by Ben Brook" in page.split('id="level-2"')[1]
+
+
 # --- who may see it --------------------------------------------------------------------------
 
 

@@ -1,16 +1,21 @@
 """Forms of the operations screens. Lengths bound the input; the rules live in the services."""
 
+from flask import current_app
 from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
     DateField,
     EmailField,
+    SelectField,
     SelectMultipleField,
     StringField,
     SubmitField,
 )
 from wtforms.validators import DataRequired, InputRequired, Length, Optional
 
+from admin.operations import purchases
+from core.forms import rule
+from core.money import CURRENCIES
 from models import utcnow
 
 REASON_MAX = 40  # what the ledger keeps (Referral.reason, Reward.reason)
@@ -92,20 +97,34 @@ class PayForm(ConfirmedForm):
 
 
 class ManualPurchaseForm(FlaskForm):
+    """Every field is checked in one submit (the service's own checks, as field rules), so
+    staff see all that is wrong at once; the service checks again when it records."""
+
     email = EmailField(
-        "Participant's email", validators=[DataRequired(), Length(max=254)], filters=[_strip]
+        "Participant's email",
+        validators=[DataRequired(), Length(max=254), rule(purchases.find_participant)],
+        filters=[_strip],
     )
     order_id = StringField(
         "Order id", validators=[DataRequired(), Length(max=200)], filters=[_strip]
     )
     amount = StringField("Amount", validators=[DataRequired(), Length(max=20)], filters=[_strip])
-    currency = StringField(
+    currency = SelectField(
         "Currency",
-        default="USD",
-        validators=[DataRequired(), Length(min=3, max=3)],
-        filters=[_strip],
+        choices=CURRENCIES,
+        default=lambda: current_app.config["DEFAULT_CURRENCY"],
+        validate_choice=False,  # the rule words the refusal
+        validators=[DataRequired(), rule(purchases.check_currency)],
     )
     occurred_on = DateField(
-        "Purchase date", default=lambda: utcnow().date(), validators=[DataRequired()]
+        "Purchase date",
+        default=lambda: utcnow().date(),
+        validators=[DataRequired(), rule(lambda day: purchases.purchase_moment(day, utcnow()))],
     )
     submit = SubmitField("Record purchase")
+
+    def validate_amount(self, field) -> None:
+        # Its decimals depend on the currency; with no valid currency (only a forged request
+        # sends one off the list) the currency's own error is enough.
+        if self.currency.data in CURRENCIES:
+            rule(lambda text: purchases.parse_amount(text, self.currency.data))(self, field)

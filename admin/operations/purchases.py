@@ -1,20 +1,17 @@
 """A purchase staff record by hand: it goes through the same conversion pipeline as a
 shop's event, and the flash says what became of it."""
 
-import re
 from datetime import UTC, date, datetime, time
 
 from sqlalchemy import select
 
 from core import audit, money
 from core.errors import DomainError
-from core.money import exponent
+from core.money import CURRENCIES, exponent
 from extensions import db
 from models import User
 from rewards.conversions import record_event
 from rewards.events import EventIn, Outcome
-
-_CURRENCY = re.compile(r"^[A-Z]{3}$")
 
 
 class UnknownParticipant(DomainError):
@@ -51,6 +48,20 @@ def parse_amount(text: str, currency: str) -> int:
     return minor
 
 
+def find_participant(email: str) -> User:
+    participant = db.session.scalar(select(User).where(User.email == email.strip().lower()))
+    if participant is None:
+        raise UnknownParticipant()
+    return participant
+
+
+def check_currency(currency: str) -> str:
+    currency = currency.strip().upper()
+    if currency not in CURRENCIES:
+        raise _purchase_error("currency", "Choose a currency from the list (ISO 4217 codes).")
+    return currency
+
+
 def _purchase_error(field_name: str, message: str) -> InvalidPurchase:
     error = InvalidPurchase(message)
     error.field = field_name
@@ -70,12 +81,8 @@ def record_manual_purchase(
 ) -> Outcome:
     """Staff record a paid order: it goes through `record_event` like a shop's event, so the
     same order entered twice is a duplicate and pays once."""
-    participant = db.session.scalar(select(User).where(User.email == email.strip().lower()))
-    if participant is None:
-        raise UnknownParticipant()
-    currency = currency.strip().upper()
-    if not _CURRENCY.match(currency):
-        raise _purchase_error("currency", "Use a three-letter currency code such as USD.")
+    participant = find_participant(email)
+    currency = check_currency(currency)
     order_id = order_id.strip()
     event = EventIn(
         source="manual",

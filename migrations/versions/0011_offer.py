@@ -6,15 +6,15 @@ the rewards, emptied so the pages show the offer made from the rules.
 As in 0006, SQLite gets each column with its named CHECK inline (adding a table constraint
 would need a rebuild of `programs`, which other tables reference).
 
-Revision ID: 0011_offer
-Revises: 0010 (the lead re-chains it on merge)
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-12-06
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0011_offer"
+revision = "0011"
 down_revision = "0010"
 branch_labels = None
 depends_on = None
