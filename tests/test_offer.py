@@ -349,7 +349,7 @@ def test_an_available_coupon_shows_its_code_with_a_copy_button_a_held_one_does_n
 
 
 def _timeline(page: str, name: str) -> str:
-    """The text of the timeline in the row of `name`."""
+    """The text of the timeline in the row of `name` (a public name, as the list shows)."""
     row = re.search(rf"<tr>\s*<td[^>]*>{name}</td>.*?</tr>", page, re.S)[0]
     return " ".join(re.sub(r"<[^>]+>", " ", row).split())
 
@@ -362,7 +362,7 @@ def test_a_held_referral_is_explained_and_no_count_or_empty_state_contradicts_it
 
     app.config["REVIEW_DAYS"] = 7  # this test's app only: the next test starts afresh
     page = _page(logged_in(app, alice).get("/referral/dashboard"))
-    steps = _timeline(page, "Bob Baker")
+    steps = _timeline(page, "Bob B.")
     assert "Under review" in steps
     assert "It came from the same network or device as your own account" in steps
     assert "usually within 7 days" in steps
@@ -381,7 +381,7 @@ def test_the_timeline_follows_a_purchase_through_the_hold_to_approval(app, make_
     bob = make_participant("Bob Baker", invited_by=alice["code"])
     alice_client = logged_in(app, alice)
 
-    waiting = _timeline(_page(alice_client.get("/referral/dashboard")), "Bob Baker")
+    waiting = _timeline(_page(alice_client.get("/referral/dashboard")), "Bob B.")
     assert "Joined with your code" in waiting
     assert "When Bob makes their first purchase of $20.00 or more, you get $10.00 credit." in (
         waiting
@@ -389,7 +389,7 @@ def test_the_timeline_follows_a_purchase_through_the_hold_to_approval(app, make_
 
     bought = utcnow()
     accepted_purchase(app, bob["email"], "order-1", 2500, now=bought)
-    on_hold = _timeline(_page(alice_client.get("/referral/dashboard")), "Bob Baker")
+    on_hold = _timeline(_page(alice_client.get("/referral/dashboard")), "Bob B.")
     hold_ends = (bought + timedelta(days=14)).strftime("%Y-%m-%d")
     assert "Qualifying purchase: you earned $10.00" in on_hold
     assert f"Reward on hold until {hold_ends}" in on_hold
@@ -398,7 +398,7 @@ def test_the_timeline_follows_a_purchase_through_the_hold_to_approval(app, make_
     with app.app_context():
         reward_services.release_held_rewards(bought + timedelta(days=15))
         db.session.commit()
-    approved = _timeline(_page(alice_client.get("/referral/dashboard")), "Bob Baker")
+    approved = _timeline(_page(alice_client.get("/referral/dashboard")), "Bob B.")
     assert "Reward approved" in approved and "It is in your rewards." in approved
     assert "on hold" not in approved
 
@@ -419,7 +419,7 @@ def test_a_refunded_purchase_shows_why_and_what_comes_next(app, make_participant
             )
         )
         db.session.commit()
-    steps = _timeline(_page(logged_in(app, alice).get("/referral/dashboard")), "Bob Baker")
+    steps = _timeline(_page(logged_in(app, alice).get("/referral/dashboard")), "Bob B.")
     assert "Cancelled" in steps and "The order was refunded" in steps
     assert "Another qualifying purchase" in steps
 
@@ -433,7 +433,7 @@ def test_a_refused_referral_says_it_does_not_count(app, make_participant, client
             "Alice Again", email="alice.zimmer+2@example.com", invited_by=alice["code"]
         )
     page = _page(logged_in(app, alice).get("/referral/dashboard"))
-    steps = _timeline(page, "Alice Again")
+    steps = _timeline(page, "Alice A.")
     assert "Not counted" in steps and "It looks like your own account." in steps
     assert "1 not counted" in page
 
@@ -448,7 +448,7 @@ def test_once_staff_approve_a_held_referral_its_timeline_says_so_and_counts_agre
         db.session.commit()
 
     page = _page(logged_in(app, alice).get("/referral/dashboard"))
-    steps = _timeline(page, "Bob Baker")
+    steps = _timeline(page, "Bob B.")
     assert "Approved after review Bob counts as your referral." in steps
     assert "When Bob makes their first purchase of $20.00 or more" in steps
     assert "Under review" not in steps and "under review" not in page
