@@ -2,7 +2,7 @@
 ANALYTICS_CACHE_SECONDS. Ranges are whole UTC days, `start_day` 00:00 up to the midnight
 after `end_day`. The SQL lives in `queries`; the page's two tables are its CSV exports."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -14,7 +14,7 @@ from admin.analytics import queries, rollup
 from admin.analytics.forms import AnalyticsFilterForm
 from admin.analytics.queries import Scope
 from admin.exports import CsvExport
-from core.dates import midnight
+from core.dates import EARLIEST_EVENT, LATEST_EVENT, PLAUSIBLE_RANGE, midnight
 from core.errors import DomainError
 from extensions import cache, db
 from models import Campaign, Program
@@ -50,6 +50,13 @@ class Filters:
     def day_count(self) -> int:
         return (self.end_day - self.start_day).days + 1
 
+    def previous(self) -> "Filters":
+        """The same number of days just before, with the same programs."""
+        length = timedelta(days=self.day_count)
+        return replace(
+            self, start_day=self.start_day - length, end_day=self.start_day - timedelta(days=1)
+        )
+
     def as_args(self) -> dict:
         args = {"start": self.start_day.isoformat(), "end": self.end_day.isoformat()}
         if self.program_id:
@@ -72,6 +79,9 @@ def make_filters(
     start_day: date, end_day: date, program_id: int | None, campaign_id: int | None
 ) -> Filters:
     """Checked filters, or InvalidFilter naming the field that is wrong."""
+    for name, day in (("start", start_day), ("end", end_day)):
+        if not EARLIEST_EVENT.date() <= day < LATEST_EVENT.date():
+            raise InvalidFilter(f"Pick a date between {PLAUSIBLE_RANGE}.", name)
     if start_day > end_day:
         raise InvalidFilter("The start date is after the end date; swap them.", "start")
     if (end_day - start_day).days + 1 > MAX_DAYS:
@@ -135,27 +145,14 @@ class Funnel:
 
 
 @dataclass
-class TopReferrer:
-    user_id: int
-    name: str
-    email: str | None
-    referrals: int
-    qualified: int
-    earned: dict[str, int] = field(default_factory=dict)
+class Headline:
+    """The figures the cards show, for one period; the same queries count every period."""
 
-
-@dataclass
-class Figures:
-    filters: Filters
     funnel: Funnel
-    days: list[tuple[str, int, int]]  # (day, new participants, conversions)
     revenue: dict[str, int]  # currency -> net minor units
     reward_cost: dict[str, int]
     acquired: int
     participants: int
-    click_to_signup: float | None  # median seconds
-    signup_to_purchase: float | None
-    top_referrers: list[TopReferrer]
 
     @property
     def cost_per_acquired(self) -> dict[str, int]:
@@ -182,6 +179,35 @@ class Figures:
         return per_participant * conversion
 
 
+@dataclass
+class TopReferrer:
+    user_id: int
+    name: str
+    email: str | None
+    referrals: int
+    qualified: int
+    earned: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Figures:
+    filters: Filters
+    headline: Headline
+    previous: Headline  # the same length of time just before the range
+    days: list[tuple[str, int, int]]  # (day, new participants, conversions)
+    click_to_signup: float | None  # median seconds
+    signup_to_purchase: float | None
+    top_referrers: list[TopReferrer]
+
+    @property
+    def funnel(self) -> Funnel:
+        return self.headline.funnel
+
+    @property
+    def cards(self) -> list["Card"]:
+        return cards(self.headline, self.previous)
+
+
 def ratio(part: int, whole: int) -> float | None:
     return part / whole if whole else None
 
@@ -198,19 +224,106 @@ def figures(filters: Filters) -> Figures:
 
 def compute(filters: Filters) -> Figures:
     scope = scope_of(filters)
-    signups, qualified, rewarded, flagged = queries.referral_counts(scope)
     return Figures(
         filters=filters,
-        funnel=Funnel(queries.clicks(scope), signups, qualified, rewarded, flagged),
+        headline=headline(scope),
+        previous=headline(scope_of(filters.previous())),
         days=[tuple(row) for row in db.session.execute(queries.daily_query(scope))],
-        revenue=queries.net_revenue(scope),
-        reward_cost=queries.reward_cost(scope),
-        acquired=queries.acquired_customers(scope),
-        participants=queries.participants_at_end(scope),
         click_to_signup=queries.median_click_to_signup(scope),
         signup_to_purchase=queries.median_signup_to_purchase(scope),
         top_referrers=top_referrers(scope),
     )
+
+
+def headline(scope: Scope) -> Headline:
+    signups, qualified, rewarded, flagged = queries.referral_counts(scope)
+    return Headline(
+        funnel=Funnel(queries.clicks(scope), signups, qualified, rewarded, flagged),
+        revenue=queries.net_revenue(scope),
+        reward_cost=queries.reward_cost(scope),
+        acquired=queries.acquired_customers(scope),
+        participants=queries.participants_at_end(scope),
+    )
+
+
+# --- the headline cards: each figure against the previous period -------------------------
+
+
+@dataclass(frozen=True)
+class Change:
+    """One value against the previous period's: up, down or the same."""
+
+    now: float | None
+    before: float | None
+
+    @property
+    def difference(self) -> float | None:
+        if self.now is None or self.before is None:
+            return None
+        return self.now - self.before
+
+    @property
+    def direction(self) -> str:
+        """ "up", "down", "same", or "unknown" when either period has no figure."""
+        difference = self.difference
+        if difference is None:
+            return "unknown"
+        return "up" if difference > 0 else "down" if difference < 0 else "same"
+
+    @property
+    def percent(self) -> float | None:
+        """The change as a share of the previous value (None from nothing or no figure)."""
+        if self.difference is None or not self.before:
+            return None
+        return self.difference / abs(self.before)
+
+
+@dataclass(frozen=True)
+class Card:
+    ident: str
+    label: str
+    kind: str  # "count", "money" or "ratio"
+    changes: tuple[tuple[str | None, Change], ...]  # (currency or None, change)
+    lower_is_better: bool = False
+
+    def judged(self, change: Change) -> str:
+        """ "good", "bad" or "neutral": the colour that backs up the words."""
+        if change.direction not in ("up", "down"):
+            return "neutral"
+        return "good" if (change.direction == "up") != self.lower_is_better else "bad"
+
+
+def _count(ident: str, label: str, now: int, before: int) -> Card:
+    return Card(ident, label, "count", ((None, Change(now, before)),))
+
+
+def _money(ident: str, label: str, now: dict, before: dict, lower_is_better=False) -> Card:
+    """One line per currency of either period; a currency missing from a period is 0 there."""
+    currencies = sorted(set(now) | set(before))
+    changes = tuple((c, Change(now.get(c, 0), before.get(c, 0))) for c in currencies)
+    return Card(ident, label, "money", changes, lower_is_better)
+
+
+def cards(now: Headline, before: Headline) -> list[Card]:
+    per_customer_now, per_customer_before = now.cost_per_acquired, before.cost_per_acquired
+    return [
+        _count("clicks", "Clicks", now.funnel.clicks, before.funnel.clicks),
+        _count("signups", "Referred signups", now.funnel.signups, before.funnel.signups),
+        _count("qualified", "Qualified", now.funnel.qualified, before.funnel.qualified),
+        _money("revenue", "Revenue", now.revenue, before.revenue),
+        _money("reward-cost", "Reward cost", now.reward_cost, before.reward_cost, True),
+        Card(
+            "cost-per-customer",
+            "Cost per acquired customer",
+            "money",
+            tuple(
+                (c, Change(per_customer_now.get(c), per_customer_before.get(c)))
+                for c in sorted(set(per_customer_now) | set(per_customer_before))
+            ),
+            lower_is_better=True,
+        ),
+        Card("k-factor", "K-factor", "ratio", ((None, Change(now.k_factor, before.k_factor)),)),
+    ]
 
 
 def top_referrers(scope: Scope) -> list["TopReferrer"]:
