@@ -31,6 +31,7 @@ from admin.analytics.sql import date_label, day_label, seconds_between, utc_day
 from core.dates import midnight
 from extensions import db
 from models import (
+    COST_STATUSES,
     COUNTED_STATUSES,
     ROLES,
     AnalyticsDaily,
@@ -48,8 +49,6 @@ QUALIFIED = ("qualified", "rewarded")
 # Held for review, refused, or cleared by staff (still "approved" until a purchase qualifies
 # it); a referral cleared and then qualified is caught by its recorded risk score.
 FLAGGED_STATUSES = ("review", "rejected", "approved")
-# Reward entries that cost the business, or will: everything not taken back or lapsed.
-COST_STATUSES = ("pending", "approved", "paid", "redeemed")
 EARNING_ROLES = ("referrer", "bonus")
 TOP_REFERRERS = 10
 MEMBERS = ("member",)

@@ -2,6 +2,7 @@
 exports: each export uses the query, and so the filters, of its screen."""
 
 import re
+from collections.abc import Callable
 
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import joinedload
@@ -88,9 +89,14 @@ def _search_text(args: MultiDict) -> str:
 # --- CSV exports -----------------------------------------------------------------------------
 
 
-def _ratio(row) -> str:
-    value = campaign_stats.ratio(int(row.revenue), int(row.spend))
-    return "" if value is None else str(value)
+def _roi(row) -> float | None:
+    """A number, so a spreadsheet reads "-22.3" as one (text starting "-" would be defused)."""
+    value = campaign_stats.roi(int(row.revenue), int(row.spend) + int(row.reward_cost))
+    return None if value is None else float(value)
+
+
+def _amount(name: str) -> Callable:
+    return lambda row: currency_amount_text(int(getattr(row, name)), row.Campaign.currency)
 
 
 CSV_EXPORTS = (
@@ -165,9 +171,16 @@ CSV_EXPORTS = (
             ("currency", lambda row: row.Campaign.currency),
             ("leads", lambda row: row.leads),
             ("active_clients", lambda row: row.active_leads),
-            ("revenue", lambda row: currency_amount_text(int(row.revenue), row.Campaign.currency)),
-            ("spend", lambda row: currency_amount_text(int(row.spend), row.Campaign.currency)),
-            ("revenue_per_spend", _ratio),
+            ("revenue", _amount("revenue")),
+            ("spend", _amount("spend")),
+            ("reward_cost", _amount("reward_cost")),
+            (
+                "cost",
+                lambda row: currency_amount_text(
+                    int(row.spend) + int(row.reward_cost), row.Campaign.currency
+                ),
+            ),
+            ("roi_percent", _roi),
             ("entries_in_other_currencies_left_out", lambda row: int(row.left_out)),
         ),
         query=campaign_stats.stats_query,
