@@ -223,11 +223,12 @@ def figures(filters: Filters) -> Figures:
 
 
 def compute(filters: Filters) -> Figures:
-    scope = scope_of(filters)
+    scope, previous_scope = scope_of(filters), scope_of(filters.previous())
+    now, before = headlines(scope, previous_scope)
     return Figures(
         filters=filters,
-        headline=headline(scope),
-        previous=headline(scope_of(filters.previous())),
+        headline=now,
+        previous=before,
         days=[tuple(row) for row in db.session.execute(queries.daily_query(scope))],
         click_to_signup=queries.median_click_to_signup(scope),
         signup_to_purchase=queries.median_signup_to_purchase(scope),
@@ -235,14 +236,26 @@ def compute(filters: Filters) -> Figures:
     )
 
 
-def headline(scope: Scope) -> Headline:
-    signups, qualified, rewarded, flagged = queries.referral_counts(scope)
-    return Headline(
-        funnel=Funnel(queries.clicks(scope), signups, qualified, rewarded, flagged),
-        revenue=queries.net_revenue(scope),
-        reward_cost=queries.reward_cost(scope),
-        acquired=queries.acquired_customers(scope),
-        participants=queries.participants_at_end(scope),
+def headlines(scope: Scope, previous: Scope) -> tuple[Headline, Headline]:
+    """The range's headline figures and the previous period's, counted the same way: the
+    statements that scan rows count both periods in one pass; clicks and participants come
+    mostly from the roll-up, period by period."""
+    both = replace(scope, previous_start=previous.start)
+    counts = queries.referral_counts(both)
+    revenue, cost, acquired = (
+        queries.net_revenue(both),
+        queries.reward_cost(both),
+        queries.acquired_customers(both),
+    )
+    return tuple(
+        Headline(
+            funnel=Funnel(queries.clicks(period), *counts[index]),
+            revenue=revenue[index],
+            reward_cost=cost[index],
+            acquired=acquired[index],
+            participants=queries.participants_at_end(period),
+        )
+        for index, period in enumerate((scope, previous))
     )
 
 
