@@ -1,6 +1,7 @@
 """The analytics home: every figure on a small known data set, worked out by hand here.
 
-The data set and who is who in it are described in tests/analytics_data.py.
+The data set and who is who in it are described in tests/analytics_data.py. The headline
+cards, their changes and the duration format are docs/guarantees.md #28.
 """
 
 from datetime import UTC, date, datetime, timedelta

@@ -588,6 +588,7 @@ def test_campaign_statistics_equal_the_hand_computed_figures(app, statistics_dat
 
 
 def test_campaign_statistics_over_a_date_range(app, statistics_data, make_participant):
+    """docs/guarantees.md #28: the range, and ROI = (revenue - cost) / cost."""
     operator = staff_client(app, "operator")
 
     def table(**dates):
