@@ -78,6 +78,9 @@ REWARD_STATUSES = (
 LIVE_REWARD_STATUSES = ("review", "pending", "approved", "paid", "redeemed")
 # Entries that count in some balance; cancelled, rejected and expired ones count nowhere.
 BALANCE_STATUSES = ("review", "pending", "approved", "paid")
+# Reward entries that cost the business, or will: everything not taken back, lapsed or held
+# for review (the analytics' reward cost, the campaign statistics' cost).
+COST_STATUSES = ("pending", "approved", "paid", "redeemed")
 PAYOUT_STATUSES = ("requested", "paid", "cancelled")
 
 CAMPAIGN_CHANNELS = ("referral", "search", "social", "email", "offline", "other")

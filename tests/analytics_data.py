@@ -1,10 +1,12 @@
 """The analytics data set, its logged-in admin and the page reader, shared by the analytics
 and roll-up tests (their figures are worked out by hand in test_admin_analytics.py).
 
-The range R is ten UTC days, d0..d9, forty days ago. Who is who:
+The range R is ten UTC days, d0..d9, forty days ago; P, the ten days before it (d-10..d-1),
+is what R's headline cards compare with. Who is who:
 
     Ann (joined d-5) and Ben (d-3) refer; Ben also holds a code of "Spring" (campaign
     "Spring push", EUR, 7.00 cash to the referrer, 50 points to the friend), issued d-3.
+    Pia d-4 12:00 by Ann clicked d-4 11:00; purchase oP d-2 10:00 20.00 (in P)
     C0 d-1 by Ann        purchase o0 d3 10:00 20.00, refunded d24 after approval
     C1 d1 10:00 by Ann   clicked d1 09:00 (3600 s); purchase o1 d2 10:00 50.00
     C2 d2 12:00 by Ann   clicked d2 11:30 (1800 s); purchase o2 d3 18:00 30.00, refunded d5
@@ -16,6 +18,7 @@ The range R is ten UTC days, d0..d9, forty days ago. Who is who:
     C8 d8 20:00 by Ben   pending, risk 10
     C7 d11 by Ann        (after the range)
     N  d5 10:00          nobody's friend; purchase d6 (unattributed)
+Ann's link was also clicked on d-4 at 10:00 and 11:00 (in P).
 Holds end for rewards written up to d6 when the release runs on d20 (those become approved
 and their referrals rewarded); C6's stay pending, so C6 stays qualified.
 """
@@ -186,6 +189,7 @@ def data(app):
         spring_code.created_at = at(-3, 9)  # a Spring participant since before the range
         spring_code = spring_code.code
         db.session.commit()
+        pia = person("Pia Prior", invited_by=ann["code"], now=at(-4, 12))
         c0 = person("Cleo Zero", invited_by=ann["code"], now=at(-1, 10))
         c1 = person("Carl One", invited_by=ann["code"], now=at(1, 10))
         c2 = person("Cora Two", invited_by=ann["code"], now=at(2, 12))
@@ -196,6 +200,7 @@ def data(app):
         c6 = person("Cal Six", invited_by=ben["code"], now=at(8, 10))
         c8 = person("Cy Eight", invited_by=ben["code"], now=at(8, 20))
         person("Cole Seven", invited_by=ann["code"], now=at(11, 10))
+        _set_referral(pia["id"], clicked_at=at(-4, 11))
         _set_referral(c1["id"], clicked_at=at(1, 9))
         _set_referral(c2["id"], clicked_at=at(2, 11, 30))
         _set_referral(c3["id"], clicked_at=at(4, 8, 59, 30))
@@ -204,11 +209,21 @@ def data(app):
         _set_referral(c6["id"], status="approved", risk_score=50, clicked_at=at(8, 9, 59))
         _set_referral(c8["id"], risk_score=10)
         ann_code, ben_code = code_id_of(ann["code"]), code_id_of(ben["code"])
-        _clicks(ann_code, at(-1, 23, 59, 59), at(1, 8), at(1, 9), at(2, 11, 30), at(6, 12))
+        _clicks(
+            ann_code,
+            at(-4, 10),
+            at(-4, 11),
+            at(-1, 23, 59, 59),
+            at(1, 8),
+            at(1, 9),
+            at(2, 11, 30),
+            at(6, 12),
+        )
         _clicks(ann_code, at(9, 23, 59, 59), at(10))
         _clicks(ben_code, at(5, 10), at(7, 9), at(8, 9))
         _clicks(code_id_of(spring_code), at(4, 8, 59, 30), at(4, 12))
         events = [
+            (_purchase(pia["email"], "oP", 2000, at(-2, 10)), "accepted"),
             (_purchase(c1["email"], "o1", 5000, at(2, 10)), "accepted"),
             (_purchase(c0["email"], "o0", 2000, at(3, 10)), "accepted"),
             (_purchase(c2["email"], "o2", 3000, at(3, 18)), "accepted"),

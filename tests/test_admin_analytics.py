@@ -1,12 +1,14 @@
 """The analytics home: every figure on a small known data set, worked out by hand here.
 
-The data set and who is who in it are described in tests/analytics_data.py.
+The data set and who is who in it are described in tests/analytics_data.py. The headline
+cards, their changes and the duration format are docs/guarantees.md #28.
 """
 
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
+from core.templating import format_duration
 from extensions import cache, db
 from models import Campaign, Program
 from tests import analytics_data, factories
@@ -40,29 +42,121 @@ def test_money_figures_are_net_per_currency_and_leave_points_out(staff_client):
     _, parsed = page(staff_client, **RANGE)
     # Revenue USD: o1 50 + o0 20 + o2 30 + o6 25 - refund o2 30 - refund o0 20 (on d24) = 75.00
     # (C1's second order was ignored, N's unattributed); EUR: o3 40.
-    assert text(parsed, "revenue").startswith("€40.00 $75.00 ")
+    assert money_lines(parsed, "revenue") == ["€40.00", "$75.00"]
     # Reward cost USD: o1 10+5, o0 10+5 (its reversal is written on d24), o6 10+5 = 45.00;
     # o2's were cancelled inside the hold. EUR: Ben's 7.00 cash; C3's 50 points left out.
-    assert text(parsed, "reward-cost").startswith("€7.00 $45.00 ")
+    assert money_lines(parsed, "reward-cost") == ["€7.00", "$45.00"]
     # Acquired: first purchases in R by C1 C0 C2 C3 C6 = 5 -> 45.00/5, 7.00/5.
-    assert text(parsed, "cost-per-customer").startswith("€1.40 $9.00 ")
-    assert "(5)" in text(parsed, "cost-per-customer")
+    assert money_lines(parsed, "cost-per-customer") == ["€1.40", "$9.00"]
+    assert text(parsed, "acquired") == "5"
+
+
+def money_lines(parsed, ident: str) -> list[str]:
+    """The card's amounts, one per currency."""
+    return [line.split(" ")[0] for line in card_lines(parsed, ident)]
+
+
+def card_lines(parsed, ident: str) -> list[str]:
+    """Each line of a card: value, the change in words, and the earlier value."""
+    return _per_value(text(parsed, ident).replace("▲ ", "").replace("▼ ", "").replace("■ ", ""))
+
+
+def _per_value(joined: str) -> list[str]:
+    """'€40.00 up €40.00 · was €0.00 $75.00 up ...' -> one string per value."""
+    pieces = joined.split(" · was ")
+    lines, value = [], pieces[0]
+    for piece in pieces[1:]:
+        earlier, _, next_value = piece.partition(" ")
+        lines.append(f"{value} · was {earlier}")
+        value = next_value
+    return lines
 
 
 def test_the_k_factor_speed_and_fraud_figures(staff_client):
     _, parsed = page(staff_client, **RANGE)
-    # Participants: members joined by the end of d9: Ann Ben C0..C6 C8 N = 11 (C7 joined d11,
-    # the admin is staff). K = (10 / 11) x (7 / 10) = 7 / 11.
-    assert text(parsed, "participants") == "11"
-    assert text(parsed, "k-factor").startswith("0.636 Invites per participant")
-    assert "= 0.909 × 70.0 %" in text(parsed, "k-factor")
+    # Participants: members joined by the end of d9: Ann Ben Pia C0..C6 C8 N = 12 (C7 joined
+    # d11, the admin is staff). K = (10 / 12) x (7 / 10) = 7 / 12.
+    assert text(parsed, "participants") == "12"
+    assert text(parsed, "k-factor").startswith("0.583 ")
+    assert "= 0.833 × 70.0 % = 0.583." in text(parsed, "definitions")
     # Click to signup: C3 30 s, C6 60 s, C2 1800 s, C1 3600 s -> (60 + 1800) / 2 = 930 s.
-    assert text(parsed, "click-to-signup").startswith("15 min 30 s (930 s)")
+    assert text(parsed, "click-to-signup") == "15 min 30 s"
     # Signup to first purchase, first purchase in R: C6 6 h, C1 24 h, C3 26 h, C2 30 h,
     # C0 4 d -> 26 h = 93,600 s.
-    assert text(parsed, "signup-to-purchase").startswith("1 d 2 h (93,600 s)")
+    assert text(parsed, "signup-to-purchase") == "1 d 2 h"
     # Flagged: C4 review, C5 rejected, C6 approved after review (risk 50 >= 50) = 3 of 7.
     assert text(parsed, "fraud-rate").startswith("42.9 % (3 of 7)")
+
+
+def test_each_card_compares_with_the_previous_period_of_the_same_length(staff_client):
+    """P = d-10..d-1: clicks Ann d-4 10:00, d-4 11:00, d-1 23:59:59 = 3; signups Pia, C0 = 2, both
+    qualified (rewarded); revenue oP 20.00; reward cost Ann 10 + Pia 5 = 15.00; acquired Pia
+    -> 15.00 each; members by d-1 Ann Ben Pia C0 = 4: K = (3 / 4) x (2 / 3) = 0.5."""
+    _, parsed = page(staff_client, **RANGE)
+    assert f"previous 10 days, {day(-10)} to {day(-1)}" in text(parsed, "range")
+    assert card_lines(parsed, "clicks") == ["10 up 7 (+233.3 %) · was 3"]
+    assert card_lines(parsed, "signups") == ["7 up 5 (+250.0 %) · was 2"]
+    assert card_lines(parsed, "qualified") == ["3 up 1 (+50.0 %) · was 2"]
+    # A currency missing from P was 0 there: up, with no percentage of nothing.
+    assert card_lines(parsed, "revenue") == [
+        "€40.00 up €40.00 · was €0.00",
+        "$75.00 up $55.00 (+275.0 %) · was $20.00",
+    ]
+    assert card_lines(parsed, "reward-cost") == [
+        "€7.00 up €7.00 · was €0.00",
+        "$45.00 up $30.00 (+200.0 %) · was $15.00",
+    ]
+    # No EUR customer cost in P (nobody acquired in EUR): nothing to compare.
+    assert card_lines(parsed, "cost-per-customer") == [
+        "€1.40 no comparison · was —",
+        "$9.00 down $6.00 (-40.0 %) · was $15.00",
+    ]
+    assert card_lines(parsed, "k-factor") == ["0.583 up 0.083 (+16.7 %) · was 0.500"]
+
+
+def test_the_changes_are_marked_in_words_and_judged_by_what_is_better(staff_client):
+    response, _ = page(staff_client, **RANGE)
+    html = response.text
+    # Up is good for revenue, bad for cost; the words and arrows say it without the colour.
+    revenue = html[html.index('id="card-revenue"') : html.index('id="card-reward-cost"')]
+    cost = html[html.index('id="card-reward-cost"') : html.index('id="card-cost-per-customer"')]
+    per_customer = html[
+        html.index('id="card-cost-per-customer"') : html.index('id="card-k-factor"')
+    ]
+    assert 'class="change change-good" data-direction="up"' in revenue
+    assert 'class="change change-bad" data-direction="up"' in cost
+    assert 'class="change change-good" data-direction="down"' in per_customer
+    assert '<span aria-hidden="true">▼</span> down' in per_customer
+
+
+def test_a_figure_equal_in_both_periods_reads_no_change(staff_client):
+    """d5..d9 against d0..d4."""
+    _, parsed = page(staff_client, start=day(5), end=day(9))
+    # Clicks d0..d4: Ann d1 08:00, d1 09:00, d2 11:30, Spring d4 08:59:30, d4 12:00 = 5;
+    # d5..d9: Ben d5, d7, d8, Ann d6, d9 23:59:59 = 5.
+    assert card_lines(parsed, "clicks") == ["5 no change · was 5"]
+    # Signups C1 C2 C3, then C4 C5 C6 C8; qualified C1 C3 (C2's order was refunded inside
+    # its hold), then C6.
+    assert card_lines(parsed, "signups") == ["4 up 1 (+33.3 %) · was 3"]
+    assert card_lines(parsed, "qualified") == ["1 down 1 (-50.0 %) · was 2"]
+
+
+@pytest.mark.parametrize(
+    ("seconds", "reads"),
+    [
+        (None, "—"),
+        (0, "0 s"),
+        (30, "30 s"),
+        (59.5, "1 min"),
+        (930, "15 min 30 s"),
+        (3600, "1 h"),
+        (93_600, "1 d 2 h"),
+        (1_000_080, "11 d 13 h"),  # not "1.00008e+06 s"
+        (400 * 86_400 + 1, "400 d"),
+    ],
+)
+def test_durations_read_in_their_two_largest_units(seconds, reads):
+    assert format_duration(seconds) == reads
 
 
 def test_days_and_top_referrers(staff_client, data):
@@ -113,14 +207,15 @@ def test_a_program_or_its_campaign_shows_only_its_own_figures(staff_client, data
         ["Rewarded", "1", "100.0 %"],
         ["Clicks to rewarded", "", "50.0 %"],
     ]
-    assert text(parsed, "revenue").startswith("€40.00 ")
-    assert text(parsed, "reward-cost").startswith("€7.00 ")
-    assert text(parsed, "cost-per-customer").startswith("€7.00 Reward cost")
-    # Only Ben holds a Spring code: K = (2 / 1) x (1 / 2) = 1.
+    assert money_lines(parsed, "revenue") == ["€40.00"]
+    assert money_lines(parsed, "reward-cost") == ["€7.00"]
+    assert money_lines(parsed, "cost-per-customer") == ["€7.00"]
+    # Only Ben holds a Spring code: K = (2 / 1) x (1 / 2) = 1. Before R nobody clicked one.
     assert text(parsed, "participants") == "1"
-    assert text(parsed, "k-factor").startswith("1.000 ")
-    assert text(parsed, "click-to-signup").startswith("30 s (30 s)")
-    assert text(parsed, "signup-to-purchase").startswith("1 d 2 h (93,600 s)")
+    assert card_lines(parsed, "k-factor") == ["1.000 no comparison · was —"]
+    assert card_lines(parsed, "clicks") == ["2 up 2 · was 0"]
+    assert text(parsed, "click-to-signup") == "30 s"
+    assert text(parsed, "signup-to-purchase") == "1 d 2 h"
     assert text(parsed, "fraud-rate").startswith("0.0 % (0 of 1)")
     assert [row[1:] for row in parsed.tables["daily"][1:]] == [
         ["0", "1" if n == 5 else "0"] for n in range(10)
@@ -133,9 +228,10 @@ def test_a_campaign_without_programs_shows_zeros(staff_client, app):
         autumn = db.session.scalar(db.select(Campaign.id).where(Campaign.name == "Autumn push"))
     _, parsed = page(staff_client, **RANGE, campaign=autumn)
     assert [row[1] for row in parsed.tables["funnel"][1:5]] == ["0", "0", "0", "0"]
-    assert text(parsed, "revenue").startswith("none ")
-    assert text(parsed, "k-factor").startswith("— ")
-    assert text(parsed, "click-to-signup").startswith("— ")
+    assert text(parsed, "revenue") == "none nothing in either period"
+    assert card_lines(parsed, "clicks") == ["0 no change · was 0"]
+    assert card_lines(parsed, "k-factor") == ["— no comparison · was —"]
+    assert text(parsed, "click-to-signup") == "—"
     assert "top-referrers" not in parsed.tables
 
 
@@ -144,10 +240,10 @@ def test_a_shorter_range_counts_fewer(staff_client):
     # Clicks d1 08:00, d1 09:00, d2 11:30; signups C1 C2; C1 qualified and rewarded.
     assert [row[1] for row in parsed.tables["funnel"][1:5]] == ["3", "2", "1", "1"]
     # Revenue: o1 only (o0 and o2 were bought on d3).
-    assert text(parsed, "revenue").startswith("$50.00 ")
+    assert money_lines(parsed, "revenue") == ["$50.00"]
     # One day: the reversal of o0's rewards (d24) now falls inside, the rewards (d3) do not.
     _, later = page(staff_client, start=day(24), end=day(24))
-    assert text(later, "reward-cost").startswith("-$15.00 ")
+    assert money_lines(later, "reward-cost") == ["-$15.00"]
 
 
 @pytest.mark.parametrize(
@@ -156,6 +252,8 @@ def test_a_shorter_range_counts_fewer(staff_client):
         ({"start": "2026-13-01"}, "start", "Enter the date as YYYY-MM-DD"),
         ({"start": day(5), "end": day(1)}, "start", "The start date is after the end date"),
         ({"start": "2020-01-01", "end": "2023-12-31"}, "end", "at most 1098 days"),
+        # The period before it would start before the year 1.
+        ({"start": "0001-01-01", "end": "0001-01-31"}, "start", "Pick a date between 1970"),
         ({"program": "999999"}, "program", "There is no such program."),
         ({"program": "abc"}, "program", "Choose one of the listed entries."),
         ({"campaign": "999999"}, "campaign", "There is no such campaign."),

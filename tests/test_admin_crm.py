@@ -484,9 +484,12 @@ def test_an_active_lead_cannot_be_edited_back_and_status_active_needs_a_contract
 def statistics_data(app, make_participant):
     """The hand-computed data set:
 
-    Friends (referral, USD): leads Fred and Gina (referred signups); Fred bought 100.00, Gina
-      40.00 and refunded it all; Fred's contract 300.00 USD (active) and one of 50.00 EUR;
-      Rita's 10.00 reward for Fred paid out. Revenue 300 + 140 - 40 = 400.00, spend 10.00.
+    Every campaign started on 2026-01-01 and has no end; the contracts are signed on
+    2026-02-01; everything else happens today.
+    Friends (referral, USD, budget 500.00): leads Fred and Gina (referred signups); Fred bought
+      100.00, Gina 40.00 and refunded it all inside the hold; Fred's contract 300.00 USD
+      (active) and one of 50.00 EUR; Rita's 10.00 reward for Fred paid out, Fred's 5.00
+      approved (Gina's cancelled). Revenue 300 + 140 - 40 = 400.00; cost 500 + 15 = 515.00.
     Search ads (search, budget 200.00 USD): Sam (active, contract 500.00) and Sue.
     Flyers (offline, budget 0): Carl, no contract.
     Euro social (social, EUR, budget 100.00): Dora (active, contract 80.00 EUR).
@@ -529,11 +532,12 @@ def statistics_data(app, make_participant):
 
 
 EXPECTED = {
-    # campaign: (channel, leads, active, revenue, spend, ratio)
-    "Friends": ("Referral", "2", "1", "$400.00", "$10.00", "40.00×"),
-    "Search ads": ("Search", "2", "1", "$500.00", "$200.00", "2.50×"),
-    "Flyers": ("Offline", "1", "0", "$0.00", "$0.00", "—"),
-    "Euro social": ("Social", "1", "1", "€80.00", "€100.00", "0.80×"),
+    # campaign: (channel, leads, active, revenue, spend, reward cost, cost, ROI)
+    # ROI = (revenue - cost) / cost: Friends (400 - 515) / 515 = -22.3 %.
+    "Friends": ("Referral", "2", "1", "$400.00", "$500.00", "$15.00", "$515.00", "-22.3 %"),
+    "Search ads": ("Search", "2", "1", "$500.00", "$200.00", "$0.00", "$200.00", "+150.0 %"),
+    "Flyers": ("Offline", "1", "0", "$0.00", "$0.00", "$0.00", "$0.00", "—"),
+    "Euro social": ("Social", "1", "1", "€80.00", "€100.00", "€0.00", "€100.00", "-20.0 %"),
 }
 
 
@@ -556,6 +560,7 @@ def test_campaign_statistics_equal_the_hand_computed_figures(app, statistics_dat
     text = page.get_data(as_text=True)
     assert stats_table(text) == EXPECTED
     assert "Not included (other currencies):" in text and "revenue €50.00" in text
+    assert "ROI = (revenue − cost) ÷ cost" in text and "cost = spend + reward cost" in text
 
     only_search = operator.get("/admin/campaigns/stats?channel=search").get_data(as_text=True)
     assert list(stats_table(only_search)) == ["Search ads"]
@@ -568,16 +573,88 @@ def test_campaign_statistics_equal_the_hand_computed_figures(app, statistics_dat
             row["active_clients"],
             row["revenue"],
             row["spend"],
-            row["revenue_per_spend"],
+            row["reward_cost"],
+            row["cost"],
+            row["roi_percent"],
             row["entries_in_other_currencies_left_out"],
         )
         for name, row in rows.items()
     } == {
-        "Friends": ("2", "1", "400.00", "10.00", "40.00", "1"),
-        "Search ads": ("2", "1", "500.00", "200.00", "2.50", "0"),
-        "Flyers": ("1", "0", "0.00", "0.00", "", "0"),
-        "Euro social": ("1", "1", "80.00", "100.00", "0.80", "0"),
+        "Friends": ("2", "1", "400.00", "500.00", "15.00", "515.00", "-22.3", "1"),
+        "Search ads": ("2", "1", "500.00", "200.00", "0.00", "200.00", "150.0", "0"),
+        "Flyers": ("1", "0", "0.00", "0.00", "0.00", "0.00", "", "0"),
+        "Euro social": ("1", "1", "80.00", "100.00", "0.00", "100.00", "-20.0", "0"),
     }
+
+
+def test_campaign_statistics_over_a_date_range(app, statistics_data, make_participant):
+    """docs/guarantees.md #28: the range, and ROI = (revenue - cost) / cost."""
+    operator = staff_client(app, "operator")
+
+    def table(**dates):
+        page = operator.get("/admin/campaigns/stats", query_string=dates)
+        assert page.status_code == 200
+        return stats_table(page.get_data(as_text=True))
+
+    # The day the contracts were signed: their revenue only; budgets count in full.
+    signed = table(start="2026-02-01", end="2026-02-01")
+    assert signed["Friends"] == (
+        ("Referral", "0", "0", "$300.00", "$500.00", "$0.00", "$500.00", "-40.0 %")
+    )
+    assert signed["Search ads"][3:] == ("$500.00", "$200.00", "$0.00", "$200.00", "+150.0 %")
+    # Before any campaign began: nothing, not even a budget.
+    before = table(start="2025-01-01", end="2025-12-31")
+    assert {row[3:] for row in before.values()} == {
+        ("$0.00", "$0.00", "$0.00", "$0.00", "—"),
+        ("€0.00", "€0.00", "€0.00", "€0.00", "—"),
+    }
+    # Today: the leads and purchases (100 + 40 - 40) and their rewards; a new friend's
+    # purchase adds rewards still inside their hold (pending), which count as cost too.
+    today = utcnow().date().isoformat()
+    assert table(start=today, end=today)["Friends"] == (
+        ("Referral", "2", "1", "$100.00", "$500.00", "$15.00", "$515.00", "-80.6 %")
+    )
+    rita = db_user_code(app, "Rita Referrer")
+    hal = make_participant("Hal Later", invited_by=rita)
+    with app.app_context():
+        factories.purchase(hal["email"], "h1", 3000, source="manual", external_id="h1")
+        db.session.commit()
+    # Hal's 30.00; pending rewards 10.00 + 5.00: (130 - 530) / 530.
+    assert table(start=today)["Friends"] == (
+        ("Referral", "3", "1", "$130.00", "$500.00", "$30.00", "$530.00", "-75.5 %")
+    )
+    export = operator.get("/admin/export/campaign_stats.csv", query_string={"start": today})
+    rows = {row["campaign"]: row for row in csv.DictReader(io.StringIO(export.text))}
+    assert (rows["Friends"]["reward_cost"], rows["Friends"]["roi_percent"]) == ("30.00", "-75.5")
+
+
+@pytest.mark.parametrize(
+    ("dates", "field", "message"),
+    [
+        ({"start": "2026-02-30"}, "start", "Enter the date as YYYY-MM-DD"),
+        ({"start": "2026-03-01", "end": "2026-02-01"}, "start", "after the end date"),
+        ({"end": "0001-01-01"}, "end", "Pick a date between 1970-01-01"),
+    ],
+)
+def test_bad_campaign_statistics_dates_are_refused_clearly(
+    app, statistics_data, dates, field, message
+):
+    operator = staff_client(app, "operator")
+    page = operator.get("/admin/campaigns/stats", query_string=dates)
+    assert page.status_code == 400
+    text = page.get_data(as_text=True)
+    assert re.search(rf'id="{field}-error"[^>]*>[^<]*{message}', text)
+    assert "campaign-stats" not in text  # no figures for a range nobody meant
+    for value in dates.values():
+        assert f'value="{value}"' in text  # what was typed is kept
+    export = operator.get("/admin/export/campaign_stats.csv", query_string=dates)
+    assert export.status_code == 400
+
+
+def db_user_code(app, name: str) -> str:
+    with app.app_context():
+        user = db.session.scalar(select(User).where(User.name == name))
+        return user.codes[0].code
 
 
 def test_statistics_without_campaigns_say_so(app):

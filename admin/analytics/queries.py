@@ -16,6 +16,7 @@ from sqlalchemy import (
     Integer,
     Select,
     and_,
+    case,
     cast,
     exists,
     func,
@@ -31,6 +32,7 @@ from admin.analytics.sql import date_label, day_label, seconds_between, utc_day
 from core.dates import midnight
 from extensions import db
 from models import (
+    COST_STATUSES,
     COUNTED_STATUSES,
     ROLES,
     AnalyticsDaily,
@@ -48,8 +50,6 @@ QUALIFIED = ("qualified", "rewarded")
 # Held for review, refused, or cleared by staff (still "approved" until a purchase qualifies
 # it); a referral cleared and then qualified is caught by its recorded risk score.
 FLAGGED_STATUSES = ("review", "rejected", "approved")
-# Reward entries that cost the business, or will: everything not taken back or lapsed.
-COST_STATUSES = ("pending", "approved", "paid", "redeemed")
 EARNING_ROLES = ("referrer", "bonus")
 TOP_REFERRERS = 10
 MEMBERS = ("member",)
@@ -65,6 +65,9 @@ class Scope:
     programs: list[int] | None  # None: every program
     # Days before this one are read from the roll-up (None: none are); never after the range.
     rolled_until: date | None = None
+    # Where the period before the range starts, when the figures that scan rows are to be
+    # counted for it too, in the same statement (one pass over the index for both).
+    previous_start: datetime | None = None
 
     @property
     def participants_rolled_until(self) -> date | None:
@@ -81,6 +84,20 @@ def _in_scope(column, scope: Scope) -> list:
 
 def _between(column, scope: Scope) -> list:
     return [column >= scope.start, column < scope.end]
+
+
+def _periods(column, scope: Scope) -> tuple[list, ColumnElement]:
+    """(where, period): `column` in the range or the period before it (when the scope asks
+    for it), and which of the two: 1 the range, 0 the period before."""
+    since = scope.previous_start or scope.start
+    period = case((column >= scope.start, 1), else_=0).label("period")
+    return [column >= since, column < scope.end], period
+
+
+def _split(rows, empty) -> tuple:
+    """(the range's value, the previous period's) from rows keyed by period."""
+    found = {when: value for when, value in rows}
+    return found.get(1, empty), found.get(0, empty)
 
 
 # --- the figures --------------------------------------------------------------------------
@@ -106,13 +123,16 @@ def clicks(scope: Scope) -> int:
     return rolled + db.session.scalar(query)
 
 
-def referral_counts(scope: Scope) -> tuple[int, int, int, int]:
-    """(referred signups, qualified, rewarded, flagged) among the range's referrals."""
+def referral_counts(scope: Scope) -> tuple[tuple[int, int, int, int], ...]:
+    """(referred signups, qualified, rewarded, flagged) among the range's referrals, and
+    among the previous period's."""
     flagged = or_(
         Referral.status.in_(FLAGGED_STATUSES), Referral.risk_score >= Program.review_score
     )
+    where, period = _periods(Referral.created_at, scope)
     query = (
         select(
+            period,
             func.count(),
             func.count().filter(Referral.status.in_(QUALIFIED)),
             func.count().filter(Referral.status == "rewarded"),
@@ -120,9 +140,11 @@ def referral_counts(scope: Scope) -> tuple[int, int, int, int]:
         )
         .select_from(Referral)
         .join(Program, Program.id == Referral.program_id)
-        .where(*_between(Referral.created_at, scope), *_in_scope(Referral.program_id, scope))
+        .where(*where, *_in_scope(Referral.program_id, scope))
+        .group_by(period)
     )
-    return tuple(db.session.execute(query).one())
+    rows = ((row[0], tuple(row[1:])) for row in db.session.execute(query))
+    return _split(rows, (0, 0, 0, 0))
 
 
 def daily_query(scope: Scope) -> Select:
@@ -153,24 +175,32 @@ def daily_query(scope: Scope) -> Select:
     )
 
 
-def _purchases(scope: Scope) -> list:
+def _purchases(scope: Scope, between: list | None = None) -> list:
     return [
         Conversion.kind == "purchase",
         Conversion.outcome == "accepted",
-        *_between(Conversion.occurred_at, scope),
+        *(_between(Conversion.occurred_at, scope) if between is None else between),
         *_in_scope(Conversion.program_id, scope),
     ]
 
 
-def net_revenue(scope: Scope) -> dict[str, int]:
+def net_revenue(scope: Scope) -> tuple[dict[str, int], dict[str, int]]:
     """Referred purchases of the range, less refunds of those same orders whenever they came
-    (a refund without an amount gives back the whole order), per currency."""
-    referred = [*_purchases(scope), Conversion.referral_id.is_not(None)]
-    gross = select(Conversion.currency, func.sum(Conversion.amount)).where(*referred)
-    totals = dict(db.session.execute(gross.group_by(Conversion.currency)).all())
+    (a refund without an amount gives back the whole order), per currency; and the same for
+    the previous period."""
+    where, period = _periods(Conversion.occurred_at, scope)
+    referred = [*_purchases(scope, where), Conversion.referral_id.is_not(None)]
+    gross = select(period, Conversion.currency, func.sum(Conversion.amount)).where(*referred)
+    totals: dict[int, dict[str, int]] = {1: {}, 0: {}}
+    for when, currency, amount in db.session.execute(gross.group_by(period, Conversion.currency)):
+        totals[when][currency] = amount
     refund = aliased(Conversion)
     refunds = (
-        select(Conversion.currency, func.sum(func.coalesce(refund.amount, Conversion.amount)))
+        select(
+            period,
+            Conversion.currency,
+            func.sum(func.coalesce(refund.amount, Conversion.amount)),
+        )
         .join(
             refund,
             and_(
@@ -181,38 +211,51 @@ def net_revenue(scope: Scope) -> dict[str, int]:
             ),
         )
         .where(*referred)
-        .group_by(Conversion.currency)
+        .group_by(period, Conversion.currency)
     )
-    for currency, amount in db.session.execute(refunds):
-        totals[currency] = totals.get(currency, 0) - amount
-    return dict(sorted(totals.items()))
+    for when, currency, amount in db.session.execute(refunds):
+        totals[when][currency] = totals[when].get(currency, 0) - amount
+    return dict(sorted(totals[1].items())), dict(sorted(totals[0].items()))
 
 
-def _cost_entries(scope: Scope) -> list:
+def _cost_entries(scope: Scope, between: list | None = None) -> list:
     return [
-        *_between(Reward.created_at, scope),
+        *(_between(Reward.created_at, scope) if between is None else between),
         Reward.status.in_(COST_STATUSES),
         Reward.kind != "points",
         *_in_scope(Reward.program_id, scope),
     ]
 
 
-def reward_cost(scope: Scope) -> dict[str, int]:
+def reward_cost(scope: Scope) -> tuple[dict[str, int], dict[str, int]]:
+    """Per currency, for the range and for the previous period."""
+    where, period = _periods(Reward.created_at, scope)
     query = (
-        select(Reward.currency, func.sum(Reward.amount))
-        .where(*_cost_entries(scope))
-        .group_by(Reward.currency)
+        select(period, Reward.currency, func.sum(Reward.amount))
+        .where(*_cost_entries(scope, where))
+        .group_by(period, Reward.currency)
         .order_by(Reward.currency)
     )
-    return dict(db.session.execute(query).all())
+    totals: dict[int, dict[str, int]] = {1: {}, 0: {}}
+    for when, currency, amount in db.session.execute(query):
+        totals[when][currency] = amount
+    return totals[1], totals[0]
 
 
 def _acquired(scope: Scope) -> list:
     return [*_between(Referral.first_purchase_at, scope), *_in_scope(Referral.program_id, scope)]
 
 
-def acquired_customers(scope: Scope) -> int:
-    return db.session.scalar(select(func.count()).select_from(Referral).where(*_acquired(scope)))
+def acquired_customers(scope: Scope) -> tuple[int, int]:
+    """For the range and for the previous period."""
+    where, period = _periods(Referral.first_purchase_at, scope)
+    query = (
+        select(period, func.count())
+        .select_from(Referral)
+        .where(*where, *_in_scope(Referral.program_id, scope))
+        .group_by(period)
+    )
+    return _split(db.session.execute(query), 0)
 
 
 # --- participants: members (the few staff accounts left out); with programs in view, those

@@ -2,7 +2,7 @@
 ANALYTICS_CACHE_SECONDS. Ranges are whole UTC days, `start_day` 00:00 up to the midnight
 after `end_day`. The SQL lives in `queries`; the page's two tables are its CSV exports."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -11,10 +11,11 @@ from sqlalchemy import select
 from werkzeug.datastructures import MultiDict
 
 from admin.analytics import queries, rollup
+from admin.analytics.cards import Card, cards
 from admin.analytics.forms import AnalyticsFilterForm
 from admin.analytics.queries import Scope
 from admin.exports import CsvExport, money_cell
-from core.dates import midnight
+from core.dates import EARLIEST_EVENT, LATEST_EVENT, PLAUSIBLE_RANGE, midnight
 from core.errors import DomainError
 from extensions import cache, db
 from models import Campaign, Program
@@ -50,6 +51,13 @@ class Filters:
     def day_count(self) -> int:
         return (self.end_day - self.start_day).days + 1
 
+    def previous(self) -> "Filters":
+        """The same number of days just before, with the same programs."""
+        length = timedelta(days=self.day_count)
+        return replace(
+            self, start_day=self.start_day - length, end_day=self.start_day - timedelta(days=1)
+        )
+
     def as_args(self) -> dict:
         args = {"start": self.start_day.isoformat(), "end": self.end_day.isoformat()}
         if self.program_id:
@@ -72,6 +80,9 @@ def make_filters(
     start_day: date, end_day: date, program_id: int | None, campaign_id: int | None
 ) -> Filters:
     """Checked filters, or InvalidFilter naming the field that is wrong."""
+    for name, day in (("start", start_day), ("end", end_day)):
+        if not EARLIEST_EVENT.date() <= day < LATEST_EVENT.date():
+            raise InvalidFilter(f"Pick a date between {PLAUSIBLE_RANGE}.", name)
     if start_day > end_day:
         raise InvalidFilter("The start date is after the end date; swap them.", "start")
     if (end_day - start_day).days + 1 > MAX_DAYS:
@@ -135,27 +146,14 @@ class Funnel:
 
 
 @dataclass
-class TopReferrer:
-    user_id: int
-    name: str
-    email: str | None
-    referrals: int
-    qualified: int
-    earned: dict[str, int] = field(default_factory=dict)
+class Headline:
+    """The figures the cards show, for one period; the same queries count every period."""
 
-
-@dataclass
-class Figures:
-    filters: Filters
     funnel: Funnel
-    days: list[tuple[str, int, int]]  # (day, new participants, conversions)
     revenue: dict[str, int]  # currency -> net minor units
     reward_cost: dict[str, int]
     acquired: int
     participants: int
-    click_to_signup: float | None  # median seconds
-    signup_to_purchase: float | None
-    top_referrers: list[TopReferrer]
 
     @property
     def cost_per_acquired(self) -> dict[str, int]:
@@ -182,6 +180,35 @@ class Figures:
         return per_participant * conversion
 
 
+@dataclass
+class TopReferrer:
+    user_id: int
+    name: str
+    email: str | None
+    referrals: int
+    qualified: int
+    earned: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Figures:
+    filters: Filters
+    headline: Headline
+    previous: Headline  # the same length of time just before the range
+    days: list[tuple[str, int, int]]  # (day, new participants, conversions)
+    click_to_signup: float | None  # median seconds
+    signup_to_purchase: float | None
+    top_referrers: list[TopReferrer]
+
+    @property
+    def funnel(self) -> Funnel:
+        return self.headline.funnel
+
+    @property
+    def cards(self) -> list[Card]:
+        return cards(self.headline, self.previous)
+
+
 def ratio(part: int, whole: int) -> float | None:
     return part / whole if whole else None
 
@@ -197,19 +224,39 @@ def figures(filters: Filters) -> Figures:
 
 
 def compute(filters: Filters) -> Figures:
-    scope = scope_of(filters)
-    signups, qualified, rewarded, flagged = queries.referral_counts(scope)
+    scope, previous_scope = scope_of(filters), scope_of(filters.previous())
+    now, before = headlines(scope, previous_scope)
     return Figures(
         filters=filters,
-        funnel=Funnel(queries.clicks(scope), signups, qualified, rewarded, flagged),
+        headline=now,
+        previous=before,
         days=[tuple(row) for row in db.session.execute(queries.daily_query(scope))],
-        revenue=queries.net_revenue(scope),
-        reward_cost=queries.reward_cost(scope),
-        acquired=queries.acquired_customers(scope),
-        participants=queries.participants_at_end(scope),
         click_to_signup=queries.median_click_to_signup(scope),
         signup_to_purchase=queries.median_signup_to_purchase(scope),
         top_referrers=top_referrers(scope),
+    )
+
+
+def headlines(scope: Scope, previous: Scope) -> tuple[Headline, Headline]:
+    """The range's headline figures and the previous period's, counted the same way: the
+    statements that scan rows count both periods in one pass; clicks and participants come
+    mostly from the roll-up, period by period."""
+    both = replace(scope, previous_start=previous.start)
+    counts = queries.referral_counts(both)
+    revenue, cost, acquired = (
+        queries.net_revenue(both),
+        queries.reward_cost(both),
+        queries.acquired_customers(both),
+    )
+    return tuple(
+        Headline(
+            funnel=Funnel(queries.clicks(period), *counts[index]),
+            revenue=revenue[index],
+            reward_cost=cost[index],
+            acquired=acquired[index],
+            participants=queries.participants_at_end(period),
+        )
+        for index, period in enumerate((scope, previous))
     )
 
 

@@ -87,9 +87,14 @@ def _search_text(args: MultiDict) -> str:
 # --- CSV exports -----------------------------------------------------------------------------
 
 
-def _ratio(row) -> str:
-    value = campaign_stats.ratio(int(row.revenue), int(row.spend))
-    return "" if value is None else str(value)
+def _cost(row) -> int:
+    return int(row.spend) + int(row.reward_cost)
+
+
+def _roi(row) -> float | None:
+    """A number, so a spreadsheet reads "-22.3" as one (text starting "-" would be defused)."""
+    value = campaign_stats.roi(int(row.revenue), _cost(row))
+    return None if value is None else float(value)
 
 
 CSV_EXPORTS = (
@@ -166,7 +171,14 @@ CSV_EXPORTS = (
             ("active_clients", lambda row: row.active_leads),
             ("revenue", lambda row: money_cell(int(row.revenue), row.Campaign.currency)),
             ("spend", lambda row: money_cell(int(row.spend), row.Campaign.currency)),
-            ("revenue_per_spend", _ratio),
+            ("reward_cost", lambda row: money_cell(int(row.reward_cost), row.Campaign.currency)),
+            (
+                "cost",
+                lambda row: money_cell(
+                    int(row.spend) + int(row.reward_cost), row.Campaign.currency
+                ),
+            ),
+            ("roi_percent", _roi),
             ("entries_in_other_currencies_left_out", lambda row: int(row.left_out)),
         ),
         query=campaign_stats.stats_query,

@@ -1,6 +1,7 @@
 """Staff panel — CRM: services, campaigns, leads, contracts and the campaign statistics."""
 
 from collections.abc import Callable
+from functools import partial
 
 from flask import (
     Blueprint,
@@ -149,14 +150,18 @@ def _save_campaign(campaign: Campaign | None, form: CampaignForm) -> str:
 @bp.get("/campaigns/stats")
 @require("campaign_stats.view")
 def campaign_stats():
-    pagination = listing.paginate(stats.campaigns_query(request.args))
-    return render_template(
+    page = partial(
+        render_template,
         "admin/crm/stats.html",
-        pagination=pagination,
-        rows=stats.figures_for(list(pagination.items)),
-        filters=listing.kept_filters("channel"),
+        filters=listing.kept_filters("channel", "start", "end"),
         channels=CAMPAIGN_CHANNELS,
     )
+    try:
+        stats.period_of(request.args)
+    except stats.InvalidPeriod as error:
+        return page(pagination=None, rows=[], error=error), 400
+    pagination = listing.paginate(stats.campaigns_query(request.args))
+    return page(pagination=pagination, rows=stats.figures_for(list(pagination.items), request.args))
 
 
 # --- leads ------------------------------------------------------------------------------

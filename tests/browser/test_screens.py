@@ -8,6 +8,7 @@ test_journey.py runs on both databases."""
 
 import csv
 import io
+import re
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -266,3 +267,44 @@ def _inside_window(locator) -> bool:
     box = locator.bounding_box()
     width = locator.page.viewport_size["width"]
     return box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width
+
+
+def test_on_a_phone_analytics_reads_at_a_glance(site, contexts):
+    """The headline cards first, each change in words; the funnel's labels readable; the
+    definitions folded away until asked for (docs/guarantees.md #28)."""
+    page = contexts(site.admin_email, "phone")
+    page.goto(site.base_url + "/admin/")
+    clicks = page.locator("#card-clicks")
+    assert clicks.is_visible() and _inside_window(clicks)
+    change = " ".join(clicks.locator(".change").inner_text().split())
+    assert re.match(r"(▲ up \d|▼ down \d|■ no change|no comparison)", change), change
+    assert page.locator("#card-k-factor").get_by_text("was").is_visible()
+    labels = page.locator(".funnel-label").evaluate_all(
+        "labels => labels.map(label => parseFloat(getComputedStyle(label).fontSize))"
+    )
+    assert len(labels) == 4 and min(labels) >= 12, labels
+    definitions = page.locator("#definitions")
+    assert not definitions.get_by_text("Invites per participant").is_visible()
+    definitions.locator("summary").click()
+    assert definitions.get_by_text("Invites per participant").is_visible()
+    assert problems(page) == []
+    assert (
+        page.locator("select#program").evaluate(
+            "select => getComputedStyle(select).backgroundImage"
+        )
+        != "none"
+    )  # drawn with its arrow, like a select
+
+
+def test_campaign_statistics_take_a_date_range_in_the_browser(site, contexts):
+    page = contexts(site.admin_email, "phone")
+    page.goto(site.base_url + "/admin/campaigns/stats")
+    assert page.get_by_text("ROI = (revenue − cost) ÷ cost").is_visible()
+    page.get_by_label("From (UTC)").fill("2020-01-01")
+    page.get_by_label("To (UTC, inclusive)").fill("2020-01-31")
+    page.get_by_role("button", name="Show").click()
+    page.wait_for_url("**start=2020-01-01**")
+    # Nothing happened in January 2020: every campaign's ROI is "—".
+    roi = page.locator("#campaign-stats tbody tr[data-campaign] td:last-child").all_inner_texts()
+    assert roi and set(roi) == {"—"}
+    assert problems(page) == []
