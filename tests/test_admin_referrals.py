@@ -23,7 +23,7 @@ staff_client = analytics_data.staff_client
 
 EVERYONE = {
     "Cleo Zero", "Carl One", "Cora Two", "Cid Three", "Cay Four", "Cyd Five", "Cal Six",
-    "Cy Eight", "Cole Seven",
+    "Cy Eight", "Cole Seven", "Pia Prior",
 }  # fmt: skip
 
 
@@ -57,7 +57,7 @@ def test_every_referral_is_listed_newest_first_with_its_status_in_words(app, sta
     response = staff_client.get("/admin/referrals")
     html = response.text
     assert response.status_code == 200
-    assert "9 referrals" in html
+    assert "10 referrals" in html
     assert friends_listed(staff_client) == friends_exported(staff_client)
     assert friends_exported(staff_client)[:2] == ["Cole Seven", "Cy Eight"]
     assert set(friends_exported(staff_client)) == EVERYONE
