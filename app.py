@@ -18,10 +18,13 @@ from admin.integrations import services as integrations
 from admin.operations import queries as operations
 from admin.people import services as people
 from admin.programs import queries as programs
+from auth import reset, sms
 from auth import tasks as auth_tasks
 from auth.cli import auth_cli
 from auth.services import load_user, unauthorized
 from config import load_config
+from core import jobs
+from core.cli import jobs_cli
 from core.database import configure_engine
 from core.errors import register_error_handlers
 from core.hosts import register_host_check
@@ -30,6 +33,7 @@ from core.jobs import init_celery, register_jobs
 from core.logs import configure_logging
 from core.mail import absolute_url, send_email
 from core.openapi import openapi_bp
+from core.outbox import init_outbox
 from core.security import register_security_headers
 from core.templating import register_template_helpers
 from demo import demo_cli
@@ -42,7 +46,11 @@ from rewards.signals import rewards_approved, rewards_paid
 
 # Every background job, by the module that declares it (beat's schedule is in config.py).
 BACKGROUND_JOBS = (
+    jobs.deliver_outbox,
+    jobs.sweep_outbox,
     send_email,
+    reset.send_reset_link,
+    sms.send_code_text,
     rewards_tasks.release_held,
     rewards_tasks.expire,
     rewards_tasks.retry_webhooks,
@@ -89,7 +97,8 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_background_jobs(app: Flask) -> None:
-    register_jobs(app.extensions["celery"], BACKGROUND_JOBS)
+    register_jobs(app, BACKGROUND_JOBS)
+    init_outbox(app)
 
 
 def register_signal_receivers() -> None:
@@ -129,6 +138,7 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(admin_cli)
     app.cli.add_command(auth_cli)
     app.cli.add_command(demo_cli)
+    app.cli.add_command(jobs_cli)
     app.cli.add_command(rewards_cli)
 
 

@@ -71,6 +71,13 @@ DEFAULTS = {
     "CONTRACT_MAX_BYTES": 10 * 1024 * 1024,
     "ANALYTICS_CACHE_SECONDS": 60,
     "ADMIN_PAGE_SIZE": 50,
+    # The outbox (core/outbox.py): emails, texts and webhook attempts waiting to leave.
+    "OUTBOX_DELIVERY": None,  # None: "celery" with a broker, else "thread"; "inline": tests only
+    "OUTBOX_MAX_ATTEMPTS": 20,  # waits 5 s doubling up to 30 min: about 7 hours, then dead
+    "OUTBOX_LEASE_SECONDS": 120,  # a sender's hold on a row; past it another takes over
+    "OUTBOX_POLL_SECONDS": 5,  # the in-process sender looks for due retries this often
+    "OUTBOX_SWEEP_SECONDS": 60,  # beat's sweep of due rows whose hint was lost
+    "OUTBOX_BACKLOG_SECONDS": 300,  # /health: degraded when a due row has waited longer
     # Outbound webhooks.
     "WEBHOOK_DELIVERY_TIMEOUT_SECONDS": 10,
     "WEBHOOK_MAX_ATTEMPTS": 8,  # retried with exponential backoff, then marked failed
@@ -143,6 +150,12 @@ _ENV_TYPES = {
     "CONTRACT_MAX_BYTES": int,
     "ANALYTICS_CACHE_SECONDS": int,
     "ADMIN_PAGE_SIZE": int,
+    "OUTBOX_DELIVERY": str,
+    "OUTBOX_MAX_ATTEMPTS": int,
+    "OUTBOX_LEASE_SECONDS": int,
+    "OUTBOX_POLL_SECONDS": int,
+    "OUTBOX_SWEEP_SECONDS": int,
+    "OUTBOX_BACKLOG_SECONDS": int,
     "WEBHOOK_DELIVERY_TIMEOUT_SECONDS": int,
     "WEBHOOK_MAX_ATTEMPTS": int,
     "WEBHOOK_ALLOW_PRIVATE_URLS": bool,
@@ -248,11 +261,14 @@ def _derive(app: Flask) -> None:
         app.instance_path, "contracts"
     )
     eager = config["CELERY_ALWAYS_EAGER"]
+    eager = (not redis_url) if eager is None else eager
+    if not config["OUTBOX_DELIVERY"]:
+        config["OUTBOX_DELIVERY"] = "thread" if eager else "celery"
     config["CELERY"] = {
         "broker_url": redis_url or "memory://localhost/",
         "task_default_queue": config["CELERY_DEFAULT_QUEUE"],
         "result_backend": None,
-        "task_always_eager": (not redis_url) if eager is None else eager,
+        "task_always_eager": eager,
         "task_eager_propagates": True,
         "task_ignore_result": True,
         "task_acks_late": True,
@@ -266,6 +282,10 @@ def _derive(app: Flask) -> None:
             "expire-rewards": {
                 "task": "rewards.expire",
                 "schedule": config["REWARDS_SWEEP_SECONDS"],
+            },
+            "outbox-sweep": {
+                "task": "outbox.sweep",
+                "schedule": config["OUTBOX_SWEEP_SECONDS"],
             },
             "retry-webhooks": {
                 "task": "rewards.retry_webhooks",
@@ -349,6 +369,20 @@ def _check(app: Flask) -> None:
         raise ConfigError("PAYOUT_MINIMUM must be at least 1 (minor units)")
     _check_login_failure_limits(config["LOGIN_FAILURE_LIMITS"])
     _check_services(config)
+    _check_outbox(app)
+
+
+def _check_outbox(app: Flask) -> None:
+    config = app.config
+    delivery = config["OUTBOX_DELIVERY"]
+    if delivery not in ("celery", "thread", "inline"):
+        raise ConfigError("OUTBOX_DELIVERY must be 'celery' or 'thread'")
+    if delivery == "inline" and not app.testing:
+        # Inline delivery makes the request wait on SMTP and webhooks: tests only.
+        raise ConfigError("OUTBOX_DELIVERY=inline is for tests only; use 'thread' or 'celery'")
+    for name in ("OUTBOX_MAX_ATTEMPTS", "OUTBOX_LEASE_SECONDS", "OUTBOX_POLL_SECONDS"):
+        if config[name] < 1:
+            raise ConfigError(f"{name} must be at least 1")
 
 
 def _check_development_only(config) -> None:

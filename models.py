@@ -11,6 +11,7 @@ One file, in sections (each starts with a `# ---` header), in this order:
     staff panel     AuditLog (who changed what)
     CRM             Service, Campaign, Lead, Contract
     integrations    WebhookEndpoint, WebhookDelivery (events out)
+    outbox          OutboxMessage (side effects waiting to leave: core/outbox.py)
     analytics       AnalyticsDaily, AnalyticsDailyAccounts, AnalyticsRollup (the roll-up)
 """
 
@@ -83,6 +84,7 @@ LEAD_STATUSES = ("potential", "active", "lost")
 LEAD_SOURCES = ("manual", "referral")
 WEBHOOK_EVENTS = ("referral.created", "referral.qualified", "reward.approved", "reward.paid")
 DELIVERY_STATUSES = ("pending", "succeeded", "failed")
+OUTBOX_STATUSES = ("pending", "sent", "dead")
 
 
 # --- helpers: the clock, CHECK lists, the UTC column type ---
@@ -909,6 +911,38 @@ class WebhookDelivery(db.Model):
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     endpoint: Mapped[WebhookEndpoint] = relationship()
+
+
+# --- outbox (core/outbox.py writes and delivers it) ---
+
+
+class OutboxMessage(db.Model):
+    """One side effect (an email, a text, a webhook attempt) written in the transaction that
+    caused it and delivered after the commit: pending until its job succeeds, dead after
+    OUTBOX_MAX_ATTEMPTS failures."""
+
+    __tablename__ = "outbox_messages"
+    __table_args__ = (
+        CheckConstraint(f"status IN ({_sql_list(OUTBOX_STATUSES)})", name="status"),
+        CheckConstraint("attempts >= 0", name="attempts_not_negative"),
+        CheckConstraint("(status = 'sent') = (sent_at IS NOT NULL)", name="sent_at_when_sent"),
+        # What the senders look for: pending rows by due time.
+        Index("ix_outbox_messages_status_next_attempt_at", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job: Mapped[str] = mapped_column(String(100))
+    args: Mapped[list] = mapped_column(JSON, default=list)
+    status: Mapped[str] = mapped_column(String(10), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # A sender holds a row until then; past it, another may take the row over (a sender died).
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    # Development without PUBLIC_URL: the site root the causing request came to, for links.
+    link_root: Mapped[str | None] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 # --- the analytics roll-up (admin/rollup.py writes it; admin/analytics_queries.py reads it) ---

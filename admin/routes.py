@@ -29,6 +29,7 @@ MENU = (
     ("Contracts", "admin.crm.list_contracts", "contracts.manage"),
     ("Users & roles", "admin.people.list_users", "users.manage"),
     ("Integrations", "admin.integrations.show_integrations", "integrations.manage"),
+    ("Outbox", "admin.integrations.show_outbox", "integrations.manage"),
     ("Audit log", "admin.integrations.show_audit", "audit.view"),
 )
 

@@ -17,7 +17,7 @@ from werkzeug.security import check_password_hash
 
 from auth import phone
 from auth.services import end_all_sessions
-from core import audit
+from core import audit, outbox
 from core.database import after_commit
 from core.errors import DomainError
 from core.templating import mask_email
@@ -373,6 +373,7 @@ def delete_account(user_id: int, *, actor: User | None, now: datetime | None = N
         raise AlreadyDeleted()
     before = {"role": user.role, "active": user.active}
     end_all_sessions(user)
+    outbox.forget_addressed_to(user.email, user.phone)  # mail to them: neither kept nor sent
     own_codes = PhoneCode.user_id == user.id
     db.session.execute(
         delete(PhoneCode)

@@ -13,6 +13,7 @@ from auth import phone, sessions, sms
 from auth.phone_forms import PhoneCodeForm, PhoneForm
 from core.errors import DomainError
 from core.forms import submit
+from core.jobs import enqueue
 from core.security import is_local_path
 from extensions import db, limiter
 from models import User
@@ -65,17 +66,12 @@ def verify_limit(view):
 
 
 def send_code(number: str, user_id: int | None = None) -> None:
-    """Issue a code and text it. The code is committed first, so no transaction (nor SQLite's
-    write lock) stays open while the provider answers; one that could not be sent is deleted
-    again and SmsUnavailable goes up to the view."""
+    """Issue a code and queue its text in the same transaction (auth.sms.send_code_text):
+    the outbox's sender texts it right after the commit, and tries again while the provider
+    is down; the person waits on neither."""
     issued = phone.issue_code(number, user_id=user_id)
+    enqueue(sms.send_code_text, issued.id, number, phone.code_message(issued.code))
     db.session.commit()
-    try:
-        sms.send_sms(number, phone.code_message(issued.code))
-    except sms.SmsUnavailable:
-        phone.discard_code(issued.id)
-        db.session.commit()
-        raise
 
 
 def _safe_next() -> str | None:

@@ -9,6 +9,13 @@ An account without a password (signed up by phone and added an email later, or c
 shop's purchase) may use a reset to choose its first one: the link goes only to the account's
 own mailbox, the same proof of ownership a reset asks of everyone. An account without an email
 address cannot be reset (it signs in by phone). Deactivated accounts get no link.
+
+A request does the same work whoever the address belongs to: it writes one outbox row, "reset
+asked for <address> at <time>", and answers. The job (`auth.send_reset_link`, run after the
+commit by a sender, never in the request) looks the account up and mails the link, so neither
+the answer's time nor a hanging mail server tells an observer who is registered, and a mail
+outage delays the link instead of losing it. The link is made and mailed by the job itself:
+the token is never stored, not even in the outbox.
 """
 
 import hashlib
@@ -23,7 +30,7 @@ from sqlalchemy import select, update
 from auth import sessions
 from auth.services import check_password_policy, hash_password, normalize_email
 from core.errors import DomainError
-from core.jobs import enqueue
+from core.jobs import enqueue, job
 from core.mail import absolute_url, send_email
 from core.templating import format_datetime
 from extensions import db
@@ -74,21 +81,32 @@ def make_token(user: User, now: datetime | None = None) -> str:
 
 
 def request_reset(email: str, now: datetime | None = None) -> None:
-    """Email a reset link to the active account using this address, if there is one. The
-    caller answers the same either way; only an address that does not parse is refused
-    (InvalidEmail), which says nothing about who is registered."""
+    """Ask for a reset link for this address: one outbox row, whether or not an account uses
+    it. Only an address that does not parse is refused (InvalidEmail), which says nothing
+    about who is registered."""
     address = normalize_email(email)
+    enqueue(send_reset_link, address, (now or utcnow()).isoformat())
+
+
+@job("auth.send_reset_link")
+def send_reset_link(address: str, requested_at: str) -> None:
+    """Email a reset link, dated when it was asked for, to the active account using this
+    address, if there is one (run from the outbox)."""
     user = db.session.scalar(select(User).where(User.email == address, User.active))
     if user is None:
         return
     body = render_template(
         "email/password_reset.txt",
         greeting_name=user.name,
-        reset_url=absolute_url("auth.reset_password", token=make_token(user, now)),
+        reset_url=absolute_url(
+            "auth.reset_password", token=make_token(user, datetime.fromisoformat(requested_at))
+        ),
         minutes=int(RESET_LINK_LIFETIME.total_seconds() // 60),
         has_password=user.password_hash is not None,
     )
-    enqueue(send_email, user.email, "Reset your InviteLoop password", body)
+    to = user.email
+    db.session.commit()  # ends the read: SQLite's lock is not held while the mail server answers
+    send_email.run(to, "Reset your InviteLoop password", body)
 
 
 def _read_token(token: str, now: datetime | None) -> tuple[int, int, str]:

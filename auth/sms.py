@@ -6,8 +6,12 @@
   "Authorization: Bearer <SMS_HTTP_TOKEN>" when a token is set. Any answer but 2xx, a
   redirect, a timeout or a connection error raises SmsUnavailable.
 
-Sending is synchronous: the person waits for the code, so they must hear at once when it
-could not be sent.
+A code's text goes through the outbox (`send_code_text`, queued with the code in one
+transaction): no request waits on the provider, and a provider that is down or refusing is
+tried again (5 s, 10 s, 20 s, ...) for as long as the code can still be used. In the embedded
+mode the process's sender is woken right after the commit, so the text leaves at once. Once
+sent, the outbox keeps only the code's id (core.outbox drops the other arguments), so the code
+itself is in the database in clear only while its text waits.
 """
 
 import http.client
@@ -18,8 +22,12 @@ import urllib.request
 from collections.abc import Callable
 
 from flask import current_app
+from sqlalchemy import select
 
 from core.errors import DomainError
+from core.jobs import job
+from extensions import db
+from models import PhoneCode, utcnow
 
 log = logging.getLogger("inviteloop.sms")
 
@@ -33,6 +41,22 @@ class SmsUnavailable(DomainError):
 def send_sms(to: str, body: str) -> None:
     """Send `body` to the number `to` (E.164); raises SmsUnavailable when it could not."""
     BACKENDS[current_app.config["SMS_BACKEND"]](to, body)
+
+
+@job("auth.send_code_text")
+def send_code_text(code_id: int, to: str, body: str) -> None:
+    """Text one code (run from the outbox). A code already used, replaced by a newer one or
+    expired is not worth a text: done without sending. SmsUnavailable: tried again later."""
+    waiting = db.session.scalar(
+        select(PhoneCode.id).where(
+            PhoneCode.id == code_id, PhoneCode.used_at.is_(None), PhoneCode.expires_at > utcnow()
+        )
+    )
+    db.session.commit()  # no transaction (nor SQLite's lock) held while the provider answers
+    if waiting is None:
+        log.info("SMS code %s no longer usable: not sent", code_id)
+        return
+    send_sms(to, body)
 
 
 def _console(to: str, body: str) -> None:

@@ -1,8 +1,10 @@
 """What /health reports: each dependency's state and whether the app can serve.
 
 - `ok`: everything configured answers.
-- `degraded` (still 200: the app serves): Redis, the broker or the mail server is down. Pages
-  are computed without the cache, rate limits are counted per process, mail waits.
+- `degraded` (still 200: the app serves): Redis, the broker or the mail server is down, or the
+  outbox has a backlog (a due message waiting longer than OUTBOX_BACKLOG_SECONDS: no sender
+  runs, or every attempt fails). Pages are computed without the cache, rate limits are
+  counted per process, mail waits in the outbox.
 - `error` (503): the database cannot be reached; nothing useful can be served.
 
 Every probe has a short timeout (HEALTH_PROBE_TIMEOUT_SECONDS), so a hanging dependency cannot
@@ -19,6 +21,7 @@ from kombu import Connection
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from core import outbox
 from extensions import db
 
 log = logging.getLogger(__name__)
@@ -27,6 +30,7 @@ OK = "ok"
 DOWN = "down"
 NOT_CONFIGURED = "not_configured"
 INLINE = "inline"  # background jobs run in the process (no broker)
+BACKLOG = "backlog"  # the outbox holds messages due for longer than its threshold
 
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
@@ -49,9 +53,11 @@ def check() -> Health:
     states["redis"] = _redis(redis_url, timeout) if redis_url else NOT_CONFIGURED
     states["broker"] = _broker(states["redis"], redis_url, timeout)
     states["mail"] = _mail(config, timeout) if config["MAIL_BACKEND"] == "smtp" else NOT_CONFIGURED
+    if states["database"] == OK:
+        states["outbox"] = _outbox(config["OUTBOX_BACKLOG_SECONDS"])
     if states["database"] != OK:
         status = "error"
-    elif DOWN in states.values():
+    elif DOWN in states.values() or states.get("outbox") == BACKLOG:
         status = "degraded"
     else:
         status = "ok"
@@ -66,6 +72,20 @@ def _database() -> str:
         log.error("health check: database unreachable (%s)", error.__class__.__name__)
         _forget_session()
         return DOWN
+    return OK
+
+
+def _outbox(threshold_seconds: int) -> str:
+    try:
+        waited = outbox.oldest_due_age()
+        db.session.rollback()
+    except SQLAlchemyError as error:
+        log.error("health check: outbox unreadable (%s)", error.__class__.__name__)
+        _forget_session()
+        return DOWN
+    if waited is not None and waited > threshold_seconds:
+        log.warning("health check: the outbox has a message due for %d s", waited)
+        return BACKLOG
     return OK
 
 

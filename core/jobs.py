@@ -1,9 +1,10 @@
-"""Background jobs with Celery: inline (eager) by default, on Redis workers when configured.
+"""Background jobs: declared with `@job(name)`, registered by the app factory.
 
 A module declares its jobs with `@job(name)`, which only describes them; the app factory
-registers every job with the app's own Celery (`register_jobs`). Jobs that a request causes are
-queued only after its transaction commits (`enqueue`), so a rolled-back request never sends an
-email or calls out.
+registers every job with the app (`register_jobs`): with its own Celery, for beat's periodic
+jobs and for workers, and by name for the outbox. Jobs that a change causes are written to the
+outbox in its transaction (`enqueue`, core/outbox.py) and delivered after it commits: a
+rolled-back change sends nothing, and a committed one is never lost to a broker or mail outage.
 """
 
 import logging
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from celery import Celery, Task
 from flask import Flask, current_app
 
-from core.database import after_commit
+from core import outbox
 
 log = logging.getLogger(__name__)
 
@@ -50,23 +51,42 @@ def init_celery(app: Flask) -> Celery:
     return celery_app
 
 
-def register_jobs(celery_app: Celery, jobs: Iterable[Job]) -> None:
-    """Make `jobs` tasks of this Celery app only (not shared: other apps in the process, as in
-    tests, register their own)."""
+def register_jobs(app: Flask, jobs: Iterable[Job]) -> None:
+    """Make `jobs` tasks of this app's Celery only (not shared: other apps in the process, as
+    in tests, register their own), and known to its outbox by name."""
+    celery_app = app.extensions["celery"]
+    jobs = tuple(jobs)
     for declared in jobs:
         celery_app.task(
             declared.run, name=declared.name, shared=False, lazy=False, **declared.options
         )
+    app.extensions["jobs"] = {declared.name: declared for declared in jobs}
 
 
-def enqueue(task: Job, *args, **kwargs) -> None:
-    """Queue `task` once the current transaction commits; drop it if it rolls back."""
-    bound = current_app.extensions["celery"].tasks[task.name]
+def enqueue(task: Job, *args, delay_seconds: float = 0) -> None:
+    """Run `task(*args)` once the current transaction commits (not before `delay_seconds`),
+    retried until it succeeds: a row of the outbox, written in this transaction, so it is
+    dropped if it rolls back. Arguments must be JSON values."""
+    if task.name not in current_app.extensions["jobs"]:
+        raise LookupError(f"{task.name} is not a registered job")
+    outbox.add(task.name, args, delay_seconds)
 
-    def send():
-        try:
-            bound.apply_async(args, kwargs)
-        except Exception:  # the commit stands; a lost job is logged, not turned into a 500
-            log.exception("could not queue %s", task.name)
 
-    after_commit(send)
+# The outbox's own tasks, for Celery workers: the hint after a commit, and beat's sweep.
+
+
+@job("outbox.deliver")
+def deliver_outbox(message_ids: list[int]) -> int:
+    """Deliver the rows a commit just wrote (those still due and unclaimed)."""
+    return outbox.drain(only=message_ids)
+
+
+@job("outbox.sweep")
+def sweep_outbox() -> int:
+    """Deliver every due row: retries, and rows whose hint never reached a worker."""
+    delivered = 0
+    while True:
+        ran = outbox.drain()
+        delivered += ran
+        if ran < outbox.DRAIN_BATCH:
+            return delivered

@@ -1,38 +1,42 @@
 """Email for every part of the product: links that work outside a request, and the job that
-sends one message (queued with core.jobs.enqueue, so only a committed change sends mail)."""
+sends one message (written to the outbox with core.jobs.enqueue, so only a committed change
+sends mail, and a mail server outage only delays it).
+
+Each message carries a Message-ID made from its outbox row: a sender that died after the
+server took the message but before the row was marked sent sends it again with the same
+Message-ID, which mail clients and servers use to drop the repeat."""
 
 import logging
+from email.utils import parseaddr
 from urllib.parse import urlsplit
 
 from flask import current_app, has_request_context, url_for
+from flask_mailman import EmailMessage
 
+from core import outbox
 from core.jobs import job
 from core.templating import mask_email
-from extensions import mail
 
 log = logging.getLogger(__name__)
 
-# smtplib's errors, refused or reset connections, timeouts and DNS failures are all OSError:
-# worth another try later. Anything else (a misconfigured backend, a bug) fails at once.
-SEND_RETRY_ERRORS = (OSError,)
-# In a worker: 5 more tries, waits doubling from 5 s (jittered), so up to ~2.5 minutes in all.
-# Eager (no broker) there is no later: one try, whose Retry core.jobs.enqueue logs.
-SEND_MAX_RETRIES = 5
-SEND_BACKOFF_SECONDS = 5
 
-
-# The name predates this module; workers and queued messages know the job by it.
-@job(
-    "rewards.send_email",
-    autoretry_for=SEND_RETRY_ERRORS,
-    retry_backoff=SEND_BACKOFF_SECONDS,
-    retry_backoff_max=600,
-    max_retries=SEND_MAX_RETRIES,
-)
+# The name predates this module; workers and queued messages know the job by it. A failure
+# (refused, reset or timed-out connections, which MAIL_TIMEOUT bounds) raises, and the outbox
+# tries again later.
+@job("rewards.send_email")
 def send_email(to: str, subject: str, body: str) -> None:
     """Send one plain-text email. Arguments are plain strings, so it reads no database."""
-    mail.send_mail(subject, body, None, [to])
+    message = EmailMessage(subject, body, None, [to])
+    key = outbox.message_key(_sender_domain())
+    if key:
+        message.extra_headers["Message-ID"] = key
+    message.send()
     log.info("sent %r to %s", subject, mask_email(to))
+
+
+def _sender_domain() -> str:
+    address = parseaddr(current_app.config["MAIL_DEFAULT_SENDER"])[1]
+    return address.rpartition("@")[2] or "localhost"
 
 
 def absolute_url(endpoint: str, **values) -> str | None:
@@ -49,4 +53,12 @@ def absolute_url(endpoint: str, **values) -> str | None:
         return adapter.build(endpoint, values, force_external=True)
     if has_request_context() or current_app.config["SERVER_NAME"]:
         return url_for(endpoint, _external=True, **values)
+    running = outbox.running()
+    if running is not None and running.link_root:
+        # A job of the outbox: the root of the request that caused it, checked back then.
+        root = urlsplit(running.link_root)
+        adapter = current_app.url_map.bind(
+            root.netloc, script_name=root.path.rstrip("/") or "/", url_scheme=root.scheme
+        )
+        return adapter.build(endpoint, values, force_external=True)
     return None

@@ -16,6 +16,7 @@ from flask.cli import AppGroup
 from sqlalchemy import select
 
 from admin.analytics.rollup import rollup_analytics
+from core import outbox
 from demo import crm, people, shop
 from extensions import db
 from models import User, utcnow
@@ -81,19 +82,20 @@ def login_hint(address: str) -> str:
 
 @contextlib.contextmanager
 def _as_the_demo_happened():
-    """What the seed changes while it runs: demo people are not real, so their emails are
-    dropped, not printed or sent; its history was made with every fraud check on, so held
-    referrals wait in the review queue even where FRAUD_SAME_IP_REVIEW is off; and the log
-    keeps warnings only (the summary counts the rest) unless LOG_LEVEL was set."""
+    """What the seed changes while it runs: demo people are not real, so their emails and
+    webhooks never enter the outbox (not even to leave later); its history was made with
+    every fraud check on, so held referrals wait in the review queue even where
+    FRAUD_SAME_IP_REVIEW is off; and the log keeps warnings only (the summary counts the
+    rest) unless LOG_LEVEL was set."""
     config = current_app.config
-    mail_state = current_app.extensions["mailman"]
     root = logging.getLogger()
-    saved = mail_state.backend, config["FRAUD_SAME_IP_REVIEW"], root.level
-    mail_state.backend, config["FRAUD_SAME_IP_REVIEW"] = "dummy", True
+    saved = config["FRAUD_SAME_IP_REVIEW"], root.level
+    config["FRAUD_SAME_IP_REVIEW"] = True
     if config["LOG_LEVEL"] is None:
         root.setLevel(logging.WARNING)
     try:
-        yield
+        with outbox.discarding():
+            yield
     finally:
-        mail_state.backend, config["FRAUD_SAME_IP_REVIEW"], level = saved
+        config["FRAUD_SAME_IP_REVIEW"], level = saved
         root.setLevel(level)

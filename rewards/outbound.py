@@ -1,8 +1,10 @@
 """Outbound webhooks: InviteLoop's own events, signed per Standard Webhooks, for partner systems.
 
 Publishing. Receivers on the referral and rewards signals write one `WebhookDelivery` per
-active endpoint subscribed to the event, inside the transaction that caused it, and queue the
-delivery job for after the commit (`core.jobs.enqueue`): a rolled-back change sends nothing.
+active endpoint subscribed to the event, inside the transaction that caused it, with an outbox
+row for its first attempt (`core.jobs.enqueue`): a rolled-back change sends nothing, and no
+request waits on a receiver. Each attempt is one outbox row; the row of a failed attempt
+writes the next one, due after the backoff.
 All endpoints receive the same message id for one event, so a receiver can deduplicate.
 
 Payloads are `{"type", "timestamp", "data"}`. `data` carries what a partner needs to act: ids,
@@ -309,9 +311,10 @@ def _close(delivery_id, attempts, status, status_code, error, now) -> bool:
 
 
 def retry_due(now: datetime, max_attempts: int) -> int:
-    """The sweep: queue the pending deliveries whose wait is over (retries in eager mode, and
-    jobs lost on the way to the broker), and close as failed those whose last attempt
-    never recorded an answer. Returns how many it queued."""
+    """The safety net: queue the pending deliveries whose wait is over with no attempt under
+    way (a sender died between counting an attempt and recording its answer, or rows from
+    before the outbox), and close as failed those whose last attempt never recorded an
+    answer. Returns how many it queued."""
     rows = db.session.execute(
         select(WebhookDelivery.id, WebhookDelivery.attempts, WebhookDelivery.last_attempt_at)
         .where(
@@ -341,12 +344,11 @@ def queue_again(delivery: WebhookDelivery) -> None:
     enqueue(deliver_webhook, delivery.id, delivery.attempts)
 
 
-@job("rewards.deliver_webhook", bind=True, max_retries=None)
-def deliver_webhook(task, delivery_id: int, seen_attempts: int = 0) -> str | None:
-    """One attempt at one delivery. A worker retries a failure with exponential backoff
-    (Celery's countdown) up to WEBHOOK_MAX_ATTEMPTS, then it is failed. Eager (no broker) there
-    is no later inside a request: one attempt now, and the next ones when the sweep
-    (`rewards.retry_webhooks`, `flask rewards retry-webhooks`) finds them due."""
+@job("rewards.deliver_webhook")
+def deliver_webhook(delivery_id: int, seen_attempts: int = 0) -> str | None:
+    """One attempt at one delivery, run from the outbox (never inside a request). A failure
+    writes the next attempt to the outbox, due after the backoff, in the transaction that
+    records this one's answer, up to WEBHOOK_MAX_ATTEMPTS; then the delivery is failed."""
     config = current_app.config
     attempt = claim_attempt(delivery_id, seen_attempts, utcnow())
     db.session.commit()  # the attempt counts before the request goes out
@@ -356,7 +358,7 @@ def deliver_webhook(task, delivery_id: int, seen_attempts: int = 0) -> str | Non
         attempt, config["WEBHOOK_DELIVERY_TIMEOUT_SECONDS"], config["WEBHOOK_ALLOW_PRIVATE_URLS"]
     )
     wait = record_answer(attempt, answer, utcnow(), config["WEBHOOK_MAX_ATTEMPTS"])
+    if wait is not None:
+        enqueue(deliver_webhook, delivery_id, attempt.number, delay_seconds=wait)
     db.session.commit()
-    if wait is not None and not task.request.is_eager:
-        raise task.retry(args=(delivery_id, attempt.number), kwargs={}, countdown=wait)
     return answer.error or "succeeded"

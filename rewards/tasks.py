@@ -2,7 +2,8 @@
 sweep (beat runs each every REWARDS_SWEEP_SECONDS; config.py holds the schedule).
 
 Each runs inside an app context (core.jobs), in a worker or inline (eager). The email job is
-core.mail.send_email; one webhook delivery is rewards.outbound.deliver_webhook.
+core.mail.send_email; one webhook attempt is rewards.outbound.deliver_webhook, run from the
+outbox (core/outbox.py), which also schedules the retries.
 """
 
 import logging
@@ -38,8 +39,8 @@ def expire() -> int:
 
 @job("rewards.retry_webhooks")
 def retry_webhooks() -> int:
-    """Queue outbound webhook deliveries whose wait is over: the retries of eager mode, and
-    jobs lost before a worker got them."""
+    """Queue outbound webhook deliveries whose wait is over and that no outbox row carries
+    any more (a sender died mid-attempt): the safety net under the outbox's own retries."""
     queued = outbound.retry_due(utcnow(), current_app.config["WEBHOOK_MAX_ATTEMPTS"])
     db.session.commit()
     log.info("queued %d webhook deliveries", queued)

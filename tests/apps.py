@@ -25,6 +25,9 @@ def app_config(database_url: str, **overrides) -> dict:
         "CACHE_TYPE": "SimpleCache",
         "RATELIMIT_STORAGE_URI": "memory://",
         "REDIS_URL": None,
+        # Delivered right after the commit, in the test's thread, so a test sees the mail a
+        # request sent as soon as it answers; the real senders: test_outbox*.py.
+        "OUTBOX_DELIVERY": "inline",
         **overrides,
     }
 

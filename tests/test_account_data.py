@@ -12,6 +12,7 @@ import requests
 from sqlalchemy import event, select, text
 from sqlalchemy.exc import OperationalError
 
+from core import outbox
 from extensions import cache, db
 from models import AuditLog, Click, Payout, ReferralCode, Reward, User, UserSession, utcnow
 from tests import databases, factories
@@ -269,6 +270,24 @@ def test_no_table_names_them_after_the_deletion(app, story):
     assert {"users", "leads", "conversions", "clicks"} <= tables_naming_bob()
     assert delete_own_account(logged_in(app, story["bob"])).status_code == 302
     assert tables_naming_bob() == set()
+
+
+def test_no_mail_to_them_stays_on_record_or_still_goes_out(app, story):
+    """Ann was mailed when Bob joined; a reset she asked for waits in the outbox, unsent."""
+    ann_email = story["ann"]["email"]
+
+    def messages_naming_ann() -> int:
+        with app.app_context():
+            rows = db.session.execute(text("SELECT * FROM outbox_messages")).all()
+        return sum(ann_email in repr(row) for row in rows)
+
+    with app.app_context():
+        enqueue_later = outbox.add("auth.send_reset_link", [ann_email], delay_seconds=3600)
+        assert enqueue_later is not None
+        db.session.commit()
+    assert messages_naming_ann() >= 2
+    assert delete_own_account(logged_in(app, story["ann"])).status_code == 302
+    assert messages_naming_ann() == 0
 
 
 # --- deleting: what stops -------------------------------------------------------------------

@@ -22,6 +22,7 @@ from models import (
     Contract,
     Conversion,
     Lead,
+    OutboxMessage,
     Payout,
     Referral,
     ReferralCode,
@@ -149,6 +150,9 @@ def seed_world(app) -> dict:
         db.session.add(delivery)
         key, _secret = api_keys.create_api_key("Shop", ["events:write"])
         code = db.session.scalar(db.select(ReferralCode).where(ReferralCode.user_id == fred["id"]))
+        stuck = OutboxMessage(job="rewards.send_email", args=["x@example.com", "Hi", "Hello"])
+        stuck.status, stuck.attempts, stuck.last_error = "dead", 3, "OSError: walk"
+        db.session.add(stuck)
         db.session.commit()
         return {
             "user_id": fred["id"],
@@ -164,6 +168,7 @@ def seed_world(app) -> dict:
             "endpoint_id": endpoint.id,
             "delivery_id": delivery.id,
             "key_id": key.id,
+            "message_id": stuck.id,
             "referrals": referral_in_review.id,
             "purchases": conversion.id,
         }

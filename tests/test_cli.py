@@ -4,8 +4,9 @@ import pytest
 from sqlalchemy import func, select
 
 from extensions import db
-from models import COUNTED_STATUSES, Click, Referral, User
+from models import COUNTED_STATUSES, Click, OutboxMessage, Referral, User
 from tests import factories
+from tests.helpers import take_outbox
 
 
 @pytest.fixture
@@ -98,8 +99,11 @@ def test_demo_seed_fills_an_empty_database_once(app, runner):
             select(func.count(Referral.id)).where(Referral.status.in_(COUNTED_STATUSES))
         )
         counters = db.session.scalar(select(func.sum(User.referral_count)))
+        waiting = db.session.scalar(select(func.count(OutboxMessage.id)))
     assert participants == 60 and referrals > 20 and clicks >= referrals
     assert counters == counted  # counters equal the rows they count
+    assert waiting == 0  # demo people are not real: nothing is mailed to them, not even later
+    assert take_outbox(app) == []
     again = runner.invoke(args=["demo", "seed", "--if-empty"])
     assert again.exit_code == 0 and "skipped" in again.output
     refused = runner.invoke(args=["demo", "seed"])

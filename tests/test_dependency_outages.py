@@ -17,14 +17,14 @@ import redis
 import requests
 from sqlalchemy import func, select
 
-from core import caching
+from core import caching, outbox
 from core.caching import FailSoftRedisCache
 from extensions import cache, db
-from models import Click, Conversion, User
+from models import Click, Conversion, OutboxMessage, User
 from tests import factories
 from tests.apps import other_app
 from tests.events_api import SECRET, purchase, sign
-from tests.helpers import CSRF_FIELD
+from tests.helpers import CSRF_FIELD, take_outbox
 from tests.server import free_port, running_server, stop_process
 
 pytestmark = [pytest.mark.server]
@@ -172,6 +172,21 @@ def test_with_redis_unreachable_every_page_answers_and_health_says_degraded(app,
         assert clicks == 1
         assert nina is not None and nina.referred_by_id == rita["id"]
         assert orders == ["evt-order-outage"]  # keyed by the event id
+        # Rita's "a friend joined" email could not be handed to the dead broker, but it is in
+        # the outbox (docs/guarantees.md no. 20) ...
+        # (Fred's, from before the server ran, went out at once: the tests' inline delivery.)
+        waiting = db.session.scalars(
+            select(OutboxMessage).where(OutboxMessage.status == "pending")
+        ).all()
+        assert [(row.job, row.args[:2]) for row in waiting] == [
+            ("rewards.send_email", [rita["email"], "A friend joined InviteLoop through you"])
+        ]
+    # ... and goes out once a worker (beat's sweep, or `flask jobs run`) gets to it.
+    with other_app(database_url, MAIL_BACKEND="locmem") as recovered, recovered.app_context():
+        assert outbox.drain() == len(waiting)
+        [message] = take_outbox(recovered)
+        assert message.to == [rita["email"]]
+        assert set(db.session.scalars(select(OutboxMessage.status))) == {"sent"}
 
 
 def test_limits_hold_on_redis_through_its_outage_and_after_it(app, database_url, own_redis):

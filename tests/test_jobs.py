@@ -1,20 +1,20 @@
-"""Background jobs: emails leave only after their transaction commits, a real Celery worker on
-Redis sends them, the periodic sweeps are scheduled, and a flaky mail server gets retried."""
+"""Background jobs: emails leave only after their transaction commits (through the outbox), a
+real Celery worker on Redis sends them, the periodic sweeps are scheduled, and a flaky mail
+server gets retried. The outbox's own guarantees: test_outbox*.py."""
 
 import itertools
-import smtplib
 import socket
 import threading
 from datetime import timedelta
 
 import pytest
-from celery.exceptions import Retry
-from sqlalchemy import select
+from sqlalchemy import select, update
 
+from core import outbox
 from core.jobs import enqueue
-from core.mail import SEND_BACKOFF_SECONDS, send_email
+from core.mail import send_email
 from extensions import db
-from models import Conversion, Referral, Reward, User, utcnow
+from models import Conversion, OutboxMessage, Referral, Reward, User, utcnow
 from referral.services import default_program
 from rewards.notifications import friend_joined, reward_approved
 from rewards.tasks import release_held
@@ -39,7 +39,7 @@ def config_overrides():
     }
 
 
-# Eager mode (no broker): the job runs at commit, and only then.
+# The tests' inline delivery: the job runs right after the commit, and only then.
 
 
 def test_an_email_queued_in_a_transaction_that_rolls_back_is_never_sent(app):
@@ -322,35 +322,39 @@ def smtp_settings(port: int) -> dict:
     return {"MAIL_BACKEND": "smtp", "MAIL_SERVER": "127.0.0.1", "MAIL_PORT": port}
 
 
-def test_in_eager_mode_a_failed_send_asks_for_a_retry_with_backoff(database_url):
-    """Without a broker there is no later to retry in: the attempt raises Celery's Retry
-    (a worker would requeue the job with the countdown), which the caller logs."""
-    with (
-        FlakySmtpServer(drops=1) as server,
-        other_app(database_url, **smtp_settings(server.port)) as app,
-        app.app_context(),
-        pytest.raises(Retry) as retry,
-    ):
-        app.extensions["celery"].tasks[send_email.name].apply([ANN, "Welcome", "Hello Ann"])
-    assert isinstance(retry.value.exc, smtplib.SMTPServerDisconnected)
-    assert 0 <= retry.value.when <= SEND_BACKOFF_SECONDS
-    assert server.connections == 1
+def the_row() -> OutboxMessage:
+    """The one outbox row, read without keeping a transaction (SQLite's lock) open."""
+    row = db.session.scalars(select(OutboxMessage).execution_options(populate_existing=True)).one()
+    db.session.expunge(row)
+    db.session.rollback()
+    return row
 
 
 @pytest.mark.usefixtures("app")  # empty tables
-def test_in_eager_mode_a_failed_send_is_logged_and_the_commit_stands(database_url, caplog):
+def test_a_failed_send_stays_in_the_outbox_and_goes_out_on_the_next_attempt(database_url):
     with (
-        FlakySmtpServer(drops=1000) as server,
-        other_app(database_url, **smtp_settings(server.port)) as app,
+        FlakySmtpServer(drops=1) as server,
+        other_app(database_url, OUTBOX_DELIVERY="inline", **smtp_settings(server.port)) as app,
         app.app_context(),
     ):
         db.session.add(User(name="Ann Lee", email=ANN))
         enqueue(send_email, ANN, "Welcome", "Hello Ann")
-        db.session.commit()
+        db.session.commit()  # the commit stands; the hung-up send is kept for later
         assert db.session.scalar(select(User).where(User.name == "Ann Lee"))
-    assert server.connections == 1
-    assert server.messages == []
-    assert "could not queue rewards.send_email" in caplog.text
+        failed = the_row()
+        assert (failed.status, failed.attempts, server.messages) == ("pending", 1, [])
+        assert "SMTPServerDisconnected" in failed.last_error
+        wait = (failed.next_attempt_at - utcnow()).total_seconds()
+        assert 0 < wait <= outbox.BACKOFF_BASE_SECONDS
+        assert outbox.drain() == 0  # not due yet
+        db.session.execute(update(OutboxMessage).values(next_attempt_at=utcnow()))
+        db.session.commit()
+        assert outbox.drain() == 1
+        sent = the_row()
+    assert (sent.status, sent.attempts, sent.last_error) == ("sent", 2, None)
+    assert server.connections == 2
+    [message] = server.messages
+    assert b"Hello Ann" in message
 
 
 # A real worker on the local Redis.
@@ -383,7 +387,7 @@ def test_a_real_worker_tries_again_after_the_mail_server_hung_up(sqlite_url, bro
             log = worker.log()
     assert server.connections == 2
     assert len(server.messages) == 1
-    assert "Retry in" in log
+    assert "attempt 1 failed, next in 5 s" in log
     assert "SMTPServerDisconnected" in log
 
 

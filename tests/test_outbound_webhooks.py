@@ -326,17 +326,19 @@ def test_a_public_address_is_accepted():
     assert outbound.check_new_url(url, allow_private=False) == url
 
 
-# A real Celery worker on the local Redis: the retry is Celery's, with its countdown.
+# A real Celery worker on the local Redis: the retry is an outbox row due after the backoff.
 
 
 @pytest.mark.server
 def test_a_real_worker_retries_a_500_with_backoff_then_succeeds(app, database_url, broker):
-    """The web app hands the job to Redis at commit; the worker's first attempt gets 500, it
-    asks Celery to retry in 5 s, and the second attempt succeeds."""
+    """The web app writes the attempt to the outbox and hints a worker through Redis at commit;
+    the worker's first attempt gets 500, it writes the next attempt due in 5 s (and hints
+    itself with that countdown), and the second attempt succeeds."""
     with Receiver(statuses=[500]) as receiver:
         _, secret = add_endpoint(app, receiver.url)
         web = {
             "REDIS_URL": broker.url,
+            "OUTBOX_DELIVERY": "celery",
             "CELERY_OVERRIDES": {"task_default_queue": broker.queue},
             "WEBHOOK_ALLOW_PRIVATE_URLS": True,
         }
@@ -349,7 +351,7 @@ def test_a_real_worker_retries_a_500_with_backoff_then_succeeds(app, database_ur
             wait_until(lambda: len(receiver.requests) == 2, worker, "second attempt")
             wait_until(lambda: deliveries(app)[0].status == "succeeded", worker, "success")
             log = worker.log()
-    assert "Retry in 5s" in log
+    assert "attempt 1: HTTP 500" in log
     first, second = receiver.verified(secret)
     assert first == second
     [delivery] = deliveries(app)

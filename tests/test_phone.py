@@ -11,11 +11,12 @@ import threading
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from auth import phone
+from core import outbox
 from extensions import db
-from models import PhoneCode, Referral, User, utcnow
+from models import OutboxMessage, PhoneCode, Referral, User, utcnow
 from tests.helpers import (
     count,
     is_logged_in,
@@ -499,36 +500,59 @@ def test_the_http_backend_without_a_token_sends_no_authorization(app, client):
     assert "Authorization" not in headers
 
 
-SEND_FAILED = "We could not send the text message just now. Please try again in a few minutes."
+def code_texts(app) -> list[OutboxMessage]:
+    with app.app_context():
+        rows = db.session.scalars(
+            select(OutboxMessage).where(OutboxMessage.job == "auth.send_code_text")
+        ).all()
+        db.session.expunge_all()
+        return rows
 
 
 @pytest.mark.parametrize("answer", [500, 401, 302], ids=["500", "401", "redirect"])
-def test_a_provider_refusing_gives_a_clear_error_and_no_usable_code(app, client, answer):
+def test_a_provider_refusing_delays_the_text_it_does_not_lose_it(app, client, answer):
+    """The person goes on to the code page at once; the text is kept in the outbox and tried
+    again while the code can be used (docs/guarantees.md no. 20)."""
     with Provider(status=answer) as provider:
         use_provider(app, provider.url)
         response = request_code(client, NUMBER, name="Ann")
+        assert len(provider.requests) == 1
+    assert response.status_code == 302
+    assert location_path(response) == "/auth/phone/verify"
+    [waiting] = code_texts(app)
+    assert (waiting.status, waiting.attempts) == ("pending", 1)
+    assert "SmsUnavailable" in waiting.last_error
+    with Provider() as provider:  # the provider answers again: the next attempt gets through
+        use_provider(app, provider.url)
+        with app.app_context():
+            assert outbox.retry_now(waiting.id)
+            db.session.commit()
+        [(_, body)] = provider.messages
+    code = re.search(r"\b(\d{6})\b", body["body"]).group(1)
+    assert enter_code(client, code).status_code == 302
+    [sent] = code_texts(app)
+    # Once sent, the code's text is not kept: only the code's id.
+    assert (sent.status, sent.args) == ("sent", [waiting.args[0]])
 
-    assert len(provider.requests) == 1
-    assert response.status_code == 503
-    page = read_form(response)
-    assert page.alerts == [SEND_FAILED]
-    assert page.values["phone"] == NUMBER
-    assert count(app, PhoneCode) == 0
-    assert location_path(client.get("/auth/phone/verify")) == "/auth/phone"
 
-
-def test_an_unreachable_or_slow_provider_gives_a_clear_error(app, client):
+def test_an_unreachable_or_slow_provider_holds_up_no_request_and_an_unusable_code_is_not_sent(
+    app, client
+):
     use_provider(app, f"http://127.0.0.1:{free_port()}/v1/messages")
-    response = request_code(client, NUMBER)
-    assert response.status_code == 503
-    assert read_form(response).alerts == [SEND_FAILED]
-
+    assert request_code(client, NUMBER).status_code == 302
     with Provider(delay=2) as provider:
         use_provider(app, provider.url, timeout=1)
-        response = request_code(client, NUMBER)
-    assert response.status_code == 503
-    assert count(app, PhoneCode) == 0
-    # A failed send does not spend the number's budget: the next try goes through.
+        assert request_code(client, OTHER_NUMBER).status_code == 302
+    first, replaced = code_texts(app)
+    assert "SmsUnavailable" in first.last_error and "SmsUnavailable" in replaced.last_error
+    # A code replaced by a newer one (or used, or expired) is not worth a text any more.
+    with app.app_context():
+        db.session.execute(delete(PhoneCode).where(PhoneCode.phone == OTHER_NUMBER))
+        db.session.commit()
     with Provider() as provider:
         use_provider(app, provider.url)
-        assert request_code(client, NUMBER).status_code == 302
+        with app.app_context():
+            assert outbox.retry_now(first.id) and outbox.retry_now(replaced.id)
+            db.session.commit()
+        assert [body["to"] for _, body in provider.messages] == [NUMBER]
+    assert {row.status for row in code_texts(app)} == {"sent"}

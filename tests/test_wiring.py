@@ -34,6 +34,10 @@ RECEIVERS = {
 JOB_NAMES = [
     "admin.rollup_analytics",
     "auth.prune_sessions",
+    "auth.send_code_text",
+    "auth.send_reset_link",
+    "outbox.deliver",
+    "outbox.sweep",
     "rewards.deliver_webhook",
     "rewards.expire",
     "rewards.release_held",

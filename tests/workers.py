@@ -57,7 +57,11 @@ def redis_broker():
 
 def queue_job(database_url: str, broker: Broker, task, *args) -> None:
     """Queue a job as the web app does: in a transaction, handed to Redis at commit."""
-    web = {"REDIS_URL": broker.url, "CELERY_OVERRIDES": {"task_default_queue": broker.queue}}
+    web = {
+        "REDIS_URL": broker.url,
+        "OUTBOX_DELIVERY": "celery",
+        "CELERY_OVERRIDES": {"task_default_queue": broker.queue},
+    }
     with other_app(database_url, **web) as app, app.app_context():
         assert not app.extensions["celery"].conf.task_always_eager
         enqueue(task, *args)
@@ -97,7 +101,9 @@ def running_worker(database_url: str, broker: Broker, **settings: str):
     arguments = ["worker", "--pool", "solo", "--concurrency", "1", "--queues", broker.queue]
     arguments += ["--hostname", f"{broker.queue}@%h"]
     arguments += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
-    return running_celery(arguments, database_url, REDIS_URL=broker.url, **settings)
+    # Its own hints (an outbox retry) go to the test's queue too.
+    queue = {"CELERY_DEFAULT_QUEUE": broker.queue}
+    return running_celery(arguments, database_url, REDIS_URL=broker.url, **queue, **settings)
 
 
 def wait_until(condition: Callable[[], object], celery: CeleryProcess, what: str) -> None:

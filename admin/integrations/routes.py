@@ -12,6 +12,7 @@ from flask import (
 )
 
 from admin import listing
+from admin.integrations import outbox as outbox_screen
 from admin.integrations import services
 from admin.integrations.forms import ActionForm, ApiKeyForm, ConfirmForm, EndpointForm
 from admin.policy import require
@@ -240,6 +241,47 @@ def redeliver(delivery_id: int):
     if submission.done:
         flash(f"Message {submission.result} queued again.", "success")
     return back
+
+
+# --- The outbox: what waits to leave -----------------------------------------------------
+
+
+@bp.get("/outbox")
+@require(MANAGE)
+def show_outbox():
+    filters = outbox_screen.outbox_filters(request.args)
+    return render_template(
+        "admin/integrations/outbox.html",
+        messages=listing.paginate(outbox_screen.outbox_query(filters), "page"),
+        filters=filters,
+        statuses=outbox_screen.STATUS_FILTERS,
+        jobs=outbox_screen.job_names(),
+    )
+
+
+@bp.route("/outbox/<int:message_id>/retry", methods=["GET", "POST"])
+@require(MANAGE)
+def retry_outbox_message(message_id: int):
+    message = outbox_screen.get_message(message_id)
+    back = url_for(".show_outbox")
+    form = ConfirmForm()
+    submission = submit(
+        form, lambda: outbox_screen.retry_now(message_id), reraise=(outbox_screen.AlreadySent,)
+    )
+    if submission.done:
+        flash(f"Message {message_id} ({message.job}) is due now.", "success")
+        return redirect(back)
+    return _confirm(
+        form,
+        submission.status,
+        title=f"Retry message {message_id} ({message.job}) now?",
+        explanation=(
+            "It is sent again at once, whatever its wait or its failed attempts. A message that"
+            " reached its receiver before (without being marked sent) arrives twice, with the"
+            " same Message-ID or webhook-id."
+        ),
+        cancel=back,
+    )
 
 
 # --- The audit log ----------------------------------------------------------------------

@@ -7,7 +7,7 @@ need a rebuild of `users`, which drops the leaderboard's expression index); exis
 have no `deleted_at`, so they pass.
 
 Revision ID: 0009
-Revises: 0007 (the lead re-chains it after the outbox's 0008 on merge)
+Revises: 0008
 Create Date: 2026-12-06
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 

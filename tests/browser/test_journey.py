@@ -4,6 +4,7 @@ dashboard and the copy button (docs/guarantees.md #25). On SQLite and PostgreSQL
 import re
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.browser.chromium import PHONE, problems
 
@@ -40,5 +41,6 @@ def test_a_friend_joins_through_a_link_and_copies_their_own(site, phone):
 
     copy = phone.get_by_role("button", name="Copy", exact=True)
     copy.click()
-    assert phone.get_by_role("button", name="Copied!").is_visible()
+    # The copy is a promise (the clipboard API): wait for the button to say it is done.
+    expect(phone.get_by_role("button", name="Copied!")).to_be_visible()
     assert phone.evaluate("navigator.clipboard.readText()") == link
