@@ -50,16 +50,19 @@ def seed(participants: int, days: int, if_empty: bool, url: str | None):
     with _as_the_demo_happened():
         with click.progressbar(length=participants, label="Participants and referrals") as bar:
             report = people.seed(participants, days, lambda done, _: bar.update(done - bar.pos))
-        planned = shop.plan_purchases(random.Random(days), now, now - timedelta(days=days + 1))
-        with click.progressbar(length=len(planned), label="Purchases and refunds") as bar:
-            purchases, refunds = shop.record_purchases(planned, now, bar.update)
-        click.echo("Campaigns, leads, contracts, payouts and analytics...")
+        since = now - timedelta(days=days + 1)
+        planned = shop.plan_purchases(random.Random(days), now, since)
+        payouts = crm.PayoutSchedule(random.Random(days), now, since)
+        with click.progressbar(length=len(planned), label="Purchases and payouts") as bar:
+            purchases, refunds = shop.record_purchases(planned, now, bar.update, payouts.catch_up)
+        click.echo("Campaigns, leads, contracts and analytics...")
         crm.seed(random.Random(days), now)
         rollup_analytics(now.date(), rebuild=True)  # the seed backdates its rows
         db.session.commit()
     click.echo(
         f"Created {report.participants} participants, {report.referrals} referrals, "
-        f"{report.clicks} clicks, {purchases} purchases and {refunds} refunds."
+        f"{report.clicks} clicks, {purchases} purchases, {refunds} refunds and "
+        f"{payouts.paid} payouts."
     )
     click.echo(login_hint(address))
 

@@ -46,13 +46,19 @@ def plan_purchases(rng: random.Random, now: datetime, since: datetime) -> list[P
 
 
 def record_purchases(
-    planned: list[PlannedEvent], now: datetime, progress: Callable[[int], None]
+    planned: list[PlannedEvent],
+    now: datetime,
+    progress: Callable[[int], None],
+    meanwhile: Callable[[datetime], None],
 ) -> tuple[int, int]:
-    """Record `planned` through the event intake; returns (purchases, refunds)."""
+    """Record `planned` through the event intake; returns (purchases, refunds). Before each
+    event, `meanwhile(its time)` does what happened since the previous one."""
     for item in planned:
+        meanwhile(item.recorded_at)
         services.release_held_rewards(item.recorded_at)  # the holds that ended before it
         record_event(item.event, now=item.recorded_at)
         progress(1)
+    meanwhile(now)
     services.release_held_rewards(now)
     db.session.commit()
     purchases = sum(1 for item in planned if item.event.kind == "purchase")

@@ -12,7 +12,17 @@ from sqlalchemy.orm import aliased
 
 from demo.people import ADMIN_EMAIL, DEMO_PASSWORD
 from extensions import db
-from models import Click, Conversion, Program, Referral, ReferralCode, Reward, User, utcnow
+from models import (
+    Click,
+    Conversion,
+    Payout,
+    Program,
+    Referral,
+    ReferralCode,
+    Reward,
+    User,
+    utcnow,
+)
 from tests.apps import start_afresh
 from tests.helpers import log_in
 
@@ -151,6 +161,18 @@ def test_held_rewards_are_approved_once_their_hold_ended_not_on_the_seed_day(see
     assert approved and all(available <= updated for available, updated in approved)
     on_the_day = [u for _, u in approved if u.date() == seeded.finished_at.date()]
     assert len(on_the_day) < len(approved) / 4
+
+
+def test_payouts_are_paid_after_their_rewards_were_approved_over_the_period(seeded, app):
+    payouts = _rows(app, select(Payout.id, Payout.created_at, Payout.paid_at))
+    assert payouts and all(asked <= paid <= seeded.finished_at for _, asked, paid in payouts)
+    on_the_day = [paid for _, _, paid in payouts if paid.date() == seeded.finished_at.date()]
+    assert len(on_the_day) < len(payouts) / 2  # most were paid on earlier days
+    rewards = _rows(
+        app,
+        select(Reward.available_at, Payout.created_at).join(Payout, Reward.payout_id == Payout.id),
+    )
+    assert rewards and all(available <= asked for available, asked in rewards)
 
 
 def test_purchases_come_from_every_kind_of_shop_and_spread_over_the_period(seeded, app):
