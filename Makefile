@@ -13,10 +13,13 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	@touch $(STAMP)
 
+# The seed prints how to log in as its last lines, right before the server's own.
+HOST ?= 127.0.0.1
+PORT ?= 5000
 run: $(STAMP)
-	$(FLASK) db upgrade
-	$(FLASK) demo seed --if-empty
-	$(FLASK) run --host 127.0.0.1 --port 5000
+	@$(FLASK) db upgrade
+	@$(FLASK) demo seed --if-empty --url http://$(HOST):$(PORT)
+	@$(FLASK) run --host $(HOST) --port $(PORT)
 
 # Two workers (the machine's two cores), each with its own databases. Work stealing keeps both
 # busy to the end (3:40 against 4:05 for whole files per worker on a 2-core machine); a module's

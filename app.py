@@ -1,8 +1,5 @@
 """The application factory: the only place an app is made. Run with `flask --app app ...`."""
 
-import logging
-import sys
-
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -34,6 +31,7 @@ from core.errors import register_error_handlers
 from core.hosts import register_host_check
 from core.inputs import register_input_checks
 from core.jobs import init_celery, register_jobs
+from core.logs import configure_logging
 from core.mail import absolute_url, send_email
 from core.openapi import openapi_bp
 from core.outbox import init_outbox
@@ -66,7 +64,7 @@ BACKGROUND_JOBS = (
 def create_app(config: dict | None = None) -> Flask:
     app = Flask(__name__, instance_relative_config=True)
     load_config(app, config)
-    configure_logging(app.config["LOG_LEVEL"])
+    configure_logging(app.config)
     register_extensions(app)
     register_background_jobs(app)
     register_signal_receivers()
@@ -81,16 +79,6 @@ def create_app(config: dict | None = None) -> Flask:
     register_commands(app)
     trust_proxies(app)
     return app
-
-
-def configure_logging(level: str) -> None:
-    root = logging.getLogger()
-    if not any(getattr(handler, "_inviteloop", False) for handler in root.handlers):
-        handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        handler._inviteloop = True
-        root.addHandler(handler)
-    root.setLevel(level.upper())
 
 
 def register_extensions(app: Flask) -> None:

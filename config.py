@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 from flask import Flask
 from limits import parse_many
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
 DEFAULTS = {
     "APP_ENV": "development",
     "SECRET_KEY": None,
@@ -20,7 +22,8 @@ DEFAULTS = {
     "PUBLIC_URL": None,  # e.g. https://refer.example.com; None: taken from the request
     "TRUSTED_PROXY_COUNT": 0,
     "EMAIL_CHECK_DNS": False,
-    "LOG_LEVEL": "INFO",
+    # None: INFO, with one-line-per-message loggers at WARNING in development (core/logs.py).
+    "LOG_LEVEL": None,
     "SQLITE_BUSY_TIMEOUT_SECONDS": 15,
     "LEADERBOARD_CACHE_SECONDS": 60,
     "LEADERBOARD_PAGE_SIZE": 20,
@@ -34,6 +37,9 @@ DEFAULTS = {
     "SIGNUP_LIMITS": "10/minute;100/hour",  # per client IP
     "REFERRAL_LINK_LIMITS": "60/minute;1000/hour",  # per client IP on /r/<code>
     "CLAIM_LIMITS": "10/minute;50/day",  # inviter claims tried, per client IP
+    # Development only: false stops the checks that compare signup IP addresses from holding
+    # a referral, so two browsers on one machine can try a referral. Production refuses it.
+    "FRAUD_SAME_IP_REVIEW": True,
     # Werkzeug hash method. Only a test configuration may lower it; see _check.
     "PASSWORD_HASH_METHOD": "scrypt",
     # Rewards and conversions.
@@ -111,6 +117,7 @@ _ENV_TYPES = {
     "TRUSTED_PROXY_COUNT": int,
     "EMAIL_CHECK_DNS": bool,
     "LOG_LEVEL": str,
+    "FRAUD_SAME_IP_REVIEW": bool,
     "SQLITE_BUSY_TIMEOUT_SECONDS": int,
     "LEADERBOARD_CACHE_SECONDS": int,
     "RATELIMIT_ENABLED": bool,
@@ -251,6 +258,7 @@ def _derive(app: Flask) -> None:
     config["SQLALCHEMY_TRACK_MODIFICATIONS"] = False
     config["MAX_CONTENT_LENGTH"] = config.get("MAX_CONTENT_LENGTH") or 1024 * 1024
     config["DEFAULT_CURRENCY"] = config["DEFAULT_CURRENCY"].upper()
+    config["LOG_LEVEL"] = config["LOG_LEVEL"].upper() if config["LOG_LEVEL"] else None
     config["CONTRACTS_FOLDER"] = config["CONTRACTS_FOLDER"] or os.path.join(
         app.instance_path, "contracts"
     )
@@ -351,6 +359,7 @@ def _check(app: Flask) -> None:
                 "link in emails, SMS, webhooks and QR codes is built from it, never from the "
                 "request's Host header"
             )
+    _check_development_only(config)
     if config["PASSWORD_HASH_METHOD"] != DEFAULTS["PASSWORD_HASH_METHOD"] and not app.testing:
         raise ConfigError("PASSWORD_HASH_METHOD may only be changed in a test configuration")
     if config["TRUSTED_PROXY_COUNT"] < 0:
@@ -378,6 +387,16 @@ def _check_outbox(app: Flask) -> None:
     for name in ("OUTBOX_MAX_ATTEMPTS", "OUTBOX_LEASE_SECONDS", "OUTBOX_POLL_SECONDS"):
         if config[name] < 1:
             raise ConfigError(f"{name} must be at least 1")
+
+
+def _check_development_only(config) -> None:
+    if config["APP_ENV"] == "production" and not config["FRAUD_SAME_IP_REVIEW"]:
+        raise ConfigError(
+            "FRAUD_SAME_IP_REVIEW=false is for trying referrals on one machine; production "
+            "always checks whether a friend signed up from the referrer's IP address"
+        )
+    if config["LOG_LEVEL"] is not None and config["LOG_LEVEL"] not in LOG_LEVELS:
+        raise ConfigError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
 
 
 def _check_login_failure_limits(rules: str) -> None:

@@ -3,7 +3,8 @@ referral one), hand-entered leads, signed contracts, and a few payouts, so the c
 statistics compare channels the way a real installation would after some months.
 
 Runs after the demo participants exist (their referred signups are already leads), through
-the same services the panel uses.
+the same services the panel uses; the payouts are made while the purchases are recorded
+(PayoutSchedule), when the balances they pay were there.
 """
 
 import io
@@ -20,6 +21,7 @@ from demo.people import FIRST_NAMES, LAST_NAMES
 from extensions import db
 from models import Lead, Program, Reward, User
 from rewards import ledger
+from rewards.services import release_held_rewards
 
 # A minimal valid PDF: the demo's "signed document".
 _DOCUMENT = b"%PDF-1.4\n1 0 obj <</Type /Catalog>> endobj\ntrailer <</Root 1 0 R>>\n%%EOF\n"
@@ -43,7 +45,6 @@ _PAYOUTS = 12
 class CrmReport:
     leads: int = 0
     contracts: int = 0
-    payouts: int = 0
 
 
 def seed(rng: random.Random, now: datetime) -> CrmReport:
@@ -70,7 +71,6 @@ def seed(rng: random.Random, now: datetime) -> CrmReport:
             _manual_lead(rng, campaign.id, number)
             report.leads += 1
     report.contracts = _sign_contracts(rng, services, start)
-    report.payouts = _pay_out_some_balances(now)
     db.session.commit()
     return report
 
@@ -127,21 +127,39 @@ def _document() -> io.BytesIO:
     return io.BytesIO(_DOCUMENT)
 
 
-def _pay_out_some_balances(now: datetime) -> int:
-    """The largest approved credit balances are paid out, so referral spend is not zero."""
-    richest = db.session.execute(
-        select(Reward.beneficiary_id, Reward.currency)
-        .where(Reward.status == "approved", Reward.kind == "credit", Reward.payout_id.is_(None))
-        .group_by(Reward.beneficiary_id, Reward.currency)
-        .order_by(func.sum(Reward.amount).desc())
-        .limit(_PAYOUTS)
-    ).all()
-    paid = 0
-    for user_id, currency in richest:
+class PayoutSchedule:
+    """Some of the largest credit balances are paid out, so referral spend is not zero: at
+    moments spread over the later part of the period, while the purchases are recorded in
+    time order (`catch_up`), each pays the largest balance approved by then and is marked
+    paid a few hours later, not all on the day of the seed."""
+
+    def __init__(self, rng: random.Random, now: datetime, since: datetime):
+        self.rng, self.now = rng, now
+        self.moments = sorted(since + (now - since) * rng.uniform(0.35, 1) for _ in range(_PAYOUTS))
+        self.paid = 0
+
+    def catch_up(self, moment: datetime) -> None:
+        while self.moments and self.moments[0] <= moment:
+            paying_at = self.moments.pop(0)
+            release_held_rewards(paying_at)  # what the balance holds at that moment
+            self._pay_the_largest_balance(paying_at)
+
+    def _pay_the_largest_balance(self, requested_at: datetime) -> None:
+        largest = db.session.execute(
+            select(Reward.beneficiary_id, Reward.currency)
+            .where(Reward.status == "approved", Reward.kind == "credit", Reward.payout_id.is_(None))
+            .group_by(Reward.beneficiary_id, Reward.currency)
+            .order_by(func.sum(Reward.amount).desc(), Reward.beneficiary_id)
+            .limit(1)
+        ).first()
+        if largest is None:
+            return
+        user_id, currency = largest
         try:
-            payout = ledger.request_payout(db.session.get(User, user_id), "credit", currency, now)
-            ledger.mark_payout_paid(payout, f"demo-transfer-{user_id}", now)
+            user = db.session.get(User, user_id)
+            payout = ledger.request_payout(user, "credit", currency, requested_at)
+            paid_at = min(requested_at + timedelta(hours=self.rng.uniform(1, 6)), self.now)
+            ledger.mark_payout_paid(payout, f"demo-transfer-{payout.id}", paid_at)
         except DomainError:
-            continue  # below the payout minimum
-        paid += 1
-    return paid
+            return  # below the payout minimum: nobody has enough yet
+        self.paid += 1

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
+from werkzeug.security import check_password_hash
 
 from auth.services import canonical_email, hash_password
 from core.clients import ip_prefix
@@ -110,6 +111,12 @@ def database_is_empty() -> bool:
     return db.session.scalar(select(func.count(User.id))) == 0
 
 
+def demo_accounts_exist() -> bool:
+    """The demo's admin account is still there and still has the published password."""
+    admin = db.session.scalar(select(User).where(User.email == ADMIN_EMAIL))
+    return admin is not None and check_password_hash(admin.password_hash or "", DEMO_PASSWORD)
+
+
 def seed(participants: int, days: int, progress: Callable[[int, int], None]) -> SeedReport:
     rng = random.Random(20261121)
     now = utcnow()
@@ -122,7 +129,7 @@ def seed(participants: int, days: int, progress: Callable[[int, int], None]) -> 
     report = SeedReport(0, 0, 0)
     for index, joined_at in enumerate(joined):
         user = _seed_participant(rng, index, joined_at, shared_hash)
-        code = services.issue_code(user, program)
+        code = _issue_code(user, program, joined_at)
         inviter = _pick_inviter(rng, people)
         if inviter is not None:
             inviter_user, inviter_code = inviter
@@ -144,7 +151,7 @@ def seed(participants: int, days: int, progress: Callable[[int, int], None]) -> 
         report.participants += 1
         if (index + 1) % 50 == 0 or index + 1 == participants:
             db.session.commit()
-            progress(index + 1, participants)
+        progress(index + 1, participants)
     return report
 
 
@@ -161,7 +168,14 @@ def _seed_staff(password_hash: str, joined_at: datetime, program) -> None:
         )
         db.session.add(person)
         db.session.flush()
-        services.issue_code(person, program)
+        _issue_code(person, program, joined_at)
+
+
+def _issue_code(user: User, program, joined_at: datetime) -> ReferralCode:
+    """Everyone gets their code as they join: it is dated then, not on the day of the seed."""
+    code = services.issue_code(user, program)
+    code.created_at = joined_at
+    return code
 
 
 def _seed_participant(rng: random.Random, index: int, joined_at: datetime, password_hash: str):
@@ -191,10 +205,15 @@ def _pick_inviter(rng: random.Random, people: list) -> tuple[User, ReferralCode]
 def _seed_clicks(
     rng: random.Random, code: ReferralCode, signup_at: datetime
 ) -> tuple[int, datetime]:
-    """The visits before a signup: a few clicks in the days before, the last one converting.
-    Returns how many, and when the converting one was."""
+    """The visits before a signup: a few people opened the link over the days before (never
+    before its owner had it), the last of them the friend, who signs up minutes later.
+    Returns how many, and when the friend's click was."""
     count = rng.randint(1, 5)
-    for step in range(count):
+    since_issued = signup_at - code.created_at  # the inviter may have joined just before
+    converting_at = signup_at - min(timedelta(minutes=rng.uniform(2, 90)), since_issued * 0.9)
+    earliest = max(code.created_at, converting_at - timedelta(days=7))
+    moments = sorted(earliest + (converting_at - earliest) * rng.random() for _ in range(count - 1))
+    for moment in [*moments, converting_at]:
         click = services.record_click(
             code,
             visitor_id=secrets.token_hex(16),
@@ -203,5 +222,5 @@ def _seed_clicks(
             referrer=rng.choice(SITES),
             utm={"source": rng.choice(UTM_SOURCES)},
         )
-        click.created_at = signup_at - timedelta(hours=rng.uniform(0.05, 72) * (count - step))
-    return count, click.created_at
+        click.created_at = moment
+    return count, converting_at

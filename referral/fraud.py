@@ -3,12 +3,16 @@
 Each check gives a reason code, points and a sentence for staff; the points add up to a risk
 score, and the program's policy turns the score into allow, review or reject. Everything is
 stored itemised on the referral or conversion, so a decision can always be explained.
+
+FRAUD_SAME_IP_REVIEW=false (development only; production refuses it) leaves out the checks
+that compare signup IP addresses, so two browsers on one machine can try a referral.
 """
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from disposable_email_domains import blocklist as disposable_domains
+from flask import current_app
 from sqlalchemy import Integer, cast, func, literal, select
 from sqlalchemy.orm import aliased
 
@@ -82,7 +86,8 @@ def signup_signals(referred: User, code: ReferralCode, now: datetime) -> list[Si
     referrer, program = code.owner, code.program
     signals = self_referral_signals(referred, referrer)
     signals += _email_domain_signals(referred, program)
-    signals += _network_signals(referred, referrer)
+    if current_app.config["FRAUD_SAME_IP_REVIEW"]:
+        signals += _network_signals(referred, referrer)
     signals += _velocity_signals(referred, code, program, now)
     if closes_cycle(referred.id, referrer.id):
         signals.append(Signal("cycle", 100, "the referrer was invited by this person's network"))
@@ -117,7 +122,7 @@ def _velocity_signals(
     referred: User, code: ReferralCode, program: Program, now: datetime
 ) -> list[Signal]:
     signals = []
-    if referred.signup_ip:
+    if referred.signup_ip and current_app.config["FRAUD_SAME_IP_REVIEW"]:
         friend = aliased(User)
         same_ip_today = db.session.scalar(
             select(func.count())
