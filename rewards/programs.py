@@ -52,6 +52,7 @@ RULE_FIELDS = {
     "min_seconds_click_to_purchase": int,
     "excluded_email_domains": list,
     "campaign_id": int,
+    "notify_rejected": bool,
 }
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9-]{1,63}\.)+[a-z]{2,63}$")
 

@@ -6,6 +6,7 @@ from decimal import Decimal, InvalidOperation
 
 from flask_wtf import FlaskForm
 from wtforms import (
+    BooleanField,
     DateTimeLocalField,
     IntegerField,
     SelectChoice,
@@ -125,6 +126,7 @@ class ProgramForm(FlaskForm):
     max_signups_per_code_per_hour = _required_int("Signups per code per hour")
     min_seconds_click_to_purchase = _required_int("Seconds from click to purchase, at least")
     excluded_email_domains = StringField("Excluded email domains")
+    notify_rejected = BooleanField("Email the referrer when a friend's signup does not count")
     submit = SubmitField("Save")
 
     def __init__(self, campaigns, *args, **kwargs):
@@ -244,6 +246,7 @@ _PLAIN_FIELDS = (
     "min_seconds_click_to_purchase",
     "referrer_reward_basis",
     "milestone_every",
+    "notify_rejected",
 )
 
 
