@@ -34,6 +34,8 @@ DEFAULTS = {
     "SIGNUP_LIMITS": "10/minute;100/hour",  # per client IP
     "REFERRAL_LINK_LIMITS": "60/minute;1000/hour",  # per client IP on /r/<code>
     "CLAIM_LIMITS": "10/minute;50/day",  # inviter claims tried, per client IP
+    # Invitations by email sent, per sender (each up to 5 addresses; a refused form is free).
+    "INVITATION_LIMITS": "5/hour;10/day",
     # Werkzeug hash method. Only a test configuration may lower it; see _check.
     "PASSWORD_HASH_METHOD": "scrypt",
     # Rewards and conversions.
@@ -119,6 +121,7 @@ _ENV_TYPES = {
     "SIGNUP_LIMITS": str,
     "REFERRAL_LINK_LIMITS": str,
     "CLAIM_LIMITS": str,
+    "INVITATION_LIMITS": str,
     "DEFAULT_CURRENCY": str,
     "PAYOUT_MINIMUM": int,
     "EVENTS_WEBHOOK_SECRET": str,
