@@ -28,6 +28,8 @@ from models import (
     AuditLog,
     Click,
     Conversion,
+    EmailOptOut,
+    Invitation,
     Lead,
     Payout,
     PhoneCode,
@@ -158,6 +160,20 @@ def export(user: User, now: datetime | None = None) -> dict:
         ],
         "crm_lead": _lead(user),
         "audit_log": _audit_entries(user),
+        # auth/email_choices.py and referral/invitations.py; friends' addresses masked.
+        "emails_turned_off": list(
+            db.session.scalars(
+                select(EmailOptOut.kind)
+                .where(EmailOptOut.user_id == user.id)
+                .order_by(EmailOptOut.kind)
+            )
+        ),
+        "invitations_sent": [
+            {"to": mask_email(invitation.email_canonical), "created_at": invitation.created_at}
+            for invitation in db.session.scalars(
+                select(Invitation).where(Invitation.sender_id == user.id).order_by(Invitation.id)
+            )
+        ],
     }
 
 

@@ -329,3 +329,20 @@ def test_a_forged_or_altered_unsubscribe_link_is_refused_and_changes_nothing(app
         assert browser.get(f"/auth/emails/unsubscribe/{bad}").status_code == 404
     with app.app_context():
         assert db.session.scalar(select(EmailOptOut.kind)) is None
+
+
+def test_the_data_download_lists_the_choices_and_the_invitations_sent(app, make_participant):
+    rita = make_participant("Rita Referrer", email="rita@example.com")
+    client = participant_client(app, rita)
+    token = csrf_token(client, "/auth/profile")
+    client.post(
+        "/auth/profile/emails",
+        data={"csrf_token": token, "friends": "on", "rewards": "on", "payouts": "on"},
+    )
+    token = csrf_token(client, "/referral/dashboard")
+    client.post("/referral/invite", data={"csrf_token": token, "emails": "ann@example.com"})
+
+    data = client.get("/auth/profile/data").get_json(force=True)
+
+    assert data["emails_turned_off"] == ["news"]
+    assert [entry["to"] for entry in data["invitations_sent"]] == ["a***@example.com"]
