@@ -390,6 +390,10 @@ def delete_account(user_id: int, *, actor: User | None, now: datetime | None = N
     before = {"role": user.role, "active": user.active}
     end_all_sessions(user)
     outbox.forget_addressed_to(user.email, user.phone)  # mail to them: neither kept nor sent
+    if user.email_canonical:  # invitations once sent to their address (a suppression stays)
+        db.session.execute(
+            delete(Invitation).where(Invitation.email_canonical == user.email_canonical)
+        )
     own_codes = PhoneCode.user_id == user.id
     db.session.execute(
         delete(PhoneCode)

@@ -14,6 +14,7 @@ from extensions import db
 from models import Invitation, InvitationSuppression, utcnow
 from referral.services import default_program
 from rewards import programs
+from tests import factories
 from tests.helpers import count, csrf_token, logged_in, take_outbox
 
 PUBLIC_URL = "https://refer.example.com"
@@ -188,3 +189,16 @@ def test_a_forged_stop_link_is_refused_and_changes_nothing(app, rita):
     for bad in (path[:-2], "/invitations/stop/MQ.forged", "/invitations/stop/nonsense"):
         assert browser.post(bad).status_code == 404
     assert count(app, InvitationSuppression) == 0
+
+
+def test_deleting_an_account_forgets_the_invitations_to_its_address(app, rita, make_participant):
+    invite(logged_in(app, rita), "ann@example.com, bea@example.com")
+    ann = make_participant("Ann Archer", email="ann@example.com")
+    client = logged_in(app, ann)
+    token = csrf_token(client, "/auth/profile/delete")
+    data = {"csrf_token": token, "password": factories.PASSWORD, "confirm": "y"}
+    assert client.post("/auth/profile/delete", data=data).status_code == 302
+
+    with app.app_context():
+        left = list(db.session.scalars(select(Invitation.email_canonical)))
+    assert left == ["bea@example.com"]
