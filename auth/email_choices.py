@@ -72,10 +72,13 @@ def turn_off(user_id: int, kind: str, now: datetime) -> None:
         pass  # the same click, committed first by another request
 
 
+def unsubscribe_token(user_id: int, kind: str) -> str:
+    return unsubscribe_signer(_PURPOSE).dumps([user_id, kind])
+
+
 def unsubscribe_url(user: User, kind: str) -> str | None:
     """The one-click link that turns `kind` off for `user` (None where no link can be made)."""
-    token = unsubscribe_signer(_PURPOSE).dumps([user.id, kind])
-    return absolute_url("auth.unsubscribe", token=token)
+    return absolute_url("auth.unsubscribe", token=unsubscribe_token(user.id, kind))
 
 
 def _read_token(token: str) -> tuple[int, str] | None:

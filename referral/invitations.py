@@ -117,10 +117,7 @@ def _suppressed(canonical: str) -> bool:
 
 
 def _mail(address: str, invitation: Invitation, sender: User, program: Program, link: str):
-    # The token names the invitation, not the address: links end up in logs.
-    unsubscribe_url = absolute_url(
-        "referral.stop_invitations", token=unsubscribe_signer(_PURPOSE).dumps(invitation.id)
-    )
+    unsubscribe_url = absolute_url("referral.stop_invitations", token=stop_token(invitation.id))
     friend_reward = None
     if program.friend_reward_kind and program.friend_reward_basis == "fixed":
         friend_reward = format_amount(
@@ -147,6 +144,12 @@ def _mail(address: str, invitation: Invitation, sender: User, program: Program, 
     )
     subject = f"{sender.public_name} invites you to join InviteLoop"
     enqueue(send_email, address, subject, body, unsubscribe_url)
+
+
+def stop_token(invitation_id: int) -> str:
+    """The signed token of an invitation's one-click stop link. It names the invitation, not
+    the address: links end up in logs."""
+    return unsubscribe_signer(_PURPOSE).dumps(invitation_id)
 
 
 def stop_invitations_to(canonical: str, now: datetime) -> None:
