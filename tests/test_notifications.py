@@ -5,13 +5,16 @@ choose which of them they get, and every one carries a one-click unsubscribe lin
 without signing in and is honoured. docs/guarantees.md #31."""
 
 import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sqlalchemy import select
 
 from extensions import db
-from models import EmailOptOut, Payout, Reward, utcnow
-from rewards import ledger
+from models import EmailOptOut, Payout, Referral, Reward, User, utcnow
+from referral import lifecycle
+from rewards import ledger, review
 from rewards.tasks import release_held
 from tests import factories
 from tests.helpers import (
@@ -346,3 +349,58 @@ def test_the_data_download_lists_the_choices_and_the_invitations_sent(app, make_
 
     assert data["emails_turned_off"] == ["news"]
     assert [entry["to"] for entry in data["invitations_sent"]] == ["a***@example.com"]
+
+
+def at_once(app, action, errors) -> list[str]:
+    """Run `action(now)` in two threads that start together, each in its own transaction;
+    "done" or "refused" (one of `errors`) each."""
+    barrier = threading.Barrier(2, timeout=10)
+
+    def run(_) -> str:
+        with app.app_context():
+            prepared = action()
+            barrier.wait()
+            try:
+                prepared()
+                db.session.commit()
+                return "done"
+            except errors:
+                db.session.rollback()
+                return "refused"
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return sorted(pool.map(run, range(2)))
+
+
+# PostgreSQL only: SQLite's transactions begin IMMEDIATE, so two clicks cannot overlap.
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_two_staff_paying_one_payout_at_once_send_one_email(app, make_participant):
+    rita, _ = approved_credit(app, make_participant)
+    with app.app_context():
+        payout_id = ledger.request_payout(
+            db.session.get(User, rita["id"]), "credit", "USD", utcnow()
+        ).id
+        db.session.commit()
+    take_outbox(app)
+
+    def pay():
+        payout = db.session.get(Payout, payout_id)
+        return lambda: ledger.mark_payout_paid(payout, "wire 7", utcnow())
+
+    assert at_once(app, pay, ledger.PayoutNotOpen) == ["done", "refused"]
+    assert only_mail_to(app, "rita@example.com").subject == "Your payout of $10.00 is paid"
+
+
+# PostgreSQL only: SQLite's transactions begin IMMEDIATE, so two clicks cannot overlap.
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_two_staff_clearing_one_held_referral_at_once_send_one_email(app, rita, make_participant):
+    fred = held_friend(make_participant, rita, "Fred Friend")
+    referral_id = referral_of(app, fred["id"]).id
+
+    def approve():
+        referral = db.session.get(Referral, referral_id)
+        return lambda: review.approve_referral(referral, utcnow())
+
+    assert at_once(app, approve, lifecycle.NotUnderReview) == ["done", "refused"]
+    message = only_mail_to(app, "rita@example.com")
+    assert message.subject == "A friend joined InviteLoop through you"
