@@ -164,6 +164,7 @@ def test_a_payout_request_is_confirmed_and_its_payment_announced_once(
     form = {"csrf_token": csrf_token(client, "/rewards/"), "kind": "credit", "currency": "USD"}
 
     assert client.post("/rewards/payouts", data=form).status_code == 302
+    assert "We will email you once it is paid." in client.get("/rewards/").text
     requested = only_mail_to(app, "rita@example.com")
     with app.app_context():
         payout_id = db.session.scalar(select(Payout.id).where(Payout.user_id == rita["id"]))
@@ -268,6 +269,10 @@ def test_turned_off_kinds_are_not_sent_and_the_others_and_security_mail_are(app,
 
     token = csrf_token(client, "/auth/profile")
     client.post("/auth/profile/emails", data={"csrf_token": token})  # everything off
+    with app.app_context():  # paid by staff: no email, and the request page promised none
+        ledger.mark_payout_paid(db.session.scalars(select(Payout)).one(), None, utcnow())
+        db.session.commit()
+    assert take_outbox(app) == []
     anonymous = app.test_client()
     reset = csrf_token(anonymous, "/auth/reset")
     anonymous.post("/auth/reset", data={"csrf_token": reset, "email": "rita@example.com"})
@@ -404,3 +409,17 @@ def test_two_staff_clearing_one_held_referral_at_once_send_one_email(app, rita, 
     assert at_once(app, approve, lifecycle.NotUnderReview) == ["done", "refused"]
     message = only_mail_to(app, "rita@example.com")
     assert message.subject == "A friend joined InviteLoop through you"
+
+
+def test_with_payout_emails_off_the_request_page_promises_no_email(app, make_participant):
+    rita, _ = approved_credit(app, make_participant)
+    client = participant_client(app, rita)
+    token = csrf_token(client, "/auth/profile")
+    client.post("/auth/profile/emails", data={"csrf_token": token, "rewards": "on"})
+    form = {"csrf_token": csrf_token(client, "/rewards/"), "kind": "credit", "currency": "USD"}
+
+    assert client.post("/rewards/payouts", data=form).status_code == 302
+
+    page = client.get("/rewards/").text
+    assert "Payout of $10.00 requested. Your ledger shows when it is paid." in page
+    assert take_outbox(app) == []
