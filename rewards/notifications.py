@@ -93,7 +93,7 @@ def payout_requested(payout: Payout) -> None:
 
 
 def payout_paid(payout: Payout) -> None:
-    """Keep the request page's promise: "we will let you know once it is paid"."""
+    """Keep the request page's promise: "we will email you once it is paid"."""
     amount = format_amount(payout.amount, payout.currency, payout.kind)
     _mail(
         payout.user,
