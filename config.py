@@ -40,6 +40,8 @@ DEFAULTS = {
     # Development only: false stops the checks that compare signup IP addresses from holding
     # a referral, so two browsers on one machine can try a referral. Production refuses it.
     "FRAUD_SAME_IP_REVIEW": True,
+    # Invitations by email sent, per sender (each up to 5 addresses; a refused form is free).
+    "INVITATION_LIMITS": "5/hour;10/day",
     # Werkzeug hash method. Only a test configuration may lower it; see _check.
     "PASSWORD_HASH_METHOD": "scrypt",
     # Rewards and conversions.
@@ -127,6 +129,7 @@ _ENV_TYPES = {
     "SIGNUP_LIMITS": str,
     "REFERRAL_LINK_LIMITS": str,
     "CLAIM_LIMITS": str,
+    "INVITATION_LIMITS": str,
     "DEFAULT_CURRENCY": str,
     "PAYOUT_MINIMUM": int,
     "REVIEW_DAYS": int,

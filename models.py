@@ -12,6 +12,7 @@ One file, in sections (each starts with a `# ---` header), in this order:
     CRM             Service, Campaign, Lead, Contract
     integrations    WebhookEndpoint, WebhookDelivery (events out)
     outbox          OutboxMessage (side effects waiting to leave: core/outbox.py)
+    emails          EmailOptOut (a participant's "no thanks"), Invitation, InvitationSuppression
     analytics       AnalyticsDaily, AnalyticsDailyAccounts, AnalyticsRollup (the roll-up)
 """
 
@@ -32,6 +33,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
     text,
     true,
 )
@@ -89,6 +91,8 @@ LEAD_SOURCES = ("manual", "referral")
 WEBHOOK_EVENTS = ("referral.created", "referral.qualified", "reward.approved", "reward.paid")
 DELIVERY_STATUSES = ("pending", "succeeded", "failed")
 OUTBOX_STATUSES = ("pending", "sent", "dead")
+# What a participant may turn off (auth/email_choices.py); security mails always go.
+EMAIL_KINDS = ("friends", "rewards", "payouts", "news")
 
 
 # --- helpers: the clock, CHECK lists, the UTC column type ---
@@ -265,6 +269,8 @@ class Program(db.Model):
     # {placeholders} filled from the rules, and how to use a reward. None: made from the rules.
     share_text: Mapped[str | None] = mapped_column(String(280))
     reward_usage_text: Mapped[str | None] = mapped_column(String(500))
+    # Tell the referrer when a friend's signup does not count (rewards/notifications.py).
+    notify_rejected: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     campaign_id: Mapped[int | None] = mapped_column(Integer, index=True)
     campaign_channel: Mapped[str] = mapped_column(
         String(10), default="referral", server_default="referral"
@@ -1015,3 +1021,50 @@ class AnalyticsRollup(db.Model):
 
 # The roll-up's batches and the page's live part read codes by the day they were issued.
 Index("ix_referral_codes_created_at", ReferralCode.created_at, ReferralCode.program_id)
+
+
+# --- emails: what participants turned off, invitations sent to friends by email ---
+
+
+class EmailOptOut(db.Model):
+    """A kind of email (EMAIL_KINDS) a participant does not want; no row: they get it."""
+
+    __tablename__ = "email_opt_outs"
+    __table_args__ = (CheckConstraint(f"kind IN ({_sql_list(EMAIL_KINDS)})", name="kind"),)
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Invitation(db.Model):
+    """An email a participant asked us to send a friend about a program: one per address
+    (one spelling per mailbox, `email_canonical`) and program, ever."""
+
+    __tablename__ = "invitations"
+    __table_args__ = (
+        UniqueConstraint("program_id", "email_canonical", name="uq_invitations_program_address"),
+        CheckConstraint("email_canonical = lower(email_canonical)", name="canonical_lower_case"),
+        # The per-sender daily count.
+        Index("ix_invitations_sender_id_created_at", "sender_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id", ondelete="CASCADE"))
+    sender_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    email_canonical: Mapped[str] = mapped_column(String(254))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class InvitationSuppression(db.Model):
+    """An address that asked never to be invited again (its one-click unsubscribe)."""
+
+    __tablename__ = "invitation_suppressions"
+    __table_args__ = (
+        CheckConstraint("email_canonical = lower(email_canonical)", name="canonical_lower_case"),
+    )
+
+    email_canonical: Mapped[str] = mapped_column(String(254), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

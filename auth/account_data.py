@@ -28,6 +28,8 @@ from models import (
     AuditLog,
     Click,
     Conversion,
+    EmailOptOut,
+    Invitation,
     Lead,
     Payout,
     PhoneCode,
@@ -159,6 +161,20 @@ def export(user: User, now: datetime | None = None) -> dict:
         ],
         "crm_lead": _lead(user),
         "audit_log": _audit_entries(user),
+        # auth/email_choices.py and referral/invitations.py; friends' addresses masked.
+        "emails_turned_off": list(
+            db.session.scalars(
+                select(EmailOptOut.kind)
+                .where(EmailOptOut.user_id == user.id)
+                .order_by(EmailOptOut.kind)
+            )
+        ),
+        "invitations_sent": [
+            {"to": mask_email(invitation.email_canonical), "created_at": invitation.created_at}
+            for invitation in db.session.scalars(
+                select(Invitation).where(Invitation.sender_id == user.id).order_by(Invitation.id)
+            )
+        ],
     }
 
 
@@ -376,6 +392,10 @@ def delete_account(user_id: int, *, actor: User | None, now: datetime | None = N
     before = {"role": user.role, "active": user.active}
     end_all_sessions(user)
     outbox.forget_addressed_to(user.email, user.phone)  # mail to them: neither kept nor sent
+    if user.email_canonical:  # invitations once sent to their address (a suppression stays)
+        db.session.execute(
+            delete(Invitation).where(Invitation.email_canonical == user.email_canonical)
+        )
     own_codes = PhoneCode.user_id == user.id
     db.session.execute(
         delete(PhoneCode)

@@ -11,12 +11,12 @@ from flask import (
 from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_required
 
-from auth import phone_routes, profile_routes, reset, services, sessions, throttle
+from auth import email_choices, phone_routes, profile_routes, reset, services, sessions, throttle
 from auth.forms import LoginForm, ResetPasswordForm, ResetRequestForm, SignupForm
 from core.errors import DomainError
 from core.forms import show_domain_error, submit
 from core.security import is_local_path
-from extensions import limiter
+from extensions import csrf, limiter
 from models import utcnow
 from referral import attribution, offer
 from referral import services as referral_services
@@ -42,6 +42,14 @@ bp.add_url_rule("/profile/sessions", view_func=profile_routes.end_other_sessions
 bp.add_url_rule("/profile/data", view_func=profile_routes.download_data, methods=["GET"])
 bp.add_url_rule("/profile/delete", view_func=profile_routes.delete_account, methods=_BOTH)
 bp.add_url_rule("/profile/delete/code", view_func=profile_routes.send_delete_code, methods=["POST"])
+bp.add_url_rule("/profile/emails", view_func=email_choices.save_choices, methods=["POST"])
+bp.add_url_rule(
+    "/emails/unsubscribe/<token>",
+    endpoint="unsubscribe",
+    view_func=csrf.exempt(email_choices.unsubscribe),
+    methods=_BOTH,
+)
+bp.add_app_template_global(email_choices.choice_rows, "email_choice_rows")
 
 
 def _login_account_key() -> str:

@@ -13,13 +13,13 @@ from zxcvbn.frequency_lists import FREQUENCY_LISTS
 
 from auth import sessions
 from core.errors import DomainError, error_response, wants_json
+from core.mail import canonical_email
 from extensions import db
 from models import User, utcnow
 from referral import services as referral_services
 
 PASSWORD_MIN_LENGTH = 8
 PASSWORD_MAX_LENGTH = 1024
-_GMAIL_DOMAINS = ("gmail.com", "googlemail.com")
 
 
 class InvalidEmail(DomainError):
@@ -65,15 +65,6 @@ def normalize_email(raw: str) -> str:
     except EmailNotValidError as error:
         raise InvalidEmail(f"This email address is not valid: {error}") from None
     return info.normalized.lower()
-
-
-def canonical_email(email: str) -> str:
-    """One spelling per mailbox: "+tags" dropped everywhere, dots too on Gmail."""
-    local, _, domain = email.lower().rpartition("@")
-    local = local.split("+", 1)[0]
-    if domain in _GMAIL_DOMAINS:
-        local, domain = local.replace(".", ""), "gmail.com"
-    return f"{local}@{domain}"
 
 
 @functools.cache

@@ -4,7 +4,11 @@ sends mail, and a mail server outage only delays it).
 
 Each message carries a Message-ID made from its outbox row: a sender that died after the
 server took the message but before the row was marked sent sends it again with the same
-Message-ID, which mail clients and servers use to drop the repeat."""
+Message-ID, which mail clients and servers use to drop the repeat.
+
+A message people may turn off carries its one-click unsubscribe link in `List-Unsubscribe`
+with `List-Unsubscribe-Post` (RFC 8058): the mail client POSTs to the link, which carries a
+signed token (`unsubscribe_signer`) instead of a session or a CSRF token."""
 
 import logging
 from email.utils import parseaddr
@@ -12,6 +16,7 @@ from urllib.parse import urlsplit
 
 from flask import current_app, has_request_context, url_for
 from flask_mailman import EmailMessage
+from itsdangerous import URLSafeSerializer
 
 from core import outbox
 from core.jobs import job
@@ -24,14 +29,36 @@ log = logging.getLogger(__name__)
 # (refused, reset or timed-out connections, which MAIL_TIMEOUT bounds) raises, and the outbox
 # tries again later.
 @job("rewards.send_email")
-def send_email(to: str, subject: str, body: str) -> None:
-    """Send one plain-text email. Arguments are plain strings, so it reads no database."""
+def send_email(to: str, subject: str, body: str, unsubscribe_url: str | None = None) -> None:
+    """Send one plain-text email. Arguments are plain strings, so it reads no database.
+    With `unsubscribe_url`, mail clients offer a one-click unsubscribe (RFC 8058)."""
     message = EmailMessage(subject, body, None, [to])
     key = outbox.message_key(_sender_domain())
     if key:
         message.extra_headers["Message-ID"] = key
+    if unsubscribe_url:
+        message.extra_headers["List-Unsubscribe"] = f"<{unsubscribe_url}>"
+        message.extra_headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message.send()
     log.info("sent %r to %s", subject, mask_email(to))
+
+
+def unsubscribe_signer(purpose: str) -> URLSafeSerializer:
+    """Signs the tokens of unsubscribe links, one salt per `purpose`. They do not expire: a
+    link in an old email keeps working (the token names only whom and what to stop)."""
+    return URLSafeSerializer(current_app.config["SECRET_KEY"], salt=f"unsubscribe.{purpose}")
+
+
+_GMAIL_DOMAINS = ("gmail.com", "googlemail.com")
+
+
+def canonical_email(email: str) -> str:
+    """One spelling per mailbox: "+tags" dropped everywhere, dots too on Gmail."""
+    local, _, domain = email.lower().rpartition("@")
+    local = local.split("+", 1)[0]
+    if domain in _GMAIL_DOMAINS:
+        local, domain = local.replace(".", ""), "gmail.com"
+    return f"{local}@{domain}"
 
 
 def _sender_domain() -> str:

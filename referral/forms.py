@@ -1,5 +1,5 @@
 from flask_wtf import FlaskForm
-from wtforms import StringField, SubmitField
+from wtforms import StringField, SubmitField, TextAreaField
 from wtforms.validators import DataRequired, Length
 
 
@@ -15,3 +15,13 @@ class ClaimForm(FlaskForm):
         filters=[_strip],
     )
     submit = SubmitField("Name my inviter")
+
+
+class InviteForm(FlaskForm):
+    # Up to referral.invitations.MAX_ADDRESSES addresses; the cap on length bounds the input.
+    emails = TextAreaField(
+        "Your friends' email addresses",
+        validators=[DataRequired(message="Enter at least one email address."), Length(max=2000)],
+        filters=[_strip],
+    )
+    submit = SubmitField("Send invitations")

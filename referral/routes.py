@@ -14,14 +14,33 @@ from flask_login import current_user, login_required
 from core.clients import ip_prefix
 from core.forms import submit
 from core.pagination import parse_page
-from extensions import db, limiter
+from extensions import csrf, db, limiter
 from models import utcnow
-from referral import attribution, claims, leaderboard, offer, services, sharing, timeline, tree
+from referral import (
+    attribution,
+    claims,
+    invitations,
+    leaderboard,
+    offer,
+    services,
+    sharing,
+    timeline,
+    tree,
+)
 from referral.api import api_bp
 from referral.forms import ClaimForm
 
 bp = Blueprint("referral", __name__)
 bp.register_blueprint(api_bp)
+# Invitations by email keep their views in referral/invitations.py.
+bp.add_url_rule("/referral/invite", view_func=invitations.send_invitations, methods=["GET", "POST"])
+bp.add_url_rule(
+    "/invitations/stop/<token>",
+    endpoint="stop_invitations",
+    view_func=csrf.exempt(invitations.stop_invitations),
+    methods=["GET", "POST"],
+)
+bp.add_app_template_global(invitations.dashboard_form, "invite_form_for_dashboard")
 
 
 def _link_limits() -> str:

@@ -403,6 +403,8 @@ def on_referral_recorded(referral: Referral, now: datetime) -> None:
     an event (source "api") are paid by that event's own conversion instead."""
     if referral.counted:
         notifications.friend_joined(referral)
+    elif referral.status == "rejected":
+        notifications.referral_rejected(referral)
     if referral.source == "api" or referral.status == "rejected":
         return
     program = db.session.get(Program, referral.program_id)

@@ -27,7 +27,7 @@ from models import (
     Reward,
     User,
 )
-from rewards import services
+from rewards import notifications, services
 from rewards.signals import rewards_paid
 
 HELD_STATUSES = ("pending", "review")
@@ -217,6 +217,7 @@ def request_payout(user: User, kind: str, currency: str, now: datetime) -> Payou
     except IntegrityError:
         # uq_payouts_one_open: a request made at the same moment committed first.
         raise PayoutAlreadyRequested() from None
+    notifications.payout_requested(payout)
     return payout
 
 
@@ -278,6 +279,7 @@ def mark_payout_paid(payout: Payout, reference: str | None, now: datetime) -> Pa
     ).all()
     db.session.flush()
     rewards_paid.send(None, reward_ids=list(paid), now=now)
+    notifications.payout_paid(payout)
     after = {"status": "paid", "reference": reference, "reward_ids": sorted(paid)}
     audit.record("payout.pay", "payout", payout.id, before={"status": "requested"}, after=after)
     return payout

@@ -1,51 +1,123 @@
 """Emails to participants: composed here, inside the transaction that caused them, and sent by
-a background job only once it commits (core.jobs.enqueue).
+a background job only once it commits (core.jobs.enqueue). Each is called from the one place
+its event happens, right after the conditional UPDATE that made it happen, so a repeated
+decision (which changes no row) mails nobody again:
 
-The friend is named by public name and masked address only, never by the full address.
+    friend joined      conversions.on_referral_recorded (counted at signup),
+                       review.approve_referral (cleared by staff)
+    referral rejected  the same two places, when the program says so (notify_rejected)
+    reward approved    services.approve_rewards (hold ended, staff approved early or cleared)
+    payout requested   ledger.request_payout
+    payout paid        ledger.mark_payout_paid
+
+Each goes only to a reachable participant who has not turned its kind off
+(auth/email_choices.py), and carries that kind's one-click unsubscribe link in its body and
+its List-Unsubscribe header. The friend is named by public name and masked address only.
 """
 
 from flask import render_template
 
+from auth import email_choices
 from core.jobs import enqueue
 from core.mail import absolute_url, send_email
 from core.money import format_amount
 from core.templating import mask_email
-from models import Referral, Reward, User
+from extensions import db
+from models import Payout, Program, Referral, Reward, User
 
 
 def friend_joined(referral: Referral) -> None:
     """Tell the referrer that a friend joined through them; only for a counted referral."""
-    referrer = referral.referrer
-    if not referral.counted or not _reachable(referrer):
+    if not referral.counted:
         return
     friend = referral.referred
-    body = render_template(
+    _mail(
+        referral.referrer,
+        "friends",
+        "A friend joined InviteLoop through you",
         "email/friend_joined.txt",
-        greeting_name=referrer.name,
         friend_name=friend.public_name,
         friend_email=mask_email(friend.email) if friend.email else None,
         dashboard_url=absolute_url("referral.dashboard"),
     )
-    enqueue(send_email, referrer.email, "A friend joined InviteLoop through you", body)
+
+
+def referral_rejected(referral: Referral) -> None:
+    """Tell the referrer that a friend's signup does not count, if the program says so. The
+    reason stays with staff: it may name a fraud check."""
+    program = db.session.get(Program, referral.program_id)
+    if referral.status != "rejected" or not program.notify_rejected:
+        return
+    _mail(
+        referral.referrer,
+        "friends",
+        "A friend's signup did not count",
+        "email/referral_rejected.txt",
+        friend_name=referral.referred.public_name,
+        program_name=program.name,
+        dashboard_url=absolute_url("referral.dashboard"),
+    )
 
 
 def reward_approved(reward: Reward) -> None:
     """Tell the beneficiary that a reward has left its hold and is theirs."""
-    beneficiary = reward.beneficiary
-    if reward.status != "approved" or reward.amount <= 0 or not _reachable(beneficiary):
+    if reward.status != "approved" or reward.amount <= 0:
         return
     amount = format_amount(reward.amount, reward.currency, reward.kind)
     friend = reward.referral.referred if reward.referral else None
-    body = render_template(
+    _mail(
+        reward.beneficiary,
+        "rewards",
+        f"Your reward of {amount} is approved",
         "email/reward_approved.txt",
-        greeting_name=beneficiary.name,
         reward=reward,
         amount=amount,
         kind_name=reward.kind.replace("_", " "),
         friend_name=friend.public_name if friend else None,
         ledger_url=absolute_url("rewards.ledger"),
     )
-    enqueue(send_email, beneficiary.email, f"Your reward of {amount} is approved", body)
+
+
+def payout_requested(payout: Payout) -> None:
+    """Confirm a payout request, with what happens next."""
+    amount = format_amount(payout.amount, payout.currency, payout.kind)
+    _mail(
+        payout.user,
+        "payouts",
+        f"We received your payout request for {amount}",
+        "email/payout_requested.txt",
+        payout=payout,
+        amount=amount,
+        ledger_url=absolute_url("rewards.ledger"),
+    )
+
+
+def payout_paid(payout: Payout) -> None:
+    """Keep the request page's promise: "we will email you once it is paid"."""
+    amount = format_amount(payout.amount, payout.currency, payout.kind)
+    _mail(
+        payout.user,
+        "payouts",
+        f"Your payout of {amount} is paid",
+        "email/payout_paid.txt",
+        payout=payout,
+        amount=amount,
+        ledger_url=absolute_url("rewards.ledger"),
+    )
+
+
+def _mail(user: User, kind: str, subject: str, template: str, **context) -> None:
+    if not _reachable(user) or not email_choices.wants(user, kind):
+        return
+    unsubscribe_url = email_choices.unsubscribe_url(user, kind)
+    body = render_template(
+        template,
+        greeting_name=user.name,
+        unsubscribe_url=unsubscribe_url,
+        kind_name_of_email=email_choices.KIND_NAMES[kind],
+        **context,
+    )
+    enqueue(send_email, user.email, subject, body, unsubscribe_url)
 
 
 def _reachable(user: User) -> bool:

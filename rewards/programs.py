@@ -55,6 +55,7 @@ RULE_FIELDS = {
     "campaign_id": int,
     "share_text": str,
     "reward_usage_text": str,
+    "notify_rejected": bool,
 }
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9-]{1,63}\.)+[a-z]{2,63}$")
 

@@ -12,13 +12,16 @@ from extensions import db
 from models import Conversion, Referral, Reward
 from referral import lifecycle
 from referral import services as referral_services
+from rewards import notifications
 from rewards import services as rewards_services
 
 
 def approve_referral(referral: Referral, now: datetime, reason: str | None = None) -> None:
-    """Staff cleared a held referral: it counts from now on, and its held rewards start
-    (or, if their hold is over, finish) the normal hold. `reason` goes to the audit log."""
+    """Staff cleared a held referral: it counts from now on (the referrer hears of the
+    friend now), and its held rewards start (or, if their hold is over, finish) the normal
+    hold. `reason` goes to the audit log."""
     status = lifecycle.approve(referral, now)
+    notifications.friend_joined(referral)
     if referral.referred.referred_by_id is None:
         referral.referred.referred_by_id = referral.referrer_id
     referral_services.count_referral(referral.referrer_id, now)
@@ -33,6 +36,7 @@ def reject_referral(referral: Referral, reason: str, now: datetime) -> None:
     """Staff refused a held referral: it never counts, and its held rewards are rejected."""
     reason = _clean_reason(reason, "rejected_by_staff")
     lifecycle.reject(referral, reason, now)
+    notifications.referral_rejected(referral)
     rejected = db.session.scalars(
         update(Reward)
         .where(Reward.referral_id == referral.id, Reward.status == "review")

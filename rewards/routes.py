@@ -3,6 +3,7 @@
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
+from auth import email_choices
 from core.forms import submit
 from core.money import format_amount
 from core.pagination import parse_page
@@ -64,5 +65,8 @@ def request_payout():
         return _ledger_page(form, submitted.status)
     payout = submitted.result
     amount = format_amount(payout.amount, payout.currency)
-    flash(f"Payout of {amount} requested. We will let you know once it is paid.", "success")
+    if email_choices.wants(current_user, "payouts") and current_user.email:
+        flash(f"Payout of {amount} requested. We will email you once it is paid.", "success")
+    else:  # they turned payout emails off (or have no address): no promise of one
+        flash(f"Payout of {amount} requested. Your ledger shows when it is paid.", "success")
     return redirect(url_for("rewards.ledger"))

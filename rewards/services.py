@@ -408,6 +408,8 @@ def approve_rewards(ids: list[int], now: datetime) -> list[int]:
         return []
     _mark_referrals_rewarded(approved, now)
     rewards_approved.send(None, reward_ids=list(approved), now=now)
+    # populate_existing: a caller may hold these rows from before the UPDATE (staff's early
+    # approval does); read as they are now, or the email would see them still pending.
     for reward in db.session.scalars(
         select(Reward)
         .options(
@@ -415,6 +417,7 @@ def approve_rewards(ids: list[int], now: datetime) -> list[int]:
             joinedload(Reward.referral).joinedload(Referral.referred),
         )
         .where(Reward.id.in_(approved))
+        .execution_options(populate_existing=True)
     ):
         notifications.reward_approved(reward)
     return list(approved)

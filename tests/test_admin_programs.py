@@ -76,6 +76,16 @@ def test_the_edit_form_shows_amounts_as_typed_and_saving_it_unchanged_changes_no
     assert audit_actions(app) == []
 
 
+def test_the_rejection_email_is_off_by_default_and_a_tick_turns_it_on(app, client, marketer):
+    program_id = default_id(app)
+    path = f"/admin/programs/{program_id}"
+    assert program_values(app, program_id, "notify_rejected") == (False,)
+    assert submit(client, path, notify_rejected="y").status_code == 302
+    assert program_values(app, program_id, "notify_rejected") == (
+        True,
+    )  # tests/test_notifications.py
+
+
 def test_a_marketer_creates_a_program_in_a_referral_campaign(app, client, marketer):
     spring = campaign(app, "Spring referrals", "referral")
     campaign(app, "Search ads", "search")

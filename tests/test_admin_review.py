@@ -140,7 +140,11 @@ def test_approving_after_the_hold_has_passed_approves_like_the_hold_release(
     assert referral_of(app, fred["id"]).status == "rewarded"
     assert reward_statuses(app, referral.id) == ["approved", "approved"]
     subjects = sorted(message.subject for message in take_outbox(app))
-    assert subjects == ["Your reward of $10.00 is approved", "Your reward of $5.00 is approved"]
+    assert subjects == [
+        "A friend joined InviteLoop through you",  # counted from now on (rewards/notifications)
+        "Your reward of $10.00 is approved",
+        "Your reward of $5.00 is approved",
+    ]
 
 
 def test_bulk_reject_reports_what_someone_else_decided_first(

@@ -6,6 +6,7 @@ from decimal import Decimal, InvalidOperation
 
 from flask_wtf import FlaskForm
 from wtforms import (
+    BooleanField,
     DateTimeLocalField,
     IntegerField,
     SelectChoice,
@@ -127,6 +128,7 @@ class ProgramForm(FlaskForm):
     excluded_email_domains = StringField("Excluded email domains")
     share_text = TextAreaField("Share text (the link is added after it)")
     reward_usage_text = TextAreaField("How to use a reward")
+    notify_rejected = BooleanField("Email the referrer when a friend's signup does not count")
     submit = SubmitField("Save")
 
     def __init__(self, campaigns, *args, **kwargs):
@@ -250,6 +252,7 @@ _PLAIN_FIELDS = (
     "min_seconds_click_to_purchase",
     "referrer_reward_basis",
     "milestone_every",
+    "notify_rejected",
 )
 
 

@@ -6,10 +6,23 @@ from dataclasses import dataclass, replace
 
 from sqlalchemy import select
 
+from auth.email_choices import unsubscribe_token
 from auth.reset import make_token
 from demo.people import ADMIN_EMAIL, DEMO_PASSWORD
 from extensions import db
-from models import Campaign, Lead, Program, Referral, ReferralCode, Reward, Service, User
+from models import (
+    Campaign,
+    Invitation,
+    Lead,
+    Program,
+    Referral,
+    ReferralCode,
+    Reward,
+    Service,
+    User,
+    utcnow,
+)
+from referral.invitations import stop_token
 from tests.apps import other_app, start_afresh
 from tests.server import SERVER_SECRET, running_server
 
@@ -25,6 +38,8 @@ class Site:
     held_referrer_email: str  # has a referral under review on the dashboard
     referral_code: str  # of a participant, for /r/<code>
     reset_path: str  # a valid password reset link
+    unsubscribe_path: str  # a participant's one-click unsubscribe link (auth/email_choices.py)
+    stop_invitations_path: str  # an invitation's one-click stop link (referral/invitations.py)
     held_referral_id: int
     participant_id: int
     program_id: int
@@ -50,6 +65,8 @@ def _facts(app, base_url: str) -> Site:
             held_referrer_email=held.referrer.email,
             referral_code=code.code,
             reset_path="",  # made below, once this app's session has let go of SQLite
+            unsubscribe_path="",
+            stop_invitations_path="",
             held_referral_id=held.id,
             participant_id=held.referrer_id,
             program_id=db.session.scalar(select(Program.id).order_by(Program.id)),
@@ -69,6 +86,24 @@ def _reset_path(database_url: str, email: str) -> str:
         return f"/auth/reset/{make_token(user)}"
 
 
+def _email_paths(database_url: str, email: str) -> dict[str, str]:
+    """The one-click links of a participant's email and of an invitation they sent."""
+    with other_app(database_url, SECRET_KEY=SERVER_SECRET) as app, app.app_context():
+        user = db.session.scalar(select(User).where(User.email == email))
+        invitation = Invitation(
+            program_id=db.session.scalar(select(Program.id).where(Program.is_default)),
+            sender_id=user.id,
+            email_canonical="invited.friend@example.com",
+            created_at=utcnow(),
+        )
+        db.session.add(invitation)
+        db.session.commit()
+        return {
+            "unsubscribe_path": f"/auth/emails/unsubscribe/{unsubscribe_token(user.id, 'friends')}",
+            "stop_invitations_path": f"/invitations/stop/{stop_token(invitation.id)}",
+        }
+
+
 @contextlib.contextmanager
 def seeded_site(app, database_url: str, contracts_folder: str):
     start_afresh(app)
@@ -84,4 +119,9 @@ def seeded_site(app, database_url: str, contracts_folder: str):
         ADMIN_PAGE_SIZE="10",
     ) as base_url:
         facts = _facts(app, base_url)
-        yield replace(facts, reset_path=_reset_path(database_url, facts.held_referrer_email))
+        email = facts.held_referrer_email
+        yield replace(
+            facts,
+            reset_path=_reset_path(database_url, email),
+            **_email_paths(database_url, email),
+        )

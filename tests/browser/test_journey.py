@@ -1,12 +1,13 @@
 """A friend's first minutes on a phone, in a real browser: the referral link, signup, the
-dashboard and the copy button (docs/guarantees.md #25). On SQLite and PostgreSQL."""
+dashboard and the copy button (docs/guarantees.md #25); a participant inviting friends by
+email and choosing their emails (#31). On SQLite and PostgreSQL."""
 
 import re
 
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.chromium import PHONE, problems
+from tests.browser.chromium import PHONE, log_in, problems
 
 pytestmark = [pytest.mark.server, pytest.mark.browser]
 
@@ -44,3 +45,28 @@ def test_a_friend_joins_through_a_link_and_copies_their_own(site, phone):
     # The copy is a promise (the clipboard API): wait for the button to say it is done.
     expect(phone.get_by_role("button", name="Copied!")).to_be_visible()
     assert phone.evaluate("navigator.clipboard.readText()") == link
+
+
+def test_a_participant_invites_friends_and_chooses_their_emails_on_a_phone(site, phone):
+    """docs/guarantees.md #31: the dashboard's invitation form and the profile's choices."""
+    log_in(phone, site.base_url, site.held_referrer_email, site.password)
+    phone.goto("/referral/dashboard")
+    phone.get_by_label("Your friends' email addresses").fill("not-an-email, pia@example.com")
+    phone.get_by_role("button", name="Send invitations").click()
+    assert phone.get_by_text("These are not email addresses: not-an-email.").is_visible()
+    assert problems(phone) == []  # the refused form, on its own page
+
+    phone.get_by_label("Your friends' email addresses").fill("pia@example.com")
+    phone.get_by_role("button", name="Send invitations").click()
+    phone.wait_for_url("**/referral/dashboard")
+    assert phone.get_by_text("Thanks! Your invitation is on its way.").is_visible()
+
+    phone.goto("/auth/profile")
+    news = phone.get_by_role("checkbox", name="News and offers")
+    assert news.is_checked()
+    news.uncheck()
+    phone.get_by_role("button", name="Save email choices").click()
+    assert phone.get_by_text("Your email choices are saved.").is_visible()
+    assert not phone.get_by_role("checkbox", name="News and offers").is_checked()
+    assert phone.get_by_role("checkbox", name="Payouts").is_checked()
+    assert problems(phone) == []

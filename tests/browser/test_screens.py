@@ -50,6 +50,8 @@ def _visitor_paths(site) -> list[str]:
         "/auth/login",
         "/auth/reset",
         site.reset_path,
+        site.unsubscribe_path,
+        site.stop_invitations_path,
         "/auth/phone",
         "/referral/leaderboard",
         "/no-such-page",
@@ -63,6 +65,7 @@ def _participant_paths() -> list[str]:
         "/referral/leaderboard",
         "/referral/tree",
         "/auth/profile",
+        "/referral/invite",
         "/referral/claim",
         "/admin/",  # a participant gets the 403 page
         "/no-such-page",
