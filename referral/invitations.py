@@ -31,12 +31,12 @@ from core.errors import DomainError
 from core.forms import submit
 from core.jobs import enqueue
 from core.mail import absolute_url, canonical_email, send_email, unsubscribe_signer
-from core.money import format_amount
 from core.templating import mask_email
 from extensions import db, limiter
 from models import Invitation, InvitationSuppression, Program, User, utcnow
 from referral import services
 from referral.forms import InviteForm
+from referral.offer import offer_of
 
 MAX_ADDRESSES = 5
 _SEPARATORS = re.compile(r"[\s,;]+")
@@ -118,27 +118,10 @@ def _suppressed(canonical: str) -> bool:
 
 def _mail(address: str, invitation: Invitation, sender: User, program: Program, link: str):
     unsubscribe_url = absolute_url("referral.stop_invitations", token=stop_token(invitation.id))
-    friend_reward = None
-    if program.friend_reward_kind and program.friend_reward_basis == "fixed":
-        friend_reward = format_amount(
-            program.friend_reward_value, program.currency, program.friend_reward_kind
-        )
     body = render_template(
         "email/invitation.txt",
         sender_name=sender.public_name,
-        program=program,
-        friend_reward=friend_reward,
-        friend_reward_kind=(program.friend_reward_kind or "").replace("_", " "),
-        friend_percent=(
-            f"{program.friend_reward_value / 100:g} %"
-            if program.friend_reward_basis == "percent"
-            else None
-        ),
-        min_purchase=(
-            format_amount(program.min_purchase_amount, program.currency)
-            if program.min_purchase_amount
-            else None
-        ),
+        offer_sentence=offer_of(program).invitation(sender.public_name),
         link=link,
         unsubscribe_url=unsubscribe_url,
     )

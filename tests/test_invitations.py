@@ -63,8 +63,8 @@ def test_friends_get_the_offer_and_the_senders_link_once_each(app, rita):
     for message in messages:
         assert message.subject == "Rita R. invites you to join InviteLoop"
         assert (
-            "Sign up through their link and get $5.00 credit on your first purchase of "
-            "$20.00 or more." in message.body
+            "Rita R. invited you — get $5.00 credit on your first purchase of $20.00 or more."
+            in message.body
         )
         assert f"{PUBLIC_URL}/r/{rita['code']}" in message.body
         stop_link(message)
