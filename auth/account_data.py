@@ -16,7 +16,7 @@ from sqlalchemy import delete, func, or_, select, update
 from werkzeug.security import check_password_hash
 
 from auth import phone
-from auth.services import end_all_sessions
+from auth.services import end_all_sessions, lock_account
 from core import audit, outbox
 from core.database import after_commit
 from core.errors import DomainError
@@ -431,17 +431,9 @@ def delete_account(user_id: int, *, actor: User | None, now: datetime | None = N
 
 
 def _locked_account(user_id: int) -> User:
-    # Active admins first, in id order, as roles.py locks them: two admins deleting
-    # themselves at once queue and the second is refused.
-    db.session.scalars(
-        select(User.id).where(User.role == "admin", User.active).order_by(User.id).with_for_update()
-    ).all()
-    user = db.session.scalar(
-        select(User)
-        .where(User.id == user_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
+    # Active admins are locked first (lock_account): two admins deleting themselves at once
+    # queue and the second is refused.
+    user = lock_account(user_id)
     if user is None:
         raise NoSuchAccount()
     if user.role == "admin" and user.active:

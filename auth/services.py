@@ -207,6 +207,21 @@ def load_user(session_id: str) -> User | None:
     return sessions.find_user(session_id)
 
 
+def lock_account(user_id: int) -> User | None:
+    """The account's row, locked and fresh (None: no such account). The active admins are
+    locked first, always in id order, so concurrent role changes and deletions queue instead
+    of each seeing the other's admin still there."""
+    db.session.scalars(
+        select(User.id).where(User.role == "admin", User.active).order_by(User.id).with_for_update()
+    ).all()
+    return db.session.scalar(
+        select(User)
+        .where(User.id == user_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+
+
 def end_all_sessions(user: User) -> None:
     """Sign the account out everywhere (sessions, remember-me cookies, pending reset links);
     the caller signs the current browser back in with `sessions.sign_in` after the commit."""

@@ -6,7 +6,8 @@
   timed out there does not know the message arrived).
 
 A port where nothing listens stands for a server refusing connections: pass that port to
-`SmtpServer(port=...)` later to bring it up.
+`SmtpServer(port=...)` later to bring it up. `drops=N` hangs up on the first N connections
+(a server that fails, then recovers).
 """
 
 import contextlib
@@ -15,8 +16,9 @@ import threading
 
 
 class SmtpServer:
-    def __init__(self, mode: str = "accept", port: int = 0):
+    def __init__(self, mode: str = "accept", port: int = 0, drops: int = 0):
         self.mode = mode
+        self.drops = drops
         self.connections = 0
         self.messages: list[bytes] = []
         self._listener = socket.create_server(("127.0.0.1", port))
@@ -41,10 +43,15 @@ class SmtpServer:
             except TimeoutError:
                 continue
             self.connections += 1
-            threading.Thread(target=self._handle, args=(connection, self.mode), daemon=True).start()
+            handler = threading.Thread(
+                target=self._handle, args=(connection, self.mode, self.connections), daemon=True
+            )
+            handler.start()
 
-    def _handle(self, connection: socket.socket, mode: str) -> None:
+    def _handle(self, connection: socket.socket, mode: str, number: int) -> None:
         with connection:
+            if number <= self.drops:
+                return  # hung up at once
             if mode == "hang":
                 self._stopping.wait()
                 return

@@ -3,8 +3,6 @@ real Celery worker on Redis sends them, the periodic sweeps are scheduled, and a
 server gets retried. The outbox's own guarantees: test_outbox*.py."""
 
 import itertools
-import socket
-import threading
 from datetime import timedelta
 
 import pytest
@@ -21,6 +19,7 @@ from rewards.tasks import release_held
 from tests import factories
 from tests.apps import other_app
 from tests.helpers import take_outbox
+from tests.smtp_server import SmtpServer
 from tests.workers import queue_job, running_celery, running_worker, wait_until
 
 PUBLIC_URL = "https://refer.example.com"
@@ -267,57 +266,6 @@ def test_the_expiry_sweep_expires_approved_rewards_past_their_date(app, alice_an
 # Retries: a mail server that hangs up is tried again later.
 
 
-class FlakySmtpServer:
-    """An SMTP server on 127.0.0.1 that hangs up on its first `drops` connections, then
-    accepts mail; it counts the connections and keeps what it received."""
-
-    def __init__(self, drops: int):
-        self.drops = drops
-        self.connections = 0
-        self.messages: list[bytes] = []
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.05)
-        self.port = self._listener.getsockname()[1]
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_):
-        self._stopping.set()
-        self._thread.join(timeout=5)
-        self._listener.close()
-
-    def _serve(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                connection, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            with connection:
-                self.connections += 1
-                if self.connections > self.drops:
-                    connection.settimeout(5)
-                    self._converse(connection)
-
-    def _converse(self, connection: socket.socket) -> None:
-        with connection.makefile("rb") as lines:
-            connection.sendall(b"220 localhost ESMTP\r\n")
-            for line in lines:
-                verb = line[:4].upper()
-                if verb == b"DATA":
-                    connection.sendall(b"354 End data with <CR><LF>.<CR><LF>\r\n")
-                    self.messages.append(b"".join(iter(lines.readline, b".\r\n")))
-                    connection.sendall(b"250 Queued\r\n")
-                elif verb == b"QUIT":
-                    connection.sendall(b"221 Bye\r\n")
-                    return
-                else:
-                    connection.sendall(b"250 OK\r\n")
-
-
 def smtp_settings(port: int) -> dict:
     return {"MAIL_BACKEND": "smtp", "MAIL_SERVER": "127.0.0.1", "MAIL_PORT": port}
 
@@ -333,7 +281,7 @@ def the_row() -> OutboxMessage:
 @pytest.mark.usefixtures("app")  # empty tables
 def test_a_failed_send_stays_in_the_outbox_and_goes_out_on_the_next_attempt(database_url):
     with (
-        FlakySmtpServer(drops=1) as server,
+        SmtpServer(drops=1) as server,
         other_app(database_url, OUTBOX_DELIVERY="inline", **smtp_settings(server.port)) as app,
         app.app_context(),
     ):
@@ -366,7 +314,7 @@ def smtp_environment(port: int) -> dict[str, str]:
 
 @pytest.mark.server
 def test_a_real_worker_sends_an_email_queued_by_a_committed_transaction(database_url, broker):
-    with FlakySmtpServer(drops=0) as server:
+    with SmtpServer(drops=0) as server:
         queue_job(database_url, broker, send_email, ANN, "Welcome", "Hello Ann")  # waits in Redis
         with running_worker(database_url, broker, **smtp_environment(server.port)) as worker:
             wait_until(lambda: server.messages, worker, "email")
@@ -380,7 +328,7 @@ def test_a_real_worker_sends_an_email_queued_by_a_committed_transaction(database
 
 @pytest.mark.server
 def test_a_real_worker_tries_again_after_the_mail_server_hung_up(sqlite_url, broker):
-    with FlakySmtpServer(drops=1) as server:
+    with SmtpServer(drops=1) as server:
         queue_job(sqlite_url, broker, send_email, ANN, "Welcome", "Hello Ann")
         with running_worker(sqlite_url, broker, **smtp_environment(server.port)) as worker:
             wait_until(lambda: server.messages, worker, "email")

@@ -6,7 +6,7 @@ always at least one active administrator, and nobody deactivates their own accou
 
 from sqlalchemy import select
 
-from auth.services import register_participant
+from auth.services import lock_account, register_participant
 from core import audit
 from core.database import after_commit
 from core.errors import DomainError
@@ -124,17 +124,7 @@ def set_user_active(
 
 
 def _locked_account(user_id: int) -> User:
-    """The account's row, locked and fresh. The active admins are locked first, always in
-    id order, so concurrent role changes queue instead of each seeing the other's admin."""
-    db.session.scalars(
-        select(User.id).where(User.role == "admin", User.active).order_by(User.id).with_for_update()
-    ).all()
-    user = db.session.scalar(
-        select(User)
-        .where(User.id == user_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
+    user = lock_account(user_id)
     if user is None:
         raise UnknownUser()
     return user
