@@ -63,7 +63,7 @@ def test_a_friend_reads_the_offer_signs_up_buys_and_both_see_what_happens(
         page = referrer.new_page()
         log_in(page, site.base_url, site.held_referrer_email, site.password)
         page.goto("/referral/dashboard")
-        row = page.locator("tr", has_text="Olga Offer")
+        row = page.locator("tr", has_text="Olga O.")  # the list shows public names
         row.locator("summary").click()
         timeline = row.locator(".timeline-steps")
         assert timeline.is_visible()
