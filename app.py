@@ -49,6 +49,7 @@ from rewards.signals import rewards_approved, rewards_paid
 BACKGROUND_JOBS = (
     jobs.deliver_outbox,
     jobs.sweep_outbox,
+    jobs.prune_outbox,
     send_email,
     reset.send_reset_link,
     sms.send_code_text,

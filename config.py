@@ -81,6 +81,7 @@ DEFAULTS = {
     "OUTBOX_POLL_SECONDS": 5,  # the in-process sender looks for due retries this often
     "OUTBOX_SWEEP_SECONDS": 60,  # beat's sweep of due rows whose hint was lost
     "OUTBOX_BACKLOG_SECONDS": 300,  # /health: degraded when a due row has waited longer
+    "OUTBOX_KEEP_SENT_DAYS": 30,  # sent messages are deleted after this many days (daily)
     # Outbound webhooks.
     "WEBHOOK_DELIVERY_TIMEOUT_SECONDS": 10,
     "WEBHOOK_MAX_ATTEMPTS": 8,  # retried with exponential backoff, then marked failed
@@ -161,6 +162,7 @@ _ENV_TYPES = {
     "OUTBOX_POLL_SECONDS": int,
     "OUTBOX_SWEEP_SECONDS": int,
     "OUTBOX_BACKLOG_SECONDS": int,
+    "OUTBOX_KEEP_SENT_DAYS": int,
     "WEBHOOK_DELIVERY_TIMEOUT_SECONDS": int,
     "WEBHOOK_MAX_ATTEMPTS": int,
     "WEBHOOK_ALLOW_PRIVATE_URLS": bool,
@@ -298,6 +300,7 @@ def _derive(app: Flask) -> None:
             },
             "rollup-analytics": {"task": "admin.rollup_analytics", "schedule": 3600},  # hourly
             "prune-sessions": {"task": "auth.prune_sessions", "schedule": 86400},  # daily
+            "prune-outbox": {"task": "outbox.prune", "schedule": 86400},  # daily
         },
         **config.get("CELERY_OVERRIDES", {}),
     }
@@ -387,7 +390,12 @@ def _check_outbox(app: Flask) -> None:
     if delivery == "inline" and not app.testing:
         # Inline delivery makes the request wait on SMTP and webhooks: tests only.
         raise ConfigError("OUTBOX_DELIVERY=inline is for tests only; use 'thread' or 'celery'")
-    for name in ("OUTBOX_MAX_ATTEMPTS", "OUTBOX_LEASE_SECONDS", "OUTBOX_POLL_SECONDS"):
+    for name in (
+        "OUTBOX_MAX_ATTEMPTS",
+        "OUTBOX_LEASE_SECONDS",
+        "OUTBOX_POLL_SECONDS",
+        "OUTBOX_KEEP_SENT_DAYS",
+    ):
         if config[name] < 1:
             raise ConfigError(f"{name} must be at least 1")
 

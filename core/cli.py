@@ -7,6 +7,7 @@ from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 
 from core import outbox
+from core.jobs import prune_outbox
 
 jobs_cli = AppGroup("jobs", help="Deliver what the outbox holds.")
 
@@ -28,3 +29,10 @@ def run_command(loop: bool) -> None:
         if not loop:
             return
         time.sleep(pause)
+
+
+@jobs_cli.command("prune")
+@with_appcontext
+def prune_command() -> None:
+    """Delete sent messages older than OUTBOX_KEEP_SENT_DAYS (beat does it daily)."""
+    click.echo(f"Deleted {prune_outbox.run()} sent outbox message(s).")

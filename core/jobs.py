@@ -10,11 +10,14 @@ rolled-back change sends nothing, and a committed one is never lost to a broker 
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from celery import Celery, Task
 from flask import Flask, current_app
 
 from core import outbox
+from extensions import db
+from models import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -90,3 +93,14 @@ def sweep_outbox() -> int:
         delivered += ran
         if ran < outbox.DRAIN_BATCH:
             return delivered
+
+
+@job("outbox.prune")
+def prune_outbox() -> int:
+    """Delete sent messages older than OUTBOX_KEEP_SENT_DAYS (daily, by beat); waiting and
+    dead ones stay until they are sent or staff deal with them."""
+    days = current_app.config["OUTBOX_KEEP_SENT_DAYS"]
+    pruned = outbox.prune_sent(utcnow() - timedelta(days=days))
+    db.session.commit()
+    log.info("deleted %d sent outbox message(s) older than %d days", pruned, days)
+    return pruned

@@ -123,6 +123,17 @@ def forget_addressed_to(*addresses: str | None) -> int:
     return result.rowcount
 
 
+def prune_sent(before: datetime) -> int:
+    """Delete the messages sent before `before`: their work is done, and a sent row keeps only
+    its first argument (a recipient or an id) to show staff what left. Returns how many went."""
+    result = db.session.execute(
+        delete(OutboxMessage)
+        .where(OutboxMessage.status == SENT, OutboxMessage.sent_at < before)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount
+
+
 def _hint_after_commit(message_id: int, delay_seconds: float = 0) -> None:
     new = db.session.info.setdefault(_NEW_IDS, [])
     if not new:

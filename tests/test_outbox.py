@@ -149,6 +149,38 @@ def test_failures_back_off_then_the_row_is_dead_with_its_error_and_staff_can_ret
     assert (sent.status, sent.attempts) == ("sent", MAX_ATTEMPTS + 1)
 
 
+def test_sent_messages_are_pruned_daily_after_the_kept_days_and_nothing_else_is(app):
+    long_ago = utcnow() - timedelta(days=31)
+    celery_app = app.extensions["celery"]
+    schedule = {
+        entry["task"]: entry["schedule"] for entry in celery_app.conf.beat_schedule.values()
+    }
+    assert schedule["outbox.prune"] == 86400
+    with app.app_context():
+        old = {"job": "rewards.send_email", "created_at": long_ago, "next_attempt_at": long_ago}
+        db.session.add_all(
+            [
+                OutboxMessage(
+                    **old, args=["old.sent@example.com"], status="sent", sent_at=long_ago
+                ),
+                OutboxMessage(**old, args=["old.dead@example.com"], status="dead", attempts=20),
+                OutboxMessage(**old, args=["old.waiting@example.com"], status="pending"),
+            ]
+        )
+        enqueue(send_email, ANN, "Welcome", "Hello Ann")  # sent now, by the inline sender
+        db.session.commit()
+        assert celery_app.tasks["outbox.prune"].delay().get() == 1
+        left = sorted((row.args[0], row.status) for row in rows())
+    # The command runs the same job: nothing more is old enough.
+    result = app.test_cli_runner().invoke(args=["jobs", "prune"])
+    assert result.exit_code == 0 and "Deleted 0 sent outbox message(s)." in result.output
+    assert left == [
+        (ANN, "sent"),
+        ("old.dead@example.com", "dead"),
+        ("old.waiting@example.com", "pending"),
+    ]
+
+
 def test_the_backoff_doubles_from_5_seconds_up_to_half_an_hour():
     waits = [outbox.backoff_seconds(attempt) for attempt in range(1, 12)]
     assert waits[:5] == [5, 10, 20, 40, 80]

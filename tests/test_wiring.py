@@ -37,6 +37,7 @@ JOB_NAMES = [
     "auth.send_code_text",
     "auth.send_reset_link",
     "outbox.deliver",
+    "outbox.prune",
     "outbox.sweep",
     "rewards.deliver_webhook",
     "rewards.expire",
