@@ -28,6 +28,16 @@ class DomainError(Exception):
         self.message = message or self.message
 
 
+class InvalidFilter(DomainError):
+    """A filter of a staff screen (a day, a range) cannot be used; `field` names it."""
+
+    code = "invalid_filter"
+
+    def __init__(self, message: str, field: str):
+        super().__init__(message)
+        self.field = field
+
+
 def wants_json() -> bool:
     if request.path.startswith("/api/") or request.is_json:
         return True

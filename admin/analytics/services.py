@@ -16,19 +16,11 @@ from admin.analytics.forms import AnalyticsFilterForm
 from admin.analytics.queries import Scope
 from admin.exports import CsvExport, money_cell
 from core.dates import EARLIEST_EVENT, LATEST_EVENT, PLAUSIBLE_RANGE, midnight
-from core.errors import DomainError
+from core.errors import InvalidFilter
 from extensions import cache, db
 from models import Campaign, Program
 
 MAX_DAYS = 3 * 366  # about three years
-
-
-class InvalidFilter(DomainError):
-    code = "invalid_filter"
-
-    def __init__(self, message: str, field: str):
-        super().__init__(message)
-        self.field = field
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from sqlalchemy.orm import aliased
 from werkzeug.datastructures import MultiDict
 
 from core.dates import EARLIEST_EVENT, LATEST_EVENT, PLAUSIBLE_RANGE, midnight
-from core.errors import DomainError
+from core.errors import InvalidFilter
 from extensions import db
 from models import (
     CAMPAIGN_CHANNELS,
@@ -40,14 +40,6 @@ from models import (
     Program,
     Reward,
 )
-
-
-class InvalidPeriod(DomainError):
-    code = "invalid_filter"
-
-    def __init__(self, message: str, field: str):
-        super().__init__(message)
-        self.field = field
 
 
 @dataclass(frozen=True)
@@ -74,7 +66,7 @@ class Period:
 
 def period_of(args: MultiDict) -> Period:
     """The range asked for in `start` and `end` (YYYY-MM-DD, either may be empty), or
-    InvalidPeriod naming the field that is wrong."""
+    InvalidFilter naming the field that is wrong."""
     days = {}
     for name in ("start", "end"):
         typed = (args.get(name) or "").strip()
@@ -84,11 +76,11 @@ def period_of(args: MultiDict) -> Period:
         try:
             days[name] = date.fromisoformat(typed)
         except ValueError:
-            raise InvalidPeriod("Enter the date as YYYY-MM-DD, e.g. 2026-11-21.", name) from None
+            raise InvalidFilter("Enter the date as YYYY-MM-DD, e.g. 2026-11-21.", name) from None
         if not EARLIEST_EVENT.date() <= days[name] < LATEST_EVENT.date():
-            raise InvalidPeriod(f"Pick a date between {PLAUSIBLE_RANGE}.", name)
+            raise InvalidFilter(f"Pick a date between {PLAUSIBLE_RANGE}.", name)
     if days["start"] and days["end"] and days["start"] > days["end"]:
-        raise InvalidPeriod("The start date is after the end date; swap them.", "start")
+        raise InvalidFilter("The start date is after the end date; swap them.", "start")
     return Period(days["start"], days["end"])
 
 

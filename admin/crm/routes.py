@@ -158,7 +158,7 @@ def campaign_stats():
     )
     try:
         stats.period_of(request.args)
-    except stats.InvalidPeriod as error:
+    except stats.InvalidFilter as error:
         return page(pagination=None, rows=[], error=error), 400
     pagination = listing.paginate(stats.campaigns_query(request.args))
     return page(pagination=pagination, rows=stats.figures_for(list(pagination.items), request.args))
