@@ -276,28 +276,39 @@ def _left_to_reverse(entries: list[Reward]) -> list[tuple[Reward, int]]:
     return [(by_id[reward_id], value) for reward_id, value in left.items() if value > 0]
 
 
+def _entry_under(refund: Conversion, source: Reward, now: datetime, **fields) -> Reward:
+    """A new ledger entry written by `refund` in the place of `source`: same program,
+    referral, beneficiary, role, level, kind and currency; `fields` say the rest."""
+    return Reward(
+        program_id=source.program_id,
+        conversion_id=refund.id,
+        referral_id=source.referral_id,
+        beneficiary_id=source.beneficiary_id,
+        role=source.role,
+        level=source.level,
+        kind=source.kind,
+        currency=source.currency,
+        created_at=now,
+        updated_at=now,
+        **fields,
+    )
+
+
 def _restate(taken_back: list[Reward], amount: int, status: str, refund: Conversion, now):
     """The one entry that replaces the cancelled `taken_back` with the smaller `amount`, on
     their hold. Written under the refund, so one refund restates once (`uq_rewards_issuance`)."""
     first = taken_back[0]
     expiries = [reward.expires_at for reward in taken_back if reward.expires_at is not None]
-    restated = Reward(
-        program_id=first.program_id,
-        conversion_id=refund.id,
-        referral_id=first.referral_id,
-        beneficiary_id=first.beneficiary_id,
-        role=first.role,
-        level=first.level,
-        kind=first.kind,
+    restated = _entry_under(
+        refund,
+        first,
+        now,
         amount=amount,
-        currency=first.currency,
         status=status,
         reason="partial_refund",
         coupon_code=_coupon_code() if first.kind in ("coupon", "gift_card") else None,
         available_at=max(reward.available_at for reward in taken_back),
         expires_at=max(expiries) if expiries else None,
-        created_at=now,
-        updated_at=now,
     )
     db.session.add(restated)
     db.session.flush()
@@ -344,22 +355,15 @@ def _reverse(
 ) -> Reward | None:
     """One reversing entry of `amount` from `reward`, of which earlier reversals left
     `remaining`: "refunded" when it takes back all that is left, else "partial_refund"."""
-    reversal = Reward(
-        program_id=reward.program_id,
-        conversion_id=refund.id,
-        referral_id=reward.referral_id,
-        beneficiary_id=reward.beneficiary_id,
-        role=reward.role,
-        level=reward.level,
-        kind=reward.kind,
+    reversal = _entry_under(
+        refund,
+        reward,
+        now,
         amount=-amount,
-        currency=reward.currency,
         status="approved",
         reason="refunded" if amount == remaining else "partial_refund",
         reverses_id=reward.id,
         available_at=now,
-        created_at=now,
-        updated_at=now,
     )
     try:
         with db.session.begin_nested():
