@@ -8,7 +8,7 @@ One file, in sections (each starts with a `# ---` header), in this order:
     referral loop   ReferralCode, Click, Referral (its status changes: referral/lifecycle.py)
     rewards         Conversion (events in), Payout, Reward (the ledger)
     integrations    ApiKey (calls in)
-    staff panel     AuditLog (who changed what)
+    staff panel     AuditLog (who changed what), SiteBranding (the installation's own brand)
     CRM             Service, Campaign, Lead, Contract
     integrations    WebhookEndpoint, WebhookDelivery (events out)
     outbox          OutboxMessage (side effects waiting to leave: core/outbox.py)
@@ -29,6 +29,7 @@ from sqlalchemy import (
     ForeignKeyConstraint,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     TypeDecorator,
@@ -80,6 +81,8 @@ REWARD_STATUSES = (
 LIVE_REWARD_STATUSES = ("review", "pending", "approved", "paid", "redeemed")
 # Entries that count in some balance; cancelled, rejected and expired ones count nowhere.
 BALANCE_STATUSES = ("review", "pending", "approved", "paid")
+# Logo files the branding screen accepts, by the type they are served with (core/logo.py).
+LOGO_TYPES = ("image/png", "image/webp", "image/svg+xml")
 # Reward entries that cost the business, or will: everything not taken back, lapsed or held
 # for review (the analytics' reward cost, the campaign statistics' cost).
 COST_STATUSES = ("pending", "approved", "paid", "redeemed")
@@ -771,6 +774,37 @@ class AuditLog(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
     actor: Mapped[User | None] = relationship()
+
+
+class SiteBranding(db.Model):
+    """The installation's own brand (core/branding.py). One row at most (id 1); no row, or
+    an empty column, means InviteLoop's own name, colour and no logo."""
+
+    __tablename__ = "site_branding"
+    __table_args__ = (
+        CheckConstraint("id = 1", name="single_row"),
+        CheckConstraint(
+            "primary_color IS NULL OR (length(primary_color) = 7"
+            " AND primary_color LIKE '#%' AND primary_color = lower(primary_color))",
+            name="primary_color_hex",
+        ),
+        CheckConstraint("site_name IS NULL OR length(site_name) > 0", name="site_name_not_empty"),
+        CheckConstraint(f"logo_type IN ({_sql_list(LOGO_TYPES)})", name="logo_type"),
+        CheckConstraint(
+            "(logo IS NULL AND logo_type IS NULL AND logo_hash IS NULL)"
+            " OR (logo IS NOT NULL AND logo_type IS NOT NULL AND length(logo_hash) = 64)",
+            name="logo_complete",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    site_name: Mapped[str | None] = mapped_column(String(60))
+    support_email: Mapped[str | None] = mapped_column(String(254))
+    primary_color: Mapped[str | None] = mapped_column(String(7))
+    logo: Mapped[bytes | None] = mapped_column(LargeBinary)
+    logo_type: Mapped[str | None] = mapped_column(String(20))
+    logo_hash: Mapped[str | None] = mapped_column(String(64))  # SHA-256 of `logo`, hex
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 # --- CRM: services, campaigns, leads, contracts ---

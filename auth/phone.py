@@ -22,6 +22,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from auth import services as account_services
+from core import branding
 from core.errors import DomainError
 from extensions import db
 from models import PhoneCode, User, utcnow
@@ -111,7 +112,7 @@ def display_phone(e164: str) -> str:
 
 def code_message(code: str) -> str:
     minutes = int(CODE_TTL.total_seconds() // 60)
-    return f"Your InviteLoop code is {code}. It expires in {minutes} minutes."
+    return f"Your {branding.current().name} code is {code}. It expires in {minutes} minutes."
 
 
 # --- codes ----------------------------------------------------------------------------------

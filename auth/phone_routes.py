@@ -11,6 +11,7 @@ from flask_login import current_user
 
 from auth import phone, services, sessions, sms
 from auth.phone_forms import PhoneCodeForm, PhoneForm
+from core import branding
 from core.errors import DomainError
 from core.forms import submit
 from core.jobs import enqueue
@@ -122,7 +123,10 @@ def verify_phone():
         session.pop(PENDING, None)
         sessions.sign_in(user)
         if created:
-            flash("Welcome to InviteLoop! Your referral link is ready below.", "success")
+            flash(
+                f"Welcome to {branding.current().name}! Your referral link is ready below.",
+                "success",
+            )
         return redirect(_safe_next() or services.landing_url(user))
     return render_template(
         "auth/phone_verify.html",

@@ -29,9 +29,10 @@ from sqlalchemy import select, update
 
 from auth import sessions
 from auth.services import check_password_policy, hash_password, normalize_email
+from core import branding
 from core.errors import DomainError
 from core.jobs import enqueue, job
-from core.mail import absolute_url, send_email
+from core.mail import absolute_url, queue_email, send_email
 from core.templating import format_datetime
 from extensions import db
 from models import User, utcnow
@@ -104,9 +105,9 @@ def send_reset_link(address: str, requested_at: str) -> None:
         minutes=int(RESET_LINK_LIFETIME.total_seconds() // 60),
         has_password=user.password_hash is not None,
     )
-    to = user.email
+    to, brand = user.email, branding.current()
     db.session.commit()  # ends the read: SQLite's lock is not held while the mail server answers
-    send_email.run(to, "Reset your InviteLoop password", body)
+    send_email.run(to, f"Reset your {brand.name} password", body, None, brand.sender_name)
 
 
 def _read_token(token: str, now: datetime | None) -> tuple[int, int, str]:
@@ -173,4 +174,4 @@ def tell_password_changed(user: User, now: datetime, *, from_profile: bool = Fal
         changed_at=format_datetime(now),
         reset_url=absolute_url("auth.request_reset"),
     )
-    enqueue(send_email, user.email, "Your InviteLoop password was changed", body)
+    queue_email(user.email, f"Your {branding.current().name} password was changed", body)

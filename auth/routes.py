@@ -13,6 +13,7 @@ from flask_login import current_user, login_required
 
 from auth import email_choices, phone_routes, profile_routes, reset, services, sessions, throttle
 from auth.forms import LoginForm, ResetPasswordForm, ResetRequestForm, SignupForm
+from core import branding
 from core.errors import DomainError
 from core.forms import show_domain_error, submit
 from core.security import is_local_path
@@ -81,7 +82,9 @@ def signup():
     )
     if submitted.done:
         sessions.sign_in(submitted.result)
-        flash("Welcome to InviteLoop! Your referral link is ready below.", "success")
+        flash(
+            f"Welcome to {branding.current().name}! Your referral link is ready below.", "success"
+        )
         return redirect(url_for("referral.dashboard"))
     invitation = offer.signup_invitation(form.referral_code.data, utcnow())
     return render_template("auth/signup.html", form=form, invitation=invitation), submitted.status

@@ -11,15 +11,15 @@ with `List-Unsubscribe-Post` (RFC 8058): the mail client POSTs to the link, whic
 signed token (`unsubscribe_signer`) instead of a session or a CSRF token."""
 
 import logging
-from email.utils import parseaddr
+from email.utils import formataddr, parseaddr
 from urllib.parse import urlsplit
 
 from flask import current_app, has_request_context, url_for
 from flask_mailman import EmailMessage
 from itsdangerous import URLSafeSerializer
 
-from core import outbox
-from core.jobs import job
+from core import branding, outbox
+from core.jobs import enqueue, job
 from core.templating import mask_email
 
 log = logging.getLogger(__name__)
@@ -29,10 +29,17 @@ log = logging.getLogger(__name__)
 # (refused, reset or timed-out connections, which MAIL_TIMEOUT bounds) raises, and the outbox
 # tries again later.
 @job("rewards.send_email")
-def send_email(to: str, subject: str, body: str, unsubscribe_url: str | None = None) -> None:
+def send_email(
+    to: str,
+    subject: str,
+    body: str,
+    unsubscribe_url: str | None = None,
+    sender_name: str | None = None,
+) -> None:
     """Send one plain-text email. Arguments are plain strings, so it reads no database.
-    With `unsubscribe_url`, mail clients offer a one-click unsubscribe (RFC 8058)."""
-    message = EmailMessage(subject, body, None, [to])
+    With `unsubscribe_url`, mail clients offer a one-click unsubscribe (RFC 8058);
+    `sender_name` replaces the display name of MAIL_DEFAULT_SENDER (the brand's name)."""
+    message = EmailMessage(subject, body, _sender(sender_name), [to])
     key = outbox.message_key(_sender_domain())
     if key:
         message.extra_headers["Message-ID"] = key
@@ -41,6 +48,18 @@ def send_email(to: str, subject: str, body: str, unsubscribe_url: str | None = N
         message.extra_headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message.send()
     log.info("sent %r to %s", subject, mask_email(to))
+
+
+def queue_email(to: str, subject: str, body: str, unsubscribe_url: str | None = None) -> None:
+    """Send an email once the current transaction commits, from the installation's brand."""
+    enqueue(send_email, to, subject, body, unsubscribe_url, branding.current().sender_name)
+
+
+def _sender(name: str | None) -> str | None:
+    """The From header under the brand's name; None keeps MAIL_DEFAULT_SENDER as it is."""
+    if not name:
+        return None
+    return formataddr((name, parseaddr(current_app.config["MAIL_DEFAULT_SENDER"])[1]))
 
 
 def unsubscribe_signer(purpose: str) -> URLSafeSerializer:

@@ -1,10 +1,22 @@
-"""Service endpoints that are about the application itself rather than a feature."""
+"""Service endpoints that are about the application itself rather than a feature, and the
+installation's brand assets (core/branding.py)."""
 
-from flask import Blueprint, jsonify
+import json
 
+from flask import Blueprint, abort, jsonify, make_response, url_for
+from sqlalchemy import select
+
+from core import branding
 from core import health as probes
+from extensions import db
+from models import SiteBranding
 
 bp = Blueprint("core", __name__)
+
+# A hashed URL never changes its content, so browsers and proxies may keep it for a year.
+_IMMUTABLE = "public, max-age=31536000, immutable"
+# A logo opened on its own (an SVG above all) runs nothing and loads nothing.
+_LOGO_POLICY = "default-src 'none'; style-src 'unsafe-inline'; sandbox"
 
 
 @bp.get("/health")
@@ -15,3 +27,64 @@ def health():
     database = "ok" if found.dependencies["database"] == probes.OK else "unreachable"
     body = jsonify(status=found.status, database=database, dependencies=found.dependencies)
     return body, found.http_status
+
+
+@bp.get("/brand/logo-<digest>.<extension>")
+def brand_logo(digest: str, extension: str):
+    """The logo, under a URL made from its content hash; an old or made-up hash is 404."""
+    row = db.session.execute(
+        select(SiteBranding.logo, SiteBranding.logo_type, SiteBranding.logo_hash).where(
+            SiteBranding.id == 1
+        )
+    ).one_or_none()
+    if row is None or row.logo is None or branding.logo_digest(row.logo_hash) != digest:
+        abort(404)
+    if branding.LOGO_EXTENSIONS[row.logo_type] != extension:
+        abort(404)
+    response = make_response(row.logo)
+    response.headers["Content-Type"] = row.logo_type
+    response.headers["Cache-Control"] = _IMMUTABLE
+    response.headers["Content-Security-Policy"] = _LOGO_POLICY
+    response.set_etag(row.logo_hash)
+    return response
+
+
+@bp.get("/brand/theme-<color>.css")
+def brand_theme(color: str):
+    """The stylesheet of a primary colour. It depends on the colour alone (named in the
+    URL), so it reads nothing; a colour the branding screen would refuse is 404."""
+    checked = branding.parse_hex_color(color)
+    if checked is None or checked[1:] != color or not branding.readable_on_white(checked):
+        abort(404)
+    response = make_response(branding.theme_css(checked))
+    response.headers["Content-Type"] = "text/css; charset=utf-8"
+    response.headers["Cache-Control"] = _IMMUTABLE
+    return response
+
+
+@bp.get("/brand/manifest.webmanifest")
+def brand_manifest():
+    """The web app manifest with the installation's name, colour and logo."""
+    brand = branding.current()
+    icons = [
+        {"src": url_for("static", filename=f"icon-{size}.png"), "sizes": f"{size}x{size}"}
+        | {"type": "image/png"}
+        for size in (192, 512)
+    ]
+    if brand.logo_url:
+        icons = [{"src": brand.logo_url, "sizes": "any", "type": brand.logo_type}]
+    manifest = {
+        "name": brand.name,
+        "short_name": brand.name,
+        "description": "Refer friends, follow who joined and the rewards you earned.",
+        "start_url": url_for("referral.dashboard"),
+        "scope": "/",
+        "display": "browser",
+        "background_color": "#ffffff",
+        "theme_color": brand.theme_color,
+        "icons": icons,
+    }
+    response = make_response(json.dumps(manifest, indent=2))
+    response.headers["Content-Type"] = "application/manifest+json"
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response

@@ -4,6 +4,8 @@ from datetime import datetime
 
 from flask import Flask
 
+from core import branding
+
 
 def mask_email(email: str | None) -> str:
     """ "alice@example.com" -> "a***@example.com": enough to recognise, not to harvest."""
@@ -67,6 +69,8 @@ def reason_label(code: str | None) -> str:
 
 
 def register_template_helpers(app: Flask) -> None:
+    # Every template, emails rendered by a worker too, names the installation's brand.
+    app.context_processor(lambda: {"brand": branding.current()})
     app.add_template_filter(mask_email, "mask_email")
     app.add_template_filter(format_date, "date")
     app.add_template_filter(format_datetime, "datetime")

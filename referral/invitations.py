@@ -27,10 +27,10 @@ from itsdangerous import BadSignature
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 
+from core import branding
 from core.errors import DomainError
 from core.forms import submit
-from core.jobs import enqueue
-from core.mail import absolute_url, canonical_email, send_email, unsubscribe_signer
+from core.mail import absolute_url, canonical_email, queue_email, unsubscribe_signer
 from core.templating import mask_email
 from extensions import db, limiter
 from models import Invitation, InvitationSuppression, Program, User, utcnow
@@ -125,8 +125,8 @@ def _mail(address: str, invitation: Invitation, sender: User, program: Program, 
         link=link,
         unsubscribe_url=unsubscribe_url,
     )
-    subject = f"{sender.public_name} invites you to join InviteLoop"
-    enqueue(send_email, address, subject, body, unsubscribe_url)
+    subject = f"{sender.public_name} invites you to join {branding.current().name}"
+    queue_email(address, subject, body, unsubscribe_url)
 
 
 def stop_token(invitation_id: int) -> str:

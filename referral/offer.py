@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+from core import branding
 from core.money import exponent, format_amount
 from core.templating import format_date
 from models import Program
 from referral import services
 
 # What a program's share text may name; each is replaced by the program's current value.
-SHARE_PLACEHOLDERS = ("friend_reward", "referrer_reward", "minimum", "program")
+SHARE_PLACEHOLDERS = ("friend_reward", "referrer_reward", "minimum", "program", "site")
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 
 SHARE_TEXT_MAX = 280
@@ -307,6 +308,7 @@ class Offer:
             "referrer_reward": self.referrer.phrase,
             "minimum": self.minimum or format_amount(0, self.program.currency),
             "program": self.program.name,
+            "site": branding.current().name,  # the installation's brand (core/branding.py)
         }
         return _PLACEHOLDER.sub(lambda match: values.get(match[1], match[0]), own)
 

@@ -18,8 +18,8 @@ its List-Unsubscribe header. The friend is named by public name and masked addre
 from flask import render_template
 
 from auth import email_choices
-from core.jobs import enqueue
-from core.mail import absolute_url, send_email
+from core import branding
+from core.mail import absolute_url, queue_email
 from core.money import format_amount
 from core.templating import mask_email
 from extensions import db
@@ -34,7 +34,7 @@ def friend_joined(referral: Referral) -> None:
     _mail(
         referral.referrer,
         "friends",
-        "A friend joined InviteLoop through you",
+        f"A friend joined {branding.current().name} through you",
         "email/friend_joined.txt",
         friend_name=friend.public_name,
         friend_email=mask_email(friend.email) if friend.email else None,
@@ -117,7 +117,7 @@ def _mail(user: User, kind: str, subject: str, template: str, **context) -> None
         kind_name_of_email=email_choices.KIND_NAMES[kind],
         **context,
     )
-    enqueue(send_email, user.email, subject, body, unsubscribe_url)
+    queue_email(user.email, subject, body, unsubscribe_url)
 
 
 def _reachable(user: User) -> bool:
