@@ -35,6 +35,7 @@ PERMISSIONS: dict[str, tuple[str, ...]] = {
     "users.manage": (),
     "integrations.manage": (),
     "audit.view": (),
+    "settings.manage": (),  # the installation's brand: admin only
 }
 
 

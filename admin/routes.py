@@ -14,12 +14,23 @@ from admin import (
     people,
     programs,
     referrals,
+    settings,
 )
 from admin.policy import can, is_staff
 from extensions import login_manager
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
-for screen in (analytics, people, referrals, programs, operations, crm, integrations, exports):
+for screen in (
+    analytics,
+    people,
+    referrals,
+    programs,
+    operations,
+    crm,
+    integrations,
+    settings,
+    exports,
+):
     bp.register_blueprint(screen.bp)
 
 # (label, endpoint, permission): the layout shows the entries the user may open.
@@ -41,6 +52,7 @@ MENU = (
     ("Integrations", "admin.integrations.show_integrations", "integrations.manage"),
     ("Outbox", "admin.integrations.show_outbox", "integrations.manage"),
     ("Audit log", "admin.integrations.show_audit", "audit.view"),
+    ("Branding", "admin.settings.edit_branding", "settings.manage"),
 )
 
 

@@ -1,0 +1,3 @@
+from admin.settings.routes import bp
+
+__all__ = ["bp"]
