@@ -54,14 +54,23 @@ class Branding:
         return self == Branding()
 
     @property
-    def logo_url(self) -> str | None:
+    def logo_args(self) -> dict | None:
+        """The logo's URL values for `core.brand_logo` (absolute_url takes them too)."""
         if not self.logo_hash:
             return None
-        return url_for(
-            "core.brand_logo",
-            digest=logo_digest(self.logo_hash),
-            extension=LOGO_EXTENSIONS[self.logo_type],
-        )
+        return {
+            "digest": logo_digest(self.logo_hash),
+            "extension": LOGO_EXTENSIONS[self.logo_type],
+        }
+
+    @property
+    def logo_url(self) -> str | None:
+        return url_for("core.brand_logo", **self.logo_args) if self.logo_hash else None
+
+    @property
+    def preview_image_args(self) -> dict | None:
+        """The logo as a link preview's picture: chat apps show PNG and WebP, not SVG."""
+        return self.logo_args if self.logo_type in ("image/png", "image/webp") else None
 
     @property
     def theme_url(self) -> str | None:

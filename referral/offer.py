@@ -308,8 +308,9 @@ class Offer:
             "referrer_reward": self.referrer.phrase,
             "minimum": self.minimum or format_amount(0, self.program.currency),
             "program": self.program.name,
-            "site": branding.current().name,  # the installation's brand (core/branding.py)
         }
+        if "{site}" in own:  # the installation's brand (core/branding.py), read only if named
+            values["site"] = branding.current().name
         return _PLACEHOLDER.sub(lambda match: values.get(match[1], match[0]), own)
 
     @property

@@ -105,6 +105,7 @@ def test_with_nothing_set_pages_show_inviteloop_as_before(client):
     assert "InviteLoop — an open, self-hosted referral program.</div>" in page
     assert '<meta name="theme-color" content="#0a58ca">' in page
     assert '<meta property="og:site_name" content="InviteLoop">' in page
+    assert f'<meta property="og:image" content="{PUBLIC_URL}/static/social-card.png">' in page
     assert 'href="/static/manifest.webmanifest"' in page
     assert "/brand/" not in page
 
@@ -219,6 +220,8 @@ def test_a_saved_brand_shows_on_the_landing_dashboard_and_staff_panel(
         r'class="navbar-brand[^>]*><img class="brand-logo[^>]*>Acme Rewards</a>', landing
     )
     assert '<meta property="og:site_name" content="Acme Rewards">' in landing
+    preview = f'<meta property="og:image" content="{PUBLIC_URL}{logo_url(landing)}">'
+    assert preview in landing and "social-card.png" not in landing
     assert f'<meta name="theme-color" content="{GREEN}">' in landing
     assert '<link rel="stylesheet" href="/brand/theme-146c43.css">' in landing
     assert 'href="mailto:help@acme.example.com"' in landing
