@@ -38,6 +38,7 @@ _DRAWING_ATTRIBUTES = frozenset(
         "patternTransform", "maskUnits", "clipPathUnits", "fx", "fy", "style",
     }
 )  # fmt: skip
+_XML_DECLARATION = re.compile(rb"^\s*(\xef\xbb\xbf)?\s*<\?xml\s[^>]*\?>")
 _OUTSIDE_REFERENCE = re.compile(r"url\s*\(\s*['\"]?(?!#)|@import|expression\s*\(|javascript:", re.I)
 
 
@@ -86,6 +87,8 @@ def check_svg(data: bytes) -> None:
     """Refuse an SVG that could run code, load something or is not plain drawing."""
     if b"<!doctype" in data.lower() or b"<!entity" in data.lower():
         raise UnsafeSvg("SVG logos may not declare a DOCTYPE or entities.")
+    if b"<?" in _XML_DECLARATION.sub(b"", data, count=1):  # e.g. <?xml-stylesheet href=...?>
+        raise UnsafeSvg("SVG logos may not hold processing instructions such as stylesheets.")
     try:
         root = ElementTree.fromstring(data)  # noqa: S314 (no DOCTYPE, so no entities, above)
     except ElementTree.ParseError:

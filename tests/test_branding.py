@@ -28,6 +28,7 @@ PUBLIC_URL = "https://refer.example.com"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(64)
 WEBP = b"RIFF\x24\x00\x00\x00WEBPVP8 " + bytes(32)
 SAFE_SVG = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n'
     b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 10 10">'
     b'<title>Acme</title><circle cx="5" cy="5" r="4" fill="#fff"/></svg>'
 )
@@ -168,8 +169,24 @@ def test_a_bad_support_email_is_refused_and_changes_nothing(app, admin_client):
             "logo.svg",
             "DOCTYPE",
         ),
+        (
+            b'<?xml version="1.0"?><?xml-stylesheet href="https://evil.example/x.css"?>'
+            b'<svg xmlns="http://www.w3.org/2000/svg"><rect width="1" height="1"/></svg>',
+            "logo.svg",
+            "processing instructions",
+        ),
     ],
-    ids=["gif", "pdf-named-svg", "too-big", "empty", "script", "handler", "remote", "entity"],
+    ids=[
+        "gif",
+        "pdf-named-svg",
+        "too-big",
+        "empty",
+        "script",
+        "handler",
+        "remote",
+        "entity",
+        "stylesheet",
+    ],
 )
 def test_a_logo_refused_by_its_content_changes_nothing(app, admin_client, content, name, message):
     brand_acme(admin_client)
