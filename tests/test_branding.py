@@ -141,6 +141,23 @@ def test_a_bad_support_email_is_refused_and_changes_nothing(app, admin_client):
 
 
 @pytest.mark.parametrize(
+    ("typed", "message"),
+    [("A" * 61, "at most 60 characters"), ("Acme\x07Bell", "control characters")],
+)
+def test_a_bad_site_name_is_refused_and_changes_nothing(app, admin_client, typed, message):
+    response = save(admin_client, site_name=typed, primary_color=GREEN)
+    assert response.status_code == 400
+    assert message in read_form(response).field_errors["site_name"][0]
+    assert stored(app) is None
+    assert audit_entries(app) == []
+
+
+def test_a_site_name_is_kept_on_one_line(app, admin_client):
+    assert save(admin_client, site_name="  Acme\r\nBcc: x@example.com ").status_code == 302
+    assert stored(app)["site_name"] == "Acme Bcc: x@example.com"
+
+
+@pytest.mark.parametrize(
     ("content", "name", "message"),
     [
         (b"GIF89a" + bytes(40), "logo.png", "is not a PNG, WebP or SVG image"),

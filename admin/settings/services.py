@@ -42,6 +42,8 @@ def clean_site_name(text: str | None) -> str | None:
     name = " ".join((text or "").split())
     if len(name) > SITE_NAME_MAX:
         raise InvalidSiteName(f"Use at most {SITE_NAME_MAX} characters.")
+    if any(ord(character) < 32 or ord(character) == 127 for character in name):
+        raise InvalidSiteName("The name may not hold control characters.")
     return name or None
 
 
