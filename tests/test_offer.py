@@ -517,7 +517,5 @@ def test_a_paused_program_promises_nothing_in_the_api_either(app, make_participa
     configure(app, active=False)
     told = logged_in(app, alice).get("/api/v1/me").get_json()["offer"]
     assert told["running"] is False
-    assert (told["headline"], told["referrer"], told["friend"], told["milestone"]) == (
-        (None,) * 4
-    )
+    assert (told["headline"], told["referrer"], told["friend"], told["milestone"]) == ((None,) * 4)
     assert told["fine_print"] == [] and "$10.00" not in str(told)
