@@ -26,7 +26,8 @@ from tests.apps import other_app
 from tests.browser.chromium import VIEWPORTS, log_in, problems
 from tests.browser.site import site_mail
 
-pytestmark = [pytest.mark.server, pytest.mark.browser]
+# Started first: a journey with its axe-core checks takes 10 to 20 s.
+pytestmark = [pytest.mark.server, pytest.mark.browser, pytest.mark.slow]
 
 MANAGER = STAFF_EMAILS["manager"]
 MARKETER = STAFF_EMAILS["marketer"]
