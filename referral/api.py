@@ -66,10 +66,12 @@ def _inviter_name(user: User) -> str | None:
 
 
 def _offer_json(program: Program, link: str | None) -> dict:
-    """The dashboard's offer card: while the program is paused it promises nothing."""
+    """The dashboard's offer card and share message: while the program is paused they
+    promise nothing."""
     told = offer.offer_of(program)
-    share_message = f"{told.share_text} {link}" if link else None
-    if not program.is_running(utcnow()):
+    running = program.is_running(utcnow())
+    share_message = f"{told.share_words(running)[0]} {link}" if link else None
+    if not running:
         return {
             "program": program.name,
             "running": False,

@@ -256,6 +256,9 @@ def test_a_paused_program_promises_nothing(app, make_participant):
     dashboard = _page(logged_in(app, alice).get("/referral/dashboard"))
     assert "$10.00" not in landing and "Give $5" not in landing
     assert "Invite friends is paused" in dashboard and "$10.00" not in dashboard
+    # Nor do the share message and buttons (docs/guarantees.md #33).
+    assert "$5.00" not in dashboard and "$5 for you" not in unquote(dashboard)
+    assert "Join me with my link:" in dashboard
 
 
 def test_the_friends_ledger_says_what_their_invitation_earns_them(app, make_participant):
@@ -518,4 +521,5 @@ def test_a_paused_program_promises_nothing_in_the_api_either(app, make_participa
     told = logged_in(app, alice).get("/api/v1/me").get_json()["offer"]
     assert told["running"] is False
     assert (told["headline"], told["referrer"], told["friend"], told["milestone"]) == ((None,) * 4)
-    assert told["fine_print"] == [] and "$10.00" not in str(told)
+    assert told["fine_print"] == [] and "$" not in str(told)
+    assert told["share_message"].startswith("Join me with my link: ")
