@@ -31,7 +31,7 @@ def email_free(typed: str) -> None:
     check_login_free(normalize_email(typed), None)
 
 
-def _known_code(typed: str) -> None:
+def known_code(typed: str) -> None:
     referral_services.resolve_signup_code(typed, None, utcnow())
 
 
@@ -58,7 +58,7 @@ class SignupForm(FlaskForm):
     )
     referral_code = StringField(
         "Referral code (optional)",
-        validators=[Optional(), Length(max=32), rule(_known_code)],
+        validators=[Optional(), Length(max=32), rule(known_code)],
         filters=[_strip],
     )
     submit = SubmitField("Create my account")

@@ -203,6 +203,52 @@ LEADERBOARD = _object(
     ("period", "page", "pages", "total", "rows"),
 )
 
+SENTENCE = _nullable("string", description="Null while the program is paused.")
+
+OFFER = _object(
+    {
+        "program": TEXT,
+        "running": {"type": "boolean", "description": "False: paused, it promises nothing."},
+        "headline": {**SENTENCE, "examples": ["Give $5, get $10"]},
+        "referrer": _nullable(
+            "string", description="What the participant gets, and when; null while paused."
+        ),
+        "friend": _nullable(
+            "string", description="What the friend gets; null without a friend's reward."
+        ),
+        "milestone": {
+            "oneOf": [
+                {"type": "null"},
+                _object(
+                    {
+                        "every": {"type": "integer", "minimum": 1},
+                        "done": COUNT,
+                        "left": {"type": "integer", "minimum": 1},
+                        "bonus": TEXT,
+                        "sentence": TEXT,
+                    },
+                    ("every", "done", "left", "bonus", "sentence"),
+                ),
+            ],
+            "description": "Progress to the next milestone bonus, when the program has one.",
+        },
+        "fine_print": {"type": "array", "items": TEXT},
+        "share_message": _nullable(
+            "string", description="The share text with the link; null without an active code."
+        ),
+    },
+    (
+        "program",
+        "running",
+        "headline",
+        "referrer",
+        "friend",
+        "milestone",
+        "fine_print",
+        "share_message",
+    ),
+)
+
 ME = _object(
     {
         "id": INTEGER,
@@ -211,12 +257,38 @@ ME = _object(
         "email": _nullable("string", description="Null for a participant who signed up by phone."),
         "code": _nullable("string"),
         "link": _nullable("string", format="uri"),
-        "stats": _object(
-            {"clicks": COUNT, "signups": COUNT, "qualified": COUNT},
-            ("clicks", "signups", "qualified"),
+        "invited_by": _nullable(
+            "string", description="The public name of who invited them; null when nobody did."
         ),
+        "stats": _object(
+            {
+                "clicks": COUNT,
+                "signups": COUNT,
+                "qualified": COUNT,
+                "in_review": {**COUNT, "description": "Joined, held for review: not counted yet."},
+                "not_counted": {**COUNT, "description": "Joined, refused by the checks."},
+            },
+            ("clicks", "signups", "qualified", "in_review", "not_counted"),
+        ),
+        "offer": _schema("Offer"),
     },
-    ("id", "name", "display_name", "email", "code", "link", "stats"),
+    ("id", "name", "display_name", "email", "code", "link", "invited_by", "stats", "offer"),
+)
+
+# referral/timeline.py's step states (tests/test_openapi.py holds them to the code).
+TIMELINE_STATES = ("done", "now", "next", "stopped")
+
+TIMELINE_STEP = _object(
+    {
+        "state": {
+            "enum": list(TIMELINE_STATES),
+            "description": "done; now: what it waits for; next: to come; stopped: it ended here.",
+        },
+        "title": TEXT,
+        "detail": _nullable("string"),
+        "at": _nullable("string", format="date-time"),
+    },
+    ("state", "title", "detail", "at"),
 )
 
 MASKED_EMAIL = {"type": "string", "description": "Masked: `a***@example.com` (`—` when none)."}
@@ -235,8 +307,14 @@ MY_REFERRALS = _object(
                     "joined_at": MOMENT,
                     "status": {"enum": list(REFERRAL_STATUSES)},
                     "source": {"enum": list(REFERRAL_SOURCES)},
+                    "timeline": {
+                        "type": "array",
+                        "items": _schema("TimelineStep"),
+                        "description": "The referral's story in plain words, as the dashboard"
+                        " tells it.",
+                    },
                 },
-                ("name", "display_name", "email", "joined_at", "status", "source"),
+                ("name", "display_name", "email", "joined_at", "status", "source", "timeline"),
             ),
         },
     },
@@ -524,9 +602,16 @@ PATHS = {
             },
         }
     },
-    "/api/v1/me": _portal("getMe", "The signed-in participant, their code, link and stats.", "Me"),
+    "/api/v1/me": _portal(
+        "getMe",
+        "The signed-in participant: code, link, stats, who invited them and the offer.",
+        "Me",
+    ),
     "/api/v1/me/referrals": _portal(
-        "getMyReferrals", "The people they invited, newest first.", "MyReferrals", [PAGE]
+        "getMyReferrals",
+        "The people they invited, newest first, each with its timeline.",
+        "MyReferrals",
+        [PAGE],
     ),
     "/api/v1/me/tree": _portal(
         "getMyTree",
@@ -673,7 +758,9 @@ COMPONENTS = {
         "Outcome": OUTCOME,
         "Leaderboard": LEADERBOARD,
         "Me": ME,
+        "Offer": OFFER,
         "MyReferrals": MY_REFERRALS,
+        "TimelineStep": TIMELINE_STEP,
         "Tree": TREE,
         "Reward": REWARD,
         "Balance": BALANCE,

@@ -1,12 +1,15 @@
-"""The referral loop as JSON, for embedding the board and the participant portal elsewhere."""
+"""The referral loop as JSON, for embedding the board and the participant portal elsewhere.
+The portal tells what the dashboard tells, in the same words: the offer (referral/offer.py),
+who invited the participant, and each referral's timeline (referral/timeline.py)."""
 
 from flask import Blueprint, current_app, jsonify, request
 from flask_login import current_user, login_required
 
 from core.pagination import parse_page
 from core.templating import mask_email
-from models import utcnow
-from referral import leaderboard, services, tree
+from extensions import db
+from models import Program, User, utcnow
+from referral import leaderboard, offer, services, timeline, tree
 
 api_bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -31,7 +34,9 @@ def get_leaderboard():
 @api_bp.get("/me")
 @login_required
 def get_me():
-    code = services.active_code(current_user, services.default_program())
+    program = services.default_program()
+    code = services.active_code(current_user, program)
+    link = services.referral_link(code.code) if code else None
     stats = services.participant_stats(current_user)
     return jsonify(
         id=current_user.id,
@@ -39,9 +44,70 @@ def get_me():
         display_name=current_user.public_name,
         email=current_user.email,
         code=code.code if code else None,
-        link=services.referral_link(code.code) if code else None,
-        stats={"clicks": stats.clicks, "signups": stats.signups, "qualified": stats.qualified},
+        link=link,
+        invited_by=_inviter_name(current_user),
+        stats={
+            "clicks": stats.clicks,
+            "signups": stats.signups,
+            "qualified": stats.qualified,
+            "in_review": stats.in_review,
+            "not_counted": stats.not_counted,
+        },
+        offer=_offer_json(program, link),
     )
+
+
+def _inviter_name(user: User) -> str | None:
+    """Who invited the participant, by the name the public sees (never an email)."""
+    if user.referred_by_id is None:
+        return None
+    inviter = db.session.get(User, user.referred_by_id)
+    return inviter.public_name if inviter else None
+
+
+def _offer_json(program: Program, link: str | None) -> dict:
+    """The dashboard's offer card and share message: while the program is paused they
+    promise nothing."""
+    told = offer.offer_of(program)
+    running = program.is_running(utcnow())
+    share_message = f"{told.share_words(running)[0]} {link}" if link else None
+    if not running:
+        return {
+            "program": program.name,
+            "running": False,
+            "headline": None,
+            "referrer": None,
+            "friend": None,
+            "milestone": None,
+            "fine_print": [],
+            "share_message": share_message,
+        }
+    progress = offer.milestone_progress(program, services.qualified_count(current_user, program))
+    return {
+        "program": program.name,
+        "running": True,
+        "headline": told.headline,
+        "referrer": told.referrer_sentence,
+        "friend": told.friend_sentence,
+        "milestone": _milestone_json(progress) if progress else None,
+        # The milestone's progress already says what its sentence would.
+        "fine_print": [
+            sentence
+            for sentence in told.fine_print
+            if not progress or sentence != told.milestone_sentence
+        ],
+        "share_message": share_message,
+    }
+
+
+def _milestone_json(progress: offer.MilestoneProgress) -> dict:
+    return {
+        "every": progress.every,
+        "done": progress.done,
+        "left": progress.left,
+        "bonus": progress.bonus,
+        "sentence": progress.sentence,
+    }
 
 
 @api_bp.get("/me/referrals")
@@ -49,6 +115,9 @@ def get_me():
 def get_my_referrals():
     page = parse_page(request.args.get("page"))
     invited = services.invited_people(current_user, page, current_app.config["DASHBOARD_PAGE_SIZE"])
+    stories = timeline.timelines(
+        current_user, invited.items, current_app.config["REVIEW_DAYS"], utcnow()
+    )
     return jsonify(
         page=invited.page,
         pages=invited.pages,
@@ -61,10 +130,20 @@ def get_my_referrals():
                 "joined_at": referral.created_at.isoformat(),
                 "status": referral.status,
                 "source": referral.source,
+                "timeline": [_step_json(step) for step in stories[referral.id]],
             }
             for referral in invited.items
         ],
     )
+
+
+def _step_json(step: timeline.Step) -> dict:
+    return {
+        "state": step.state,
+        "title": step.title,
+        "detail": step.detail,
+        "at": step.when.isoformat() if step.when else None,
+    }
 
 
 @api_bp.get("/me/tree")

@@ -319,6 +319,13 @@ class Offer:
             return "An invitation from me"
         return f"An invitation from me: {self.friend.short} for you"
 
+    def share_words(self, running: bool) -> tuple[str, str]:
+        """The share text and subject; while the program is paused, plain ones that promise
+        nothing."""
+        if not running:
+            return "Join me with my link:", "An invitation from me"
+        return self.share_text, self.share_subject
+
     @property
     def preview_title(self) -> str:
         return f"{self.program.name}: {self.headline}"

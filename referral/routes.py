@@ -120,6 +120,8 @@ def dashboard():
     link = services.referral_link(code.code) if code else None
     page = parse_page(request.args.get("page"))
     program_offer = offer.offer_of(program)
+    running = program.is_running(utcnow())
+    share_text, share_subject = program_offer.share_words(running)
     invited = services.invited_people(current_user, page, current_app.config["DASHBOARD_PAGE_SIZE"])
     return render_template(
         "referral/dashboard.html",
@@ -127,14 +129,12 @@ def dashboard():
         link=link,
         qr=sharing.qr_svg(link) if link else None,
         offer=program_offer,
-        running=program.is_running(utcnow()),
+        running=running,
         milestone=offer.milestone_progress(
             program, services.qualified_count(current_user, program)
         ),
-        share_message=f"{program_offer.share_text} {link}" if link else None,
-        shares=sharing.share_links(link, program_offer.share_text, program_offer.share_subject)
-        if link
-        else [],
+        share_message=f"{share_text} {link}" if link else None,
+        shares=sharing.share_links(link, share_text, share_subject) if link else [],
         stats=services.participant_stats(current_user),
         invited=invited,
         timelines=timeline.timelines(

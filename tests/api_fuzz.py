@@ -87,9 +87,11 @@ CHECKS = [
 
 
 def seed() -> dict:
-    """Inside an app context: a participant with invitees, a referred purchase (so their lists
-    and ledger have rows to validate), and an API key with every scope."""
-    referrer = factories.participant("Rita Referrer")
+    """Inside an app context: a participant with an inviter and invitees, a referred purchase
+    (so their lists, timelines and ledger have rows to validate), and an API key with every
+    scope."""
+    inviter = factories.participant("Ian Inviter")  # so `invited_by` has a name to check
+    referrer = factories.participant("Rita Referrer", invited_by=inviter["code"])
     friend = factories.participant("Fred Friend", invited_by=referrer["code"])
     factories.participant("Gina Guest", invited_by=referrer["code"])
     factories.participant("Hal Grandchild", invited_by=friend["code"])

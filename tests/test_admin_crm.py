@@ -174,6 +174,30 @@ def test_a_taken_name_or_a_bad_price_is_refused_and_the_typed_values_kept(app):
     assert audit_actions(app) == ["service.create"]  # the setup's, nothing more
 
 
+def test_a_currency_is_picked_from_the_iso_list_and_a_record_keeps_its_own(app):
+    """docs/guarantees.md #33: off the list is refused beside the field and saves nothing; a
+    service whose currency has left the list shows it selected and keeps it on edit."""
+    marketer = staff_client(app, "marketer")
+    form = marketer.get("/admin/services/new").get_data(as_text=True)
+    assert re.search(r'<select[^>]*name="currency"', form)
+    bad = post_form(marketer, "/admin/services/new", name="Gutters", price="12", currency="XYZ")
+    assert bad.status_code == 400
+    assert "Choose a currency from the list (ISO 4217" in bad.get_data(as_text=True)
+    assert count(app, Service) == 0
+
+    with app.app_context():
+        service = make_service("Old money", price=500, currency="XTS")
+        db.session.commit()
+        service_id = service.id
+    edit = f"/admin/services/{service_id}/edit"
+    page = marketer.get(edit).get_data(as_text=True)
+    assert re.search(r'<option selected value="XTS">|<option value="XTS" selected>', page)
+    saved = post_form(marketer, edit, name="Old money", description="", price="6", currency="XTS")
+    assert saved.status_code == 302
+    with app.app_context():
+        assert db.session.get(Service, service_id).currency == "XTS"
+
+
 def test_campaign_dates_and_channel_are_checked(app):
     marketer = staff_client(app, "marketer")
     fields = dict(name="Spring", service_id="0", channel="search", budget="100.00", currency="USD")

@@ -3,11 +3,13 @@ default, and the 30-day preview of edited rules."""
 
 import csv
 import io
+import re
 from datetime import date, timedelta
 
 import pytest
 from sqlalchemy import func, select
 
+from core.money import CURRENCIES
 from extensions import db
 from models import AuditLog, Campaign, Program, utcnow
 from referral.services import default_program
@@ -143,6 +145,9 @@ def test_a_marketer_creates_a_program_in_a_referral_campaign(app, client, market
         ({"hold_days": "-1"}, "hold_days", "The hold is 0 to 365 days."),
         ({"max_depth": "three"}, "max_depth", "Not a valid integer value."),
         ({"campaign_id": "12345"}, "campaign_id", "Not a valid choice."),
+        ({"currency": "Dollars"}, "currency", "Choose a currency from the list (ISO 4217"),
+        ({"currency": "XYZ"}, "currency", "Choose a currency from the list (ISO 4217"),
+        ({"currency": ""}, "currency", "Choose a currency from the list."),
     ],
 )
 def test_a_bad_rule_is_shown_next_to_its_field_and_nothing_is_saved(
@@ -159,6 +164,30 @@ def test_a_bad_rule_is_shown_next_to_its_field_and_nothing_is_saved(
     assert form_fields(html, path)["name"] == "Renamed"  # what was typed stays
     assert program_values(app, default_id(app), *programs.RULE_FIELDS) == before
     assert audit_actions(app) == []
+
+
+def test_the_currency_is_picked_from_the_iso_list_and_a_program_keeps_its_own(
+    app, client, marketer
+):
+    """docs/guarantees.md #33: a select of ISO 4217 codes showing the program's currency; one
+    that has left the list (set from the command line, say) stays offered and selected."""
+    program_id = default_id(app)
+    path = f"/admin/programs/{program_id}"
+    page = client.get(path).get_data(True)
+    select_html = re.search(r'<select[^>]*name="currency".*?</select>', page, re.S).group(0)
+    assert select_html.count("<option") == len(CURRENCIES)
+    assert form_fields(page, path)["currency"] == "USD"
+    assert submit(client, path, currency="EUR").status_code == 302
+    assert program_values(app, program_id, "currency") == ("EUR",)
+    assert form_fields(client.get(path).get_data(True), path)["currency"] == "EUR"
+
+    with app.app_context():
+        db.session.get(Program, program_id).currency = "XTS"
+        db.session.commit()
+    page = client.get(path).get_data(True)
+    assert form_fields(page, path)["currency"] == "XTS"
+    assert submit(client, path, name="Still XTS").status_code == 302
+    assert program_values(app, program_id, "name", "currency") == ("Still XTS", "XTS")
 
 
 def test_creating_with_a_bad_rule_saves_nothing(app, client, marketer):

@@ -346,6 +346,9 @@ def test_a_payout_claims_exactly_the_available_rows_and_is_worth_their_sum(app, 
         assert db.session.get(Reward, euros).payout_id is None
     credit = balance_of(app, alice)
     assert (credit.available, credit.requested, credit.on_hold) == (0, 2000, 800)
+    # docs/guarantees.md #33: the claimed entries say so; the free euros are still available.
+    assert page.count(">Payout requested</span>") == len(claimable)
+    assert page.count(">Available</span>") == 1
 
 
 def test_a_second_request_while_one_is_open_is_refused(app, make_participant):

@@ -256,6 +256,9 @@ def test_a_paused_program_promises_nothing(app, make_participant):
     dashboard = _page(logged_in(app, alice).get("/referral/dashboard"))
     assert "$10.00" not in landing and "Give $5" not in landing
     assert "Invite friends is paused" in dashboard and "$10.00" not in dashboard
+    # Nor do the share message and buttons (docs/guarantees.md #33).
+    assert "$5.00" not in dashboard and "$5 for you" not in unquote(dashboard)
+    assert "Join me with my link:" in dashboard
 
 
 def test_the_friends_ledger_says_what_their_invitation_earns_them(app, make_participant):
@@ -453,3 +456,70 @@ def test_once_staff_approve_a_held_referral_its_timeline_says_so_and_counts_agre
     assert "When Bob makes their first purchase of $20.00 or more" in steps
     assert "Under review" not in steps and "under review" not in page
     assert '<div class="stat-value" id="stat-signups">1</div>' in page
+
+
+# --- the same, in the participant JSON API ----------------------------------------------------
+
+
+def test_the_portal_api_tells_the_offer_the_inviter_and_each_timeline_as_the_dashboard_does(
+    app, make_participant
+):
+    """docs/guarantees.md #33: /api/v1/me and /api/v1/me/referrals say what the dashboard
+    says, in its words: the offer, who invited me (a public name only), each timeline."""
+    configure(app, milestone_every=3, milestone_amount=2500)
+    alice = make_participant("Alice Zimmer", ip="10.200.0.1")
+    bob = make_participant("Bob Baker", invited_by=alice["code"], ip="10.200.0.2")
+    make_participant("Cara Held", invited_by=alice["code"], ip="10.200.0.1")  # same IP: held
+    bought = utcnow()
+    accepted_purchase(app, bob["email"], "order-1", 2500, now=bought)
+
+    alice_client = logged_in(app, alice)
+    me = alice_client.get("/api/v1/me").get_json()
+    assert me["invited_by"] is None
+    assert me["stats"] == {
+        "clicks": 0,
+        "signups": 1,
+        "qualified": 1,
+        "in_review": 1,
+        "not_counted": 0,
+    }
+    told = me["offer"]
+    assert told["running"] is True and told["headline"] == "Give $5, get $10"
+    assert told["referrer"].startswith("You get $10.00 credit when a friend you invite")
+    assert told["friend"].startswith("Your friend gets $5.00 credit on their first purchase")
+    assert told["milestone"]["sentence"] == (
+        "1 of 3 friends toward your next bonus of $25.00: 2 more friends to go."
+    )
+    assert told["share_message"].endswith(f"/r/{alice['code']}")
+    dashboard = _page(alice_client.get("/referral/dashboard"))
+    for sentence in (told["headline"], told["referrer"], told["friend"], *told["fine_print"]):
+        assert sentence in dashboard
+
+    listed = alice_client.get("/api/v1/me/referrals").get_json()["referrals"]
+    stories = {row["display_name"]: row["timeline"] for row in listed}
+    hold_ends = (bought + timedelta(days=14)).strftime("%Y-%m-%d")
+    assert [step["title"] for step in stories["Bob B."]] == [
+        "Joined with your code",
+        "Qualifying purchase: you earned $10.00",
+        f"Reward on hold until {hold_ends}",
+    ]
+    assert stories["Bob B."][1]["state"] == "done" and stories["Bob B."][1]["at"]
+    held = stories["Cara H."]
+    assert [step["state"] for step in held][:2] == ["done", "now"]
+    assert held[1]["title"] == "Under review" and "same_ip" not in str(held)
+    for name, steps in stories.items():
+        row = _timeline(dashboard, name)
+        assert all(step["title"] in row for step in steps), name
+
+    bob_me = logged_in(app, bob).get("/api/v1/me").get_json()
+    assert bob_me["invited_by"] == "Alice Z."  # never her email or full name
+
+
+def test_a_paused_program_promises_nothing_in_the_api_either(app, make_participant):
+    alice = make_participant("Alice Zimmer")
+    configure(app, active=False)
+    told = logged_in(app, alice).get("/api/v1/me").get_json()["offer"]
+    assert told["running"] is False
+    assert (told["headline"], told["referrer"], told["friend"], told["milestone"]) == ((None,) * 4)
+    assert told["fine_print"] == [] and "$" not in str(told)
+    assert told["share_message"].startswith("Join me with my link: ")

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from core import api_keys, openapi
 from extensions import db
 from models import ROLES, Conversion, User
-from referral import leaderboard
+from referral import leaderboard, timeline
 from rewards import saleor, webhooks
 from tests import api_fuzz, events_api
 from tests.helpers import log_in
@@ -105,6 +105,8 @@ def test_allowed_values_and_scopes_are_the_codes():
     document = openapi.document()
     schemas = document["components"]["schemas"]
     assert schemas["Leaderboard"]["properties"]["period"]["enum"] == list(leaderboard.PERIODS)
+    step_states = schemas["TimelineStep"]["properties"]["state"]["enum"]
+    assert step_states == [timeline.DONE, timeline.NOW, timeline.NEXT, timeline.STOPPED]
     typenames = sorted(typename for typename, _kind in saleor.HANDLED_EVENTS.values())
     assert sorted(schemas["SaleorEvent"]["properties"]["__typename"]["enum"]) == typenames
     for item in document["paths"].values():

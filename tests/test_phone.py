@@ -110,6 +110,37 @@ def test_an_invalid_number_is_refused_on_the_form_and_nothing_is_sent(app, clien
     assert count(app, PhoneCode) == 0
 
 
+def test_every_mistake_on_the_phone_form_is_shown_after_one_submit(app, client, sms_log):
+    """docs/guarantees.md #33: number, name and referral code are all checked at once."""
+    response = request_code(client, "12", name="Zed\x07", referral_code="NOSUCH99")
+
+    assert response.status_code == 400
+    errors = read_form(response).field_errors
+    assert INVALID in errors["phone"][0]
+    assert errors["name"] == ["Enter your name without control characters."]
+    assert errors["referral_code"] == [
+        "We don't know this referral code. Check it, or leave the field empty."
+    ]
+    assert texts(sms_log) == []
+    assert count(app, PhoneCode) == 0
+
+
+def test_a_code_that_cannot_be_one_is_refused_without_spending_a_try(app, client, sms_log):
+    """docs/guarantees.md #33: letters or too few digits say what a code looks like."""
+    request_code(client, NUMBER)
+    code = last_code(sms_log)
+
+    for typed in ("12a456", "12345"):
+        response = enter_code(client, typed)
+        assert response.status_code == 400
+        assert read_form(response).field_errors["code"] == [
+            "The code is the 6 digits of the text message."
+        ]
+    with app.app_context():
+        assert db.session.scalar(select(PhoneCode.attempts)) == 0
+    assert enter_code(client, f"{code[:3]} {code[3:]}").status_code == 302  # spaces are fine
+
+
 # --- the happy path --------------------------------------------------------------------------
 
 

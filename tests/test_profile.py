@@ -187,6 +187,23 @@ def test_an_email_participant_adds_a_phone_then_signs_in_with_it(app, client, al
     assert count(app, User) == 1
 
 
+def test_the_profile_phone_forms_say_what_is_wrong_and_send_nothing(app, client, alice, sms_log):
+    """docs/guarantees.md #33: the number is checked on the form, and a code that cannot be
+    one is refused without spending a try."""
+    refused = add_phone(client, "12")
+    assert refused.status_code == 400
+    assert "This is not a valid phone number" in read_form(refused).field_errors["phone"][0]
+    assert texts(sms_log) == []
+
+    add_phone(client, NUMBER)
+    response = confirm_phone(client, "abcdef")
+    assert read_form(response).field_errors["code"] == [
+        "The code is the 6 digits of the text message."
+    ]
+    assert confirm_phone(client, last_code(sms_log)).status_code == 302
+    assert account(app, alice["id"]).phone == NUMBER
+
+
 def test_a_wrong_code_saves_no_phone(app, client, alice, sms_log):
     add_phone(client, NUMBER)
 

@@ -286,7 +286,13 @@ def test_portal_api_gives_code_link_and_invitees(app, make_participant, login, c
     me = client.get("/api/v1/me").json
     assert me["code"] == alice["code"]
     assert me["link"].endswith(f"/r/{alice['code']}")
-    assert me["stats"] == {"clicks": 0, "signups": 1, "qualified": 0}
+    assert me["stats"] == {
+        "clicks": 0,
+        "signups": 1,
+        "qualified": 0,
+        "in_review": 0,
+        "not_counted": 0,
+    }
     invited = client.get("/api/v1/me/referrals").json
     assert invited["total"] == 1
     [bob] = invited["referrals"]

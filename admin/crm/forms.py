@@ -6,12 +6,12 @@ import re
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from wtforms import DateField, SelectChoice, SelectField, StringField, SubmitField, TextAreaField
-from wtforms.validators import DataRequired, Length, Optional, Regexp, ValidationError
+from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
 from admin.crm.services import EDITABLE_LEAD_STATUSES
 from admin.crm.uploads import ACCEPT, ALLOWED_LABEL
 from core import money
-from core.money import exponent
+from core.money import CURRENCIES, exponent
 from models import CAMPAIGN_CHANNELS
 
 _AMOUNT = re.compile(r"^\d+(\.\d+)?$")
@@ -52,19 +52,37 @@ def _upper(value):
     return value.strip().upper() if isinstance(value, str) else value
 
 
-def _currency_field(default: str = "USD") -> StringField:
-    return StringField(
+_CURRENCY_REFUSED = "Choose a currency from the list (ISO 4217 codes such as USD or EUR)."
+
+
+def _currency_field(default: str = "USD") -> SelectField:
+    return SelectField(
         "Currency",
         default=default,
         filters=[_upper],
-        validators=[DataRequired(), Regexp(r"^[A-Z]{3}$", message="Use a code such as USD.")],
+        validate_choice=False,  # AmountForm.validate_currency words the refusal
+        validators=[DataRequired(_CURRENCY_REFUSED)],
     )
 
 
 class AmountForm(FlaskForm):
-    """A form with amount fields in one currency; `minor_units(field)` after validation."""
+    """A form with amount fields in one currency; `minor_units(field)` after validation.
+    The currency is picked from the ISO 4217 list; a record's own currency (the form's data
+    when made) stays offered even if it left the list, so an edit never changes it unasked."""
 
     currency = _currency_field()
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        kept = self.currency.object_data
+        offered = list(CURRENCIES)
+        if kept and kept not in CURRENCIES:
+            offered.insert(0, kept)
+        self.currency.choices = offered
+
+    def validate_currency(self, field) -> None:
+        if field.data not in self.currency.choices:
+            raise ValidationError(_CURRENCY_REFUSED)
 
     def minor_units(self, field) -> int:
         return to_minor_units(field.data, self.currency.data or "USD")

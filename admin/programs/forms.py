@@ -15,10 +15,17 @@ from wtforms import (
     SubmitField,
     TextAreaField,
 )
-from wtforms.validators import DataRequired, InputRequired, Length, Optional, Regexp
+from wtforms.validators import (
+    DataRequired,
+    InputRequired,
+    Length,
+    Optional,
+    Regexp,
+    ValidationError,
+)
 
 from core import money
-from core.money import exponent
+from core.money import CURRENCIES, exponent
 from models import ATTRIBUTION_MODELS, REWARD_KINDS, TRIGGERS, Program
 from rewards.programs import InvalidRules
 
@@ -89,7 +96,11 @@ class ProgramForm(FlaskForm):
     trigger_event = SelectField(
         "Pays on", choices=[SelectChoice(t, t.replace("_", " ")) for t in TRIGGERS]
     )
-    currency = StringField("Currency", validators=[DataRequired(), Length(min=3, max=3)])
+    currency = SelectField(
+        "Currency",
+        validate_choice=False,  # the validator below words the refusal
+        validators=[DataRequired("Choose a currency from the list.")],
+    )
     min_purchase_amount = StringField("Minimum purchase", default="0")
     referrer_reward_kind = SelectField("Referrer's reward", choices=_KINDS)
     referrer_reward_basis = SelectField("Referrer's reward is", choices=_BASES)
@@ -131,11 +142,23 @@ class ProgramForm(FlaskForm):
     notify_rejected = BooleanField("Email the referrer when a friend's signup does not count")
     submit = SubmitField("Save")
 
-    def __init__(self, campaigns, *args, **kwargs):
+    def __init__(self, campaigns, *args, kept_currency: str | None = None, **kwargs):
+        """`kept_currency`: the edited program's own currency, offered (and accepted) even if
+        it has left the ISO list, so saving other changes never forces a new currency."""
         super().__init__(*args, **kwargs)
         self.campaign_id.choices = [SelectChoice(NO_CAMPAIGN, "— none —")] + [
             SelectChoice(campaign.id, campaign.name) for campaign in campaigns
         ]
+        offered = list(CURRENCIES)
+        if kept_currency and kept_currency not in CURRENCIES:
+            offered.insert(0, kept_currency)
+        self.currency.choices = offered
+
+    def validate_currency(self, field) -> None:
+        if field.data not in self.currency.choices:
+            raise ValidationError(
+                "Choose a currency from the list (ISO 4217 codes such as USD or EUR)."
+            )
 
     @staticmethod
     def data_of(program: Program) -> dict:
@@ -168,7 +191,7 @@ class ProgramForm(FlaskForm):
         values["description"] = values["description"] or ""
         values["name"] = values["name"].strip()
         values["landing_url"] = (values["landing_url"] or "").strip() or None
-        currency = values["currency"] = (self.currency.data or "").strip().upper()
+        currency = values["currency"] = self.currency.data
         values["campaign_id"] = self.campaign_id.data or None
         values["min_purchase_amount"] = parse_amount(
             self.min_purchase_amount.data, currency, "min_purchase_amount"

@@ -46,9 +46,11 @@ def create_program():
     currency = current_app.config["DEFAULT_CURRENCY"]
     if request.method == "GET":
         draft = ProgramForm.data_of(programs.draft_program(currency))
-        form = NewProgramForm(_referral_campaigns(), formdata=None, data=draft)
+        form = NewProgramForm(
+            _referral_campaigns(), formdata=None, data=draft, kept_currency=currency
+        )
         return _new_page(form, currency)
-    form = NewProgramForm(_referral_campaigns())
+    form = NewProgramForm(_referral_campaigns(), kept_currency=currency)
     submission = submit(form, lambda: _create(form))
     if not submission.done:
         return _new_page(form, currency), submission.status
@@ -79,8 +81,11 @@ def edit_program(program_id: int):
     program = db.get_or_404(Program, program_id)
     if request.method == "GET":
         data = ProgramForm.data_of(program)
-        return _edit_page(program, EditProgramForm(_referral_campaigns(), formdata=None, data=data))
-    form = EditProgramForm(_referral_campaigns())
+        form = EditProgramForm(
+            _referral_campaigns(), formdata=None, data=data, kept_currency=program.currency
+        )
+        return _edit_page(program, form)
+    form = EditProgramForm(_referral_campaigns(), kept_currency=program.currency)
     submission = submit(form, lambda: _save_or_preview(program, form))
     if not submission.done:
         return _edit_page(program, form, status=submission.status)

@@ -24,8 +24,9 @@ def database_url(request):
 @pytest.fixture(scope="module")
 def site(browser, database_url, shared_apps, tmp_path_factory):
     contracts = str(tmp_path_factory.mktemp("contracts"))
+    mails = str(tmp_path_factory.mktemp("mail"))
     app = shared_apps.get(database_url, {"CONTRACTS_FOLDER": contracts})
-    with seeded_site(app, database_url, contracts) as running:
+    with seeded_site(app, database_url, contracts, mails) as running:
         yield running
 
 

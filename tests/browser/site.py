@@ -2,7 +2,11 @@
 referrals incl. held ones, purchases, rewards, payouts, CRM records) behind a real server."""
 
 import contextlib
+import email
+import email.message
+import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from sqlalchemy import select
 
@@ -47,6 +51,7 @@ class Site:
     service_id: int
     campaign_id: int
     pending_reward_id: int
+    mail_folder: str = ""  # what the server mailed, one file per message (site_mail)
 
 
 def _facts(app, base_url: str) -> Site:
@@ -105,7 +110,7 @@ def _email_paths(database_url: str, email: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def seeded_site(app, database_url: str, contracts_folder: str):
+def seeded_site(app, database_url: str, contracts_folder: str, mail_folder: str):
     start_afresh(app)
     result = app.test_cli_runner().invoke(args=SEED_ARGS)
     assert result.exit_code == 0, result.output
@@ -117,11 +122,39 @@ def seeded_site(app, database_url: str, contracts_folder: str):
         threads=8,
         CONTRACTS_FOLDER=contracts_folder,
         ADMIN_PAGE_SIZE="10",
+        MAIL_BACKEND="file",
+        MAIL_FILE_PATH=mail_folder,
     ) as base_url:
         facts = _facts(app, base_url)
         email = facts.held_referrer_email
         yield replace(
             facts,
             reset_path=_reset_path(database_url, email),
+            mail_folder=mail_folder,
             **_email_paths(database_url, email),
         )
+
+
+def site_mail(site: Site, to: str, subject: str, wait_seconds: float = 10.0) -> list[str]:
+    """The bodies of the messages the server mailed to `to` under `subject`, waiting up to
+    `wait_seconds` for the first (the outbox sends right after the request's commit)."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        found = [
+            message.get_payload(decode=True).decode()
+            for message in _mailed(Path(site.mail_folder))
+            if message["To"] == to and message["Subject"] == subject
+        ]
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
+
+
+def _mailed(folder: Path) -> list[email.message.Message]:
+    # The file backend writes each connection's messages to one file, 79 dashes apart.
+    messages = []
+    for path in sorted(folder.iterdir()):
+        for chunk in path.read_text().split("\n" + "-" * 79 + "\n"):
+            if chunk.strip():
+                messages.append(email.message_from_string(chunk.lstrip("\n")))
+    return messages
