@@ -33,6 +33,7 @@ from core.inputs import register_input_checks
 from core.jobs import init_celery, register_jobs
 from core.logs import configure_logging
 from core.mail import absolute_url, send_email
+from core.metrics import register_metrics
 from core.openapi import openapi_bp
 from core.outbox import init_outbox
 from core.security import register_security_headers
@@ -67,6 +68,7 @@ def create_app(config: dict | None = None) -> Flask:
     load_config(app, config)
     configure_logging(app.config)
     register_extensions(app)
+    register_metrics(app)
     register_background_jobs(app)
     register_signal_receivers()
     register_input_checks(app)

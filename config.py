@@ -105,6 +105,9 @@ DEFAULTS = {
     "ALLOWED_HOSTS": None,
     "REDIS_TIMEOUT_SECONDS": 2,  # connect and read timeout of the cache and rate-limit storage
     "HEALTH_PROBE_TIMEOUT_SECONDS": 1,  # each dependency /health probes (Redis, broker, SMTP)
+    # /metrics (core/metrics.py): with a token, only `Authorization: Bearer <token>`; without
+    # one, open in development and 404 in production.
+    "METRICS_TOKEN": None,
 }
 
 # ASVS 2.2.1: no more wrong passwords than this for one account in any hour.
@@ -179,6 +182,7 @@ _ENV_TYPES = {
     "ALLOWED_HOSTS": str,
     "REDIS_TIMEOUT_SECONDS": int,
     "HEALTH_PROBE_TIMEOUT_SECONDS": int,
+    "METRICS_TOKEN": str,
 }
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -447,3 +451,5 @@ def _check_services(config) -> None:
     public_url = config["PUBLIC_URL"]
     if public_url and not public_url.startswith(("http://", "https://")):
         raise ConfigError("PUBLIC_URL must start with http:// or https://")
+    if config["METRICS_TOKEN"] is not None and len(config["METRICS_TOKEN"]) < 16:
+        raise ConfigError("METRICS_TOKEN must be at least 16 characters (a random value)")

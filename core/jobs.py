@@ -15,7 +15,7 @@ from datetime import timedelta
 from celery import Celery, Task
 from flask import Flask, current_app
 
-from core import outbox
+from core import counters, outbox
 from extensions import db
 from models import utcnow
 
@@ -45,7 +45,11 @@ def init_celery(app: Flask) -> Celery:
     class FlaskTask(Task):
         def __call__(self, *args, **kwargs):
             with app.app_context():
-                return self.run(*args, **kwargs)
+                try:
+                    return self.run(*args, **kwargs)
+                except Exception:
+                    counters.JOB_FAILURES.labels(self.name).inc()
+                    raise
 
     celery_app = Celery(app.name, task_cls=FlaskTask)
     celery_app.config_from_object(app.config["CELERY"])

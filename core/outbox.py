@@ -49,6 +49,7 @@ from flask import Flask, current_app, has_request_context, request
 from sqlalchemy import Text, cast, delete, event, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from core import counters
 from core.database import after_commit
 from extensions import db
 from models import OutboxMessage, utcnow
@@ -308,6 +309,7 @@ def _record_failure(claimed: Claimed, error: Exception) -> None:
         .execution_options(synchronize_session=False)
     )
     db.session.commit()
+    counters.JOB_FAILURES.labels(claimed.job).inc()
     app = current_app._get_current_object()
     if not dead and app.config["OUTBOX_DELIVERY"] == "celery":
         _hint_workers(app, [claimed.id], wait)  # else the poll (thread) or a drain finds it
