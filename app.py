@@ -31,7 +31,7 @@ from core.errors import register_error_handlers
 from core.hosts import register_host_check
 from core.inputs import register_input_checks
 from core.jobs import init_celery, register_jobs
-from core.logs import configure_logging
+from core.logs import configure_logging, register_request_ids
 from core.mail import absolute_url, send_email
 from core.metrics import register_metrics
 from core.openapi import openapi_bp
@@ -77,6 +77,7 @@ def create_app(config: dict | None = None) -> Flask:
     register_error_handlers(app)
     register_security_headers(app)
     register_host_check(app)
+    register_request_ids(app)  # after the host check: its before_request step runs first
     register_template_helpers(app)
     app.add_template_global(absolute_url, "absolute_url")  # share previews (macros/social)
     register_commands(app)

@@ -108,6 +108,7 @@ DEFAULTS = {
     # /metrics (core/metrics.py): with a token, only `Authorization: Bearer <token>`; without
     # one, open in development and 404 in production.
     "METRICS_TOKEN": None,
+    "LOG_FORMAT": "text",  # or json: one JSON object per line (core/logs.py)
 }
 
 # ASVS 2.2.1: no more wrong passwords than this for one account in any hour.
@@ -183,6 +184,7 @@ _ENV_TYPES = {
     "REDIS_TIMEOUT_SECONDS": int,
     "HEALTH_PROBE_TIMEOUT_SECONDS": int,
     "METRICS_TOKEN": str,
+    "LOG_FORMAT": str,
 }
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -412,6 +414,8 @@ def _check_development_only(config) -> None:
         )
     if config["LOG_LEVEL"] is not None and config["LOG_LEVEL"] not in LOG_LEVELS:
         raise ConfigError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
+    if config["LOG_FORMAT"] not in ("text", "json"):
+        raise ConfigError("LOG_FORMAT must be 'text' or 'json'")
 
 
 def _check_login_failure_limits(rules: str) -> None:
