@@ -1,6 +1,7 @@
 """The application factory: the only place an app is made. Run with `flask --app app ...`."""
 
 from flask import Flask
+from flask_migrate.cli import db as migrate_cli
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 import admin
@@ -25,7 +26,7 @@ from auth.cli import auth_cli
 from auth.services import load_user, unauthorized
 from config import load_config
 from core import jobs
-from core.cli import jobs_cli
+from core.cli import backup_command, jobs_cli, restore_command
 from core.database import configure_engine
 from core.errors import register_error_handlers
 from core.hosts import register_host_check
@@ -146,6 +147,8 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(demo_cli)
     app.cli.add_command(jobs_cli)
     app.cli.add_command(rewards_cli)
+    migrate_cli.add_command(backup_command)  # `flask db backup`, beside Flask-Migrate's own
+    migrate_cli.add_command(restore_command)
 
 
 def trust_proxies(app: Flask) -> None:
