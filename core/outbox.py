@@ -342,9 +342,8 @@ def _record_failure(claimed: Claimed, error: Exception) -> None:
     counters.JOB_FAILURES.labels(claimed.job).inc()
     app = current_app._get_current_object()
     if not dead and app.config["OUTBOX_DELIVERY"] == "celery":
-        _hint_workers(
-            app, [claimed.id], wait, current_request_id()
-        )  # else the poll (thread) or a drain finds it
+        # Else the poll (thread) or a drain finds it.
+        _hint_workers(app, [claimed.id], wait, current_request_id())
     if dead:
         log.error(
             "outbox %s (%s) is dead after %d attempts: %s",

@@ -12,10 +12,14 @@ import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from admin.integrations import services as integrations
+from core import outbox
 from extensions import db
 from models import OutboxMessage, utcnow
+from rewards import outbound
 from tests.events_api import SECRET, purchase, signed_delivery
 from tests.helpers import csrf_token
+from tests.receiver import Receiver
 from tests.server import running_server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,7 +31,7 @@ EVENTS_ENDPOINT = "rewards.webhooks.receive_event"
 
 @pytest.fixture
 def config_overrides():
-    return {"EVENTS_WEBHOOK_SECRET": SECRET}
+    return {"EVENTS_WEBHOOK_SECRET": SECRET, "WEBHOOK_ALLOW_PRIVATE_URLS": True}
 
 
 def scrape(client, token: str | None = None) -> dict:
@@ -136,6 +140,32 @@ def test_the_outbox_depth_and_the_age_of_its_oldest_due_message(app, client):
     assert 20 * 60 <= value(samples, "inviteloop_outbox_oldest_due_seconds") < 25 * 60
     # The same backlog makes /health degraded (OUTBOX_BACKLOG_SECONDS), and says so here.
     assert value(samples, "inviteloop_health_status", status="degraded") == 1
+
+
+def test_failed_jobs_and_webhook_attempts_are_counted(app, client, make_participant):
+    before = scrape(client)
+    with app.app_context():
+        outbox.add("no.such.job", ["x"])
+        db.session.commit()  # inline delivery: the job is run and fails at once
+    with Receiver(statuses=[500]) as receiver:  # answers 500 once, then 200
+        with app.app_context():
+            integrations.create_endpoint(receiver.url, "CRM", ["referral.created"], True)
+            db.session.commit()
+        rita = make_participant("Rita Referrer")
+        make_participant("Fred Friend", invited_by=rita["code"])  # referral.created: 500
+        with app.app_context():
+            outbound.retry_due(utcnow() + timedelta(days=1), app.config["WEBHOOK_MAX_ATTEMPTS"])
+            db.session.commit()  # the second attempt: 200
+        assert len(receiver.requests) == 2
+    after = scrape(client)
+
+    def moved(name, **labels):
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert moved("inviteloop_job_failures_total", job="no.such.job") == 1
+    assert moved("inviteloop_webhook_deliveries_total", result="retrying") == 1
+    assert moved("inviteloop_webhook_deliveries_total", result="succeeded") == 1
+    assert moved("inviteloop_webhook_deliveries_total", result="failed") == 0
 
 
 def test_with_a_token_only_its_bearer_may_scrape(app, client):
