@@ -1,10 +1,11 @@
 """Prometheus metrics at /metrics (docs/guarantees.md #36).
 
 Two kinds of series:
-- counters, moved where the thing happens: requests (by Flask endpoint, never the raw path,
-  so a code in /r/<code> cannot create a series per code), clicks, signups, conversion events,
-  job failures, outbound webhook attempts. What a request's transaction did is counted once it
-  commits (`count_on_commit`): a rolled-back signup is not a signup.
+- counters (core/counters.py), moved where the thing happens: requests (by Flask endpoint,
+  never the raw path, so a code in /r/<code> cannot create a series per code), clicks,
+  signups, conversion events, job failures, outbound webhook attempts. What a request's
+  transaction did is counted once it commits (`count_on_commit`): a rolled-back signup is not
+  a signup.
 - gauges read from the database at scrape time by a few grouped COUNT/SUM queries: referrals
   and rewards by status, the outbox's depth and the age of its oldest due message, /health.
 
@@ -17,7 +18,9 @@ Access: with METRICS_TOKEN set, only `Authorization: Bearer <token>`. Without it
 open in development and answers 404 in production.
 """
 
+import contextlib
 import hmac
+import logging
 import os
 import time
 
@@ -37,6 +40,8 @@ from core import health, outbox
 from core.counters import HTTP_LATENCY, HTTP_REQUESTS
 from extensions import db
 from models import OutboxMessage, Referral, Reward
+
+log = logging.getLogger(__name__)
 
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 _STARTED = "inviteloop.metrics.started"  # request.environ: when the request began
@@ -106,10 +111,12 @@ class StateCollector:
     def collect(self):
         try:
             yield from _database_gauges()
-        except SQLAlchemyError:
-            db.session.rollback()  # the health gauge below says why
+        except SQLAlchemyError as error:
+            # The counters are still worth a scrape; the health gauge says "error".
+            log.error("metrics: database unreadable (%s)", error.__class__.__name__)
         finally:
-            db.session.rollback()  # read-only: end the transaction the queries began
+            with contextlib.suppress(SQLAlchemyError):
+                db.session.rollback()  # read-only: end the transaction the queries began
         yield _health_gauge()
 
 

@@ -17,10 +17,11 @@ from core import outbox
 from extensions import db
 from models import OutboxMessage, utcnow
 from rewards import outbound
+from tests.apps import other_app
 from tests.events_api import SECRET, purchase, signed_delivery
 from tests.helpers import csrf_token
 from tests.receiver import Receiver
-from tests.server import running_server
+from tests.server import free_port, running_server
 
 ROOT = Path(__file__).resolve().parent.parent
 ALERT_RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
@@ -166,6 +167,19 @@ def test_failed_jobs_and_webhook_attempts_are_counted(app, client, make_particip
     assert moved("inviteloop_webhook_deliveries_total", result="retrying") == 1
     assert moved("inviteloop_webhook_deliveries_total", result="succeeded") == 1
     assert moved("inviteloop_webhook_deliveries_total", result="failed") == 0
+
+
+def test_with_the_database_down_the_counters_are_still_scraped():
+    unreachable = f"postgresql://postgres@127.0.0.1:{free_port()}/inviteloop"
+    unmatched = {"endpoint": "unmatched", "method": "GET", "status": "404"}
+    with other_app(unreachable, HEALTH_PROBE_TIMEOUT_SECONDS=1) as app:
+        client = app.test_client()
+        before = value(scrape(client), "inviteloop_http_requests_total", **unmatched)
+        client.get("/no-such-page")
+        samples = scrape(client)
+    assert value(samples, "inviteloop_http_requests_total", **unmatched) == before + 1
+    assert value(samples, "inviteloop_health_status", status="error") == 1
+    assert not [key for key in samples if key[0] == "inviteloop_referrals"]
 
 
 def test_with_a_token_only_its_bearer_may_scrape(app, client):
