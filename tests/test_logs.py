@@ -9,9 +9,12 @@ import time
 
 import pytest
 
+from app import create_app
+from config import ConfigError
 from core.api_keys import create_api_key
 from core.logs import configure_logging, redact
 from extensions import db
+from tests.apps import app_config
 from tests.events_api import SECRET, purchase, signed_delivery
 from tests.helpers import csrf_token, log_in, take_outbox
 
@@ -184,3 +187,15 @@ def test_no_secret_reaches_the_log(app, make_participant, output):
 )
 def test_redaction_keeps_what_is_not_secret(line, expected):
     assert redact(line) == expected
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "message"),
+    [
+        ("LOG_FORMAT", "xml", "LOG_FORMAT must be 'text' or 'json'"),
+        ("METRICS_TOKEN", "short", "METRICS_TOKEN must be at least 16 characters"),
+    ],
+)
+def test_a_bad_setting_stops_the_start_up(setting, value, message):
+    with pytest.raises(ConfigError, match=message):
+        create_app(app_config("sqlite:///:memory:", **{setting: value}))
