@@ -1,6 +1,7 @@
 """The application factory: the only place an app is made. Run with `flask --app app ...`."""
 
 from flask import Flask
+from flask_migrate.cli import db as migrate_cli
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 import admin
@@ -25,14 +26,15 @@ from auth.cli import auth_cli
 from auth.services import load_user, unauthorized
 from config import load_config
 from core import jobs
-from core.cli import jobs_cli
+from core.cli import backup_command, jobs_cli, restore_command
 from core.database import configure_engine
 from core.errors import register_error_handlers
 from core.hosts import register_host_check
 from core.inputs import register_input_checks
 from core.jobs import init_celery, register_jobs
-from core.logs import configure_logging
+from core.logs import configure_logging, register_request_ids
 from core.mail import absolute_url, send_email
+from core.metrics import register_metrics
 from core.openapi import openapi_bp
 from core.outbox import init_outbox
 from core.security import register_security_headers
@@ -67,6 +69,7 @@ def create_app(config: dict | None = None) -> Flask:
     load_config(app, config)
     configure_logging(app.config)
     register_extensions(app)
+    register_metrics(app)
     register_background_jobs(app)
     register_signal_receivers()
     register_input_checks(app)
@@ -75,6 +78,7 @@ def create_app(config: dict | None = None) -> Flask:
     register_error_handlers(app)
     register_security_headers(app)
     register_host_check(app)
+    register_request_ids(app)  # after the host check: its before_request step runs first
     register_template_helpers(app)
     app.add_template_global(absolute_url, "absolute_url")  # share previews (macros/social)
     register_commands(app)
@@ -143,6 +147,8 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(demo_cli)
     app.cli.add_command(jobs_cli)
     app.cli.add_command(rewards_cli)
+    migrate_cli.add_command(backup_command)  # `flask db backup`, beside Flask-Migrate's own
+    migrate_cli.add_command(restore_command)
 
 
 def trust_proxies(app: Flask) -> None:

@@ -105,6 +105,10 @@ DEFAULTS = {
     "ALLOWED_HOSTS": None,
     "REDIS_TIMEOUT_SECONDS": 2,  # connect and read timeout of the cache and rate-limit storage
     "HEALTH_PROBE_TIMEOUT_SECONDS": 1,  # each dependency /health probes (Redis, broker, SMTP)
+    # /metrics (core/metrics.py): with a token, only `Authorization: Bearer <token>`; without
+    # one, open in development and 404 in production.
+    "METRICS_TOKEN": None,
+    "LOG_FORMAT": "text",  # or json: one JSON object per line (core/logs.py)
 }
 
 # ASVS 2.2.1: no more wrong passwords than this for one account in any hour.
@@ -179,6 +183,8 @@ _ENV_TYPES = {
     "ALLOWED_HOSTS": str,
     "REDIS_TIMEOUT_SECONDS": int,
     "HEALTH_PROBE_TIMEOUT_SECONDS": int,
+    "METRICS_TOKEN": str,
+    "LOG_FORMAT": str,
 }
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -408,6 +414,8 @@ def _check_development_only(config) -> None:
         )
     if config["LOG_LEVEL"] is not None and config["LOG_LEVEL"] not in LOG_LEVELS:
         raise ConfigError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
+    if config["LOG_FORMAT"] not in ("text", "json"):
+        raise ConfigError("LOG_FORMAT must be 'text' or 'json'")
 
 
 def _check_login_failure_limits(rules: str) -> None:
@@ -447,3 +455,5 @@ def _check_services(config) -> None:
     public_url = config["PUBLIC_URL"]
     if public_url and not public_url.startswith(("http://", "https://")):
         raise ConfigError("PUBLIC_URL must start with http:// or https://")
+    if config["METRICS_TOKEN"] is not None and len(config["METRICS_TOKEN"]) < 16:
+        raise ConfigError("METRICS_TOKEN must be at least 16 characters (a random value)")

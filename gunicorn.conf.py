@@ -16,3 +16,14 @@ def on_starting(server):
     import gunicorn.http.wsgi
 
     gunicorn.http.wsgi.SERVER = ""
+
+
+def child_exit(server, worker):
+    """Tell prometheus-client a worker is gone, so its live gauges drop out of /metrics
+    (multiprocess mode: PROMETHEUS_MULTIPROC_DIR, core/metrics.py)."""
+    import os
+
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

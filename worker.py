@@ -12,14 +12,25 @@ the Celery instance, and the instance is built by the app factory (core.jobs.ini
 its tasks run inside this app's context. Nothing in the application imports this module.
 """
 
-from celery.signals import worker_process_init
+from celery.signals import setup_logging, worker_process_init
 
 from app import create_app
+from core.logs import configure_logging
 from extensions import db
 
 flask_app = create_app()
 # The name Celery looks for; not `app`, which -A would take for the Celery instance.
 celery = flask_app.extensions["celery"]
+
+
+def _keep_our_logging(**_):
+    """LOG_FORMAT=json: Celery's lines go through the app's JSON handler too (a receiver of
+    setup_logging stops Celery from installing its own)."""
+    configure_logging(flask_app.config)
+
+
+if flask_app.config["LOG_FORMAT"] == "json":
+    setup_logging.connect(_keep_our_logging)
 
 
 @worker_process_init.connect

@@ -12,6 +12,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from zxcvbn.frequency_lists import FREQUENCY_LISTS
 
 from auth import sessions
+from core import counters
 from core.errors import DomainError, error_response, wants_json
 from core.mail import canonical_email
 from extensions import db
@@ -135,6 +136,7 @@ def create_participant(
     inviter = referral_services.resolve_signup_code(typed_code, cookie, now)
     user.signup_ip, user.device_id, user.created_at = ip, device_id, now
     _insert_user(user)
+    counters.count_on_commit(counters.SIGNUPS)
     referral_services.issue_code(user, referral_services.default_program())
     if inviter is not None:
         referral_services.attribute_signup(

@@ -15,7 +15,8 @@ from datetime import timedelta
 from celery import Celery, Task
 from flask import Flask, current_app
 
-from core import outbox
+from core import counters, outbox
+from core.logs import request_id_bound
 from extensions import db
 from models import utcnow
 
@@ -45,7 +46,11 @@ def init_celery(app: Flask) -> Celery:
     class FlaskTask(Task):
         def __call__(self, *args, **kwargs):
             with app.app_context():
-                return self.run(*args, **kwargs)
+                try:
+                    return self.run(*args, **kwargs)
+                except Exception:
+                    counters.JOB_FAILURES.labels(self.name).inc()
+                    raise
 
     celery_app = Celery(app.name, task_cls=FlaskTask)
     celery_app.config_from_object(app.config["CELERY"])
@@ -79,9 +84,11 @@ def enqueue(task: Job, *args, delay_seconds: float = 0) -> None:
 
 
 @job("outbox.deliver")
-def deliver_outbox(message_ids: list[int]) -> int:
-    """Deliver the rows a commit just wrote (those still due and unclaimed)."""
-    return outbox.drain(only=message_ids)
+def deliver_outbox(message_ids: list[int], request_id: str | None = None) -> int:
+    """Deliver the rows a commit just wrote (those still due and unclaimed); their log lines
+    carry the id of the request that wrote them."""
+    with request_id_bound(request_id):
+        return outbox.drain(only=message_ids)
 
 
 @job("outbox.sweep")

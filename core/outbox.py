@@ -49,7 +49,9 @@ from flask import Flask, current_app, has_request_context, request
 from sqlalchemy import Text, cast, delete, event, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from core import counters
 from core.database import after_commit
+from core.logs import current_request_id, request_id_bound
 from extensions import db
 from models import OutboxMessage, utcnow
 
@@ -64,6 +66,11 @@ _NEW_IDS = "outbox_new_ids"  # session.info: the rows this transaction wrote
 
 # The row being run, for jobs that derive an idempotency key from it (core.mail).
 _running: ContextVar["Claimed | None"] = ContextVar("outbox_running", default=None)
+# Which request wrote a row, for the log lines of its delivery by this process's sender
+# (thread mode); Celery hints carry it themselves. Only the latest are kept.
+_origins: dict[int, str] = {}
+_origins_lock = threading.Lock()
+_ORIGINS_KEPT = 10_000
 # Set while made-up data is written (`flask demo seed`): its side effects are not kept.
 _discarding: ContextVar[bool] = ContextVar("outbox_discarding", default=False)
 
@@ -155,25 +162,45 @@ def _hint() -> None:
         return
     app = current_app._get_current_object()
     mode = app.config["OUTBOX_DELIVERY"]
+    request_id = current_request_id()
     if mode == "inline":
         with app.app_context():  # a session of its own: the caller's has just committed
             drain(only=[message_id for message_id, _ in new])
     elif mode == "thread":
+        _remember_origin([message_id for message_id, _ in new], request_id)
         sender(app).wake()  # rows due later: its poll finds them
     else:
         by_delay: dict[float, list[int]] = {}
         for message_id, delay in new:
             by_delay.setdefault(delay, []).append(message_id)
         for delay, ids in by_delay.items():
-            hinter(app).hint(ids, delay)
+            hinter(app).hint(ids, delay, request_id)
 
 
-def _hint_workers(app: Flask, ids: list[int], countdown: float) -> None:
-    """Tell a Celery worker to deliver `ids` (in `countdown` seconds). Best effort: when the
-    broker cannot take it, beat's sweep delivers them instead."""
+def _remember_origin(ids: list[int], request_id: str | None) -> None:
+    if request_id is None:
+        return
+    with _origins_lock:
+        for message_id in ids:
+            _origins[message_id] = request_id
+        while len(_origins) > _ORIGINS_KEPT:
+            _origins.pop(next(iter(_origins)))
+
+
+def _origin_of(message_id: int) -> str | None:
+    with _origins_lock:
+        return _origins.pop(message_id, None)
+
+
+def _hint_workers(
+    app: Flask, ids: list[int], countdown: float, request_id: str | None = None
+) -> None:
+    """Tell a Celery worker to deliver `ids` (in `countdown` seconds), for the request
+    `request_id` (its log lines carry it). Best effort: when the broker cannot take it,
+    beat's sweep delivers them instead."""
     try:
         app.extensions["celery"].tasks["outbox.deliver"].apply_async(
-            (ids,), countdown=countdown or None, retry=False
+            (ids, request_id), countdown=countdown or None, retry=False
         )
     except Exception as error:  # noqa: BLE001 - any broker failure: beat's sweep delivers
         log.warning(
@@ -253,15 +280,19 @@ def run(claimed: Claimed) -> bool:
     schedule the next attempt. Returns whether it succeeded."""
     declared = current_app.extensions["jobs"].get(claimed.job)
     token = _running.set(claimed)
+    origin = _origin_of(claimed.id) or current_request_id()
     try:
-        if declared is None:
-            raise LookupError(f"no job named {claimed.job!r} in this app")
-        declared.run(*claimed.args)
-        _mark_sent(claimed)
-        db.session.commit()
+        with request_id_bound(origin):
+            if declared is None:
+                raise LookupError(f"no job named {claimed.job!r} in this app")
+            declared.run(*claimed.args)
+            _mark_sent(claimed)
+            db.session.commit()
+            log.info("outbox %s (%s) done, attempt %d", claimed.id, claimed.job, claimed.attempt)
     except Exception as error:  # noqa: BLE001 - every failure is retried, then kept as dead
         db.session.rollback()
-        _record_failure(claimed, error)
+        with request_id_bound(origin):
+            _record_failure(claimed, error)
         return False
     finally:
         _running.reset(token)
@@ -308,9 +339,11 @@ def _record_failure(claimed: Claimed, error: Exception) -> None:
         .execution_options(synchronize_session=False)
     )
     db.session.commit()
+    counters.JOB_FAILURES.labels(claimed.job).inc()
     app = current_app._get_current_object()
     if not dead and app.config["OUTBOX_DELIVERY"] == "celery":
-        _hint_workers(app, [claimed.id], wait)  # else the poll (thread) or a drain finds it
+        # Else the poll (thread) or a drain finds it.
+        _hint_workers(app, [claimed.id], wait, current_request_id())
     if dead:
         log.error(
             "outbox %s (%s) is dead after %d attempts: %s",
@@ -458,10 +491,10 @@ class Hinter:
         self._thread: threading.Thread | None = None
         self._pid: int | None = None
 
-    def hint(self, ids: list[int], countdown: float) -> None:
+    def hint(self, ids: list[int], countdown: float, request_id: str | None = None) -> None:
         self._ensure_started()
         try:
-            self._hints.put_nowait((ids, countdown))
+            self._hints.put_nowait((ids, countdown, request_id))
         except queue.Full:
             log.warning("outbox: %d hint(s) dropped, the sweep will deliver them", len(ids))
 
@@ -474,8 +507,8 @@ class Hinter:
 
     def _loop(self) -> None:
         while True:
-            ids, countdown = self._hints.get()
-            _hint_workers(self.app, ids, countdown)
+            ids, countdown, request_id = self._hints.get()
+            _hint_workers(self.app, ids, countdown, request_id)
 
 
 def hinter(app: Flask) -> Hinter:

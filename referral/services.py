@@ -9,6 +9,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 
+from core import counters
 from core.database import after_commit
 from core.errors import DomainError
 from core.mail import absolute_url
@@ -182,6 +183,7 @@ def record_click(
     )
     db.session.add(click)
     db.session.flush()
+    counters.count_on_commit(counters.CLICKS)
     return click
 
 

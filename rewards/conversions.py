@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from core import money
+from core import counters, money
 from extensions import db
 from models import (
     CONVERSION_KINDS,
@@ -67,12 +67,14 @@ def record_event(event: EventIn, now: datetime | None = None) -> Outcome:
         with db.session.begin_nested():
             db.session.add(conversion)
     except IntegrityError:
+        counters.count_on_commit(counters.EVENTS.labels(event.source, "duplicate"))
         return Outcome("duplicate", "already_received", _existing_id(event))
     handler = {"signup": _on_signup, "purchase": _on_purchase, "refund": _on_refund}[event.kind]
     outcome, reason = handler(conversion, now)
     conversion.outcome, conversion.reason = outcome, reason
     db.session.flush()
     log.info("conversion %s %s: %s %s", conversion.id, event.kind, outcome, reason or "")
+    counters.count_on_commit(counters.EVENTS.labels(event.source, outcome))
     return Outcome(outcome, reason, conversion.id)
 
 

@@ -32,6 +32,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import joinedload
 from standardwebhooks import Webhook
 
+from core import counters
 from core.jobs import enqueue, job
 from extensions import db
 from models import Program, Referral, Reward, User, WebhookDelivery, WebhookEndpoint, utcnow
@@ -285,6 +286,9 @@ def record_answer(attempt: Attempt, answer: Answer, now: datetime, max_attempts:
         attempt.number,
         answer.error or answer.status_code,
     )
+    if stored:
+        result = "retrying" if status == "pending" else status
+        counters.count_on_commit(counters.WEBHOOK_DELIVERIES.labels(result))
     if stored and status == "pending":
         return backoff_seconds(attempt.number)
     return None

@@ -20,7 +20,7 @@ from core.inputs import parse_json
 from extensions import csrf, db
 from models import utcnow
 from rewards.conversions import record_event
-from rewards.events import EventIn, InvalidEvent, unhandled
+from rewards.events import EventIn, InvalidEvent, counts_refusals, unhandled
 from rewards.jwks import InvalidSignature, verify_detached_jws
 
 saleor_bp = Blueprint("saleor", __name__)
@@ -78,6 +78,7 @@ class InvalidSaleorPayload(InvalidEvent):
 # Not rate-limited: Saleor does not retry a 429, so a limit would lose real orders. Forged
 # requests cost one signature check; unknown keys are refetched at most once per kid.
 @saleor_bp.post("/webhooks/order-confirmed")
+@counts_refusals("saleor")
 def receive_order_event():
     api_url = current_app.config["SALEOR_API_URL"]
     if not api_url:

@@ -18,7 +18,7 @@ from core.inputs import parse_json
 from extensions import csrf, db, limiter
 from models import utcnow
 from rewards.conversions import record_event
-from rewards.events import EventIn, InvalidEvent, Outcome, unhandled
+from rewards.events import EventIn, InvalidEvent, Outcome, counts_refusals, unhandled
 
 stripe_bp = Blueprint("stripe", __name__)
 csrf.exempt(stripe_bp)
@@ -46,6 +46,7 @@ class InvalidStripePayload(InvalidEvent):
 
 @stripe_bp.post("/webhooks/stripe")
 @limiter.limit(lambda: current_app.config["EVENTS_LIMITS"])
+@counts_refusals("stripe")
 def receive_stripe_event():
     secret = current_app.config["STRIPE_WEBHOOK_SECRET"]
     if not secret:

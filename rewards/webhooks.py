@@ -15,7 +15,7 @@ from models import utcnow
 from referral import claims
 from referral import services as referral_services
 from rewards import conversions, customers
-from rewards.events import EventIn, unhandled
+from rewards.events import EventIn, counts_refusals, unhandled
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,7 @@ def _limit() -> str:
 
 @webhooks_bp.post("/api/v1/events")
 @limiter.limit(_limit)
+@counts_refusals("api")
 def receive_event():
     body = request.get_data(cache=False)
     key = api_keys.presented_key(request)
