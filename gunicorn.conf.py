@@ -48,6 +48,10 @@ keepalive = 5
 # The workers' heartbeat files: /dev/shm is memory, a container's disk can stall them.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108
 
+# No runtime control socket (gunicornc): a container is restarted, not steered, and its
+# default path under $HOME is not writable there (nor shared by two servers on one machine).
+control_socket_disable = True
+
 # Forwarded headers are the app's business alone: it trusts exactly TRUSTED_PROXY_COUNT hops
 # (ProxyFix, app.py). gunicorn must not also believe X-Forwarded-Proto from anyone, or a client
 # could claim https where the app was told there is no proxy.
