@@ -10,16 +10,14 @@ import re
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
-from urllib.parse import urljoin
 
 import psycopg
 import pytest
 import requests
 
 from tests import databases
-from tests.deployment import Running, command_environment, run_once, running
+from tests.deployment import Browser, Running, command_environment, run_once, running
 from tests.events_api import SECRET, purchase, signed_delivery
-from tests.helpers import CSRF_FIELD
 from tests.server import SERVER_SECRET, free_port
 from tests.smtp_server import SmtpServer
 from tests.workers import redis_broker
@@ -112,44 +110,6 @@ def healthy(base_url: str) -> bool:
         return requests.get(f"{base_url}/health", timeout=2).status_code == 200
     except requests.RequestException:
         return False
-
-
-class Browser:
-    """A person's browser behind the TLS proxy: the proxy adds X-Forwarded-For and -Proto.
-    The browser speaks HTTPS to the proxy and so sends its Secure cookies back; the test
-    speaks HTTP to what the proxy reaches, where requests would keep them back, so they are
-    sent by hand."""
-
-    def __init__(self, base_url: str, address: str):
-        self.base_url = base_url
-        self.session = requests.Session()
-        self.session.headers.update({"X-Forwarded-For": address, "X-Forwarded-Proto": "https"})
-
-    def _send(self, method: str, url: str, **options) -> requests.Response:
-        cookies = "; ".join(f"{c.name}={c.value}" for c in self.session.cookies)
-        headers = {**options.pop("headers", {}), "Cookie": cookies}
-        return self.session.request(
-            method, url, headers=headers, allow_redirects=False, timeout=30, **options
-        )
-
-    def get(self, path: str) -> requests.Response:
-        """The page at `path`, after any redirects."""
-        answer = self._send("GET", self.base_url + path)
-        for _ in range(5):
-            if not answer.is_redirect:
-                break
-            answer = self._send("GET", urljoin(answer.url, answer.headers["Location"]))
-        return answer
-
-    def submit(self, path: str, **fields: str) -> requests.Response:
-        """Fill in the form on `path` and send it, as the page's own browser would."""
-        page = self.get(path)
-        assert page.status_code == 200, page.text[:300]
-        token = CSRF_FIELD.search(page.text).group(1)
-        secure_origin = "https://" + self.base_url.split("//", 1)[1]
-        referer = page.url.replace(self.base_url, secure_origin)
-        data = {"csrf_token": token, **fields}
-        return self._send("POST", page.url, data=data, headers={"Referer": referer})
 
 
 def sign_up(browser: Browser, path: str, name: str, email: str, **fields) -> None:
