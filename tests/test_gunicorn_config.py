@@ -59,7 +59,7 @@ def test_masking_keeps_the_path_and_drops_the_token(monkeypatch):
 def server_log(sqlite_url, tmp_path_factory):
     """One server without a trusted proxy; its whole log, read after the requests below."""
     output = tmp_path_factory.mktemp("gunicorn") / "server.log"
-    with running_server(sqlite_url, output=output, TRUSTED_PROXY_COUNT="0") as base_url:
+    with running_server(sqlite_url, workers=1, output=output, TRUSTED_PROXY_COUNT="0") as base_url:
         yield base_url, output
 
 
@@ -106,5 +106,5 @@ def test_without_a_trusted_proxy_a_forwarded_scheme_is_ignored(server_log):
 
 @pytest.mark.server
 def test_behind_one_trusted_proxy_its_scheme_is_believed(sqlite_url):
-    with running_server(sqlite_url, TRUSTED_PROXY_COUNT="1") as base_url:
+    with running_server(sqlite_url, workers=1, TRUSTED_PROXY_COUNT="1") as base_url:
         assert scheme_seen(base_url) == "https"
