@@ -16,7 +16,14 @@ import pytest
 import requests
 
 from tests import databases
-from tests.deployment import Browser, Running, command_environment, run_once, running
+from tests.deployment import (
+    AFTER_MIGRATE,
+    Browser,
+    Running,
+    command_environment,
+    run_once,
+    running,
+)
 from tests.events_api import SECRET, purchase, signed_delivery
 from tests.server import SERVER_SECRET, free_port
 from tests.smtp_server import SmtpServer
@@ -92,9 +99,8 @@ def installation(tmp_path_factory):
             migrate = run_once("migrate", {**env, **ADMIN}, timeout=120)
             assert migrate.returncode == 0, migrate.stdout + migrate.stderr
             assert "Admin owner@example.com created." in migrate.stdout
-            started = [services.enter_context(running(n, env, folder)) for n in COMMANDS_RUN]
-            # At the end, all three are told to stop at once rather than one after another.
-            services.callback(lambda: [service.process.terminate() for service in started])
+            started = [services.enter_context(running(n, env, folder)) for n in AFTER_MIGRATE]
+            services.callback(stop_together, started)
             found = Installation(f"http://127.0.0.1:{port}", database_url, smtp, started)
             found.wait_for(lambda: healthy(found.base_url), "answer 200 from /health")
             yield found
@@ -102,7 +108,10 @@ def installation(tmp_path_factory):
         databases.drop_postgres_database(database_url)
 
 
-COMMANDS_RUN = ("web", "worker", "beat")
+def stop_together(services: list[Running]) -> None:
+    """SIGTERM to all three at once; each is then awaited (and killed if it lingers)."""
+    for service in services:
+        service.process.terminate()
 
 
 def healthy(base_url: str) -> bool:
