@@ -65,7 +65,6 @@ ALIASES = {
 @dataclass(frozen=True)
 class Dependency:
     name: str
-    version: str
     licence: str  # an SPDX expression, e.g. "MIT" or "Apache-2.0 OR BSD-3-Clause"
     verdict: str  # why it may ship with InviteLoop, or "NOT ALLOWED"
 
@@ -144,7 +143,7 @@ def runtime_dependencies() -> list[Dependency]:
     listed = []
     for key, distribution in sorted(closure.items()):
         expression = licence_of(distribution)
-        listed.append(Dependency(key, distribution.version, expression, verdict(key, expression)))
+        listed.append(Dependency(key, expression, verdict(key, expression)))
     return listed
 
 

@@ -42,7 +42,10 @@ def test_the_app_waits_for_the_migrations_and_the_migrations_for_the_database():
             "db": {"condition": "service_healthy"},
             "redis": {"condition": "service_healthy"},
         }, name
-    assert SERVICES["migrate"]["depends_on"] == {"db": {"condition": "service_healthy"}}
+    assert SERVICES["migrate"]["depends_on"] == {
+        "db": {"condition": "service_healthy"},
+        "redis": {"condition": "service_healthy"},
+    }
     assert SERVICES["migrate"]["restart"] == "no"
     assert "postgres:/var/lib/postgresql/data" in SERVICES["db"]["volumes"]
 

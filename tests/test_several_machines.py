@@ -17,6 +17,7 @@ import redis
 from tests import databases
 from tests.apps import other_app, start_afresh
 from tests.deployment import Browser
+from tests.helpers import scheme_seen
 from tests.server import running_server
 from tests.smtp_server import SmtpServer
 
@@ -149,6 +150,11 @@ def test_a_sign_in_works_and_ends_on_both_machines(machines):
     answer = on_second.post("/auth/logout", "/referral/dashboard")
     assert answer.status_code == 302
     assert "/auth/login" in copied.get("/referral/dashboard").url
+
+
+def test_behind_the_proxy_its_forwarded_scheme_is_believed(machines):
+    # TRUSTED_PROXY_COUNT=1: the app (not gunicorn, docs/guarantees.md #34) trusts one hop.
+    assert scheme_seen(machines.first) == "https"
 
 
 def wait_for_mails(smtp: SmtpServer, address: str, subject: str, expected: int) -> list[bytes]:
