@@ -1,12 +1,94 @@
 """gunicorn's settings for InviteLoop: `gunicorn --config gunicorn.conf.py`.
 
-Options given on the command line override these (tests/server.py sets its own bind, workers
-and timeouts that way).
+Options given on the command line (or in GUNICORN_CMD_ARGS) override these; tests/server.py
+sets its own bind, workers and timeouts that way. docs/guarantees.md #34.
 """
+
+import os
+import re
+
+from gunicorn.glogging import Logger
 
 wsgi_app = "app:create_app()"
 bind = "0.0.0.0:8000"
-workers = 4
+
+
+def _cpu_count() -> int:
+    """The CPUs this process may run on (a container's CPU set, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _workers() -> int:
+    configured = os.environ.get("WEB_CONCURRENCY", "").strip()
+    if not configured:
+        # One process per CPU runs the Python; at least two, so a worker being restarted
+        # never leaves the machine without one.
+        return max(2, _cpu_count())
+    if not configured.isdigit() or int(configured) < 1:
+        raise SystemExit(f"WEB_CONCURRENCY must be a whole number of workers, not {configured!r}")
+    return int(configured)
+
+
+workers = _workers()
+# Threads overlap the waits on PostgreSQL, Redis and the password hash within a worker; each
+# worker's connection pool (5 + 10 overflow, config.py) covers them.
+worker_class = "gthread"
+threads = 4
+
+# A worker that stops answering its master for this long is killed and replaced.
+timeout = 30
+# After SIGTERM (a deploy, `docker compose stop`), requests in flight get this long to finish;
+# compose.yaml's stop_grace_period is longer, so Docker does not kill them first.
+graceful_timeout = 25
+# Idle keep-alive connections from the proxy in front are held this long.
+keepalive = 5
+# The workers' heartbeat files: /dev/shm is memory, a container's disk can stall them.
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108
+
+# No runtime control socket (gunicornc): a container is restarted, not steered, and its
+# default path under $HOME is not writable there (nor shared by two servers on one machine).
+control_socket_disable = True
+
+# Forwarded headers are the app's business alone: it trusts exactly TRUSTED_PROXY_COUNT hops
+# (ProxyFix, app.py). gunicorn must not also believe X-Forwarded-Proto from anyone, or a client
+# could claim https where the app was told there is no proxy.
+forwarded_allow_ips = ""
+
+# One line per request on standard output, with the time taken in milliseconds.
+accesslog = "-"
+errorlog = "-"
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(f)s" "%(a)s"'
+
+# Paths whose last part is a secret: a password reset, an email's unsubscribe link, an
+# invitation's stop link (the slashes may come percent-encoded, e.g. in a `next` parameter).
+_SLASH = r"(?:/|%2f)"
+_SECRET_PATH = re.compile(
+    rf"({_SLASH}(?:auth{_SLASH}reset|auth{_SLASH}emails{_SLASH}unsubscribe|"
+    rf"invitations{_SLASH}stop){_SLASH})[^/?&#\s\"]+",
+    re.IGNORECASE,
+)
+
+
+def mask_secret_paths(text: str) -> str:
+    return _SECRET_PATH.sub(r"\1<token>", text)
+
+
+class AccessLogWithoutTokens(Logger):
+    """gunicorn's logger, with the token of a reset or one-click link masked in every field of
+    an access line (request line, path, query, referrer, headers)."""
+
+    def atoms(self, resp, req, environ, request_time):
+        atoms = super().atoms(resp, req, environ, request_time)
+        return {
+            name: mask_secret_paths(value) if isinstance(value, str) else value
+            for name, value in atoms.items()
+        }
+
+
+logger_class = AccessLogWithoutTokens
 
 
 def on_starting(server):

@@ -30,6 +30,39 @@ def create_admin(email: str, name: str, password: str):
     click.echo(f"Admin {user.email} created.")
 
 
+@admin_cli.command("ensure-admin")
+@click.option("--email", envvar="ADMIN_EMAIL", help="Default: $ADMIN_EMAIL.")
+@click.option("--name", envvar="ADMIN_NAME", default="Administrator", show_default=True)
+@click.option("--password", envvar="ADMIN_PASSWORD", help="Default: $ADMIN_PASSWORD.")
+def ensure_admin(email: str | None, name: str, password: str | None):
+    """Create the first administrator from ADMIN_EMAIL and ADMIN_PASSWORD, once.
+
+    Safe on every start (the containers' migrate step runs it): an existing account with that
+    email is left exactly as it is, password and role included. Without ADMIN_EMAIL it does
+    nothing."""
+    if not email:
+        click.echo("ADMIN_EMAIL is not set: no administrator created.")
+        return
+    if not password:
+        raise click.ClickException("ADMIN_EMAIL is set but ADMIN_PASSWORD is not.")
+    try:
+        user, created = roles.ensure_admin(email=email, name=name, password=password)
+        db.session.commit()
+    except DomainError as error:
+        db.session.rollback()
+        raise click.ClickException(error.message) from None
+    if created:
+        click.echo(f"Admin {user.email} created.")
+    elif user.role == "admin":
+        click.echo(f"Admin {user.email} exists; left as it is.")
+    else:
+        click.echo(
+            f"Warning: {user.email} exists with the role {user.role!r} and was not made an "
+            "administrator (use `flask admin set-role` if it should be).",
+            err=True,
+        )
+
+
 @admin_cli.command("set-role")
 @click.argument("email")
 @click.argument("role", type=click.Choice(ROLES))

@@ -2,13 +2,24 @@
 
 from collections.abc import Callable
 
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from sqlalchemy import event, text
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
 from extensions import db
 
 _AFTER_COMMIT = "after_commit_callbacks"
+# A fixed number naming "InviteLoop's migrations" among PostgreSQL's advisory locks.
+MIGRATION_LOCK_KEY = 1_726_017_017
+
+
+def hold_migration_lock(connection: Connection) -> None:
+    """Make every other `flask db upgrade` on this database wait until the current
+    transaction ends (docs/guarantees.md #35). Two machines starting at once then migrate one
+    after the other, and the second finds the schema current. SQLite serves one machine:
+    nothing to take."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
 
 
 def configure_engine(engine: Engine, busy_timeout_seconds: int) -> None:

@@ -6,6 +6,8 @@ from logging.config import fileConfig
 from alembic import context
 from flask import current_app
 
+from core.database import hold_migration_lock
+
 config = context.config
 # Keep the app's loggers working when migrations run inside it.
 fileConfig(config.config_file_name, disable_existing_loggers=False)
@@ -44,6 +46,9 @@ def run_migrations_online():
     with engine.connect() as connection:
         context.configure(connection=connection, target_metadata=target_db.metadata, **conf_args)
         with context.begin_transaction():
+            # Before alembic reads the current revision: a second machine waits here, then
+            # reads the revision the first one committed and has nothing left to do.
+            hold_migration_lock(connection)
             context.run_migrations()
 
 

@@ -5,6 +5,7 @@ import re
 from html.parser import HTMLParser
 from urllib.parse import urlsplit
 
+import requests
 from limits import parse_many
 from sqlalchemy import func, select, update
 
@@ -227,3 +228,11 @@ def reset_link_path(app, email: str, public_url: str) -> str:
 
 def smallest_limit(limits: str) -> int:
     return min(item.amount for item in parse_many(limits))
+
+
+def scheme_seen(base_url: str) -> str:
+    """The scheme of the absolute links a real server writes (the landing page's share
+    preview) for a request a proxy marked as HTTPS."""
+    page = requests.get(f"{base_url}/", headers={"X-Forwarded-Proto": "https"}, timeout=10)
+    assert page.status_code == 200
+    return re.search(r'<meta property="og:url" content="([^"]+)"', page.text)[1].split("://")[0]

@@ -69,12 +69,14 @@ def running_server(
     workers: int = 2,
     threads: int = 8,
     wsgi_app: str | None = None,
+    output: Path | None = None,
     **settings: str,
 ) -> Iterator[str]:
     """Start gunicorn on `database_url` (a plain postgresql:// or sqlite:/// URL), yield its
     base URL once /health answers 200, and stop it afterwards. `settings` are extra
     environment variables for the app (e.g. REDIS_URL="redis://127.0.0.1:6379/0");
-    `wsgi_app` serves another app under the same settings (a benchmark's bare baseline)."""
+    `wsgi_app` serves another app under the same settings (a benchmark's bare baseline);
+    `output` keeps the server's log (access lines included) in that file for the test to read."""
     port = free_port()
     options = {
         "--workers": workers,
@@ -90,7 +92,7 @@ def running_server(
         command += [option, str(value)]
     if wsgi_app:
         command.append(wsgi_app)
-    with tempfile.TemporaryFile() as log:
+    with open(output, "w+b") if output else tempfile.TemporaryFile() as log:
         process = subprocess.Popen(
             command,
             cwd=ROOT,

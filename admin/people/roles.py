@@ -6,7 +6,7 @@ always at least one active administrator, and nobody deactivates their own accou
 
 from sqlalchemy import select
 
-from auth.services import lock_account, register_participant
+from auth.services import EmailTaken, lock_account, normalize_email, register_participant
 from core import audit
 from core.database import after_commit
 from core.errors import DomainError
@@ -62,6 +62,17 @@ def create_admin(*, email: str, name: str, password: str) -> User:
     db.session.flush()
     audit.record("user.create_admin", "user", user.id, after={"email": user.email, "role": "admin"})
     return user
+
+
+def ensure_admin(*, email: str, name: str, password: str) -> tuple[User, bool]:
+    """The administrator a deployment names in its environment: created when no account has
+    this email, else that account as it is. Never promoted: an address someone registered
+    first keeps its role. Returns the account and whether it was created now."""
+    try:
+        return create_admin(email=email, name=name, password=password), True
+    except EmailTaken:  # already there (or created this instant by another machine's start)
+        existing = db.session.scalar(select(User).where(User.email == normalize_email(email)))
+        return existing, False
 
 
 def set_role(email: str, role: str) -> tuple[User, str]:

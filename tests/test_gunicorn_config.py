@@ -1,0 +1,103 @@
+"""gunicorn.conf.py, the production server's settings (docs/guarantees.md #34): workers from the
+CPU count or WEB_CONCURRENCY, access lines on standard output that never carry the token of a
+reset or one-click link, and forwarded headers trusted by the app alone, for exactly
+TRUSTED_PROXY_COUNT proxies."""
+
+import importlib.util
+import time
+
+import pytest
+import requests
+import yaml
+
+from tests.helpers import scheme_seen
+from tests.server import GUNICORN_CONFIG, ROOT, running_server
+
+SECRETS = {
+    "reset": "/auth/reset/IjEyMyI.reset-secret-1",
+    "unsubscribe": "/auth/emails/unsubscribe/unsubscribe-secret-2",
+    "stop": "/invitations/stop/stop-secret-3",
+}
+
+
+def load_settings(monkeypatch, web_concurrency: str | None):
+    if web_concurrency is None:
+        monkeypatch.delenv("WEB_CONCURRENCY", raising=False)
+    else:
+        monkeypatch.setenv("WEB_CONCURRENCY", web_concurrency)
+    spec = importlib.util.spec_from_file_location("gunicorn_settings", GUNICORN_CONFIG)
+    settings = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(settings)
+    return settings
+
+
+def test_workers_follow_the_cpus_unless_web_concurrency_says(monkeypatch):
+    settings = load_settings(monkeypatch, None)
+    assert settings.workers == max(2, settings._cpu_count())
+    assert (settings.worker_class, settings.threads) == ("gthread", 4)
+    # Docker waits longer than gunicorn gives requests in flight, so it does not kill them.
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    assert int(compose["services"]["web"]["stop_grace_period"].rstrip("s")) > (
+        settings.graceful_timeout
+    )
+    assert load_settings(monkeypatch, "7").workers == 7
+    # (A value that is no number at all gunicorn itself refuses, before reading this file.)
+    for wrong in ("0", "-2"):
+        with pytest.raises(SystemExit, match="WEB_CONCURRENCY must be a whole number"):
+            load_settings(monkeypatch, wrong)
+
+
+def test_masking_keeps_the_path_and_drops_the_token(monkeypatch):
+    mask = load_settings(monkeypatch, None).mask_secret_paths
+    assert (
+        mask("GET /auth/reset/abc.DEF-123?x=1 HTTP/1.1") == "GET /auth/reset/<token>?x=1 HTTP/1.1"
+    )
+    assert (
+        mask("/auth/login?next=%2Fauth%2Freset%2Fabc")
+        == "/auth/login?next=%2Fauth%2Freset%2F<token>"
+    )
+    assert mask("/auth/reset") == "/auth/reset"  # the request form itself has no token
+    assert mask("/referral/dashboard") == "/referral/dashboard"
+
+
+@pytest.fixture(scope="module")
+def server_log(sqlite_url, tmp_path_factory):
+    """One server without a trusted proxy; its whole log, read after the requests below."""
+    output = tmp_path_factory.mktemp("gunicorn") / "server.log"
+    with running_server(sqlite_url, workers=1, output=output, TRUSTED_PROXY_COUNT="0") as base_url:
+        yield base_url, output
+
+
+@pytest.mark.server
+def test_access_log_lines_never_carry_a_link_token(server_log):
+    base_url, output = server_log
+    with requests.Session() as browser:
+        for path in SECRETS.values():
+            assert browser.get(base_url + path, timeout=10).status_code < 500
+        referred = {"Referer": f"{base_url}/auth/reset/referer-secret-4"}
+        assert browser.get(f"{base_url}/static/css/app.css", headers=referred).status_code == 200
+        login = f"{base_url}/auth/login?next=%2Fauth%2Freset%2Fnext-secret-5"
+        assert browser.get(login, timeout=10).status_code == 200
+    log = wait_for_lines(output, "/auth/login?next=")
+    for secret in ("reset-secret-1", "unsubscribe-secret-2", "stop-secret-3", "referer-secret-4"):
+        assert secret not in log
+    assert "next-secret-5" not in log
+    access = [line for line in log.splitlines() if '"GET ' in line]
+    assert any('"GET /auth/reset/<token> HTTP/1.1" ' in line for line in access), access
+    assert any("/auth/emails/unsubscribe/<token>" in line for line in access), access
+    assert any("/invitations/stop/<token>" in line for line in access), access
+    assert any(f'"{base_url}/auth/reset/<token>"' in line for line in access), access
+
+
+def wait_for_lines(output, text: str) -> str:
+    deadline = time.monotonic() + 5
+    while text not in (log := output.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return log
+
+
+@pytest.mark.server
+def test_without_a_trusted_proxy_a_forwarded_scheme_is_ignored(server_log):
+    base_url, _ = server_log
+    # (Behind a trusted proxy the app believes it: tests/test_several_machines.py.)
+    assert scheme_seen(base_url) == "http"
