@@ -40,7 +40,7 @@ from core.templating import register_template_helpers
 from demo import demo_cli
 from extensions import bootstrap, cache, csrf, db, limiter, login_manager, mail, migrate
 from referral.signals import referral_qualified, referral_recorded
-from rewards import conversions, outbound
+from rewards import conversions, outbound, saleor_fulfilment
 from rewards import tasks as rewards_tasks
 from rewards.cli import rewards_cli
 from rewards.signals import rewards_approved, rewards_paid
@@ -59,6 +59,8 @@ BACKGROUND_JOBS = (
     outbound.deliver_webhook,
     analytics_tasks.rollup_analytics,
     auth_tasks.prune_sessions,
+    saleor_fulfilment.fulfil_gift_card,
+    saleor_fulfilment.queue_due_gift_cards,
 )
 
 
@@ -110,6 +112,8 @@ def register_signal_receivers() -> None:
     referral_recorded.connect(crm.lead_from_referral)
     referral_recorded.connect(outbound.publish_referral_created)
     referral_qualified.connect(outbound.publish_referral_qualified)
+    # Gift cards first: their InviteLoop-only code is dropped before anyone describes them.
+    rewards_approved.connect(saleor_fulfilment.on_rewards_approved)
     rewards_approved.connect(outbound.publish_rewards_approved)
     rewards_paid.connect(outbound.publish_rewards_paid)
 

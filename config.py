@@ -53,6 +53,11 @@ DEFAULTS = {
     "SALEOR_API_URL": None,  # e.g. https://shop.example.com/graphql/ ; its JWKS signs webhooks
     "SALEOR_WEBHOOK_SECRET": None,  # legacy HMAC signatures, only when set
     "SALEOR_JWKS_CACHE_SECONDS": 3600,
+    # Other Saleor API URLs (comma-separated) that may install the app besides SALEOR_API_URL.
+    "SALEOR_ALLOWED_API_URLS": None,
+    # Encrypts the Saleor app token at rest; None: a key derived from SECRET_KEY.
+    "SALEOR_TOKEN_KEY": None,
+    "SALEOR_TIMEOUT_SECONDS": 10,  # one GraphQL call to Saleor, all of it
     "WEBHOOK_TOLERANCE_SECONDS": 300,
     "EVENTS_LIMITS": "600/minute",  # per client IP on the webhook endpoints
     # Background jobs: inline unless a Redis broker is configured.
@@ -139,6 +144,9 @@ _ENV_TYPES = {
     "SALEOR_API_URL": str,
     "SALEOR_WEBHOOK_SECRET": str,
     "SALEOR_JWKS_CACHE_SECONDS": int,
+    "SALEOR_ALLOWED_API_URLS": str,
+    "SALEOR_TOKEN_KEY": str,
+    "SALEOR_TIMEOUT_SECONDS": int,
     "EVENTS_LIMITS": str,
     "CELERY_ALWAYS_EAGER": bool,
     "REWARDS_SWEEP_SECONDS": int,
@@ -301,6 +309,10 @@ def _derive(app: Flask) -> None:
             "rollup-analytics": {"task": "admin.rollup_analytics", "schedule": 3600},  # hourly
             "prune-sessions": {"task": "auth.prune_sessions", "schedule": 86400},  # daily
             "prune-outbox": {"task": "outbox.prune", "schedule": 86400},  # daily
+            "queue-saleor-gift-cards": {
+                "task": "saleor.queue_gift_cards",
+                "schedule": config["REWARDS_SWEEP_SECONDS"],
+            },
         },
         **config.get("CELERY_OVERRIDES", {}),
     }

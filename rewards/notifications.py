@@ -7,6 +7,7 @@ decision (which changes no row) mails nobody again:
                        review.approve_referral (cleared by staff)
     referral rejected  the same two places, when the program says so (notify_rejected)
     reward approved    services.approve_rewards (hold ended, staff approved early or cleared)
+    gift card issued   saleor_fulfilment (Saleor issued the card: its real code)
     payout requested   ledger.request_payout
     payout paid        ledger.mark_payout_paid
 
@@ -74,6 +75,20 @@ def reward_approved(reward: Reward) -> None:
         amount=amount,
         kind_name=reward.kind.replace("_", " "),
         friend_name=friend.public_name if friend else None,
+        ledger_url=absolute_url("rewards.ledger"),
+    )
+
+
+def gift_card_issued(reward: Reward) -> None:
+    """Send the code of the gift card Saleor issued for a reward: the code that works."""
+    amount = format_amount(reward.amount, reward.currency, reward.kind)
+    _mail(
+        reward.beneficiary,
+        "rewards",
+        f"Your {amount} gift card is ready",
+        "email/gift_card_issued.txt",
+        reward=reward,
+        amount=amount,
         ledger_url=absolute_url("rewards.ledger"),
     )
 

@@ -28,7 +28,10 @@ RECEIVERS = {
         "rewards.outbound.publish_referral_created",
     ],
     "referral qualified": ["rewards.outbound.publish_referral_qualified"],
-    "rewards approved": ["rewards.outbound.publish_rewards_approved"],
+    "rewards approved": [
+        "rewards.saleor_fulfilment.on_rewards_approved",
+        "rewards.outbound.publish_rewards_approved",
+    ],
     "rewards paid": ["rewards.outbound.publish_rewards_paid"],
 }
 JOB_NAMES = [
@@ -44,6 +47,8 @@ JOB_NAMES = [
     "rewards.release_held",
     "rewards.retry_webhooks",
     "rewards.send_email",
+    "saleor.fulfil_gift_card",
+    "saleor.queue_gift_cards",
 ]
 PACKAGES = ["admin", "auth", "core", "demo", "referral", "rewards"]
 # worker.py is left out: it is the process entry point that makes an app at import.

@@ -1,0 +1,67 @@
+"""Every GraphQL document InviteLoop exchanges with Saleor, in one place: the subscription
+queries its webhooks are registered with (the manifest) and the operations it sends with the
+app token. tests/test_saleor_app.py validates each against Saleor's published schema.
+"""
+
+from rewards.saleor import SUBSCRIPTION_QUERY as ORDER_EVENTS_SUBSCRIPTION
+
+CUSTOMER_CREATED_SUBSCRIPTION = """
+subscription InviteLoopCustomerCreated {
+  event {
+    __typename
+    issuedAt
+    ... on CustomerCreated {
+      user { id email firstName lastName metadata { key value } }
+    }
+  }
+}
+"""
+
+APP_DELETED_SUBSCRIPTION = """
+subscription InviteLoopAppDeleted {
+  event {
+    __typename
+    issuedAt
+    ... on AppDeleted { app { id } }
+  }
+}
+"""
+
+# Sent with a freshly received token before it is stored: the app the token belongs to.
+WHO_AM_I = """
+query InviteLoopWhoAmI {
+  app { id name isActive }
+}
+"""
+
+# The metadata key that ties a Saleor object to the InviteLoop reward it pays.
+REWARD_METADATA_KEY = "inviteloop_reward_id"
+
+# Before any gift card is created: the one an earlier attempt may already have made.
+FIND_GIFT_CARD = """
+query InviteLoopFindGiftCard($filter: GiftCardFilterInput) {
+  giftCards(first: 2, filter: $filter) {
+    edges { node { id code isActive initialBalance { amount currency } } }
+  }
+}
+"""
+
+CREATE_GIFT_CARD = """
+mutation InviteLoopCreateGiftCard($input: GiftCardCreateInput!) {
+  giftCardCreate(input: $input) {
+    giftCard { id code isActive initialBalance { amount currency } }
+    errors { field code message }
+  }
+}
+"""
+
+OPERATIONS = {
+    "WHO_AM_I": WHO_AM_I,
+    "FIND_GIFT_CARD": FIND_GIFT_CARD,
+    "CREATE_GIFT_CARD": CREATE_GIFT_CARD,
+}
+SUBSCRIPTIONS = {
+    "ORDER_EVENTS_SUBSCRIPTION": ORDER_EVENTS_SUBSCRIPTION,
+    "CUSTOMER_CREATED_SUBSCRIPTION": CUSTOMER_CREATED_SUBSCRIPTION,
+    "APP_DELETED_SUBSCRIPTION": APP_DELETED_SUBSCRIPTION,
+}
