@@ -16,6 +16,7 @@ with SaleorStandIn() as shop:
 import functools
 import itertools
 import json
+import re
 import secrets
 import threading
 import time
@@ -31,6 +32,7 @@ from tests.webhook_signing import SigningKey
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "shared" / "saleor" / "schema.graphql"
 JWKS_PATH = "/.well-known/jwks.json"
 GRAPHQL_PATH = "/graphql/"
+OPERATION_NAME = re.compile(r"\b(?:query|mutation)\s+(\w+)")
 
 
 @functools.cache
@@ -67,6 +69,7 @@ class GiftCard:
 class SaleorStandIn:
     app_id: str = "QXBwOjE="
     fail: str | None = None  # None, "error" (a GraphQL error) or "timeout" (a slow answer)
+    failing_operation: str | None = None  # only this operation fails; None: every one
     slow_seconds: float = 3.0
     key: SigningKey = field(default_factory=SigningKey)
     tokens: set[str] = field(default_factory=set)
@@ -75,6 +78,8 @@ class SaleorStandIn:
 
     def __post_init__(self):
         self._lock = threading.Lock()
+        self._busy = threading.Condition()
+        self._in_flight = 0
         self._ids = itertools.count(1)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -107,20 +112,37 @@ class SaleorStandIn:
             self.tokens.clear()
             self.gift_cards.clear()
             self.log.clear()
-            self.fail = None
+            self.fail = self.failing_operation = None
 
     # --- GraphQL ---------------------------------------------------------------------------
 
+    def wait_until_idle(self, timeout: float = 10) -> None:
+        """Until every call has finished, even those whose caller gave up waiting."""
+        with self._busy:
+            assert self._busy.wait_for(lambda: self._in_flight == 0, timeout)
+
     def answer(self, body: dict, token: str) -> tuple[int, dict]:
         """The HTTP status and JSON body Saleor would answer this POST with."""
-        operation = body.get("query", "").split("{", 1)[0].split()[-1]
+        with self._busy:
+            self._in_flight += 1
+        try:
+            return self._answer(body, token)
+        finally:
+            with self._busy:
+                self._in_flight -= 1
+                self._busy.notify_all()
+
+    def _answer(self, body: dict, token: str) -> tuple[int, dict]:
+        named = OPERATION_NAME.search(body.get("query") or "")
+        operation = named.group(1) if named else "anonymous"
         if token not in self.tokens:
             self.log.append(f"{operation}: refused (unknown token)")
             return 401, {"errors": [{"message": "Invalid token."}]}
-        if self.fail == "timeout":
+        failing = self.fail if self.failing_operation in (None, operation) else None
+        if failing == "timeout":
             self.log.append(f"{operation}: too slow")
             time.sleep(self.slow_seconds)
-        if self.fail == "error":
+        if failing == "error":
             self.log.append(f"{operation}: failed")
             return 200, {"data": None, "errors": [{"message": "Internal error."}]}
         answer = self.execute(body["query"], body.get("variables") or {})
