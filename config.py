@@ -58,6 +58,7 @@ DEFAULTS = {
     # Encrypts the Saleor app token at rest; None: a key derived from SECRET_KEY.
     "SALEOR_TOKEN_KEY": None,
     "SALEOR_TIMEOUT_SECONDS": 10,  # one GraphQL call to Saleor, all of it
+    "SALEOR_REGISTER_LIMITS": "10/minute;50/day",  # per client IP on /saleor/register
     "WEBHOOK_TOLERANCE_SECONDS": 300,
     "EVENTS_LIMITS": "600/minute",  # per client IP on the webhook endpoints
     # Background jobs: inline unless a Redis broker is configured.
@@ -147,6 +148,7 @@ _ENV_TYPES = {
     "SALEOR_ALLOWED_API_URLS": str,
     "SALEOR_TOKEN_KEY": str,
     "SALEOR_TIMEOUT_SECONDS": int,
+    "SALEOR_REGISTER_LIMITS": str,
     "EVENTS_LIMITS": str,
     "CELERY_ALWAYS_EAGER": bool,
     "REWARDS_SWEEP_SECONDS": int,

@@ -9,7 +9,7 @@ from flask import Blueprint, current_app, jsonify, render_template, request
 
 from core.errors import DomainError
 from core.mail import absolute_url
-from extensions import csrf, db
+from extensions import csrf, db, limiter
 from rewards import saleor_install
 from rewards.events import unhandled
 from rewards.jwks import InvalidSignature
@@ -93,9 +93,10 @@ def _url(endpoint: str) -> str:
     return url
 
 
-# Not rate-limited beyond what the token check costs: only an allowed Saleor gets past the
-# header check, and that Saleor confirms the token before anything is stored.
+# Limited: a request naming the allowed Saleor makes InviteLoop call it, so a stream of
+# made-up tokens must not become a stream of calls to the shop. Saleor registers once.
 @saleor_app_bp.post("/saleor/register")
+@limiter.limit(lambda: current_app.config["SALEOR_REGISTER_LIMITS"])
 def register():
     if not saleor_install.allowed_api_urls():
         raise SaleorNotConfigured()

@@ -75,10 +75,8 @@ def queue_gift_cards(reward_ids: list[int] | None = None) -> int:
                 db.session.add(SaleorFulfilment(reward_id=reward_id, attempts=0))
         except IntegrityError:
             continue  # queued at the same moment by another transaction
-        db.session.execute(
-            update(Reward).where(Reward.id == reward_id).values(coupon_code=None),
-            execution_options={"synchronize_session": False},
-        )
+        # Synchronised: receivers after this one describe the reward from the session.
+        db.session.execute(update(Reward).where(Reward.id == reward_id).values(coupon_code=None))
         enqueue(fulfil_gift_card, reward_id)
         queued += 1
     return queued
@@ -95,11 +93,13 @@ def queue_due_gift_cards() -> int:
 
 
 def waiting_gift_cards() -> list[SaleorFulfilment]:
-    """Gift cards not issued yet, with their last error, for the staff panel."""
+    """Gift cards not issued yet for rewards still approved, with their last error, for the
+    staff panel (a reward cancelled meanwhile is not waiting for anything)."""
     return list(
         db.session.scalars(
             select(SaleorFulfilment)
-            .where(SaleorFulfilment.fulfilled_at.is_(None))
+            .join(SaleorFulfilment.reward)
+            .where(SaleorFulfilment.fulfilled_at.is_(None), Reward.status == "approved")
             .order_by(SaleorFulfilment.reward_id)
             .limit(100)
         )

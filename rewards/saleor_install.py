@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import current_app
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 
 from core.errors import DomainError
 from extensions import db
@@ -89,11 +90,21 @@ def register(claimed_api_url: str | None, token) -> SaleorInstallation:
     if not isinstance(token, str) or not token.strip() or len(token) > MAX_TOKEN_CHARS:
         raise RegistrationRefused("The body must be JSON with an auth_token string.")
     app_id = _app_id(api_url, token.strip())
-    installation = installation_for(api_url) or SaleorInstallation(api_url=api_url)
-    installation.app_id = app_id
-    installation.token_ciphertext = _cipher().encrypt(token.strip().encode()).decode()
-    installation.installed_at = utcnow()
-    db.session.add(installation)
+    values = {
+        "app_id": app_id,
+        "token_ciphertext": _cipher().encrypt(token.strip().encode()).decode(),
+        "installed_at": utcnow(),
+    }
+    installation = installation_for(api_url)
+    if installation is None:
+        try:
+            with db.session.begin_nested():
+                installation = SaleorInstallation(api_url=api_url, **values)
+                db.session.add(installation)
+        except IntegrityError:  # registered at the same moment by another request
+            installation = installation_for(api_url)
+    for name, value in values.items():
+        setattr(installation, name, value)
     db.session.flush()
     log.info("Saleor app installed for %s (app %s)", api_url, app_id)
     return installation

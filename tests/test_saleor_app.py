@@ -185,6 +185,13 @@ def test_a_malformed_registration_is_400(app, client, shop, body):
     assert installations(app) == [] and shop.log == []
 
 
+def test_a_stream_of_made_up_tokens_is_throttled_before_it_reaches_saleor(app, client, shop):
+    app.config["SALEOR_REGISTER_LIMITS"] = "3/minute"
+    answers = [register(client, f"made-up-{n}", shop.api_url).status_code for n in range(5)]
+    assert answers == [403, 403, 403, 429, 429]
+    assert len(shop.log) == 3 and installations(app) == []
+
+
 def test_a_reinstall_replaces_the_token_of_the_one_installation(app, client, shop):
     register(client, shop.issue_token(), shop.api_url)
     second = shop.issue_token()

@@ -12,7 +12,7 @@ from core import outbox
 from extensions import db
 from models import OutboxMessage, Reward, SaleorFulfilment, utcnow
 from rewards import ledger, services
-from rewards.saleor_fulfilment import queue_due_gift_cards
+from rewards.saleor_fulfilment import queue_due_gift_cards, waiting_gift_cards
 from rewards.saleor_queries import REWARD_METADATA_KEY
 from tests import databases, factories
 from tests.helpers import configure, log_in, take_outbox, text_of
@@ -249,6 +249,8 @@ def test_a_reward_cancelled_before_its_card_is_made_gets_none(app, installed, fr
     retry_now(app)
     assert installed.gift_cards == []
     assert gift_card_reward(app, ann["id"]).status == "cancelled"
+    with app.app_context():
+        assert waiting_gift_cards() == []  # nothing left for staff to wait for
 
 
 def test_rewards_approved_without_a_hold_are_queued_by_the_sweep(app, installed, friend):
