@@ -43,7 +43,7 @@ from referral.signals import referral_qualified, referral_recorded
 from rewards import conversions, outbound, saleor_fulfilment
 from rewards import tasks as rewards_tasks
 from rewards.cli import rewards_cli
-from rewards.signals import rewards_approved, rewards_paid
+from rewards.signals import rewards_approved, rewards_paid, rewards_reversed
 
 # Every background job, by the module that declares it (beat's schedule is in config.py).
 BACKGROUND_JOBS = (
@@ -61,6 +61,7 @@ BACKGROUND_JOBS = (
     auth_tasks.prune_sessions,
     saleor_fulfilment.fulfil_gift_card,
     saleor_fulfilment.queue_due_gift_cards,
+    saleor_fulfilment.deactivate_gift_card,
 )
 
 
@@ -116,6 +117,7 @@ def register_signal_receivers() -> None:
     rewards_approved.connect(saleor_fulfilment.on_rewards_approved)
     rewards_approved.connect(outbound.publish_rewards_approved)
     rewards_paid.connect(outbound.publish_rewards_paid)
+    rewards_reversed.connect(saleor_fulfilment.on_rewards_reversed)
 
 
 def register_blueprints(app: Flask) -> None:

@@ -1107,5 +1107,7 @@ class SaleorFulfilment(db.Model):
     last_error: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     fulfilled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The purchase was refunded and the card, still unused, was deactivated in Saleor.
+    deactivated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     reward: Mapped[Reward] = relationship()

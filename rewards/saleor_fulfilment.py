@@ -9,6 +9,9 @@ Saleor's code and the beneficiary is mailed that code. A GraphQL error or a time
 on the row for staff and raised, so the outbox retries with backoff; the reward stays
 `approved` until Saleor has issued the card.
 
+A refund that takes back all of a paid gift card reward deactivates its card, if nobody has
+spent from it yet (`deactivate_gift_card`).
+
 Saleor's `giftCards(filter: {metadata: ...})` searches public metadata, so the reward id is
 written to both the public and the private metadata of the card (it is not a secret).
 """
@@ -26,7 +29,13 @@ from core.jobs import enqueue, job
 from extensions import db
 from models import Reward, SaleorFulfilment, utcnow
 from rewards import notifications, saleor_client, saleor_install
-from rewards.saleor_queries import CREATE_GIFT_CARD, FIND_GIFT_CARD, REWARD_METADATA_KEY
+from rewards.saleor_queries import (
+    CREATE_GIFT_CARD,
+    DEACTIVATE_GIFT_CARD,
+    FIND_GIFT_CARD,
+    READ_GIFT_CARD,
+    REWARD_METADATA_KEY,
+)
 from rewards.signals import rewards_paid
 
 log = logging.getLogger(__name__)
@@ -124,6 +133,9 @@ def fulfil_gift_card(reward_id: int) -> None:
     if reward.status != "approved":
         log.info("reward %s is %s: no gift card issued", reward_id, reward.status)
         return
+    if _reversed(reward_id):
+        fulfilment.last_error = "Its purchase was refunded before the card was issued: none was."
+        return
     try:
         connection = saleor_install.connection()
         if connection is None:
@@ -133,6 +145,13 @@ def fulfil_gift_card(reward_id: int) -> None:
         _record_failure(reward_id, error)
         raise
     _mark_issued(fulfilment, reward, card, utcnow())
+
+
+def _reversed(reward_id: int) -> bool:
+    return (
+        db.session.scalar(select(Reward.id).where(Reward.reverses_id == reward_id).limit(1))
+        is not None
+    )
 
 
 def _existing_card(connection, reward_id: int) -> dict | None:
@@ -158,13 +177,15 @@ def _new_card(connection, reward: Reward) -> dict:
     }
     data = saleor_client.execute(connection.api_url, connection.token, CREATE_GIFT_CARD, variables)
     result = data.get("giftCardCreate") or {}
-    errors = result.get("errors") or []
+    _raise_refusal(result.get("errors"), "Saleor refused the gift card")
+    return _checked(result.get("giftCard"))
+
+
+def _raise_refusal(errors, what: str) -> None:
+    """A mutation's own `errors` list, when not empty, as SaleorCallFailed."""
     if errors:
         first = errors[0] if isinstance(errors[0], dict) else {}
-        raise saleor_client.SaleorCallFailed(
-            f"Saleor refused the gift card: {first.get('message') or first.get('code')}"
-        )
-    return _checked(result.get("giftCard"))
+        raise saleor_client.SaleorCallFailed(f"{what}: {first.get('message') or first.get('code')}")
 
 
 def _decimal_amount(reward: Reward) -> float:
@@ -231,3 +252,65 @@ def _record_failure(reward_id: int, error: DomainError) -> None:
         execution_options={"synchronize_session": False},
     )
     db.session.commit()
+
+
+# --- taking a card back -------------------------------------------------------------------
+
+
+def on_rewards_reversed(_sender, reward_ids: list[int], now: datetime) -> None:
+    """A refund took back all of these rewards: queue the deactivation of their cards."""
+    issued = db.session.scalars(
+        select(SaleorFulfilment.reward_id).where(
+            SaleorFulfilment.reward_id.in_(reward_ids),
+            SaleorFulfilment.saleor_id.is_not(None),
+            SaleorFulfilment.deactivated_at.is_(None),
+        )
+    ).all()
+    for reward_id in issued:
+        enqueue(deactivate_gift_card, reward_id)
+
+
+@job("saleor.deactivate_gift_card")
+def deactivate_gift_card(reward_id: int) -> None:
+    """Deactivate a refunded reward's card in Saleor if nothing was spent from it; a card
+    already used stays as it is (the reversing entry in the ledger records what is owed)."""
+    fulfilment = db.session.get(SaleorFulfilment, reward_id, populate_existing=True)
+    if fulfilment is None or fulfilment.saleor_id is None or fulfilment.deactivated_at:
+        return
+    try:
+        connection = saleor_install.connection()
+        if connection is None:
+            raise NotInstalled()
+        card = _read_card(connection, fulfilment.saleor_id)
+        spent = card is not None and card.get("isActive") and not _unused(card)
+        if card is not None and card.get("isActive") and not spent:
+            _deactivate(connection, fulfilment.saleor_id)
+    except DomainError as error:
+        _record_failure(reward_id, error)
+        raise
+    if spent:
+        fulfilment.last_error = "Refunded, but the card was already used: left active."
+    else:  # deactivated now, or already inactive or deleted in Saleor
+        fulfilment.deactivated_at = utcnow()
+
+
+def _read_card(connection, card_id: str) -> dict | None:
+    data = saleor_client.execute(
+        connection.api_url, connection.token, READ_GIFT_CARD, {"id": card_id}
+    )
+    card = data.get("giftCard")
+    return card if isinstance(card, dict) else None  # deleted in Saleor: nothing to do
+
+
+def _unused(card: dict) -> bool:
+    initial = (card.get("initialBalance") or {}).get("amount")
+    current = (card.get("currentBalance") or {}).get("amount")
+    return card.get("lastUsedOn") is None and initial is not None and current == initial
+
+
+def _deactivate(connection, card_id: str) -> None:
+    data = saleor_client.execute(
+        connection.api_url, connection.token, DEACTIVATE_GIFT_CARD, {"id": card_id}
+    )
+    errors = (data.get("giftCardDeactivate") or {}).get("errors")
+    _raise_refusal(errors, "Saleor refused to deactivate the gift card")

@@ -55,10 +55,32 @@ mutation InviteLoopCreateGiftCard($input: GiftCardCreateInput!) {
 }
 """
 
+# A refunded purchase's card: deactivated only while nobody has spent from it.
+READ_GIFT_CARD = """
+query InviteLoopReadGiftCard($id: ID!) {
+  giftCard(id: $id) {
+    id isActive lastUsedOn
+    initialBalance { amount currency }
+    currentBalance { amount currency }
+  }
+}
+"""
+
+DEACTIVATE_GIFT_CARD = """
+mutation InviteLoopDeactivateGiftCard($id: ID!) {
+  giftCardDeactivate(id: $id) {
+    giftCard { id isActive }
+    errors { field code message }
+  }
+}
+"""
+
 OPERATIONS = {
     "WHO_AM_I": WHO_AM_I,
     "FIND_GIFT_CARD": FIND_GIFT_CARD,
     "CREATE_GIFT_CARD": CREATE_GIFT_CARD,
+    "READ_GIFT_CARD": READ_GIFT_CARD,
+    "DEACTIVATE_GIFT_CARD": DEACTIVATE_GIFT_CARD,
 }
 SUBSCRIPTIONS = {
     "ORDER_EVENTS_SUBSCRIPTION": ORDER_EVENTS_SUBSCRIPTION,

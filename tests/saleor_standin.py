@@ -53,15 +53,16 @@ class GiftCard:
     metadata: dict[str, str]
     private_metadata: dict[str, str]
     is_active: bool = True
+    spent: float = 0.0  # what the shop's customers have paid with it so far
 
     def as_node(self) -> dict:
-        money = {"amount": self.balance, "currency": self.currency}
         return {
             "id": self.id,
             "code": self.code,
             "isActive": self.is_active,
-            "initialBalance": money,
-            "currentBalance": money,
+            "lastUsedOn": "2026-12-01" if self.spent else None,
+            "initialBalance": {"amount": self.balance, "currency": self.currency},
+            "currentBalance": {"amount": self.balance - self.spent, "currency": self.currency},
         }
 
 
@@ -154,6 +155,8 @@ class SaleorStandIn:
             "app": self._app,
             "giftCards": self._gift_cards,
             "giftCardCreate": self._gift_card_create,
+            "giftCard": self._gift_card,
+            "giftCardDeactivate": self._gift_card_deactivate,
         }
         result = graphql_sync(saleor_schema(), document, root_value=root, variable_values=variables)
         answer = {"data": result.data}
@@ -174,6 +177,22 @@ class SaleorStandIn:
             ]
         edges = [{"node": card.as_node(), "cursor": card.id} for card in found[: first or 100]]
         return {"edges": edges, "totalCount": len(found)}
+
+    def _card(self, card_id: str) -> GiftCard | None:
+        return next((card for card in self.gift_cards if card.id == card_id), None)
+
+    def _gift_card(self, _info, id):  # noqa: A002
+        card = self._card(id)
+        return card.as_node() if card else None
+
+    def _gift_card_deactivate(self, _info, id):  # noqa: A002
+        with self._lock:
+            card = self._card(id)
+            if card is None:
+                error = {"field": "id", "code": "NOT_FOUND", "message": "No such gift card."}
+                return {"giftCard": None, "errors": [error]}
+            card.is_active = False
+        return {"giftCard": card.as_node(), "errors": []}
 
     def _gift_card_create(self, _info, input):  # noqa: A002
         balance = input["balance"]

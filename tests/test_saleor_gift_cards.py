@@ -63,10 +63,10 @@ def friend(make_participant):
     return ann, bob
 
 
-def confirm_order(client, shop, buyer_email: str):
+def confirm_order(client, shop, buyer_email: str, typename="OrderConfirmed"):
     now = utcnow().isoformat()
     payload = {
-        "__typename": "OrderConfirmed",
+        "__typename": typename,
         "issuedAt": now,
         "order": {
             "id": ORDER_ID,
@@ -76,13 +76,16 @@ def confirm_order(client, shop, buyer_email: str):
             "userEmail": buyer_email,
             "user": {"id": "VXNlcjo3", "email": buyer_email},
             "total": {"gross": {"amount": 30.0, "currency": "USD"}},
-            "totalRefunded": {"amount": 0.0, "currency": "USD"},
+            "totalRefunded": {
+                "amount": 30.0 if typename == "OrderFullyRefunded" else 0.0,
+                "currency": "USD",
+            },
             "metadata": [],
         },
     }
     body = json.dumps(payload).encode()
     headers = {
-        "Saleor-Event": "order_confirmed",
+        "Saleor-Event": "order_fully_refunded" if "Refund" in typename else "order_confirmed",
         "Saleor-Signature": shop.sign(body),
         "Saleor-Api-Url": shop.api_url,
     }
@@ -275,3 +278,49 @@ def test_without_the_app_installed_gift_cards_stay_as_before(app, client, shop, 
     reward = gift_card_reward(app, ann["id"])
     assert reward.status == "approved" and reward.coupon_code.startswith("IL-")
     assert shop.gift_cards == [] and shop.log == []
+
+
+# --- Refunds (docs/guarantees.md #39) -------------------------------------------------------
+
+
+def refund_order(client, shop, buyer_email: str):
+    return confirm_order(client, shop, buyer_email, typename="OrderFullyRefunded")
+
+
+def test_a_refund_deactivates_the_unused_card_once(app, installed, friend):
+    ann, bob = friend
+    confirm_order(app.test_client(), installed, bob["email"])
+    end_holds(app)
+    [card] = installed.gift_cards
+    assert refund_order(app.test_client(), installed, bob["email"]).status_code == 200
+    assert refund_order(app.test_client(), installed, bob["email"]).status_code == 200
+    assert not card.is_active
+    assert installed.log.count("InviteLoopDeactivateGiftCard: ok") == 1
+    reward = gift_card_reward(app, ann["id"])
+    assert fulfilment(app, reward.id).deactivated_at is not None
+
+
+def test_a_card_already_spent_from_stays_active(app, installed, friend):
+    ann, bob = friend
+    confirm_order(app.test_client(), installed, bob["email"])
+    end_holds(app)
+    [card] = installed.gift_cards
+    card.spent = 4.0
+    refund_order(app.test_client(), installed, bob["email"])
+    assert card.is_active
+    reward = gift_card_reward(app, ann["id"])
+    assert "already used" in fulfilment(app, reward.id).last_error
+
+
+def test_a_refund_before_the_card_is_issued_means_no_card(app, installed, friend):
+    ann, bob = friend
+    confirm_order(app.test_client(), installed, bob["email"])
+    installed.fail = "error"
+    end_holds(app)
+    refund_order(app.test_client(), installed, bob["email"])
+    installed.fail = None
+    retry_now(app)
+    assert installed.gift_cards == []
+    reward = gift_card_reward(app, ann["id"])
+    assert reward.status == "approved" and reward.paid_at is None
+    assert "refunded before the card was issued" in fulfilment(app, reward.id).last_error

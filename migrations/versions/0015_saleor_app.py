@@ -34,6 +34,7 @@ def upgrade():
         sa.Column("last_error", sa.String(length=500), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("fulfilled_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("deactivated_at", sa.DateTime(timezone=True), nullable=True),
         sa.CheckConstraint(
             "attempts >= 0", name=op.f("ck_saleor_fulfilments_attempts_not_negative")
         ),
