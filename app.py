@@ -59,8 +59,8 @@ BACKGROUND_JOBS = (
     outbound.deliver_webhook,
     analytics_tasks.rollup_analytics,
     auth_tasks.prune_sessions,
-    saleor_fulfilment.fulfil_gift_card,
-    saleor_fulfilment.queue_due_gift_cards,
+    saleor_fulfilment.fulfil_reward,
+    saleor_fulfilment.queue_due_rewards,
     saleor_fulfilment.deactivate_gift_card,
 )
 
@@ -113,7 +113,7 @@ def register_signal_receivers() -> None:
     referral_recorded.connect(crm.lead_from_referral)
     referral_recorded.connect(outbound.publish_referral_created)
     referral_qualified.connect(outbound.publish_referral_qualified)
-    # Gift cards first: their InviteLoop-only code is dropped before anyone describes them.
+    # Saleor first: a gift card's InviteLoop-only code is dropped before anyone describes it.
     rewards_approved.connect(saleor_fulfilment.on_rewards_approved)
     rewards_approved.connect(outbound.publish_rewards_approved)
     rewards_paid.connect(outbound.publish_rewards_paid)

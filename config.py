@@ -59,6 +59,8 @@ DEFAULTS = {
     "SALEOR_TOKEN_KEY": None,
     "SALEOR_TIMEOUT_SECONDS": 10,  # one GraphQL call to Saleor, all of it
     "SALEOR_REGISTER_LIMITS": "10/minute;50/day",  # per client IP on /saleor/register
+    # The channel coupon rewards are Saleor vouchers in (its ID); None: coupons stay InviteLoop's.
+    "SALEOR_CHANNEL_ID": None,
     "WEBHOOK_TOLERANCE_SECONDS": 300,
     "EVENTS_LIMITS": "600/minute",  # per client IP on the webhook endpoints
     # Background jobs: inline unless a Redis broker is configured.
@@ -149,6 +151,7 @@ _ENV_TYPES = {
     "SALEOR_TOKEN_KEY": str,
     "SALEOR_TIMEOUT_SECONDS": int,
     "SALEOR_REGISTER_LIMITS": str,
+    "SALEOR_CHANNEL_ID": str,
     "EVENTS_LIMITS": str,
     "CELERY_ALWAYS_EAGER": bool,
     "REWARDS_SWEEP_SECONDS": int,
@@ -311,8 +314,8 @@ def _derive(app: Flask) -> None:
             "rollup-analytics": {"task": "admin.rollup_analytics", "schedule": 3600},  # hourly
             "prune-sessions": {"task": "auth.prune_sessions", "schedule": 86400},  # daily
             "prune-outbox": {"task": "outbox.prune", "schedule": 86400},  # daily
-            "queue-saleor-gift-cards": {
-                "task": "saleor.queue_gift_cards",
+            "queue-saleor-rewards": {
+                "task": "saleor.queue_rewards",
                 "schedule": config["REWARDS_SWEEP_SECONDS"],
             },
         },

@@ -39,12 +39,12 @@ def retry_webhooks_command():
     click.echo(f"Tried {queued} webhook delivery(ies) again.")
 
 
-@rewards_cli.command("saleor-gift-cards")
-def saleor_gift_cards_command():
-    """Queue the approved gift card rewards not yet sent to Saleor (cron this without workers)."""
-    queued = saleor_fulfilment.queue_gift_cards()
+@rewards_cli.command("saleor-queue")
+def saleor_queue_command():
+    """Queue the approved rewards Saleor pays that are not sent yet (cron this without workers)."""
+    queued = saleor_fulfilment.queue_rewards()
     db.session.commit()
-    click.echo(f"Queued {queued} gift card(s) for Saleor.")
+    click.echo(f"Queued {queued} reward(s) for Saleor.")
 
 
 @rewards_cli.group("program")

@@ -7,7 +7,7 @@ decision (which changes no row) mails nobody again:
                        review.approve_referral (cleared by staff)
     referral rejected  the same two places, when the program says so (notify_rejected)
     reward approved    services.approve_rewards (hold ended, staff approved early or cleared)
-    gift card issued   saleor_fulfilment (Saleor issued the card: its real code)
+    issued in shop     saleor_fulfilment (Saleor issued the gift card or voucher: its code)
     payout requested   ledger.request_payout
     payout paid        ledger.mark_payout_paid
 
@@ -24,7 +24,7 @@ from core.mail import absolute_url, send_email
 from core.money import format_amount
 from core.templating import mask_email
 from extensions import db
-from models import Payout, Program, Referral, Reward, User
+from models import Payout, Program, Referral, Reward, SaleorFulfilment, User
 
 
 def friend_joined(referral: Referral) -> None:
@@ -75,18 +75,20 @@ def reward_approved(reward: Reward) -> None:
         amount=amount,
         kind_name=reward.kind.replace("_", " "),
         friend_name=friend.public_name if friend else None,
+        # Saleor issues it next (rewards/saleor_fulfilment.py): its code comes in another email.
+        issued_in_shop=db.session.get(SaleorFulfilment, reward.id) is not None,
         ledger_url=absolute_url("rewards.ledger"),
     )
 
 
-def gift_card_issued(reward: Reward) -> None:
-    """Send the code of the gift card Saleor issued for a reward: the code that works."""
+def issued_in_shop(reward: Reward) -> None:
+    """Send the code of the gift card or voucher Saleor issued for a reward: it works now."""
     amount = format_amount(reward.amount, reward.currency, reward.kind)
     _mail(
         reward.beneficiary,
         "rewards",
-        f"Your {amount} gift card is ready",
-        "email/gift_card_issued.txt",
+        f"Your {amount} {reward.kind.replace('_', ' ')} is ready",
+        "email/issued_in_shop.txt",
         reward=reward,
         amount=amount,
         ledger_url=absolute_url("rewards.ledger"),

@@ -75,12 +75,44 @@ mutation InviteLoopDeactivateGiftCard($id: ID!) {
 }
 """
 
+# A coupon reward is a single-use voucher whose code is the one InviteLoop generated: that
+# code (unique in both systems) is what a retry looks for before creating another.
+FIND_VOUCHER = """
+query InviteLoopFindVoucher($filter: VoucherFilterInput) {
+  vouchers(first: 5, filter: $filter) {
+    edges { node { id code } }
+  }
+}
+"""
+
+CREATE_VOUCHER = """
+mutation InviteLoopCreateVoucher($input: VoucherInput!) {
+  voucherCreate(input: $input) {
+    voucher { id code }
+    errors { field code message }
+  }
+}
+"""
+
+# Idempotent: run after every find-or-create, so a voucher whose listing failed gets one.
+LIST_VOUCHER_IN_CHANNEL = """
+mutation InviteLoopListVoucher($id: ID!, $input: VoucherChannelListingInput!) {
+  voucherChannelListingUpdate(id: $id, input: $input) {
+    voucher { id }
+    errors { field code message }
+  }
+}
+"""
+
 OPERATIONS = {
     "WHO_AM_I": WHO_AM_I,
     "FIND_GIFT_CARD": FIND_GIFT_CARD,
     "CREATE_GIFT_CARD": CREATE_GIFT_CARD,
     "READ_GIFT_CARD": READ_GIFT_CARD,
     "DEACTIVATE_GIFT_CARD": DEACTIVATE_GIFT_CARD,
+    "FIND_VOUCHER": FIND_VOUCHER,
+    "CREATE_VOUCHER": CREATE_VOUCHER,
+    "LIST_VOUCHER_IN_CHANNEL": LIST_VOUCHER_IN_CHANNEL,
 }
 SUBSCRIPTIONS = {
     "ORDER_EVENTS_SUBSCRIPTION": ORDER_EVENTS_SUBSCRIPTION,

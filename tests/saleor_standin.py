@@ -67,6 +67,20 @@ class GiftCard:
 
 
 @dataclass
+class Voucher:
+    id: str
+    code: str
+    name: str
+    single_use: bool
+    usage_limit: int | None
+    value_type: str
+    discounts: dict[str, float] = field(default_factory=dict)  # channel id -> value
+
+    def as_node(self) -> dict:
+        return {"id": self.id, "code": self.code}
+
+
+@dataclass
 class SaleorStandIn:
     app_id: str = "QXBwOjE="
     fail: str | None = None  # None, "error" (a GraphQL error) or "timeout" (a slow answer)
@@ -75,6 +89,7 @@ class SaleorStandIn:
     key: SigningKey = field(default_factory=SigningKey)
     tokens: set[str] = field(default_factory=set)
     gift_cards: list[GiftCard] = field(default_factory=list)
+    vouchers: list[Voucher] = field(default_factory=list)
     log: list[str] = field(default_factory=list)
 
     def __post_init__(self):
@@ -112,6 +127,7 @@ class SaleorStandIn:
         with self._lock:
             self.tokens.clear()
             self.gift_cards.clear()
+            self.vouchers.clear()
             self.log.clear()
             self.fail = self.failing_operation = None
 
@@ -157,6 +173,9 @@ class SaleorStandIn:
             "giftCardCreate": self._gift_card_create,
             "giftCard": self._gift_card,
             "giftCardDeactivate": self._gift_card_deactivate,
+            "vouchers": self._vouchers,
+            "voucherCreate": self._voucher_create,
+            "voucherChannelListingUpdate": self._voucher_listing,
         }
         result = graphql_sync(saleor_schema(), document, root_value=root, variable_values=variables)
         answer = {"data": result.data}
@@ -193,6 +212,37 @@ class SaleorStandIn:
                 return {"giftCard": None, "errors": [error]}
             card.is_active = False
         return {"giftCard": card.as_node(), "errors": []}
+
+    def _vouchers(self, _info, filter=None, first=None, **_):  # noqa: A002
+        search = ((filter or {}).get("search") or "").lower()
+        found = [voucher for voucher in self.vouchers if search in voucher.code.lower()]
+        edges = [{"node": voucher.as_node(), "cursor": voucher.id} for voucher in found]
+        return {"edges": edges[: first or 100], "totalCount": len(found)}
+
+    def _voucher_create(self, _info, input):  # noqa: A002
+        codes = input.get("addCodes") or []
+        with self._lock:
+            if any(voucher.code in codes for voucher in self.vouchers):
+                error = {"field": "code", "code": "UNIQUE", "message": "Code already exists."}
+                return {"voucher": None, "errors": [error]}
+            voucher = Voucher(
+                id=b64encode(f"Voucher:{next(self._ids)}".encode()).decode(),
+                code=codes[0],
+                name=input.get("name"),
+                single_use=input.get("singleUse"),
+                usage_limit=input.get("usageLimit"),
+                value_type=input.get("discountValueType"),
+            )
+            self.vouchers.append(voucher)
+        return {"voucher": voucher.as_node(), "errors": []}
+
+    def _voucher_listing(self, _info, id, input):  # noqa: A002
+        voucher = next((voucher for voucher in self.vouchers if voucher.id == id), None)
+        if voucher is None:
+            return {"voucher": None, "errors": [{"code": "NOT_FOUND", "message": "No voucher."}]}
+        for listing in input.get("addChannels") or []:
+            voucher.discounts[listing["channelId"]] = float(listing["discountValue"])
+        return {"voucher": voucher.as_node(), "errors": []}
 
     def _gift_card_create(self, _info, input):  # noqa: A002
         balance = input["balance"]

@@ -1,5 +1,5 @@
-"""Gift card rewards paid in Saleor, exactly once, against the local Saleor stand-in
-(docs/guarantees.md #39)."""
+"""Gift card and coupon rewards paid in Saleor, exactly once, against the local Saleor
+stand-in (docs/guarantees.md #39)."""
 
 import json
 import threading
@@ -12,7 +12,7 @@ from core import outbox
 from extensions import db
 from models import OutboxMessage, Reward, SaleorFulfilment, utcnow
 from rewards import ledger, services
-from rewards.saleor_fulfilment import queue_due_gift_cards, waiting_gift_cards
+from rewards.saleor_fulfilment import queue_due_rewards, waiting_rewards
 from rewards.saleor_queries import REWARD_METADATA_KEY
 from tests import databases, factories
 from tests.helpers import configure, log_in, take_outbox, text_of
@@ -101,12 +101,10 @@ def end_holds(app) -> None:
         db.session.commit()
 
 
-def gift_card_reward(app, beneficiary_id: int) -> Reward:
+def gift_card_reward(app, beneficiary_id: int, kind: str = "gift_card") -> Reward:
     with app.app_context():
         reward = db.session.scalar(
-            select(Reward).where(
-                Reward.beneficiary_id == beneficiary_id, Reward.kind == "gift_card"
-            )
+            select(Reward).where(Reward.beneficiary_id == beneficiary_id, Reward.kind == kind)
         )
         db.session.expunge(reward)
         return reward
@@ -253,7 +251,7 @@ def test_a_reward_cancelled_before_its_card_is_made_gets_none(app, installed, fr
     assert installed.gift_cards == []
     assert gift_card_reward(app, ann["id"]).status == "cancelled"
     with app.app_context():
-        assert waiting_gift_cards() == []  # nothing left for staff to wait for
+        assert waiting_rewards() == []  # nothing left for staff to wait for
 
 
 def test_rewards_approved_without_a_hold_are_queued_by_the_sweep(app, installed, friend):
@@ -262,9 +260,9 @@ def test_rewards_approved_without_a_hold_are_queued_by_the_sweep(app, installed,
     confirm_order(app.test_client(), installed, bob["email"])
     assert installed.gift_cards == []  # approved at once: no approval signal
     with app.app_context():
-        assert queue_due_gift_cards.run() == 1
-    again = app.test_cli_runner().invoke(args=["rewards", "saleor-gift-cards"])
-    assert "Queued 0 gift card(s)" in again.output
+        assert queue_due_rewards.run() == 1
+    again = app.test_cli_runner().invoke(args=["rewards", "saleor-queue"])
+    assert "Queued 0 reward(s)" in again.output
     [card] = installed.gift_cards
     assert gift_card_reward(app, ann["id"]).coupon_code == card.code
 
@@ -323,4 +321,41 @@ def test_a_refund_before_the_card_is_issued_means_no_card(app, installed, friend
     assert installed.gift_cards == []
     reward = gift_card_reward(app, ann["id"])
     assert reward.status == "approved" and reward.paid_at is None
-    assert "refunded before the card was issued" in fulfilment(app, reward.id).last_error
+    assert "refunded before Saleor issued it" in fulfilment(app, reward.id).last_error
+
+
+# --- Coupons as vouchers (docs/guarantees.md #39) ------------------------------------------
+
+CHANNEL_ID = "Q2hhbm5lbDox"
+
+
+def test_a_coupon_reward_becomes_one_single_use_voucher_with_its_code(app, installed, friend):
+    ann, bob = friend
+    app.config["SALEOR_CHANNEL_ID"] = CHANNEL_ID
+    configure(app, referrer_reward_kind="coupon")
+    confirm_order(app.test_client(), installed, bob["email"])
+    reward = gift_card_reward(app, ann["id"], kind="coupon")
+    take_outbox(app)
+    installed.fail, installed.failing_operation = "error", "InviteLoopListVoucher"
+    end_holds(app)  # the voucher is made, its price in the channel fails
+    assert gift_card_reward(app, ann["id"], kind="coupon").status == "approved"
+    installed.fail = None
+    retry_now(app)
+
+    [voucher] = installed.vouchers
+    assert (voucher.code, voucher.single_use, voucher.usage_limit) == (reward.coupon_code, True, 1)
+    assert (voucher.value_type, voucher.discounts) == ("FIXED", {CHANNEL_ID: 10.0})
+    paid = gift_card_reward(app, ann["id"], kind="coupon")
+    assert (paid.status, paid.coupon_code) == ("paid", reward.coupon_code)
+    mail = {message.subject: message for message in take_outbox(app)}
+    assert reward.coupon_code in mail["Your $10.00 coupon is ready"].body
+    assert reward.coupon_code not in mail["Your reward of $10.00 is approved"].body
+
+
+def test_without_a_channel_coupons_stay_inviteloops_own(app, installed, friend):
+    ann, bob = friend
+    configure(app, referrer_reward_kind="coupon")
+    confirm_order(app.test_client(), installed, bob["email"])
+    end_holds(app)
+    assert installed.vouchers == []
+    assert gift_card_reward(app, ann["id"], kind="coupon").status == "approved"

@@ -50,8 +50,8 @@ JOB_NAMES = [
     "rewards.retry_webhooks",
     "rewards.send_email",
     "saleor.deactivate_gift_card",
-    "saleor.fulfil_gift_card",
-    "saleor.queue_gift_cards",
+    "saleor.fulfil_reward",
+    "saleor.queue_rewards",
 ]
 PACKAGES = ["admin", "auth", "core", "demo", "referral", "rewards"]
 # worker.py is left out: it is the process entry point that makes an app at import.

@@ -52,7 +52,7 @@ def _integrations_page(key_form: ApiKeyForm, status: int = 200):
         key_form=key_form,
         installation=saleor_install.current_installation(),
         configured_url=current_app.config["SALEOR_API_URL"],
-        gift_cards=saleor_fulfilment.waiting_gift_cards(),
+        waiting_in_saleor=saleor_fulfilment.waiting_rewards(),
     ), status
 
 
