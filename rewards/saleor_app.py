@@ -13,7 +13,12 @@ from extensions import csrf, db, limiter
 from rewards import saleor_install
 from rewards.events import unhandled
 from rewards.jwks import InvalidSignature
-from rewards.saleor import SaleorNotConfigured, check_signature, parse_body
+from rewards.saleor import (
+    InvalidSaleorPayload,
+    SaleorNotConfigured,
+    check_signature,
+    parse_body,
+)
 from rewards.saleor_queries import (
     APP_DELETED_SUBSCRIPTION,
     CUSTOMER_CREATED_SUBSCRIPTION,
@@ -120,7 +125,9 @@ def receive_app_event():
     payload = parse_body(body)
     installation = saleor_install.installation_for(api_url)
     app = payload.get("app") if isinstance(payload.get("app"), dict) else {}
-    if payload.get("__typename") != "AppDeleted" or installation is None:
+    if payload.get("__typename") != "AppDeleted":
+        raise InvalidSaleorPayload("The signed payload is not an AppDeleted event.")
+    if installation is None:
         return jsonify(outcome="ignored", reason="not_installed"), 200
     if app.get("id") not in (None, installation.app_id):
         return jsonify(outcome="ignored", reason="another_app"), 200

@@ -239,6 +239,13 @@ def test_a_forged_app_deleted_is_401_and_the_token_stays(app, client, shop):
     assert installations(app) == [(shop.api_url, shop.app_id)]
 
 
+def test_an_app_deleted_header_on_another_event_is_refused(app, client, shop):
+    register(client, shop.issue_token(), shop.api_url)
+    answer = app_event(client, shop, {"__typename": "CustomerCreated", "user": None})
+    assert answer.status_code == 422
+    assert installations(app) == [(shop.api_url, shop.app_id)]
+
+
 def test_another_apps_deletion_changes_nothing(app, client, shop):
     register(client, shop.issue_token(), shop.api_url)
     answer = app_event(client, shop, {"__typename": "AppDeleted", "app": {"id": "QXBwOjk5"}})
