@@ -454,6 +454,9 @@ def _check_services(config) -> None:
     saleor_url = config["SALEOR_API_URL"]
     if saleor_url and not saleor_url.startswith(("http://", "https://")):
         raise ConfigError("SALEOR_API_URL must start with http:// or https://")
+    for allowed in (config["SALEOR_ALLOWED_API_URLS"] or "").split(","):
+        if allowed.strip() and not allowed.strip().startswith(("http://", "https://")):
+            raise ConfigError(f"SALEOR_ALLOWED_API_URLS: {allowed.strip()!r} is not an http(s) URL")
     if config["SMS_BACKEND"] not in ("console", "http"):
         raise ConfigError("SMS_BACKEND must be 'console' or 'http'")
     sms_url = config["SMS_HTTP_URL"] or ""

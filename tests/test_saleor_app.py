@@ -8,11 +8,14 @@ import pytest
 from graphql import parse, validate
 from sqlalchemy import select
 
+from app import create_app
+from config import ConfigError
 from extensions import db
 from models import SaleorInstallation
 from rewards import saleor_install
 from rewards.saleor_queries import OPERATIONS, SUBSCRIPTIONS
 from tests import databases, factories
+from tests.apps import app_config
 from tests.helpers import count, log_in, text_of
 from tests.saleor_standin import SaleorStandIn, saleor_schema
 from tests.webhook_signing import SigningKey
@@ -190,6 +193,18 @@ def test_a_stream_of_made_up_tokens_is_throttled_before_it_reaches_saleor(app, c
     answers = [register(client, f"made-up-{n}", shop.api_url).status_code for n in range(5)]
     assert answers == [403, 403, 403, 429, 429]
     assert len(shop.log) == 3 and installations(app) == []
+
+
+def test_a_saleor_on_the_allow_list_may_install_too(app, client, shop):
+    app.config["SALEOR_API_URL"] = "https://main-shop.example.com/graphql/"
+    app.config["SALEOR_ALLOWED_API_URLS"] = f"https://other.example.com/graphql/, {shop.api_url}"
+    assert register(client, shop.issue_token(), shop.api_url).status_code == 200
+    assert installations(app) == [(shop.api_url, shop.app_id)]
+
+
+def test_an_allow_list_entry_that_is_not_a_url_stops_the_start():
+    with pytest.raises(ConfigError, match="SALEOR_ALLOWED_API_URLS"):
+        create_app(app_config("sqlite://", SALEOR_ALLOWED_API_URLS="shop.example.com"))
 
 
 def test_a_reinstall_replaces_the_token_of_the_one_installation(app, client, shop):
