@@ -6,7 +6,8 @@ decision (which changes no row) mails nobody again:
     friend joined      conversions.on_referral_recorded (counted at signup),
                        review.approve_referral (cleared by staff)
     referral rejected  the same two places, when the program says so (notify_rejected)
-    reward approved    services.approve_rewards (hold ended, staff approved early or cleared)
+    reward approved    services.approve_rewards (hold ended, staff approved early or cleared);
+                       for a reward Saleor pays, instead:
     issued in shop     saleor_fulfilment (Saleor issued the gift card or voucher: its code)
     payout requested   ledger.request_payout
     payout paid        ledger.mark_payout_paid
@@ -61,8 +62,11 @@ def referral_rejected(referral: Referral) -> None:
 
 
 def reward_approved(reward: Reward) -> None:
-    """Tell the beneficiary that a reward has left its hold and is theirs."""
+    """Tell the beneficiary that a reward has left its hold and is theirs. One Saleor issues
+    next (rewards/saleor_fulfilment.py) is announced once issued, with its code, instead."""
     if reward.status != "approved" or reward.amount <= 0:
+        return
+    if db.session.get(SaleorFulfilment, reward.id) is not None:
         return
     amount = format_amount(reward.amount, reward.currency, reward.kind)
     friend = reward.referral.referred if reward.referral else None
@@ -75,8 +79,6 @@ def reward_approved(reward: Reward) -> None:
         amount=amount,
         kind_name=reward.kind.replace("_", " "),
         friend_name=friend.public_name if friend else None,
-        # Saleor issues it next (rewards/saleor_fulfilment.py): its code comes in another email.
-        issued_in_shop=db.session.get(SaleorFulfilment, reward.id) is not None,
         ledger_url=absolute_url("rewards.ledger"),
     )
 

@@ -1,5 +1,6 @@
 """The Saleor app: saleor_installations (one encrypted auth token per Saleor API URL) and
-saleor_fulfilments (one row per reward paid as a Saleor gift card, with its last error).
+saleor_fulfilments (one row per reward paid as a Saleor gift card or voucher, with its last
+error, and when a refunded card was deactivated).
 
 Revision ID: 0015
 Revises: 0013 (re-chained onto 0014 when the branding revision is merged)
