@@ -12,7 +12,7 @@ from core import outbox
 from extensions import db
 from models import OutboxMessage, Reward, SaleorFulfilment, utcnow
 from rewards import ledger, services
-from rewards.saleor_fulfilment import queue_due_rewards, waiting_rewards
+from rewards.saleor_fulfilment import fulfil_reward, queue_due_rewards, waiting_rewards
 from rewards.saleor_queries import REWARD_METADATA_KEY
 from tests import databases, factories
 from tests.helpers import configure, log_in, take_outbox, text_of
@@ -208,6 +208,34 @@ def test_a_timeout_is_retried_like_an_error(app, installed, friend):
     installed.fail = None
     retry_now(app)
     assert installed.gift_cards == [card]  # found by the reward id, not made again
+    assert gift_card_reward(app, ann["id"]).coupon_code == card.code
+
+
+def test_two_runs_of_one_rewards_job_at_once_make_one_card(app, installed, friend):
+    """A sender's lease ran out while Saleor was slow: another sender runs the same job."""
+    ann, bob = friend
+    confirm_order(app.test_client(), installed, bob["email"])
+    installed.fail = "error"
+    end_holds(app)
+    reward_id = gift_card_reward(app, ann["id"]).id
+    installed.fail, installed.slow_seconds = "timeout", 0.3  # slow, within the time allowed
+    failures = []
+
+    def run_job():
+        with app.app_context():
+            try:
+                fulfil_reward.run(reward_id)
+                db.session.commit()
+            except Exception as error:  # noqa: BLE001 - reported by the assertion below
+                failures.append(error)
+
+    threads = [threading.Thread(target=run_job) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    [card] = installed.gift_cards
     assert gift_card_reward(app, ann["id"]).coupon_code == card.code
 
 
