@@ -164,7 +164,7 @@ def test_the_ledger_shows_the_saleor_code(app, installed, friend):
     client = app.test_client()
     log_in(client, ann["email"])
     [card] = installed.gift_cards
-    assert card.code in text_of(client.get("/rewards/"))
+    assert f'aria-label="Copy code {card.code}"' in text_of(client.get("/rewards/"))
 
 
 def test_a_saleor_error_leaves_the_reward_approved_then_it_is_paid_once(app, installed, friend):
