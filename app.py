@@ -42,10 +42,10 @@ from core.templating import register_template_helpers
 from demo import demo_cli
 from extensions import bootstrap, cache, csrf, db, limiter, login_manager, mail, migrate
 from referral.signals import referral_qualified, referral_recorded
-from rewards import conversions, outbound
+from rewards import conversions, outbound, saleor_fulfilment
 from rewards import tasks as rewards_tasks
 from rewards.cli import rewards_cli
-from rewards.signals import rewards_approved, rewards_paid
+from rewards.signals import rewards_approved, rewards_paid, rewards_reversed
 
 # Every background job, by the module that declares it (beat's schedule is in config.py).
 BACKGROUND_JOBS = (
@@ -61,6 +61,9 @@ BACKGROUND_JOBS = (
     outbound.deliver_webhook,
     analytics_tasks.rollup_analytics,
     auth_tasks.prune_sessions,
+    saleor_fulfilment.fulfil_reward,
+    saleor_fulfilment.queue_due_rewards,
+    saleor_fulfilment.deactivate_gift_card,
 )
 
 
@@ -114,8 +117,11 @@ def register_signal_receivers() -> None:
     referral_recorded.connect(crm.lead_from_referral)
     referral_recorded.connect(outbound.publish_referral_created)
     referral_qualified.connect(outbound.publish_referral_qualified)
+    # Saleor first: a gift card's InviteLoop-only code is dropped before anyone describes it.
+    rewards_approved.connect(saleor_fulfilment.on_rewards_approved)
     rewards_approved.connect(outbound.publish_rewards_approved)
     rewards_paid.connect(outbound.publish_rewards_paid)
+    rewards_reversed.connect(saleor_fulfilment.on_rewards_reversed)
 
 
 def register_blueprints(app: Flask) -> None:

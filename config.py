@@ -53,6 +53,14 @@ DEFAULTS = {
     "SALEOR_API_URL": None,  # e.g. https://shop.example.com/graphql/ ; its JWKS signs webhooks
     "SALEOR_WEBHOOK_SECRET": None,  # legacy HMAC signatures, only when set
     "SALEOR_JWKS_CACHE_SECONDS": 3600,
+    # Other Saleor API URLs (comma-separated) that may install the app besides SALEOR_API_URL.
+    "SALEOR_ALLOWED_API_URLS": None,
+    # Encrypts the Saleor app token at rest; None: a key derived from SECRET_KEY.
+    "SALEOR_TOKEN_KEY": None,
+    "SALEOR_TIMEOUT_SECONDS": 10,  # one GraphQL call to Saleor, all of it
+    "SALEOR_REGISTER_LIMITS": "10/minute;50/day",  # per client IP on /saleor/register
+    # The channel coupon rewards are Saleor vouchers in (its ID); None: coupons stay InviteLoop's.
+    "SALEOR_CHANNEL_ID": None,
     "WEBHOOK_TOLERANCE_SECONDS": 300,
     "EVENTS_LIMITS": "600/minute",  # per client IP on the webhook endpoints
     # Background jobs: inline unless a Redis broker is configured.
@@ -143,6 +151,11 @@ _ENV_TYPES = {
     "SALEOR_API_URL": str,
     "SALEOR_WEBHOOK_SECRET": str,
     "SALEOR_JWKS_CACHE_SECONDS": int,
+    "SALEOR_ALLOWED_API_URLS": str,
+    "SALEOR_TOKEN_KEY": str,
+    "SALEOR_TIMEOUT_SECONDS": int,
+    "SALEOR_REGISTER_LIMITS": str,
+    "SALEOR_CHANNEL_ID": str,
     "EVENTS_LIMITS": str,
     "CELERY_ALWAYS_EAGER": bool,
     "REWARDS_SWEEP_SECONDS": int,
@@ -307,6 +320,10 @@ def _derive(app: Flask) -> None:
             "rollup-analytics": {"task": "admin.rollup_analytics", "schedule": 3600},  # hourly
             "prune-sessions": {"task": "auth.prune_sessions", "schedule": 86400},  # daily
             "prune-outbox": {"task": "outbox.prune", "schedule": 86400},  # daily
+            "queue-saleor-rewards": {
+                "task": "saleor.queue_rewards",
+                "schedule": config["REWARDS_SWEEP_SECONDS"],
+            },
         },
         **config.get("CELERY_OVERRIDES", {}),
     }
@@ -445,6 +462,9 @@ def _check_services(config) -> None:
     saleor_url = config["SALEOR_API_URL"]
     if saleor_url and not saleor_url.startswith(("http://", "https://")):
         raise ConfigError("SALEOR_API_URL must start with http:// or https://")
+    for allowed in (config["SALEOR_ALLOWED_API_URLS"] or "").split(","):
+        if allowed.strip() and not allowed.strip().startswith(("http://", "https://")):
+            raise ConfigError(f"SALEOR_ALLOWED_API_URLS: {allowed.strip()!r} is not an http(s) URL")
     if config["SMS_BACKEND"] not in ("console", "http"):
         raise ConfigError("SMS_BACKEND must be 'console' or 'http'")
     sms_url = config["SMS_HTTP_URL"] or ""

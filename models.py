@@ -14,6 +14,7 @@ One file, in sections (each starts with a `# ---` header), in this order:
     outbox          OutboxMessage (side effects waiting to leave: core/outbox.py)
     emails          EmailOptOut (a participant's "no thanks"), Invitation, InvitationSuppression
     analytics       AnalyticsDaily, AnalyticsDailyAccounts, AnalyticsRollup (the roll-up)
+    Saleor app      SaleorInstallation (the token), SaleorFulfilment (gift cards paid there)
 """
 
 from datetime import UTC, date, datetime
@@ -1102,3 +1103,45 @@ class InvitationSuppression(db.Model):
 
     email_canonical: Mapped[str] = mapped_column(String(254), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# --- the Saleor app: where it is installed, and what it paid there (rewards/saleor_app.py) ---
+
+
+class SaleorInstallation(db.Model):
+    """InviteLoop installed as an App in one Saleor instance: its auth token, encrypted (the
+    key comes from SALEOR_TOKEN_KEY or SECRET_KEY; the plain token is never stored)."""
+
+    __tablename__ = "saleor_installations"
+    __table_args__ = (UniqueConstraint("api_url", name="uq_saleor_installations_api_url"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    api_url: Mapped[str] = mapped_column(String(300))
+    app_id: Mapped[str] = mapped_column(String(200))
+    token_ciphertext: Mapped[str] = mapped_column(Text)
+    installed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SaleorFulfilment(db.Model):
+    """A reward being paid as a Saleor gift card: one row per reward, ever. Done once
+    `saleor_id` is set; until then the last error is kept for staff."""
+
+    __tablename__ = "saleor_fulfilments"
+    __table_args__ = (
+        UniqueConstraint("saleor_id", name="uq_saleor_fulfilments_saleor_id"),
+        CheckConstraint("attempts >= 0", name="attempts_not_negative"),
+        CheckConstraint("fulfilled_at IS NULL OR saleor_id IS NOT NULL", name="done_has_id"),
+    )
+
+    reward_id: Mapped[int] = mapped_column(
+        ForeignKey("rewards.id", ondelete="CASCADE"), primary_key=True
+    )
+    saleor_id: Mapped[str | None] = mapped_column(String(200))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    fulfilled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The purchase was refunded and the card, still unused, was deactivated in Saleor.
+    deactivated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    reward: Mapped[Reward] = relationship()

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from core.errors import DomainError
 from extensions import db
 from models import Program, Referral, utcnow
-from rewards import outbound, programs, review, services
+from rewards import outbound, programs, review, saleor_fulfilment, services
 
 rewards_cli = AppGroup("rewards", help="Rewards: release holds, expire, program rules.")
 
@@ -37,6 +37,14 @@ def retry_webhooks_command():
     queued = outbound.retry_due(utcnow(), current_app.config["WEBHOOK_MAX_ATTEMPTS"])
     db.session.commit()
     click.echo(f"Tried {queued} webhook delivery(ies) again.")
+
+
+@rewards_cli.command("saleor-queue")
+def saleor_queue_command():
+    """Queue the approved rewards Saleor pays that are not sent yet (cron this without workers)."""
+    queued = saleor_fulfilment.queue_rewards()
+    db.session.commit()
+    click.echo(f"Queued {queued} reward(s) for Saleor.")
 
 
 @rewards_cli.group("program")

@@ -6,7 +6,9 @@ decision (which changes no row) mails nobody again:
     friend joined      conversions.on_referral_recorded (counted at signup),
                        review.approve_referral (cleared by staff)
     referral rejected  the same two places, when the program says so (notify_rejected)
-    reward approved    services.approve_rewards (hold ended, staff approved early or cleared)
+    reward approved    services.approve_rewards (hold ended, staff approved early or cleared);
+                       for a reward Saleor pays, instead:
+    issued in shop     saleor_fulfilment (Saleor issued the gift card or voucher: its code)
     payout requested   ledger.request_payout
     payout paid        ledger.mark_payout_paid
 
@@ -23,7 +25,7 @@ from core.mail import absolute_url, queue_email
 from core.money import format_amount
 from core.templating import mask_email
 from extensions import db
-from models import Payout, Program, Referral, Reward, User
+from models import Payout, Program, Referral, Reward, SaleorFulfilment, User
 
 
 def friend_joined(referral: Referral) -> None:
@@ -60,8 +62,11 @@ def referral_rejected(referral: Referral) -> None:
 
 
 def reward_approved(reward: Reward) -> None:
-    """Tell the beneficiary that a reward has left its hold and is theirs."""
+    """Tell the beneficiary that a reward has left its hold and is theirs. One Saleor issues
+    next (rewards/saleor_fulfilment.py) is announced once issued, with its code, instead."""
     if reward.status != "approved" or reward.amount <= 0:
+        return
+    if db.session.get(SaleorFulfilment, reward.id) is not None:
         return
     amount = format_amount(reward.amount, reward.currency, reward.kind)
     friend = reward.referral.referred if reward.referral else None
@@ -74,6 +79,20 @@ def reward_approved(reward: Reward) -> None:
         amount=amount,
         kind_name=reward.kind.replace("_", " "),
         friend_name=friend.public_name if friend else None,
+        ledger_url=absolute_url("rewards.ledger"),
+    )
+
+
+def issued_in_shop(reward: Reward) -> None:
+    """Send the code of the gift card or voucher Saleor issued for a reward: it works now."""
+    amount = format_amount(reward.amount, reward.currency, reward.kind)
+    _mail(
+        reward.beneficiary,
+        "rewards",
+        f"Your {amount} {reward.kind.replace('_', ' ')} is ready",
+        "email/issued_in_shop.txt",
+        reward=reward,
+        amount=amount,
         ledger_url=absolute_url("rewards.ledger"),
     )
 

@@ -14,6 +14,7 @@ from rewards import ledger
 from rewards.api import api_bp
 from rewards.forms import PayoutForm
 from rewards.saleor import saleor_bp
+from rewards.saleor_app import saleor_app_bp
 from rewards.stripe_webhooks import stripe_bp
 from rewards.webhooks import webhooks_bp
 
@@ -21,6 +22,7 @@ bp = Blueprint("rewards", __name__)
 bp.register_blueprint(api_bp)
 bp.register_blueprint(webhooks_bp)
 bp.register_blueprint(saleor_bp)
+bp.register_blueprint(saleor_app_bp)
 bp.register_blueprint(stripe_bp)
 
 

@@ -25,7 +25,7 @@ from models import (
 from referral import lifecycle
 from referral.codes import ALPHABET
 from rewards import notifications
-from rewards.signals import rewards_approved
+from rewards.signals import rewards_approved, rewards_reversed
 
 _COUPON_LENGTH = 12
 _BATCH = 500
@@ -374,6 +374,8 @@ def _reverse(
     audit.record(
         "reward.reverse", "reward", reward.id, after=after, system=f"refund via {refund.source}"
     )
+    if amount == remaining:
+        rewards_reversed.send(None, reward_ids=[reward.id], now=now)
     return reversal
 
 

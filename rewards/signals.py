@@ -1,6 +1,6 @@
-"""What the rewards engine announces (outbound webhooks listen).
+"""What the rewards engine announces (outbound webhooks and the Saleor app listen).
 
-Both are sent inside the transaction that changes the rewards, with `reward_ids` and `now`;
+Each is sent inside the transaction that changes the rewards, with `reward_ids` and `now`;
 a receiver that acts outside the database queues a job, which runs after the commit.
 """
 
@@ -8,3 +8,5 @@ from core.signals import OrderedSignal
 
 rewards_approved = OrderedSignal("rewards-approved")
 rewards_paid = OrderedSignal("rewards-paid")
+# A refund took back all that was left of these entries (`reward_ids`, the entries reversed).
+rewards_reversed = OrderedSignal("rewards-reversed")

@@ -10,7 +10,7 @@ import pytest
 
 from app import BACKGROUND_JOBS, create_app
 from referral.signals import referral_qualified, referral_recorded
-from rewards.signals import rewards_approved, rewards_paid
+from rewards.signals import rewards_approved, rewards_paid, rewards_reversed
 from tests.apps import app_config, close
 from tests.server import ROOT
 
@@ -19,6 +19,7 @@ SIGNALS = {
     "referral qualified": referral_qualified,
     "rewards approved": rewards_approved,
     "rewards paid": rewards_paid,
+    "rewards reversed": rewards_reversed,
 }
 # A new receiver is a visible change: add it here, in the order create_app connects it.
 RECEIVERS = {
@@ -28,8 +29,12 @@ RECEIVERS = {
         "rewards.outbound.publish_referral_created",
     ],
     "referral qualified": ["rewards.outbound.publish_referral_qualified"],
-    "rewards approved": ["rewards.outbound.publish_rewards_approved"],
+    "rewards approved": [
+        "rewards.saleor_fulfilment.on_rewards_approved",
+        "rewards.outbound.publish_rewards_approved",
+    ],
     "rewards paid": ["rewards.outbound.publish_rewards_paid"],
+    "rewards reversed": ["rewards.saleor_fulfilment.on_rewards_reversed"],
 }
 JOB_NAMES = [
     "admin.rollup_analytics",
@@ -44,6 +49,9 @@ JOB_NAMES = [
     "rewards.release_held",
     "rewards.retry_webhooks",
     "rewards.send_email",
+    "saleor.deactivate_gift_card",
+    "saleor.fulfil_reward",
+    "saleor.queue_rewards",
 ]
 PACKAGES = ["admin", "auth", "core", "demo", "referral", "rewards"]
 # worker.py is left out: it is the process entry point that makes an app at import.

@@ -21,6 +21,7 @@ from core.errors import DomainError
 from core.forms import submit
 from extensions import db
 from models import DELIVERY_STATUSES, WEBHOOK_EVENTS, ApiKey
+from rewards import saleor_fulfilment, saleor_install
 
 bp = Blueprint("integrations", __name__)
 
@@ -49,6 +50,9 @@ def _integrations_page(key_form: ApiKeyForm, status: int = 200):
         keys=listing.paginate(api_keys.api_keys_query(), "keys_page"),
         endpoints=listing.paginate(services.endpoints_query(), "endpoints_page"),
         key_form=key_form,
+        installation=saleor_install.current_installation(),
+        configured_url=current_app.config["SALEOR_API_URL"],
+        waiting_in_saleor=saleor_fulfilment.waiting_rewards(),
     ), status
 
 
