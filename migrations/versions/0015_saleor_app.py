@@ -3,7 +3,7 @@ saleor_fulfilments (one row per reward paid as a Saleor gift card or voucher, wi
 error, and when a refunded card was deactivated).
 
 Revision ID: 0015
-Revises: 0013 (re-chained onto 0014 when the branding revision is merged)
+Revises: 0014
 Create Date: 2026-12-06
 """
 
