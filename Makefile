@@ -5,6 +5,12 @@ BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app app
 STAMP := $(VENV)/.installed
 
+# Some environments forbid bytecode files (PYTHONDONTWRITEBYTECODE=1): every process would then
+# compile the project from source again, about a second for each gunicorn worker, Celery
+# process and test worker the suite starts. Allow them, kept under .venv, not in the sources.
+export PYTHONDONTWRITEBYTECODE :=
+export PYTHONPYCACHEPREFIX := $(CURDIR)/$(VENV)/pycache
+
 .PHONY: run test test-fast test-browser lint bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt

@@ -38,6 +38,14 @@ workers = _workers()
 worker_class = "gthread"
 threads = 4
 
+# The app is made once, in the master, and the workers are forked from it: a worker starts in
+# milliseconds instead of importing everything again (about a second of CPU each), they share
+# that memory, and an app that cannot start stops the master at once rather than failing worker
+# after worker. create_app opens no connection (database, Redis, broker), so no socket is shared
+# across the fork (tests/test_gunicorn_config.py). A deploy restarts gunicorn; HUP reloads
+# the settings, not the code.
+preload_app = True
+
 # A worker that stops answering its master for this long is killed and replaced.
 timeout = 30
 # After SIGTERM (a deploy, `docker compose stop`), requests in flight get this long to finish;

@@ -10,6 +10,9 @@ import pytest
 import requests
 import yaml
 
+from app import create_app
+from extensions import db
+from tests.apps import TEST_SECRET
 from tests.helpers import scheme_seen
 from tests.server import GUNICORN_CONFIG, ROOT, running_server
 
@@ -45,6 +48,23 @@ def test_workers_follow_the_cpus_unless_web_concurrency_says(monkeypatch):
     for wrong in ("0", "-2"):
         with pytest.raises(SystemExit, match="WEB_CONCURRENCY must be a whole number"):
             load_settings(monkeypatch, wrong)
+
+
+def test_the_app_is_made_before_the_fork_without_opening_a_connection(monkeypatch):
+    """preload_app forks the workers from the master's app: any database or Redis connection
+    made by create_app would be one socket shared by every worker. Made against addresses
+    where nothing listens, it must still come up, holding no connection."""
+    assert load_settings(monkeypatch, None).preload_app is True
+    app = create_app(
+        {
+            "SECRET_KEY": TEST_SECRET,
+            "DATABASE_URL": "postgresql://postgres@127.0.0.1:9/nothing",
+            "REDIS_URL": "redis://127.0.0.1:9/0",
+        }
+    )
+    with app.app_context():
+        assert db.engine.pool.checkedout() == 0
+        assert db.engine.pool.checkedin() == 0
 
 
 def test_masking_keeps_the_path_and_drops_the_token(monkeypatch):
