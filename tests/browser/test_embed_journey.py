@@ -84,12 +84,14 @@ def app(database_url, shared_apps):
 @pytest.fixture(scope="module")
 def shop(app, database_url):
     start_afresh(app)
-    with _shop() as running:
-        with running_server(
+    with (
+        _shop() as running,
+        running_server(
             database_url, workers=1, threads=4, EMBED_ALLOWED_ORIGINS=running.origin
-        ) as base_url:
-            running.inviteloop = base_url
-            yield running
+        ) as base_url,
+    ):
+        running.inviteloop = base_url
+        yield running
 
 
 @pytest.fixture(scope="module")
