@@ -107,17 +107,22 @@ def login():
     if current_user.is_authenticated:
         return redirect(url_for("widget.show"))
     form = LoginForm(prefix="login")
-    status = 400
+    status, retry_after = 400, None
     if form.validate_on_submit():
         try:
             with throttle.password_attempt(form.email.data):
                 user = services.authenticate(form.email.data, form.password.data)
+        except throttle.AccountThrottled as error:
+            status, retry_after = show_domain_error(form, error), error.retry_after
         except DomainError as error:
             status = show_domain_error(form, error)
         else:
             sessions.sign_in(user)  # the frame's own session; never "remember me" in a frame
             return redirect(url_for("widget.show"))
-    return _visitor_view(SignupForm(prefix="signup"), form, None, status)
+    response = _visitor_view(SignupForm(prefix="signup"), form, None, status)
+    if retry_after:
+        response.headers["Retry-After"] = str(retry_after)
+    return response
 
 
 @widget_bp.post("/logout")

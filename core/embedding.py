@@ -5,7 +5,9 @@ A browser sends a SameSite=Lax cookie to a frame only when the shop and InviteLo
 same site, so the frame keeps a session of its own: a cookie scoped to /embed/, SameSite=None
 (and so Secure) when the site runs on https. The rest of the site keeps its Lax session
 cookie, which a framed page never reads nor changes; a sign-in inside the frame is a sign-in
-to the frame only.
+to the frame only. (Flask-Login's remember-me cookie is the site's, path /: when the shop and
+InviteLoop are one site, a participant who asked to be kept signed in is known in the frame
+too, as on any InviteLoop page.)
 """
 
 from flask import Flask, request

@@ -71,7 +71,7 @@ def click_preflight():
     return _cors(current_app.response_class(status=204), origin)
 
 
-@embed_bp.post("/clicks")
+@embed_bp.post("/clicks", provide_automatic_options=False)  # click_preflight answers
 @csrf.exempt  # no cookie is read or set: the shop's page sends only the code it saw
 @limiter.limit(lambda: current_app.config["REFERRAL_LINK_LIMITS"])
 def record_click():

@@ -17,7 +17,7 @@ from extensions import db
 from models import Click, Referral
 from referral.services import participant_stats
 from tests import databases, factories
-from tests.helpers import count, is_logged_in, smallest_limit, text_of
+from tests.helpers import count, is_logged_in, logged_in, smallest_limit, text_of
 from tests.saleor_standin import saleor_schema
 
 SHOP = "https://shop.example.com"
@@ -271,7 +271,7 @@ def test_a_participant_signs_in_inside_the_frame_and_sees_their_link_and_numbers
     assert re.search(r'id="widget-clicks">1<', page)
     assert "https://wa.me/?" in page and 'target="_blank" rel="noopener"' in page
     # A sign-in in the frame is the frame's alone: the site itself is not signed in.
-    assert client.get_cookie("session") is None or not is_logged_in(client)
+    assert not is_logged_in(client)
 
 
 def test_signing_out_in_the_frame_shows_the_forms_again(client, owner):
@@ -347,3 +347,11 @@ def test_the_readme_checkout_call_is_valid_against_saleors_schema():
         databases.service_missing("Saleor's schema (../shared/saleor/schema.graphql)", error)
     assert validate(schema, parse(operation)) == []
     assert '"ref_code"' in operation or "ref_code" in operation
+
+
+def test_a_sign_in_on_the_site_is_not_read_inside_the_frame(app, owner):
+    """The frame reads its own session cookie, not the site's: being signed in on the site
+    (without "keep me signed in") does not sign the frame in."""
+    client = logged_in(app, owner)
+    assert is_logged_in(client)
+    assert 'action="/embed/v1/widget/login"' in text_of(client.get("/embed/v1/widget"))
