@@ -14,6 +14,7 @@ from extensions import db
 from models import Click
 from tests import factories
 from tests.apps import start_afresh
+from tests.browser.chromium import problems
 from tests.server import running_server
 
 pytestmark = [pytest.mark.server, pytest.mark.browser]
@@ -153,3 +154,14 @@ def test_a_shop_that_is_not_allowed_gets_no_frame_and_counts_no_click(app, shop,
     frame = page.locator("iframe.inviteloop-widget").element_handle().content_frame()
     assert frame.locator("#widget").count() == 0
     assert any("frame-ancestors" in text for text in refused), refused
+
+
+def test_the_widget_reads_well_at_a_narrow_width(browser, shop, ann):
+    """The frame is as narrow as a shop's sidebar: no axe-core blocker, no sideways scroll."""
+    context = browser.new_context(viewport={"width": 320, "height": 600})
+    try:
+        page = context.new_page()
+        page.goto(f"{shop.inviteloop}/embed/v1/widget?ref={ann['code']}")
+        assert problems(page) == []
+    finally:
+        context.close()
