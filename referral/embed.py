@@ -33,7 +33,7 @@ def script(name: str):
     source = Path(current_app.static_folder, "embed", name).read_bytes()
     response = current_app.response_class(source, mimetype="text/javascript")
     response.headers["Cache-Control"] = f"public, max-age={_YEAR}, immutable"
-    # Any page may load the script; it does nothing on a shop the allow-list leaves out.
+    # Any page may load it; on a shop the allow-list leaves out it records and frames nothing.
     response.headers["Cross-Origin-Resource-Policy"] = "cross-origin"
     return response
 
