@@ -24,10 +24,12 @@ from auth import reset, sms
 from auth import tasks as auth_tasks
 from auth.cli import auth_cli
 from auth.services import load_user, unauthorized
+from auth.widget import widget_bp
 from config import load_config
 from core import jobs
 from core.cli import backup_command, jobs_cli, restore_command
 from core.database import configure_engine
+from core.embedding import FrameAwareSessionInterface
 from core.errors import register_error_handlers
 from core.hosts import register_host_check
 from core.inputs import register_input_checks
@@ -70,6 +72,7 @@ BACKGROUND_JOBS = (
 def create_app(config: dict | None = None) -> Flask:
     app = Flask(__name__, instance_relative_config=True)
     load_config(app, config)
+    app.session_interface = FrameAwareSessionInterface()  # framed widget pages: their own
     configure_logging(app.config)
     register_extensions(app)
     register_metrics(app)
@@ -128,6 +131,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(core.bp)
     app.register_blueprint(openapi_bp)
     app.register_blueprint(auth.bp)
+    app.register_blueprint(widget_bp)
     app.register_blueprint(referral.bp)
     app.register_blueprint(rewards.bp)
     app.register_blueprint(admin.bp)

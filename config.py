@@ -117,6 +117,9 @@ DEFAULTS = {
     # one, open in development and 404 in production.
     "METRICS_TOKEN": None,
     "LOG_FORMAT": "text",  # or json: one JSON object per line (core/logs.py)
+    # Shop origins (comma-separated, e.g. https://shop.example.com) that may frame the widget
+    # and record snippet clicks (referral/embed.py). None: no shop may.
+    "EMBED_ALLOWED_ORIGINS": None,
 }
 
 # ASVS 2.2.1: no more wrong passwords than this for one account in any hour.
@@ -129,6 +132,7 @@ _ENV_TYPES = {
     "DATABASE_URL": str,
     "REDIS_URL": str,
     "PUBLIC_URL": str,
+    "EMBED_ALLOWED_ORIGINS": str,
     "TRUSTED_PROXY_COUNT": int,
     "EMAIL_CHECK_DNS": bool,
     "LOG_LEVEL": str,
@@ -270,6 +274,7 @@ def _derive(app: Flask) -> None:
     config.setdefault("RATELIMIT_SWALLOW_ERRORS", True)
     config.setdefault("RATELIMIT_KEY_PREFIX", "inviteloop")
     config["ALLOWED_HOSTS_LIST"] = allowed_hosts(config)
+    config["EMBED_ORIGINS"] = embed_origins(config["EMBED_ALLOWED_ORIGINS"])
     config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
     config["SESSION_COOKIE_HTTPONLY"] = True
     config["SESSION_COOKIE_SAMESITE"] = "Lax"
@@ -327,6 +332,23 @@ def _derive(app: Flask) -> None:
         },
         **config.get("CELERY_OVERRIDES", {}),
     }
+
+
+def embed_origins(raw: str | None) -> tuple[str, ...]:
+    """The shop origins of EMBED_ALLOWED_ORIGINS, each exactly "scheme://host[:port]" as a
+    browser sends it in an Origin header; anything else stops the start-up."""
+    origins = []
+    for entry in (raw or "").split(","):
+        entry = entry.strip().rstrip("/")
+        if not entry:
+            continue
+        parts = urlsplit(entry)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path:
+            raise ConfigError(
+                f"EMBED_ALLOWED_ORIGINS: {entry!r} is not an origin like https://shop.example.com"
+            )
+        origins.append(f"{parts.scheme}://{parts.netloc.lower()}")
+    return tuple(origins)
 
 
 def allowed_hosts(config) -> list[str] | None:

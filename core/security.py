@@ -4,10 +4,16 @@ from urllib.parse import urlsplit
 
 from flask import Flask
 
-_CSP = (
+_BASE_CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-    "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+    "object-src 'none'; base-uri 'self'; form-action 'self'"
 )
+_CSP = f"{_BASE_CSP}; frame-ancestors 'none'"
+
+
+def framed_csp(frame_policy: str) -> str:
+    """The site's policy with another `frame-ancestors` (a page shops may frame)."""
+    return f"{_BASE_CSP}; {frame_policy}"
 
 
 def is_local_path(target: str | None) -> bool:
@@ -29,7 +35,9 @@ def register_security_headers(app: Flask) -> None:
         headers = response.headers
         headers.setdefault("X-Content-Type-Options", "nosniff")
         headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
-        headers.setdefault("X-Frame-Options", "DENY")
+        if "frame-ancestors" not in headers.get("Content-Security-Policy", ""):
+            # A page whose own policy names its frame-ancestors is framed by those alone.
+            headers.setdefault("X-Frame-Options", "DENY")
         if response.mimetype == "text/html":
             headers.setdefault("Content-Security-Policy", _CSP)
         if production:

@@ -28,10 +28,12 @@ from referral import (
     tree,
 )
 from referral.api import api_bp
+from referral.embed import embed_bp
 from referral.forms import ClaimForm
 
 bp = Blueprint("referral", __name__)
 bp.register_blueprint(api_bp)
+bp.register_blueprint(embed_bp)
 # Invitations by email keep their views in referral/invitations.py.
 bp.add_url_rule("/referral/invite", view_func=invitations.send_invitations, methods=["GET", "POST"])
 bp.add_url_rule(
