@@ -72,6 +72,9 @@ class LogScan:
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logstart(self, nodeid: str) -> None:
         self.scanner.test_id = nodeid
+        root = logging.getLogger()
+        if self.scanner not in root.handlers:  # something replaced the root's handlers
+            root.addHandler(self.scanner)
 
     def pytest_runtest_logfinish(self) -> None:
         self.scanner.test_id = _OUTSIDE_TESTS
