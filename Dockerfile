@@ -23,9 +23,10 @@ COPY . .
 #   RUN pybabel compile -d translations
 # ------------------------------------------------------------------------------------------
 
-# The only writable places: contract documents (a volume in compose.yaml) and beat's schedule.
+# The only writable places: contract documents (a volume in compose.yaml), beat's schedule and
+# the counters of /metrics (PROMETHEUS_MULTIPROC_DIR, a volume web and worker share).
 RUN useradd --system --user-group --no-log-init --home-dir /app --shell /usr/sbin/nologin inviteloop \
-    && mkdir -p instance/contracts instance/beat \
+    && mkdir -p instance/contracts instance/beat instance/metrics/worker \
     && chown -R inviteloop:inviteloop instance
 USER inviteloop
 
@@ -38,4 +39,6 @@ host = urllib.parse.urlsplit(os.environ.get('PUBLIC_URL', '')).netloc or '127.0.
 answer = r.urlopen(r.Request('http://127.0.0.1:8000/health', headers={'Host': host}), timeout=4); \
 sys.exit(answer.status != 200)"
 
+# Every command starts through it: it empties PROMETHEUS_MULTIPROC_DIR's counter files first.
+ENTRYPOINT ["sh", "deploy/entrypoint.sh"]
 CMD ["gunicorn", "--config", "gunicorn.conf.py"]

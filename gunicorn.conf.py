@@ -9,6 +9,8 @@ import re
 
 from gunicorn.glogging import Logger
 
+from core.logs import REQUEST_ID_HEADER, make_formatter
+
 wsgi_app = "app:create_app()"
 bind = "0.0.0.0:8000"
 
@@ -65,10 +67,26 @@ control_socket_disable = True
 # could claim https where the app was told there is no proxy.
 forwarded_allow_ips = ""
 
-# One line per request on standard output, with the time taken in milliseconds.
+# One line per request on standard output, with the time taken in milliseconds and the
+# request id the app answered with (X-Request-ID: the app's own lines for that request carry it).
 accesslog = "-"
 errorlog = "-"
-access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(f)s" "%(a)s"'
+_REQUEST_ID_ATOM = "{" + REQUEST_ID_HEADER.lower() + "}o"
+access_log_format = f'%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(f)s" "%(a)s" %({_REQUEST_ID_ATOM})s'
+# LOG_FORMAT=json (as for the app's own lines, core/logs.py): gunicorn's lines are JSON too.
+_JSON_LOGS = os.environ.get("LOG_FORMAT", "text") == "json"
+# The fields of a JSON access line besides the readable message: {field: gunicorn's atom}.
+_ACCESS_FIELDS = {
+    "remote_addr": "h",
+    "method": "m",
+    "path": "U",
+    "query": "q",
+    "status": "s",
+    "bytes": "B",
+    "duration_ms": "M",
+    "referrer": "f",
+    "user_agent": "a",
+}
 
 # Paths whose last part is a secret: a password reset, an email's unsubscribe link, an
 # invitation's stop link (the slashes may come percent-encoded, e.g. in a `next` parameter).
@@ -86,7 +104,15 @@ def mask_secret_paths(text: str) -> str:
 
 class AccessLogWithoutTokens(Logger):
     """gunicorn's logger, with the token of a reset or one-click link masked in every field of
-    an access line (request line, path, query, referrer, headers)."""
+    an access line (request line, path, query, referrer, headers). With LOG_FORMAT=json its
+    error and access lines are JSON objects like the app's, through the same redaction; an
+    access line has the request's fields and its request_id."""
+
+    def setup(self, cfg):
+        super().setup(cfg)
+        if _JSON_LOGS:
+            for handler in (*self.error_log.handlers, *self.access_log.handlers):
+                handler.setFormatter(make_formatter("json"))
 
     def atoms(self, resp, req, environ, request_time):
         atoms = super().atoms(resp, req, environ, request_time)
@@ -94,6 +120,23 @@ class AccessLogWithoutTokens(Logger):
             name: mask_secret_paths(value) if isinstance(value, str) else value
             for name, value in atoms.items()
         }
+
+    def access(self, resp, req, environ, request_time):
+        if not _JSON_LOGS:
+            super().access(resp, req, environ, request_time)
+            return
+        if not self.access_log_enabled:
+            return
+        atoms = self.atoms(resp, req, environ, request_time)
+        fields = {field: atoms.get(atom) for field, atom in _ACCESS_FIELDS.items()}
+        fields["status"] = int(fields["status"]) if str(fields["status"]).isdigit() else None
+        fields["request_id"] = atoms.get(_REQUEST_ID_ATOM)
+        # The readable message is the text line, quotes escaped as gunicorn does.
+        line_atoms = self.atoms_wrapper_class(atoms)
+        try:
+            self.access_log.info(self.cfg.access_log_format, line_atoms, extra=fields)
+        except Exception:  # noqa: BLE001 - as gunicorn's own: a bad line must not fail the request
+            self.exception("access log line could not be written")
 
 
 logger_class = AccessLogWithoutTokens

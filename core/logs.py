@@ -71,6 +71,12 @@ def redact(text: str) -> str:
     return text
 
 
+def shows_a_secret(text: str) -> bool:
+    """Whether `text` still holds something `redact` would take out (what tests/log_scan.py
+    looks for in every line the suite's log handlers write)."""
+    return redact(text) != text
+
+
 class RedactingFormatter(logging.Formatter):
     """Formats with `inner`, then takes secrets out of the whole line (tracebacks too)."""
 
@@ -101,7 +107,7 @@ def make_formatter(log_format: str) -> logging.Formatter:
 
 def configure_logging(config) -> None:
     root = logging.getLogger()
-    handler = next((h for h in root.handlers if getattr(h, "_inviteloop", False)), None)
+    handler = _app_handler()
     if handler is None:
         handler = logging.StreamHandler(sys.stdout)
         handler.addFilter(RequestIdFilter())
@@ -113,6 +119,15 @@ def configure_logging(config) -> None:
     for name in PER_MESSAGE_LOGGERS:
         # NOTSET: the root's level again, when an earlier app in this process had raised it.
         logging.getLogger(name).setLevel(logging.WARNING if quiet else logging.NOTSET)
+
+
+def _app_handler() -> logging.Handler | None:
+    return next((h for h in logging.getLogger().handlers if getattr(h, "_inviteloop", False)), None)
+
+
+def logging_configured() -> bool:
+    """Whether an app in this process has set up the log output (migrations/env.py asks)."""
+    return _app_handler() is not None
 
 
 def per_message_lines_hidden(config) -> bool:

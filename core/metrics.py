@@ -9,10 +9,13 @@ Two kinds of series:
 - gauges read from the database at scrape time by a few grouped COUNT/SUM queries: referrals
   and rewards by status, the outbox's depth and the age of its oldest due message, /health.
 
-Under gunicorn every worker is a process of its own. With PROMETHEUS_MULTIPROC_DIR set (an
-empty directory, writable, emptied before each start) the counters live in files there and a
-scrape adds up every worker's; gunicorn.conf.py's `child_exit` tells the client when a worker
-is gone. Without it the counters are this process's only (the development server, tests).
+Under gunicorn every worker is a process of its own. With PROMETHEUS_MULTIPROC_DIR set (a
+writable directory whose counter files are removed before each start: deploy/entrypoint.sh)
+the counters live in files there and a scrape adds up every worker's, and those in the
+folder's subfolders too: compose.yaml gives the Celery worker one, so its failed jobs and
+webhook attempts are in the same scrape (a folder of its own, since two containers may have
+the same process ids). gunicorn.conf.py's `child_exit` tells the client when a worker is
+gone. Without it the counters are this process's only (the development server, tests).
 
 Access: with METRICS_TOKEN set, only `Authorization: Bearer <token>`. Without it the page is
 open in development and answers 404 in production.
@@ -23,6 +26,7 @@ import hmac
 import logging
 import os
 import time
+from pathlib import Path
 
 from flask import Flask, Response, abort, current_app, request
 from prometheus_client import (
@@ -92,14 +96,26 @@ def _authorize() -> None:
 
 def scrape() -> bytes:
     """The text exposition: every process's counters, then the state read now."""
-    if os.environ.get(MULTIPROCESS_DIR):
-        counters = CollectorRegistry()
-        multiprocess.MultiProcessCollector(counters)
+    folder = os.environ.get(MULTIPROCESS_DIR)
+    if folder:
+        counters = CollectorRegistry(auto_describe=False)
+        counters.register(CountersOfEveryProcess(Path(folder)))
     else:
         counters = REGISTRY
     state = CollectorRegistry(auto_describe=False)
     state.register(StateCollector())
     return generate_latest(counters) + generate_latest(state)
+
+
+class CountersOfEveryProcess:
+    """The counter files of every process: the folder's own and its subfolders'."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def collect(self):
+        files = [*self.folder.glob("*.db"), *self.folder.glob("*/*.db")]
+        return multiprocess.MultiProcessCollector.merge([str(f) for f in files], accumulate=True)
 
 
 # --- gauges read at scrape time ------------------------------------------------------------

@@ -7,10 +7,14 @@ from alembic import context
 from flask import current_app
 
 from core.database import hold_migration_lock
+from core.logs import logging_configured
 
 config = context.config
-# Keep the app's loggers working when migrations run inside it.
-fileConfig(config.config_file_name, disable_existing_loggers=False)
+# Inside the app (`flask db upgrade`), its own log output stays (core/logs.py: LOG_FORMAT,
+# redaction): alembic.ini's would replace it with plain text lines, and a JSON log would no
+# longer be one JSON object per line. alembic.ini's output serves only where there is none.
+if not logging_configured():
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
 logger = logging.getLogger("alembic.env")
 
 target_db = current_app.extensions["migrate"].db

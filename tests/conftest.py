@@ -14,6 +14,8 @@ from tests.apps import SharedApps, app_config, close, start_afresh
 from tests.helpers import csrf_token, log_in
 from tests.workers import redis_broker
 
+pytest_plugins = ["tests.log_scan"]
+
 
 def pytest_collection_modifyitems(items):
     """Slow modules first: each worker takes whole files, so the long ones run while the other

@@ -1,6 +1,7 @@
-"""The commands the containers run, in one place. compose.yaml's services run exactly these
-(tests/test_compose.py parses it and compares) and the production-topology test starts exactly
-these as processes (tests/test_deployment.py), so the two cannot drift apart. Also a browser
+"""The commands the containers run, in one place. compose.yaml's services run exactly these,
+through the image's entrypoint (tests/test_compose.py parses both files and compares), and the
+production-topology test starts exactly these as processes, through the same entrypoint
+(tests/test_deployment.py), so the two cannot drift apart. Also a browser
 as the app sees it behind a TLS proxy, for the tests of the deployed topology."""
 
 import contextlib
@@ -23,10 +24,27 @@ COMMANDS = {
     "worker": ["celery", "-A", "worker", "worker", "--loglevel", "INFO"],
     "beat": ["celery", "-A", "worker", "beat", "--loglevel", "INFO"],
 }
+# The Dockerfile's ENTRYPOINT: every command above starts through it.
+ENTRYPOINT = ["sh", "deploy/entrypoint.sh"]
+# The services whose counters /metrics adds up (PROMETHEUS_MULTIPROC_DIR), each in a folder
+# of its own, relative to the shared one: web's is the shared folder itself.
+METRICS_FOLDERS = {"web": ".", "worker": "worker"}
 # The services that wait for the migrations to have succeeded.
 AFTER_MIGRATE = ("web", "worker", "beat")
 # The app's settings that a test's own environment must not leak into the processes.
 APP_SETTINGS = ("APP_ENV", "SECRET_KEY", "DATABASE_URL", "REDIS_URL", "PUBLIC_URL", "LOG_LEVEL")
+
+
+def metrics_setting(name: str, shared_folder: str) -> dict[str, str]:
+    """A service's PROMETHEUS_MULTIPROC_DIR under the folder web and worker share (none for
+    the others)."""
+    if name not in METRICS_FOLDERS:
+        return {}
+    return {
+        "PROMETHEUS_MULTIPROC_DIR": os.path.normpath(
+            os.path.join(shared_folder, METRICS_FOLDERS[name])
+        )
+    }
 
 
 # --- running them as processes ------------------------------------------------------------
@@ -55,7 +73,12 @@ def command_environment(**settings: str) -> dict[str, str]:
 
 def run_once(name: str, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
     return subprocess.run(
-        COMMANDS[name], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+        [*ENTRYPOINT, *COMMANDS[name]],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -65,7 +88,7 @@ def running(name: str, env: dict[str, str], folder: Path) -> Iterator[Running]:
     output = folder / f"{name}.log"
     with output.open("wb") as log:
         process = subprocess.Popen(
-            COMMANDS[name],
+            [*ENTRYPOINT, *COMMANDS[name]],
             cwd=ROOT,
             env=env,
             stdin=subprocess.DEVNULL,

@@ -12,7 +12,14 @@ import yaml
 
 import config
 from tests import databases
-from tests.deployment import AFTER_MIGRATE, COMMANDS, command_environment
+from tests.deployment import (
+    AFTER_MIGRATE,
+    COMMANDS,
+    ENTRYPOINT,
+    METRICS_FOLDERS,
+    command_environment,
+    metrics_setting,
+)
 from tests.server import ROOT, SERVER_SECRET
 
 COMPOSE = yaml.safe_load((ROOT / "compose.yaml").read_text())
@@ -31,8 +38,31 @@ def test_compose_runs_the_commands_the_topology_test_runs():
     assert app_services == set(COMMANDS)
     for name, command in COMMANDS.items():
         assert SERVICES[name]["command"] == command, name
-    # The image's own command is the web server's.
+    # The image's own command is the web server's, and every command starts through the
+    # entrypoint the topology test runs too.
     assert json.loads(instructions("CMD")[-1]) == COMMANDS["web"]
+    assert json.loads(instructions("ENTRYPOINT")[-1]) == ENTRYPOINT
+    assert (ROOT / ENTRYPOINT[-1]).is_file()
+
+
+def test_web_and_worker_keep_their_counters_in_one_shared_volume():
+    """Several gunicorn workers and the Celery worker: every process's counters in files that
+    web's /metrics adds up, each service in a folder of its own (docs/guarantees.md #36)."""
+    shared = "/app/instance/metrics"
+    for name in METRICS_FOLDERS:
+        service = SERVICES[name]
+        assert f"metrics:{shared}" in service["volumes"], name
+        expected = metrics_setting(name, shared)["PROMETHEUS_MULTIPROC_DIR"]
+        assert service["environment"]["PROMETHEUS_MULTIPROC_DIR"] == expected, name
+        assert service["environment"]["APP_ENV"] == "production", "the shared settings kept"
+    folders = {
+        metrics_setting(name, shared)["PROMETHEUS_MULTIPROC_DIR"] for name in METRICS_FOLDERS
+    }
+    assert len(folders) == len(METRICS_FOLDERS)
+    for name in set(COMMANDS) - set(METRICS_FOLDERS):
+        assert "PROMETHEUS_MULTIPROC_DIR" not in SERVICES[name].get("environment", {}), name
+    assert "metrics" in COMPOSE["volumes"]
+    assert "instance/metrics/worker" in DOCKERFILE, "the volume starts owned by the app's user"
 
 
 def test_the_app_waits_for_the_migrations_and_the_migrations_for_the_database():

@@ -10,17 +10,21 @@ import re
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
+from pathlib import Path
 
 import psycopg
 import pytest
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests import databases
 from tests.deployment import (
     AFTER_MIGRATE,
+    METRICS_FOLDERS,
     Browser,
     Running,
     command_environment,
+    metrics_setting,
     run_once,
     running,
 )
@@ -32,8 +36,12 @@ from tests.workers import redis_broker
 pytestmark = [pytest.mark.server, pytest.mark.slow, pytest.mark.postgres_only]
 
 WAIT_SECONDS = 30.0
+MULTIPROC = "PROMETHEUS_MULTIPROC_DIR"
 ADMIN = {"ADMIN_EMAIL": "owner@example.com", "ADMIN_PASSWORD": "owner's first passphrase"}
 PASSWORD = "a long friendly passphrase"
+METRICS_TOKEN = "metrics-token-for-the-topology-test"
+# What a previous run of the container left: not counter files any process could read.
+LEFT_OVER = "counter_1.db"
 
 
 @dataclass
@@ -42,6 +50,7 @@ class Installation:
     database_url: str
     smtp: SmtpServer
     services: list[Running]
+    metrics_folder: Path
 
     def logs(self) -> str:
         return "\n".join(f"--- {s.name} ---\n{s.log()[-3000:]}" for s in self.services)
@@ -76,6 +85,7 @@ def production_settings(database_url: str, broker, smtp: SmtpServer, port: int, 
         MAIL_PORT=str(smtp.port),
         MAIL_TIMEOUT="5",
         EVENTS_WEBHOOK_SECRET=SECRET,
+        METRICS_TOKEN=METRICS_TOKEN,
         REWARDS_SWEEP_SECONDS="1",
         OUTBOX_SWEEP_SECONDS="1",
         WEB_CONCURRENCY="1",  # one worker process (and its threads) is enough here
@@ -99,9 +109,21 @@ def installation(tmp_path_factory):
             migrate = run_once("migrate", {**env, **ADMIN}, timeout=120)
             assert migrate.returncode == 0, migrate.stdout + migrate.stderr
             assert "Admin owner@example.com created." in migrate.stdout
-            started = [services.enter_context(running(n, env, folder)) for n in AFTER_MIGRATE]
+            metrics_folder = folder / "metrics"
+            for name in METRICS_FOLDERS:
+                left_by_last_run = Path(metrics_setting(name, str(metrics_folder))[MULTIPROC])
+                left_by_last_run.mkdir(parents=True, exist_ok=True)
+                (left_by_last_run / LEFT_OVER).write_bytes(b"not a counter file")
+            started = [
+                services.enter_context(
+                    running(n, {**env, **metrics_setting(n, str(metrics_folder))}, folder)
+                )
+                for n in AFTER_MIGRATE
+            ]
             services.callback(stop_together, started)
-            found = Installation(f"http://127.0.0.1:{port}", database_url, smtp, started)
+            found = Installation(
+                f"http://127.0.0.1:{port}", database_url, smtp, started, metrics_folder
+            )
             found.wait_for(lambda: healthy(found.base_url), "answer 200 from /health")
             yield found
     finally:
@@ -181,3 +203,46 @@ def test_the_administrator_from_the_environment_can_log_in(installation):
     )
     assert answer.status_code == 302
     assert staff.get("/admin/").status_code == 200
+
+
+def scrape(installation: Installation) -> dict:
+    answer = requests.get(
+        f"{installation.base_url}/metrics",
+        headers={"Authorization": f"Bearer {METRICS_TOKEN}"},
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text[:500]
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(answer.text)
+        for sample in family.samples
+    }
+
+
+def test_one_scrape_counts_the_web_servers_and_the_workers_processes(installation):
+    """/metrics on the web server adds up the counters of its gunicorn workers and of the
+    Celery worker's processes (their shared volume in compose.yaml), and what a previous run
+    left there was cleared before they started (docs/guarantees.md #36)."""
+    for name in METRICS_FOLDERS:
+        own_folder = Path(metrics_setting(name, str(installation.metrics_folder))[MULTIPROC])
+        assert not (own_folder / LEFT_OVER).exists(), name
+    # A job no version of the app knows, due now: the worker's outbox sweep runs it, it fails.
+    installation.sql(
+        "INSERT INTO outbox_messages (job, args, status, attempts, next_attempt_at, created_at)"
+        " VALUES ('no.such.job', '[]', 'pending', 0, now() - interval '1 second', now())"
+    )
+    unmatched = (("endpoint", "unmatched"), ("method", "GET"), ("status", "404"))
+    for _ in range(3):
+        assert requests.get(f"{installation.base_url}/no-such-page", timeout=10).status_code == 404
+    failed_job = ("inviteloop_job_failures_total", (("job", "no.such.job"),))
+    installation.wait_for(
+        lambda: scrape(installation).get(failed_job, 0) >= 1, "failed job in web's /metrics"
+    )
+    samples = scrape(installation)
+    assert samples[("inviteloop_http_requests_total", unmatched)] >= 3
+    assert samples[("inviteloop_outbox_messages", (("status", "pending"),))] >= 0
+    worker_folder = Path(metrics_setting("worker", str(installation.metrics_folder))[MULTIPROC])
+    assert list(worker_folder.glob("counter_*.db")), "the worker's counts are in its own folder"
+    assert list(installation.metrics_folder.glob("counter_*.db")), "and web's in the shared one"
+    refused = requests.get(f"{installation.base_url}/metrics", timeout=10)
+    assert refused.status_code == 401

@@ -1,9 +1,11 @@
 """gunicorn.conf.py, the production server's settings (docs/guarantees.md #34): workers from the
 CPU count or WEB_CONCURRENCY, access lines on standard output that never carry the token of a
-reset or one-click link, and forwarded headers trusted by the app alone, for exactly
+reset or one-click link (JSON lines with the request id under LOG_FORMAT=json), and forwarded
+headers trusted by the app alone, for exactly
 TRUSTED_PROXY_COUNT proxies."""
 
 import importlib.util
+import json
 import time
 
 import pytest
@@ -121,3 +123,43 @@ def test_without_a_trusted_proxy_a_forwarded_scheme_is_ignored(server_log):
     base_url, _ = server_log
     # (Behind a trusted proxy the app believes it: tests/test_several_machines.py.)
     assert scheme_seen(base_url) == "http"
+
+
+@pytest.mark.server
+def test_with_json_logs_gunicorn_writes_json_lines_with_the_request_id(sqlite_url, tmp_path):
+    """LOG_FORMAT=json: gunicorn's own lines (start-up, workers, access) are JSON objects as
+    the app's are; an access line carries the request's id and fields, link tokens masked
+    (docs/guarantees.md #34, #36)."""
+    output = tmp_path / "server.log"
+    with running_server(sqlite_url, workers=1, output=output, LOG_FORMAT="json") as base_url:
+        reset = requests.get(
+            base_url + SECRETS["reset"] + "?page=2",
+            headers={"X-Request-ID": "req-access-1", "User-Agent": 'agent "quoted"'},
+            timeout=10,
+        )
+        assert reset.headers["X-Request-ID"] == "req-access-1"
+        requests.get(base_url + SECRETS["unsubscribe"], timeout=10)
+        log = wait_for_lines(output, "/auth/emails/unsubscribe/<token>")
+    lines = [json.loads(line) for line in log.splitlines() if line.strip()]
+    assert any(
+        line["logger"] == "gunicorn.error" and "Booting worker" in line["message"] for line in lines
+    )
+    access = [line for line in lines if line["logger"] == "gunicorn.access"]
+    [reset_line] = [line for line in access if line["request_id"] == "req-access-1"]
+    assert reset_line["method"] == "GET"
+    assert reset_line["path"] == "/auth/reset/<token>"
+    assert reset_line["query"] == "page=2"
+    assert reset_line["status"] == reset.status_code
+    assert reset_line["user_agent"] == 'agent "quoted"'
+    assert isinstance(reset_line["duration_ms"], int)
+    assert '"GET /auth/reset/<token>?page=2 HTTP/1.1"' in reset_line["message"]
+    assert reset_line["message"].endswith(" req-access-1")
+    [unsubscribe_line] = [
+        line
+        for line in access
+        if line["request_id"] != "req-access-1" and line["path"].startswith("/auth/emails")
+    ]
+    assert unsubscribe_line["path"] == "/auth/emails/unsubscribe/<token>"
+    assert len(unsubscribe_line["request_id"]) == 32  # the one the app made up
+    for secret in ("reset-secret-1", "unsubscribe-secret-2"):
+        assert secret not in log
