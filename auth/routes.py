@@ -12,6 +12,7 @@ from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_required
 
 from auth import email_choices, phone_routes, profile_routes, reset, services, sessions, throttle
+from auth import signup as signup_form
 from auth.forms import LoginForm, ResetPasswordForm, ResetRequestForm, SignupForm
 from core import branding
 from core.errors import DomainError
@@ -68,18 +69,7 @@ def signup():
     cookie = attribution.read_cookie()
     if request.method == "GET":
         form.referral_code.data = referral_services.signup_prefill(request.args.get("ref"), cookie)
-    submitted = submit(
-        form,
-        lambda: services.register_participant(
-            name=form.name.data,
-            email=form.email.data,
-            password=form.password.data,
-            typed_code=form.referral_code.data,
-            cookie=cookie,
-            device_id=attribution.visitor_id(),
-            ip=get_remote_address(),
-        ),
-    )
+    submitted = submit(form, lambda: signup_form.register_from(form, cookie))
     if submitted.done:
         sessions.sign_in(submitted.result)
         flash(

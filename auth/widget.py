@@ -9,6 +9,7 @@ from flask_limiter.util import get_remote_address
 from flask_login import current_user
 
 from auth import services, sessions, throttle
+from auth import signup as signup_form
 from auth.forms import LoginForm, SignupForm
 from core.embedding import frame_policy
 from core.errors import DomainError
@@ -82,18 +83,7 @@ def signup():
     if current_user.is_authenticated:
         return redirect(url_for("widget.show"))
     form = SignupForm(prefix="signup")
-    submitted = submit(
-        form,
-        lambda: services.register_participant(
-            name=form.name.data,
-            email=form.email.data,
-            password=form.password.data,
-            typed_code=form.referral_code.data,
-            cookie=attribution.read_cookie(),
-            device_id=attribution.visitor_id(),
-            ip=get_remote_address(),
-        ),
-    )
+    submitted = submit(form, lambda: signup_form.register_from(form, attribution.read_cookie()))
     if submitted.done:
         sessions.sign_in(submitted.result)
         return redirect(url_for("widget.show"))
