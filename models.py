@@ -3,7 +3,8 @@
 One file, in sections (each starts with a `# ---` header), in this order:
     allowed values  the tuples the CHECK constraints are built from
     helpers         utcnow, the UTC column type
-    programs        Program: a referral program's rules, rewards and fraud policy
+    programs        Program: a referral program's rules, rewards and fraud policy;
+                    ProgramFilter: the channels, countries and categories it is limited to
     accounts        User (participants and staff, by role), UserSession, PhoneCode
     referral loop   ReferralCode, Click, Referral (its status changes: referral/lifecycle.py)
     rewards         Conversion (events in), Payout, Reward (the ledger)
@@ -62,6 +63,9 @@ REWARD_BASES = ("fixed", "percent")  # percent values are in basis points (1000 
 # Kinds a participant can cash out through a payout request.
 PAYABLE_KINDS = ("cash", "credit")
 MAX_DEPTH = 10
+# What a program may limit its purchases to (ProgramFilter): Saleor channel slugs, ISO 3166
+# alpha-2 countries of the order's address, and product category slugs.
+FILTER_KINDS = ("channel", "country", "category")
 
 CONVERSION_SOURCES = ("api", "saleor", "stripe", "manual", "app")
 CONVERSION_KINDS = ("signup", "purchase", "refund")
@@ -281,10 +285,76 @@ class Program(db.Model):
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
+    filters: Mapped[list["ProgramFilter"]] = relationship(
+        cascade="all, delete-orphan", order_by="ProgramFilter.value"
+    )
+
     def is_running(self, now: datetime) -> bool:
         return (
             self.active and self.starts_at <= now and (self.ends_at is None or now < self.ends_at)
         )
+
+    # The eligibility filters as plain lists (empty: no limit), so rules code, the form and the
+    # audit log treat them like any other rule.
+    @property
+    def eligible_channels(self) -> list[str]:
+        return self._filter_values("channel")
+
+    @eligible_channels.setter
+    def eligible_channels(self, values: list[str]) -> None:
+        self._set_filter_values("channel", values)
+
+    @property
+    def eligible_countries(self) -> list[str]:
+        return self._filter_values("country")
+
+    @eligible_countries.setter
+    def eligible_countries(self, values: list[str]) -> None:
+        self._set_filter_values("country", values)
+
+    @property
+    def eligible_categories(self) -> list[str]:
+        return self._filter_values("category")
+
+    @eligible_categories.setter
+    def eligible_categories(self, values: list[str]) -> None:
+        self._set_filter_values("category", values)
+
+    def _filter_values(self, kind: str) -> list[str]:
+        return sorted(row.value for row in self.filters if row.kind == kind)
+
+    def _set_filter_values(self, kind: str, values: list[str]) -> None:
+        """Keep the rows still wanted and add the new ones: replacing a row by an equal one
+        would insert it before the old one is deleted and break the unique constraint."""
+        wanted = set(values or [])
+        kept = [row for row in self.filters if row.kind != kind or row.value in wanted]
+        have = {row.value for row in kept if row.kind == kind}
+        added = [ProgramFilter(kind=kind, value=value) for value in sorted(wanted - have)]
+        self.filters = kept + added
+
+
+class ProgramFilter(db.Model):
+    """One value a program's purchases must match: a row per channel, country or category.
+    A table rather than JSON so the database holds each value's shape and uniqueness."""
+
+    __tablename__ = "program_filters"
+    __table_args__ = (
+        UniqueConstraint("program_id", "kind", "value", name="uq_program_filters_value"),
+        CheckConstraint(f"kind IN ({_sql_list(FILTER_KINDS)})", name="kind"),
+        CheckConstraint(
+            "kind <> 'country' OR (length(value) = 2 AND value = upper(value))",
+            name="country_alpha2",
+        ),
+        CheckConstraint(
+            "kind = 'country' OR (length(value) BETWEEN 1 AND 100 AND value = lower(value))",
+            name="slug_shape",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(10))
+    value: Mapped[str] = mapped_column(String(100))
 
 
 # --- accounts: participants and staff (by role), phone sign-in ---
@@ -574,6 +644,11 @@ class Conversion(db.Model):
         CheckConstraint(f"kind IN ({_sql_list(CONVERSION_KINDS)})", name="kind"),
         CheckConstraint(f"outcome IN ({_sql_list(OUTCOMES)})", name="outcome"),
         CheckConstraint("amount IS NULL OR amount >= 0", name="amount_not_negative"),
+        CheckConstraint(
+            "eligible_amount IS NULL OR (eligible_amount >= 0 AND eligible_amount <= amount)",
+            name="eligible_amount_range",
+        ),
+        CheckConstraint("country IS NULL OR length(country) = 2", name="country"),
         CheckConstraint("length(currency) = 3", name="currency"),
         CheckConstraint("outcome = 'accepted' OR reason IS NOT NULL", name="outcome_reason"),
         Index("ix_conversions_source_order_id", "source", "order_id"),
@@ -598,6 +673,11 @@ class Conversion(db.Model):
     customer_email: Mapped[str | None] = mapped_column(String(254))
     ref_code: Mapped[str | None] = mapped_column(String(8))
     amount: Mapped[int | None] = mapped_column(Integer)
+    # What the order reported for a program's filters: its channel, its country (shipping
+    # address, else billing), and the part of `amount` in eligible categories (None: all of it).
+    channel: Mapped[str | None] = mapped_column(String(100))
+    country: Mapped[str | None] = mapped_column(String(2))
+    eligible_amount: Mapped[int | None] = mapped_column(Integer)
     currency: Mapped[str] = mapped_column(String(3))
     outcome: Mapped[str] = mapped_column(String(12))
     reason: Mapped[str | None] = mapped_column(String(40))

@@ -16,6 +16,7 @@ from core.errors import DomainError
 from extensions import db
 from models import MAX_DEPTH, REWARD_BASES, REWARD_KINDS, TRIGGERS, Campaign, Program
 from referral import offer
+from rewards import eligibility
 
 # The fields staff (and the CLI) may set, with how each is read from text.
 RULE_FIELDS = {
@@ -56,6 +57,9 @@ RULE_FIELDS = {
     "share_text": str,
     "reward_usage_text": str,
     "notify_rejected": bool,
+    "eligible_channels": list,
+    "eligible_countries": list,
+    "eligible_categories": list,
 }
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9-]{1,63}\.)+[a-z]{2,63}$")
 
@@ -212,6 +216,9 @@ def check_rules(rules: dict) -> None:
     _check_timing(rules)
     _check_policy(rules)
     _check_texts(rules)
+    problem = eligibility.filter_problem(rules)
+    if problem:
+        raise InvalidRules(*problem)
 
 
 def _require(condition: bool, field: str, message: str) -> None:

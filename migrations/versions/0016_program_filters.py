@@ -1,0 +1,68 @@
+"""A program's eligibility filters: program_filters (one row per Saleor channel slug, ISO 3166
+alpha-2 country or product category slug a program's purchases must match), and on
+conversions what an order reported for them: channel, country and eligible_amount (the part
+of the amount in eligible categories).
+
+SQLite rebuilds `conversions` to add its two check constraints (batch mode).
+
+Revision ID: 0016
+Revises: 0015
+Create Date: 2026-12-06
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0016"
+down_revision = "0015"
+branch_labels = None
+depends_on = None
+
+# Spelled out rather than imported: a revision must not change when models.py does.
+_FILTER_KINDS = "'channel', 'country', 'category'"
+
+
+def upgrade():
+    op.create_table(
+        "program_filters",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("program_id", sa.Integer(), nullable=False),
+        sa.Column("kind", sa.String(length=10), nullable=False),
+        sa.Column("value", sa.String(length=100), nullable=False),
+        sa.CheckConstraint(f"kind IN ({_FILTER_KINDS})", name=op.f("ck_program_filters_kind")),
+        sa.CheckConstraint(
+            "kind <> 'country' OR (length(value) = 2 AND value = upper(value))",
+            name=op.f("ck_program_filters_country_alpha2"),
+        ),
+        sa.CheckConstraint(
+            "kind = 'country' OR (length(value) BETWEEN 1 AND 100 AND value = lower(value))",
+            name=op.f("ck_program_filters_slug_shape"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["program_id"],
+            ["programs.id"],
+            name=op.f("fk_program_filters_program_id_programs"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_program_filters")),
+        sa.UniqueConstraint("program_id", "kind", "value", name="uq_program_filters_value"),
+    )
+    with op.batch_alter_table("conversions", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("channel", sa.String(length=100), nullable=True))
+        batch_op.add_column(sa.Column("country", sa.String(length=2), nullable=True))
+        batch_op.add_column(sa.Column("eligible_amount", sa.Integer(), nullable=True))
+        batch_op.create_check_constraint(
+            "eligible_amount_range",
+            "eligible_amount IS NULL OR (eligible_amount >= 0 AND eligible_amount <= amount)",
+        )
+        batch_op.create_check_constraint("country", "country IS NULL OR length(country) = 2")
+
+
+def downgrade():
+    with op.batch_alter_table("conversions", schema=None) as batch_op:
+        batch_op.drop_constraint(op.f("ck_conversions_country"), type_="check")
+        batch_op.drop_constraint(op.f("ck_conversions_eligible_amount_range"), type_="check")
+        batch_op.drop_column("eligible_amount")
+        batch_op.drop_column("country")
+        batch_op.drop_column("channel")
+    op.drop_table("program_filters")
