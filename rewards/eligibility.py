@@ -31,6 +31,7 @@ FILTER_FIELDS = {
     "eligible_categories": "a category slug such as summer-shoes",
 }
 MAX_VALUES = 100
+NO_ELIGIBLE_LINE = "no line in an eligible category"
 
 
 @dataclass(frozen=True)
@@ -47,9 +48,9 @@ def refusal(program: Program, conversion: Conversion, lines: tuple[OrderLine, ..
     Sets `conversion.eligible_amount` when the program counts only some categories."""
     channels, countries = program.eligible_channels, program.eligible_countries
     if channels and conversion.channel not in channels:
-        return _reason("not an eligible channel", conversion.channel)
+        return reason("not an eligible channel", conversion.channel)
     if countries and conversion.country not in countries:
-        return _reason("not an eligible country", conversion.country)
+        return reason("not an eligible country", conversion.country)
     categories = program.eligible_categories
     if not categories:
         return None
@@ -58,7 +59,7 @@ def refusal(program: Program, conversion: Conversion, lines: tuple[OrderLine, ..
     eligible = sum(line.amount for line in lines if line.category in categories)
     conversion.eligible_amount = min(eligible, conversion.amount or 0)
     if conversion.eligible_amount == 0:
-        return _reason("no eligible category", _first_category(lines))
+        return NO_ELIGIBLE_LINE
     return None
 
 
@@ -89,10 +90,6 @@ def qualifying_amount(conversion: Conversion) -> int | None:
     return conversion.amount
 
 
-def _reason(words: str, value: str | None) -> str:
+def reason(words: str, value: str | None) -> str:
     text = f"{words}: {value}" if value else f"{words}: none given"
     return text[:REASON_LENGTH]
-
-
-def _first_category(lines: tuple[OrderLine, ...]) -> str | None:
-    return next((line.category for line in lines if line.category), None)
