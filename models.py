@@ -66,6 +66,8 @@ MAX_DEPTH = 10
 # What a program may limit its purchases to (ProgramFilter): Saleor channel slugs, ISO 3166
 # alpha-2 countries of the order's address, and product category slugs.
 FILTER_KINDS = ("channel", "country", "category")
+# How a program's Saleor-paid rewards are issued once approved (rewards/rollout.py).
+FULFILMENT_MODES = ("automatic", "limited", "manual")
 
 CONVERSION_SOURCES = ("api", "saleor", "stripe", "manual", "app")
 CONVERSION_KINDS = ("signup", "purchase", "refund")
@@ -288,6 +290,37 @@ class Program(db.Model):
     filters: Mapped[list["ProgramFilter"]] = relationship(
         cascade="all, delete-orphan", order_by="ProgramFilter.value"
     )
+    rollout: Mapped["ProgramRollout | None"] = relationship(cascade="all, delete-orphan")
+    payout_allowlist: Mapped[list["ProgramPayoutAllowance"]] = relationship(
+        cascade="all, delete-orphan"
+    )
+
+    # Rollout of Saleor payments (rewards/rollout.py); a program without a row is automatic.
+    @property
+    def fulfilment_mode(self) -> str:
+        return self.rollout.mode if self.rollout else "automatic"
+
+    @fulfilment_mode.setter
+    def fulfilment_mode(self, mode: str) -> None:
+        self._rollout().mode = mode
+
+    @property
+    def fulfilment_percent(self) -> int:
+        return self.rollout.percent if self.rollout else 0
+
+    @fulfilment_percent.setter
+    def fulfilment_percent(self, percent: int) -> None:
+        self._rollout().percent = percent
+
+    def _rollout(self) -> "ProgramRollout":
+        if self.rollout is None:
+            self.rollout = ProgramRollout(mode="automatic", percent=0)
+        return self.rollout
+
+    @property
+    def fulfilment_allowlist(self) -> list[str]:
+        """The allow-list as the form and the audit log show it: the participants' emails."""
+        return sorted(row.user.email or f"#{row.user_id}" for row in self.payout_allowlist)
 
     def is_running(self, now: datetime) -> bool:
         return (
@@ -331,6 +364,39 @@ class Program(db.Model):
         have = {row.value for row in kept if row.kind == kind}
         added = [ProgramFilter(kind=kind, value=value) for value in sorted(wanted - have)]
         self.filters = kept + added
+
+
+class ProgramRollout(db.Model):
+    """How a program's approved Saleor rewards are issued: `automatic` all of them, `limited`
+    those of the allow-list and of a stable `percent` of the other participants, `manual`
+    none; the rest wait approved until staff press "Pay out"."""
+
+    __tablename__ = "program_rollouts"
+    __table_args__ = (
+        CheckConstraint(f"mode IN ({_sql_list(FULFILMENT_MODES)})", name="mode"),
+        CheckConstraint("percent BETWEEN 0 AND 100", name="percent_range"),
+    )
+
+    program_id: Mapped[int] = mapped_column(
+        ForeignKey("programs.id", ondelete="CASCADE"), primary_key=True
+    )
+    mode: Mapped[str] = mapped_column(String(10))
+    percent: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ProgramPayoutAllowance(db.Model):
+    """A participant whose rewards a `limited` program issues in Saleor automatically."""
+
+    __tablename__ = "program_payout_allowlist"
+
+    program_id: Mapped[int] = mapped_column(
+        ForeignKey("programs.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+    user: Mapped["User"] = relationship()
 
 
 class ProgramFilter(db.Model):

@@ -1,7 +1,9 @@
 """A program's eligibility filters: program_filters (one row per Saleor channel slug, ISO 3166
 alpha-2 country or product category slug a program's purchases must match), and on
 conversions what an order reported for them: channel, country and eligible_amount (the part
-of the amount in eligible categories).
+of the amount in eligible categories). The program's rollout of Saleor payments:
+program_rollouts (its mode and percent; no row: automatic, as before) and
+program_payout_allowlist (the participants a `limited` program pays automatically).
 
 SQLite rebuilds `conversions` to add its two check constraints (batch mode).
 
@@ -20,9 +22,51 @@ depends_on = None
 
 # Spelled out rather than imported: a revision must not change when models.py does.
 _FILTER_KINDS = "'channel', 'country', 'category'"
+_FULFILMENT_MODES = "'automatic', 'limited', 'manual'"
 
 
 def upgrade():
+    op.create_table(
+        "program_rollouts",
+        sa.Column("program_id", sa.Integer(), nullable=False),
+        sa.Column("mode", sa.String(length=10), nullable=False),
+        sa.Column("percent", sa.Integer(), nullable=False),
+        sa.CheckConstraint(f"mode IN ({_FULFILMENT_MODES})", name=op.f("ck_program_rollouts_mode")),
+        sa.CheckConstraint(
+            "percent BETWEEN 0 AND 100", name=op.f("ck_program_rollouts_percent_range")
+        ),
+        sa.ForeignKeyConstraint(
+            ["program_id"],
+            ["programs.id"],
+            name=op.f("fk_program_rollouts_program_id_programs"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("program_id", name=op.f("pk_program_rollouts")),
+    )
+    op.create_table(
+        "program_payout_allowlist",
+        sa.Column("program_id", sa.Integer(), nullable=False),
+        sa.Column("user_id", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["program_id"],
+            ["programs.id"],
+            name=op.f("fk_program_payout_allowlist_program_id_programs"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["user_id"],
+            ["users.id"],
+            name=op.f("fk_program_payout_allowlist_user_id_users"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("program_id", "user_id", name=op.f("pk_program_payout_allowlist")),
+    )
+    op.create_index(
+        op.f("ix_program_payout_allowlist_user_id"),
+        "program_payout_allowlist",
+        ["user_id"],
+        unique=False,
+    )
     op.create_table(
         "program_filters",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -66,3 +110,6 @@ def downgrade():
         batch_op.drop_column("country")
         batch_op.drop_column("channel")
     op.drop_table("program_filters")
+    op.drop_index(op.f("ix_program_payout_allowlist_user_id"), "program_payout_allowlist")
+    op.drop_table("program_payout_allowlist")
+    op.drop_table("program_rollouts")
