@@ -324,6 +324,8 @@ def _derive(app: Flask) -> None:
                 "task": "saleor.queue_rewards",
                 "schedule": config["REWARDS_SWEEP_SECONDS"],
             },
+            # Gift cards spent and vouchers used: Saleor sends no webhook for either.
+            "reconcile-saleor-usage": {"task": "saleor.reconcile_usage", "schedule": 3600},
         },
         **config.get("CELERY_OVERRIDES", {}),
     }

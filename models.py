@@ -1289,5 +1289,7 @@ class SaleorFulfilment(db.Model):
     fulfilled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # The purchase was refunded and the card, still unused, was deactivated in Saleor.
     deactivated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Saleor reported the gift card spent from, or the voucher used (reconciliation read it).
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     reward: Mapped[Reward] = relationship()

@@ -154,6 +154,9 @@ def state_counts() -> dict[str, int]:
             open_rows.where(SaleorFulfilment.last_error.is_not(None))
         ),
         "issued": db.session.scalar(issued),
+        "used": db.session.scalar(
+            select(func.count()).where(SaleorFulfilment.used_at.is_not(None))
+        ),
         "deactivated": db.session.scalar(
             select(func.count()).where(SaleorFulfilment.deactivated_at.is_not(None))
         ),

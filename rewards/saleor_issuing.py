@@ -23,6 +23,7 @@ from rewards.saleor_queries import (
     FIND_VOUCHER,
     LIST_VOUCHER_IN_CHANNEL,
     READ_GIFT_CARD,
+    READ_VOUCHER,
     REWARD_METADATA_KEY,
 )
 
@@ -62,6 +63,15 @@ def deactivate_if_unused(connection: Connection, card_id: str) -> bool:
     data = _call(connection, DEACTIVATE_GIFT_CARD, {"id": card_id})
     _raise_refusal(data.get("giftCardDeactivate"), "Saleor refused to deactivate the gift card")
     return True
+
+
+def is_used(connection: Connection, kind: str, saleor_id: str) -> bool:
+    """Whether the shop's customers have spent from the gift card or used the voucher."""
+    if kind == "coupon":
+        found = _call(connection, READ_VOUCHER, {"id": saleor_id}).get("voucher")
+        return isinstance(found, dict) and (found.get("used") or 0) > 0
+    card = _call(connection, READ_GIFT_CARD, {"id": saleor_id}).get("giftCard")
+    return isinstance(card, dict) and not _unused(card)
 
 
 # --- gift cards ---------------------------------------------------------------------------

@@ -104,7 +104,15 @@ mutation InviteLoopListVoucher($id: ID!, $input: VoucherChannelListingInput!) {
 }
 """
 
+# Reconciliation: whether a paid voucher has been used at the shop.
+READ_VOUCHER = """
+query InviteLoopReadVoucher($id: ID!) {
+  voucher(id: $id) { id used usageLimit }
+}
+"""
+
 OPERATIONS = {
+    "READ_VOUCHER": READ_VOUCHER,
     "WHO_AM_I": WHO_AM_I,
     "FIND_GIFT_CARD": FIND_GIFT_CARD,
     "CREATE_GIFT_CARD": CREATE_GIFT_CARD,

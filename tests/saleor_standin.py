@@ -75,9 +75,10 @@ class Voucher:
     usage_limit: int | None
     value_type: str
     discounts: dict[str, float] = field(default_factory=dict)  # channel id -> value
+    used: int = 0  # orders that used it at the shop
 
     def as_node(self) -> dict:
-        return {"id": self.id, "code": self.code}
+        return {"id": self.id, "code": self.code, "used": self.used, "usageLimit": self.usage_limit}
 
 
 @dataclass
@@ -174,6 +175,7 @@ class SaleorStandIn:
             "giftCard": self._gift_card,
             "giftCardDeactivate": self._gift_card_deactivate,
             "vouchers": self._vouchers,
+            "voucher": self._voucher,
             "voucherCreate": self._voucher_create,
             "voucherChannelListingUpdate": self._voucher_listing,
         }
@@ -212,6 +214,10 @@ class SaleorStandIn:
                 return {"giftCard": None, "errors": [error]}
             card.is_active = False
         return {"giftCard": card.as_node(), "errors": []}
+
+    def _voucher(self, _info, id, **_):  # noqa: A002
+        found = next((voucher for voucher in self.vouchers if voucher.id == id), None)
+        return found.as_node() if found else None
 
     def _vouchers(self, _info, filter=None, first=None, **_):  # noqa: A002
         search = ((filter or {}).get("search") or "").lower()

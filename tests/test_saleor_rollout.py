@@ -11,7 +11,7 @@ from sqlalchemy import select
 from extensions import db
 from models import AuditLog, Reward, utcnow
 from referral.services import default_program
-from rewards import programs, rollout, services
+from rewards import programs, rollout, saleor_usage, services
 from tests import databases, factories
 from tests.helpers import buy, configure, csrf_token, form_fields, log_in, text_of
 from tests.saleor_standin import SaleorStandIn, saleor_schema
@@ -221,3 +221,40 @@ def test_only_staff_who_manage_rewards_may_pay_out(app, installed, make_particip
     token = csrf_token(client, "/admin/programs/new")
     assert client.post(path, data={"confirm": "y", "csrf_token": token}).status_code == 403
     assert installed.gift_cards == []
+
+
+# --- reconciliation of use ------------------------------------------------------------------
+
+
+def test_a_gift_card_spent_at_the_shop_shows_used_once_reconciled(
+    app, installed, make_participant, admin
+):
+    ann = referred_purchase(app, make_participant, "Ann Lee", "Bob Baker")
+    cyd = referred_purchase(app, make_participant, "Cyd Cole", "Dee Dunn")
+    [card] = cards_for(installed, ann["email"])
+    card.spent = 2.5  # Ann paid part of an order with it
+    with app.app_context():
+        assert saleor_usage.reconcile_usage() == 1
+        db.session.commit()
+        assert saleor_usage.reconcile_usage() == 0  # read once: used stays used
+    assert reward_of(app, ann["id"])[1] == "redeemed"
+    assert reward_of(app, cyd["id"])[1] == "paid"  # untouched card: still just paid
+    assert counts(text_of(admin.get("/admin/integrations")))["used"] == "1"
+    participant = app.test_client()
+    log_in(participant, ann["email"])
+    assert "Used" in text_of(participant.get("/rewards/"))
+
+
+def test_a_used_voucher_shows_used_once_reconciled(app, installed, make_participant):
+    app.config["SALEOR_CHANNEL_ID"] = "Q2hhbm5lbDox"
+    configure(app, referrer_reward_kind="coupon")
+    ann = referred_purchase(app, make_participant, "Ann Lee", "Bob Baker")
+    [voucher] = installed.vouchers
+    assert reward_of(app, ann["id"])[1:] == ("paid", voucher.code)
+    with app.app_context():
+        assert saleor_usage.reconcile_usage() == 0
+    voucher.used = 1
+    with app.app_context():
+        assert saleor_usage.reconcile_usage() == 1
+        db.session.commit()
+    assert reward_of(app, ann["id"])[1] == "redeemed"

@@ -52,6 +52,7 @@ JOB_NAMES = [
     "saleor.deactivate_gift_card",
     "saleor.fulfil_reward",
     "saleor.queue_rewards",
+    "saleor.reconcile_usage",
 ]
 PACKAGES = ["admin", "auth", "core", "demo", "referral", "rewards"]
 # worker.py is left out: it is the process entry point that makes an app at import.

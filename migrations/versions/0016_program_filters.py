@@ -3,7 +3,8 @@ alpha-2 country or product category slug a program's purchases must match), and 
 conversions what an order reported for them: channel, country and eligible_amount (the part
 of the amount in eligible categories). The program's rollout of Saleor payments:
 program_rollouts (its mode and percent; no row: automatic, as before) and
-program_payout_allowlist (the participants a `limited` program pays automatically).
+program_payout_allowlist (the participants a `limited` program pays automatically); and
+saleor_fulfilments.used_at (when Saleor reported the card spent or the voucher used).
 
 SQLite rebuilds `conversions` to add its two check constraints (batch mode).
 
@@ -102,7 +103,12 @@ def upgrade():
         batch_op.create_check_constraint("country", "country IS NULL OR length(country) = 2")
 
 
+    op.add_column("saleor_fulfilments", sa.Column("used_at", sa.DateTime(timezone=True)))
+
+
 def downgrade():
+    with op.batch_alter_table("saleor_fulfilments", schema=None) as batch_op:
+        batch_op.drop_column("used_at")
     with op.batch_alter_table("conversions", schema=None) as batch_op:
         batch_op.drop_constraint(op.f("ck_conversions_country"), type_="check")
         batch_op.drop_constraint(op.f("ck_conversions_eligible_amount_range"), type_="check")
