@@ -25,6 +25,7 @@ from rewards.saleor_queries import (
     READ_GIFT_CARD,
     READ_VOUCHER,
     REWARD_METADATA_KEY,
+    WRITE_METADATA,
 )
 
 GIFT_CARD_TAG = "referral"
@@ -72,6 +73,13 @@ def is_used(connection: Connection, kind: str, saleor_id: str) -> bool:
         return isinstance(found, dict) and (found.get("used") or 0) > 0
     card = _call(connection, READ_GIFT_CARD, {"id": saleor_id}).get("giftCard")
     return isinstance(card, dict) and not _unused(card)
+
+
+def write_metadata(connection: Connection, object_id: str, key: str, value: str) -> None:
+    """Set one public metadata key on a Saleor object (idempotent: a retry writes the same)."""
+    variables = {"id": object_id, "input": [{"key": key, "value": value}]}
+    result = _call(connection, WRITE_METADATA, variables).get("updateMetadata")
+    _raise_refusal(result, "Saleor refused the metadata")
 
 
 # --- gift cards ---------------------------------------------------------------------------

@@ -111,8 +111,19 @@ query InviteLoopReadVoucher($id: ID!) {
 }
 """
 
+# A Saleor customer who became a participant: their code on `User.metadata.ref_code`, for
+# the storefront to show and share.
+WRITE_METADATA = """
+mutation InviteLoopWriteMetadata($id: ID!, $input: [MetadataInput!]!) {
+  updateMetadata(id: $id, input: $input) {
+    errors { field code message }
+  }
+}
+"""
+
 OPERATIONS = {
     "READ_VOUCHER": READ_VOUCHER,
+    "WRITE_METADATA": WRITE_METADATA,
     "WHO_AM_I": WHO_AM_I,
     "FIND_GIFT_CARD": FIND_GIFT_CARD,
     "CREATE_GIFT_CARD": CREATE_GIFT_CARD,

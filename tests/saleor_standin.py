@@ -92,6 +92,7 @@ class SaleorStandIn:
     gift_cards: list[GiftCard] = field(default_factory=list)
     vouchers: list[Voucher] = field(default_factory=list)
     log: list[str] = field(default_factory=list)
+    metadata: dict[str, dict[str, str]] = field(default_factory=dict)  # object id -> public
 
     def __post_init__(self):
         self._lock = threading.Lock()
@@ -130,6 +131,7 @@ class SaleorStandIn:
             self.gift_cards.clear()
             self.vouchers.clear()
             self.log.clear()
+            self.metadata.clear()
             self.fail = self.failing_operation = None
 
     # --- GraphQL ---------------------------------------------------------------------------
@@ -176,6 +178,7 @@ class SaleorStandIn:
             "giftCardDeactivate": self._gift_card_deactivate,
             "vouchers": self._vouchers,
             "voucher": self._voucher,
+            "updateMetadata": self._update_metadata,
             "voucherCreate": self._voucher_create,
             "voucherChannelListingUpdate": self._voucher_listing,
         }
@@ -214,6 +217,11 @@ class SaleorStandIn:
                 return {"giftCard": None, "errors": [error]}
             card.is_active = False
         return {"giftCard": card.as_node(), "errors": []}
+
+    def _update_metadata(self, _info, id, input):  # noqa: A002
+        with self._lock:
+            self.metadata.setdefault(id, {}).update({item["key"]: item["value"] for item in input})
+        return {"errors": []}
 
     def _voucher(self, _info, id, **_):  # noqa: A002
         found = next((voucher for voucher in self.vouchers if voucher.id == id), None)

@@ -1,5 +1,6 @@
 """The rollout of Saleor payments: automatic, limited (allow-list, stable share) or manual,
-with staff's "Pay out", against the local Saleor stand-in (docs/guarantees.md #41)."""
+with staff's "Pay out"; gift cards and vouchers shown used once Saleor says so
+(docs/guarantees.md #41); customers and codes both ways. Against the local Saleor stand-in."""
 
 import json
 import re
@@ -258,3 +259,83 @@ def test_a_used_voucher_shows_used_once_reconciled(app, installed, make_particip
         assert saleor_usage.reconcile_usage() == 1
         db.session.commit()
     assert reward_of(app, ann["id"])[1] == "redeemed"
+
+
+# --- customers both ways --------------------------------------------------------------------
+
+
+def customer_created(client, shop, user: dict | None):
+    body = json.dumps({"__typename": "CustomerCreated", "issuedAt": None, "user": user}).encode()
+    headers = {
+        "Saleor-Event": "CUSTOMER_CREATED",
+        "Saleor-Signature": shop.sign(body),
+        "Saleor-Api-Url": shop.api_url,
+    }
+    return client.post(
+        "/saleor/events", data=body, headers=headers, content_type="application/json"
+    )
+
+
+def test_a_new_customer_with_a_ref_code_becomes_a_referred_participant_once(
+    app, client, installed, make_participant
+):
+    ann = make_participant("Ann Lee")
+    customer = {
+        "id": "VXNlcjo0Mg==",
+        "email": "eve.new@example.com",
+        "firstName": "Eve",
+        "lastName": "New",
+        "metadata": [{"key": "ref_code", "value": ann["code"]}],
+    }
+    first = customer_created(client, installed, customer)
+    assert first.get_json() == {"outcome": "accepted", "reason": "awaiting_purchase"}
+    again = customer_created(client, installed, customer)
+    assert again.get_json() == {"outcome": "duplicate", "reason": "already_received"}
+    with app.app_context():
+        eve = factories.user_by_email("eve.new@example.com")
+        referral = factories.referral_of(eve.id)
+        assert referral.referrer_id == ann["id"] and eve.external_id == customer["id"]
+        eve_code = factories.code_of(eve.id)
+    # The job wrote Eve's own code back to her Saleor customer, once.
+    assert installed.metadata == {customer["id"]: {"ref_code": eve_code}}
+    assert installed.log.count("InviteLoopWriteMetadata: ok") == 1
+
+
+def test_a_customer_event_without_a_customer_changes_nothing(app, client, installed):
+    answer = customer_created(client, installed, None)
+    assert answer.get_json() == {"outcome": "ignored", "reason": "no_customer"}
+    assert installed.metadata == {}
+
+
+def test_an_order_whose_metadata_names_a_code_is_attributed(app, client, installed, shop):
+    """The storefront copied ?ref= into the checkout; Saleor copies it into the order."""
+    with app.app_context():
+        ann = factories.participant("Ann Lee")
+    body = {
+        "__typename": "OrderConfirmed",
+        "issuedAt": utcnow().isoformat(),
+        "order": {
+            "id": "T3JkZXI6bWV0YWRhdGE=",
+            "number": "9",
+            "created": utcnow().isoformat(),
+            "checkoutId": None,
+            "userEmail": "guest.buyer@example.com",
+            "user": None,
+            "total": {"gross": {"amount": 30.0, "currency": "USD"}},
+            "totalRefunded": {"amount": 0.0, "currency": "USD"},
+            "metadata": [{"key": "ref_code", "value": ann["code"]}],
+            "channel": {"slug": "web"},
+            "shippingAddress": None,
+            "billingAddress": None,
+            "lines": [],
+        },
+    }
+    raw = json.dumps(body).encode()
+    headers = {"Saleor-Event": "order_confirmed", "Saleor-Signature": shop.sign(raw)}
+    answer = client.post(
+        "/webhooks/order-confirmed", data=raw, headers=headers, content_type="application/json"
+    )
+    assert answer.get_json()["outcome"] == "accepted"
+    with app.app_context():
+        buyer = factories.user_by_email("guest.buyer@example.com")
+        assert factories.referral_of(buyer.id).referrer_id == ann["id"]

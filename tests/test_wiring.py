@@ -53,6 +53,7 @@ JOB_NAMES = [
     "saleor.fulfil_reward",
     "saleor.queue_rewards",
     "saleor.reconcile_usage",
+    "saleor.write_ref_code",
 ]
 PACKAGES = ["admin", "auth", "core", "demo", "referral", "rewards"]
 # worker.py is left out: it is the process entry point that makes an app at import.
