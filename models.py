@@ -1266,6 +1266,11 @@ class SaleorInstallation(db.Model):
     app_id: Mapped[str] = mapped_column(String(200))
     token_ciphertext: Mapped[str] = mapped_column(Text)
     installed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The last reconciliation of paid orders (rewards/saleor_reconcile.py): when it ran, how
+    # many orders the webhooks had missed, and the error that stopped it, if any.
+    reconciled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reconcile_found: Mapped[int | None] = mapped_column(Integer)
+    reconcile_error: Mapped[str | None] = mapped_column(String(500))
 
 
 class SaleorFulfilment(db.Model):

@@ -38,9 +38,12 @@ subscription InviteLoopOrderEvents {
     ... on OrderFullyRefunded { order { ...InviteLoopOrder } }
   }
 }
+"""
 
 # Saleor copies a checkout's metadata into the order it completes, so a ref_code the
-# storefront put on the checkout arrives here as order metadata.
+# storefront put on the checkout arrives here as order metadata. The reconciliation's order
+# listing (rewards/saleor_queries.py) selects the same fields.
+ORDER_FRAGMENT = """
 fragment InviteLoopOrder on Order {
   id
   number
@@ -60,6 +63,7 @@ fragment InviteLoopOrder on Order {
   }
 }
 """
+SUBSCRIPTION_QUERY += ORDER_FRAGMENT
 
 # Saleor-Event header value → (the signed body's __typename, our conversion kind).
 HANDLED_EVENTS = {

@@ -3,6 +3,7 @@ queries its webhooks are registered with (the manifest) and the operations it se
 app token. tests/test_saleor_app.py validates each against Saleor's published schema.
 """
 
+from rewards.saleor import ORDER_FRAGMENT
 from rewards.saleor import SUBSCRIPTION_QUERY as ORDER_EVENTS_SUBSCRIPTION
 
 CUSTOMER_CREATED_SUBSCRIPTION = """
@@ -121,7 +122,26 @@ mutation InviteLoopWriteMetadata($id: ID!, $input: [MetadataInput!]!) {
 }
 """
 
+# Reconciliation: the paid orders changed since a moment, a page at a time, with the same
+# fields as the order webhooks, so a missed one goes through the same intake.
+RECENT_PAID_ORDERS = (
+    """
+query InviteLoopRecentPaidOrders($since: DateTime!, $after: String) {
+  orders(
+    first: 50
+    after: $after
+    where: { updatedAt: { gte: $since }, chargeStatus: { oneOf: [FULL, OVERCHARGED] } }
+  ) {
+    pageInfo { hasNextPage endCursor }
+    edges { node { ...InviteLoopOrder } }
+  }
+}
+"""
+    + ORDER_FRAGMENT
+)
+
 OPERATIONS = {
+    "RECENT_PAID_ORDERS": RECENT_PAID_ORDERS,
     "READ_VOUCHER": READ_VOUCHER,
     "WRITE_METADATA": WRITE_METADATA,
     "WHO_AM_I": WHO_AM_I,

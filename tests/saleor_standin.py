@@ -93,6 +93,7 @@ class SaleorStandIn:
     vouchers: list[Voucher] = field(default_factory=list)
     log: list[str] = field(default_factory=list)
     metadata: dict[str, dict[str, str]] = field(default_factory=dict)  # object id -> public
+    orders: list[dict] = field(default_factory=list)  # paid Order nodes, oldest first
 
     def __post_init__(self):
         self._lock = threading.Lock()
@@ -132,6 +133,7 @@ class SaleorStandIn:
             self.vouchers.clear()
             self.log.clear()
             self.metadata.clear()
+            self.orders.clear()
             self.fail = self.failing_operation = None
 
     # --- GraphQL ---------------------------------------------------------------------------
@@ -179,6 +181,7 @@ class SaleorStandIn:
             "vouchers": self._vouchers,
             "voucher": self._voucher,
             "updateMetadata": self._update_metadata,
+            "orders": self._orders,
             "voucherCreate": self._voucher_create,
             "voucherChannelListingUpdate": self._voucher_listing,
         }
@@ -217,6 +220,18 @@ class SaleorStandIn:
                 return {"giftCard": None, "errors": [error]}
             card.is_active = False
         return {"giftCard": card.as_node(), "errors": []}
+
+    def _orders(self, _info, first=None, after=None, **_):
+        """Every paid order, `first` at a time (the cursor is the index of the next one)."""
+        start, size = int(after or 0), first or 100
+        with self._lock:
+            page = self.orders[start : start + size]
+            more = start + size < len(self.orders)
+        edges = [{"node": node, "cursor": str(start + i)} for i, node in enumerate(page)]
+        return {
+            "edges": edges,
+            "pageInfo": {"hasNextPage": more, "endCursor": str(start + size) if more else None},
+        }
 
     def _update_metadata(self, _info, id, input):  # noqa: A002
         with self._lock:

@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import select
 
 from extensions import db
-from models import AuditLog, Reward, utcnow
+from models import AuditLog, Conversion, Reward, utcnow
 from referral.services import default_program
-from rewards import programs, rollout, saleor_usage, services
+from rewards import programs, rollout, saleor_reconcile, saleor_usage, services
 from tests import databases, factories
 from tests.helpers import buy, configure, csrf_token, form_fields, log_in, text_of
 from tests.saleor_standin import SaleorStandIn, saleor_schema
@@ -339,3 +339,73 @@ def test_an_order_whose_metadata_names_a_code_is_attributed(app, client, install
     with app.app_context():
         buyer = factories.user_by_email("guest.buyer@example.com")
         assert factories.referral_of(buyer.id).referrer_id == ann["id"]
+
+
+# --- orders the webhooks missed -------------------------------------------------------------
+
+
+def paid_order(order_id: str, email: str, amount: float = 30.0) -> dict:
+    """An Order node as the reconciliation's listing selects it."""
+    return {
+        "id": order_id,
+        "number": order_id[-2:],
+        "created": utcnow().isoformat(),
+        "checkoutId": None,
+        "userEmail": email,
+        "user": None,
+        "total": {"gross": {"amount": amount, "currency": "USD"}},
+        "totalRefunded": {"amount": 0.0, "currency": "USD"},
+        "metadata": [],
+        "channel": {"slug": "web"},
+        "shippingAddress": None,
+        "billingAddress": {"country": {"code": "DE"}},
+        "lines": [],
+    }
+
+
+def deliver_order(client, shop, node: dict):
+    """The order's ORDER_CONFIRMED webhook, signed by the stand-in."""
+    body = json.dumps({"__typename": "OrderConfirmed", "issuedAt": None, "order": node}).encode()
+    headers = {"Saleor-Event": "order_confirmed", "Saleor-Signature": shop.sign(body)}
+    return client.post(
+        "/webhooks/order-confirmed", data=body, headers=headers, content_type="application/json"
+    )
+
+
+def test_reconciliation_records_a_missed_order_once(app, installed, make_participant, admin):
+    ann = make_participant("Ann Lee")
+    bob = make_participant("Bob Baker", invited_by=ann["code"])
+    delivered = deliver_order(
+        app.test_client(), installed, paid_order("T3JkZXI6c2Vlbg==", bob["email"])
+    )
+    assert delivered.get_json()["outcome"] == "accepted"
+    installed.orders[:] = [
+        paid_order("T3JkZXI6c2Vlbg==", bob["email"]),  # its webhook came: a duplicate
+        paid_order("T3JkZXI6bWlzc2Vk", "cyd.cole@example.com"),  # its webhook was lost
+    ]
+    with app.app_context():
+        assert saleor_reconcile.reconcile_orders() == 1
+        db.session.commit()
+        assert saleor_reconcile.reconcile_orders() == 0  # a second run finds nothing new
+        db.session.commit()
+        orders = db.session.scalars(select(Conversion.order_id).order_by(Conversion.id)).all()
+    assert orders == ["T3JkZXI6c2Vlbg==", "T3JkZXI6bWlzc2Vk"]
+    page = text_of(admin.get("/admin/integrations"))
+    assert "0 order(s) the webhooks had missed" in page
+
+
+def test_reconciliation_follows_pages_and_shows_an_error_to_staff(
+    app, installed, make_participant, admin
+):
+    installed.orders[:] = [
+        paid_order(f"T3JkZXI6{number:04d}", f"buyer{number}@example.com") for number in range(60)
+    ]
+    with app.app_context():
+        assert saleor_reconcile.reconcile_orders() == 60  # 50 a page: two pages
+        db.session.commit()
+    installed.fail = "error"
+    with app.app_context():
+        assert saleor_reconcile.reconcile_orders() == 0
+        db.session.commit()
+    page = text_of(admin.get("/admin/integrations"))
+    assert "stopped by an error" in page and "Internal error" in page

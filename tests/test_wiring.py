@@ -52,6 +52,7 @@ JOB_NAMES = [
     "saleor.deactivate_gift_card",
     "saleor.fulfil_reward",
     "saleor.queue_rewards",
+    "saleor.reconcile_orders",
     "saleor.reconcile_usage",
     "saleor.write_ref_code",
 ]

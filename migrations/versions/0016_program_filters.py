@@ -4,7 +4,8 @@ conversions what an order reported for them: channel, country and eligible_amoun
 of the amount in eligible categories). The program's rollout of Saleor payments:
 program_rollouts (its mode and percent; no row: automatic, as before) and
 program_payout_allowlist (the participants a `limited` program pays automatically); and
-saleor_fulfilments.used_at (when Saleor reported the card spent or the voucher used).
+saleor_fulfilments.used_at (when Saleor reported the card spent or the voucher used); and
+on saleor_installations the last reconciliation of paid orders (when, found, error).
 
 SQLite rebuilds `conversions` to add its two check constraints (batch mode).
 
@@ -104,9 +105,20 @@ def upgrade():
 
 
     op.add_column("saleor_fulfilments", sa.Column("used_at", sa.DateTime(timezone=True)))
+    op.add_column(
+        "saleor_installations", sa.Column("reconciled_at", sa.DateTime(timezone=True))
+    )
+    op.add_column("saleor_installations", sa.Column("reconcile_found", sa.Integer()))
+    op.add_column(
+        "saleor_installations", sa.Column("reconcile_error", sa.String(length=500))
+    )
 
 
 def downgrade():
+    with op.batch_alter_table("saleor_installations", schema=None) as batch_op:
+        batch_op.drop_column("reconcile_error")
+        batch_op.drop_column("reconcile_found")
+        batch_op.drop_column("reconciled_at")
     with op.batch_alter_table("saleor_fulfilments", schema=None) as batch_op:
         batch_op.drop_column("used_at")
     with op.batch_alter_table("conversions", schema=None) as batch_op:
