@@ -44,7 +44,14 @@ from core.templating import register_template_helpers
 from demo import demo_cli
 from extensions import bootstrap, cache, csrf, db, limiter, login_manager, mail, migrate
 from referral.signals import referral_qualified, referral_recorded
-from rewards import conversions, outbound, saleor_fulfilment
+from rewards import (
+    conversions,
+    outbound,
+    saleor_customers,
+    saleor_fulfilment,
+    saleor_reconcile,
+    saleor_usage,
+)
 from rewards import tasks as rewards_tasks
 from rewards.cli import rewards_cli
 from rewards.signals import rewards_approved, rewards_paid, rewards_reversed
@@ -66,6 +73,9 @@ BACKGROUND_JOBS = (
     saleor_fulfilment.fulfil_reward,
     saleor_fulfilment.queue_due_rewards,
     saleor_fulfilment.deactivate_gift_card,
+    saleor_usage.reconcile_usage_job,
+    saleor_customers.write_ref_code,
+    saleor_reconcile.reconcile_orders_job,
 )
 
 

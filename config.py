@@ -329,6 +329,10 @@ def _derive(app: Flask) -> None:
                 "task": "saleor.queue_rewards",
                 "schedule": config["REWARDS_SWEEP_SECONDS"],
             },
+            # Gift cards spent and vouchers used: Saleor sends no webhook for either.
+            "reconcile-saleor-usage": {"task": "saleor.reconcile_usage", "schedule": 3600},
+            # Orders whose webhooks Saleor gave up on (it retries for a few minutes only).
+            "reconcile-saleor-orders": {"task": "saleor.reconcile_orders", "schedule": 900},
         },
         **config.get("CELERY_OVERRIDES", {}),
     }

@@ -3,7 +3,8 @@
 One file, in sections (each starts with a `# ---` header), in this order:
     allowed values  the tuples the CHECK constraints are built from
     helpers         utcnow, the UTC column type
-    programs        Program: a referral program's rules, rewards and fraud policy
+    programs        Program: a referral program's rules, rewards and fraud policy;
+                    ProgramFilter: the channels, countries and categories it is limited to
     accounts        User (participants and staff, by role), UserSession, PhoneCode
     referral loop   ReferralCode, Click, Referral (its status changes: referral/lifecycle.py)
     rewards         Conversion (events in), Payout, Reward (the ledger)
@@ -62,6 +63,11 @@ REWARD_BASES = ("fixed", "percent")  # percent values are in basis points (1000 
 # Kinds a participant can cash out through a payout request.
 PAYABLE_KINDS = ("cash", "credit")
 MAX_DEPTH = 10
+# What a program may limit its purchases to (ProgramFilter): Saleor channel slugs, ISO 3166
+# alpha-2 countries of the order's address, and product category slugs.
+FILTER_KINDS = ("channel", "country", "category")
+# How a program's Saleor-paid rewards are issued once approved (rewards/rollout.py).
+FULFILMENT_MODES = ("automatic", "limited", "manual")
 
 CONVERSION_SOURCES = ("api", "saleor", "stripe", "manual", "app")
 CONVERSION_KINDS = ("signup", "purchase", "refund")
@@ -281,10 +287,140 @@ class Program(db.Model):
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
+    filters: Mapped[list["ProgramFilter"]] = relationship(
+        cascade="all, delete-orphan", order_by="ProgramFilter.value"
+    )
+    rollout: Mapped["ProgramRollout | None"] = relationship(cascade="all, delete-orphan")
+    payout_allowlist: Mapped[list["ProgramPayoutAllowance"]] = relationship(
+        cascade="all, delete-orphan"
+    )
+
+    # Rollout of Saleor payments (rewards/rollout.py); a program without a row is automatic.
+    @property
+    def fulfilment_mode(self) -> str:
+        return self.rollout.mode if self.rollout else "automatic"
+
+    @fulfilment_mode.setter
+    def fulfilment_mode(self, mode: str) -> None:
+        self._rollout().mode = mode
+
+    @property
+    def fulfilment_percent(self) -> int:
+        return self.rollout.percent if self.rollout else 0
+
+    @fulfilment_percent.setter
+    def fulfilment_percent(self, percent: int) -> None:
+        self._rollout().percent = percent
+
+    def _rollout(self) -> "ProgramRollout":
+        if self.rollout is None:
+            self.rollout = ProgramRollout(mode="automatic", percent=0)
+        return self.rollout
+
+    @property
+    def fulfilment_allowlist(self) -> list[str]:
+        """The allow-list as the form and the audit log show it: the participants' emails."""
+        return sorted(row.user.email or f"#{row.user_id}" for row in self.payout_allowlist)
+
     def is_running(self, now: datetime) -> bool:
         return (
             self.active and self.starts_at <= now and (self.ends_at is None or now < self.ends_at)
         )
+
+    # The eligibility filters as plain lists (empty: no limit), so rules code, the form and the
+    # audit log treat them like any other rule.
+    @property
+    def eligible_channels(self) -> list[str]:
+        return self._filter_values("channel")
+
+    @eligible_channels.setter
+    def eligible_channels(self, values: list[str]) -> None:
+        self._set_filter_values("channel", values)
+
+    @property
+    def eligible_countries(self) -> list[str]:
+        return self._filter_values("country")
+
+    @eligible_countries.setter
+    def eligible_countries(self, values: list[str]) -> None:
+        self._set_filter_values("country", values)
+
+    @property
+    def eligible_categories(self) -> list[str]:
+        return self._filter_values("category")
+
+    @eligible_categories.setter
+    def eligible_categories(self, values: list[str]) -> None:
+        self._set_filter_values("category", values)
+
+    def _filter_values(self, kind: str) -> list[str]:
+        return sorted(row.value for row in self.filters if row.kind == kind)
+
+    def _set_filter_values(self, kind: str, values: list[str]) -> None:
+        """Keep the rows still wanted and add the new ones: replacing a row by an equal one
+        would insert it before the old one is deleted and break the unique constraint."""
+        wanted = set(values or [])
+        kept = [row for row in self.filters if row.kind != kind or row.value in wanted]
+        have = {row.value for row in kept if row.kind == kind}
+        added = [ProgramFilter(kind=kind, value=value) for value in sorted(wanted - have)]
+        self.filters = kept + added
+
+
+class ProgramRollout(db.Model):
+    """How a program's approved Saleor rewards are issued: `automatic` all of them, `limited`
+    those of the allow-list and of a stable `percent` of the other participants, `manual`
+    none; the rest wait approved until staff press "Pay out"."""
+
+    __tablename__ = "program_rollouts"
+    __table_args__ = (
+        CheckConstraint(f"mode IN ({_sql_list(FULFILMENT_MODES)})", name="mode"),
+        CheckConstraint("percent BETWEEN 0 AND 100", name="percent_range"),
+    )
+
+    program_id: Mapped[int] = mapped_column(
+        ForeignKey("programs.id", ondelete="CASCADE"), primary_key=True
+    )
+    mode: Mapped[str] = mapped_column(String(10))
+    percent: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ProgramPayoutAllowance(db.Model):
+    """A participant whose rewards a `limited` program issues in Saleor automatically."""
+
+    __tablename__ = "program_payout_allowlist"
+
+    program_id: Mapped[int] = mapped_column(
+        ForeignKey("programs.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+    user: Mapped["User"] = relationship()
+
+
+class ProgramFilter(db.Model):
+    """One value a program's purchases must match: a row per channel, country or category.
+    A table rather than JSON so the database holds each value's shape and uniqueness."""
+
+    __tablename__ = "program_filters"
+    __table_args__ = (
+        UniqueConstraint("program_id", "kind", "value", name="uq_program_filters_value"),
+        CheckConstraint(f"kind IN ({_sql_list(FILTER_KINDS)})", name="kind"),
+        CheckConstraint(
+            "kind <> 'country' OR (length(value) = 2 AND value = upper(value))",
+            name="country_alpha2",
+        ),
+        CheckConstraint(
+            "kind = 'country' OR (length(value) BETWEEN 1 AND 100 AND value = lower(value))",
+            name="slug_shape",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(10))
+    value: Mapped[str] = mapped_column(String(100))
 
 
 # --- accounts: participants and staff (by role), phone sign-in ---
@@ -574,6 +710,11 @@ class Conversion(db.Model):
         CheckConstraint(f"kind IN ({_sql_list(CONVERSION_KINDS)})", name="kind"),
         CheckConstraint(f"outcome IN ({_sql_list(OUTCOMES)})", name="outcome"),
         CheckConstraint("amount IS NULL OR amount >= 0", name="amount_not_negative"),
+        CheckConstraint(
+            "eligible_amount IS NULL OR (eligible_amount >= 0 AND eligible_amount <= amount)",
+            name="eligible_amount_range",
+        ),
+        CheckConstraint("country IS NULL OR length(country) = 2", name="country"),
         CheckConstraint("length(currency) = 3", name="currency"),
         CheckConstraint("outcome = 'accepted' OR reason IS NOT NULL", name="outcome_reason"),
         Index("ix_conversions_source_order_id", "source", "order_id"),
@@ -598,6 +739,11 @@ class Conversion(db.Model):
     customer_email: Mapped[str | None] = mapped_column(String(254))
     ref_code: Mapped[str | None] = mapped_column(String(8))
     amount: Mapped[int | None] = mapped_column(Integer)
+    # What the order reported for a program's filters: its channel, its country (shipping
+    # address, else billing), and the part of `amount` in eligible categories (None: all of it).
+    channel: Mapped[str | None] = mapped_column(String(100))
+    country: Mapped[str | None] = mapped_column(String(2))
+    eligible_amount: Mapped[int | None] = mapped_column(Integer)
     currency: Mapped[str] = mapped_column(String(3))
     outcome: Mapped[str] = mapped_column(String(12))
     reason: Mapped[str | None] = mapped_column(String(40))
@@ -1120,6 +1266,11 @@ class SaleorInstallation(db.Model):
     app_id: Mapped[str] = mapped_column(String(200))
     token_ciphertext: Mapped[str] = mapped_column(Text)
     installed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The last reconciliation of paid orders (rewards/saleor_reconcile.py): when it ran, how
+    # many orders the webhooks had missed, and the error that stopped it, if any.
+    reconciled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reconcile_found: Mapped[int | None] = mapped_column(Integer)
+    reconcile_error: Mapped[str | None] = mapped_column(String(500))
 
 
 class SaleorFulfilment(db.Model):
@@ -1143,5 +1294,7 @@ class SaleorFulfilment(db.Model):
     fulfilled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # The purchase was refunded and the card, still unused, was deactivated in Saleor.
     deactivated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Saleor reported the gift card spent from, or the voucher used (reconciliation read it).
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     reward: Mapped[Reward] = relationship()

@@ -445,6 +445,26 @@ EVENT = _object(
             "maxLength": 200,
             "description": "The order a purchase pays for and a refund gives back.",
         },
+        "channel": {
+            "type": "string",
+            "description": "The sales channel's slug, checked by a program's channel filter.",
+        },
+        "country": {
+            "type": "string",
+            "description": "ISO 3166 alpha-2 country the order ships to (else is billed to),"
+            " checked by a program's country filter.",
+        },
+        "lines": {
+            "type": "array",
+            "maxItems": 500,
+            "description": "The order's lines; with a category filter only lines in those"
+            " categories count toward the minimum and percent rewards.",
+            "items": _object(
+                {"category": {"type": "string"}, "amount": {"type": "integer", "minimum": 0}},
+                ("amount",),
+                closed=False,
+            ),
+        },
     },
     ("type", "id"),
     closed=False,

@@ -10,7 +10,15 @@ from sqlalchemy import select
 from core.errors import DomainError
 from extensions import db
 from models import Program, Referral, utcnow
-from rewards import outbound, programs, review, saleor_fulfilment, services
+from rewards import (
+    outbound,
+    programs,
+    review,
+    saleor_fulfilment,
+    saleor_reconcile,
+    saleor_usage,
+    services,
+)
 
 rewards_cli = AppGroup("rewards", help="Rewards: release holds, expire, program rules.")
 
@@ -45,6 +53,25 @@ def saleor_queue_command():
     queued = saleor_fulfilment.queue_rewards()
     db.session.commit()
     click.echo(f"Queued {queued} reward(s) for Saleor.")
+
+
+@rewards_cli.command("saleor-usage")
+def saleor_usage_command():
+    """Mark the Saleor gift cards and vouchers the shop reports used (cron this without
+    workers)."""
+    used = saleor_usage.reconcile_usage()
+    db.session.commit()
+    click.echo(f"{used} reward(s) reported used by Saleor.")
+
+
+@rewards_cli.command("saleor-reconcile")
+def saleor_reconcile_command():
+    """Record the recent paid Saleor orders the webhooks missed (cron this without workers)."""
+    found = saleor_reconcile.reconcile_orders()
+    db.session.commit()
+    if found is None:
+        raise click.ClickException("The Saleor app is not installed.")
+    click.echo(f"{found} missed order(s) recorded.")
 
 
 @rewards_cli.group("program")

@@ -29,7 +29,7 @@ from models import (
 from referral import fraud, lifecycle
 from referral import services as referral_services
 from referral.codes import normalize_code
-from rewards import customers, notifications, services
+from rewards import customers, eligibility, notifications, services
 from rewards.events import SOURCES_FROM_OUTSIDE, EventIn, InvalidEvent, Outcome, parse_api_event
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,8 @@ def record_event(event: EventIn, now: datetime | None = None) -> Outcome:
         customer_email=_clip(event.customer_email, 254),
         ref_code=normalize_code(event.ref_code),
         amount=event.amount,
+        channel=event.channel,
+        country=event.country,
         currency=(event.currency or program.currency).upper(),
         outcome="accepted",
         occurred_at=event.occurred_at or now,
@@ -69,8 +71,10 @@ def record_event(event: EventIn, now: datetime | None = None) -> Outcome:
     except IntegrityError:
         counters.count_on_commit(counters.EVENTS.labels(event.source, "duplicate"))
         return Outcome("duplicate", "already_received", _existing_id(event))
-    handler = {"signup": _on_signup, "purchase": _on_purchase, "refund": _on_refund}[event.kind]
-    outcome, reason = handler(conversion, now)
+    if event.kind == "purchase":
+        outcome, reason = _on_purchase(conversion, now, event.lines)
+    else:
+        outcome, reason = {"signup": _on_signup, "refund": _on_refund}[event.kind](conversion, now)
     conversion.outcome, conversion.reason = outcome, reason
     db.session.flush()
     log.info("conversion %s %s: %s %s", conversion.id, event.kind, outcome, reason or "")
@@ -137,7 +141,9 @@ def _on_signup(conversion: Conversion, now: datetime) -> tuple[str, str | None]:
     return _qualify(conversion, referral, "signup", now)
 
 
-def _on_purchase(conversion: Conversion, now: datetime) -> tuple[str, str | None]:
+def _on_purchase(
+    conversion: Conversion, now: datetime, lines: tuple[eligibility.OrderLine, ...] | None = None
+) -> tuple[str, str | None]:
     user = customers.find(conversion.customer_external_id, conversion.customer_email)
     if user is None and conversion.ref_code:
         user = customers.find_or_create(
@@ -152,7 +158,7 @@ def _on_purchase(conversion: Conversion, now: datetime) -> tuple[str, str | None
     if referral is None:
         return "unattributed", "not_referred"
     _note_first_purchase(referral, conversion.occurred_at)
-    return _qualify(conversion, referral, "purchase", now)
+    return _qualify(conversion, referral, "purchase", now, lines)
 
 
 def _note_first_purchase(referral: Referral, occurred_at: datetime) -> None:
@@ -191,14 +197,18 @@ def _locked_referral(user_id: int) -> Referral | None:
 
 
 def _qualify(
-    conversion: Conversion, referral: Referral, event: str, now: datetime
+    conversion: Conversion,
+    referral: Referral,
+    event: str,
+    now: datetime,
+    lines: tuple[eligibility.OrderLine, ...] | None = None,
 ) -> tuple[str, str | None]:
     """Check the program's rules and the fraud policy, then pay."""
     program = db.session.get(Program, referral.program_id)
     conversion.program_id = program.id
     if referral.status == "rejected":
         return "rejected", referral.reason or "referral_rejected"
-    refusal = _rule_refusal(conversion, referral, program, event)
+    refusal = _rule_refusal(conversion, referral, program, event, lines)
     if refusal == "program_pays_on_purchase":
         return "accepted", "awaiting_purchase"  # the referral stands; a purchase will pay
     if refusal:
@@ -218,7 +228,11 @@ def _qualify(
 
 
 def _rule_refusal(
-    conversion: Conversion, referral: Referral, program: Program, event: str
+    conversion: Conversion,
+    referral: Referral,
+    program: Program,
+    event: str,
+    lines: tuple[eligibility.OrderLine, ...] | None,
 ) -> str | None:
     if not program.is_running(conversion.occurred_at):
         return "program_not_running"
@@ -228,7 +242,10 @@ def _rule_refusal(
         return "program_pays_on_purchase"
     if conversion.currency != program.currency:
         return "currency_mismatch"
-    if conversion.amount < program.min_purchase_amount:
+    excluded = eligibility.refusal(program, conversion, lines)
+    if excluded:
+        return excluded
+    if eligibility.qualifying_amount(conversion) < program.min_purchase_amount:
         return "below_minimum"
     if program.trigger_event == "first_purchase":
         if _already_paid(referral):

@@ -7,6 +7,7 @@ from datetime import datetime
 from core import counters, dates
 from core.errors import DomainError
 from core.inputs import parse_json
+from rewards.eligibility import COUNTRY, SLUG, OrderLine
 
 SOURCES_FROM_OUTSIDE = ("api", "saleor", "stripe", "manual")
 API_EVENT_TYPES = ("signup", "purchase", "refund")
@@ -24,7 +25,8 @@ class EventIn:
 
     `external_id` identifies the event at its source (a redelivery carries the same one);
     `amount` is in minor units; `order_id` is the order a purchase pays for or a refund
-    gives back.
+    gives back. `channel`, `country` and `lines` are what a program's eligibility filters
+    check (rewards/eligibility.py); None when the source did not say.
     """
 
     source: str  # api | saleor | stripe | manual
@@ -38,6 +40,9 @@ class EventIn:
     order_id: str | None = None
     occurred_at: datetime | None = None
     payload: dict = field(default_factory=dict)
+    channel: str | None = None
+    country: str | None = None
+    lines: tuple[OrderLine, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -86,7 +91,42 @@ def parse_api_event(body: bytes) -> EventIn | None:
         order_id=_string(data, "order_id"),
         occurred_at=_moment(data.get("occurred_at")),
         payload=data,
+        channel=_slug(data, "channel"),
+        country=_country(data.get("country")),
+        lines=_lines(data.get("lines")),
     )
+
+
+def _slug(data: dict, key: str) -> str | None:
+    value = _string(data, key)
+    if value is not None and not SLUG.match(value.lower()):
+        raise InvalidEvent(f"{key} must be a slug such as default-channel.")
+    return value.lower() if value else None
+
+
+def _country(value) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not COUNTRY.match(value.strip().upper()):
+        raise InvalidEvent("country must be an ISO 3166 alpha-2 code such as DE.")
+    return value.strip().upper()
+
+
+def _lines(value) -> tuple[OrderLine, ...] | None:
+    """The order's lines, [{"category": "shoes", "amount": 2500}, ...]; None if not sent."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) > 500:
+        raise InvalidEvent("lines must be a list (at most 500) of {category, amount}.")
+    lines = []
+    for line in value:
+        if not isinstance(line, dict):
+            raise InvalidEvent("Each line is an object with category and amount.")
+        amount = _amount(line.get("amount"))
+        if amount is None or amount < 0:
+            raise InvalidEvent("Each line needs an amount: whole minor units, 0 or more.")
+        lines.append(OrderLine(_slug(line, "category"), amount))
+    return tuple(lines)
 
 
 def _string(data: dict, key: str, required: bool = False) -> str | None:

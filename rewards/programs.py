@@ -16,6 +16,7 @@ from core.errors import DomainError
 from extensions import db
 from models import MAX_DEPTH, REWARD_BASES, REWARD_KINDS, TRIGGERS, Campaign, Program
 from referral import offer
+from rewards import eligibility, rollout
 
 # The fields staff (and the CLI) may set, with how each is read from text.
 RULE_FIELDS = {
@@ -56,6 +57,12 @@ RULE_FIELDS = {
     "share_text": str,
     "reward_usage_text": str,
     "notify_rejected": bool,
+    "eligible_channels": list,
+    "eligible_countries": list,
+    "eligible_categories": list,
+    "fulfilment_mode": str,
+    "fulfilment_percent": int,
+    "fulfilment_allowlist": list,  # participants' emails
 }
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9-]{1,63}\.)+[a-z]{2,63}$")
 
@@ -129,9 +136,21 @@ def _apply(program: Program, changes: dict) -> None:
     check_rules(merged)
     if "campaign_id" in changes:
         _check_campaign(changes["campaign_id"])
+    if "fulfilment_allowlist" in changes:
+        _set_allowlist(program, changes["fulfilment_allowlist"])
     for field, value in changes.items():
-        setattr(program, field, value)
+        if field != "fulfilment_allowlist":
+            setattr(program, field, value)
     db.session.flush()
+
+
+def _set_allowlist(program: Program, emails) -> None:
+    if not isinstance(emails, list) or not all(isinstance(email, str) for email in emails):
+        raise InvalidRules("fulfilment_allowlist", "List participants' emails.")
+    users, unknown = rollout.participants_by_email(emails)
+    if unknown:
+        raise InvalidRules("fulfilment_allowlist", f"No participant has the email {unknown[0]}.")
+    rollout.set_allowlist(program, users)
 
 
 def _check_campaign(campaign_id) -> None:
@@ -212,6 +231,9 @@ def check_rules(rules: dict) -> None:
     _check_timing(rules)
     _check_policy(rules)
     _check_texts(rules)
+    problem = eligibility.filter_problem(rules) or rollout.rollout_problem(rules)
+    if problem:
+        raise InvalidRules(*problem)
 
 
 def _require(condition: bool, field: str, message: str) -> None:

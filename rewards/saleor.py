@@ -20,6 +20,7 @@ from core.inputs import parse_json
 from extensions import csrf, db
 from models import utcnow
 from rewards.conversions import record_event
+from rewards.eligibility import COUNTRY, SLUG, OrderLine
 from rewards.events import EventIn, InvalidEvent, counts_refusals, unhandled
 from rewards.jwks import InvalidSignature, verify_detached_jws
 
@@ -37,9 +38,12 @@ subscription InviteLoopOrderEvents {
     ... on OrderFullyRefunded { order { ...InviteLoopOrder } }
   }
 }
+"""
 
 # Saleor copies a checkout's metadata into the order it completes, so a ref_code the
-# storefront put on the checkout arrives here as order metadata.
+# storefront put on the checkout arrives here as order metadata. The reconciliation's order
+# listing (rewards/saleor_queries.py) selects the same fields.
+ORDER_FRAGMENT = """
 fragment InviteLoopOrder on Order {
   id
   number
@@ -50,8 +54,16 @@ fragment InviteLoopOrder on Order {
   total { gross { amount currency } }
   totalRefunded { amount currency }
   metadata { key value }
+  channel { slug }
+  shippingAddress { country { code } }
+  billingAddress { country { code } }
+  lines {
+    totalPrice { gross { amount currency } }
+    variant { product { category { slug } } }
+  }
 }
 """
+SUBSCRIPTION_QUERY += ORDER_FRAGMENT
 
 # Saleor-Event header value → (the signed body's __typename, our conversion kind).
 HANDLED_EVENTS = {
@@ -168,7 +180,64 @@ def order_event(event_name: str, payload: dict) -> EventIn:
         order_id=order["id"],
         occurred_at=_occurred_at(payload, order, kind),
         payload=payload,
+        channel=_channel(order),
+        country=_country(order),
+        lines=_lines(order) if kind == "purchase" else None,
     )
+
+
+def _channel(order: dict) -> str | None:
+    channel = order.get("channel")
+    slug = channel.get("slug") if isinstance(channel, dict) else None
+    if slug is not None and not (isinstance(slug, str) and SLUG.match(slug)):
+        raise InvalidSaleorPayload("The order's channel.slug is not a slug.")
+    return slug
+
+
+def _country(order: dict) -> str | None:
+    """The shipping address's country, else the billing address's (rewards/eligibility.py)."""
+    for name in ("shippingAddress", "billingAddress"):
+        address = order.get(name)
+        country = address.get("country") if isinstance(address, dict) else None
+        code = country.get("code") if isinstance(country, dict) else None
+        if code is None:
+            continue
+        if not (isinstance(code, str) and COUNTRY.match(code)):
+            raise InvalidSaleorPayload(f"The order's {name}.country.code is not ISO 3166.")
+        return code
+    return None
+
+
+def _lines(order: dict) -> tuple[OrderLine, ...] | None:
+    """Each line's category and gross total; None when the payload carries no lines (a
+    subscription registered before they were asked for)."""
+    lines = order.get("lines")
+    if lines is None:
+        return None
+    if not isinstance(lines, list):
+        raise InvalidSaleorPayload("The order's lines are not a list.")
+    return tuple(_line(line) for line in lines)
+
+
+def _line(line) -> OrderLine:
+    if not isinstance(line, dict):
+        raise InvalidSaleorPayload("An order line is not an object.")
+    price = _dig(line, "totalPrice", "gross")
+    if not isinstance(price, dict) or not isinstance(price.get("currency"), str):
+        raise InvalidSaleorPayload("An order line has no totalPrice.gross.")
+    category = _dig(line, "variant", "product", "category", "slug")
+    if category is not None and not (isinstance(category, str) and SLUG.match(category)):
+        raise InvalidSaleorPayload("An order line's category slug is not a slug.")
+    return OrderLine(category, minor_units(price.get("amount"), price["currency"]))
+
+
+def _dig(value, *keys):
+    """value[k1][k2]...; None where a level is missing (a deleted variant has no product)."""
+    for key in keys:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value
 
 
 def _external_id(event_name: str, order_id: str, amount: int) -> str:

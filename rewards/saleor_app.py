@@ -10,7 +10,7 @@ from flask import Blueprint, current_app, jsonify, render_template, request
 from core.errors import DomainError
 from core.mail import absolute_url
 from extensions import csrf, db, limiter
-from rewards import saleor_install
+from rewards import saleor_customers, saleor_install
 from rewards.events import unhandled
 from rewards.jwks import InvalidSignature
 from rewards.saleor import (
@@ -114,12 +114,16 @@ def register():
 
 @saleor_app_bp.post("/saleor/events")
 def receive_app_event():
-    """The app's own signed events: APP_DELETED forgets the token; CUSTOMER_CREATED is
-    acknowledged (participants from Saleor customers come later)."""
+    """The app's own signed events: APP_DELETED forgets the token; CUSTOMER_CREATED makes
+    the customer a participant (rewards/saleor_customers.py)."""
     api_url = _signing_instance(request.headers.get("Saleor-Api-Url"))
     body = request.get_data()
     check_signature(request.headers, body, api_url, current_app.config["SALEOR_WEBHOOK_SECRET"])
     event_name = request.headers.get("Saleor-Event", "").strip().lower()
+    if event_name == "customer_created":
+        outcome = saleor_customers.on_customer_created(parse_body(body))
+        db.session.commit()
+        return jsonify(outcome.as_json()), 200
     if event_name != "app_deleted":
         return jsonify(unhandled(event_name).as_json()), 200
     payload = parse_body(body)

@@ -18,15 +18,15 @@ import logging
 from datetime import datetime
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from core import audit
 from core.errors import DomainError
 from core.jobs import enqueue, job
 from extensions import db
-from models import Reward, SaleorFulfilment, utcnow
-from rewards import notifications, saleor_install, saleor_issuing
+from models import Program, Reward, SaleorFulfilment, utcnow
+from rewards import notifications, rollout, saleor_install, saleor_issuing
 from rewards.signals import rewards_paid
 
 log = logging.getLogger(__name__)
@@ -48,24 +48,36 @@ def on_rewards_approved(_sender, reward_ids: list[int], now: datetime) -> None:
     queue_rewards(reward_ids)
 
 
-def queue_rewards(reward_ids: list[int] | None = None) -> int:
-    """Write a fulfilment and queue its job for approved rewards Saleor pays (of
-    `reward_ids`, or all of them) that have none; nothing while the app is not installed. A
-    gift card's InviteLoop code is dropped: the code that works is the one Saleor issues."""
-    kinds = _kinds_paid_in_saleor()
-    if not kinds:
-        return 0
-    query = select(Reward.id, Reward.kind).where(
+def _unissued(kinds: tuple[str, ...]):
+    """Approved rewards Saleor pays that have no fulfilment yet."""
+    return select(Reward.id, Reward.kind, Reward.program_id, Reward.beneficiary_id).where(
         Reward.kind.in_(kinds),
         Reward.status == "approved",
         Reward.amount > 0,
         Reward.payout_id.is_(None),
         ~select(SaleorFulfilment.reward_id).where(SaleorFulfilment.reward_id == Reward.id).exists(),
     )
+
+
+def queue_rewards(reward_ids: list[int] | None = None, *, by_staff: bool = False) -> int:
+    """Write a fulfilment and queue its job for approved rewards Saleor pays (of
+    `reward_ids`, or all of them) that have none; nothing while the app is not installed.
+    Unless staff asked (`by_staff`), only those the program's rollout issues on their own
+    (rewards/rollout.py). A gift card's InviteLoop code is dropped: the code that works is
+    the one Saleor issues."""
+    kinds = _kinds_paid_in_saleor()
+    if not kinds:
+        return 0
+    query = _unissued(kinds)
     if reward_ids is not None:
         query = query.where(Reward.id.in_(reward_ids))
     queued = 0
-    for reward_id, kind in db.session.execute(query.order_by(Reward.id)).all():
+    for reward_id, kind, program_id, beneficiary_id in db.session.execute(
+        query.order_by(Reward.id)
+    ).all():
+        program = db.session.get(Program, program_id)
+        if not by_staff and not rollout.pays_automatically(program, beneficiary_id):
+            continue  # waits approved for staff's "Pay out"
         try:
             with db.session.begin_nested():
                 db.session.add(SaleorFulfilment(reward_id=reward_id, attempts=0))
@@ -94,6 +106,61 @@ def queue_due_rewards() -> int:
     db.session.commit()
     log.info("queued %d reward(s) for Saleor", queued)
     return queued
+
+
+class NotWaiting(DomainError):
+    status = 409
+    code = "reward_not_waiting"
+    message = "This reward is not waiting to be paid out in Saleor (paid, cancelled or queued)."
+
+
+def pay_out(reward_id: int) -> None:
+    """Staff's "Pay out": queue one waiting reward's gift card or voucher, audit-logged."""
+    if not _kinds_paid_in_saleor():
+        raise NotInstalled()
+    if queue_rewards([reward_id], by_staff=True) != 1:
+        raise NotWaiting()
+    audit.record("reward.pay_out", "reward", reward_id, after={"queued_in": "saleor"})
+
+
+def awaiting_staff(limit: int = 100) -> list[Reward]:
+    """Approved rewards Saleor pays that the rollout left for staff, oldest first."""
+    kinds = _kinds_paid_in_saleor()
+    if not kinds:
+        return []
+    ids = select(_unissued(kinds).subquery().c.id)
+    return list(
+        db.session.scalars(
+            select(Reward).where(Reward.id.in_(ids)).order_by(Reward.id).limit(limit)
+        )
+    )
+
+
+def state_counts() -> dict[str, int]:
+    """How many Saleor rewards are in each state, for the staff panel."""
+    kinds = _kinds_paid_in_saleor() or ("gift_card", "coupon")
+    unissued = select(func.count()).select_from(_unissued(kinds).subquery())
+    open_rows = (
+        select(func.count())
+        .select_from(SaleorFulfilment)
+        .join(SaleorFulfilment.reward)
+        .where(SaleorFulfilment.fulfilled_at.is_(None), Reward.status == "approved")
+    )
+    issued = select(func.count()).where(SaleorFulfilment.fulfilled_at.is_not(None))
+    return {
+        "waiting for staff": db.session.scalar(unissued) or 0,
+        "being issued": db.session.scalar(open_rows.where(SaleorFulfilment.last_error.is_(None))),
+        "failing, retried": db.session.scalar(
+            open_rows.where(SaleorFulfilment.last_error.is_not(None))
+        ),
+        "issued": db.session.scalar(issued),
+        "used": db.session.scalar(
+            select(func.count()).where(SaleorFulfilment.used_at.is_not(None))
+        ),
+        "deactivated": db.session.scalar(
+            select(func.count()).where(SaleorFulfilment.deactivated_at.is_not(None))
+        ),
+    }
 
 
 def waiting_rewards() -> list[SaleorFulfilment]:

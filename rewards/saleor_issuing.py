@@ -23,7 +23,9 @@ from rewards.saleor_queries import (
     FIND_VOUCHER,
     LIST_VOUCHER_IN_CHANNEL,
     READ_GIFT_CARD,
+    READ_VOUCHER,
     REWARD_METADATA_KEY,
+    WRITE_METADATA,
 )
 
 GIFT_CARD_TAG = "referral"
@@ -46,7 +48,7 @@ def voucher(connection: Connection, reward: Reward, channel_id: str) -> Issued:
     channel (again on every attempt: a voucher whose listing failed gets it now)."""
     issued = _existing_voucher(connection, reward.coupon_code) or _new_voucher(connection, reward)
     listing = {"addChannels": [{"channelId": channel_id, "discountValue": _amount(reward)}]}
-    data = _call(connection, LIST_VOUCHER_IN_CHANNEL, {"id": issued.saleor_id, "input": listing})
+    data = call(connection, LIST_VOUCHER_IN_CHANNEL, {"id": issued.saleor_id, "input": listing})
     _raise_refusal(data.get("voucherChannelListingUpdate"), "Saleor refused the voucher's price")
     return issued
 
@@ -54,14 +56,30 @@ def voucher(connection: Connection, reward: Reward, channel_id: str) -> Issued:
 def deactivate_if_unused(connection: Connection, card_id: str) -> bool:
     """Deactivate the card unless someone spent from it; True when it is inactive now (or
     gone from Saleor), False when it was used and stays active."""
-    card = _call(connection, READ_GIFT_CARD, {"id": card_id}).get("giftCard")
+    card = call(connection, READ_GIFT_CARD, {"id": card_id}).get("giftCard")
     if not isinstance(card, dict) or not card.get("isActive"):
         return True
     if not _unused(card):
         return False
-    data = _call(connection, DEACTIVATE_GIFT_CARD, {"id": card_id})
+    data = call(connection, DEACTIVATE_GIFT_CARD, {"id": card_id})
     _raise_refusal(data.get("giftCardDeactivate"), "Saleor refused to deactivate the gift card")
     return True
+
+
+def is_used(connection: Connection, kind: str, saleor_id: str) -> bool:
+    """Whether the shop's customers have spent from the gift card or used the voucher."""
+    if kind == "coupon":
+        found = call(connection, READ_VOUCHER, {"id": saleor_id}).get("voucher")
+        return isinstance(found, dict) and (found.get("used") or 0) > 0
+    card = call(connection, READ_GIFT_CARD, {"id": saleor_id}).get("giftCard")
+    return isinstance(card, dict) and not _unused(card)
+
+
+def write_metadata(connection: Connection, object_id: str, key: str, value: str) -> None:
+    """Set one public metadata key on a Saleor object (idempotent: a retry writes the same)."""
+    variables = {"id": object_id, "input": [{"key": key, "value": value}]}
+    result = call(connection, WRITE_METADATA, variables).get("updateMetadata")
+    _raise_refusal(result, "Saleor refused the metadata")
 
 
 # --- gift cards ---------------------------------------------------------------------------
@@ -69,7 +87,7 @@ def deactivate_if_unused(connection: Connection, card_id: str) -> bool:
 
 def _existing_card(connection: Connection, reward_id: int) -> Issued | None:
     variables = {"filter": {"metadata": [{"key": REWARD_METADATA_KEY, "value": str(reward_id)}]}}
-    edges = (_call(connection, FIND_GIFT_CARD, variables).get("giftCards") or {}).get("edges")
+    edges = (call(connection, FIND_GIFT_CARD, variables).get("giftCards") or {}).get("edges")
     cards = [edge["node"] for edge in edges or [] if isinstance(edge, dict) and edge.get("node")]
     return _issued(cards[0], "gift card") if cards else None
 
@@ -87,7 +105,7 @@ def _new_card(connection: Connection, reward: Reward) -> Issued:
             "privateMetadata": tag,
         }
     }
-    result = _call(connection, CREATE_GIFT_CARD, variables).get("giftCardCreate")
+    result = call(connection, CREATE_GIFT_CARD, variables).get("giftCardCreate")
     _raise_refusal(result, "Saleor refused the gift card")
     return _issued(result.get("giftCard"), "gift card")
 
@@ -102,7 +120,7 @@ def _unused(card: dict) -> bool:
 
 
 def _existing_voucher(connection: Connection, code: str) -> Issued | None:
-    edges = _call(connection, FIND_VOUCHER, {"filter": {"search": code}}).get("vouchers") or {}
+    edges = call(connection, FIND_VOUCHER, {"filter": {"search": code}}).get("vouchers") or {}
     nodes = [edge.get("node") for edge in edges.get("edges") or [] if isinstance(edge, dict)]
     same = [node for node in nodes if isinstance(node, dict) and node.get("code") == code]
     return _issued(same[0], "voucher") if same else None
@@ -119,7 +137,7 @@ def _new_voucher(connection: Connection, reward: Reward) -> Issued:
             "usageLimit": 1,
         }
     }
-    result = _call(connection, CREATE_VOUCHER, variables).get("voucherCreate")
+    result = call(connection, CREATE_VOUCHER, variables).get("voucherCreate")
     _raise_refusal(result, "Saleor refused the voucher")
     return _issued(result.get("voucher"), "voucher")
 
@@ -127,7 +145,8 @@ def _new_voucher(connection: Connection, reward: Reward) -> Issued:
 # --- shared -------------------------------------------------------------------------------
 
 
-def _call(connection: Connection, document: str, variables: dict) -> dict:
+def call(connection: Connection, document: str, variables: dict) -> dict:
+    """One GraphQL operation with the app token; its `data` (errors raise SaleorCallFailed)."""
     return saleor_client.execute(connection.api_url, connection.token, document, variables)
 
 

@@ -3,6 +3,7 @@ queries its webhooks are registered with (the manifest) and the operations it se
 app token. tests/test_saleor_app.py validates each against Saleor's published schema.
 """
 
+from rewards.saleor import ORDER_FRAGMENT
 from rewards.saleor import SUBSCRIPTION_QUERY as ORDER_EVENTS_SUBSCRIPTION
 
 CUSTOMER_CREATED_SUBSCRIPTION = """
@@ -104,7 +105,45 @@ mutation InviteLoopListVoucher($id: ID!, $input: VoucherChannelListingInput!) {
 }
 """
 
+# Reconciliation: whether a paid voucher has been used at the shop.
+READ_VOUCHER = """
+query InviteLoopReadVoucher($id: ID!) {
+  voucher(id: $id) { id used usageLimit }
+}
+"""
+
+# A Saleor customer who became a participant: their code on `User.metadata.ref_code`, for
+# the storefront to show and share.
+WRITE_METADATA = """
+mutation InviteLoopWriteMetadata($id: ID!, $input: [MetadataInput!]!) {
+  updateMetadata(id: $id, input: $input) {
+    errors { field code message }
+  }
+}
+"""
+
+# Reconciliation: the paid orders changed since a moment, a page at a time, with the same
+# fields as the order webhooks, so a missed one goes through the same intake.
+RECENT_PAID_ORDERS = (
+    """
+query InviteLoopRecentPaidOrders($since: DateTime!, $after: String) {
+  orders(
+    first: 50
+    after: $after
+    where: { updatedAt: { gte: $since }, chargeStatus: { oneOf: [FULL, OVERCHARGED] } }
+  ) {
+    pageInfo { hasNextPage endCursor }
+    edges { node { ...InviteLoopOrder } }
+  }
+}
+"""
+    + ORDER_FRAGMENT
+)
+
 OPERATIONS = {
+    "RECENT_PAID_ORDERS": RECENT_PAID_ORDERS,
+    "READ_VOUCHER": READ_VOUCHER,
+    "WRITE_METADATA": WRITE_METADATA,
     "WHO_AM_I": WHO_AM_I,
     "FIND_GIFT_CARD": FIND_GIFT_CARD,
     "CREATE_GIFT_CARD": CREATE_GIFT_CARD,

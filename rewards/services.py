@@ -24,7 +24,7 @@ from models import (
 )
 from referral import lifecycle
 from referral.codes import ALPHABET
-from rewards import notifications
+from rewards import eligibility, notifications
 from rewards.signals import rewards_approved, rewards_reversed
 
 _COUPON_LENGTH = 12
@@ -54,8 +54,9 @@ def grant_rewards(
     status, available_at, expires_at = _timing(program, held, now)
     entry = _entry_factory(conversion, referral, program, status, available_at, expires_at)
     rewards, note = [], None
+    qualifying = eligibility.qualifying_amount(conversion)
     referrer_amount = reward_value(
-        program.referrer_reward_basis, program.referrer_reward_value, conversion.amount
+        program.referrer_reward_basis, program.referrer_reward_value, qualifying
     )
     referrer_deleted = _account_deleted(referral.referrer_id)
     if referrer_deleted:
@@ -67,7 +68,7 @@ def grant_rewards(
             rewards += _network_rewards(program, referral.referrer_id, referrer_amount, entry)
     if program.friend_reward_kind:
         friend_amount = reward_value(
-            program.friend_reward_basis, program.friend_reward_value, conversion.amount
+            program.friend_reward_basis, program.friend_reward_value, qualifying
         )
         if friend_amount > 0:
             rewards.append(

@@ -75,9 +75,10 @@ class Voucher:
     usage_limit: int | None
     value_type: str
     discounts: dict[str, float] = field(default_factory=dict)  # channel id -> value
+    used: int = 0  # orders that used it at the shop
 
     def as_node(self) -> dict:
-        return {"id": self.id, "code": self.code}
+        return {"id": self.id, "code": self.code, "used": self.used, "usageLimit": self.usage_limit}
 
 
 @dataclass
@@ -91,6 +92,8 @@ class SaleorStandIn:
     gift_cards: list[GiftCard] = field(default_factory=list)
     vouchers: list[Voucher] = field(default_factory=list)
     log: list[str] = field(default_factory=list)
+    metadata: dict[str, dict[str, str]] = field(default_factory=dict)  # object id -> public
+    orders: list[dict] = field(default_factory=list)  # paid Order nodes, oldest first
 
     def __post_init__(self):
         self._lock = threading.Lock()
@@ -129,6 +132,8 @@ class SaleorStandIn:
             self.gift_cards.clear()
             self.vouchers.clear()
             self.log.clear()
+            self.metadata.clear()
+            self.orders.clear()
             self.fail = self.failing_operation = None
 
     # --- GraphQL ---------------------------------------------------------------------------
@@ -174,6 +179,9 @@ class SaleorStandIn:
             "giftCard": self._gift_card,
             "giftCardDeactivate": self._gift_card_deactivate,
             "vouchers": self._vouchers,
+            "voucher": self._voucher,
+            "updateMetadata": self._update_metadata,
+            "orders": self._orders,
             "voucherCreate": self._voucher_create,
             "voucherChannelListingUpdate": self._voucher_listing,
         }
@@ -212,6 +220,27 @@ class SaleorStandIn:
                 return {"giftCard": None, "errors": [error]}
             card.is_active = False
         return {"giftCard": card.as_node(), "errors": []}
+
+    def _orders(self, _info, first=None, after=None, **_):
+        """Every paid order, `first` at a time (the cursor is the index of the next one)."""
+        start, size = int(after or 0), first or 100
+        with self._lock:
+            page = self.orders[start : start + size]
+            more = start + size < len(self.orders)
+        edges = [{"node": node, "cursor": str(start + i)} for i, node in enumerate(page)]
+        return {
+            "edges": edges,
+            "pageInfo": {"hasNextPage": more, "endCursor": str(start + size) if more else None},
+        }
+
+    def _update_metadata(self, _info, id, input):  # noqa: A002
+        with self._lock:
+            self.metadata.setdefault(id, {}).update({item["key"]: item["value"] for item in input})
+        return {"errors": []}
+
+    def _voucher(self, _info, id, **_):  # noqa: A002
+        found = next((voucher for voucher in self.vouchers if voucher.id == id), None)
+        return found.as_node() if found else None
 
     def _vouchers(self, _info, filter=None, first=None, **_):  # noqa: A002
         search = ((filter or {}).get("search") or "").lower()

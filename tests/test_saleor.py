@@ -64,6 +64,10 @@ def order_payload(
     metadata=None,
     issued_at="2026-08-03T10:00:05.123456+00:00",
     created="2026-08-03T10:00:00.000000+00:00",
+    channel="default-channel",
+    shipping_country="US",
+    billing_country="US",
+    lines=None,
 ) -> dict:
     """The `event` object Saleor sends for SUBSCRIPTION_QUERY (test_payload_has_the_query_shape
     keeps the two in step)."""
@@ -80,6 +84,16 @@ def order_payload(
             "total": {"gross": {"amount": amount, "currency": currency}},
             "totalRefunded": {"amount": refunded, "currency": currency},
             "metadata": [{"key": k, "value": v} for k, v in (metadata or {}).items()],
+            "channel": {"slug": channel},
+            "shippingAddress": shipping_country and {"country": {"code": shipping_country}},
+            "billingAddress": billing_country and {"country": {"code": billing_country}},
+            "lines": [
+                {
+                    "totalPrice": {"gross": {"amount": line_amount, "currency": currency}},
+                    "variant": {"product": {"category": category and {"slug": category}}},
+                }
+                for category, line_amount in (lines or [("apparel", amount)])
+            ],
         },
     }
 

@@ -52,6 +52,9 @@ JOB_NAMES = [
     "saleor.deactivate_gift_card",
     "saleor.fulfil_reward",
     "saleor.queue_rewards",
+    "saleor.reconcile_orders",
+    "saleor.reconcile_usage",
+    "saleor.write_ref_code",
 ]
 PACKAGES = ["admin", "auth", "core", "demo", "referral", "rewards"]
 # worker.py is left out: it is the process entry point that makes an app at import.

@@ -20,7 +20,7 @@ from core import api_keys
 from core.errors import DomainError
 from core.forms import submit
 from extensions import db
-from models import DELIVERY_STATUSES, WEBHOOK_EVENTS, ApiKey
+from models import DELIVERY_STATUSES, WEBHOOK_EVENTS, ApiKey, Reward
 from rewards import saleor_fulfilment, saleor_install
 
 bp = Blueprint("integrations", __name__)
@@ -53,7 +53,30 @@ def _integrations_page(key_form: ApiKeyForm, status: int = 200):
         installation=saleor_install.current_installation(),
         configured_url=current_app.config["SALEOR_API_URL"],
         waiting_in_saleor=saleor_fulfilment.waiting_rewards(),
+        awaiting_staff=saleor_fulfilment.awaiting_staff(),
+        saleor_counts=saleor_fulfilment.state_counts(),
     ), status
+
+
+@bp.route("/integrations/saleor/rewards/<int:reward_id>/pay-out", methods=["GET", "POST"])
+@require("rewards.manage")
+def pay_out_reward(reward_id: int):
+    """Staff's "Pay out" for a reward the program's rollout left waiting (docs/guarantees.md
+    #41): confirmed with a ticked box, then queued for Saleor."""
+    reward = db.get_or_404(Reward, reward_id)
+    form = ConfirmForm()
+    submission = submit(form, lambda: saleor_fulfilment.pay_out(reward_id), reraise=(DomainError,))
+    if submission.done:
+        flash(f"Reward #{reward_id} is queued: Saleor issues its code shortly.", "success")
+        return redirect(url_for(".show_integrations"))
+    return _confirm(
+        form,
+        submission.status,
+        title=f"Pay out reward #{reward_id} in Saleor?",
+        explanation=f"Saleor issues a {reward.kind.replace('_', ' ')} of the reward's amount"
+        " and the participant is emailed its code.",
+        cancel=url_for(".show_integrations"),
+    )
 
 
 @bp.post("/integrations/api-keys")

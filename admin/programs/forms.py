@@ -102,6 +102,9 @@ class ProgramForm(FlaskForm):
         validators=[DataRequired("Choose a currency from the list.")],
     )
     min_purchase_amount = StringField("Minimum purchase", default="0")
+    eligible_channels = StringField("Only in channels")
+    eligible_countries = StringField("Only to countries")
+    eligible_categories = StringField("Only products in categories")
     referrer_reward_kind = SelectField("Referrer's reward", choices=_KINDS)
     referrer_reward_basis = SelectField("Referrer's reward is", choices=_BASES)
     referrer_reward_value = StringField("Referrer's amount, or percent")
@@ -139,6 +142,16 @@ class ProgramForm(FlaskForm):
     excluded_email_domains = StringField("Excluded email domains")
     share_text = TextAreaField("Share text (the link is added after it)")
     reward_usage_text = TextAreaField("How to use a reward")
+    fulfilment_mode = SelectField(
+        "Gift cards and vouchers are issued in Saleor",
+        choices=[
+            SelectChoice("automatic", "automatically, once approved"),
+            SelectChoice("limited", "automatically for some participants only"),
+            SelectChoice("manual", "only when staff press “Pay out”"),
+        ],
+    )
+    fulfilment_percent = _required_int("Limited: share of participants, percent")
+    fulfilment_allowlist = StringField("Limited: always for these participants (emails)")
     notify_rejected = BooleanField("Email the referrer when a friend's signup does not count")
     submit = SubmitField("Save")
 
@@ -177,6 +190,8 @@ class ProgramForm(FlaskForm):
             data[f"{who}_reward_value"] = _shown_value(program, who)
         data["level_shares"] = ", ".join(str(share) for share in program.level_shares or [])
         data["excluded_email_domains"] = ", ".join(program.excluded_email_domains or [])
+        for name in (*_FILTER_FIELDS, "fulfilment_allowlist"):
+            data[name] = ", ".join(getattr(program, name))
         for name in _TEXT_FIELDS:
             data[name] = getattr(program, name) or ""
         for name in ("starts_at", "ends_at"):
@@ -201,6 +216,11 @@ class ProgramForm(FlaskForm):
         values["level_shares"] = _whole_numbers(self.level_shares.data, "level_shares")
         domains = (self.excluded_email_domains.data or "").replace(",", " ").split()
         values["excluded_email_domains"] = [domain.lower() for domain in domains]
+        for name, case in _FILTER_FIELDS.items():
+            typed = (getattr(self, name).data or "").replace(",", " ").split()
+            values[name] = sorted({case(value) for value in typed})
+        allowed = (self.fulfilment_allowlist.data or "").replace(",", " ").split()
+        values["fulfilment_allowlist"] = sorted({email.lower() for email in allowed})
         for name in _TEXT_FIELDS:  # empty: made from the rules
             values[name] = " ".join((getattr(self, name).data or "").split()) or None
         values |= self._dates(current)
@@ -276,7 +296,17 @@ _PLAIN_FIELDS = (
     "referrer_reward_basis",
     "milestone_every",
     "notify_rejected",
+    "fulfilment_mode",
+    "fulfilment_percent",
 )
+
+
+# The eligibility filters (rewards/eligibility.py), with the case each value is stored in.
+_FILTER_FIELDS = {
+    "eligible_channels": str.lower,
+    "eligible_countries": str.upper,
+    "eligible_categories": str.lower,
+}
 
 
 # What participants read; referral/offer.py makes both from the rules when they are empty.

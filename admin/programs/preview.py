@@ -16,6 +16,7 @@ from sqlalchemy.orm import aliased
 
 from extensions import db
 from models import LIVE_REWARD_STATUSES, Conversion, Program, Referral, Reward
+from rewards import eligibility
 from rewards.programs import RULE_FIELDS, check_rules
 from rewards.services import reward_value
 
@@ -28,6 +29,8 @@ NOT_MODELLED = (
     "rewards further up the tree (level 2 and beyond) and milestone bonuses",
     "when rewards would be released or expire (hold and expiry days)",
     "who counts as referred: the referrals stay as recorded, whatever the attribution window",
+    "a change to the product categories: each order counts the eligible amount recorded when"
+    " it came in (the whole order if none was recorded)",
     "signups that were never stored as conversions (a switch to paying on signup counts only"
     " the signups your shop sent or the program recorded while it paid on signup)",
 )
@@ -79,7 +82,7 @@ def preview(program: Program, changes: dict, now: datetime) -> Preview:
     for row in db.session.execute(_replay_query(window, rules, since)):
         reason = _skip_reason(row, rules, paid_referrals)
         if reason is None:
-            referrer, friend = _values(rules, row.amount)
+            referrer, friend = _values(rules, _counted_amount(row, rules))
             if referrer or friend:
                 paying += 1
                 totals["referrer"] += referrer
@@ -151,6 +154,9 @@ def _replay_query(window, rules: dict, since: datetime):
         select(
             Conversion.kind,
             Conversion.amount,
+            Conversion.eligible_amount,
+            Conversion.channel,
+            Conversion.country,
             Conversion.currency,
             Conversion.occurred_at,
             Conversion.referral_id,
@@ -184,7 +190,10 @@ def _purchase_skip_reason(row, rules: dict, paid_referrals: set[int]) -> str | N
         return "refunded"
     if row.currency != rules["currency"]:
         return "other_currency"
-    if (row.amount or 0) < rules["min_purchase_amount"]:
+    excluded = _filter_reason(row, rules)
+    if excluded:
+        return excluded
+    if (_counted_amount(row, rules) or 0) < rules["min_purchase_amount"]:
         return "below_minimum"
     if rules["trigger_event"] == "first_purchase":
         if row.existing_customer:
@@ -192,6 +201,24 @@ def _purchase_skip_reason(row, rules: dict, paid_referrals: set[int]) -> str | N
         if row.qualified_before or row.referral_id in paid_referrals:
             return "not_first_purchase"
     return None
+
+
+def _filter_reason(row, rules: dict) -> str | None:
+    """The edited channel and country filters, worded as the ledger words them."""
+    channels, countries = rules.get("eligible_channels"), rules.get("eligible_countries")
+    if channels and row.channel not in channels:
+        return eligibility.reason("not an eligible channel", row.channel)
+    if countries and row.country not in countries:
+        return eligibility.reason("not an eligible country", row.country)
+    if rules.get("eligible_categories") and row.eligible_amount == 0:
+        return eligibility.NO_ELIGIBLE_LINE
+    return None
+
+
+def _counted_amount(row, rules: dict) -> int | None:
+    if rules.get("eligible_categories") and row.eligible_amount is not None:
+        return row.eligible_amount
+    return row.amount
 
 
 def _values(rules: dict, amount: int | None) -> tuple[int, int]:
