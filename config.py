@@ -120,6 +120,9 @@ DEFAULTS = {
     # Shop origins (comma-separated, e.g. https://shop.example.com) that may frame the widget
     # and record snippet clicks (referral/embed.py). None: no shop may.
     "EMBED_ALLOWED_ORIGINS": None,
+    # Origins of a Saleor dashboard hosted apart from SALEOR_API_URL's, allowed to frame the
+    # app's page; SALEOR_API_URL's own origin always is.
+    "SALEOR_DASHBOARD_ORIGINS": None,
 }
 
 # ASVS 2.2.1: no more wrong passwords than this for one account in any hour.
@@ -133,6 +136,7 @@ _ENV_TYPES = {
     "REDIS_URL": str,
     "PUBLIC_URL": str,
     "EMBED_ALLOWED_ORIGINS": str,
+    "SALEOR_DASHBOARD_ORIGINS": str,
     "TRUSTED_PROXY_COUNT": int,
     "EMAIL_CHECK_DNS": bool,
     "LOG_LEVEL": str,
@@ -275,6 +279,7 @@ def _derive(app: Flask) -> None:
     config.setdefault("RATELIMIT_KEY_PREFIX", "inviteloop")
     config["ALLOWED_HOSTS_LIST"] = allowed_hosts(config)
     config["EMBED_ORIGINS"] = embed_origins(config["EMBED_ALLOWED_ORIGINS"])
+    config["SALEOR_DASHBOARD_FRAME_ORIGINS"] = saleor_dashboard_origins(config)
     config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
     config["SESSION_COOKIE_HTTPONLY"] = True
     config["SESSION_COOKIE_SAMESITE"] = "Lax"
@@ -338,8 +343,8 @@ def _derive(app: Flask) -> None:
     }
 
 
-def embed_origins(raw: str | None) -> tuple[str, ...]:
-    """The shop origins of EMBED_ALLOWED_ORIGINS, each exactly "scheme://host[:port]" as a
+def embed_origins(raw: str | None, setting: str = "EMBED_ALLOWED_ORIGINS") -> tuple[str, ...]:
+    """The origins a comma-separated `setting` lists, each exactly "scheme://host[:port]" as a
     browser sends it in an Origin header; anything else stops the start-up."""
     origins = []
     for entry in (raw or "").split(","):
@@ -349,9 +354,22 @@ def embed_origins(raw: str | None) -> tuple[str, ...]:
         parts = urlsplit(entry)
         if parts.scheme not in ("http", "https") or not parts.hostname or parts.path:
             raise ConfigError(
-                f"EMBED_ALLOWED_ORIGINS: {entry!r} is not an origin like https://shop.example.com"
+                f"{setting}: {entry!r} is not an origin like https://shop.example.com"
             )
         origins.append(f"{parts.scheme}://{parts.netloc.lower()}")
+    return tuple(origins)
+
+
+def saleor_dashboard_origins(config) -> tuple[str, ...]:
+    """Who may frame the app's page (/saleor/app): the origin of SALEOR_API_URL, where Saleor
+    Cloud serves its dashboard too, and any SALEOR_DASHBOARD_ORIGINS (a dashboard hosted
+    elsewhere)."""
+    origins = list(embed_origins(config["SALEOR_DASHBOARD_ORIGINS"], "SALEOR_DASHBOARD_ORIGINS"))
+    parts = urlsplit(config["SALEOR_API_URL"] or "")
+    if parts.scheme in ("http", "https") and parts.hostname:
+        api_origin = f"{parts.scheme}://{parts.netloc.lower()}"
+        if api_origin not in origins:
+            origins.insert(0, api_origin)
     return tuple(origins)
 
 

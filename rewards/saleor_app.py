@@ -5,10 +5,12 @@ docs/guarantees.md #38.
 
 import logging
 
-from flask import Blueprint, current_app, jsonify, render_template, request
+from flask import Blueprint, current_app, jsonify, make_response, render_template, request
 
+from core.embedding import frame_policy
 from core.errors import DomainError
 from core.mail import absolute_url
+from core.security import framed_csp
 from extensions import csrf, db, limiter
 from rewards import saleor_customers, saleor_install
 from rewards.events import unhandled
@@ -160,8 +162,14 @@ def _signing_instance(claimed: str | None) -> str:
 def show_app():
     """The page the Saleor dashboard opens for the app: is it connected, and where to go."""
     installation = saleor_install.current_installation()
-    return render_template(
-        "rewards/saleor_app.html",
-        configured_url=current_app.config["SALEOR_API_URL"],
-        installation=installation,
+    response = make_response(
+        render_template(
+            "rewards/saleor_app.html",
+            configured_url=current_app.config["SALEOR_API_URL"],
+            installation=installation,
+        )
     )
+    # The dashboard shows this page in a frame: its origins may, nobody else.
+    origins = current_app.config["SALEOR_DASHBOARD_FRAME_ORIGINS"]
+    response.headers["Content-Security-Policy"] = framed_csp(frame_policy(origins))
+    return response

@@ -9,7 +9,7 @@ from graphql import parse, validate
 from sqlalchemy import select
 
 from app import create_app
-from config import ConfigError
+from config import ConfigError, saleor_dashboard_origins
 from extensions import db
 from models import SaleorInstallation
 from rewards import saleor_install
@@ -285,6 +285,29 @@ def test_the_app_page_shows_the_connection_and_links_to_the_staff_panel(app, cli
     assert "Not installed" in before and "Connected" not in before
     assert "Connected" in text_of(after) and shop.api_url in text_of(after)
     assert b'href="/admin/integrations"' in after.data
+
+
+def test_only_the_saleor_dashboard_may_frame_the_app_page(app, client, shop):
+    """The dashboard opens appUrl in a frame: SALEOR_API_URL's origin (where Saleor Cloud
+    serves its dashboard) and SALEOR_DASHBOARD_ORIGINS may frame it; every other page stays
+    unframable."""
+    shop_origin = shop.api_url.split("/graphql")[0]
+    page = client.get("/saleor/app")
+    assert f"frame-ancestors {shop_origin}" in page.headers["Content-Security-Policy"]
+    assert "X-Frame-Options" not in page.headers
+    landing = client.get("/")
+    assert "frame-ancestors 'none'" in landing.headers["Content-Security-Policy"]
+    assert landing.headers["X-Frame-Options"] == "DENY"
+
+    apart = {"SALEOR_API_URL": shop.api_url, "SALEOR_DASHBOARD_ORIGINS": "https://Dash.test/"}
+    assert saleor_dashboard_origins(apart) == (shop_origin, "https://dash.test")
+    assert (
+        saleor_dashboard_origins({"SALEOR_API_URL": None, "SALEOR_DASHBOARD_ORIGINS": None}) == ()
+    )
+    with pytest.raises(ConfigError, match="SALEOR_DASHBOARD_ORIGINS: 'dash.test/app'"):
+        saleor_dashboard_origins(
+            {"SALEOR_API_URL": None, "SALEOR_DASHBOARD_ORIGINS": "dash.test/app"}
+        )
 
 
 def test_the_staff_integrations_screen_shows_the_connection(app, client, shop):
