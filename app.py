@@ -54,7 +54,7 @@ from rewards import (
 )
 from rewards import tasks as rewards_tasks
 from rewards.cli import rewards_cli
-from rewards.signals import rewards_approved, rewards_paid, rewards_reversed
+from rewards.signals import customer_joined, rewards_approved, rewards_paid, rewards_reversed
 
 # Every background job, by the module that declares it (beat's schedule is in config.py).
 BACKGROUND_JOBS = (
@@ -135,6 +135,7 @@ def register_signal_receivers() -> None:
     rewards_approved.connect(outbound.publish_rewards_approved)
     rewards_paid.connect(outbound.publish_rewards_paid)
     rewards_reversed.connect(saleor_fulfilment.on_rewards_reversed)
+    customer_joined.connect(saleor_customers.on_customer_joined)
 
 
 def register_blueprints(app: Flask) -> None:

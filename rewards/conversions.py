@@ -131,7 +131,9 @@ def _existing_id(event: EventIn) -> int | None:
 def _on_signup(conversion: Conversion, now: datetime) -> tuple[str, str | None]:
     """A shop's new customer: their participant (made if new) and, with a code, the
     referral; a program that pays on signup pays now."""
-    user = customers.find_or_create(conversion.customer_external_id, conversion.customer_email, now)
+    user = customers.find_or_create(
+        conversion.customer_external_id, conversion.customer_email, now, conversion.source
+    )
     if user is None:
         return "rejected", "no_customer"
     conversion.participant_id = user.id
@@ -147,7 +149,7 @@ def _on_purchase(
     user = customers.find(conversion.customer_external_id, conversion.customer_email)
     if user is None and conversion.ref_code:
         user = customers.find_or_create(
-            conversion.customer_external_id, conversion.customer_email, now
+            conversion.customer_external_id, conversion.customer_email, now, conversion.source
         )
     if user is None:
         return "unattributed", "unknown_customer"

@@ -10,6 +10,7 @@ from extensions import db
 from models import User
 from referral import services as referral_services
 from rewards.events import InvalidEvent
+from rewards.signals import customer_joined
 
 # users.external_id and conversions.customer_external_id hold this many characters.
 EXTERNAL_ID_LENGTH = 100
@@ -36,14 +37,18 @@ def find(external_id: str | None, email: str | None) -> User | None:
     return None
 
 
-def find_or_create(external_id: str | None, email: str | None, now: datetime) -> User | None:
+def find_or_create(
+    external_id: str | None, email: str | None, now: datetime, source: str | None = None
+) -> User | None:
     """The participant for a shop customer, created (without a password, with their own
-    code) when new. None when the shop gave neither a customer id nor a valid email."""
+    code) when new. None when the shop gave neither a customer id nor a valid email. A new
+    participant, or one now linked to the shop's id, is announced (`customer_joined`) with
+    the `source` of the event."""
     check_external_id(external_id)
     user = find(external_id, email)
     if user is not None:
-        if external_id and user.external_id is None:
-            _link_external_id(user, external_id)
+        if external_id and user.external_id is None and _link_external_id(user, external_id):
+            customer_joined.send(None, user_id=user.id, source=source)
         return user
     email = _valid_email(email)
     if not external_id and not email:
@@ -62,6 +67,8 @@ def find_or_create(external_id: str | None, email: str | None, now: datetime) ->
         # The same customer arrived through another event at the same moment.
         return find(external_id, email)
     referral_services.issue_code(user, referral_services.default_program())
+    if external_id:
+        customer_joined.send(None, user_id=user.id, source=source)
     return user
 
 
@@ -80,7 +87,7 @@ def _name_for(email: str | None, external_id: str | None) -> str:
     return f"Customer {external_id}"[:100]
 
 
-def _link_external_id(user: User, external_id: str) -> None:
+def _link_external_id(user: User, external_id: str) -> bool:
     """Remember the shop's id for a participant first known by email, unless it is taken."""
     try:
         with db.session.begin_nested():
@@ -88,3 +95,5 @@ def _link_external_id(user: User, external_id: str) -> None:
             db.session.flush()
     except IntegrityError:
         db.session.refresh(user)
+        return False
+    return True

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from core.jobs import enqueue, job
 from extensions import db
-from models import Conversion, ReferralCode, User
+from models import ReferralCode, User
 from rewards import saleor_install, saleor_issuing
 from rewards.conversions import record_event
 from rewards.events import EventIn, Outcome
@@ -43,18 +43,14 @@ def on_customer_created(payload: dict) -> Outcome:
             payload=payload,
         )
     )
-    participant_id = _participant_of(outcome.conversion_id)
-    if outcome.outcome != "duplicate" and participant_id is not None:
-        enqueue(write_ref_code, participant_id)
     return outcome
 
 
-def _participant_of(conversion_id: int | None) -> int | None:
-    if conversion_id is None:
-        return None
-    return db.session.scalar(
-        select(Conversion.participant_id).where(Conversion.id == conversion_id)
-    )
+def on_customer_joined(_sender, user_id: int, source: str | None) -> None:
+    """A Saleor customer became a participant (a CustomerCreated event, or an order of a
+    customer InviteLoop did not know): queue their code for the customer's metadata."""
+    if source == "saleor":
+        enqueue(write_ref_code, user_id)
 
 
 @job("saleor.write_ref_code")

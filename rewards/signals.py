@@ -10,3 +10,6 @@ rewards_approved = OrderedSignal("rewards-approved")
 rewards_paid = OrderedSignal("rewards-paid")
 # A refund took back all that was left of these entries (`reward_ids`, the entries reversed).
 rewards_reversed = OrderedSignal("rewards-reversed")
+# A shop's customer became a participant, or a participant was linked to the shop's customer
+# id (`user_id`, `source` of the event, e.g. "saleor"): the shop may be told their code.
+customer_joined = OrderedSignal("customer-joined")

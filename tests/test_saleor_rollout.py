@@ -307,38 +307,65 @@ def test_a_customer_event_without_a_customer_changes_nothing(app, client, instal
     assert installed.metadata == {}
 
 
-def test_an_order_whose_metadata_names_a_code_is_attributed(app, client, installed, shop):
-    """The storefront copied ?ref= into the checkout; Saleor copies it into the order."""
-    with app.app_context():
-        ann = factories.participant("Ann Lee")
-    body = {
+def order_with_ref_code(code: str, order_id: str, user: dict | None, email: str) -> dict:
+    return {
         "__typename": "OrderConfirmed",
         "issuedAt": utcnow().isoformat(),
         "order": {
-            "id": "T3JkZXI6bWV0YWRhdGE=",
+            "id": order_id,
             "number": "9",
             "created": utcnow().isoformat(),
             "checkoutId": None,
-            "userEmail": "guest.buyer@example.com",
-            "user": None,
+            "userEmail": email,
+            "user": user,
             "total": {"gross": {"amount": 30.0, "currency": "USD"}},
             "totalRefunded": {"amount": 0.0, "currency": "USD"},
-            "metadata": [{"key": "ref_code", "value": ann["code"]}],
+            "metadata": [{"key": "ref_code", "value": code}],
             "channel": {"slug": "web"},
             "shippingAddress": None,
             "billingAddress": None,
             "lines": [],
         },
     }
+
+
+def send_order(client, shop, body: dict):
     raw = json.dumps(body).encode()
     headers = {"Saleor-Event": "order_confirmed", "Saleor-Signature": shop.sign(raw)}
-    answer = client.post(
+    return client.post(
         "/webhooks/order-confirmed", data=raw, headers=headers, content_type="application/json"
     )
-    assert answer.get_json()["outcome"] == "accepted"
+
+
+def test_an_order_whose_metadata_names_a_code_is_attributed(app, client, installed, shop):
+    """The storefront copied ?ref= into the checkout; Saleor copies it into the order. A
+    guest (no Saleor customer) becomes a participant with nothing to write back."""
+    with app.app_context():
+        ann = factories.participant("Ann Lee")
+    body = order_with_ref_code(ann["code"], "T3JkZXI6bWV0YWRhdGE=", None, "guest.buyer@example.com")
+    assert send_order(client, shop, body).get_json()["outcome"] == "accepted"
     with app.app_context():
         buyer = factories.user_by_email("guest.buyer@example.com")
         assert factories.referral_of(buyer.id).referrer_id == ann["id"]
+    assert installed.metadata == {}
+
+
+def test_a_customer_first_seen_in_an_order_gets_their_code_written_back_once(
+    app, client, installed, shop
+):
+    with app.app_context():
+        ann = factories.participant("Ann Lee")
+    customer = {"id": "VXNlcjo3Nw==", "email": "olga.order@example.com"}
+    first = order_with_ref_code(ann["code"], "T3JkZXI6Zmlyc3Q=", customer, customer["email"])
+    second = order_with_ref_code(ann["code"], "T3JkZXI6c2Vjb25k", customer, customer["email"])
+    assert send_order(client, shop, first).get_json()["outcome"] == "accepted"
+    send_order(client, shop, second)
+    with app.app_context():
+        olga = factories.user_by_email(customer["email"])
+        assert olga.external_id == customer["id"]
+        olga_code = factories.code_of(olga.id)
+    assert installed.metadata == {customer["id"]: {"ref_code": olga_code}}
+    assert installed.log.count("InviteLoopWriteMetadata: ok") == 1
 
 
 # --- orders the webhooks missed -------------------------------------------------------------
