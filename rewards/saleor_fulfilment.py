@@ -136,6 +136,15 @@ def awaiting_staff(limit: int = 100) -> list[Reward]:
     )
 
 
+def awaiting_staff_among(reward_ids: list[int]) -> set[int]:
+    """Which of these rewards wait for staff to pay them out in Saleor (for a page of them)."""
+    kinds = _kinds_paid_in_saleor()
+    if not kinds or not reward_ids:
+        return set()
+    unissued = _unissued(kinds).subquery()
+    return set(db.session.scalars(select(unissued.c.id).where(unissued.c.id.in_(reward_ids))))
+
+
 def state_counts() -> dict[str, int]:
     """How many Saleor rewards are in each state, for the staff panel."""
     kinds = _kinds_paid_in_saleor() or ("gift_card", "coupon")

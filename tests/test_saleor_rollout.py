@@ -209,6 +209,26 @@ def test_the_form_saves_a_limited_rollout(app, admin, make_participant):
         assert default_program().fulfilment_mode == "limited"
 
 
+def test_a_manager_pays_out_from_the_rewards_screen(app, installed, make_participant):
+    """Managers manage rewards but may not open Integrations: the rewards screen offers
+    "Issue in Saleor…" for a waiting reward, and the pay-out brings them back there."""
+    configure(app, fulfilment_mode="manual")
+    ann = referred_purchase(app, make_participant, "Ann Lee", "Bob Baker")
+    reward_id = reward_of(app, ann["id"])[0]
+    with app.app_context():
+        manager = factories.staff("manager")
+    client = app.test_client()
+    log_in(client, manager["email"])
+    path = f"/admin/integrations/saleor/rewards/{reward_id}/pay-out"
+    rewards_page = client.get("/admin/rewards").get_data(True)
+    assert "Issue in Saleor" in rewards_page and f'href="{path}"' in rewards_page
+    answer = client.post(path, data=confirm_form(client, path) | {"confirm": "y"})
+    assert answer.status_code == 302 and answer.location.endswith("/admin/rewards")
+    [card] = cards_for(installed, ann["email"])
+    assert reward_of(app, ann["id"])[1:] == ("paid", card.code)
+    assert "Issue in Saleor" not in client.get("/admin/rewards").get_data(True)
+
+
 def test_only_staff_who_manage_rewards_may_pay_out(app, installed, make_participant):
     configure(app, fulfilment_mode="manual")
     ann = referred_purchase(app, make_participant, "Ann Lee", "Bob Baker")

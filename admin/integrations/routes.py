@@ -15,7 +15,7 @@ from admin import listing
 from admin.integrations import outbox as outbox_screen
 from admin.integrations import services
 from admin.integrations.forms import ActionForm, ApiKeyForm, ConfirmForm, EndpointForm
-from admin.policy import require
+from admin.policy import can, require
 from core import api_keys
 from core.errors import DomainError
 from core.forms import submit
@@ -64,18 +64,22 @@ def pay_out_reward(reward_id: int):
     """Staff's "Pay out" for a reward the program's rollout left waiting (docs/guarantees.md
     #41): confirmed with a ticked box, then queued for Saleor."""
     reward = db.get_or_404(Reward, reward_id)
+    # Managers pay out from the rewards screen; only admins may open this one.
+    back = (
+        url_for(".show_integrations") if can(MANAGE) else url_for("admin.operations.list_rewards")
+    )
     form = ConfirmForm()
     submission = submit(form, lambda: saleor_fulfilment.pay_out(reward_id), reraise=(DomainError,))
     if submission.done:
         flash(f"Reward #{reward_id} is queued: Saleor issues its code shortly.", "success")
-        return redirect(url_for(".show_integrations"))
+        return redirect(back)
     return _confirm(
         form,
         submission.status,
         title=f"Pay out reward #{reward_id} in Saleor?",
         explanation=f"Saleor issues a {reward.kind.replace('_', ' ')} of the reward's amount"
         " and the participant is emailed its code.",
-        cancel=url_for(".show_integrations"),
+        cancel=back,
     )
 
 

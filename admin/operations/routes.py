@@ -42,7 +42,7 @@ from models import (
     Reward,
     utcnow,
 )
-from rewards import ledger
+from rewards import ledger, saleor_fulfilment
 
 bp = Blueprint("operations", __name__)
 
@@ -175,9 +175,12 @@ def review_item(show: str, item_id: int):
 @bp.get("/rewards")
 @require("rewards.manage")
 def list_rewards():
+    entries = listing.paginate(queries.rewards_query(request.args))
     return render_template(
         "admin/operations/rewards.html",
-        entries=listing.paginate(queries.rewards_query(request.args)),
+        entries=entries,
+        # Paid out by issuing them in Saleor (a rollout left them for staff), not by hand.
+        saleor_pay_out=saleor_fulfilment.awaiting_staff_among([r.id for r in entries.items]),
         statuses=REWARD_STATUSES,
         kinds=REWARD_KINDS,
         programs=queries.program_choices(),
