@@ -14,46 +14,11 @@ from models import OutboxMessage, Reward, SaleorFulfilment, utcnow
 from rewards import ledger, services
 from rewards.saleor_fulfilment import fulfil_reward, queue_due_rewards, waiting_rewards
 from rewards.saleor_queries import REWARD_METADATA_KEY
-from tests import databases, factories
+from tests import factories
 from tests.helpers import configure, log_in, take_outbox, text_of
-from tests.saleor_standin import GiftCard, SaleorStandIn, saleor_schema
+from tests.saleor_standin import GiftCard
 
 ORDER_ID = "T3JkZXI6Z2lmdC1jYXJkLW9yZGVy"
-
-
-@pytest.fixture(scope="module")
-def shop():
-    try:
-        saleor_schema()
-    except OSError as error:
-        databases.service_missing("Saleor's schema (../shared/saleor/schema.graphql)", error)
-    with SaleorStandIn() as standin:
-        yield standin
-
-
-@pytest.fixture
-def config_overrides(shop):
-    return {
-        "SALEOR_API_URL": shop.api_url,
-        "PUBLIC_URL": "https://refer.example.com",
-        "MAIL_BACKEND": "locmem",
-    }
-
-
-@pytest.fixture
-def installed(app, client, shop):
-    """The app installed in the stand-in; the referrer is paid in gift cards."""
-    shop.reset()
-    answer = client.post(
-        "/saleor/register",
-        data=json.dumps({"auth_token": shop.issue_token()}),
-        content_type="application/json",
-        headers={"saleor-api-url": shop.api_url},
-    )
-    assert answer.status_code == 200
-    configure(app, referrer_reward_kind="gift_card")
-    yield shop
-    shop.reset()
 
 
 @pytest.fixture

@@ -13,44 +13,8 @@ from extensions import db
 from models import AuditLog, Conversion, Reward, utcnow
 from referral.services import default_program
 from rewards import programs, rollout, saleor_reconcile, saleor_usage, services
-from tests import databases, factories
+from tests import factories
 from tests.helpers import buy, configure, csrf_token, form_fields, log_in, text_of
-from tests.saleor_standin import SaleorStandIn, saleor_schema
-
-
-@pytest.fixture(scope="module")
-def shop():
-    try:
-        saleor_schema()
-    except OSError as error:
-        databases.service_missing("Saleor's schema (../shared/saleor/schema.graphql)", error)
-    with SaleorStandIn() as standin:
-        yield standin
-
-
-@pytest.fixture
-def config_overrides(shop):
-    return {
-        "SALEOR_API_URL": shop.api_url,
-        "PUBLIC_URL": "https://refer.example.com",
-        "MAIL_BACKEND": "locmem",
-    }
-
-
-@pytest.fixture
-def installed(app, client, shop):
-    """The app installed in the stand-in; the referrer is paid in gift cards."""
-    shop.reset()
-    answer = client.post(
-        "/saleor/register",
-        data=json.dumps({"auth_token": shop.issue_token()}),
-        content_type="application/json",
-        headers={"saleor-api-url": shop.api_url},
-    )
-    assert answer.status_code == 200
-    configure(app, referrer_reward_kind="gift_card")
-    yield shop
-    shop.reset()
 
 
 @pytest.fixture
