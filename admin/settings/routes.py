@@ -23,7 +23,6 @@ def edit_branding():
     form = BrandingForm(data=stored)
     submission = submit(form, lambda: _save(form))
     if submission.done:
-        branding.forget()
         flash("Branding saved." if submission.result else "Nothing changed.", "success")
         return redirect(url_for(".edit_branding"))
     ratio = None

@@ -7,6 +7,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.exc import IntegrityError
 
 from core import audit, branding, logo
+from core.database import after_commit
 from core.errors import DomainError
 from extensions import db
 from models import SiteBranding, utcnow
@@ -85,8 +86,8 @@ def save_branding(
     remove_logo: bool = False,
 ) -> bool:
     """Store the brand (flushed, not committed); True when anything changed. `logo_data`
-    replaces the logo, `remove_logo` drops it; neither keeps it. The caller commits, then
-    calls core.branding.forget()."""
+    replaces the logo, `remove_logo` drops it; neither keeps it. Once the caller commits,
+    the cached brand is dropped on every machine."""
     values = {
         "site_name": clean_site_name(site_name),
         "support_email": clean_support_email(support_email),
@@ -117,4 +118,5 @@ def save_branding(
     except IntegrityError:  # another admin created the row first
         raise SavedMeanwhile() from None
     audit.record("branding.update", "site_branding", 1, before=changed_before, after=changed_after)
+    after_commit(branding.forget)
     return True
