@@ -18,10 +18,8 @@ RUN pip install -r requirements.txt
 # owned by root: the app can read them, not change them.
 COPY . .
 
-# --- Compiled translations (issue 14) -----------------------------------------------------
-# Compile the message catalogues here, so the image carries the .mo files, e.g.
-#   RUN pybabel compile -d translations
-# ------------------------------------------------------------------------------------------
+# The message catalogues, compiled into the image (the .mo files are not in git).
+RUN pybabel compile -d translations
 
 # The only writable places: contract documents (a volume in compose.yaml), beat's schedule and
 # the counters of /metrics (PROMETHEUS_MULTIPROC_DIR, a volume web and worker share).

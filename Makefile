@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 export PYTHONDONTWRITEBYTECODE :=
 export PYTHONPYCACHEPREFIX := $(CURDIR)/$(VENV)/pycache
 
-.PHONY: run test test-fast test-browser lint bench clean
+.PHONY: run test test-fast test-browser lint bench clean messages
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,10 +19,27 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	@touch $(STAMP)
 
+# The translations (translations/<language>/LC_MESSAGES/messages.po) are compiled as part of the
+# install: every target that runs the app depends on the compiled catalogues.
+CATALOGUES := $(wildcard translations/*/LC_MESSAGES/messages.po)
+COMPILED := $(CATALOGUES:.po=.mo)
+%.mo: %.po $(STAMP)
+	@$(BIN)/pybabel -q compile -i $< -o $@
+
+# After adding or changing words: extract them from the code and templates, merge them into
+# every language's catalogue (new ones untranslated, gone ones dropped), compile.
+SOURCES := admin auth core referral rewards demo templates app.py config.py
+messages: $(STAMP)
+	$(BIN)/pybabel -q extract -F babel.cfg -k _l -k lazy_gettext -k lazy_ngettext:1,2 \
+		--no-location --sort-output --project InviteLoop -o translations/messages.pot $(SOURCES)
+	$(BIN)/pybabel -q update -i translations/messages.pot -d translations \
+		--no-fuzzy-matching --ignore-obsolete
+	$(BIN)/pybabel -q compile -d translations
+
 # The seed prints how to log in as its last lines, right before the server's own.
 HOST ?= 127.0.0.1
 PORT ?= 5000
-run: $(STAMP)
+run: $(STAMP) $(COMPILED)
 	@$(FLASK) db upgrade
 	@$(FLASK) demo seed --if-empty --url http://$(HOST):$(PORT)
 	@$(FLASK) run --host $(HOST) --port $(PORT)
@@ -35,17 +52,17 @@ run: $(STAMP)
 TEST_WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 1) * 2 )))
 PARALLEL := -n $(TEST_WORKERS) --dist worksteal
 
-test: $(STAMP)
+test: $(STAMP) $(COMPILED)
 	$(BIN)/python -m pytest $(PARALLEL) $(PYTEST_ARGS)
 
 # The edit-test loop: SQLite only, no server, worker or browser processes, nothing marked slow
 # (the property-based ledger, the concurrency races); `make test` runs them all.
-test-fast: $(STAMP)
+test-fast: $(STAMP) $(COMPILED)
 	$(BIN)/python -m pytest $(PARALLEL) -k sqlite -m "not server and not postgres_only and not slow" $(PYTEST_ARGS)
 
 # Every page in Chromium (/usr/bin/chromium) at phone and desktop width, with axe-core; also
 # part of `make test`. INVITELOOP_SCREENSHOTS=1 retakes the screenshots in docs/.
-test-browser: $(STAMP)
+test-browser: $(STAMP) $(COMPILED)
 	$(BIN)/python -m pytest -n 2 --dist loadfile -m browser $(PYTEST_ARGS)
 
 lint: $(STAMP)

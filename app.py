@@ -32,6 +32,7 @@ from core.database import configure_engine
 from core.embedding import FrameAwareSessionInterface
 from core.errors import register_error_handlers
 from core.hosts import register_host_check
+from core.i18n import register_i18n
 from core.inputs import register_input_checks
 from core.jobs import init_celery, register_jobs
 from core.logs import configure_logging, register_request_ids
@@ -85,6 +86,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.session_interface = FrameAwareSessionInterface()  # framed widget pages: their own
     configure_logging(app.config)
     register_extensions(app)
+    register_i18n(app)
     register_metrics(app)
     register_background_jobs(app)
     register_signal_receivers()

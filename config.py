@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 from flask import Flask
 from limits import parse_many
 
+# The languages with a catalogue in translations/ (adding one: README, "Languages").
+LANGUAGES = ("en", "ru")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 DEFAULTS = {
@@ -116,6 +118,7 @@ DEFAULTS = {
     # /metrics (core/metrics.py): with a token, only `Authorization: Bearer <token>`; without
     # one, open in development and 404 in production.
     "METRICS_TOKEN": None,
+    "DEFAULT_LOCALE": "en",  # the language of a visitor who asks for none we have (core/i18n.py)
     "LOG_FORMAT": "text",  # or json: one JSON object per line (core/logs.py)
     # Shop origins (comma-separated, e.g. https://shop.example.com) that may frame the widget
     # and record snippet clicks (referral/embed.py). None: no shop may.
@@ -131,6 +134,7 @@ MAX_LOGIN_FAILURES_PER_HOUR = 100
 # How each environment variable is parsed; anything unparseable stops the start-up.
 _ENV_TYPES = {
     "APP_ENV": str,
+    "DEFAULT_LOCALE": str,
     "SECRET_KEY": str,
     "DATABASE_URL": str,
     "REDIS_URL": str,
@@ -433,6 +437,7 @@ def _check(app: Flask) -> None:
                 "request's Host header"
             )
     _check_development_only(config)
+    _check_locale(config)
     if config["PASSWORD_HASH_METHOD"] != DEFAULTS["PASSWORD_HASH_METHOD"] and not app.testing:
         raise ConfigError("PASSWORD_HASH_METHOD may only be changed in a test configuration")
     if config["TRUSTED_PROXY_COUNT"] < 0:
@@ -465,6 +470,12 @@ def _check_outbox(app: Flask) -> None:
     ):
         if config[name] < 1:
             raise ConfigError(f"{name} must be at least 1")
+
+
+def _check_locale(config) -> None:
+    locale = config["DEFAULT_LOCALE"]
+    if locale not in LANGUAGES:
+        raise ConfigError(f"DEFAULT_LOCALE must be one of {', '.join(LANGUAGES)}, not {locale!r}")
 
 
 def _check_development_only(config) -> None:

@@ -1,5 +1,6 @@
 """Extension objects, unbound; the factory binds them with init_app."""
 
+from flask_babel import Babel
 from flask_bootstrap import Bootstrap5
 from flask_caching import Cache
 from flask_limiter import Limiter
@@ -35,3 +36,4 @@ csrf = CSRFProtect()
 limiter = Limiter(key_func=get_remote_address)
 bootstrap = Bootstrap5()
 mail = Mail()
+babel = Babel()

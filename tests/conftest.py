@@ -9,12 +9,19 @@ import logging
 import pytest
 
 from app import create_app
+from core.i18n import compile_stale_catalogues
 from tests import databases, factories
 from tests.apps import SharedApps, app_config, close, start_afresh
 from tests.helpers import csrf_token, log_in
 from tests.workers import redis_broker
 
 pytest_plugins = ["tests.log_scan"]
+
+
+def pytest_configure(config):
+    # The controller compiles the catalogues once, before any xdist worker starts.
+    if not hasattr(config, "workerinput"):
+        compile_stale_catalogues()
 
 
 def pytest_collection_modifyitems(items):
