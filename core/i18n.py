@@ -57,3 +57,6 @@ def register_i18n(app: Flask) -> None:
         default_translation_directories=str(TRANSLATIONS),
     )
     app.jinja_env.globals["get_locale"] = get_locale
+    # {% trans %} blocks read as one line whatever the template's indentation (babel.cfg
+    # extracts them the same way).
+    app.jinja_env.policies["ext.i18n.trimmed"] = True
