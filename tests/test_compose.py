@@ -94,7 +94,8 @@ def test_the_image_runs_as_a_user_without_root_and_installs_dependencies_first()
     copies = instructions("COPY")
     assert copies[0] == "requirements.txt ./", "dependencies get a layer of their own"
     assert DOCKERFILE.index("pip install -r requirements.txt") < DOCKERFILE.index("COPY . .")
-    assert "Compiled translations" in DOCKERFILE
+    compile_step = "RUN pybabel compile -d translations"
+    assert DOCKERFILE.index("COPY . .") < DOCKERFILE.index(compile_step), "catalogues compiled in"
 
 
 def compose_settings() -> set[str]:
