@@ -52,6 +52,8 @@ run: $(STAMP) $(COMPILED)
 TEST_WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 1) * 2 )))
 PARALLEL := -n $(TEST_WORKERS) --dist worksteal
 
+# Races and property tests run a few rounds each here and at full strength in CI
+# (INVITELOOP_TEST_INTENSITY=full, tests/intensity.py).
 test: $(STAMP) $(COMPILED)
 	$(BIN)/python -m pytest $(PARALLEL) $(PYTEST_ARGS)
 

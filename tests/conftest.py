@@ -10,12 +10,16 @@ import pytest
 
 from app import create_app
 from core.i18n import compile_stale_catalogues
-from tests import databases, factories
+from tests import databases, factories, intensity
 from tests.apps import SharedApps, app_config, close, start_afresh
 from tests.helpers import csrf_token, log_in
 from tests.workers import redis_broker
 
 pytest_plugins = ["tests.log_scan"]
+
+
+def pytest_report_header(config):
+    return f"races and generated inputs: {intensity.LEVEL} (INVITELOOP_TEST_INTENSITY)"
 
 
 def pytest_configure(config):

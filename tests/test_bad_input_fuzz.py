@@ -18,6 +18,7 @@ from werkzeug.routing import AnyConverter, IntegerConverter
 from extensions import db
 from tests import events_api, factories
 from tests.helpers import csrf_token, log_in
+from tests.intensity import repetitions
 
 # Routes that end the session the fuzzing runs in; what they read is tried on other routes.
 SKIPPED = {"auth.logout", "auth.end_other_sessions", "static", "bootstrap.static"}
@@ -31,7 +32,7 @@ KNOWN_NAMES = (
 INPUT_NAME = re.compile(r'<(?:input|select|textarea)[^>]*\bname="([^"]+)"')
 # Shrinking replays requests against a database for minutes; a failure is reported as found.
 SETTINGS = settings(
-    max_examples=300,
+    max_examples=repetitions(full=300, quick=75),
     deadline=None,
     database=None,
     phases=[phase for phase in Phase if phase is not Phase.shrink],

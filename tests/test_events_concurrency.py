@@ -15,11 +15,12 @@ from extensions import db
 from models import Conversion, Referral, Reward, User
 from tests import factories
 from tests.events_api import events_server, purchase, refund, send_all_at_once
+from tests.intensity import repetitions
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
 SENDERS = 50
-ROUNDS = 20
+ROUNDS = repetitions(full=20, quick=4)
 LIVE = ("review", "pending", "approved", "paid", "redeemed")
 
 
@@ -89,7 +90,7 @@ def test_one_purchase_fifty_times_at_once_pays_once_every_round(app, database_ur
 
 
 def test_two_orders_of_one_friend_at_once_pay_a_first_purchase_program_once(app, database_url):
-    rounds = 10
+    rounds = repetitions(full=10, quick=3)
     rita, friends = invite_friends(app, rounds)
     with events_server(database_url) as base_url, ThreadPoolExecutor(2) as pool:
         for round_number, friend in enumerate(friends):
@@ -111,7 +112,7 @@ def test_two_orders_of_one_friend_at_once_pay_a_first_purchase_program_once(app,
 
 
 def test_a_purchase_racing_its_refund_never_leaves_a_live_reward(app, database_url):
-    rounds = 20
+    rounds = repetitions(full=20, quick=4)
     _rita, friends = invite_friends(app, rounds)
     with events_server(database_url) as base_url, ThreadPoolExecutor(2) as pool:
         for round_number, friend in enumerate(friends):
@@ -133,7 +134,7 @@ def test_a_purchase_racing_its_refund_never_leaves_a_live_reward(app, database_u
 def test_two_codes_for_one_customer_at_once_leave_one_referral(app, database_url):
     """A known customer nobody referred buys twice at once, each order carrying another
     referrer's code: the first attribution stands, and it pays once."""
-    rounds = 10
+    rounds = repetitions(full=10, quick=3)
     with app.app_context():
         rita, sam = factories.participant("Rita Referrer"), factories.participant("Sam Sharer")
         customers = [factories.participant(f"Nina Number{n:02d}") for n in range(rounds)]

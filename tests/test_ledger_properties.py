@@ -38,6 +38,7 @@ from rewards.conversions import record_event
 from rewards.events import EventIn
 from rewards.services import expire_rewards, release_held_rewards
 from tests import databases, factories
+from tests.intensity import repetitions
 
 pytestmark = pytest.mark.slow
 
@@ -50,7 +51,7 @@ COUNTING = (*HELD, "approved", "paid")  # cancelled, rejected, expired count in 
 # Shrinking a program that runs against a database takes minutes (past pytest's timeout), so
 # a failure is reported as generated: the printed steps replay it.
 SETTINGS = settings(
-    max_examples=40,
+    max_examples=repetitions(full=40, quick=10),
     stateful_step_count=25,
     deadline=None,
     database=None,
