@@ -60,6 +60,8 @@ def program_text(program: Program, field: str, locale: str | None = None) -> str
     default), else as written in the default language; None when nobody wrote it."""
     if field not in PROGRAM_TEXT_FIELDS:
         raise ValueError(f"{field} is not a program text")
+    if not has_app_context():  # a program on its own, with no reader: its own columns
+        return _on_program_row(program, field)
     default = current_app.config["DEFAULT_LOCALE"]
     for language in dict.fromkeys((locale or reader_locale(), default)):
         text = written_text(program, field, language)
@@ -70,9 +72,15 @@ def program_text(program: Program, field: str, locale: str | None = None) -> str
 
 def written_text(program: Program, field: str, locale: str) -> str | None:
     """What was written for exactly this language, with no fall-back."""
-    if locale == current_app.config["DEFAULT_LOCALE"] and field in ON_PROGRAM_ROW:
-        return (getattr(program, ON_PROGRAM_ROW[field]) or "").strip() or None
+    if not stored_in_rows(locale, field):
+        return _on_program_row(program, field)
     return _texts_of(program.id).get(f"{locale}:{field}")
+
+
+def _on_program_row(program: Program, field: str) -> str | None:
+    if field not in ON_PROGRAM_ROW:
+        return None
+    return (getattr(program, ON_PROGRAM_ROW[field]) or "").strip() or None
 
 
 def stored_in_rows(locale: str, field: str) -> bool:
@@ -84,7 +92,7 @@ def _texts_of(program_id: int | None) -> dict[str, str]:
     """ "locale:field" -> text: from this request, else the shared cache, else the database."""
     if program_id is None:  # a program not saved yet has no texts of its own
         return {}
-    known = g.setdefault(_G_KEY, {}) if has_app_context() else {}
+    known = g.setdefault(_G_KEY, {})
     if program_id in known:
         return known[program_id]
     texts = cache.get(_CACHE_KEY.format(program_id))
