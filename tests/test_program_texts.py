@@ -138,6 +138,22 @@ def test_saving_texts_is_audit_logged_like_any_change_of_the_program(app, client
     assert stored_texts(app) == {("en", "headline"): "Friends bring friends"}
 
 
+def test_a_new_program_is_created_with_its_texts_in_one_step(app, client, marketer):
+    refused = save_texts(client, "/admin/programs/new", slug="Spring!", ru_name="Весна")
+    assert refused.status_code == 400
+    assert stored_texts(app) == {}
+
+    answer = save_texts(
+        client, "/admin/programs/new", slug="spring", name="Spring", ru_name="Весна"
+    )
+    assert answer.status_code == 302
+    with app.app_context():
+        program = db.session.scalar(select(Program).where(Program.slug == "spring"))
+        assert [(row.locale, row.field, row.text) for row in program.texts] == [
+            ("ru", "name", "Весна")
+        ]
+
+
 def test_a_text_not_written_in_russian_falls_back_to_the_default_language(app, client, marketer):
     path = program_path(app)
     save_texts(
