@@ -44,6 +44,7 @@ from core.security import register_security_headers
 from core.templating import register_template_helpers
 from demo import demo_cli
 from extensions import bootstrap, cache, csrf, db, limiter, login_manager, mail, migrate
+from referral.program_texts import program_text
 from referral.signals import referral_qualified, referral_recorded
 from rewards import (
     conversions,
@@ -99,6 +100,7 @@ def create_app(config: dict | None = None) -> Flask:
     register_request_ids(app)  # after the host check: its before_request step runs first
     register_template_helpers(app)
     app.add_template_global(absolute_url, "absolute_url")  # share previews (macros/social)
+    app.add_template_global(program_text, "program_text")  # a program's texts, per language
     register_commands(app)
     trust_proxies(app)
     return app

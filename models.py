@@ -4,6 +4,7 @@ One file, in sections (each starts with a `# ---` header), in this order:
     allowed values  the tuples the CHECK constraints are built from
     helpers         utcnow, the UTC column type
     programs        Program: a referral program's rules, rewards and fraud policy;
+                    ProgramText: its texts in each language;
                     ProgramFilter: the channels, countries and categories it is limited to
     accounts        User (participants and staff, by role), UserSession, PhoneCode
     referral loop   ReferralCode, Click, Referral (its status changes: referral/lifecycle.py)
@@ -66,6 +67,11 @@ MAX_DEPTH = 10
 # What a program may limit its purchases to (ProgramFilter): Saleor channel slugs, ISO 3166
 # alpha-2 countries of the order's address, and product category slugs.
 FILTER_KINDS = ("channel", "country", "category")
+# The languages a program's own texts may be written in: config.LANGUAGES, spelled out because
+# models.py imports nothing of the app (tests/test_program_texts.py checks they agree).
+TEXT_LOCALES = ("en", "ru")
+# The texts of a program an admin may write per language (referral/program_texts.py).
+PROGRAM_TEXT_FIELDS = ("name", "description", "headline", "share_text", "usage_text", "email_intro")
 # How a program's Saleor-paid rewards are issued once approved (rewards/rollout.py).
 FULFILMENT_MODES = ("automatic", "limited", "manual")
 
@@ -294,6 +300,11 @@ class Program(db.Model):
     payout_allowlist: Mapped[list["ProgramPayoutAllowance"]] = relationship(
         cascade="all, delete-orphan"
     )
+    # Its texts in each language (the default language's name, description, share text and
+    # usage text are the columns above); read through referral/program_texts.py.
+    texts: Mapped[list["ProgramText"]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True
+    )
 
     # Rollout of Saleor payments (rewards/rollout.py); a program without a row is automatic.
     @property
@@ -397,6 +408,24 @@ class ProgramPayoutAllowance(db.Model):
     )
 
     user: Mapped["User"] = relationship()
+
+
+class ProgramText(db.Model):
+    """One text of a program in one language, as an admin wrote it."""
+
+    __tablename__ = "program_texts"
+    __table_args__ = (
+        UniqueConstraint("program_id", "locale", "field", name="uq_program_texts_field"),
+        CheckConstraint(f"locale IN ({_sql_list(TEXT_LOCALES)})", name="locale"),
+        CheckConstraint(f"field IN ({_sql_list(PROGRAM_TEXT_FIELDS)})", name="field"),
+        CheckConstraint("length(text) BETWEEN 1 AND 2000", name="text_length"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id", ondelete="CASCADE"))
+    locale: Mapped[str] = mapped_column(String(5))
+    field: Mapped[str] = mapped_column(String(20))
+    text: Mapped[str] = mapped_column(Text)
 
 
 class ProgramFilter(db.Model):

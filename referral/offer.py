@@ -16,6 +16,7 @@ from core.money import exponent, format_amount
 from core.templating import format_date
 from models import Program
 from referral import services
+from referral.program_texts import program_text
 
 # What a program's share text may name; each is replaced by the program's current value.
 SHARE_PLACEHOLDERS = ("friend_reward", "referrer_reward", "minimum", "program", "site")
@@ -162,6 +163,11 @@ class Offer:
 
     @property
     def headline(self) -> str:
+        """The program's own headline in the reader's language, else the one of the rules."""
+        return program_text(self.program, "headline") or self.default_headline
+
+    @property
+    def default_headline(self) -> str:
         """ "Give $5, get $10"."""
         referrer = self.referrer.short
         if self.friend is not None:
@@ -299,15 +305,16 @@ class Offer:
 
     @property
     def share_text(self) -> str:
-        """The program's own text with its placeholders filled, or the default."""
-        own = (self.program.share_text or "").strip()
+        """The program's own text in the reader's language with its placeholders filled, or
+        the default."""
+        own = program_text(self.program, "share_text") or ""
         if not own:
             return self.default_share_text
         values = {
             "friend_reward": self.friend.phrase if self.friend else "",
             "referrer_reward": self.referrer.phrase,
             "minimum": self.minimum or format_amount(0, self.program.currency),
-            "program": self.program.name,
+            "program": program_text(self.program, "name"),
         }
         if "{site}" in own:  # the installation's brand (core/branding.py), read only if named
             values["site"] = branding.current().name
@@ -328,7 +335,7 @@ class Offer:
 
     @property
     def preview_title(self) -> str:
-        return f"{self.program.name}: {self.headline}"
+        return f"{program_text(self.program, 'name')}: {self.headline}"
 
     @property
     def preview_description(self) -> str:
@@ -356,7 +363,7 @@ class Offer:
     @property
     def usage_text(self) -> str:
         """How to use this program's rewards: its own text, or the default for its kinds."""
-        return (self.program.reward_usage_text or "").strip() or self.default_usage_text
+        return program_text(self.program, "usage_text") or self.default_usage_text
 
     @property
     def default_usage_text(self) -> str:
@@ -437,7 +444,7 @@ class Invitation:
     def preview_title(self) -> str:
         if self.inviter and self.running:
             return self.offer.invitation_title(self.inviter)
-        return f"Join {self.offer.program.name}"
+        return f"Join {program_text(self.offer.program, 'name')}"
 
 
 def signup_invitation(raw_code: str | None, now: datetime) -> Invitation:

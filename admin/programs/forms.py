@@ -4,10 +4,14 @@ what the rewards engine stores (minor units, basis points)."""
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
     DateTimeLocalField,
+    Form,
+    FormField,
     IntegerField,
     SelectChoice,
     SelectField,
@@ -24,14 +28,34 @@ from wtforms.validators import (
     ValidationError,
 )
 
+from config import LANGUAGES
 from core import money
 from core.money import CURRENCIES, exponent
-from models import ATTRIBUTION_MODELS, REWARD_KINDS, TRIGGERS, Program
+from models import ATTRIBUTION_MODELS, PROGRAM_TEXT_FIELDS, REWARD_KINDS, TRIGGERS, Program
+from referral import program_texts
+from referral.offer import SHARE_PLACEHOLDERS, unknown_placeholders
 from rewards.programs import InvalidRules
 
-_WHOLE = "Type a whole number."
-_KINDS = [SelectChoice(kind, kind.replace("_", " ").capitalize()) for kind in REWARD_KINDS]
-_BASES = [SelectChoice("fixed", "Fixed amount"), SelectChoice("percent", "Percent of the purchase")]
+_WHOLE = _l("Type a whole number.")
+KIND_NAMES = {
+    "credit": _l("Credit"),
+    "cash": _l("Cash"),
+    "coupon": _l("Coupon"),
+    "gift_card": _l("Gift card"),
+    "points": _l("Points"),
+}
+TRIGGER_NAMES = {
+    "signup": _l("signup"),
+    "first_purchase": _l("first purchase"),
+    "every_purchase": _l("every purchase"),
+}
+ATTRIBUTION_NAMES = {"first": _l("first touch"), "last": _l("last touch")}
+LANGUAGE_NAMES = {"en": _l("English"), "ru": _l("Russian")}
+_KINDS = [SelectChoice(kind, KIND_NAMES[kind]) for kind in REWARD_KINDS]
+_BASES = [
+    SelectChoice("fixed", _l("Fixed amount")),
+    SelectChoice("percent", _l("Percent of the purchase")),
+]
 _MINUTES = "%Y-%m-%dT%H:%M"
 NO_CAMPAIGN = 0
 
@@ -51,12 +75,21 @@ def parse_amount(text: str | None, currency: str, field: str, *, points: bool = 
     try:
         return money.to_minor_units(text, decimals)
     except money.AmountNotANumber:
-        raise InvalidRules(field, f"Type an amount such as {example}.") from None
+        message = _("Type an amount such as %(example)s.", example=example)
+        raise InvalidRules(field, message) from None
     except money.AmountTooPrecise:
-        unit = "whole points" if points else f"at most {decimals} decimals in {currency}"
-        raise InvalidRules(field, f"Type {unit}, such as {example}.") from None
+        if points:
+            message = _("Type whole points, such as %(example)s.", example=example)
+        else:
+            message = _(
+                "Type at most %(decimals)d decimals in %(currency)s, such as %(example)s.",
+                decimals=decimals,
+                currency=currency,
+                example=example,
+            )
+        raise InvalidRules(field, message) from None
     except money.AmountTooLarge:
-        raise InvalidRules(field, "This amount is too large.") from None
+        raise InvalidRules(field, _("This amount is too large.")) from None
 
 
 def parse_percent(text: str | None, field: str) -> int:
@@ -64,12 +97,12 @@ def parse_percent(text: str | None, field: str) -> int:
     try:
         percent = Decimal((text or "").strip().removesuffix("%").strip())
     except InvalidOperation:
-        raise InvalidRules(field, "Type a percent such as 10 or 12.5.") from None
+        raise InvalidRules(field, _("Type a percent such as 10 or 12.5.")) from None
     if not percent.is_finite():
-        raise InvalidRules(field, "Type a percent such as 10 or 12.5.")
+        raise InvalidRules(field, _("Type a percent such as 10 or 12.5."))
     points = percent.scaleb(2)
     if points != points.to_integral_value() or abs(points) > money.MAX_MINOR_UNITS:
-        raise InvalidRules(field, "Type a percent with at most 2 decimals, such as 12.5.")
+        raise InvalidRules(field, _("Type a percent with at most 2 decimals, such as 12.5."))
     return int(points)
 
 
@@ -85,81 +118,118 @@ def shown_percent(basis_points: int | None) -> str:
     return format(Decimal(basis_points).scaleb(-2).normalize(), "f")
 
 
+def _at_most(field: str) -> Length:
+    return Length(
+        max=program_texts.MAX_LENGTH[field],
+        message=_l("Keep it to %(max)d characters or fewer (it has %(length)d)."),
+    )
+
+
+class ProgramTextsForm(Form):
+    """A program's texts in one language; an empty one falls back to the default language's
+    (referral/program_texts.py), and the optional ones then to the text made from the rules."""
+
+    name = StringField(_l("Name"), validators=[_at_most("name")])
+    description = TextAreaField(_l("Description"), validators=[_at_most("description")])
+    headline = StringField(_l("Offer headline"), validators=[_at_most("headline")])
+    share_text = TextAreaField(
+        _l("Share text (the link is added after it)"), validators=[_at_most("share_text")]
+    )
+    usage_text = TextAreaField(_l("How to use a reward"), validators=[_at_most("usage_text")])
+    email_intro = TextAreaField(
+        _l("Introduction at the top of the program's emails"),
+        validators=[_at_most("email_intro")],
+    )
+
+    def validate_share_text(self, field) -> None:
+        unknown = unknown_placeholders(field.data)
+        if unknown:
+            raise ValidationError(
+                _(
+                    "{%(name)s} is not a placeholder; use %(placeholders)s.",
+                    name=unknown[0],
+                    placeholders=", ".join("{" + name + "}" for name in SHARE_PLACEHOLDERS),
+                )
+            )
+
+
 class ProgramForm(FlaskForm):
-    name = StringField("Name", validators=[DataRequired(), Length(max=120)])
-    description = TextAreaField("Description", validators=[Length(max=2000)])
-    campaign_id = SelectField("Campaign (referral channel)", coerce=int, default=NO_CAMPAIGN)
-    starts_at = DateTimeLocalField("Starts (UTC)", format=_MINUTES, validators=[Optional()])
+    name = StringField(_l("Name"), validators=[DataRequired(), Length(max=120)])
+    description = TextAreaField(_l("Description"), validators=[Length(max=2000)])
+    campaign_id = SelectField(_l("Campaign (referral channel)"), coerce=int, default=NO_CAMPAIGN)
+    starts_at = DateTimeLocalField(_l("Starts (UTC)"), format=_MINUTES, validators=[Optional()])
     ends_at = DateTimeLocalField(
-        "Ends (UTC, empty: never)", format=_MINUTES, validators=[Optional()]
+        _l("Ends (UTC, empty: never)"), format=_MINUTES, validators=[Optional()]
     )
     trigger_event = SelectField(
-        "Pays on", choices=[SelectChoice(t, t.replace("_", " ")) for t in TRIGGERS]
+        _l("Pays on"), choices=[SelectChoice(t, TRIGGER_NAMES[t]) for t in TRIGGERS]
     )
     currency = SelectField(
-        "Currency",
+        _l("Currency"),
         validate_choice=False,  # the validator below words the refusal
-        validators=[DataRequired("Choose a currency from the list.")],
+        validators=[DataRequired(_l("Choose a currency from the list."))],
     )
-    min_purchase_amount = StringField("Minimum purchase", default="0")
-    eligible_channels = StringField("Only in channels")
-    eligible_countries = StringField("Only to countries")
-    eligible_categories = StringField("Only products in categories")
-    referrer_reward_kind = SelectField("Referrer's reward", choices=_KINDS)
-    referrer_reward_basis = SelectField("Referrer's reward is", choices=_BASES)
-    referrer_reward_value = StringField("Referrer's amount, or percent")
-    friend_reward_kind = SelectField("Friend's reward", choices=[SelectChoice("", "None"), *_KINDS])
-    friend_reward_basis = SelectField("Friend's reward is", choices=_BASES)
-    friend_reward_value = StringField("Friend's amount, or percent")
-    max_depth = _required_int("Levels in the tree")
-    level_shares = StringField("Shares for level 2, 3, … (percent)")
-    milestone_every = _optional_int("Milestone every N qualified referrals")
-    milestone_amount = StringField("Milestone bonus")
-    cap_per_day = _optional_int("Cap per referrer per day")
-    cap_per_month = _optional_int("Cap per referrer per month")
-    cap_total = _optional_int("Cap for the whole program")
-    hold_days = _required_int("Hold (refund window), days")
-    reward_expiry_days = _optional_int("Rewards expire after, days")
-    attribution_window_days = _required_int("Attribution window, days")
-    claim_window_days = _required_int("Claim window, days")
+    min_purchase_amount = StringField(_l("Minimum purchase"), default="0")
+    eligible_channels = StringField(_l("Only in channels"))
+    eligible_countries = StringField(_l("Only to countries"))
+    eligible_categories = StringField(_l("Only products in categories"))
+    referrer_reward_kind = SelectField(_l("Referrer's reward"), choices=_KINDS)
+    referrer_reward_basis = SelectField(_l("Referrer's reward is"), choices=_BASES)
+    referrer_reward_value = StringField(_l("Referrer's amount, or percent"))
+    friend_reward_kind = SelectField(
+        _l("Friend's reward"), choices=[SelectChoice("", _l("None")), *_KINDS]
+    )
+    friend_reward_basis = SelectField(_l("Friend's reward is"), choices=_BASES)
+    friend_reward_value = StringField(_l("Friend's amount, or percent"))
+    max_depth = _required_int(_l("Levels in the tree"))
+    level_shares = StringField(_l("Shares for level 2, 3, … (percent)"))
+    milestone_every = _optional_int(_l("Milestone every N qualified referrals"))
+    milestone_amount = StringField(_l("Milestone bonus"))
+    cap_per_day = _optional_int(_l("Cap per referrer per day"))
+    cap_per_month = _optional_int(_l("Cap per referrer per month"))
+    cap_total = _optional_int(_l("Cap for the whole program"))
+    hold_days = _required_int(_l("Hold (refund window), days"))
+    reward_expiry_days = _optional_int(_l("Rewards expire after, days"))
+    attribution_window_days = _required_int(_l("Attribution window, days"))
+    claim_window_days = _required_int(_l("Claim window, days"))
     attribution_model = SelectField(
-        "Attribution",
-        choices=[SelectChoice(model, f"{model} touch") for model in ATTRIBUTION_MODELS],
+        _l("Attribution"),
+        choices=[SelectChoice(model, ATTRIBUTION_NAMES[model]) for model in ATTRIBUTION_MODELS],
     )
     landing_url = StringField(
-        "Landing URL",
+        _l("Landing URL"),
         validators=[
             Optional(),
             Length(max=500),
-            Regexp(r"^(https?://|/)", message="Start with https://, http:// or /."),
+            Regexp(r"^(https?://|/)", message=_l("Start with https://, http:// or /.")),
         ],
     )
-    review_score = _required_int("Hold for review at risk score")
-    reject_score = _required_int("Refuse at risk score")
-    max_signups_per_ip_per_day = _required_int("Signups per IP per day")
-    max_signups_per_code_per_hour = _required_int("Signups per code per hour")
-    min_seconds_click_to_purchase = _required_int("Seconds from click to purchase, at least")
-    excluded_email_domains = StringField("Excluded email domains")
-    share_text = TextAreaField("Share text (the link is added after it)")
-    reward_usage_text = TextAreaField("How to use a reward")
+    review_score = _required_int(_l("Hold for review at risk score"))
+    reject_score = _required_int(_l("Refuse at risk score"))
+    max_signups_per_ip_per_day = _required_int(_l("Signups per IP per day"))
+    max_signups_per_code_per_hour = _required_int(_l("Signups per code per hour"))
+    min_seconds_click_to_purchase = _required_int(_l("Seconds from click to purchase, at least"))
+    excluded_email_domains = StringField(_l("Excluded email domains"))
+    share_text = TextAreaField(_l("Share text (the link is added after it)"))
+    reward_usage_text = TextAreaField(_l("How to use a reward"))
     fulfilment_mode = SelectField(
-        "Gift cards and vouchers are issued in Saleor",
+        _l("Gift cards and vouchers are issued in Saleor"),
         choices=[
-            SelectChoice("automatic", "automatically, once approved"),
-            SelectChoice("limited", "automatically for some participants only"),
-            SelectChoice("manual", "only when staff press “Pay out”"),
+            SelectChoice("automatic", _l("automatically, once approved")),
+            SelectChoice("limited", _l("automatically for some participants only")),
+            SelectChoice("manual", _l("only when staff press “Pay out”")),
         ],
     )
-    fulfilment_percent = _required_int("Limited: share of participants, percent")
-    fulfilment_allowlist = StringField("Limited: always for these participants (emails)")
-    notify_rejected = BooleanField("Email the referrer when a friend's signup does not count")
-    submit = SubmitField("Save")
+    fulfilment_percent = _required_int(_l("Limited: share of participants, percent"))
+    fulfilment_allowlist = StringField(_l("Limited: always for these participants (emails)"))
+    notify_rejected = BooleanField(_l("Email the referrer when a friend's signup does not count"))
+    submit = SubmitField(_l("Save"))
 
     def __init__(self, campaigns, *args, kept_currency: str | None = None, **kwargs):
         """`kept_currency`: the edited program's own currency, offered (and accepted) even if
         it has left the ISO list, so saving other changes never forces a new currency."""
         super().__init__(*args, **kwargs)
-        self.campaign_id.choices = [SelectChoice(NO_CAMPAIGN, "— none —")] + [
+        self.campaign_id.choices = [SelectChoice(NO_CAMPAIGN, _("— none —"))] + [
             SelectChoice(campaign.id, campaign.name) for campaign in campaigns
         ]
         offered = list(CURRENCIES)
@@ -170,7 +240,7 @@ class ProgramForm(FlaskForm):
     def validate_currency(self, field) -> None:
         if field.data not in self.currency.choices:
             raise ValidationError(
-                "Choose a currency from the list (ISO 4217 codes such as USD or EUR)."
+                _("Choose a currency from the list (ISO 4217 codes such as USD or EUR).")
             )
 
     @staticmethod
@@ -197,7 +267,27 @@ class ProgramForm(FlaskForm):
         for name in ("starts_at", "ends_at"):
             moment = getattr(program, name)
             data[name] = moment.astimezone(UTC).replace(tzinfo=None) if moment else None
+        for language in LANGUAGES:
+            data[f"texts_{language}"] = {
+                field: program_texts.written_text(program, field, language) or ""
+                for field in PROGRAM_TEXT_FIELDS
+            }
         return data
+
+    def text_values(self) -> dict[tuple[str, str], str | None]:
+        """The texts kept in program_texts, by (language, field): every text of the other
+        languages, the headline and email intro of the default one (its name, description,
+        share and usage texts are among the rules)."""
+        return {
+            (language, field): self.texts_of(language)[field].data
+            for language in LANGUAGES
+            for field in PROGRAM_TEXT_FIELDS
+            if program_texts.stored_in_rows(language, field)
+        }
+
+    def texts_of(self, language: str) -> Form:
+        """The section of one language (its `name` field too: the FormField's is its own)."""
+        return getattr(self, f"texts_{language}").form
 
     def rule_values(self, current: Program | None = None) -> dict:
         """The rules as `rewards.programs` takes them (`current`: the program edited);
@@ -260,16 +350,26 @@ class ProgramForm(FlaskForm):
         return dates
 
 
+# A section of texts per language, after every rule (the page shows the default language's
+# first).
+for _language in LANGUAGES:
+    setattr(
+        ProgramForm,
+        f"texts_{_language}",
+        FormField(ProgramTextsForm, label=LANGUAGE_NAMES[_language]),
+    )
+
+
 class NewProgramForm(ProgramForm):
     slug = StringField(
-        "Short name (for the CLI and exports)",
+        _l("Short name (for the CLI and exports)"),
         validators=[DataRequired(), Length(max=60)],
     )
-    submit = SubmitField("Create program")
+    submit = SubmitField(_l("Create program"))
 
 
 class EditProgramForm(ProgramForm):
-    preview = SubmitField("Preview the last 30 days")
+    preview = SubmitField(_l("Preview the last 30 days"))
 
 
 _PLAIN_FIELDS = (
@@ -327,7 +427,7 @@ def _whole_numbers(text: str | None, field: str) -> list[int]:
         return [int(item) for item in items if item]
     except ValueError:
         raise InvalidRules(
-            field, "Type whole percents separated by commas, such as 50, 20."
+            field, _("Type whole percents separated by commas, such as 50, 20.")
         ) from None
 
 

@@ -11,6 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import and_, distinct, exists, func, select
 from sqlalchemy.orm import aliased
 
@@ -24,26 +25,30 @@ PREVIEW_DAYS = 30
 REPLAYED_KINDS = ("purchase", "signup")
 REPLAYED_OUTCOMES = ("accepted", "ignored")
 NOT_MODELLED = (
-    "caps per referrer and for the whole program",
-    "fraud checks: conversions refused by them are left out, held ones are counted as paying",
-    "rewards further up the tree (level 2 and beyond) and milestone bonuses",
-    "when rewards would be released or expire (hold and expiry days)",
-    "who counts as referred: the referrals stay as recorded, whatever the attribution window",
-    "a change to the product categories: each order counts the eligible amount recorded when"
-    " it came in (the whole order if none was recorded)",
-    "signups that were never stored as conversions (a switch to paying on signup counts only"
-    " the signups your shop sent or the program recorded while it paid on signup)",
+    _l("caps per referrer and for the whole program"),
+    _l("fraud checks: conversions refused by them are left out, held ones are counted as paying"),
+    _l("rewards further up the tree (level 2 and beyond) and milestone bonuses"),
+    _l("when rewards would be released or expire (hold and expiry days)"),
+    _l("who counts as referred: the referrals stay as recorded, whatever the attribution window"),
+    _l(
+        "a change to the product categories: each order counts the eligible amount recorded when"
+        " it came in (the whole order if none was recorded)"
+    ),
+    _l(
+        "signups that were never stored as conversions (a switch to paying on signup counts only"
+        " the signups your shop sent or the program recorded while it paid on signup)"
+    ),
 )
 SKIP_REASONS = {
-    "referral_rejected": "the referral was rejected",
-    "outside_dates": "outside the program's dates",
-    "not_the_trigger": "not the event the program pays on",
-    "refunded": "the order was refunded",
-    "other_currency": "paid in another currency",
-    "below_minimum": "below the minimum purchase",
-    "existing_customer": "the customer had bought before being referred",
-    "not_first_purchase": "not the referral's first qualifying purchase",
-    "nothing_to_pay": "the rules pay nothing for it",
+    "referral_rejected": _l("the referral was rejected"),
+    "outside_dates": _l("outside the program's dates"),
+    "not_the_trigger": _l("not the event the program pays on"),
+    "refunded": _l("the order was refunded"),
+    "other_currency": _l("paid in another currency"),
+    "below_minimum": _l("below the minimum purchase"),
+    "existing_customer": _l("the customer had bought before being referred"),
+    "not_first_purchase": _l("not the referral's first qualifying purchase"),
+    "nothing_to_pay": _l("the rules pay nothing for it"),
 }
 
 

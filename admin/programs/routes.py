@@ -1,17 +1,26 @@
 """Staff panel — Referral programs: create, edit, activate, preview."""
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 from sqlalchemy import select
 
 from admin import listing
 from admin.people.forms import ConfirmForm
 from admin.policy import require
 from admin.programs import preview as programs_preview
-from admin.programs.forms import EditProgramForm, NewProgramForm, ProgramForm
+from admin.programs.forms import (
+    LANGUAGE_NAMES,
+    TRIGGER_NAMES,
+    EditProgramForm,
+    NewProgramForm,
+    ProgramForm,
+)
 from admin.programs.queries import PROGRAM_STATUSES, programs_query
+from config import LANGUAGES
 from core.forms import submit
 from extensions import db
 from models import Campaign, Program, utcnow
+from referral import program_texts
 from referral.offer import offer_of
 from rewards import programs
 
@@ -37,6 +46,8 @@ def list_programs():
         campaigns=campaigns,
         filters=listing.kept_filters("q", "status"),
         statuses=PROGRAM_STATUSES,
+        status_names={"active": _("Active"), "inactive": _("Inactive")},
+        trigger_names=TRIGGER_NAMES,
     )
 
 
@@ -56,8 +67,11 @@ def create_program():
         return _new_page(form, currency), submission.status
     program = submission.result
     flash(
-        f"Program “{program.name}” created and active."
-        " Make it the default to use it for signups, or issue its codes to participants.",
+        _(
+            "Program “%(name)s” created and active."
+            " Make it the default to use it for signups, or issue its codes to participants.",
+            name=program.name,
+        ),
         "success",
     )
     return redirect(url_for(".edit_program", program_id=program.id))
@@ -66,13 +80,28 @@ def create_program():
 def _new_page(form: NewProgramForm, currency: str) -> str:
     default_texts = offer_of(programs.draft_program(currency))
     return render_template(
-        "admin/programs/form.html", form=form, program=None, default_texts=default_texts
+        "admin/programs/form.html",
+        form=form,
+        program=None,
+        default_texts=default_texts,
+        **_languages(),
     )
+
+
+def _languages() -> dict:
+    """The form's sections of texts: the default language first, then the others."""
+    default = current_app.config["DEFAULT_LOCALE"]
+    return {
+        "languages": [default, *(language for language in LANGUAGES if language != default)],
+        "language_names": LANGUAGE_NAMES,
+    }
 
 
 def _create(form: NewProgramForm) -> Program:
     values = form.rule_values()
-    return programs.create_program(form.slug.data.strip(), values, values["currency"])
+    program = programs.create_program(form.slug.data.strip(), values, values["currency"])
+    program_texts.set_texts(program, form.text_values())
+    return program
 
 
 @bp.route("/programs/<int:program_id>", methods=["GET", "POST"])
@@ -91,7 +120,7 @@ def edit_program(program_id: int):
         return _edit_page(program, form, status=submission.status)
     if form.preview.data:
         return _edit_page(program, form, preview=submission.result)
-    flash("Program saved.", "success")
+    flash(_("Program saved."), "success")
     return redirect(url_for(".edit_program", program_id=program.id))
 
 
@@ -102,6 +131,7 @@ def _save_or_preview(program: Program, form: EditProgramForm):
     if form.preview.data:
         return programs_preview.preview(program, values, utcnow())
     programs.update_program(program, values)
+    program_texts.set_texts(program, form.text_values())
     return None
 
 
@@ -115,6 +145,7 @@ def _edit_page(program: Program, form, *, preview=None, status: int = 200, confi
         skip_reasons=programs_preview.SKIP_REASONS,
         preview_days=programs_preview.PREVIEW_DAYS,
         default_texts=offer_of(program),
+        **_languages(),
         confirm_forms={
             "deactivate": ConfirmForm(formdata=None, prefix="deactivate"),
             "default": ConfirmForm(formdata=None, prefix="default"),
@@ -129,7 +160,7 @@ def activate_program(program_id: int):
     program = db.get_or_404(Program, program_id)
     changed = programs.set_program_active(program, True)
     db.session.commit()
-    flash("Program activated." if changed else "The program already was active.", "success")
+    flash(_("Program activated.") if changed else _("The program already was active."), "success")
     return redirect(url_for(".edit_program", program_id=program.id))
 
 
@@ -141,7 +172,7 @@ def deactivate_program(program_id: int):
         program,
         "deactivate",
         lambda: programs.set_program_active(program, False),
-        "Program deactivated: its links and codes no longer attribute and it pays nothing.",
+        _("Program deactivated: its links and codes no longer attribute and it pays nothing."),
     )
 
 
@@ -153,7 +184,7 @@ def make_default_program(program_id: int):
         program,
         "default",
         lambda: programs.make_default(program),
-        f"“{program.name}” is now the default program.",
+        _("“%(name)s” is now the default program.", name=program.name),
     )
 
 
