@@ -8,9 +8,11 @@ registers them (`register`) in the app's own registry. Rows are streamed from th
 in batches; cells that a spreadsheet would run as a formula are defused.
 
 Every export is written in one style, checked when it is registered: headers in snake_case,
-money as a decimal amount in its currency's decimals ("12.50", "500" for JPY, never minor
-units) with the currency in a column of its own (`money_cell`, `currency_cell`), and people's
-details masked exactly as the screen offering the file shows them.
+declared with `lazy_gettext` and written in the language of the person asking (the cells'
+codes and values stay as stored, whatever the language), money as a decimal amount in its
+currency's decimals ("12.50", "500" for JPY, never minor units) with the currency in a column
+of its own (`money_cell`, `currency_cell`), and people's details masked exactly as the screen
+offering the file shows them.
 """
 
 import csv
@@ -32,6 +34,7 @@ from flask import (
     request,
     stream_with_context,
 )
+from flask_babel import LazyString
 from flask_login import current_user
 from werkzeug.datastructures import MultiDict
 
@@ -58,15 +61,16 @@ _BATCH = 1000
 
 _REGISTRY = "csv_exports"
 
-# The one header style of every file: lower-case words joined by underscores.
-HEADER_STYLE = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*")
+# The one header style of every file, in every language: lower-case words joined by
+# underscores ("new_participants", «новые_участники»).
+HEADER_STYLE = re.compile(r"[a-zа-яё][a-zа-яё0-9]*(?:_[a-zа-яё0-9]+)*")
 
 
 @dataclass(frozen=True)
 class CsvExport:
     name: str  # the file's name, and the URL's
     permission: str
-    columns: tuple[tuple[str, Callable], ...]  # (header, value of a row)
+    columns: tuple[tuple[str | LazyString, Callable], ...]  # (header, value of a row)
     query: Callable[[MultiDict], object]  # the screen's filters -> a Select
 
 
@@ -78,7 +82,7 @@ def register(app: Flask, *groups: Iterable[CsvExport]) -> None:
         role_can(None, export.permission)
         if export.name in exports:
             raise ValueError(f"two CSV exports are named {export.name!r}")
-        headers = [header for header, _ in export.columns]
+        headers = [str(header) for header, _ in export.columns]  # no request: English
         for header in headers:
             if not HEADER_STYLE.fullmatch(header):
                 raise ValueError(f"{export.name}.csv: header {header!r} is not snake_case")
@@ -146,7 +150,12 @@ def defuse(text: str) -> str:
     return text
 
 
-def csv_lines(export: CsvExport, rows: Iterable) -> Iterable[str]:
+def headers_of(export: CsvExport) -> list[str]:
+    """The file's first line in the current request's language."""
+    return [str(header) for header, _ in export.columns]
+
+
+def csv_lines(export: CsvExport, headers: list[str], rows: Iterable) -> Iterable[str]:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
 
@@ -156,7 +165,7 @@ def csv_lines(export: CsvExport, rows: Iterable) -> Iterable[str]:
         buffer.truncate()
         return line
 
-    writer.writerow([header for header, _ in export.columns])
+    writer.writerow(headers)
     yield take()
     for row in rows:
         writer.writerow([safe_cell(value(row)) for _, value in export.columns])
@@ -175,8 +184,8 @@ def export_csv(name: str):
     except DomainError as error:  # the screen's filters refused: say which, as the screen does
         page = render_template("admin/export_refused.html", name=name, message=error.message)
         return page, error.status
-    rows = _rows(query)
-    response = Response(stream_with_context(csv_lines(export, rows)), mimetype="text/csv")
+    lines = csv_lines(export, headers_of(export), _rows(query))
+    response = Response(stream_with_context(lines), mimetype="text/csv")
     response.headers["Content-Disposition"] = f'attachment; filename="{name}.csv"'
     response.headers["Cache-Control"] = "no-store"
     return response

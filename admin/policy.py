@@ -8,11 +8,36 @@ user loader), so a demotion or deactivation takes effect on the next request.
 from functools import wraps
 
 from flask import abort
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 
 from extensions import login_manager
 
 STAFF_ROLES = ("operator", "marketer", "manager", "admin")
+
+# Each stored role code (models.ROLES) as people read it: capitalised where it stands alone
+# (a choice, a filter), in lower case inside a sentence or a table. The codes stay English in
+# the database, the CSV files and the audit log.
+ROLE_TITLES = {
+    "member": _l("Member"),
+    "operator": _l("Operator"),
+    "marketer": _l("Marketer"),
+    "manager": _l("Manager"),
+    "admin": _l("Admin"),
+}
+ROLE_NAMES = {
+    "member": _l("member"),
+    "operator": _l("operator"),
+    "marketer": _l("marketer"),
+    "manager": _l("manager"),
+    "admin": _l("admin"),
+}
+
+
+def role_name(role: str | None) -> str:
+    """ "manager" -> "manager" / «менеджер»; an unknown code as it is."""
+    return str(ROLE_NAMES.get(role, role or ""))
+
 
 # permission -> the roles that hold it (admin holds every permission).
 PERMISSIONS: dict[str, tuple[str, ...]] = {

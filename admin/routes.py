@@ -3,6 +3,7 @@
 admin request passes and the menu the layout shows."""
 
 from flask import Blueprint, abort, current_app, url_for
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 
 from admin import (
@@ -16,7 +17,8 @@ from admin import (
     referrals,
     settings,
 )
-from admin.policy import can, is_staff
+from admin.formats import fixed
+from admin.policy import ROLE_TITLES, can, is_staff, role_name
 from extensions import login_manager
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -35,24 +37,24 @@ for screen in (
 
 # (label, endpoint, permission): the layout shows the entries the user may open.
 MENU = (
-    ("Analytics", "admin.analytics.home", "analytics.view"),
-    ("Participants", "admin.people.list_participants", "participants.view"),
-    ("Referrals", "admin.referrals.list_referrals", "referrals.view"),
-    ("Programs", "admin.programs.list_programs", "programs.manage"),
-    ("Review queue", "admin.operations.review_queue", "review.decide"),
-    ("Rewards", "admin.operations.list_rewards", "rewards.manage"),
-    ("Payouts", "admin.operations.list_payouts", "payouts.manage"),
-    ("Conversions", "admin.operations.list_conversions", "conversions.manage"),
-    ("Services", "admin.crm.list_services", "services.manage"),
-    ("Campaigns", "admin.crm.list_campaigns", "campaigns.manage"),
-    ("Campaign statistics", "admin.crm.campaign_stats", "campaign_stats.view"),
-    ("Leads", "admin.crm.list_leads", "leads.view"),
-    ("Contracts", "admin.crm.list_contracts", "contracts.manage"),
-    ("Users & roles", "admin.people.list_users", "users.manage"),
-    ("Integrations", "admin.integrations.show_integrations", "integrations.manage"),
-    ("Outbox", "admin.integrations.show_outbox", "integrations.manage"),
-    ("Audit log", "admin.integrations.show_audit", "audit.view"),
-    ("Branding", "admin.settings.edit_branding", "settings.manage"),
+    (_l("Analytics"), "admin.analytics.home", "analytics.view"),
+    (_l("Participants"), "admin.people.list_participants", "participants.view"),
+    (_l("Referrals"), "admin.referrals.list_referrals", "referrals.view"),
+    (_l("Programs"), "admin.programs.list_programs", "programs.manage"),
+    (_l("Review queue"), "admin.operations.review_queue", "review.decide"),
+    (_l("Rewards"), "admin.operations.list_rewards", "rewards.manage"),
+    (_l("Payouts"), "admin.operations.list_payouts", "payouts.manage"),
+    (_l("Conversions"), "admin.operations.list_conversions", "conversions.manage"),
+    (_l("Services"), "admin.crm.list_services", "services.manage"),
+    (_l("Campaigns"), "admin.crm.list_campaigns", "campaigns.manage"),
+    (_l("Campaign statistics"), "admin.crm.campaign_stats", "campaign_stats.view"),
+    (_l("Leads"), "admin.crm.list_leads", "leads.view"),
+    (_l("Contracts"), "admin.crm.list_contracts", "contracts.manage"),
+    (_l("Users & roles"), "admin.people.list_users", "users.manage"),
+    (_l("Integrations"), "admin.integrations.show_integrations", "integrations.manage"),
+    (_l("Outbox"), "admin.integrations.show_outbox", "integrations.manage"),
+    (_l("Audit log"), "admin.integrations.show_audit", "audit.view"),
+    (_l("Branding"), "admin.settings.edit_branding", "settings.manage"),
 )
 
 
@@ -81,3 +83,7 @@ def admin_menu():
 
 # A global, not a context variable, so macros imported without context can ask too.
 bp.add_app_template_global(can, "can")
+# A stored role code as people read it: {{ user.role | role_name }}, {{ role_titles[role] }}.
+bp.add_app_template_filter(role_name, "role_name")
+bp.add_app_template_global(ROLE_TITLES, "role_titles")
+bp.add_app_template_filter(fixed, "fixed")  # decimals with the reader's decimal sign

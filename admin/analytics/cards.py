@@ -4,6 +4,8 @@ better for the business (more revenue is good, more cost is not)."""
 
 from dataclasses import dataclass
 
+from flask_babel import gettext as _
+
 
 @dataclass(frozen=True)
 class Change:
@@ -64,14 +66,14 @@ def cards(now, before) -> list[Card]:
     """The cards of two `services.Headline`s: the range's and the previous period's."""
     per_customer_now, per_customer_before = now.cost_per_acquired, before.cost_per_acquired
     return [
-        _count("clicks", "Clicks", now.funnel.clicks, before.funnel.clicks),
-        _count("signups", "Referred signups", now.funnel.signups, before.funnel.signups),
-        _count("qualified", "Qualified", now.funnel.qualified, before.funnel.qualified),
-        _money("revenue", "Revenue", now.revenue, before.revenue),
-        _money("reward-cost", "Reward cost", now.reward_cost, before.reward_cost, True),
+        _count("clicks", _("Clicks"), now.funnel.clicks, before.funnel.clicks),
+        _count("signups", _("Referred signups"), now.funnel.signups, before.funnel.signups),
+        _count("qualified", _("Qualified"), now.funnel.qualified, before.funnel.qualified),
+        _money("revenue", _("Revenue"), now.revenue, before.revenue),
+        _money("reward-cost", _("Reward cost"), now.reward_cost, before.reward_cost, True),
         Card(
             "cost-per-customer",
-            "Cost per acquired customer",
+            _("Cost per acquired customer"),
             "money",
             tuple(
                 (c, Change(per_customer_now.get(c), per_customer_before.get(c)))
@@ -79,5 +81,5 @@ def cards(now, before) -> list[Card]:
             ),
             lower_is_better=True,
         ),
-        Card("k-factor", "K-factor", "ratio", ((None, Change(now.k_factor, before.k_factor)),)),
+        Card("k-factor", _("K-factor"), "ratio", ((None, Change(now.k_factor, before.k_factor)),)),
     ]

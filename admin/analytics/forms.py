@@ -2,6 +2,7 @@
 
 from datetime import date, timedelta
 
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import DateField, SelectField
 
@@ -25,7 +26,7 @@ class DayField(DateField):
             self.data = date.fromisoformat(text)
         except ValueError:
             self.data = None
-            raise ValueError("Enter the date as YYYY-MM-DD, e.g. 2026-11-21.") from None
+            raise ValueError(_l("Enter the date as YYYY-MM-DD, e.g. 2026-11-21.")) from None
 
 
 def _as_id(value) -> int | None:
@@ -47,7 +48,7 @@ class IdSelectField(SelectField):
             self.data = int(text)
         else:
             self.data = None
-            raise ValueError("Choose one of the listed entries.")
+            raise ValueError(_l("Choose one of the listed entries."))
 
     def process_data(self, value):
         self.data = value
@@ -57,11 +58,11 @@ class AnalyticsFilterForm(FlaskForm):
     class Meta:
         csrf = False
 
-    start = DayField("From (UTC)", default=default_start)
-    end = DayField("To (UTC, inclusive)", default=utc_today)
-    program = IdSelectField("Program")
-    campaign = IdSelectField("Campaign")
+    start = DayField(_l("From (UTC)"), default=default_start)
+    end = DayField(_l("To (UTC, inclusive)"), default=utc_today)
+    program = IdSelectField(_l("Program"))
+    campaign = IdSelectField(_l("Campaign"))
 
     def fill_choices(self, programs, campaigns) -> None:
-        self.program.choices = [("", "All programs")] + [(str(i), n) for i, n in programs]
-        self.campaign.choices = [("", "All campaigns")] + [(str(i), n) for i, n in campaigns]
+        self.program.choices = [("", _l("All programs"))] + [(str(i), n) for i, n in programs]
+        self.campaign.choices = [("", _l("All campaigns"))] + [(str(i), n) for i, n in campaigns]

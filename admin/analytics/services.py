@@ -7,6 +7,8 @@ from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 from flask import current_app
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 from werkzeug.datastructures import MultiDict
 
@@ -15,7 +17,7 @@ from admin.analytics.cards import Card, cards
 from admin.analytics.forms import AnalyticsFilterForm
 from admin.analytics.queries import Scope
 from admin.exports import CsvExport, money_cell
-from core.dates import EARLIEST_EVENT, LATEST_EVENT, PLAUSIBLE_RANGE, midnight
+from core.dates import EARLIEST_EVENT, LATEST_EVENT, midnight
 from core.errors import InvalidFilter
 from extensions import cache, db
 from models import Campaign, Program
@@ -74,19 +76,28 @@ def make_filters(
     """Checked filters, or InvalidFilter naming the field that is wrong."""
     for name, day in (("start", start_day), ("end", end_day)):
         if not EARLIEST_EVENT.date() <= day < LATEST_EVENT.date():
-            raise InvalidFilter(f"Pick a date between {PLAUSIBLE_RANGE}.", name)
+            raise InvalidFilter(
+                _(
+                    "Pick a date between %(first)s and %(last)s (UTC).",
+                    first=EARLIEST_EVENT.date().isoformat(),
+                    last=LATEST_EVENT.date().isoformat(),
+                ),
+                name,
+            )
     if start_day > end_day:
-        raise InvalidFilter("The start date is after the end date; swap them.", "start")
+        raise InvalidFilter(_("The start date is after the end date; swap them."), "start")
     if (end_day - start_day).days + 1 > MAX_DAYS:
-        raise InvalidFilter(f"Pick a range of at most {MAX_DAYS} days (about 3 years).", "end")
+        raise InvalidFilter(
+            _("Pick a range of at most %(days)d days (about 3 years).", days=MAX_DAYS), "end"
+        )
     if program_id is not None:
         program = db.session.get(Program, program_id)
         if program is None:
-            raise InvalidFilter("There is no such program.", "program")
+            raise InvalidFilter(_("There is no such program."), "program")
         if campaign_id is not None and program.campaign_id != campaign_id:
-            raise InvalidFilter("That program is not part of the chosen campaign.", "program")
+            raise InvalidFilter(_("That program is not part of the chosen campaign."), "program")
     if campaign_id is not None and db.session.get(Campaign, campaign_id) is None:
-        raise InvalidFilter("There is no such campaign.", "campaign")
+        raise InvalidFilter(_("There is no such campaign."), "campaign")
     return Filters(start_day, end_day, program_id, campaign_id)
 
 
@@ -122,10 +133,10 @@ class Funnel:
     def steps(self) -> list[tuple[str, int, float | None]]:
         """(step, count, conversion from the step before)."""
         return [
-            ("Clicks", self.clicks, None),
-            ("Referred signups", self.signups, ratio(self.signups, self.clicks)),
-            ("Qualified", self.qualified, ratio(self.qualified, self.signups)),
-            ("Rewarded", self.rewarded, ratio(self.rewarded, self.qualified)),
+            (_("Clicks"), self.clicks, None),
+            (_("Referred signups"), self.signups, ratio(self.signups, self.clicks)),
+            (_("Qualified"), self.qualified, ratio(self.qualified, self.signups)),
+            (_("Rewarded"), self.rewarded, ratio(self.rewarded, self.qualified)),
         ]
 
     @property
@@ -276,9 +287,9 @@ CSV_EXPORTS = (
         name="analytics_daily",
         permission="analytics.view",
         columns=(
-            ("day", lambda row: row.day),
-            ("new_participants", lambda row: row.new_participants),
-            ("conversions", lambda row: row.conversions),
+            (_l("day"), lambda row: row.day),
+            (_l("new_participants"), lambda row: row.new_participants),
+            (_l("conversions"), lambda row: row.conversions),
         ),
         query=lambda args: queries.daily_query(export_scope(args)),
     ),
@@ -286,13 +297,13 @@ CSV_EXPORTS = (
         name="top_referrers",
         permission="analytics.view",
         columns=(
-            ("participant_id", lambda row: row.user_id),
-            ("name", lambda row: row.name),
-            ("email", lambda row: row.email),
-            ("counted_referrals", lambda row: row.referrals),
-            ("qualified", lambda row: row.qualified),
-            ("reward_earned", lambda row: money_cell(row.earned, row.currency)),
-            ("currency", lambda row: row.currency),
+            (_l("participant_id"), lambda row: row.user_id),
+            (_l("name"), lambda row: row.name),
+            (_l("email"), lambda row: row.email),
+            (_l("counted_referrals"), lambda row: row.referrals),
+            (_l("qualified"), lambda row: row.qualified),
+            (_l("reward_earned"), lambda row: money_cell(row.earned, row.currency)),
+            (_l("currency"), lambda row: row.currency),
         ),
         query=lambda args: queries.top_referrers_query(export_scope(args)),
     ),

@@ -4,6 +4,7 @@ Two rules hold whatever path a change takes (the panel or `flask admin ...`): th
 always at least one active administrator, and nobody deactivates their own account.
 """
 
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
 from auth.services import EmailTaken, lock_account, normalize_email, register_participant
@@ -19,19 +20,19 @@ class UnknownUser(DomainError):
     status = 404
     code = "unknown_user"
     field = "email"
-    message = "No account has this email address."
+    message = _l("No account has this email address.")
 
 
 class UnknownRole(DomainError):
     code = "unknown_role"
     field = "role"
-    message = f"A role is one of: {', '.join(ROLES)}."
+    message = _l("A role is one of: %(roles)s.", roles=", ".join(ROLES))  # the stored codes
 
 
 class LastAdmin(DomainError):
     status = 409
     code = "last_admin"
-    message = (
+    message = _l(
         "This is the last active administrator: make another account admin first, "
         "or nobody could manage users any more."
     )
@@ -40,19 +41,19 @@ class LastAdmin(DomainError):
 class OwnAccount(DomainError):
     status = 409
     code = "own_account"
-    message = "You cannot deactivate your own account."
+    message = _l("You cannot deactivate your own account.")
 
 
 class DeletedAccount(DomainError):
     status = 409
     code = "deleted_account"
-    message = "This account was deleted: it cannot be reactivated or given a role."
+    message = _l("This account was deleted: it cannot be reactivated or given a role.")
 
 
 class StaffAccount(DomainError):
     status = 403
     code = "staff_account"
-    message = "Only an administrator can deactivate or reactivate a staff account."
+    message = _l("Only an administrator can deactivate or reactivate a staff account.")
 
 
 def create_admin(*, email: str, name: str, password: str) -> User:

@@ -10,13 +10,14 @@ from flask import (
     request,
     url_for,
 )
+from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
 
 from admin import listing
-from admin.people import roles, services
+from admin.people import roles, services, words
 from admin.people.forms import ConfirmForm, IssueCodeForm, ReactivateForm, RoleForm, UserRoleForm
-from admin.policy import STAFF_ROLES, require
+from admin.policy import STAFF_ROLES, require, role_name
 from auth import account_data
 from core.forms import submit
 from core.pagination import parse_page
@@ -40,6 +41,7 @@ def list_participants():
         participants=participants,
         filters=filters,
         statuses=services.ACCOUNT_STATUSES,
+        status_titles=services.ACCOUNT_STATUS_TITLES,
     )
 
 
@@ -76,7 +78,7 @@ def change_participant_role(user_id: int):
         "role",
         form,
         lambda: roles.set_user_role(user_id, form.role.data),
-        lambda _: f"The role is now {form.role.data}.",
+        lambda _result: _("The role is now %(role)s.", role=role_name(form.role.data)),
     )
 
 
@@ -88,7 +90,9 @@ def deactivate_participant(user_id: int):
         "deactivate",
         ConfirmForm(prefix="deactivate"),
         lambda: services.set_participant_active(user_id, False, current_user),
-        lambda _: "The account is deactivated: it can no longer sign in and its links stop.",
+        lambda _result: _(
+            "The account is deactivated: it can no longer sign in and its links stop."
+        ),
     )
 
 
@@ -100,7 +104,7 @@ def reactivate_participant(user_id: int):
         "reactivate",
         ReactivateForm(prefix="reactivate"),
         lambda: services.set_participant_active(user_id, True, current_user),
-        lambda _: "The account is active again.",
+        lambda _result: _("The account is active again."),
     )
 
 
@@ -112,7 +116,9 @@ def delete_participant(user_id: int):
         "delete",
         ConfirmForm(prefix="delete"),
         lambda: services.delete_participant(user_id, current_user),
-        lambda _: "The account is deleted: personal data removed, counts and balances kept.",
+        lambda _result: _(
+            "The account is deleted: personal data removed, counts and balances kept."
+        ),
     )
 
 
@@ -143,7 +149,7 @@ def disable_participant_code(user_id: int, code_id: int):
         f"disable-{code_id}",
         ConfirmForm(prefix=f"code{code_id}"),
         lambda: services.disable_code(user_id, code_id),
-        lambda code: f"Code {code.code} is disabled.",
+        lambda code: _("Code %(code)s is disabled.", code=code.code),
     )
 
 
@@ -156,7 +162,7 @@ def issue_participant_code(user_id: int):
         "issue",
         form,
         lambda: services.issue_new_code(user_id, form.program_id.data),
-        lambda code: f"New code {code.code} issued.",
+        lambda code: _("New code %(code)s issued.", code=code.code),
     )
 
 
@@ -197,7 +203,11 @@ def _participant_page(user_id: int, submitted: dict | None = None, status: int =
         **(submitted or {}),
     }
     return render_template(
-        "admin/people/participant.html", view=view, forms=forms, tree_links=_tree_links(user)
+        "admin/people/participant.html",
+        view=view,
+        forms=forms,
+        tree_links=_tree_links(user),
+        words=words,
     ), status
 
 
@@ -243,9 +253,24 @@ def set_user_role():
         return _users_page(form, submission.status)
     user, before = submission.result
     if before == user.role:
-        flash(f"{user.email} already was {user.role}; nothing changed.", "info")
+        flash(
+            _(
+                "%(email)s already was %(role)s; nothing changed.",
+                email=user.email,
+                role=role_name(user.role),
+            ),
+            "info",
+        )
     else:
-        flash(f"{user.email}: {before} → {user.role}.", "success")
+        flash(
+            _(
+                "%(email)s: %(before)s → %(after)s.",
+                email=user.email,
+                before=role_name(before),
+                after=role_name(user.role),
+            ),
+            "success",
+        )
     return redirect(url_for(".list_users", **listing.kept_filters("role", "q")))
 
 

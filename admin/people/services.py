@@ -4,6 +4,8 @@ rules live in `admin.people.roles`."""
 
 from dataclasses import dataclass
 
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import Integer, Select, cast, func, literal_column, not_, or_, select, update
 from sqlalchemy.orm import aliased, joinedload, selectinload
 
@@ -23,19 +25,20 @@ SUGGEST_LIMIT = 10
 SUGGEST_MIN_LENGTH = 2
 FLAGGED_SAMPLE = 20
 ACCOUNT_STATUSES = ("active", "inactive")
+ACCOUNT_STATUS_TITLES = {"active": _l("Active"), "inactive": _l("Inactive")}
 _FLAGGED = or_(Referral.status.in_(("review", "rejected")), Referral.risk_score > 0)
 
 
 class UnknownCode(DomainError):
     status = 404
     code = "unknown_code"
-    message = "This participant has no such code."
+    message = _l("This participant has no such code.")
 
 
 class CodeNotActive(DomainError):
     status = 409
     code = "code_not_active"
-    message = "This code is already disabled."
+    message = _l("This code is already disabled.")
 
 
 class CodeStillActive(DomainError):
@@ -48,7 +51,7 @@ class UnknownProgram(DomainError):
     status = 404
     code = "unknown_program"
     field = "program_id"
-    message = "Choose one of the programs."
+    message = _l("Choose one of the programs.")
 
 
 # --- search ----------------------------------------------------------------------------------
@@ -190,9 +193,9 @@ def delete_participant(user_id: int, actor: User) -> User:
     if user is None:
         raise roles.UnknownUser()
     if user.role != "member" and not role_can(actor.role, "users.manage"):
-        raise roles.StaffAccount("Only an administrator can delete a staff account.")
+        raise roles.StaffAccount(_("Only an administrator can delete a staff account."))
     if user.id == actor.id:
-        raise roles.OwnAccount("Delete your own account from your profile page.")
+        raise roles.OwnAccount(_("Delete your own account from your profile page."))
     return account_data.delete_account(user_id, actor=actor)
 
 
@@ -227,15 +230,20 @@ def issue_new_code(user_id: int, program_id: int | None) -> ReferralCode:
     if user is None:
         raise roles.UnknownUser()
     if user.deleted_at is not None:
-        raise roles.DeletedAccount("This account was deleted: it gets no new codes.")
+        raise roles.DeletedAccount(_("This account was deleted: it gets no new codes."))
     program = db.session.get(Program, program_id) if program_id else None
     if program is None:
         raise UnknownProgram()
     current = referral_services.active_code(user, program)
     if current is not None:
         raise CodeStillActive(
-            f"{user.name} still has the active code {current.code} in {program.name}."
-            " A participant has one active code per program: disable it first."
+            _(
+                "%(name)s still has the active code %(code)s in %(program)s."
+                " A participant has one active code per program: disable it first.",
+                name=user.name,
+                code=current.code,
+                program=program.name,
+            )
         )
     code = referral_services.issue_code(user, program)
     audit.record(
@@ -271,15 +279,15 @@ CSV_EXPORTS = (
         name="participants",
         permission="participants.view",
         columns=(
-            ("id", lambda user: user.id),
-            ("name", lambda user: user.name),
-            ("email", lambda user: user.email),
-            ("phone", lambda user: user.phone),
-            ("role", lambda user: user.role),
-            ("active", lambda user: user.active),
-            ("active_codes", active_codes),
-            ("referrals", lambda user: user.referral_count),
-            ("joined", lambda user: user.created_at),
+            (_l("id"), lambda user: user.id),
+            (_l("name"), lambda user: user.name),
+            (_l("email"), lambda user: user.email),
+            (_l("phone"), lambda user: user.phone),
+            (_l("role"), lambda user: user.role),
+            (_l("active"), lambda user: user.active),
+            (_l("active_codes"), active_codes),
+            (_l("referrals"), lambda user: user.referral_count),
+            (_l("joined"), lambda user: user.created_at),
         ),
         query=participants_query,
     ),
@@ -287,12 +295,12 @@ CSV_EXPORTS = (
         name="users",
         permission="users.manage",
         columns=(
-            ("id", lambda user: user.id),
-            ("name", lambda user: user.name),
-            ("email", lambda user: user.email),
-            ("role", lambda user: user.role),
-            ("active", lambda user: user.active),
-            ("joined", lambda user: user.created_at),
+            (_l("id"), lambda user: user.id),
+            (_l("name"), lambda user: user.name),
+            (_l("email"), lambda user: user.email),
+            (_l("role"), lambda user: user.role),
+            (_l("active"), lambda user: user.active),
+            (_l("joined"), lambda user: user.created_at),
         ),
         query=users_query,
     ),

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from operator import attrgetter
 
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import aliased, joinedload
 from werkzeug.datastructures import MultiDict
@@ -20,7 +22,11 @@ from core.errors import DomainError
 from extensions import db
 from models import Campaign, Click, Program, Referral, ReferralCode, User
 
-DAY_OUT_OF_RANGE = "Pick a day between 1970-01-01 and 2100-12-31."
+DAY_OUT_OF_RANGE = _l(
+    "Pick a day between %(first)s and %(last)s.",
+    first=EARLIEST_DAY.isoformat(),
+    last=LATEST_DAY.isoformat(),
+)
 
 
 class InvalidFilters(DomainError):
@@ -53,10 +59,10 @@ def check_filters(form: ReferralFilterForm) -> Filters | None:
         if field.data and not EARLIEST_DAY <= field.data <= LATEST_DAY:
             field.errors = [*field.errors, DAY_OUT_OF_RANGE]
     if form.since.data and form.until.data and form.since.data > form.until.data:
-        form.until.errors = [*form.until.errors, "This date is before the first one; swap them."]
+        form.until.errors = [*form.until.errors, _("This date is before the first one; swap them.")]
     for name, model, message in (
-        ("program", Program, "There is no such program."),
-        ("campaign", Campaign, "There is no such campaign."),
+        ("program", Program, _("There is no such program.")),
+        ("campaign", Campaign, _("There is no such campaign.")),
     ):
         chosen = form[name].data
         if not form[name].errors and chosen is not None and db.session.get(model, chosen) is None:
@@ -80,7 +86,7 @@ def filters_of(args: MultiDict) -> Filters:
     filters = check_filters(form)
     if filters is None:
         messages = [
-            f"{form[name].label.text}: {error}"
+            _("%(field)s: %(error)s", field=form[name].label.text, error=error)
             for name in form._fields
             for error in form[name].errors
         ]
@@ -226,28 +232,25 @@ CSV_EXPORTS = (
     CsvExport(
         name="referrals",
         permission="referrals.view",
-        columns=tuple(
-            (column, attrgetter(column))
-            for column in (
-                "id",
-                "created_at",
-                "status",
-                "reason",
-                "program_id",
-                "program",
-                "campaign_id",
-                "source",
-                "code",
-                "referrer_id",
-                "referrer_name",
-                "referrer_email",
-                "friend_id",
-                "friend_name",
-                "friend_email",
-                "risk_score",
-                "clicked_at",
-                "first_purchase_at",
-            )
+        columns=(
+            (_l("id"), attrgetter("id")),
+            (_l("created_at"), attrgetter("created_at")),
+            (_l("status"), attrgetter("status")),
+            (_l("reason"), attrgetter("reason")),
+            (_l("program_id"), attrgetter("program_id")),
+            (_l("program"), attrgetter("program")),
+            (_l("campaign_id"), attrgetter("campaign_id")),
+            (_l("source"), attrgetter("source")),
+            (_l("code"), attrgetter("code")),
+            (_l("referrer_id"), attrgetter("referrer_id")),
+            (_l("referrer_name"), attrgetter("referrer_name")),
+            (_l("referrer_email"), attrgetter("referrer_email")),
+            (_l("friend_id"), attrgetter("friend_id")),
+            (_l("friend_name"), attrgetter("friend_name")),
+            (_l("friend_email"), attrgetter("friend_email")),
+            (_l("risk_score"), attrgetter("risk_score")),
+            (_l("clicked_at"), attrgetter("clicked_at")),
+            (_l("first_purchase_at"), attrgetter("first_purchase_at")),
         ),
         query=referral_rows_query,
     ),
@@ -255,13 +258,14 @@ CSV_EXPORTS = (
         name="clicks",
         permission="referrals.view",
         columns=(
-            ("id", lambda c: c.id),
-            ("clicked_at", lambda c: c.created_at),
-            ("program_id", lambda c: c.program_id),
-            ("program", lambda c: c.program),
-            ("code", lambda c: c.code),
-            ("referrer_id", lambda c: c.referrer_id),
-            ("referring_page", lambda c: c.referring_page),
+            (_l("id"), lambda c: c.id),
+            (_l("clicked_at"), lambda c: c.created_at),
+            (_l("program_id"), lambda c: c.program_id),
+            (_l("program"), lambda c: c.program),
+            (_l("code"), lambda c: c.code),
+            (_l("referrer_id"), lambda c: c.referrer_id),
+            (_l("referring_page"), lambda c: c.referring_page),
+            # The UTM parameters keep their names in every language: marketers type them in links.
             ("utm_source", lambda c: c.utm_source),
             ("utm_medium", lambda c: c.utm_medium),
             ("utm_campaign", lambda c: c.utm_campaign),

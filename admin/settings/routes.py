@@ -1,6 +1,7 @@
 """Staff panel — settings: the installation's brand (admin role only)."""
 
 from flask import Blueprint, flash, redirect, render_template, url_for
+from flask_babel import gettext as _
 from sqlalchemy import select
 from werkzeug.datastructures import FileStorage
 
@@ -23,7 +24,7 @@ def edit_branding():
     form = BrandingForm(data=stored)
     submission = submit(form, lambda: _save(form))
     if submission.done:
-        flash("Branding saved." if submission.result else "Nothing changed.", "success")
+        flash(_("Branding saved.") if submission.result else _("Nothing changed."), "success")
         return redirect(url_for(".edit_branding"))
     ratio = None
     if stored["primary_color"]:

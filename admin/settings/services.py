@@ -4,8 +4,11 @@ the same refusals beside its fields), one row written, and the change in the aud
 import hashlib
 
 from email_validator import EmailNotValidError, validate_email
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy.exc import IntegrityError
 
+from admin.formats import fixed
 from core import audit, branding, logo
 from core.database import after_commit
 from core.errors import DomainError
@@ -19,7 +22,7 @@ AUDITED = ("site_name", "support_email", "primary_color", "logo_type", "logo_has
 class InvalidColor(DomainError):
     code = "invalid_color"
     field = "primary_color"
-    message = "Type a colour as six hex digits, such as #1a7f5a."
+    message = _l("Type a colour as six hex digits, such as #1a7f5a.")
 
 
 class InvalidSupportEmail(DomainError):
@@ -35,16 +38,16 @@ class InvalidSiteName(DomainError):
 class SavedMeanwhile(DomainError):
     status = 409
     code = "branding_saved_meanwhile"
-    message = "Someone else saved the branding at the same moment; look and save again."
+    message = _l("Someone else saved the branding at the same moment; look and save again.")
 
 
 def clean_site_name(text: str | None) -> str | None:
     """Spaces and line breaks folded (the name goes into email headers); empty: InviteLoop."""
     name = " ".join((text or "").split())
     if len(name) > SITE_NAME_MAX:
-        raise InvalidSiteName(f"Use at most {SITE_NAME_MAX} characters.")
+        raise InvalidSiteName(_("Use at most %(count)d characters.", count=SITE_NAME_MAX))
     if any(ord(character) < 32 or ord(character) == 127 for character in name):
-        raise InvalidSiteName("The name may not hold control characters.")
+        raise InvalidSiteName(_("The name may not hold control characters."))
     return name or None
 
 
@@ -60,8 +63,13 @@ def clean_color(text: str | None) -> str | None:
     if ratio < branding.MIN_CONTRAST:
         shown = min(round(ratio, 2), 4.49)  # never rounded up to a passing 4.50
         raise InvalidColor(
-            f"White text on {color}, and {color} text on white, reach only {shown:.2f}:1;"
-            f" WCAG AA asks for at least {branding.MIN_CONTRAST}:1. Choose a darker colour."
+            _(
+                "White text on %(color)s, and %(color)s text on white, reach only %(ratio)s:1;"
+                " WCAG AA asks for at least %(minimum)s:1. Choose a darker colour.",
+                color=color,
+                ratio=fixed(shown, 2),
+                minimum=fixed(branding.MIN_CONTRAST, 1),
+            )
         )
     return color
 
@@ -73,7 +81,9 @@ def clean_support_email(text: str | None) -> str | None:
     try:
         info = validate_email(address, check_deliverability=False)
     except EmailNotValidError as error:
-        raise InvalidSupportEmail(f"This email address is not valid: {error}") from None
+        raise InvalidSupportEmail(
+            _("This email address is not valid: %(reason)s", reason=error)
+        ) from None
     return info.normalized
 
 
