@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pytest
 from sqlalchemy import update
 
+from auth import email_choices
 from extensions import db
 from models import User, utcnow
 from tests import factories
@@ -367,3 +368,75 @@ def test_the_widget_follows_the_readers_language(app, network):
     assert '<html lang="ru">' in body
     assert english_leftovers(body, allowed=PEOPLE | PROGRAM_NAME) == []
     assert "Уже участвуете? Войдите" in html.unescape(body)
+
+
+# --- a referral held for review, a paused program -------------------------------------------
+
+
+def test_a_held_referral_is_explained_in_russian_with_its_plural(app):
+    ann = participant(app, "Ann Lee", ip="10.201.0.1")
+    participant(app, "Bob Baker", invited_by=ann["code"], ip="10.201.0.1")  # same IP: held
+    page = signed_in(app, ann).get("/referral/dashboard")
+    text = no_english(page)
+    assert "На проверке" in text
+    assert "Регистрация пришла из той же сети или с того же устройства" in text
+    assert "+1 на проверке" in text
+    assert "1 человек, пришедший по вашей ссылке, на проверке (см. выше)." in text
+
+
+def test_a_paused_program_says_so_in_russian(app, network):
+    configure(app, active=False)
+    page = signed_in(app, network["ann"]).get("/referral/dashboard")
+    text = no_english(page)
+    assert "приостановлена" in text
+    assert "Сейчас регистрации и покупки по вашей ссылке не приносят вознаграждений." in text
+    body = page.get_data(as_text=True)
+    shown = html.unescape(re.search(r'id="share-message"[^>]*>(.*?)</textarea>', body, re.S)[1])
+    assert shown.startswith("Присоединяйтесь по моей ссылке: http")
+    landing = russian(app.test_client()).get("/")
+    no_english(landing)
+
+
+# --- the account's own pages -----------------------------------------------------------------
+
+
+def test_the_account_pages_of_this_area_are_russian(app, network):
+    client = signed_in(app, network["ann"])
+    delete = client.get("/auth/profile/delete")
+    text = no_english(delete)
+    assert "Удаление аккаунта" in text and "Что произойдёт" in text
+    token = read_form(delete).values["csrf_token"]
+    refused = client.post("/auth/profile/delete", data={"csrf_token": token, "password": "x"})
+    assert read_form(refused).field_errors["confirm"] == [
+        "Отметьте флажок, чтобы подтвердить удаление аккаунта."
+    ]
+    # The page is this area's; the reason under its heading comes from auth/reset.py.
+    bad_link = russian(app.test_client()).get("/auth/reset/not-a-token")
+    assert "Эта ссылка не работает" in " ".join(shown_text(page_text(bad_link)).split())
+
+
+def test_the_unsubscribe_pages_are_russian(app, network):
+    with app.app_context():
+        token = email_choices.unsubscribe_token(network["ann"]["id"], "friends")
+    client = russian(app.test_client())
+    asked = client.get(f"/auth/emails/unsubscribe/{token}")
+    assert "Отключить письма «Новые друзья»?" in no_english(asked)
+    done = client.post(f"/auth/emails/unsubscribe/{token}")
+    assert "Мы больше не будем присылать письма «Новые друзья» на" in no_english(done)
+
+
+def test_the_signed_in_widget_is_russian(app, network):
+    signed_in(app, network["ann"])  # saves Ann's choice of Russian
+    client = russian(app.test_client())
+    token = re.search(
+        r'name="login-csrf_token"[^>]*value="([^"]+)"', client.get("/embed/v1/widget").text
+    )
+    login = {"login-csrf_token": token[1], "login-email": network["ann"]["email"]}
+    login["login-password"] = factories.PASSWORD
+    assert client.post("/embed/v1/widget/login", data=login).status_code == 302
+    page = client.get("/embed/v1/widget")
+    body = page.get_data(as_text=True)
+    assert '<html lang="ru">' in body
+    assert english_leftovers(body, allowed=PEOPLE | PROGRAM_NAME) == []
+    text = " ".join(shown_text(body).split())
+    assert "Переходы" in text and "Регистрации" in text and "Почта" in text
