@@ -12,6 +12,7 @@ settled first, and for the last active administrator.
 import json
 from datetime import date, datetime
 
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import delete, func, or_, select, update
 from werkzeug.security import check_password_hash
 
@@ -60,25 +61,25 @@ class WrongPassword(DomainError):
     status = 403
     code = "wrong_password"
     field = "password"
-    message = "This is not your current password. Nothing was deleted."
+    message = _l("This is not your current password. Nothing was deleted.")
 
 
 class CannotConfirm(DomainError):
     status = 403
     code = "cannot_confirm"
-    message = "This account has neither a password nor a phone to confirm with; ask the team."
+    message = _l("This account has neither a password nor a phone to confirm with; ask the team.")
 
 
 class AlreadyDeleted(DomainError):
     status = 409
     code = "already_deleted"
-    message = "This account is already deleted."
+    message = _l("This account is already deleted.")
 
 
 class PayoutInProgress(DomainError):
     status = 409
     code = "payout_in_progress"
-    message = (
+    message = _l(
         "A payout request is still open. Once it is paid (or cancelled by the team), the"
         " account can be deleted; nothing was deleted now."
     )
@@ -87,7 +88,7 @@ class PayoutInProgress(DomainError):
 class LastAdministrator(DomainError):
     status = 409
     code = "last_admin"
-    message = (
+    message = _l(
         "This is the last active administrator: make another account admin first, "
         "or nobody could manage the site any more. Nothing was deleted."
     )
@@ -96,7 +97,7 @@ class LastAdministrator(DomainError):
 class NoSuchAccount(DomainError):
     status = 404
     code = "unknown_user"
-    message = "No such account."
+    message = _l("No such account.")
 
 
 # --- confirming who asks ---------------------------------------------------------------------

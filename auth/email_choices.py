@@ -8,6 +8,8 @@ A kind is on unless the participant has a row in `email_opt_outs` for it. Securi
 from datetime import datetime
 
 from flask import abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
 from itsdangerous import BadSignature
 from sqlalchemy import delete, select
@@ -20,16 +22,16 @@ from models import EMAIL_KINDS, EmailOptOut, User, utcnow
 
 # What each kind is, as the profile page and the unsubscribe page name it.
 KIND_NAMES = {
-    "friends": "Friends joining",
-    "rewards": "Reward updates",
-    "payouts": "Payouts",
-    "news": "News and offers",
+    "friends": _l("Friends joining"),
+    "rewards": _l("Reward updates"),
+    "payouts": _l("Payouts"),
+    "news": _l("News and offers"),
 }
 KIND_DETAILS = {
-    "friends": "When a friend joins through your link, or their signup does not count.",
-    "rewards": "When a reward of yours is approved.",
-    "payouts": "When we receive your payout request, and when it is paid.",
-    "news": "Now and then, news about the program and new ways to earn.",
+    "friends": _l("When a friend joins through your link, or their signup does not count."),
+    "rewards": _l("When a reward of yours is approved."),
+    "payouts": _l("When we receive your payout request, and when it is paid."),
+    "news": _l("Now and then, news about the program and new ways to earn."),
 }
 _PURPOSE = "email-kind"
 
@@ -100,7 +102,7 @@ def save_choices():
     wanted = {kind for kind in EMAIL_KINDS if request.form.get(kind) == "on"}
     choose(current_user, wanted, utcnow())
     db.session.commit()
-    flash("Your email choices are saved.", "success")
+    flash(_("Your email choices are saved."), "success")
     return redirect(url_for("auth.profile", _anchor="emails"))
 
 

@@ -1,3 +1,5 @@
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
@@ -39,17 +41,17 @@ class SignupForm(FlaskForm):
     # Length caps bound the input; the rules live in auth.services and are checked field by
     # field here (`rule`), so one submit reports every mistake; the services check again.
     name = StringField(
-        "Your name",
+        _l("Your name"),
         validators=[DataRequired(), Length(max=100), rule(clean_name)],
         filters=[_strip],
     )
     email = EmailField(
-        "Email",
+        _l("Email"),
         validators=[DataRequired(), Length(max=254), rule(email_free)],
         filters=[_strip],
     )
     password = PasswordField(
-        "Password",
+        _l("Password"),
         validators=[
             DataRequired(),
             Length(max=PASSWORD_MAX_LENGTH),
@@ -57,32 +59,32 @@ class SignupForm(FlaskForm):
         ],
     )
     referral_code = StringField(
-        "Referral code (optional)",
+        _l("Referral code (optional)"),
         validators=[Optional(), Length(max=32), rule(known_code)],
         filters=[_strip],
     )
-    submit = SubmitField("Create my account")
+    submit = SubmitField(_l("Create my account"))
 
 
 class LoginForm(FlaskForm):
-    email = EmailField("Email", validators=[DataRequired(), Length(max=254)], filters=[_strip])
+    email = EmailField(_l("Email"), validators=[DataRequired(), Length(max=254)], filters=[_strip])
     password = PasswordField(
-        "Password", validators=[DataRequired(), Length(max=PASSWORD_MAX_LENGTH)]
+        _l("Password"), validators=[DataRequired(), Length(max=PASSWORD_MAX_LENGTH)]
     )
-    remember = BooleanField("Keep me signed in")
-    submit = SubmitField("Log in")
+    remember = BooleanField(_l("Keep me signed in"))
+    submit = SubmitField(_l("Log in"))
 
 
 class ResetRequestForm(FlaskForm):
-    email = EmailField("Email", validators=[DataRequired(), Length(max=254)], filters=[_strip])
-    submit = SubmitField("Send me a reset link")
+    email = EmailField(_l("Email"), validators=[DataRequired(), Length(max=254)], filters=[_strip])
+    submit = SubmitField(_l("Send me a reset link"))
 
 
 class ResetPasswordForm(FlaskForm):
     password = PasswordField(
-        "New password", validators=[DataRequired(), Length(max=PASSWORD_MAX_LENGTH)]
+        _l("New password"), validators=[DataRequired(), Length(max=PASSWORD_MAX_LENGTH)]
     )
-    submit = SubmitField("Set my new password")
+    submit = SubmitField(_l("Set my new password"))
 
 
 class DeleteAccountForm(FlaskForm):
@@ -90,36 +92,38 @@ class DeleteAccountForm(FlaskForm):
     and a ticked box. Which of the two is asked is decided by auth.account_data."""
 
     password = PasswordField(
-        "Your current password", validators=[Optional(), Length(max=PASSWORD_MAX_LENGTH)]
+        _l("Your current password"), validators=[Optional(), Length(max=PASSWORD_MAX_LENGTH)]
     )
     code = StringField(
-        "Code from the text message", validators=[Optional(), Length(max=12)], filters=[_strip]
+        _l("Code from the text message"), validators=[Optional(), Length(max=12)], filters=[_strip]
     )
     confirm = BooleanField(
-        "I understand: my account is deleted for good and rewards not yet paid out are lost",
-        validators=[DataRequired("Tick the box to confirm that you want your account deleted.")],
+        _l("I understand: my account is deleted for good and rewards not yet paid out are lost"),
+        validators=[
+            DataRequired(_l("Tick the box to confirm that you want your account deleted."))
+        ],
     )
-    submit = SubmitField("Delete my account")
+    submit = SubmitField(_l("Delete my account"))
 
 
 class ProfileDetailsForm(FlaskForm):
     name = StringField(
-        "Your name",
+        _l("Your name"),
         validators=[DataRequired(), Length(max=100), rule(clean_name)],
         filters=[_strip],
     )
     display_name = StringField(
-        "Public name (optional)",
+        _l("Public name (optional)"),
         validators=[Optional(), Length(max=60), rule(clean_name)],
         filters=[_strip],
     )
-    submit = SubmitField("Save my details")
+    submit = SubmitField(_l("Save my details"))
 
 
 class LeaderboardChoiceForm(FlaskForm):
     """Leave the public leaderboard, or rejoin it: the button says which."""
 
-    show = HiddenField(validators=[AnyOf(["yes", "no"], message="Choose to leave or rejoin.")])
+    show = HiddenField(validators=[AnyOf(["yes", "no"], message=_l("Choose to leave or rejoin."))])
 
 
 class ChangePasswordForm(FlaskForm):
@@ -128,17 +132,17 @@ class ChangePasswordForm(FlaskForm):
     in one submit."""
 
     current_password = PasswordField(
-        "Current password", validators=[DataRequired(), Length(max=PASSWORD_MAX_LENGTH)]
+        _l("Current password"), validators=[DataRequired(), Length(max=PASSWORD_MAX_LENGTH)]
     )
     new_password = PasswordField(
-        "New password",
+        _l("New password"),
         validators=[
             DataRequired(),
             Length(max=PASSWORD_MAX_LENGTH),
             rule(check_password_policy),
         ],
     )
-    submit = SubmitField("Change my password")
+    submit = SubmitField(_l("Change my password"))
 
     def __init__(self, account, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -149,4 +153,4 @@ class ChangePasswordForm(FlaskForm):
 
     def validate_new_password(self, field) -> None:
         if field.data and field.data == self.current_password.data:
-            raise ValidationError("Choose a password different from your current one.")
+            raise ValidationError(_("Choose a password different from your current one."))

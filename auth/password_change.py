@@ -6,6 +6,8 @@ import contextlib
 import logging
 from datetime import datetime
 
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import update
 from werkzeug.security import check_password_hash
 
@@ -22,18 +24,18 @@ class WrongCurrentPassword(DomainError):
     status = 403
     code = "wrong_password"
     field = "current_password"
-    message = "This is not your current password."
+    message = _l("This is not your current password.")
 
 
 class PasswordChangedMeanwhile(DomainError):
     status = 409
     code = "password_changed_meanwhile"
-    message = "Your password was changed in the meantime. Reload the page and try again."
+    message = _l("Your password was changed in the meantime. Reload the page and try again.")
 
 
 def check_current_password(user: User, typed: str) -> None:
     if user.password_hash is None:
-        raise WrongCurrentPassword("This account has no password yet; add one above.")
+        raise WrongCurrentPassword(_("This account has no password yet; add one above."))
     attempt = throttle.password_attempt(user.email) if user.email else contextlib.nullcontext()
     with attempt:  # a right password gives its place in the budget back
         if not check_password_hash(user.password_hash, typed or ""):

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 
 import phonenumbers
 from flask import current_app
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -38,7 +39,7 @@ _MAX_RAW_LENGTH = 40  # longer than any number written with spaces and punctuati
 class InvalidPhone(DomainError):
     code = "invalid_phone"
     field = "phone"
-    message = (
+    message = _l(
         "This is not a valid phone number. Check it, and start with + and the country code"
         " if it is not a local number."
     )
@@ -53,28 +54,28 @@ class CodeError(DomainError):
 
 class WrongCode(CodeError):
     code = "wrong_code"
-    message = "This code is not valid. Check the text message, or request a new code."
+    message = _l("This code is not valid. Check the text message, or request a new code.")
 
 
 class CodeExpired(CodeError):
     code = "code_expired"
-    message = "This code has expired. Request a new code."
+    message = _l("This code has expired. Request a new code.")
 
 
 class CodeUsed(CodeError):
     code = "code_used"
-    message = "This code has already been used. Request a new code."
+    message = _l("This code has already been used. Request a new code.")
 
 
 class TooManyAttempts(CodeError):
     status = 429
     code = "too_many_attempts"
-    message = "Too many wrong tries for this code. Request a new code."
+    message = _l("Too many wrong tries for this code. Request a new code.")
 
 
 class NoCodeSent(CodeError):
     code = "no_code_sent"
-    message = "No code was sent to this number. Request a code first."
+    message = _l("No code was sent to this number. Request a code first.")
 
 
 @dataclass(frozen=True)

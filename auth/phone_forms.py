@@ -5,6 +5,8 @@ field by field here (`rule`), so one submit reports every mistake (docs/guarante
 
 import re
 
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField, StringField, SubmitField
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
@@ -24,54 +26,56 @@ def _strip(value):
 def _code_shape(_form, field) -> None:
     # Not a guess: a code that cannot be one is refused before a try is spent on it.
     if not _CODE_SHAPE.fullmatch("".join(field.data.split())):
-        raise ValidationError(f"The code is the {CODE_DIGITS} digits of the text message.")
+        raise ValidationError(
+            _("The code is the %(digits)d digits of the text message.", digits=CODE_DIGITS)
+        )
 
 
 class PhoneForm(FlaskForm):
     phone = StringField(
-        "Phone number",
+        _l("Phone number"),
         validators=[DataRequired(), Length(max=40), rule(normalize_phone)],
         filters=[_strip],
     )
     name = StringField(
-        "Your name (new here?)",
+        _l("Your name (new here?)"),
         validators=[Optional(), Length(max=100), rule(clean_name)],
         filters=[_strip],
     )
     referral_code = StringField(
-        "Referral code (optional)",
+        _l("Referral code (optional)"),
         validators=[Optional(), Length(max=32), rule(known_code)],
         filters=[_strip],
     )
-    submit = SubmitField("Text me a code")
+    submit = SubmitField(_l("Text me a code"))
 
 
 class PhoneCodeForm(FlaskForm):
     code = StringField(
-        "Code from the text message",
+        _l("Code from the text message"),
         validators=[DataRequired(), Length(max=12), _code_shape],
         filters=[_strip],
     )
-    submit = SubmitField("Continue")
+    submit = SubmitField(_l("Continue"))
 
 
 class AddPhoneForm(FlaskForm):
     phone = StringField(
-        "Phone number",
+        _l("Phone number"),
         validators=[DataRequired(), Length(max=40), rule(normalize_phone)],
         filters=[_strip],
     )
-    submit = SubmitField("Text me a code")
+    submit = SubmitField(_l("Text me a code"))
 
 
 class AddEmailForm(FlaskForm):
     email = EmailField(
-        "Email",
+        _l("Email"),
         validators=[DataRequired(), Length(max=254), rule(email_free)],
         filters=[_strip],
     )
     password = PasswordField(
-        "Password",
+        _l("Password"),
         validators=[DataRequired(), Length(max=PASSWORD_MAX_LENGTH), rule(check_password_policy)],
     )
-    submit = SubmitField("Add email and password")
+    submit = SubmitField(_l("Add email and password"))

@@ -6,6 +6,7 @@ code proves the person holds the number.
 """
 
 from flask import current_app, flash, redirect, render_template, request, session, url_for
+from flask_babel import gettext as _
 from flask_limiter.util import get_remote_address
 from flask_login import current_user
 
@@ -114,7 +115,7 @@ def verify_phone():
         return redirect(services.landing_url(current_user))
     pending = session.get(PENDING)
     if not pending:
-        flash("Enter your phone number first; we will text you a code.", "info")
+        flash(_("Enter your phone number first; we will text you a code."), "info")
         return redirect(url_for("auth.phone_sign_in", next=_safe_next()))
     form = PhoneCodeForm()
     submitted = submit(form, lambda: _sign_in_with_code(pending, form.code.data))
@@ -124,7 +125,10 @@ def verify_phone():
         sessions.sign_in(user)
         if created:
             flash(
-                f"Welcome to {branding.current().name}! Your referral link is ready below.",
+                _(
+                    "Welcome to %(site)s! Your referral link is ready below.",
+                    site=branding.current().name,
+                ),
                 "success",
             )
         return redirect(_safe_next() or services.landing_url(user))

@@ -8,6 +8,7 @@ from flask import (
     request,
     url_for,
 )
+from flask_babel import gettext as _
 from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_required
 
@@ -73,7 +74,11 @@ def signup():
     if submitted.done:
         sessions.sign_in(submitted.result)
         flash(
-            f"Welcome to {branding.current().name}! Your referral link is ready below.", "success"
+            _(
+                "Welcome to %(site)s! Your referral link is ready below.",
+                site=branding.current().name,
+            ),
+            "success",
         )
         return redirect(url_for("referral.dashboard"))
     invitation = offer.signup_invitation(form.referral_code.data, utcnow())
@@ -164,7 +169,7 @@ def reset_password(token):
         # its new session version, so this browser alone is signed in again.
         sessions.sign_in(submitted.result)
         throttle.forget_failures(submitted.result.email)
-        flash("Your password is changed, and every other session is signed out.", "success")
+        flash(_("Your password is changed, and every other session is signed out."), "success")
         return redirect(services.landing_url(submitted.result))
     return render_template("auth/reset_password.html", form=form, account=account), submitted.status
 
@@ -174,5 +179,5 @@ def reset_password(token):
 def logout():
     # CSRFProtect has already refused a POST without a valid token.
     sessions.sign_out()
-    flash("You are logged out.", "info")
+    flash(_("You are logged out."), "info")
     return redirect(url_for("referral.landing"))

@@ -6,6 +6,8 @@ from datetime import datetime
 
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app, redirect, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -32,14 +34,14 @@ class EmailTaken(DomainError):
     status = 409
     code = "email_taken"
     field = "email"
-    message = "This email is already registered. Log in instead."
+    message = _l("This email is already registered. Log in instead.")
 
 
 class PhoneTaken(DomainError):
     status = 409
     code = "phone_taken"
     field = "phone"
-    message = "This phone number belongs to another account."
+    message = _l("This phone number belongs to another account.")
 
 
 class WeakPassword(DomainError):
@@ -50,13 +52,13 @@ class WeakPassword(DomainError):
 class InvalidName(DomainError):
     code = "invalid_name"
     field = "name"
-    message = "Enter your name without control characters."
+    message = _l("Enter your name without control characters.")
 
 
 class InvalidCredentials(DomainError):
     status = 401
     code = "invalid_credentials"
-    message = "Invalid email or password."
+    message = _l("Invalid email or password.")
 
 
 def normalize_email(raw: str) -> str:
@@ -64,7 +66,9 @@ def normalize_email(raw: str) -> str:
     try:
         info = validate_email(raw, check_deliverability=current_app.config["EMAIL_CHECK_DNS"])
     except EmailNotValidError as error:
-        raise InvalidEmail(f"This email address is not valid: {error}") from None
+        raise InvalidEmail(
+            _("This email address is not valid: %(reason)s", reason=str(error))
+        ) from None
     return info.normalized.lower()
 
 
@@ -75,11 +79,11 @@ def _common_passwords() -> frozenset[str]:
 
 def check_password_policy(password: str) -> None:
     if len(password) < PASSWORD_MIN_LENGTH:
-        raise WeakPassword(f"Use at least {PASSWORD_MIN_LENGTH} characters.")
+        raise WeakPassword(_("Use at least %(num)d characters.", num=PASSWORD_MIN_LENGTH))
     if len(password) > PASSWORD_MAX_LENGTH:
-        raise WeakPassword(f"Use at most {PASSWORD_MAX_LENGTH} characters.")
+        raise WeakPassword(_("Use at most %(num)d characters.", num=PASSWORD_MAX_LENGTH))
     if password.lower() in _common_passwords():
-        raise WeakPassword("This is one of the most common passwords; choose another.")
+        raise WeakPassword(_("This is one of the most common passwords; choose another."))
 
 
 def hash_password(password: str) -> str:
@@ -173,7 +177,7 @@ def add_email_login(user: User, email: str, password: str) -> None:
     """Give an account without an email (a phone participant) an email and password to log
     in with. A taken email changes nothing."""
     if user.email is not None:
-        raise InvalidEmail("This account already has an email address.")
+        raise InvalidEmail(_("This account already has an email address."))
     email = normalize_email(email)
     check_password_policy(password)
     password_hash = hash_password(password)
@@ -246,5 +250,5 @@ def landing_url(user: User) -> str:
 
 def unauthorized():
     if wants_json():
-        return error_response(401, "login_required", "Log in to see this.")
+        return error_response(401, "login_required", _("Log in to see this."))
     return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))

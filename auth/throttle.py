@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from flask import current_app
+from flask_babel import ngettext
 from limits import parse_many
 from limits.storage import MemoryStorage, Storage
 
@@ -38,14 +39,26 @@ class AccountThrottled(DomainError):
     def __init__(self, wait_seconds: float):
         self.retry_after = max(1, math.ceil(wait_seconds))
         if self.retry_after < 120:
-            wait = "1 second" if self.retry_after == 1 else f"{self.retry_after} seconds"
+            message = ngettext(
+                "Too many wrong passwords were tried for this email address. Wait %(num)d"
+                " second before trying a password again, or get in now with a password reset"
+                " link or by signing in with your phone.",
+                "Too many wrong passwords were tried for this email address. Wait %(num)d"
+                " seconds before trying a password again, or get in now with a password reset"
+                " link or by signing in with your phone.",
+                self.retry_after,
+            )
         else:
-            wait = f"{math.ceil(self.retry_after / 60)} minutes"
-        super().__init__(
-            "Too many wrong passwords were tried for this email address. Wait "
-            f"{wait} before trying a password again, or get in now with a password reset "
-            "link or by signing in with your phone."
-        )
+            message = ngettext(
+                "Too many wrong passwords were tried for this email address. Wait %(num)d"
+                " minute before trying a password again, or get in now with a password reset"
+                " link or by signing in with your phone.",
+                "Too many wrong passwords were tried for this email address. Wait %(num)d"
+                " minutes before trying a password again, or get in now with a password reset"
+                " link or by signing in with your phone.",
+                math.ceil(self.retry_after / 60),
+            )
+        super().__init__(message)
 
 
 def _account(email: str) -> str:

@@ -10,6 +10,7 @@ from core.templating import mask_email
 from extensions import db
 from models import Program, User, utcnow
 from referral import leaderboard, offer, services, timeline, tree
+from referral.program_texts import program_text
 
 api_bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -73,7 +74,7 @@ def _offer_json(program: Program, link: str | None) -> dict:
     share_message = f"{told.share_words(running)[0]} {link}" if link else None
     if not running:
         return {
-            "program": program.name,
+            "program": program_text(program, "name"),
             "running": False,
             "headline": None,
             "referrer": None,
@@ -84,7 +85,7 @@ def _offer_json(program: Program, link: str | None) -> dict:
         }
     progress = offer.milestone_progress(program, services.qualified_count(current_user, program))
     return {
-        "program": program.name,
+        "program": program_text(program, "name"),
         "running": True,
         "headline": told.headline,
         "referrer": told.referrer_sentence,

@@ -4,6 +4,9 @@ as a signup, and never closes a loop."""
 
 from datetime import datetime, timedelta
 
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
 from sqlalchemy import exists, select
 from sqlalchemy.orm import joinedload
 
@@ -22,7 +25,7 @@ class ClaimRefused(DomainError):
 class AlreadyHasInviter(ClaimRefused):
     status = 409
     code = "already_has_inviter"
-    message = "You already have an inviter; it can't be changed."
+    message = _l("You already have an inviter; it can't be changed.")
 
 
 class ClaimWindowClosed(ClaimRefused):
@@ -31,17 +34,17 @@ class ClaimWindowClosed(ClaimRefused):
 
 class OwnCode(ClaimRefused):
     code = "own_code"
-    message = "That's your own code. Enter the code of the person who invited you."
+    message = _l("That's your own code. Enter the code of the person who invited you.")
 
 
 class CodeDisabled(ClaimRefused):
     code = "code_disabled"
-    message = "This code is no longer in use. Ask your inviter for their current code."
+    message = _l("This code is no longer in use. Ask your inviter for their current code.")
 
 
 class WouldCloseCycle(ClaimRefused):
     code = "would_close_cycle"
-    message = (
+    message = _l(
         "This code belongs to someone who joined through you (directly or further down), so "
         "they can't be your inviter."
     )
@@ -49,7 +52,7 @@ class WouldCloseCycle(ClaimRefused):
 
 class StaffNotReferred(ClaimRefused):
     code = "staff_account"
-    message = "A staff account is never recorded as someone's referral."
+    message = _l("A staff account is never recorded as someone's referral.")
 
 
 def claim_deadline(user: User, program: Program) -> datetime | None:
@@ -84,8 +87,10 @@ def check_late_referral(user: User, program: Program, now: datetime) -> None:
     deadline = claim_deadline(user, program)
     if deadline is None or now >= deadline:
         raise ClaimWindowClosed(
-            "This account is past the program's window for naming an inviter, so the "
-            "referral is not recorded."
+            _(
+                "This account is past the program's window for naming an inviter, so the "
+                "referral is not recorded."
+            )
         )
 
 
@@ -124,15 +129,15 @@ def _find_code(typed_code: str | None) -> ReferralCode:
             .where(ReferralCode.code == spelled)
         )
     if found is None:
-        raise services.CodeNotFound("We don't know this referral code. Check it and try again.")
+        raise services.CodeNotFound(_("We don't know this referral code. Check it and try again."))
     return found
 
 
 def _window_message(program: Program) -> str:
     if program.claim_window_days <= 0:
-        return "This program doesn't let you name an inviter after signing up."
-    days = program.claim_window_days
-    return (
-        f"An inviter can only be named within {days} day{'s' if days != 1 else ''} of "
-        "signing up, and that time has passed."
+        return _("This program doesn't let you name an inviter after signing up.")
+    return ngettext(
+        "An inviter can only be named within %(num)d day of signing up, and that time has passed.",
+        "An inviter can only be named within %(num)d days of signing up, and that time has passed.",
+        program.claim_window_days,
     )

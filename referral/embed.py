@@ -12,6 +12,7 @@ import secrets
 from pathlib import Path
 
 from flask import Blueprint, current_app, jsonify, request
+from flask_babel import gettext as _
 from flask_limiter.util import get_remote_address
 
 from core.clients import ip_prefix
@@ -54,12 +55,18 @@ def _refused(code: str, message: str, status: int, origin: str | None = None):
     return _cors(response, origin) if origin else response
 
 
+def _capitalized(message: str) -> str:
+    return message[:1].upper() + message[1:]
+
+
 def _text(body: dict, key: str, length: int) -> str | None:
     value = body.get(key)
     if value is None or value == "":
         return None
     if not isinstance(value, str) or len(value) > length:
-        raise ValueError(f"{key} must be text of at most {length} characters")
+        raise ValueError(
+            _("%(field)s must be text of at most %(num)d characters.", field=key, num=length)
+        )
     return value
 
 
@@ -67,7 +74,7 @@ def _text(body: dict, key: str, length: int) -> str | None:
 def click_preflight():
     origin = request.headers.get("Origin")
     if origin not in allowed_origins():
-        return _refused("origin_not_allowed", "This site may not record referral clicks.", 403)
+        return _refused("origin_not_allowed", _("This site may not record referral clicks."), 403)
     return _cors(current_app.response_class(status=204), origin)
 
 
@@ -79,27 +86,29 @@ def record_click():
     with the program's attribution window, for which the snippet keeps the code."""
     origin = request.headers.get("Origin")
     if origin not in allowed_origins():
-        return _refused("origin_not_allowed", "This site may not record referral clicks.", 403)
+        return _refused("origin_not_allowed", _("This site may not record referral clicks."), 403)
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
-        return _refused("invalid_body", "Send a JSON object with the referral code.", 400, origin)
+        return _refused(
+            "invalid_body", _("Send a JSON object with the referral code."), 400, origin
+        )
     try:
         raw_code = _text(body, "code", 64)
         visitor = _text(body, "visitor", 32)
         referrer = _text(body, "referrer", 2000)
         utm = body.get("utm") or {}
         if not isinstance(utm, dict):
-            raise ValueError("utm must be an object")
+            raise ValueError(_("%(field)s must be an object.", field="utm"))
         utm = {key: _text(utm, key, 200) for key in services.UTM_KEYS}
     except ValueError as error:
-        return _refused("invalid_body", str(error).capitalize() + ".", 400, origin)
+        return _refused("invalid_body", _capitalized(str(error)), 400, origin)
     if visitor is not None and not _VISITOR.fullmatch(visitor):
-        return _refused("invalid_body", "Visitor must be 32 hexadecimal digits.", 400, origin)
+        return _refused("invalid_body", _("Visitor must be 32 hexadecimal digits."), 400, origin)
     if raw_code is None:
-        return _refused("invalid_body", "Send the referral code.", 400, origin)
+        return _refused("invalid_body", _("Send the referral code."), 400, origin)
     code = services.find_active_code(raw_code)
     if code is None:
-        return _refused("unknown_code", "This referral code is not in use.", 404, origin)
+        return _refused("unknown_code", _("This referral code is not in use."), 404, origin)
     services.record_click(
         code,
         visitor_id=visitor or secrets.token_hex(16),

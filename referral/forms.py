@@ -1,3 +1,4 @@
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import StringField, SubmitField, TextAreaField
 from wtforms.validators import DataRequired, Length
@@ -10,18 +11,21 @@ def _strip(value):
 class ClaimForm(FlaskForm):
     # The length cap bounds the input; which codes exist is for referral.claims to say.
     referral_code = StringField(
-        "Your inviter's referral code",
-        validators=[DataRequired(message="Enter your inviter's code."), Length(max=32)],
+        _l("Your inviter's referral code"),
+        validators=[DataRequired(message=_l("Enter your inviter's code.")), Length(max=32)],
         filters=[_strip],
     )
-    submit = SubmitField("Name my inviter")
+    submit = SubmitField(_l("Name my inviter"))
 
 
 class InviteForm(FlaskForm):
     # Up to referral.invitations.MAX_ADDRESSES addresses; the cap on length bounds the input.
     emails = TextAreaField(
-        "Your friends' email addresses",
-        validators=[DataRequired(message="Enter at least one email address."), Length(max=2000)],
+        _l("Your friends' email addresses"),
+        validators=[
+            DataRequired(message=_l("Enter at least one email address.")),
+            Length(max=2000),
+        ],
         filters=[_strip],
     )
-    submit = SubmitField("Send invitations")
+    submit = SubmitField(_l("Send invitations"))

@@ -22,6 +22,8 @@ from flask import (
     request,
     url_for,
 )
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
 from itsdangerous import BadSignature
 from sqlalchemy import or_, select
@@ -50,7 +52,7 @@ class InvalidAddresses(DomainError):
 
 class NoActiveCode(DomainError):
     code = "no_active_code"
-    message = "You have no active referral link at the moment, so there is nothing to send."
+    message = _l("You have no active referral link at the moment, so there is nothing to send.")
 
 
 def parse_addresses(text: str) -> list[str]:
@@ -58,7 +60,7 @@ def parse_addresses(text: str) -> list[str]:
     named in one message."""
     typed = [item for item in _SEPARATORS.split(text or "") if item]
     if not typed:
-        raise InvalidAddresses("Enter at least one email address.")
+        raise InvalidAddresses(_("Enter at least one email address."))
     addresses, bad, seen = [], [], set()
     for item in typed:
         try:
@@ -71,9 +73,11 @@ def parse_addresses(text: str) -> list[str]:
             addresses.append(address)
     problems = []
     if bad:
-        problems.append(f"These are not email addresses: {', '.join(bad)}.")
+        problems.append(
+            _("These are not email addresses: %(addresses)s.", addresses=", ".join(bad))
+        )
     if len(addresses) > MAX_ADDRESSES:
-        problems.append(f"Enter at most {MAX_ADDRESSES} addresses at a time.")
+        problems.append(_("Enter at most %(num)d addresses at a time.", num=MAX_ADDRESSES))
     if problems:
         raise InvalidAddresses(" ".join(problems))
     return addresses
@@ -178,9 +182,11 @@ def send_invitations():
     )
     if submitted.done:
         flash(
-            "Thanks! Your invitation is on its way. Addresses that already have an account, "
-            "were invited before or asked us not to send invitations get no email (we don't "
-            "say which, so nobody learns who is a member).",
+            _(
+                "Thanks! Your invitation is on its way. Addresses that already have an account, "
+                "were invited before or asked us not to send invitations get no email (we don't "
+                "say which, so nobody learns who is a member)."
+            ),
             "success",
         )
         return redirect(url_for("referral.dashboard"))

@@ -24,6 +24,7 @@ callers (referral.services, rewards).
 from collections.abc import Collection, Iterable
 from datetime import datetime
 
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import Select, select, update
 
 from core.errors import DomainError
@@ -53,7 +54,7 @@ class TransitionNotAllowed(ValueError):
 class NotUnderReview(DomainError):
     status = 409
     code = "not_under_review"
-    message = "This referral is not waiting for review."
+    message = _l("This referral is not waiting for review.")
 
 
 def initial_status(decision: str) -> str:

@@ -3,13 +3,18 @@
 Every sentence a participant reads about rewards (the landing, the signup page a link opens,
 the dashboard, the share text and preview, the ledger) is made here from the program's
 rules, so a changed rule changes every page at once. All the wording lives in this module,
-ready to be wrapped for translation.
+one whole sentence per rule (never pieces glued together), so each language words it its own
+way; a reward ("$5.00 credit") is the one phrase put into them, as what is got.
 """
 
 import re
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+
+from flask_babel import format_decimal, ngettext, npgettext
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 
 from core import branding
 from core.money import exponent, format_amount
@@ -27,21 +32,187 @@ USAGE_TEXT_MAX = 500
 
 # How each kind of reward is used, when the program sets no text of its own.
 _USAGE_BY_KIND = {
-    "credit": "Credit collects in your balance on the rewards page;"
-    " once it is available you can ask for it to be paid out.",
-    "cash": "Cash collects in your balance on the rewards page;"
-    " once it is available you can ask for it to be paid out.",
-    "coupon": "Each coupon has its own code on the rewards page: copy it and enter it at"
-    " checkout. A code works once.",
-    "gift_card": "Each gift card has its own code on the rewards page: copy it and enter it"
-    " at checkout to pay with it.",
-    "points": "Points collect in your balance on the rewards page and stay yours.",
+    "credit": _l(
+        "Credit collects in your balance on the rewards page;"
+        " once it is available you can ask for it to be paid out."
+    ),
+    "cash": _l(
+        "Cash collects in your balance on the rewards page;"
+        " once it is available you can ask for it to be paid out."
+    ),
+    "coupon": _l(
+        "Each coupon has its own code on the rewards page: copy it and enter it at"
+        " checkout. A code works once."
+    ),
+    "gift_card": _l(
+        "Each gift card has its own code on the rewards page: copy it and enter it"
+        " at checkout to pay with it."
+    ),
+    "points": _l("Points collect in your balance on the rewards page and stay yours."),
+}
+
+# A reward as the thing one gets ("You get %(reward)s …"): a fixed amount, or a share of
+# the purchase.
+_FIXED_PHRASES = {
+    "credit": _l("%(amount)s credit"),
+    "cash": _l("%(amount)s cash"),
+    "coupon": _l("a %(amount)s coupon"),
+    "gift_card": _l("a %(amount)s gift card"),
+}
+_PERCENT_PHRASES = {
+    "credit": _l("%(share)s of the purchase as credit"),
+    "cash": _l("%(share)s of the purchase in cash"),
+    "coupon": _l("a coupon worth %(share)s of the purchase"),
+    "gift_card": _l("a gift card worth %(share)s of the purchase"),
+    "points": _l("points worth %(share)s of the purchase"),
+}
+
+# The sentences that say when a reward comes, one per way a program pays: on a friend's
+# signup, their first purchase or every purchase, each with a minimum purchase or without.
+# Filled with %(reward)s, %(minimum)s and, where named, %(name)s.
+_SIGNUP, _FIRST, _FIRST_MIN, _EVERY, _EVERY_MIN = (
+    "signup",
+    "first",
+    "first_min",
+    "every",
+    "every_min",
+)
+_REFERRER_SENTENCES = {
+    _SIGNUP: _l("You get %(reward)s for each friend who signs up with your link."),
+    _FIRST: _l("You get %(reward)s when a friend you invite makes their first purchase."),
+    _FIRST_MIN: _l(
+        "You get %(reward)s when a friend you invite makes their first purchase"
+        " of %(minimum)s or more."
+    ),
+    _EVERY: _l("You get %(reward)s each time a friend you invite makes a purchase."),
+    _EVERY_MIN: _l(
+        "You get %(reward)s each time a friend you invite makes a purchase of %(minimum)s or more."
+    ),
+}
+_OWN_LINK_SENTENCES = {
+    _SIGNUP: _l(
+        "Your own link comes with your account: you get %(reward)s for each friend who"
+        " signs up with your link."
+    ),
+    _FIRST: _l(
+        "Your own link comes with your account: you get %(reward)s when a friend you invite"
+        " makes their first purchase."
+    ),
+    _FIRST_MIN: _l(
+        "Your own link comes with your account: you get %(reward)s when a friend you invite"
+        " makes their first purchase of %(minimum)s or more."
+    ),
+    _EVERY: _l(
+        "Your own link comes with your account: you get %(reward)s each time a friend you"
+        " invite makes a purchase."
+    ),
+    _EVERY_MIN: _l(
+        "Your own link comes with your account: you get %(reward)s each time a friend you"
+        " invite makes a purchase of %(minimum)s or more."
+    ),
+}
+_JOIN_AND_SHARE_SENTENCES = {
+    _SIGNUP: _l(
+        "Join, share your link and get %(reward)s for each friend who signs up with your link."
+    ),
+    _FIRST: _l(
+        "Join, share your link and get %(reward)s when a friend you invite makes their first"
+        " purchase."
+    ),
+    _FIRST_MIN: _l(
+        "Join, share your link and get %(reward)s when a friend you invite makes their first"
+        " purchase of %(minimum)s or more."
+    ),
+    _EVERY: _l(
+        "Join, share your link and get %(reward)s each time a friend you invite makes a purchase."
+    ),
+    _EVERY_MIN: _l(
+        "Join, share your link and get %(reward)s each time a friend you invite makes a"
+        " purchase of %(minimum)s or more."
+    ),
+}
+# What the friend gets, told to the referrer.
+_FRIEND_SENTENCES = {
+    _SIGNUP: _l("Your friend gets %(reward)s when they signs up."),
+    _FIRST: _l("Your friend gets %(reward)s on their first purchase."),
+    _FIRST_MIN: _l("Your friend gets %(reward)s on their first purchase of %(minimum)s or more."),
+    _EVERY: _l("Your friend gets %(reward)s on every purchase."),
+    _EVERY_MIN: _l("Your friend gets %(reward)s on every purchase of %(minimum)s or more."),
+}
+# What the friend gets, told to the friend.
+_WELCOME_SENTENCES = {
+    _SIGNUP: _l("Get %(reward)s when you sign up."),
+    _FIRST: _l("Get %(reward)s on your first purchase."),
+    _FIRST_MIN: _l("Get %(reward)s on your first purchase of %(minimum)s or more."),
+    _EVERY: _l("Get %(reward)s on every purchase."),
+    _EVERY_MIN: _l("Get %(reward)s on every purchase of %(minimum)s or more."),
+}
+_INVITATION_SENTENCES = {
+    _SIGNUP: _l("%(name)s invited you — get %(reward)s when you sign up."),
+    _FIRST: _l("%(name)s invited you — get %(reward)s on your first purchase."),
+    _FIRST_MIN: _l(
+        "%(name)s invited you — get %(reward)s on your first purchase of %(minimum)s or more."
+    ),
+    _EVERY: _l("%(name)s invited you — get %(reward)s on every purchase."),
+    _EVERY_MIN: _l(
+        "%(name)s invited you — get %(reward)s on every purchase of %(minimum)s or more."
+    ),
+}
+_FRIEND_SHARE_TEXTS = {
+    _SIGNUP: _l("Get %(reward)s when you sign up when you join with my link:"),
+    _FIRST: _l("Get %(reward)s on your first purchase when you join with my link:"),
+    _FIRST_MIN: _l(
+        "Get %(reward)s on your first purchase of %(minimum)s or more when you join with my link:"
+    ),
+    _EVERY: _l("Get %(reward)s on every purchase when you join with my link:"),
+    _EVERY_MIN: _l(
+        "Get %(reward)s on every purchase of %(minimum)s or more when you join with my link:"
+    ),
+}
+_FRIEND_PREVIEWS = {
+    _SIGNUP: _l("Join through a friend's link and get %(reward)s when you sign up."),
+    _FIRST: _l("Join through a friend's link and get %(reward)s on your first purchase."),
+    _FIRST_MIN: _l(
+        "Join through a friend's link and get %(reward)s on your first purchase"
+        " of %(minimum)s or more."
+    ),
+    _EVERY: _l("Join through a friend's link and get %(reward)s on every purchase."),
+    _EVERY_MIN: _l(
+        "Join through a friend's link and get %(reward)s on every purchase of %(minimum)s or more."
+    ),
+}
+# What a counted referral still waits for, told to the referrer.
+_NEXT_STEPS = {
+    _SIGNUP: _l("Your reward for %(name)s comes with their signup."),
+    _FIRST: _l("When %(name)s makes their first purchase, you get %(reward)s."),
+    _FIRST_MIN: _l(
+        "When %(name)s makes their first purchase of %(minimum)s or more, you get %(reward)s."
+    ),
+    _EVERY: _l("Each time %(name)s makes a purchase, you get %(reward)s."),
+    _EVERY_MIN: _l(
+        "Each time %(name)s makes a purchase of %(minimum)s or more, you get %(reward)s."
+    ),
+}
+# "every 5th friend": English ordinals take one of four endings.
+_MILESTONE_SENTENCES = {
+    "st": _l(
+        "On top of that, every %(num)dst friend who qualifies earns you a bonus of %(bonus)s."
+    ),
+    "nd": _l(
+        "On top of that, every %(num)dnd friend who qualifies earns you a bonus of %(bonus)s."
+    ),
+    "rd": _l(
+        "On top of that, every %(num)drd friend who qualifies earns you a bonus of %(bonus)s."
+    ),
+    "th": _l(
+        "On top of that, every %(num)dth friend who qualifies earns you a bonus of %(bonus)s."
+    ),
 }
 
 
 def percent_text(basis_points: int) -> str:
-    """1250 basis points -> "12.5%"."""
-    return format(Decimal(basis_points).scaleb(-2).normalize(), "f") + "%"
+    """1250 basis points -> "12.5%" (a decimal comma where the language writes one)."""
+    return format_decimal(Decimal(basis_points).scaleb(-2).normalize()) + "%"
 
 
 def short_amount(amount: int, currency: str, kind: str | None = None) -> str:
@@ -52,13 +223,10 @@ def short_amount(amount: int, currency: str, kind: str | None = None) -> str:
     return text
 
 
-def _ordinal(number: int) -> str:
-    suffix = "th" if 10 <= number % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(number % 10)
-    return f"{number}{suffix or 'th'}"
-
-
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}{'' if count == 1 else 's'}"
+def _ordinal_ending(number: int) -> str:
+    if 10 <= number % 100 <= 20:
+        return "th"
+    return {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
 
 
 @dataclass(frozen=True)
@@ -74,22 +242,11 @@ class RewardTerms:
     def phrase(self) -> str:
         """ "$5.00 credit", "a $5.00 coupon", "10% of the purchase as credit"."""
         if self.basis == "percent":
-            share = percent_text(self.value)
-            return {
-                "credit": f"{share} of the purchase as credit",
-                "cash": f"{share} of the purchase in cash",
-                "coupon": f"a coupon worth {share} of the purchase",
-                "gift_card": f"a gift card worth {share} of the purchase",
-                "points": f"points worth {share} of the purchase",
-            }[self.kind]
+            return str(_PERCENT_PHRASES[self.kind]) % {"share": percent_text(self.value)}
         amount = format_amount(self.value, self.currency, self.kind)
-        return {
-            "credit": f"{amount} credit",
-            "cash": f"{amount} cash",
-            "coupon": f"a {amount} coupon",
-            "gift_card": f"a {amount} gift card",
-            "points": amount,
-        }[self.kind]
+        if self.kind == "points":
+            return amount  # "500 points" says it all
+        return str(_FIXED_PHRASES[self.kind]) % {"amount": amount}
 
     @property
     def short(self) -> str:
@@ -138,26 +295,21 @@ class Offer:
     def pays_on_signup(self) -> bool:
         return self.program.trigger_event == "signup"
 
-    def _of_minimum(self) -> str:
-        return f" of {self.minimum} or more" if self.minimum else ""
-
-    def _friend_condition(self, person: str) -> str:
-        """When the friend's reward comes: `person` is "you" (told to the friend) or
-        "they" (told to the referrer)."""
-        your = "your" if person == "you" else "their"
-        if self.pays_on_signup:
-            return f"when {person} sign{'' if person == 'you' else 's'} up"
-        if self.program.trigger_event == "first_purchase":
-            return f"on {your} first purchase{self._of_minimum()}"
-        return f"on every purchase{self._of_minimum()}"
-
     @property
-    def _referrer_condition(self) -> str:
+    def _condition(self) -> str:
+        """Which of each table's sentences fits the program: when it pays, with a minimum
+        purchase or without."""
         if self.pays_on_signup:
-            return "for each friend who signs up with your link"
-        if self.program.trigger_event == "first_purchase":
-            return f"when a friend you invite makes their first purchase{self._of_minimum()}"
-        return f"each time a friend you invite makes a purchase{self._of_minimum()}"
+            return _SIGNUP
+        first = self.program.trigger_event == "first_purchase"
+        if self.minimum:
+            return _FIRST_MIN if first else _EVERY_MIN
+        return _FIRST if first else _EVERY
+
+    def _say(self, sentences: dict, reward: "RewardTerms", **values) -> str:
+        """The sentence of `sentences` that fits the program, about `reward`."""
+        text = str(sentences[self._condition])
+        return text % {"reward": reward.phrase, "minimum": self.minimum, **values}
 
     # --- headline and the main sentences -------------------------------------------------
 
@@ -171,66 +323,70 @@ class Offer:
         """ "Give $5, get $10"."""
         referrer = self.referrer.short
         if self.friend is not None:
-            return f"Give {self.friend.short}, get {referrer}"
+            return _(
+                "Give %(friend)s, get %(referrer)s", friend=self.friend.short, referrer=referrer
+            )
         if self.pays_on_signup:
-            return f"Get {referrer} for each friend who joins"
+            return _("Get %(reward)s for each friend who joins", reward=referrer)
         if self.program.trigger_event == "first_purchase":
-            return f"Get {referrer} for each friend who buys"
-        return f"Get {referrer} each time a friend buys"
+            return _("Get %(reward)s for each friend who buys", reward=referrer)
+        return _("Get %(reward)s each time a friend buys", reward=referrer)
 
     @property
     def referrer_sentence(self) -> str:
-        return f"You get {self.referrer.phrase} {self._referrer_condition}."
+        return self._say(_REFERRER_SENTENCES, self.referrer)
 
     @property
     def own_link_sentence(self) -> str:
         """For a newcomer: what their own link will earn them."""
-        return (
-            f"Your own link comes with your account: you get {self.referrer.phrase}"
-            f" {self._referrer_condition}."
-        )
+        return self._say(_OWN_LINK_SENTENCES, self.referrer)
 
     @property
     def friend_sentence(self) -> str | None:
         """What the friend gets, told to the referrer."""
         if self.friend is None:
             return None
-        return f"Your friend gets {self.friend.phrase} {self._friend_condition('they')}."
+        return self._say(_FRIEND_SENTENCES, self.friend)
 
     @property
     def welcome(self) -> str | None:
         """What the friend gets, told to the friend: "Get $5.00 credit on your first …"."""
         if self.friend is None:
             return None
-        return f"Get {self.friend.phrase} {self._friend_condition('you')}."
+        return self._say(_WELCOME_SENTENCES, self.friend)
 
     def invitation(self, inviter: str) -> str:
         """The signup page a link opens: "Ann Z. invited you — get $5.00 credit on …"."""
         if self.friend is None:
-            return f"{inviter} invited you to join."
-        return f"{inviter} invited you — get {self.friend.phrase} {self._friend_condition('you')}."
+            return _("%(name)s invited you to join.", name=inviter)
+        return self._say(_INVITATION_SENTENCES, self.friend, name=inviter)
 
     @property
     def hold_sentence(self) -> str:
         days = self.program.hold_days
         if not days:
-            return "Rewards are yours as soon as they are earned."
+            return _("Rewards are yours as soon as they are earned.")
         if self.pays_on_signup:
-            return f"Rewards stay on hold for {_plural(days, 'day')}, then they are yours."
-        return (
-            f"Rewards stay on hold for {_plural(days, 'day')} in case the order is returned,"
-            " then they are yours."
+            return ngettext(
+                "Rewards stay on hold for %(num)d day, then they are yours.",
+                "Rewards stay on hold for %(num)d days, then they are yours.",
+                days,
+            )
+        return ngettext(
+            "Rewards stay on hold for %(num)d day in case the order is returned, then they are"
+            " yours.",
+            "Rewards stay on hold for %(num)d days in case the order is returned, then they are"
+            " yours.",
+            days,
         )
 
     @property
     def milestone_sentence(self) -> str | None:
-        program = self.program
-        if not program.milestone_every:
+        every = self.program.milestone_every
+        if not every:
             return None
-        return (
-            f"On top of that, every {_ordinal(program.milestone_every)} friend who qualifies"
-            f" earns you a bonus of {self.milestone_bonus}."
-        )
+        sentence = _MILESTONE_SENTENCES[_ordinal_ending(every)]
+        return str(sentence) % {"num": every, "bonus": self.milestone_bonus}
 
     @property
     def milestone_bonus(self) -> str:
@@ -246,39 +402,69 @@ class Offer:
             shares.pop()
         if not shares:
             return None
-        text = f"{shares[0]}% of their reward"
-        if len(shares) > 1:
-            further = ", ".join(f"{share}%" for share in shares[1:])
-            text += f", and {further} from the levels further down"
-        return f"When friends you invited bring in friends of their own, you also get {text}."
+        first = f"{shares[0]}%"
+        if len(shares) == 1:
+            return _(
+                "When friends you invited bring in friends of their own, you also get"
+                " %(share)s of their reward.",
+                share=first,
+            )
+        return _(
+            "When friends you invited bring in friends of their own, you also get %(share)s of"
+            " their reward, and %(further)s from the levels further down.",
+            share=first,
+            further=", ".join(f"{share}%" for share in shares[1:]),
+        )
 
     @property
     def limits_sentence(self) -> str | None:
         program = self.program
-        parts = []
+        # "3 rewards" as it reads after "up to" (its own case in some languages).
+        per_day = per_month = None
         if program.cap_per_day:
-            parts.append(f"{_plural(program.cap_per_day, 'reward')} a day")
+            per_day = npgettext("up to", "%(num)d reward", "%(num)d rewards", program.cap_per_day)
         if program.cap_per_month:
-            parts.append(f"{_plural(program.cap_per_month, 'reward')} a month")
-        sentence = f"You can earn up to {' and '.join(parts)}." if parts else ""
-        if program.cap_total:
-            sentence += (
-                f" The program pays at most {_plural(program.cap_total, 'referral reward')} in all."
+            count = program.cap_per_month
+            per_month = npgettext("up to", "%(num)d reward", "%(num)d rewards", count)
+        sentences = []
+        if per_day and per_month:
+            sentences.append(
+                _(
+                    "You can earn up to %(per_day)s a day and %(per_month)s a month.",
+                    per_day=per_day,
+                    per_month=per_month,
+                )
             )
-        return sentence.strip() or None
+        elif per_day:
+            sentences.append(_("You can earn up to %(per_day)s a day.", per_day=per_day))
+        elif per_month:
+            sentences.append(_("You can earn up to %(per_month)s a month.", per_month=per_month))
+        if program.cap_total:
+            sentences.append(
+                ngettext(
+                    "The program pays at most %(num)d referral reward in all.",
+                    "The program pays at most %(num)d referral rewards in all.",
+                    program.cap_total,
+                )
+            )
+        return " ".join(sentences) or None
 
     @property
     def expiry_sentence(self) -> str | None:
         days = self.program.reward_expiry_days
         if not days:
             return None
-        return f"Use your rewards within {_plural(days, 'day')} of them becoming available."
+        return ngettext(
+            "Use your rewards within %(num)d day of them becoming available.",
+            "Use your rewards within %(num)d days of them becoming available.",
+            days,
+        )
 
     @property
     def ends_sentence(self) -> str | None:
         if self.program.ends_at is None:
             return None
-        return f"The offer runs until {format_date(self.program.ends_at)}."
+        return _("The offer runs until %(date)s.", date=format_date(self.program.ends_at))
 
     @property
     def fine_print(self) -> list[str]:
@@ -298,10 +484,8 @@ class Offer:
     @property
     def default_share_text(self) -> str:
         if self.friend is None:
-            return "Join me with my link:"
-        return (
-            f"Get {self.friend.phrase} {self._friend_condition('you')} when you join with my link:"
-        )
+            return _("Join me with my link:")
+        return self._say(_FRIEND_SHARE_TEXTS, self.friend)
 
     @property
     def share_text(self) -> str:
@@ -323,14 +507,14 @@ class Offer:
     @property
     def share_subject(self) -> str:
         if self.friend is None:
-            return "An invitation from me"
-        return f"An invitation from me: {self.friend.short} for you"
+            return _("An invitation from me")
+        return _("An invitation from me: %(reward)s for you", reward=self.friend.short)
 
     def share_words(self, running: bool) -> tuple[str, str]:
         """The share text and subject; while the program is paused, plain ones that promise
         nothing."""
         if not running:
-            return "Join me with my link:", "An invitation from me"
+            return _("Join me with my link:"), _("An invitation from me")
         return self.share_text, self.share_subject
 
     @property
@@ -341,24 +525,22 @@ class Offer:
     def preview_description(self) -> str:
         """The share preview's text on the pages a link lands on."""
         if self.friend is None:
-            return (
-                f"Join, share your link and get {self.referrer.phrase} {self._referrer_condition}."
-            )
-        return (
-            f"Join through a friend's link and get {self.friend.phrase}"
-            f" {self._friend_condition('you')}."
-        )
+            return self._say(_JOIN_AND_SHARE_SENTENCES, self.referrer)
+        return self._say(_FRIEND_PREVIEWS, self.friend)
 
     def invitation_title(self, inviter: str) -> str:
         if self.friend is None:
-            return f"{inviter} invited you"
-        return f"{inviter} invited you: {self.friend.short} for you"
+            return _("%(name)s invited you", name=inviter)
+        return _("%(name)s invited you: %(reward)s for you", name=inviter, reward=self.friend.short)
 
     # --- the ledger --------------------------------------------------------------------------
 
     @property
     def empty_ledger(self) -> str:
-        return f"No rewards yet. {self.referrer_sentence} It shows here as soon as it is earned."
+        return _(
+            "No rewards yet. %(sentence)s It shows here as soon as it is earned.",
+            sentence=self.referrer_sentence,
+        )
 
     @property
     def usage_text(self) -> str:
@@ -370,21 +552,13 @@ class Offer:
         kinds = [self.program.referrer_reward_kind]
         if self.friend is not None and self.friend.kind not in kinds:
             kinds.append(self.friend.kind)
-        return " ".join(_USAGE_BY_KIND[kind] for kind in kinds)
+        return " ".join(str(_USAGE_BY_KIND[kind]) for kind in kinds)
 
     # --- a referral's next step ---------------------------------------------------------------
 
     def next_step(self, friend: str) -> str:
         """What a counted referral still waits for, told to the referrer."""
-        if self.pays_on_signup:
-            return f"Your reward for {friend} comes with their signup."
-        if self.program.trigger_event == "first_purchase":
-            purchase = f"their first purchase{self._of_minimum()}"
-            return f"When {friend} makes {purchase}, you get {self.referrer.phrase}."
-        return (
-            f"Each time {friend} makes a purchase{self._of_minimum()},"
-            f" you get {self.referrer.phrase}."
-        )
+        return self._say(_NEXT_STEPS, self.referrer, name=friend)
 
 
 def offer_of(program: Program) -> Offer:
@@ -409,9 +583,15 @@ class MilestoneProgress:
 
     @property
     def sentence(self) -> str:
-        return (
-            f"{self.done} of {self.every} friends toward your next bonus of {self.bonus}:"
-            f" {_plural(self.left, 'more friend')} to go."
+        return ngettext(
+            "%(done)d of %(every)d friends toward your next bonus of %(bonus)s: %(num)d more"
+            " friend to go.",
+            "%(done)d of %(every)d friends toward your next bonus of %(bonus)s: %(num)d more"
+            " friends to go.",
+            self.left,
+            done=self.done,
+            every=self.every,
+            bonus=self.bonus,
         )
 
 
@@ -444,7 +624,7 @@ class Invitation:
     def preview_title(self) -> str:
         if self.inviter and self.running:
             return self.offer.invitation_title(self.inviter)
-        return f"Join {program_text(self.offer.program, 'name')}"
+        return _("Join %(program)s", program=program_text(self.offer.program, "name"))
 
 
 def signup_invitation(raw_code: str | None, now: datetime) -> Invitation:

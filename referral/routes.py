@@ -8,6 +8,7 @@ from flask import (
     request,
     url_for,
 )
+from flask_babel import gettext as _
 from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_required
 
@@ -218,9 +219,12 @@ def claim():
     referral = submitted.result
     inviter = referral.referrer.public_name
     if referral.status == "rejected":
-        flash("We couldn't accept this code for your account.", "warning")
+        flash(_("We couldn't accept this code for your account."), "warning")
     elif referral.status == "review":
-        flash(f"Thanks! {inviter} will show as your inviter once we've checked it.", "info")
+        flash(
+            _("Thanks! %(name)s will show as your inviter once we've checked it.", name=inviter),
+            "info",
+        )
     else:
-        flash(f"{inviter} is now your inviter. Thanks for telling us!", "success")
+        flash(_("%(name)s is now your inviter. Thanks for telling us!", name=inviter), "success")
     return redirect(url_for("referral.dashboard"))

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import current_app, url_for
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
@@ -30,13 +31,13 @@ class CodeNotFound(DomainError):
     status = 422
     code = "code_not_found"
     field = "referral_code"
-    message = "We don't know this referral code. Check it, or leave the field empty."
+    message = _l("We don't know this referral code. Check it, or leave the field empty.")
 
 
 class AlreadyReferred(DomainError):
     status = 409
     code = "already_referred"
-    message = "This person was already referred; the first referral stands."
+    message = _l("This person was already referred; the first referral stands.")
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from urllib.parse import quote, urlencode
 
 import segno
+from flask_babel import pgettext
 
 
 def qr_svg(link: str) -> str:
@@ -15,7 +16,7 @@ def share_links(link: str, text: str, subject: str) -> list[tuple[str, str]]:
     message = f"{text} {link}"
     email = urlencode({"subject": subject, "body": message}, quote_via=quote)
     return [
-        ("Email", "mailto:?" + email),
+        (pgettext("share button", "Email"), "mailto:?" + email),
         ("Telegram", "https://t.me/share/url?" + urlencode({"url": link, "text": text})),
         ("WhatsApp", "https://wa.me/?" + urlencode({"text": message})),
         ("X", "https://twitter.com/intent/tweet?" + urlencode({"text": text, "url": link})),

@@ -7,6 +7,9 @@ in words safe to show a participant (the staff panel has the itemised checks).""
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
 from sqlalchemy import select
 
 from core.money import format_amount
@@ -18,44 +21,44 @@ from referral.offer import offer_of
 DONE, NOW, NEXT, STOPPED = "done", "now", "next", "stopped"
 
 _JOINED_BY = {
-    "link": "Joined through your link",
-    "code": "Joined with your code",
-    "claimed": "Named you as their inviter",
-    "api": "Joined through the shop with your code",
+    "link": _l("Joined through your link"),
+    "code": _l("Joined with your code"),
+    "claimed": _l("Named you as their inviter"),
+    "api": _l("Joined through the shop with your code"),
 }
 
 # The fraud checks' reasons in words a participant may read: what happened, never how the
 # checks work in detail.
-_SAME_PLACE = (
+_SAME_PLACE = _l(
     "It came from the same network or device as your own account (for example two"
     " browsers on one computer)."
 )
-_UNUSUAL = "Our automatic checks found something unusual about this signup."
+_UNUSUAL = _l("Our automatic checks found something unusual about this signup.")
 _SAFE_REASONS = {
     "same_device": _SAME_PLACE,
     "same_ip": _SAME_PLACE,
     "same_network": _SAME_PLACE,
-    "same_person": "It looks like your own account.",
-    "same_mailbox": "It looks like your own account.",
-    "self_referral": "It looks like your own account.",
-    "ip_velocity": "Many signups came from one place at the same time.",
-    "code_velocity": "Many signups used your code within a short time.",
-    "excluded_domain": "The program does not accept this email domain.",
-    "disposable_email": "It used a throwaway email address.",
-    "cycle": "This person is already part of the network that invited you.",
-    "fast_purchase": "The purchase came seconds after the link was opened.",
-    "rejected_by_staff": "Our team declined it after review.",
+    "same_person": _l("It looks like your own account."),
+    "same_mailbox": _l("It looks like your own account."),
+    "self_referral": _l("It looks like your own account."),
+    "ip_velocity": _l("Many signups came from one place at the same time."),
+    "code_velocity": _l("Many signups used your code within a short time."),
+    "excluded_domain": _l("The program does not accept this email domain."),
+    "disposable_email": _l("It used a throwaway email address."),
+    "cycle": _l("This person is already part of the network that invited you."),
+    "fast_purchase": _l("The purchase came seconds after the link was opened."),
+    "rejected_by_staff": _l("Our team declined it after review."),
 }
 
 _CANCELLED = {
-    "refunded": "The order was refunded, so the reward was cancelled.",
-    "partial_refund": "Part of the order was refunded, so the reward was restated.",
-    "rejected_by_staff": "Our team declined it after review.",
-    "expired": "It was not used before it expired.",
+    "refunded": _l("The order was refunded, so the reward was cancelled."),
+    "partial_refund": _l("Part of the order was refunded, so the reward was restated."),
+    "rejected_by_staff": _l("Our team declined it after review."),
+    "expired": _l("It was not used before it expired."),
 }
 
 
-_QUALIFIED_UNPAID = (
+_QUALIFIED_UNPAID = _l(
     "It counts for you, but earned no reward this time (for example, a limit on rewards was"
     " reached)."
 )
@@ -70,7 +73,7 @@ class Step:
 
 
 def safe_reason(code: str | None) -> str:
-    return _SAFE_REASONS.get(code or "", _UNUSUAL)
+    return str(_SAFE_REASONS.get(code or "", _UNUSUAL))
 
 
 def timelines(
@@ -99,49 +102,80 @@ def timelines(
 
 def steps(referral: Referral, rewards: list[Reward], review_days: int, now: datetime) -> list:
     program = db.session.get(Program, referral.program_id)
-    friend = referral.referred.name.split()[0] if referral.referred.name else "Your friend"
+    friend = referral.referred.name.split()[0] if referral.referred.name else _("Your friend")
     story = []
     if referral.clicked_at:
-        story.append(Step(DONE, "Opened your link", when=referral.clicked_at))
-    story.append(Step(DONE, _JOINED_BY.get(referral.source, "Joined"), when=referral.created_at))
+        story.append(Step(DONE, _("Opened your link"), when=referral.clicked_at))
+    joined = str(_JOINED_BY.get(referral.source, _("Joined")))
+    story.append(Step(DONE, joined, when=referral.created_at))
     if referral.status == "rejected":
-        return [*story, Step(STOPPED, "Not counted", safe_reason(referral.reason))]
+        return [*story, Step(STOPPED, _("Not counted"), safe_reason(referral.reason))]
     if referral.status == "review":
         story.append(_review_step(referral, friend, review_days, now))
     elif referral.status == "approved":
-        story.append(Step(DONE, "Approved after review", f"{friend} counts as your referral."))
+        story.append(
+            Step(
+                DONE,
+                _("Approved after review"),
+                _("%(name)s counts as your referral.", name=friend),
+            )
+        )
     story += _reward_steps(rewards, program)
     if referral.status in ("qualified", "rewarded") and not rewards:
-        story.append(Step(DONE, "Qualified", _QUALIFIED_UNPAID))
+        story.append(Step(DONE, _("Qualified"), str(_QUALIFIED_UNPAID)))
     story += _what_comes_next(referral, rewards, program, friend)
     return story
 
 
 def _review_step(referral: Referral, friend: str, review_days: int, now: datetime) -> Step:
     decided_by = referral.created_at + timedelta(days=review_days)
-    when = f"by {format_date(decided_by)}" if decided_by > now else "soon"
-    return Step(
-        NOW,
-        "Under review",
-        f"{safe_reason(referral.reason)} Someone on our team checks every such signup, usually"
-        f" within {review_days} day{'' if review_days == 1 else 's'}; expect an answer {when}."
-        f" If it is approved, {friend} counts as your referral and earns you rewards as usual;"
+    if decided_by > now:
+        wait = ngettext(
+            "Someone on our team checks every such signup, usually within %(num)d day;"
+            " expect an answer by %(date)s.",
+            "Someone on our team checks every such signup, usually within %(num)d days;"
+            " expect an answer by %(date)s.",
+            review_days,
+            date=format_date(decided_by),
+        )
+    else:
+        wait = ngettext(
+            "Someone on our team checks every such signup, usually within %(num)d day;"
+            " expect an answer soon.",
+            "Someone on our team checks every such signup, usually within %(num)d days;"
+            " expect an answer soon.",
+            review_days,
+        )
+    outcome = _(
+        "If it is approved, %(name)s counts as your referral and earns you rewards as usual;"
         " if not, it does not count.",
+        name=friend,
     )
+    return Step(NOW, _("Under review"), f"{safe_reason(referral.reason)} {wait} {outcome}")
 
 
 def _reward_steps(rewards: list[Reward], program: Program) -> list[Step]:
-    earned_by = "Signup counted" if program.trigger_event == "signup" else "Qualifying purchase"
+    by_signup = program.trigger_event == "signup"
     story = []
     for reward in rewards:
         amount = format_amount(abs(reward.amount), reward.currency, reward.kind)
         if reward.reverses_id:
-            story.append(Step(STOPPED, f"{amount} taken back", _CANCELLED.get(reward.reason)))
+            reason = _CANCELLED.get(reward.reason)
+            story.append(
+                Step(
+                    STOPPED,
+                    _("%(amount)s taken back", amount=amount),
+                    str(reason) if reason else None,
+                )
+            )
             continue
         if reward.role == "bonus":
-            story.append(Step(DONE, f"Milestone bonus of {amount}", when=reward.created_at))
+            title = _("Milestone bonus of %(amount)s", amount=amount)
+        elif by_signup:
+            title = _("Signup counted: you earned %(amount)s", amount=amount)
         else:
-            story.append(Step(DONE, f"{earned_by}: you earned {amount}", when=reward.created_at))
+            title = _("Qualifying purchase: you earned %(amount)s", amount=amount)
+        story.append(Step(DONE, title, when=reward.created_at))
         story += _entry_status(reward)
     return story
 
@@ -149,23 +183,23 @@ def _reward_steps(rewards: list[Reward], program: Program) -> list[Step]:
 def _entry_status(reward: Reward) -> list[Step]:
     status = reward.status
     if status == "review":
-        return [Step(NOW, "Reward held for review", "It is released once the review ends.")]
+        return [Step(NOW, _("Reward held for review"), _("It is released once the review ends."))]
     if status == "pending":
         return [
             Step(
                 NOW,
-                f"Reward on hold until {format_date(reward.available_at)}",
-                "We wait in case the order is returned; then it is yours.",
+                _("Reward on hold until %(date)s", date=format_date(reward.available_at)),
+                _("We wait in case the order is returned; then it is yours."),
             )
         ]
     if status == "approved":
-        return [Step(DONE, "Reward approved", "It is in your rewards.", reward.available_at)]
+        return [Step(DONE, _("Reward approved"), _("It is in your rewards."), reward.available_at)]
     if status == "paid":
-        return [Step(DONE, "Reward approved"), Step(DONE, "Paid out", when=reward.paid_at)]
+        return [Step(DONE, _("Reward approved")), Step(DONE, _("Paid out"), when=reward.paid_at)]
     if status == "redeemed":
-        return [Step(DONE, "Reward approved"), Step(DONE, "Used", when=reward.updated_at)]
-    reason = _CANCELLED.get(reward.reason or "", safe_reason(reward.reason))
-    title = {"expired": "Expired", "rejected": "Declined"}.get(status, "Cancelled")
+        return [Step(DONE, _("Reward approved")), Step(DONE, _("Used"), when=reward.updated_at)]
+    reason = str(_CANCELLED.get(reward.reason or "", safe_reason(reward.reason)))
+    title = {"expired": _("Expired"), "rejected": _("Declined")}.get(status, _("Cancelled"))
     return [Step(STOPPED, title, reason, reward.updated_at)]
 
 
@@ -179,10 +213,10 @@ def _what_comes_next(
     earned = [r for r in rewards if r.role == "referrer" and r.amount > 0 and not r.reverses_id]
     live = [r for r in earned if r.status not in ("cancelled", "rejected")]
     if referral.status == "review":
-        return [] if earned else [Step(NEXT, "Qualifying purchase", offer.next_step(friend))]
+        return [] if earned else [Step(NEXT, _("Qualifying purchase"), offer.next_step(friend))]
     if program.trigger_event == "every_purchase":
-        return [Step(NEXT, "More purchases", offer.next_step(friend))]
+        return [Step(NEXT, _("More purchases"), offer.next_step(friend))]
     if live or referral.status in ("qualified", "rewarded"):
         return []
-    title = "Another qualifying purchase" if earned else "Qualifying purchase"
+    title = _("Another qualifying purchase") if earned else _("Qualifying purchase")
     return [Step(NOW, title, offer.next_step(friend))]

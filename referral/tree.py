@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from math import ceil
 
 from flask import url_for
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import Integer, cast, func, literal_column, select
 from sqlalchemy.orm import aliased
 
@@ -31,13 +32,13 @@ LEVEL_ROLE = "referrer"
 class UnknownLevel(DomainError):
     status = 404
     code = "unknown_level"
-    message = "There is no such level in this tree."
+    message = _l("There is no such level in this tree.")
 
 
 class NotInTree(DomainError):
     status = 404
     code = "not_in_tree"
-    message = "This person is not in the part of the tree you can see."
+    message = _l("This person is not in the part of the tree you can see.")
 
 
 @dataclass(frozen=True)

@@ -1,3 +1,4 @@
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import HiddenField, SubmitField
 from wtforms.validators import DataRequired, Length, Regexp
@@ -8,4 +9,4 @@ class PayoutForm(FlaskForm):
 
     kind = HiddenField(validators=[DataRequired(), Length(max=10)])
     currency = HiddenField(validators=[DataRequired(), Regexp(r"^[A-Z]{3}$")])
-    submit = SubmitField("Request payout")
+    submit = SubmitField(_l("Request payout"))

@@ -1,6 +1,7 @@
 """The participant's ledger pages; the JSON API and the webhooks hang off this blueprint."""
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
 from auth import email_choices
@@ -62,13 +63,19 @@ def request_payout():
         lambda: ledger.request_payout(current_user, form.kind.data, form.currency.data, utcnow()),
     )
     if submitted.invalid:
-        form.form_errors.append("Choose one of your balances to pay out.")
+        form.form_errors.append(_("Choose one of your balances to pay out."))
     if not submitted.done:
         return _ledger_page(form, submitted.status)
     payout = submitted.result
     amount = format_amount(payout.amount, payout.currency)
     if email_choices.wants(current_user, "payouts") and current_user.email:
-        flash(f"Payout of {amount} requested. We will email you once it is paid.", "success")
+        flash(
+            _("Payout of %(amount)s requested. We will email you once it is paid.", amount=amount),
+            "success",
+        )
     else:  # they turned payout emails off (or have no address): no promise of one
-        flash(f"Payout of {amount} requested. Your ledger shows when it is paid.", "success")
+        flash(
+            _("Payout of %(amount)s requested. Your ledger shows when it is paid.", amount=amount),
+            "success",
+        )
     return redirect(url_for("rewards.ledger"))
