@@ -78,7 +78,7 @@ def register(app: Flask, *groups: Iterable[CsvExport]) -> None:
         role_can(None, export.permission)
         if export.name in exports:
             raise ValueError(f"two CSV exports are named {export.name!r}")
-        headers = [header for header, _ in export.columns]
+        headers = [str(header) for header, _ in export.columns]  # lazy titles: the source words
         for header in headers:
             if not HEADER_STYLE.fullmatch(header):
                 raise ValueError(f"{export.name}.csv: header {header!r} is not snake_case")
