@@ -6,6 +6,7 @@ docs/guarantees.md #38.
 import logging
 
 from flask import Blueprint, current_app, jsonify, make_response, render_template, request
+from flask_babel import lazy_gettext as _l
 
 from core.embedding import frame_policy
 from core.errors import DomainError
@@ -41,7 +42,7 @@ ORDER_EVENTS = ["ORDER_CONFIRMED", "ORDER_FULLY_PAID", "ORDER_REFUNDED", "ORDER_
 class NoPublicUrl(DomainError):
     status = 503
     code = "public_url_missing"
-    message = "Set PUBLIC_URL: Saleor needs absolute addresses to call InviteLoop back."
+    message = _l("Set PUBLIC_URL: Saleor needs absolute addresses to call InviteLoop back.")
 
 
 @saleor_app_bp.get("/saleor/manifest")
