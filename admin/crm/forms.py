@@ -75,6 +75,7 @@ def _currency_field(default: str = "USD") -> SelectField:
         filters=[_upper],
         validate_choice=False,  # AmountForm.validate_currency words the refusal
         validators=[DataRequired(_CURRENCY_REFUSED)],
+        render_kw={"translate": "no"},  # ISO 4217 codes, the same in every language
     )
 
 

@@ -2,6 +2,7 @@
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
+from markupsafe import Markup
 from wtforms import BooleanField, SelectChoice, SelectMultipleField, StringField, SubmitField
 from wtforms.validators import URL, DataRequired, Length, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
@@ -23,6 +24,20 @@ SCOPE_DESCRIPTIONS = {
 }
 
 
+class CodeLabel:
+    """A choice named by its code, which stays as it is in every language (translate="no"),
+    and what it means, in the reader's language."""
+
+    def __init__(self, code: str, meaning):
+        self.code, self.meaning = code, meaning
+
+    def __str__(self) -> str:
+        return f"{self.code} — {self.meaning}"
+
+    def __html__(self) -> str:
+        return Markup('<span translate="no">%s</span> — %s') % (self.code, str(self.meaning))
+
+
 class CheckboxesField(SelectMultipleField):
     """A list of checkboxes, one per choice."""
 
@@ -38,10 +53,8 @@ class ApiKeyForm(FlaskForm):
     scopes = CheckboxesField(
         _l("Scopes"),
         choices=[
-            SelectChoice(scope, _l("%(code)s — %(what)s", code=scope, what=described))
-            for scope, described in (
-                (s, SCOPE_DESCRIPTIONS.get(s, what)) for s, what in SCOPES.items()
-            )
+            SelectChoice(scope, CodeLabel(scope, SCOPE_DESCRIPTIONS.get(scope, meaning)))
+            for scope, meaning in SCOPES.items()
         ],
         validators=[DataRequired(_l("Choose at least one scope."))],
     )
@@ -61,9 +74,7 @@ class EndpointForm(FlaskForm):
     events = CheckboxesField(
         _l("Events"),
         choices=[
-            SelectChoice(
-                event, _l("%(code)s — %(what)s", code=event, what=EVENT_DESCRIPTIONS[event])
-            )
+            SelectChoice(event, CodeLabel(event, EVENT_DESCRIPTIONS[event]))
             for event in WEBHOOK_EVENTS
         ],
         validators=[DataRequired(_l("Choose at least one event."))],

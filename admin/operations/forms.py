@@ -118,6 +118,7 @@ class ManualPurchaseForm(FlaskForm):
         default=lambda: current_app.config["DEFAULT_CURRENCY"],
         validate_choice=False,  # the rule words the refusal
         validators=[DataRequired(), rule(purchases.check_currency)],
+        render_kw={"translate": "no"},  # ISO 4217 codes, the same in every language
     )
     occurred_on = DateField(
         _l("Purchase date"),
