@@ -339,3 +339,9 @@ def test_integrations_in_russian(app):
         assert_russian(page(admin, path), path)
     assert "Очередь отправки" in page(admin, "/admin/outbox")
     assert "Журнал действий" in page(admin, "/admin/audit")
+
+
+def test_the_saleor_app_page_in_russian(client):
+    shown = client.get("/saleor/app", headers=RU).get_data(as_text=True)
+    assert_russian(shown)
+    assert "InviteLoop в Saleor" in shown and "Saleor не настроен" in shown
