@@ -12,8 +12,6 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_babel import ngettext
 
-from core.templating import REASON_LABELS
-
 _REWARD_STATUSES = {
     "review": _l("review"),
     "pending": _l("pending"),
@@ -122,24 +120,24 @@ WORDS = {
     },
 }
 
-# Why a conversion paid nothing, or less (conversions.reason; fraud codes are REASON_LABELS).
+# Why a conversion paid nothing, or less (conversions.reason), fraud signals included.
 _CONVERSION_REASONS = {
-    "no_customer": _l("no customer given"),
+    "no_customer": _l("no customer"),
     "not_referred": _l("not referred"),
     "unknown_customer": _l("unknown customer"),
     "refunded": _l("refunded"),
     "referral_rejected": _l("referral rejected"),
-    "awaiting_purchase": _l("awaiting a purchase"),
+    "awaiting_purchase": _l("awaiting purchase"),
     "held_for_review": _l("held for review"),
     "program_not_running": _l("program not running"),
-    "program_pays_on_purchase": _l("the program pays on purchase"),
+    "program_pays_on_purchase": _l("program pays on purchase"),
     "currency_mismatch": _l("currency mismatch"),
-    "below_minimum": _l("below the minimum"),
+    "below_minimum": _l("below minimum"),
     "already_rewarded": _l("already rewarded"),
     "existing_customer": _l("existing customer"),
-    "refund_before_purchase": _l("refund before the purchase"),
+    "refund_before_purchase": _l("refund before purchase"),
     "nothing_to_take_back": _l("nothing to take back"),
-    "take_back_incomplete": _l("take-back incomplete"),
+    "take_back_incomplete": _l("take back incomplete"),
     "partial_refund": _l("partial refund"),
     "rewards_stand": _l("rewards stand"),
     "referrer_deleted": _l("referrer deleted"),
@@ -147,6 +145,19 @@ _CONVERSION_REASONS = {
     "daily_cap_reached": _l("daily cap reached"),
     "monthly_cap_reached": _l("monthly cap reached"),
     "rejected_by_staff": _l("rejected by staff"),
+    # the fraud checks' codes (referral/fraud.py), as this screen has always spelt them
+    "same_person": _l("same person"),
+    "self_referral": _l("self referral"),
+    "same_device": _l("same device"),
+    "same_mailbox": _l("same mailbox"),
+    "same_ip": _l("same ip"),
+    "same_network": _l("same network"),
+    "ip_velocity": _l("ip velocity"),
+    "code_velocity": _l("code velocity"),
+    "cycle": _l("cycle"),
+    "excluded_domain": _l("excluded domain"),
+    "disposable_email": _l("disposable email"),
+    "fast_purchase": _l("fast purchase"),
     "no line in an eligible category": _l("no line in an eligible category"),
     "no order lines to check categories": _l("no order lines to check categories"),
 }
@@ -162,13 +173,12 @@ def in_words(code: str | None, group: str) -> str:
 
 
 def conversion_reason(reason: str | None) -> str:
-    """A conversion's stored reason in words: a code, a fraud signal or a program filter."""
+    """A conversion's stored reason in words: a code, a fraud signal or a program filter
+    (in English as the screen always showed them: the code, underscores made spaces)."""
     if not reason:
         return ""
     if reason in _CONVERSION_REASONS:
         return str(_CONVERSION_REASONS[reason])
-    if reason in REASON_LABELS:
-        return str(REASON_LABELS[reason])
     matched = _FILTER_REASON.fullmatch(reason)
     if matched is None:
         return reason if " " in reason else reason.replace("_", " ")
@@ -236,7 +246,8 @@ def signal_detail(code: str, detail: str | None) -> str:
 
 def _n_ip_today(count: int) -> str:
     return ngettext(
-        "%(num)d signup from this IP with this code today",
+        # the check has always written "signups", even for one: English kept as it was
+        "%(num)d signups from this IP with this code today",
         "%(num)d signups from this IP with this code today",
         count,
     )
@@ -244,7 +255,7 @@ def _n_ip_today(count: int) -> str:
 
 def _n_code_hour(count: int) -> str:
     return ngettext(
-        "%(num)d signup with this code this hour",
+        "%(num)d signups with this code this hour",
         "%(num)d signups with this code this hour",
         count,
     )
