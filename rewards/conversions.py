@@ -11,6 +11,7 @@ import logging
 import re
 from datetime import datetime
 
+from flask_babel import gettext as _
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -94,24 +95,24 @@ def _lock_order(source: str, order_id: str) -> None:
 
 def _check(event: EventIn) -> None:
     if event.source not in SOURCES_FROM_OUTSIDE:
-        raise InvalidEvent(f"Unknown source {event.source!r}.")
+        raise InvalidEvent(_("Unknown source %(source)s.", source=repr(event.source)))
     if event.kind not in CONVERSION_KINDS:
-        raise InvalidEvent("type must be one of signup, purchase, refund.")
+        raise InvalidEvent(_("type must be one of signup, purchase, refund."))
     if not event.external_id or len(event.external_id) > 200:
-        raise InvalidEvent("id is required (at most 200 characters).")
+        raise InvalidEvent(_("id is required (at most 200 characters)."))
     if event.amount is not None and not 0 <= event.amount <= money.MAX_MINOR_UNITS:
-        raise InvalidEvent("amount must be a whole number of minor units, 0 or more.")
+        raise InvalidEvent(_("amount must be a whole number of minor units, 0 or more."))
     if event.kind == "purchase" and event.amount is None:
-        raise InvalidEvent("A purchase needs an amount (in minor units, e.g. 2500 for 25.00).")
+        raise InvalidEvent(_("A purchase needs an amount (in minor units, e.g. 2500 for 25.00)."))
     if event.kind == "refund" and not event.order_id:
-        raise InvalidEvent("A refund needs the order_id of the purchase it refunds.")
+        raise InvalidEvent(_("A refund needs the order_id of the purchase it refunds."))
     customers.check_external_id(event.customer_external_id)
     if event.order_id is not None and len(event.order_id) > 200:
-        raise InvalidEvent("order_id is at most 200 characters.")
+        raise InvalidEvent(_("order_id is at most 200 characters."))
     if event.currency is not None and not _CURRENCY.match(event.currency.upper()):
-        raise InvalidEvent("currency must be a three-letter ISO code such as USD.")
+        raise InvalidEvent(_("currency must be a three-letter ISO code such as USD."))
     if event.occurred_at is not None and event.occurred_at.tzinfo is None:
-        raise InvalidEvent("occurred_at needs a time zone (e.g. 2026-11-21T10:00:00Z).")
+        raise InvalidEvent(_("occurred_at needs a time zone (e.g. 2026-11-21T10:00:00Z)."))
 
 
 def _clip(value: str | None, length: int) -> str | None:

@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass
 
 import phonenumbers
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 
 from models import Conversion, Program
 
@@ -26,9 +28,9 @@ COUNTRY_CODES = frozenset(
 )
 # The program's rule fields that hold filters, with what one value looks like.
 FILTER_FIELDS = {
-    "eligible_channels": "a channel slug such as default-channel",
-    "eligible_countries": "a two-letter ISO 3166 country code such as DE",
-    "eligible_categories": "a category slug such as summer-shoes",
+    "eligible_channels": _l("“%(value)s” is not a channel slug such as default-channel."),
+    "eligible_countries": _l("“%(value)s” is not a two-letter ISO 3166 country code such as DE."),
+    "eligible_categories": _l("“%(value)s” is not a category slug such as summer-shoes."),
 }
 MAX_VALUES = 100
 NO_ELIGIBLE_LINE = "no line in an eligible category"
@@ -65,13 +67,13 @@ def refusal(program: Program, conversion: Conversion, lines: tuple[OrderLine, ..
 
 def filter_problem(rules: dict) -> tuple[str, str] | None:
     """(field, message) for the first filter value a program cannot store; None if all fit."""
-    for field, shape in FILTER_FIELDS.items():
+    for field, refusal in FILTER_FIELDS.items():
         values = rules.get(field) or []
         if not isinstance(values, list) or len(values) > MAX_VALUES:
-            return field, f"List at most {MAX_VALUES} values, separated by commas."
+            return field, _("List at most %(most)s values, separated by commas.", most=MAX_VALUES)
         for value in values:
             if not _valid(field, value):
-                return field, f"“{value}” is not {shape}."
+                return field, str(refusal) % {"value": value}
     return None
 
 

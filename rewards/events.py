@@ -4,6 +4,9 @@ import functools
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+
 from core import counters, dates
 from core.errors import DomainError
 from core.inputs import parse_json
@@ -16,7 +19,7 @@ API_EVENT_TYPES = ("signup", "purchase", "refund")
 class InvalidEvent(DomainError):
     status = 422
     code = "invalid_event"
-    message = "The event is malformed."
+    message = _l("The event is malformed.")
 
 
 @dataclass(frozen=True)
@@ -70,15 +73,15 @@ def parse_api_event(body: bytes) -> EventIn | None:
     except ValueError as error:
         raise InvalidEvent(str(error)) from None
     if not isinstance(data, dict):
-        raise InvalidEvent("The body must be a JSON object.")
+        raise InvalidEvent(_("The body must be a JSON object."))
     kind = data.get("type")
     if not isinstance(kind, str) or not kind:
-        raise InvalidEvent("type is required: signup, purchase or refund.")
+        raise InvalidEvent(_("type is required: signup, purchase or refund."))
     if kind not in API_EVENT_TYPES:
         return None
     customer = data.get("customer") or {}
     if not isinstance(customer, dict):
-        raise InvalidEvent("customer must be an object with external_id and/or email.")
+        raise InvalidEvent(_("customer must be an object with external_id and/or email."))
     return EventIn(
         source="api",
         kind=kind,
@@ -100,7 +103,7 @@ def parse_api_event(body: bytes) -> EventIn | None:
 def _slug(data: dict, key: str) -> str | None:
     value = _string(data, key)
     if value is not None and not SLUG.match(value.lower()):
-        raise InvalidEvent(f"{key} must be a slug such as default-channel.")
+        raise InvalidEvent(_("%(key)s must be a slug such as default-channel.", key=key))
     return value.lower() if value else None
 
 
@@ -108,7 +111,7 @@ def _country(value) -> str | None:
     if value is None or value == "":
         return None
     if not isinstance(value, str) or not COUNTRY.match(value.strip().upper()):
-        raise InvalidEvent("country must be an ISO 3166 alpha-2 code such as DE.")
+        raise InvalidEvent(_("country must be an ISO 3166 alpha-2 code such as DE."))
     return value.strip().upper()
 
 
@@ -121,10 +124,10 @@ def _lines(value) -> tuple[OrderLine, ...] | None:
     lines = []
     for line in value:
         if not isinstance(line, dict):
-            raise InvalidEvent("Each line is an object with category and amount.")
+            raise InvalidEvent(_("Each line is an object with category and amount."))
         amount = _amount(line.get("amount"))
         if amount is None or amount < 0:
-            raise InvalidEvent("Each line needs an amount: whole minor units, 0 or more.")
+            raise InvalidEvent(_("Each line needs an amount: whole minor units, 0 or more."))
         lines.append(OrderLine(_slug(line, "category"), amount))
     return tuple(lines)
 
@@ -133,13 +136,13 @@ def _string(data: dict, key: str, required: bool = False) -> str | None:
     value = data.get(key)
     if value is None or value == "":
         if required:
-            raise InvalidEvent(f"{key} is required.")
+            raise InvalidEvent(_("%(key)s is required.", key=key))
         return None
     if isinstance(value, bool) or not isinstance(value, str | int):
-        raise InvalidEvent(f"{key} must be a string.")
+        raise InvalidEvent(_("%(key)s must be a string.", key=key))
     value = str(value).strip()
     if len(value) > 200:
-        raise InvalidEvent(f"{key} is at most 200 characters.")
+        raise InvalidEvent(_("%(key)s is at most 200 characters.", key=key))
     return value
 
 
@@ -147,7 +150,7 @@ def _amount(value) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidEvent("amount must be a whole number of minor units (2500 = 25.00).")
+        raise InvalidEvent(_("amount must be a whole number of minor units (2500 = 25.00)."))
     return value
 
 
@@ -155,15 +158,21 @@ def _moment(value) -> datetime | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise InvalidEvent("occurred_at must be an ISO 8601 time.")
+        raise InvalidEvent(_("occurred_at must be an ISO 8601 time."))
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise InvalidEvent("occurred_at must be an ISO 8601 time.") from None
+        raise InvalidEvent(_("occurred_at must be an ISO 8601 time.")) from None
     if moment.tzinfo is None:
-        raise InvalidEvent("occurred_at needs a time zone (e.g. 2026-11-21T10:00:00Z).")
+        raise InvalidEvent(_("occurred_at needs a time zone (e.g. 2026-11-21T10:00:00Z)."))
     if dates.plausible_utc(moment) is None:
-        raise InvalidEvent(f"occurred_at must lie between {dates.PLAUSIBLE_RANGE}.")
+        raise InvalidEvent(
+            _(
+                "occurred_at must lie between %(first)s and %(last)s (UTC).",
+                first=dates.EARLIEST_EVENT.date().isoformat(),
+                last=dates.LATEST_EVENT.date().isoformat(),
+            )
+        )
     return moment
 
 

@@ -24,6 +24,8 @@ from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from flask import current_app
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from jwt.algorithms import RSAAlgorithm
 from jwt.exceptions import InvalidKeyError
 from jwt.utils import base64url_decode
@@ -55,7 +57,7 @@ _RS256 = RSAAlgorithm(RSAAlgorithm.SHA256)
 class InvalidSignature(DomainError):
     status = 401
     code = "invalid_signature"
-    message = "The webhook signature is missing or does not match."
+    message = _l("The webhook signature is missing or does not match.")
 
 
 class SigningKeysUnavailable(DomainError):
@@ -63,7 +65,7 @@ class SigningKeysUnavailable(DomainError):
 
     status = 503
     code = "signing_keys_unavailable"
-    message = "The shop's signing keys could not be fetched; try again later."
+    message = _l("The shop's signing keys could not be fetched; try again later.")
 
 
 def jwks_url(api_url: str) -> str:
@@ -77,7 +79,7 @@ def verify_detached_jws(signature: str, body: bytes, api_url: str) -> None:
     header_segment, signature_bytes, kid = _parse(signature)
     jwk = signing_key(api_url, kid)
     if jwk is None:
-        raise InvalidSignature("The webhook was signed with a key the shop does not publish.")
+        raise InvalidSignature(_("The webhook was signed with a key the shop does not publish."))
     signing_input = header_segment + b"." + body
     if not _RS256.verify(signing_input, _public_key(jwk), signature_bytes):
         raise InvalidSignature()
@@ -86,43 +88,43 @@ def verify_detached_jws(signature: str, body: bytes, api_url: str) -> None:
 def _parse(signature: str) -> tuple[bytes, bytes, str]:
     """The header segment, the signature bytes and the kid; anything unexpected is refused."""
     if len(signature) > MAX_SIGNATURE_HEADER_CHARS or signature.count(".") != 2:
-        raise InvalidSignature("The signature is not a detached JWS.")
+        raise InvalidSignature(_("The signature is not a detached JWS."))
     header_text, payload_segment, signature_text = signature.split(".")
     if payload_segment:
-        raise InvalidSignature("The signature is not a detached JWS.")
+        raise InvalidSignature(_("The signature is not a detached JWS."))
     try:
         header = json.loads(base64url_decode(header_text.encode("ascii")))
         signature_bytes = base64url_decode(signature_text.encode("ascii"))
     except (ValueError, RecursionError):
-        raise InvalidSignature("The signature is not a detached JWS.") from None
+        raise InvalidSignature(_("The signature is not a detached JWS.")) from None
     if not isinstance(header, dict):
-        raise InvalidSignature("The signature is not a detached JWS.")
+        raise InvalidSignature(_("The signature is not a detached JWS."))
     _check_header(header)
     return header_text.encode("ascii"), signature_bytes, header["kid"]
 
 
 def _check_header(header: dict) -> None:
     if header.get("alg") != "RS256":
-        raise InvalidSignature("Only RS256 signatures are accepted.")
+        raise InvalidSignature(_("Only RS256 signatures are accepted."))
     if header.get("b64") is not False:
-        raise InvalidSignature("The signature must cover the unencoded body (b64: false).")
+        raise InvalidSignature(_("The signature must cover the unencoded body (b64: false)."))
     # Recent PyJWT lists b64 in crit (RFC 7797 §6); Saleor releases on older PyJWT do not, and
     # PyJWT's own decode now refuses those, hence this check by hand. No other extension is
     # understood here, so any other critical one is refused (RFC 7515 §4.1.11).
     if header.get("crit", ["b64"]) != ["b64"]:
-        raise InvalidSignature("The signature names a critical extension we do not support.")
+        raise InvalidSignature(_("The signature names a critical extension we do not support."))
     kid = header.get("kid")
     if not isinstance(kid, str) or not kid or len(kid) > 200:
-        raise InvalidSignature("The signature names no key.")
+        raise InvalidSignature(_("The signature names no key."))
 
 
 def _public_key(jwk: dict) -> RSAPublicKey:
     try:
         key = RSAAlgorithm.from_jwk(jwk)
     except (InvalidKeyError, ValueError, TypeError, KeyError):
-        raise InvalidSignature("The shop publishes this key in a form we cannot use.") from None
+        raise InvalidSignature(_("The shop publishes this key in a form we cannot use.")) from None
     if not isinstance(key, RSAPublicKey) or key.key_size < MIN_KEY_BITS:
-        raise InvalidSignature("The shop publishes this key in a form we cannot use.")
+        raise InvalidSignature(_("The shop publishes this key in a form we cannot use."))
     return key
 
 
@@ -141,7 +143,7 @@ def signing_key(api_url: str, kid: str) -> dict | None:
         if cache.get(_unknown_kid_cache_key(api_url, kid)):
             return None
     if not _FETCH_LOCK.acquire(timeout=WAIT_FOR_FETCH_SECONDS):
-        raise SigningKeysUnavailable("The shop's keys are being fetched; try again.")
+        raise SigningKeysUnavailable(_("The shop's keys are being fetched; try again."))
     try:
         return _fetch_for(api_url, kid)
     finally:
@@ -160,10 +162,10 @@ def _fetch_for(api_url: str, kid: str) -> dict | None:
             return None
         # Claimed across processes (with Redis) before the request goes out.
         if not cache.add(refetch_key, True, timeout=REFETCH_INTERVAL_SECONDS):
-            raise SigningKeysUnavailable("Signing keys were refreshed a moment ago; try again.")
+            raise SigningKeysUnavailable(_("Signing keys were refreshed a moment ago; try again."))
     elif cache.get(refetch_key):
         # No keys yet, and the shop failed or lacked a kid moments ago: do not ask again.
-        raise SigningKeysUnavailable("Signing keys were fetched a moment ago; try again.")
+        raise SigningKeysUnavailable(_("Signing keys were fetched a moment ago; try again."))
     try:
         keys = _fetch_and_cache(api_url)
     except SigningKeysUnavailable:

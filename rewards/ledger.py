@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from flask import current_app
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import and_, case, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
@@ -36,7 +38,7 @@ REFERENCE_MAX_LENGTH = 200
 
 class NotPayable(DomainError):
     code = "not_payable"
-    message = "Only cash and credit rewards can be paid out."
+    message = _l("Only cash and credit rewards can be paid out.")
 
 
 class BelowPayoutMinimum(DomainError):
@@ -46,7 +48,7 @@ class BelowPayoutMinimum(DomainError):
 class PayoutAlreadyRequested(DomainError):
     status = 409
     code = "payout_already_requested"
-    message = (
+    message = _l(
         "You already have a payout request open for this balance. "
         "You can ask again once it has been paid."
     )
@@ -55,13 +57,13 @@ class PayoutAlreadyRequested(DomainError):
 class PayoutNotOpen(DomainError):
     status = 409
     code = "payout_not_open"
-    message = "This payout request is no longer open: it was already paid or cancelled."
+    message = _l("This payout request is no longer open: it was already paid or cancelled.")
 
 
 class PayoutChanged(DomainError):
     status = 409
     code = "payout_changed"
-    message = (
+    message = _l(
         "The rewards in this payout request changed after it was made. "
         "Cancel it; the participant can then request the current balance."
     )
@@ -70,7 +72,9 @@ class PayoutChanged(DomainError):
 class InvalidPayoutReference(DomainError):
     code = "invalid_reference"
     field = "reference"
-    message = f"The payment reference can be at most {REFERENCE_MAX_LENGTH} characters."
+    message = _l(
+        "The payment reference can be at most %(most)s characters.", most=REFERENCE_MAX_LENGTH
+    )
 
 
 @dataclass(frozen=True)
@@ -187,8 +191,12 @@ def _claimable(user_id: int, kind: str, currency: str):
 def _below_minimum(available: int, currency: str, kind: str) -> BelowPayoutMinimum:
     minimum = current_app.config["PAYOUT_MINIMUM"]
     return BelowPayoutMinimum(
-        f"A payout needs at least {format_amount(minimum, currency)} of available "
-        f"{kind}; you have {format_amount(available, currency)}."
+        _(
+            "A payout needs at least %(minimum)s of available %(kind)s; you have %(available)s.",
+            minimum=format_amount(minimum, currency),
+            kind=_KIND_WORDS.get(kind, kind),
+            available=format_amount(available, currency),
+        )
     )
 
 
@@ -309,16 +317,18 @@ def cancel_payout(payout: Payout, reason: str) -> Payout:
 
 CANCELLABLE_STATUSES = ("pending", "approved", "review")
 _ONLY = {
-    "approve": "Only a reward on hold (pending) can be approved early.",
-    "pay": "Only an approved reward can be marked paid.",
-    "cancel": "Only a reward not yet paid can be cancelled.",
+    "approve": _l("Only a reward on hold (pending) can be approved early. This one is %(status)s."),
+    "pay": _l("Only an approved reward can be marked paid. This one is %(status)s."),
+    "cancel": _l("Only a reward not yet paid can be cancelled. This one is %(status)s."),
 }
+# The reward kinds a payout is asked for (PAYABLE_KINDS), as a sentence names them.
+_KIND_WORDS = {"cash": _l("cash"), "credit": _l("credit")}
 
 
 class RewardNotChanged(DomainError):
     status = 409
     code = "reward_not_changed"
-    message = "This reward changed meanwhile; nothing was done."
+    message = _l("This reward changed meanwhile; nothing was done.")
 
 
 def approve_reward_early(reward: Reward, now: datetime) -> None:
@@ -382,19 +392,48 @@ def _refusal(reward: Reward, action: str) -> RewardNotChanged:
     db.session.refresh(reward)
     status = reward.status
     if reward.amount < 0:
-        return RewardNotChanged("A reversing entry cannot be changed by hand.")
+        return RewardNotChanged(_("A reversing entry cannot be changed by hand."))
     if reward.payout_id is not None and status == "approved":
         return RewardNotChanged(
-            f"This reward is part of payout request #{reward.payout_id}; "
-            "pay or cancel that request on the payouts screen instead."
+            _(
+                "This reward is part of payout request #%(id)s; "
+                "pay or cancel that request on the payouts screen instead.",
+                id=reward.payout_id,
+            )
         )
     if action == "cancel" and status in ("paid", "redeemed"):
         return RewardNotChanged(
-            f"This reward is already {status} and cannot be cancelled. Record a refund of "
-            "its purchase instead: that writes a reversing entry."
+            _(
+                "This reward is already %(status)s and cannot be cancelled. Record a refund of "
+                "its purchase instead: that writes a reversing entry.",
+                status=_status_words(status),
+            )
         )
     if status == "review":
-        return RewardNotChanged("This reward waits in the review queue; decide it there.")
+        return RewardNotChanged(_("This reward waits in the review queue; decide it there."))
     if status in ("cancelled", "rejected", "expired"):
-        return RewardNotChanged(f"This reward is already {status} ({reward.reason}).")
-    return RewardNotChanged(f"{_ONLY[action]} This one is {status}.")
+        return RewardNotChanged(
+            _(
+                "This reward is already %(status)s (%(reason)s).",
+                status=_status_words(status),
+                reason=reward.reason,
+            )
+        )
+    return RewardNotChanged(str(_ONLY[action]) % {"status": _status_words(status)})
+
+
+# A reward's status as a refusal names it (the same words as the staff screens).
+_STATUS_WORDS = {
+    "review": _l("review"),
+    "pending": _l("pending"),
+    "approved": _l("approved"),
+    "paid": _l("paid"),
+    "redeemed": _l("redeemed"),
+    "expired": _l("expired"),
+    "cancelled": _l("cancelled"),
+    "rejected": _l("rejected"),
+}
+
+
+def _status_words(status: str) -> str:
+    return str(_STATUS_WORDS.get(status, status))

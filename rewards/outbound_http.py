@@ -15,6 +15,9 @@ import socket
 import ssl
 from urllib.parse import SplitResult, urlsplit
 
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+
 from core.errors import DomainError
 
 _ANSWER_BYTES = 4096  # read (and drop) this much of an answer; only the status is kept
@@ -23,7 +26,7 @@ _ANSWER_BYTES = 4096  # read (and drop) this much of an answer; only the status 
 class UnsafeUrl(DomainError):
     code = "unsafe_url"
     field = "url"
-    message = "Use an https:// URL of a public server."
+    message = _l("Use an https:// URL of a public server.")
 
 
 # --- URLs and addresses -----------------------------------------------------------------
@@ -37,11 +40,11 @@ def check_url(url: str, allow_private: bool) -> SplitResult:
     if parts.scheme not in schemes or not parts.hostname:
         raise UnsafeUrl()
     if parts.username is not None or parts.password is not None:
-        raise UnsafeUrl("Leave credentials out of the URL; the signature authenticates us.")
+        raise UnsafeUrl(_("Leave credentials out of the URL; the signature authenticates us."))
     try:
         parts.port  # noqa: B018 - parsing the port raises on a bad one
     except ValueError:
-        raise UnsafeUrl("The port in this URL is not valid.") from None
+        raise UnsafeUrl(_("The port in this URL is not valid.")) from None
     return parts
 
 
@@ -62,7 +65,13 @@ def resolve_public(host: str, port: int, allow_private: bool) -> list[str]:
     if not allow_private:
         refused = [address for address in addresses if not _is_public(address)]
         if refused:
-            raise UnsafeUrl(f"{host} resolves to a non-public address ({refused[0]}).")
+            raise UnsafeUrl(
+                _(
+                    "%(host)s resolves to a non-public address (%(address)s).",
+                    host=host,
+                    address=refused[0],
+                )
+            )
     return addresses
 
 

@@ -8,6 +8,8 @@ audit-logged here, in the transaction that makes it, whether it came from the pa
 import re
 from datetime import datetime
 
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -78,16 +80,33 @@ class InvalidRules(DomainError):
 class DefaultChanged(DomainError):
     status = 409
     code = "default_changed"
-    message = "Someone else changed the default program at the same moment; try again."
+    message = _l("Someone else changed the default program at the same moment; try again.")
 
 
 class SlugTaken(DomainError):
     status = 409
     code = "slug_taken"
     field = "slug"
-    message = "Another program already has this short name."
+    message = _l("Another program already has this short name.")
 
 
+_REWARD_KIND_REFUSED = {
+    "referrer": _l(
+        "The referrer's reward kind must be one of %(kinds)s.", kinds=", ".join(REWARD_KINDS)
+    ),
+    "friend": _l(
+        "The friend's reward kind must be one of %(kinds)s.", kinds=", ".join(REWARD_KINDS)
+    ),
+}
+_REWARD_ZERO_REFUSED = {
+    "referrer": _l("The referrer's reward must be more than zero."),
+    "friend": _l("The friend's reward must be more than zero."),
+}
+_CAP_NAMES = {
+    "cap_per_day": _l("cap per day"),
+    "cap_per_month": _l("cap per month"),
+    "cap_total": _l("cap total"),
+}
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,59}$")
 _AUDITED = ("slug", *RULE_FIELDS)
 
@@ -95,7 +114,7 @@ _AUDITED = ("slug", *RULE_FIELDS)
 def create_program(slug: str, values: dict, currency: str) -> Program:
     """A new (not default) program with the model's default rules, changed by `values`."""
     if not _SLUG.match(slug or ""):
-        raise InvalidRules("slug", "The short name is lower-case letters, digits and dashes.")
+        raise InvalidRules("slug", _("The short name is lower-case letters, digits and dashes."))
     if db.session.scalar(select(Program.id).where(Program.slug == slug)) is not None:
         raise SlugTaken()
     program = draft_program(currency)
@@ -131,7 +150,7 @@ def update_program(program: Program, changes: dict) -> Program:
 def _apply(program: Program, changes: dict) -> None:
     unknown = sorted(set(changes) - set(RULE_FIELDS))
     if unknown:
-        raise InvalidRules(unknown[0], f"{unknown[0]} is not a program setting.")
+        raise InvalidRules(unknown[0], _("%(name)s is not a program setting.", name=unknown[0]))
     merged = {field: getattr(program, field) for field in RULE_FIELDS} | changes
     check_rules(merged)
     if "campaign_id" in changes:
@@ -146,10 +165,12 @@ def _apply(program: Program, changes: dict) -> None:
 
 def _set_allowlist(program: Program, emails) -> None:
     if not isinstance(emails, list) or not all(isinstance(email, str) for email in emails):
-        raise InvalidRules("fulfilment_allowlist", "List participants' emails.")
+        raise InvalidRules("fulfilment_allowlist", _("List participants' emails."))
     users, unknown = rollout.participants_by_email(emails)
     if unknown:
-        raise InvalidRules("fulfilment_allowlist", f"No participant has the email {unknown[0]}.")
+        raise InvalidRules(
+            "fulfilment_allowlist", _("No participant has the email %(email)s.", email=unknown[0])
+        )
     rollout.set_allowlist(program, users)
 
 
@@ -164,7 +185,7 @@ def _check_campaign(campaign_id) -> None:
     _require(
         channel == "referral",
         "campaign_id",
-        "Choose a campaign of the referral channel (or none).",
+        _l("Choose a campaign of the referral channel (or none)."),
     )
 
 
@@ -249,37 +270,37 @@ def _whole(value, low: int, high: int | None = None) -> bool:
 
 def _check_identity(rules: dict) -> None:
     name = rules.get("name") or ""
-    _require(0 < len(name.strip()) <= 120, "name", "Give the program a name (up to 120 chars).")
+    _require(0 < len(name.strip()) <= 120, "name", _l("Give the program a name (up to 120 chars)."))
     _require(
         rules["trigger_event"] in TRIGGERS,
         "trigger_event",
-        f"The trigger must be one of {', '.join(TRIGGERS)}.",
+        _l("The trigger must be one of %(choices)s.", choices=", ".join(TRIGGERS)),
     )
     currency = rules.get("currency") or ""
     _require(
         len(currency) == 3 and currency.isalpha() and currency.isupper(),
         "currency",
-        "The currency is a three-letter ISO code in capitals, such as USD.",
+        _l("The currency is a three-letter ISO code in capitals, such as USD."),
     )
     _require(
         _whole(rules["min_purchase_amount"], 0),
         "min_purchase_amount",
-        "The minimum purchase is a whole number of minor units, 0 or more.",
+        _l("The minimum purchase is a whole number of minor units, 0 or more."),
     )
     _require(
         _whole(rules["attribution_window_days"], 1, 365),
         "attribution_window_days",
-        "The attribution window is 1 to 365 days.",
+        _l("The attribution window is 1 to 365 days."),
     )
     _require(
         _whole(rules["claim_window_days"], 0, 365),
         "claim_window_days",
-        "The claim window is 0 (no claims) to 365 days.",
+        _l("The claim window is 0 (no claims) to 365 days."),
     )
     _require(
         rules["attribution_model"] in ("first", "last"),
         "attribution_model",
-        "Attribution is first or last touch.",
+        _l("Attribution is first or last touch."),
     )
 
 
@@ -291,99 +312,112 @@ def _check_reward(rules: dict, who: str, *, required: bool) -> None:
     _require(
         kind in REWARD_KINDS,
         f"{who}_reward_kind",
-        f"The {who}'s reward kind must be one of {', '.join(REWARD_KINDS)}.",
+        _REWARD_KIND_REFUSED[who],
     )
     _require(
-        basis in REWARD_BASES, f"{who}_reward_basis", "A reward is a fixed amount or a percent."
+        basis in REWARD_BASES, f"{who}_reward_basis", _l("A reward is a fixed amount or a percent.")
     )
-    _require(_whole(value, 1), field, f"The {who}'s reward must be more than zero.")
+    _require(_whole(value, 1), field, _REWARD_ZERO_REFUSED[who])
     if basis == "percent":
         _require(
             value <= 10_000,
             field,
-            "A percent reward is at most 100 % (10000 basis points).",
+            _l("A percent reward is at most 100 % (10000 basis points)."),
         )
         _require(
             rules["trigger_event"] != "signup",
             f"{who}_reward_basis",
-            "A percent of the purchase needs a purchase: use a fixed reward for signups.",
+            _l("A percent of the purchase needs a purchase: use a fixed reward for signups."),
         )
 
 
 def _check_network(rules: dict) -> None:
     depth, shares = rules["max_depth"], rules.get("level_shares") or []
-    _require(_whole(depth, 1, MAX_DEPTH), "max_depth", f"The depth is 1 to {MAX_DEPTH} levels.")
+    _require(
+        _whole(depth, 1, MAX_DEPTH),
+        "max_depth",
+        _l("The depth is 1 to %(most)s levels.", most=MAX_DEPTH),
+    )
     _require(
         isinstance(shares, list) and all(_whole(share, 0, 100) for share in shares),
         "level_shares",
-        "Each level's share is a whole percent from 0 to 100.",
+        _l("Each level's share is a whole percent from 0 to 100."),
     )
     _require(
         len(shares) <= depth - 1,
         "level_shares",
-        f"{len(shares)} shares for higher levels need a depth of at least {len(shares) + 1}.",
+        _l(
+            "%(shares)s shares for higher levels need a depth of at least %(depth)s.",
+            shares=len(shares),
+            depth=len(shares) + 1,
+        ),
     )
     every, amount = rules.get("milestone_every"), rules.get("milestone_amount")
     _require(
         (every is None) == (amount is None),
         "milestone_amount",
-        "A milestone bonus needs both how often (every N referrals) and the amount.",
+        _l("A milestone bonus needs both how often (every N referrals) and the amount."),
     )
     if every is not None:
-        _require(_whole(every, 2), "milestone_every", "A milestone comes every 2 or more.")
-        _require(_whole(amount, 1), "milestone_amount", "The milestone bonus must be positive.")
+        _require(_whole(every, 2), "milestone_every", _l("A milestone comes every 2 or more."))
+        _require(_whole(amount, 1), "milestone_amount", _l("The milestone bonus must be positive."))
 
 
 def _check_caps(rules: dict) -> None:
     caps = [(name, rules.get(name)) for name in ("cap_per_day", "cap_per_month", "cap_total")]
     for name, cap in caps:
-        _require(cap is None or _whole(cap, 1), name, "A cap is a whole number above zero.")
+        _require(cap is None or _whole(cap, 1), name, _l("A cap is a whole number above zero."))
     set_caps = [(name, cap) for name, cap in caps if cap is not None]
     for (small_name, small), (large_name, large) in zip(set_caps, set_caps[1:], strict=False):
         _require(
             small <= large,
             small_name,
-            f"{small_name.replace('_', ' ')} ({small}) cannot exceed"
-            f" {large_name.replace('_', ' ')} ({large}).",
+            _l(
+                "%(smaller)s (%(small)s) cannot exceed %(larger)s (%(large)s).",
+                smaller=_CAP_NAMES[small_name],
+                small=small,
+                larger=_CAP_NAMES[large_name],
+                large=large,
+            ),
         )
 
 
 def _check_timing(rules: dict) -> None:
-    _require(_whole(rules["hold_days"], 0, 365), "hold_days", "The hold is 0 to 365 days.")
+    _require(_whole(rules["hold_days"], 0, 365), "hold_days", _l("The hold is 0 to 365 days."))
     expiry = rules.get("reward_expiry_days")
     _require(
         expiry is None or _whole(expiry, 1, 3650),
         "reward_expiry_days",
-        "Rewards expire after 1 to 3650 days, or never.",
+        _l("Rewards expire after 1 to 3650 days, or never."),
     )
     starts, ends = rules.get("starts_at"), rules.get("ends_at")
     _require(
         ends is None or starts is None or ends > starts,
         "ends_at",
-        "The program must end after it starts.",
+        _l("The program must end after it starts."),
     )
 
 
 def _check_policy(rules: dict) -> None:
     review, reject = rules["review_score"], rules["reject_score"]
-    _require(_whole(review, 1), "review_score", "The review threshold is above zero.")
+    _require(_whole(review, 1), "review_score", _l("The review threshold is above zero."))
     _require(
         _whole(reject, 1) and reject >= review,
         "reject_score",
-        "The reject threshold cannot be below the review threshold.",
+        _l("The reject threshold cannot be below the review threshold."),
     )
     for name in ("max_signups_per_ip_per_day", "max_signups_per_code_per_hour"):
-        _require(_whole(rules[name], 1), name, "A signup limit is a whole number above zero.")
+        _require(_whole(rules[name], 1), name, _l("A signup limit is a whole number above zero."))
     _require(
         _whole(rules["min_seconds_click_to_purchase"], 0),
         "min_seconds_click_to_purchase",
-        "The click-to-purchase gap is 0 seconds or more.",
+        _l("The click-to-purchase gap is 0 seconds or more."),
     )
     domains = rules.get("excluded_email_domains") or []
     _require(
         isinstance(domains, list) and all(_DOMAIN.match(str(d).lower()) for d in domains),
         "excluded_email_domains",
-        "Excluded domains are names like example.com.",
+        _l("Excluded domains are names like example.com."),
     )
 
 
@@ -393,18 +427,26 @@ def _check_texts(rules: dict) -> None:
     _require(
         share is None or 0 < len(share) <= offer.SHARE_TEXT_MAX,
         "share_text",
-        f"The share text is at most {offer.SHARE_TEXT_MAX} characters (the link is added).",
+        _l(
+            "The share text is at most %(most)s characters (the link is added).",
+            most=offer.SHARE_TEXT_MAX,
+        ),
     )
     unknown = offer.unknown_placeholders(share)
     _require(
         not unknown,
         "share_text",
-        f"{{{unknown[0] if unknown else ''}}} is not a placeholder; use "
-        + ", ".join(f"{{{name}}}" for name in offer.SHARE_PLACEHOLDERS)
-        + ".",
+        _l(
+            "%(unknown)s is not a placeholder; use %(known)s.",
+            unknown=f"{{{unknown[0] if unknown else ''}}}",
+            known=", ".join(f"{{{name}}}" for name in offer.SHARE_PLACEHOLDERS),
+        ),
     )
     _require(
         usage is None or 0 < len(usage) <= offer.USAGE_TEXT_MAX,
         "reward_usage_text",
-        f"The text on using a reward is at most {offer.USAGE_TEXT_MAX} characters.",
+        _l(
+            "The text on using a reward is at most %(most)s characters.",
+            most=offer.USAGE_TEXT_MAX,
+        ),
     )

@@ -9,6 +9,7 @@ that is not issued on its own stays `approved` until staff press "Pay out" for i
 
 import hashlib
 
+from flask_babel import gettext as _
 from sqlalchemy import select
 
 from extensions import db
@@ -36,9 +37,9 @@ def rollout_problem(rules: dict) -> tuple[str, str] | None:
     """(field, message) for a rollout a program cannot store; None if it fits."""
     mode, percent = rules.get("fulfilment_mode"), rules.get("fulfilment_percent")
     if mode not in FULFILMENT_MODES:
-        return "fulfilment_mode", "Choose automatic, limited or manual."
+        return "fulfilment_mode", _("Choose automatic, limited or manual.")
     if isinstance(percent, bool) or not isinstance(percent, int) or not 0 <= percent <= 100:
-        return "fulfilment_percent", "The share is a whole percent from 0 to 100."
+        return "fulfilment_percent", _("The share is a whole percent from 0 to 100.")
     return None
 
 

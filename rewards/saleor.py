@@ -13,6 +13,8 @@ from decimal import Decimal, InvalidOperation
 from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, jsonify, request
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 
 from core import dates, money
 from core.errors import DomainError
@@ -80,11 +82,11 @@ class SaleorNotConfigured(DomainError):
     # operator finishes the set-up are not lost, and its delivery log shows the failure.
     status = 503
     code = "saleor_not_configured"
-    message = "Saleor webhooks are not configured here: SALEOR_API_URL is not set."
+    message = _l("Saleor webhooks are not configured here: SALEOR_API_URL is not set.")
 
 
 class InvalidSaleorPayload(InvalidEvent):
-    message = "The webhook body is not the payload of InviteLoop's subscription query."
+    message = _l("The webhook body is not the payload of InviteLoop's subscription query.")
 
 
 # Not rate-limited: Saleor does not retry a 429, so a limit would lose real orders. Forged
@@ -110,10 +112,10 @@ def check_signature(headers, body: bytes, api_url: str, legacy_secret: str | Non
     """Raise InvalidSignature unless the configured Saleor instance signed these raw bytes."""
     claimed_url = headers.get("Saleor-Api-Url")
     if claimed_url is not None and not same_instance(claimed_url, api_url):
-        raise InvalidSignature("The webhook comes from another Saleor instance.")
+        raise InvalidSignature(_("The webhook comes from another Saleor instance."))
     signature = headers.get("Saleor-Signature", "").strip()
     if not signature:
-        raise InvalidSignature("The Saleor-Signature header is missing.")
+        raise InvalidSignature(_("The Saleor-Signature header is missing."))
     if "." in signature:
         verify_detached_jws(signature, body, api_url)
     elif legacy_secret:
@@ -121,7 +123,7 @@ def check_signature(headers, body: bytes, api_url: str, legacy_secret: str | Non
         if not hmac.compare_digest(expected.encode(), signature.lower().encode()):
             raise InvalidSignature()
     else:
-        raise InvalidSignature("Only JWS signatures are accepted (no legacy secret is set).")
+        raise InvalidSignature(_("Only JWS signatures are accepted (no legacy secret is set)."))
 
 
 def same_instance(claimed: str, configured: str) -> bool:
@@ -162,7 +164,7 @@ def order_event(event_name: str, payload: dict) -> EventIn:
         )
     order = payload.get("order")
     if not isinstance(order, dict) or not isinstance(order.get("id"), str):
-        raise InvalidSaleorPayload("The payload names no order.")
+        raise InvalidSaleorPayload(_("The payload names no order."))
     user = order.get("user") if isinstance(order.get("user"), dict) else {}
     money = _money(order, kind)
     amount = minor_units(money.get("amount"), money.get("currency"))
@@ -190,7 +192,7 @@ def _channel(order: dict) -> str | None:
     channel = order.get("channel")
     slug = channel.get("slug") if isinstance(channel, dict) else None
     if slug is not None and not (isinstance(slug, str) and SLUG.match(slug)):
-        raise InvalidSaleorPayload("The order's channel.slug is not a slug.")
+        raise InvalidSaleorPayload(_("The order's channel.slug is not a slug."))
     return slug
 
 
@@ -203,7 +205,9 @@ def _country(order: dict) -> str | None:
         if code is None:
             continue
         if not (isinstance(code, str) and COUNTRY.match(code)):
-            raise InvalidSaleorPayload(f"The order's {name}.country.code is not ISO 3166.")
+            raise InvalidSaleorPayload(
+                _("The order's %(address)s.country.code is not ISO 3166.", address=name)
+            )
         return code
     return None
 
@@ -215,19 +219,19 @@ def _lines(order: dict) -> tuple[OrderLine, ...] | None:
     if lines is None:
         return None
     if not isinstance(lines, list):
-        raise InvalidSaleorPayload("The order's lines are not a list.")
+        raise InvalidSaleorPayload(_("The order's lines are not a list."))
     return tuple(_line(line) for line in lines)
 
 
 def _line(line) -> OrderLine:
     if not isinstance(line, dict):
-        raise InvalidSaleorPayload("An order line is not an object.")
+        raise InvalidSaleorPayload(_("An order line is not an object."))
     price = _dig(line, "totalPrice", "gross")
     if not isinstance(price, dict) or not isinstance(price.get("currency"), str):
-        raise InvalidSaleorPayload("An order line has no totalPrice.gross.")
+        raise InvalidSaleorPayload(_("An order line has no totalPrice.gross."))
     category = _dig(line, "variant", "product", "category", "slug")
     if category is not None and not (isinstance(category, str) and SLUG.match(category)):
-        raise InvalidSaleorPayload("An order line's category slug is not a slug.")
+        raise InvalidSaleorPayload(_("An order line's category slug is not a slug."))
     return OrderLine(category, minor_units(price.get("amount"), price["currency"]))
 
 
@@ -253,7 +257,7 @@ def _external_id(event_name: str, order_id: str, amount: int) -> str:
 def _optional_text(value, name: str) -> str | None:
     if value is None or isinstance(value, str):
         return value or None
-    raise InvalidSaleorPayload(f"The order's {name} is not a string.")
+    raise InvalidSaleorPayload(_("The order's %(field)s is not a string.", field=name))
 
 
 def _money(order: dict, kind: str) -> dict:
@@ -264,21 +268,23 @@ def _money(order: dict, kind: str) -> dict:
         total = order.get("total")
         money = total.get("gross") if isinstance(total, dict) else None
     if not isinstance(money, dict) or not isinstance(money.get("currency"), str):
-        raise InvalidSaleorPayload("The payload has no order total.")
+        raise InvalidSaleorPayload(_("The payload has no order total."))
     return money
 
 
 def minor_units(amount, currency: str) -> int:
     """Saleor's decimal amount in the currency's minor units, exactly (12.34 USD → 1234)."""
     if isinstance(amount, bool) or not isinstance(amount, int | float | str):
-        raise InvalidSaleorPayload("The order total is not a number.")
+        raise InvalidSaleorPayload(_("The order total is not a number."))
     try:
         # str() of a float is its shortest exact decimal form: 19.99 stays 19.99.
         scaled = Decimal(str(amount)).scaleb(money.exponent(currency))
     except InvalidOperation:
-        raise InvalidSaleorPayload("The order total is not a number.") from None
+        raise InvalidSaleorPayload(_("The order total is not a number.")) from None
     if not scaled.is_finite() or scaled != scaled.to_integral_value():
-        raise InvalidSaleorPayload(f"The order total is not a whole number of {currency} units.")
+        raise InvalidSaleorPayload(
+            _("The order total is not a whole number of %(currency)s units.", currency=currency)
+        )
     return int(scaled)
 
 

@@ -6,6 +6,8 @@ docs/guarantees.md #38.
 import logging
 
 from flask import Blueprint, current_app, jsonify, make_response, render_template, request
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 
 from core.embedding import frame_policy
 from core.errors import DomainError
@@ -41,7 +43,7 @@ ORDER_EVENTS = ["ORDER_CONFIRMED", "ORDER_FULLY_PAID", "ORDER_REFUNDED", "ORDER_
 class NoPublicUrl(DomainError):
     status = 503
     code = "public_url_missing"
-    message = "Set PUBLIC_URL: Saleor needs absolute addresses to call InviteLoop back."
+    message = _l("Set PUBLIC_URL: Saleor needs absolute addresses to call InviteLoop back.")
 
 
 @saleor_app_bp.get("/saleor/manifest")
@@ -132,7 +134,7 @@ def receive_app_event():
     installation = saleor_install.installation_for(api_url)
     app = payload.get("app") if isinstance(payload.get("app"), dict) else {}
     if payload.get("__typename") != "AppDeleted":
-        raise InvalidSaleorPayload("The signed payload is not an AppDeleted event.")
+        raise InvalidSaleorPayload(_("The signed payload is not an AppDeleted event."))
     if installation is None:
         return jsonify(outcome="ignored", reason="not_installed"), 200
     if app.get("id") not in (None, installation.app_id):
@@ -152,7 +154,7 @@ def _signing_instance(claimed: str | None) -> str:
             return allowed
         if configured:
             return configured
-        raise InvalidSignature("The webhook comes from a Saleor instance not allowed here.")
+        raise InvalidSignature(_("The webhook comes from a Saleor instance not allowed here."))
     if not configured:
         raise SaleorNotConfigured()
     return configured

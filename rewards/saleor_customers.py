@@ -7,6 +7,7 @@ a duplicate); a customer who becomes a participant gets their own code written b
 
 import logging
 
+from flask_babel import gettext as _
 from sqlalchemy import select
 
 from core.jobs import enqueue, job
@@ -27,7 +28,7 @@ def on_customer_created(payload: dict) -> Outcome:
     """The signed CustomerCreated event: the participant (referred when the customer's
     metadata names a code), and their code queued for Saleor's metadata."""
     if payload.get("__typename") != "CustomerCreated":
-        raise InvalidSaleorPayload("The signed payload is not a CustomerCreated event.")
+        raise InvalidSaleorPayload(_("The signed payload is not a CustomerCreated event."))
     user = payload.get("user")
     if not isinstance(user, dict) or not isinstance(user.get("id"), str):
         return Outcome("ignored", "no_customer")

@@ -18,6 +18,7 @@ import logging
 from datetime import datetime
 
 from flask import current_app
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -37,7 +38,7 @@ _ERROR_LENGTH = 500
 class NotInstalled(DomainError):
     status = 503
     code = "saleor_not_installed"
-    message = "The Saleor app is not installed (or was uninstalled); nothing can be issued."
+    message = _l("The Saleor app is not installed (or was uninstalled); nothing can be issued.")
 
 
 # --- queueing -----------------------------------------------------------------------------
@@ -111,7 +112,7 @@ def queue_due_rewards() -> int:
 class NotWaiting(DomainError):
     status = 409
     code = "reward_not_waiting"
-    message = "This reward is not waiting to be paid out in Saleor (paid, cancelled or queued)."
+    message = _l("This reward is not waiting to be paid out in Saleor (paid, cancelled or queued).")
 
 
 def pay_out(reward_id: int) -> None:

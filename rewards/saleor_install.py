@@ -15,6 +15,8 @@ from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import current_app
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
@@ -33,25 +35,25 @@ MAX_TOKEN_CHARS = 1000
 class RegistrationRefused(DomainError):
     status = 400
     code = "registration_refused"
-    message = "This registration is refused."
+    message = _l("This registration is refused.")
 
 
 class UnknownSaleor(RegistrationRefused):
     status = 403
     code = "saleor_not_allowed"
-    message = "This InviteLoop accepts installations only from its configured Saleor."
+    message = _l("This InviteLoop accepts installations only from its configured Saleor.")
 
 
 class TokenNotAccepted(RegistrationRefused):
     status = 403
     code = "token_not_accepted"
-    message = "Saleor did not accept the token; nothing was stored."
+    message = _l("Saleor did not accept the token; nothing was stored.")
 
 
 class TokenUnreadable(DomainError):
     status = 503
     code = "saleor_token_unreadable"
-    message = (
+    message = _l(
         "The stored Saleor token cannot be decrypted (SALEOR_TOKEN_KEY or SECRET_KEY changed); "
         "install the app again."
     )
@@ -88,7 +90,7 @@ def register(claimed_api_url: str | None, token) -> SaleorInstallation:
         log.warning("saleor register refused: saleor_not_allowed")
         raise UnknownSaleor()
     if not isinstance(token, str) or not token.strip() or len(token) > MAX_TOKEN_CHARS:
-        raise RegistrationRefused("The body must be JSON with an auth_token string.")
+        raise RegistrationRefused(_("The body must be JSON with an auth_token string."))
     app_id = _app_id(api_url, token.strip())
     values = {
         "app_id": app_id,
@@ -114,10 +116,12 @@ def _app_id(api_url: str, token: str) -> str:
     try:
         data = saleor_client.execute(api_url, token, WHO_AM_I)
     except saleor_client.SaleorCallFailed as error:
-        raise TokenNotAccepted(f"Saleor did not accept the token: {error.message}") from None
+        raise TokenNotAccepted(
+            _("Saleor did not accept the token: %(error)s", error=error.message)
+        ) from None
     app = data.get("app")
     if not isinstance(app, dict) or not isinstance(app.get("id"), str):
-        raise TokenNotAccepted("The token does not belong to a Saleor app; nothing was stored.")
+        raise TokenNotAccepted(_("The token does not belong to a Saleor app; nothing was stored."))
     return app["id"][:200]
 
 

@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 
 import stripe
 from flask import Blueprint, current_app, jsonify, request
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 
 from core import dates
 from core.errors import DomainError
@@ -31,17 +33,17 @@ class StripeNotConfigured(DomainError):
     # 503: Stripe keeps retrying for days, so events wait until the secret is configured.
     status = 503
     code = "stripe_not_configured"
-    message = "Stripe webhooks are not configured here: STRIPE_WEBHOOK_SECRET is not set."
+    message = _l("Stripe webhooks are not configured here: STRIPE_WEBHOOK_SECRET is not set.")
 
 
 class InvalidStripeSignature(DomainError):
     status = 400
     code = "invalid_signature"
-    message = "The Stripe-Signature header is missing, malformed, stale or does not match."
+    message = _l("The Stripe-Signature header is missing, malformed, stale or does not match.")
 
 
 class InvalidStripePayload(InvalidEvent):
-    message = "The webhook body is not a Stripe event."
+    message = _l("The webhook body is not a Stripe event.")
 
 
 @stripe_bp.post("/webhooks/stripe")
@@ -76,13 +78,13 @@ def verify_signature(body: bytes, header: str | None, secret: str, tolerance: in
         raise InvalidStripeSignature() from None
     # The stripe package refuses old timestamps only; a future one is refused here.
     if signed_timestamp(header) > time.time() + tolerance:
-        raise InvalidStripeSignature("The Stripe-Signature timestamp is in the future.")
+        raise InvalidStripeSignature(_("The Stripe-Signature timestamp is in the future."))
 
 
 def signed_timestamp(header: str) -> int:
     """The `t=` of a header verify_header accepted (it reads the first one, as here)."""
     for item in header.split(","):
-        key, _, value = item.partition("=")
+        key, _equals, value = item.partition("=")
         if key == "t":
             return int(value)
     raise InvalidStripeSignature()
@@ -97,9 +99,9 @@ def parse_body(body: bytes) -> dict:
         raise InvalidStripePayload()
     data = payload.get("data")
     if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
-        raise InvalidStripePayload("The event carries no object.")
+        raise InvalidStripePayload(_("The event carries no object."))
     if not isinstance(data["object"].get("id"), str):
-        raise InvalidStripePayload("The event's object has no id.")
+        raise InvalidStripePayload(_("The event's object has no id."))
     return payload
 
 
@@ -171,10 +173,10 @@ def _event(payload: dict, *, kind: str, order_id: str | None, **fields) -> Event
     obj = payload["data"]["object"]
     currency = obj.get("currency")
     if not isinstance(currency, str):
-        raise InvalidStripePayload("The event's object has no currency.")
+        raise InvalidStripePayload(_("The event's object has no currency."))
     amount = fields.pop("amount")
     if isinstance(amount, bool) or not isinstance(amount, int):
-        raise InvalidStripePayload("The event's amount is not a whole number of minor units.")
+        raise InvalidStripePayload(_("The event's amount is not a whole number of minor units."))
     return EventIn(
         source="stripe",
         kind=kind,

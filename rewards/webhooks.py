@@ -5,6 +5,8 @@ import logging
 import time
 
 from flask import Blueprint, current_app, jsonify, request
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
@@ -30,25 +32,25 @@ CODE_ISSUING_ROLES = ("manager", "admin")
 class SignatureRejected(DomainError):
     status = 401
     code = "bad_signature"
-    message = "The webhook signature does not match."
+    message = _l("The webhook signature does not match.")
 
 
 class SignatureMissing(DomainError):
     status = 400
     code = "missing_signature"
-    message = "webhook-id, webhook-timestamp and webhook-signature headers are required."
+    message = _l("webhook-id, webhook-timestamp and webhook-signature headers are required.")
 
 
 class StaleTimestamp(DomainError):
     status = 400
     code = "bad_timestamp"
-    message = "webhook-timestamp must be a Unix time within 5 minutes of now."
+    message = _l("webhook-timestamp must be a Unix time within 5 minutes of now.")
 
 
 class NotConfigured(DomainError):
     status = 503
     code = "not_configured"
-    message = "This endpoint is not configured on the server yet."
+    message = _l("This endpoint is not configured on the server yet.")
 
 
 def _limit() -> str:
@@ -79,7 +81,7 @@ def verify_standard_webhook(body: bytes, headers) -> None:
     secrets = [s.strip() for s in (current_app.config["EVENTS_WEBHOOK_SECRET"] or "").split(",")]
     secrets = [secret for secret in secrets if secret]
     if not secrets:
-        raise NotConfigured("EVENTS_WEBHOOK_SECRET is not set on the server.")
+        raise NotConfigured(_("EVENTS_WEBHOOK_SECRET is not set on the server."))
     message_id = headers.get("webhook-id", "")
     timestamp = headers.get("webhook-timestamp", "")
     signatures = _well_formed_signatures(headers.get("webhook-signature", ""))
@@ -116,7 +118,7 @@ def _well_formed_signatures(header: str) -> list[str]:
     entry beside a valid one cannot turn into an error."""
     kept = []
     for entry in header.split():
-        version, _, value = entry.partition(",")
+        version, _comma, value = entry.partition(",")
         if version != "v1" or not value or not value.isascii():
             continue
         try:

@@ -23,11 +23,12 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
+from flask_babel import gettext as _
 from sqlalchemy import ColumnElement, Select, and_, case, func, literal, or_, select, union
 from sqlalchemy.orm import aliased
 from werkzeug.datastructures import MultiDict
 
-from core.dates import EARLIEST_EVENT, LATEST_EVENT, PLAUSIBLE_RANGE, midnight
+from core.dates import EARLIEST_EVENT, LATEST_EVENT, midnight
 from core.errors import InvalidFilter
 from extensions import db
 from models import (
@@ -76,11 +77,18 @@ def period_of(args: MultiDict) -> Period:
         try:
             days[name] = date.fromisoformat(typed)
         except ValueError:
-            raise InvalidFilter("Enter the date as YYYY-MM-DD, e.g. 2026-11-21.", name) from None
+            raise InvalidFilter(_("Enter the date as YYYY-MM-DD, e.g. 2026-11-21."), name) from None
         if not EARLIEST_EVENT.date() <= days[name] < LATEST_EVENT.date():
-            raise InvalidFilter(f"Pick a date between {PLAUSIBLE_RANGE}.", name)
+            raise InvalidFilter(
+                _(
+                    "Pick a date between %(first)s and %(last)s (UTC).",
+                    first=EARLIEST_EVENT.date().isoformat(),
+                    last=LATEST_EVENT.date().isoformat(),
+                ),
+                name,
+            )
     if days["start"] and days["end"] and days["start"] > days["end"]:
-        raise InvalidFilter("The start date is after the end date; swap them.", "start")
+        raise InvalidFilter(_("The start date is after the end date; swap them."), "start")
     return Period(days["start"], days["end"])
 
 

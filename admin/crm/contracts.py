@@ -7,6 +7,9 @@ is removed again, so no document lies on disk without the contract that names it
 from datetime import date
 from typing import BinaryIO
 
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+
 from admin.crm import uploads
 from admin.crm.services import UnknownRecord
 from core import audit
@@ -32,7 +35,7 @@ AUDITED = (
 class InvalidValidity(DomainError):
     code = "invalid_validity"
     field = "valid_until"
-    message = "The contract cannot end before it starts."
+    message = _l("The contract cannot end before it starts.")
 
 
 def upload_contract(
@@ -53,9 +56,9 @@ def upload_contract(
     if valid_until < valid_from:
         raise InvalidValidity()
     if db.session.get(Lead, lead_id) is None:
-        raise UnknownRecord("That lead no longer exists.")
+        raise UnknownRecord(_("That lead no longer exists."))
     if db.session.get(Service, service_id) is None:
-        raise UnknownRecord("That service no longer exists.")
+        raise UnknownRecord(_("That service no longer exists."))
     stored = uploads.store(document, document_name)
     now = utcnow()
     contract = Contract(

@@ -3,6 +3,9 @@ exact integer minor units of the form's currency; never through a float."""
 
 import re
 
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from wtforms import DateField, SelectChoice, SelectField, StringField, SubmitField, TextAreaField
@@ -10,6 +13,7 @@ from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
 from admin.crm.services import EDITABLE_LEAD_STATUSES
 from admin.crm.uploads import ACCEPT, ALLOWED_LABEL
+from admin.operations.labels import WORDS
 from core import money
 from core.money import CURRENCIES, exponent
 from models import CAMPAIGN_CHANNELS
@@ -22,16 +26,23 @@ def to_minor_units(text: str, currency: str) -> int:
     """ "12.50" USD -> 1250, "500" JPY -> 500; refuses what would need rounding."""
     cleaned = (text or "").strip()
     if not _AMOUNT.match(cleaned):
-        raise ValueError("Enter an amount in digits with a dot for decimals, e.g. 12.50.")
+        raise ValueError(_("Enter an amount in digits with a dot for decimals, e.g. 12.50."))
     places = exponent(currency)
     try:
         return money.to_minor_units(cleaned, places)
     except money.AmountNotANumber:
-        raise ValueError("Enter an amount such as 12.50.") from None
+        raise ValueError(_("Enter an amount such as 12.50.")) from None
     except money.AmountTooPrecise:
-        raise ValueError(f"{currency} amounts have at most {places} decimal places.") from None
+        raise ValueError(
+            ngettext(
+                "%(currency)s amounts have at most %(num)d decimal place.",
+                "%(currency)s amounts have at most %(num)d decimal places.",
+                places,
+                currency=currency,
+            )
+        ) from None
     except money.AmountTooLarge:
-        raise ValueError("This amount is too large.") from None
+        raise ValueError(_("This amount is too large.")) from None
 
 
 def choices(pairs, none_label: str | None = None) -> list[SelectChoice]:
@@ -40,8 +51,10 @@ def choices(pairs, none_label: str | None = None) -> list[SelectChoice]:
     return [SelectChoice(NONE, none_label), *options] if none_label else options
 
 
-_CHANNELS = choices((channel, channel.title()) for channel in CAMPAIGN_CHANNELS)
-_LEAD_STATUSES = choices((status, status.title()) for status in EDITABLE_LEAD_STATUSES)
+_CHANNELS = choices((channel, WORDS["channel"][channel]) for channel in CAMPAIGN_CHANNELS)
+_LEAD_STATUSES = choices(
+    (status, WORDS["lead_status_title"][status]) for status in EDITABLE_LEAD_STATUSES
+)
 
 
 def _strip(value):
@@ -52,16 +65,17 @@ def _upper(value):
     return value.strip().upper() if isinstance(value, str) else value
 
 
-_CURRENCY_REFUSED = "Choose a currency from the list (ISO 4217 codes such as USD or EUR)."
+_CURRENCY_REFUSED = _l("Choose a currency from the list (ISO 4217 codes such as USD or EUR).")
 
 
 def _currency_field(default: str = "USD") -> SelectField:
     return SelectField(
-        "Currency",
+        _l("Currency"),
         default=default,
         filters=[_upper],
         validate_choice=False,  # AmountForm.validate_currency words the refusal
         validators=[DataRequired(_CURRENCY_REFUSED)],
+        render_kw={"translate": "no"},  # ISO 4217 codes, the same in every language
     )
 
 
@@ -95,76 +109,76 @@ class AmountForm(FlaskForm):
 
 
 class ServiceForm(AmountForm):
-    name = StringField("Name", filters=[_strip], validators=[DataRequired(), Length(max=120)])
-    description = TextAreaField("Description", validators=[Optional(), Length(max=5000)])
-    price = StringField("Price", filters=[_strip], validators=[DataRequired()])
+    name = StringField(_l("Name"), filters=[_strip], validators=[DataRequired(), Length(max=120)])
+    description = TextAreaField(_l("Description"), validators=[Optional(), Length(max=5000)])
+    price = StringField(_l("Price"), filters=[_strip], validators=[DataRequired()])
     currency = _currency_field()
-    submit = SubmitField("Save service")
+    submit = SubmitField(_l("Save service"))
 
     def validate_price(self, field):
         self._check_amount(field)
 
 
 class CampaignForm(AmountForm):
-    name = StringField("Name", filters=[_strip], validators=[DataRequired(), Length(max=120)])
-    service_id = SelectField("Service", coerce=int, default=NONE)
-    channel = SelectField("Channel", choices=_CHANNELS)
-    budget = StringField("Budget", filters=[_strip], default="0", validators=[DataRequired()])
+    name = StringField(_l("Name"), filters=[_strip], validators=[DataRequired(), Length(max=120)])
+    service_id = SelectField(_l("Service"), coerce=int, default=NONE)
+    channel = SelectField(_l("Channel"), choices=_CHANNELS)
+    budget = StringField(_l("Budget"), filters=[_strip], default="0", validators=[DataRequired()])
     currency = _currency_field()
-    starts_on = DateField("Starts on", validators=[DataRequired()])
-    ends_on = DateField("Ends on", validators=[Optional()])
-    submit = SubmitField("Save campaign")
+    starts_on = DateField(_l("Starts on"), validators=[DataRequired()])
+    ends_on = DateField(_l("Ends on"), validators=[Optional()])
+    submit = SubmitField(_l("Save campaign"))
 
     def validate_budget(self, field):
         self._check_amount(field)
 
     def validate_ends_on(self, field):
         if field.data and self.starts_on.data and field.data < self.starts_on.data:
-            raise ValidationError("The end date cannot be before the start date.")
+            raise ValidationError(_("The end date cannot be before the start date."))
 
 
 class LeadForm(FlaskForm):
     full_name = StringField(
-        "Full name", filters=[_strip], validators=[DataRequired(), Length(max=120)]
+        _l("Full name"), filters=[_strip], validators=[DataRequired(), Length(max=120)]
     )
-    phone = StringField("Phone", filters=[_strip], validators=[Optional(), Length(max=30)])
-    email = StringField("Email", filters=[_strip], validators=[Optional(), Length(max=254)])
-    campaign_id = SelectField("Campaign", coerce=int, default=NONE)
-    status = SelectField("Status", choices=_LEAD_STATUSES, default="potential")
-    submit = SubmitField("Save lead")
+    phone = StringField(_l("Phone"), filters=[_strip], validators=[Optional(), Length(max=30)])
+    email = StringField(_l("Email"), filters=[_strip], validators=[Optional(), Length(max=254)])
+    campaign_id = SelectField(_l("Campaign"), coerce=int, default=NONE)
+    status = SelectField(_l("Status"), choices=_LEAD_STATUSES, default="potential")
+    submit = SubmitField(_l("Save lead"))
 
     def validate_email(self, field):
         if not field.data and not self.phone.data:
-            raise ValidationError("Give a phone number or an email address (or both).")
+            raise ValidationError(_("Give a phone number or an email address (or both)."))
 
 
 class ConvertLeadForm(FlaskForm):
-    contract_id = SelectField("Contract", coerce=int)
-    submit = SubmitField("Make active client")
+    contract_id = SelectField(_l("Contract"), coerce=int)
+    submit = SubmitField(_l("Make active client"))
 
 
 class ContractForm(AmountForm):
-    name = StringField("Name", filters=[_strip], validators=[DataRequired(), Length(max=200)])
-    service_id = SelectField("Service", coerce=int)
-    signed_on = DateField("Signed on", validators=[DataRequired()])
-    valid_from = DateField("Valid from", validators=[DataRequired()])
-    valid_until = DateField("Valid until", validators=[DataRequired()])
-    amount = StringField("Amount", filters=[_strip], validators=[DataRequired()])
+    name = StringField(_l("Name"), filters=[_strip], validators=[DataRequired(), Length(max=200)])
+    service_id = SelectField(_l("Service"), coerce=int)
+    signed_on = DateField(_l("Signed on"), validators=[DataRequired()])
+    valid_from = DateField(_l("Valid from"), validators=[DataRequired()])
+    valid_until = DateField(_l("Valid until"), validators=[DataRequired()])
+    amount = StringField(_l("Amount"), filters=[_strip], validators=[DataRequired()])
     currency = _currency_field()
     document = FileField(
-        "Signed document",
-        validators=[FileRequired("Choose the signed document to upload.")],
+        _l("Signed document"),
+        validators=[FileRequired(_l("Choose the signed document to upload."))],
         render_kw={"accept": ACCEPT},
         description=ALLOWED_LABEL,
     )
-    submit = SubmitField("Upload contract")
+    submit = SubmitField(_l("Upload contract"))
 
     def validate_amount(self, field):
         self._check_amount(field)
 
     def validate_valid_until(self, field):
         if field.data and self.valid_from.data and field.data < self.valid_from.data:
-            raise ValidationError("The contract cannot end before it starts.")
+            raise ValidationError(_("The contract cannot end before it starts."))
 
 
 def optional_choice(value: int) -> int | None:

@@ -13,6 +13,7 @@ from flask import (
     request,
     url_for,
 )
+from flask_babel import gettext as _
 from flask_login import current_user
 from flask_wtf import FlaskForm
 
@@ -54,7 +55,7 @@ def list_services():
 def new_service():
     form = ServiceForm(currency=_default_currency())
     return _form_page(
-        form, lambda: _save_service(None, form), url_for(".list_services"), title="New service"
+        form, lambda: _save_service(None, form), url_for(".list_services"), title=_("New service")
     )
 
 
@@ -68,7 +69,7 @@ def edit_service(service_id: int):
         form,
         lambda: _save_service(service, form),
         url_for(".list_services"),
-        title=f"Edit service: {service.name}",
+        title=_("Edit service: %(name)s", name=service.name),
     )
 
 
@@ -80,7 +81,7 @@ def _save_service(service: Service | None, form: ServiceForm) -> str:
         price=form.minor_units(form.price),
         currency=form.currency.data,
     )
-    return f"Service “{saved.name}” saved."
+    return _("Service “%(name)s” saved.", name=saved.name)
 
 
 # --- campaigns --------------------------------------------------------------------------
@@ -103,7 +104,10 @@ def list_campaigns():
 def new_campaign():
     form = _campaign_form(currency=_default_currency())
     return _form_page(
-        form, lambda: _save_campaign(None, form), url_for(".list_campaigns"), title="New campaign"
+        form,
+        lambda: _save_campaign(None, form),
+        url_for(".list_campaigns"),
+        title=_("New campaign"),
     )
 
 
@@ -123,13 +127,13 @@ def edit_campaign(campaign_id: int):
         form,
         lambda: _save_campaign(campaign, form),
         url_for(".list_campaigns"),
-        title=f"Edit campaign: {campaign.name}",
+        title=_("Edit campaign: %(name)s", name=campaign.name),
     )
 
 
 def _campaign_form(**values) -> CampaignForm:
     form = CampaignForm(**values)
-    form.service_id.choices = choices(queries.service_choices(), "— none —")
+    form.service_id.choices = choices(queries.service_choices(), _("— none —"))
     return form
 
 
@@ -144,7 +148,7 @@ def _save_campaign(campaign: Campaign | None, form: CampaignForm) -> str:
         starts_on=form.starts_on.data,
         ends_on=form.ends_on.data,
     )
-    return f"Campaign “{saved.name}” saved."
+    return _("Campaign “%(name)s” saved.", name=saved.name)
 
 
 @bp.get("/campaigns/stats")
@@ -191,7 +195,7 @@ def _lead_page(lead: Lead, form: ConvertLeadForm | None = None, status: int = 20
     if form is None:
         form = ConvertLeadForm(formdata=None)
     form.contract_id.choices = choices(
-        (c.id, f"{c.name} (signed {c.signed_on})") for c in lead_contracts
+        (c.id, _("%(name)s (signed %(day)s)", name=c.name, day=c.signed_on)) for c in lead_contracts
     )
     return render_template(
         "admin/crm/lead.html", lead=lead, contracts=lead_contracts, convert_form=form
@@ -203,7 +207,7 @@ def _lead_page(lead: Lead, form: ConvertLeadForm | None = None, status: int = 20
 def new_lead():
     form = _lead_form()
     return _form_page(
-        form, lambda: _save_lead(None, form), url_for(".list_leads"), title="New lead"
+        form, lambda: _save_lead(None, form), url_for(".list_leads"), title=_("New lead")
     )
 
 
@@ -218,13 +222,13 @@ def edit_lead(lead_id: int):
         form,
         lambda: _save_lead(lead, form),
         url_for(".show_lead", lead_id=lead.id),
-        title=f"Edit lead: {lead.full_name}",
+        title=_("Edit lead: %(name)s", name=lead.full_name),
     )
 
 
 def _lead_form(**values) -> LeadForm:
     form = LeadForm(**values)
-    form.campaign_id.choices = choices(queries.campaign_choices(), "— none —")
+    form.campaign_id.choices = choices(queries.campaign_choices(), _("— none —"))
     return form
 
 
@@ -238,7 +242,7 @@ def _save_lead(lead: Lead | None, form: LeadForm) -> str:
         status=form.status.data if "status" in form else "active",
         created_by_id=current_user.id,
     )
-    return f"Lead “{saved.full_name}” saved."
+    return _("Lead “%(name)s” saved.", name=saved.full_name)
 
 
 @bp.post("/leads/<int:lead_id>/convert")
@@ -250,7 +254,7 @@ def convert_lead(lead_id: int):
     submission = submit(form, lambda: services.convert_lead(lead, form.contract_id.data))
     if not submission.done:
         return _lead_page(_get(Lead, lead_id), form, submission.status)
-    flash(f"{lead.full_name} is now an active client.", "success")
+    flash(_("%(name)s is now an active client.", name=lead.full_name), "success")
     return redirect(url_for(".show_lead", lead_id=lead.id))
 
 
@@ -284,7 +288,14 @@ def new_contract(lead_id: int):
     submission = submit(form, lambda: _upload_contract(lead, form))
     if submission.done:
         contract = submission.result
-        flash(f"Contract “{contract.name}” uploaded ({contract.file_name}).", "success")
+        flash(
+            _(
+                "Contract “%(name)s” uploaded (%(file)s).",
+                name=contract.name,
+                file=contract.file_name,
+            ),
+            "success",
+        )
         return redirect(url_for(".show_lead", lead_id=lead.id))
     limit = uploads.readable_size(uploads.max_bytes())
     return render_template(
@@ -323,7 +334,7 @@ def _upload_contract(lead: Lead, form: ContractForm) -> Contract:
 def download_contract(contract_id: int):
     contract = _get(Contract, contract_id)
     if not uploads.exists(contract.file_key):
-        abort(404, "The document of this contract is missing from the server.")
+        abort(404, _("The document of this contract is missing from the server."))
     return uploads.send(contract.file_key, contract.file_name, contract.content_type)
 
 

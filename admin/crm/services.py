@@ -9,6 +9,8 @@ transaction. A referred signup becomes a lead by itself: the app connects
 import re
 from datetime import date, datetime
 
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
@@ -43,7 +45,7 @@ class NameTaken(DomainError):
     status = 409
     code = "name_taken"
     field = "name"
-    message = "This name is already used; choose another."
+    message = _l("This name is already used; choose another.")
 
 
 class UnknownRecord(DomainError):
@@ -54,45 +56,45 @@ class UnknownRecord(DomainError):
 class InvalidDates(DomainError):
     code = "invalid_dates"
     field = "ends_on"
-    message = "The end date cannot be before the start date."
+    message = _l("The end date cannot be before the start date.")
 
 
 class ChannelLocked(DomainError):
     status = 409
     code = "channel_locked"
     field = "channel"
-    message = "Referral programs belong to this campaign, so its channel stays referral."
+    message = _l("Referral programs belong to this campaign, so its channel stays referral.")
 
 
 class InvalidPhone(DomainError):
     code = "invalid_phone"
     field = "phone"
-    message = "Enter a phone number of 7 to 15 digits; only +, spaces and dashes may be added."
+    message = _l("Enter a phone number of 7 to 15 digits; only +, spaces and dashes may be added.")
 
 
 class Unreachable(DomainError):
     code = "lead_unreachable"
     field = "phone"
-    message = "Give a phone number or an email address (or both)."
+    message = _l("Give a phone number or an email address (or both).")
 
 
 class StatusNeedsContract(DomainError):
     status = 409
     code = "status_needs_contract"
     field = "status"
-    message = "A lead becomes an active client only by converting it with a contract."
+    message = _l("A lead becomes an active client only by converting it with a contract.")
 
 
 class NotThisLeadsContract(DomainError):
     code = "not_this_leads_contract"
     field = "contract_id"
-    message = "Choose one of this lead's own contracts."
+    message = _l("Choose one of this lead's own contracts.")
 
 
 class AlreadyActive(DomainError):
     status = 409
     code = "lead_already_active"
-    message = "This lead is already an active client."
+    message = _l("This lead is already an active client.")
 
 
 # --- services ---------------------------------------------------------------------------
@@ -123,11 +125,11 @@ def save_campaign(
 ) -> Campaign:
     """Create (campaign None) or edit a campaign."""
     if channel not in CAMPAIGN_CHANNELS:
-        raise DomainError(f"Choose one of: {', '.join(CAMPAIGN_CHANNELS)}.")
+        raise DomainError(_("Choose one of: %(channels)s.", channels=", ".join(CAMPAIGN_CHANNELS)))
     if ends_on is not None and ends_on < starts_on:
         raise InvalidDates()
     if service_id is not None and db.session.get(Service, service_id) is None:
-        raise UnknownRecord("That service no longer exists.")
+        raise UnknownRecord(_("That service no longer exists."))
     if campaign is not None and channel != campaign.channel and _has_programs(campaign.id):
         raise ChannelLocked()
     values = dict(
@@ -184,7 +186,7 @@ def save_lead(
     if phone is None and email is None:
         raise Unreachable()
     if campaign_id is not None and db.session.get(Campaign, campaign_id) is None:
-        raise UnknownRecord("That campaign no longer exists.")
+        raise UnknownRecord(_("That campaign no longer exists."))
     if lead is not None and lead.status == "active":
         status = "active"
     elif status not in EDITABLE_LEAD_STATUSES:

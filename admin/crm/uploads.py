@@ -16,6 +16,9 @@ from pathlib import Path
 from typing import BinaryIO
 
 from flask import current_app, send_from_directory
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
 
 from core.errors import DomainError
 
@@ -30,7 +33,7 @@ CONTENT_TYPES = {
     ".jpeg": "image/jpeg",
 }
 ACCEPT = ",".join(CONTENT_TYPES)  # for the file input's accept attribute
-ALLOWED_LABEL = "PDF, DOC, DOCX, ODT, PNG or JPG"
+ALLOWED_LABEL = _l("PDF, DOC, DOCX, ODT, PNG or JPG")
 
 _PDF = b"%PDF-"
 _PNG = b"\x89PNG\r\n\x1a\n"
@@ -47,7 +50,7 @@ class UnsupportedDocument(DomainError):
     status = 415
     code = "unsupported_document"
     field = "document"
-    message = f"Upload a {ALLOWED_LABEL} file."
+    message = _l("Upload a PDF, DOC, DOCX, ODT, PNG or JPG file.")
 
 
 class DocumentTooLarge(DomainError):
@@ -59,7 +62,7 @@ class DocumentTooLarge(DomainError):
 class EmptyDocument(DomainError):
     code = "empty_document"
     field = "document"
-    message = "The file is empty."
+    message = _l("The file is empty.")
 
 
 @dataclass(frozen=True)
@@ -106,8 +109,11 @@ def store(stream: BinaryIO, raw_name: str | None) -> StoredDocument:
         size = _copy_limited(stream, partial, max_bytes())
         if not _looks_like(extension, partial):
             raise UnsupportedDocument(
-                f"This file is not a real {extension[1:].upper()} document. "
-                f"Upload a {ALLOWED_LABEL} file."
+                _(
+                    "This file is not a real %(kind)s document. "
+                    "Upload a PDF, DOC, DOCX, ODT, PNG or JPG file.",
+                    kind=extension[1:].upper(),
+                )
             )
         os.replace(partial, folder / key)
     finally:
@@ -140,10 +146,11 @@ def send(key: str, file_name: str, content_type: str):
 
 
 def readable_size(size: int) -> str:
-    for unit, factor in (("MB", 1024 * 1024), ("KB", 1024)):
-        if size >= factor:
-            return f"{size / factor:.3g} {unit}"
-    return f"{size} bytes"
+    if size >= 1024 * 1024:
+        return _("%(size)s MB", size=f"{size / (1024 * 1024):.3g}")
+    if size >= 1024:
+        return _("%(size)s KB", size=f"{size / 1024:.3g}")
+    return ngettext("%(num)d byte", "%(num)d bytes", size)
 
 
 def _path_of(key: str) -> Path:
@@ -163,7 +170,10 @@ def _copy_limited(stream: BinaryIO, target: Path, limit: int) -> int:
             size += len(chunk)
             if size > limit:
                 raise DocumentTooLarge(
-                    f"The file is larger than {readable_size(limit)}; upload a smaller one."
+                    _(
+                        "The file is larger than %(limit)s; upload a smaller one.",
+                        limit=readable_size(limit),
+                    )
                 )
             out.write(chunk)
     if size == 0:

@@ -5,6 +5,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from flask import current_app
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import Select, distinct, or_, select
 from werkzeug.datastructures import MultiDict
 
@@ -20,13 +22,13 @@ STATUS_FILTERS = ("waiting", "stuck", "pending", "dead", "sent", "all")
 class UnknownMessage(DomainError):
     status = 404
     code = "unknown_outbox_message"
-    message = "There is no such message in the outbox."
+    message = _l("There is no such message in the outbox.")
 
 
 class AlreadySent(DomainError):
     status = 409
     code = "outbox_message_not_retryable"
-    message = "This message was sent already, or is being sent right now: nothing to retry."
+    message = _l("This message was sent already, or is being sent right now: nothing to retry.")
 
 
 @dataclass
@@ -47,7 +49,7 @@ def outbox_filters(args: MultiDict) -> OutboxFilters:
     if status in STATUS_FILTERS:
         filters.status = status
     else:
-        filters.errors.append("Unknown status filter; showing the waiting messages.")
+        filters.errors.append(_("Unknown status filter; showing the waiting messages."))
     return filters
 
 

@@ -10,11 +10,13 @@ from flask import (
     request,
     url_for,
 )
+from flask_babel import gettext as _
 
 from admin import listing
 from admin.integrations import outbox as outbox_screen
 from admin.integrations import services
 from admin.integrations.forms import ActionForm, ApiKeyForm, ConfirmForm, EndpointForm
+from admin.operations import labels
 from admin.policy import can, require
 from core import api_keys
 from core.errors import DomainError
@@ -71,14 +73,19 @@ def pay_out_reward(reward_id: int):
     form = ConfirmForm()
     submission = submit(form, lambda: saleor_fulfilment.pay_out(reward_id), reraise=(DomainError,))
     if submission.done:
-        flash(f"Reward #{reward_id} is queued: Saleor issues its code shortly.", "success")
+        flash(
+            _("Reward #%(id)s is queued: Saleor issues its code shortly.", id=reward_id), "success"
+        )
         return redirect(back)
     return _confirm(
         form,
         submission.status,
-        title=f"Pay out reward #{reward_id} in Saleor?",
-        explanation=f"Saleor issues a {reward.kind.replace('_', ' ')} of the reward's amount"
-        " and the participant is emailed its code.",
+        title=_("Pay out reward #%(id)s in Saleor?", id=reward_id),
+        explanation=_(
+            "Saleor issues a %(kind)s of the reward's amount and the participant is emailed its"
+            " code.",
+            kind=labels.in_words(reward.kind, "reward_kind"),
+        ),
         cancel=back,
     )
 
@@ -104,13 +111,20 @@ def revoke_api_key(key_id: int):
     form = ConfirmForm()
     submission = submit(form, lambda: api_keys.revoke_api_key(key_id), reraise=(DomainError,))
     if submission.done:
-        flash(f"API key {key.name!r} (il_{key.prefix}_…) is revoked.", "success")
+        flash(
+            _(
+                "API key %(name)s (%(prefix)s) is revoked.",
+                name=repr(key.name),
+                prefix=f"il_{key.prefix}_…",
+            ),
+            "success",
+        )
         return redirect(url_for(".show_integrations"))
     return _confirm(
         form,
         submission.status,
-        title=f"Revoke the API key {key.name!r}?",
-        explanation="Systems using it get 401 from the next request on.",
+        title=_("Revoke the API key %(name)s?", name=repr(key.name)),
+        explanation=_("Systems using it get 401 from the next request on."),
         cancel=url_for(".show_integrations"),
     )
 
@@ -140,7 +154,7 @@ def new_endpoint():
     )
     if not submission.done:
         return _endpoint_form(form, None, submission.status)
-    flash("Endpoint added. Give its signing secret to the receiving system.", "success")
+    flash(_("Endpoint added. Give its signing secret to the receiving system."), "success")
     return redirect(url_for(".show_endpoint", endpoint_id=submission.result.id))
 
 
@@ -162,7 +176,7 @@ def edit_endpoint(endpoint_id: int):
     )
     if not submission.done:
         return _endpoint_form(form, endpoint, submission.status)
-    flash("Endpoint saved.", "success")
+    flash(_("Endpoint saved."), "success")
     return redirect(url_for(".show_endpoint", endpoint_id=endpoint_id))
 
 
@@ -214,7 +228,7 @@ def _set_active(endpoint_id: int, active: bool):
         reraise=(DomainError,),
     )
     if submission.done:
-        flash("Endpoint enabled." if active else "Endpoint disabled: nothing more is sent.")
+        flash(_("Endpoint enabled.") if active else _("Endpoint disabled: nothing more is sent."))
     return redirect(url_for(".show_endpoint", endpoint_id=endpoint_id))
 
 
@@ -225,13 +239,13 @@ def delete_endpoint(endpoint_id: int):
     form = ConfirmForm()
     submission = submit(form, lambda: services.delete_endpoint(endpoint_id), reraise=(DomainError,))
     if submission.done:
-        flash("Endpoint deleted, with its delivery log.", "success")
+        flash(_("Endpoint deleted, with its delivery log."), "success")
         return redirect(url_for(".show_integrations"))
     return _confirm(
         form,
         submission.status,
-        title=f"Delete the endpoint {endpoint.url}?",
-        explanation="Nothing more is sent to it, and its delivery log is deleted too.",
+        title=_("Delete the endpoint %(url)s?", url=endpoint.url),
+        explanation=_("Nothing more is sent to it, and its delivery log is deleted too."),
         cancel=url_for(".show_endpoint", endpoint_id=endpoint_id),
     )
 
@@ -243,13 +257,13 @@ def rotate_secret(endpoint_id: int):
     form = ConfirmForm()
     submission = submit(form, lambda: services.rotate_secret(endpoint_id), reraise=(DomainError,))
     if submission.done:
-        flash("New signing secret made: give it to the receiving system.", "success")
+        flash(_("New signing secret made: give it to the receiving system."), "success")
         return redirect(url_for(".show_endpoint", endpoint_id=endpoint_id))
     return _confirm(
         form,
         submission.status,
-        title=f"Make a new signing secret for {endpoint.url}?",
-        explanation="The old secret stops working at once: the receiver must get the new one.",
+        title=_("Make a new signing secret for %(url)s?", url=endpoint.url),
+        explanation=_("The old secret stops working at once: the receiver must get the new one."),
         cancel=url_for(".show_endpoint", endpoint_id=endpoint_id),
     )
 
@@ -270,7 +284,7 @@ def redeliver(delivery_id: int):
         flash(error.message, "danger")
         return back
     if submission.done:
-        flash(f"Message {submission.result} queued again.", "success")
+        flash(_("Message %(id)s queued again.", id=submission.result), "success")
     return back
 
 
@@ -300,13 +314,13 @@ def retry_outbox_message(message_id: int):
         form, lambda: outbox_screen.retry_now(message_id), reraise=(outbox_screen.AlreadySent,)
     )
     if submission.done:
-        flash(f"Message {message_id} ({message.job}) is due now.", "success")
+        flash(_("Message %(id)s (%(job)s) is due now.", id=message_id, job=message.job), "success")
         return redirect(back)
     return _confirm(
         form,
         submission.status,
-        title=f"Retry message {message_id} ({message.job}) now?",
-        explanation=(
+        title=_("Retry message %(id)s (%(job)s) now?", id=message_id, job=message.job),
+        explanation=_(
             "It is sent again at once, whatever its wait or its failed attempts. A message that"
             " reached its receiver before (without being marked sent) arrives twice, with the"
             " same Message-ID or webhook-id."

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from flask import current_app
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import Select, select, update
 from werkzeug.datastructures import MultiDict
 
@@ -28,25 +29,25 @@ _AUDITED = ("url", "description", "events", "active")
 class UnknownEndpoint(DomainError):
     status = 404
     code = "unknown_endpoint"
-    message = "There is no such webhook endpoint."
+    message = _l("There is no such webhook endpoint.")
 
 
 class UnknownDelivery(DomainError):
     status = 404
     code = "unknown_delivery"
-    message = "There is no such webhook delivery."
+    message = _l("There is no such webhook delivery.")
 
 
 class InvalidEvents(DomainError):
     code = "invalid_events"
     field = "events"
-    message = f"Choose at least one event: {', '.join(WEBHOOK_EVENTS)}."
+    message = _l("Choose at least one event: %(events)s.", events=", ".join(WEBHOOK_EVENTS))
 
 
 class EndpointDisabled(DomainError):
     status = 409
     code = "endpoint_disabled"
-    message = "This endpoint is disabled: enable it before redelivering."
+    message = _l("This endpoint is disabled: enable it before redelivering.")
 
 
 # --- Webhook endpoints ------------------------------------------------------------------
@@ -262,12 +263,16 @@ def audit_filters(args: MultiDict) -> AuditFilters:
         target_type=(args.get("target_type") or "").strip()[:40],
         target_id=(args.get("target_id") or "").strip()[:40],
     )
-    for name, label in (("since", "From"), ("until", "To")):
+    refusals = {
+        "since": _l("From date must read YYYY-MM-DD; it was left out."),
+        "until": _l("To date must read YYYY-MM-DD; it was left out."),
+    }
+    for name, refusal in refusals.items():
         raw = (args.get(name) or "").strip()
         try:
             setattr(filters, name, date.fromisoformat(raw) if raw else None)
         except ValueError:
-            filters.errors.append(f"{label} date must read YYYY-MM-DD; it was left out.")
+            filters.errors.append(str(refusal))
     return filters
 
 
@@ -316,17 +321,17 @@ CSV_EXPORTS = (
         name="deliveries",
         permission="integrations.manage",
         columns=(
-            ("id", lambda row: row.id),
-            ("endpoint_id", lambda row: row.endpoint_id),
-            ("message_id", lambda row: row.message_id),
-            ("event", lambda row: row.event_type),
-            ("status", lambda row: row.status),
-            ("attempts", lambda row: row.attempts),
-            ("last_status_code", lambda row: row.last_status_code),
-            ("last_error", lambda row: row.last_error),
-            ("created_at", lambda row: row.created_at),
-            ("last_attempt_at", lambda row: row.last_attempt_at),
-            ("delivered_at", lambda row: row.delivered_at),
+            (_l("id"), lambda row: row.id),
+            (_l("endpoint_id"), lambda row: row.endpoint_id),
+            (_l("message_id"), lambda row: row.message_id),
+            (_l("event"), lambda row: row.event_type),
+            (_l("status"), lambda row: row.status),
+            (_l("attempts"), lambda row: row.attempts),
+            (_l("last_status_code"), lambda row: row.last_status_code),
+            (_l("last_error"), lambda row: row.last_error),
+            (_l("created_at"), lambda row: row.created_at),
+            (_l("last_attempt_at"), lambda row: row.last_attempt_at),
+            (_l("delivered_at"), lambda row: row.delivered_at),
         ),
         query=deliveries_query,
     ),
@@ -334,15 +339,15 @@ CSV_EXPORTS = (
         name="audit",
         permission="audit.view",
         columns=(
-            ("id", lambda row: row.id),
-            ("time", lambda row: row.created_at),
-            ("actor", lambda row: row.actor_label),
-            ("action", lambda row: row.action),
-            ("target_type", lambda row: row.target_type),
-            ("target_id", lambda row: row.target_id),
-            ("before", lambda row: _json(row.before)),
-            ("after", lambda row: _json(row.after)),
-            ("ip", lambda row: row.ip),
+            (_l("id"), lambda row: row.id),
+            (_l("time"), lambda row: row.created_at),
+            (_l("actor"), lambda row: row.actor_label),
+            (_l("action"), lambda row: row.action),
+            (_l("target_type"), lambda row: row.target_type),
+            (_l("target_id"), lambda row: row.target_id),
+            (_l("before"), lambda row: _json(row.before)),
+            (_l("after"), lambda row: _json(row.after)),
+            (_l("ip"), lambda row: row.ip),
         ),
         query=audit_query,
     ),

@@ -5,6 +5,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from flask_babel import gettext as _
 from sqlalchemy import or_, select
 
 from extensions import db
@@ -74,13 +75,13 @@ def _link_conditions(person: User) -> list:
 def _shared(person: User, other: User) -> tuple[str, ...]:
     links = []
     if person.device_id and person.device_id == other.device_id:
-        links.append("same device")
+        links.append(_("same device"))
     if person.signup_ip and person.signup_ip == other.signup_ip:
-        links.append("same IP")
+        links.append(_("same IP"))
     elif (network := _ipv4_network(person.signup_ip)) and network == _ipv4_network(other.signup_ip):
-        links.append(f"same network {network}0/24")
+        links.append(_("same network %(network)s", network=f"{network}0/24"))
     if person.email_canonical and person.email_canonical == other.email_canonical:
-        links.append("same mailbox")
+        links.append(_("same mailbox"))
     return tuple(links)
 
 

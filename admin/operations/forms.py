@@ -1,6 +1,7 @@
 """Forms of the operations screens. Lengths bound the input; the rules live in the services."""
 
 from flask import current_app
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
@@ -29,30 +30,30 @@ def _strip(value):
 class DecisionForm(FlaskForm):
     """Approve or reject held items: several ticked in the queue, or one on its own page."""
 
-    ids = SelectMultipleField("Selected", coerce=int, validate_choice=False)
+    ids = SelectMultipleField(_l("Selected"), coerce=int, validate_choice=False)
     reason = StringField(
-        "Reason",
+        _l("Reason"),
         validators=[Optional(), Length(max=REASON_MAX)],
         filters=[_strip],
-        description="Kept with the decision; required to reject.",
+        description=_l("Kept with the decision; required to reject."),
     )
-    confirm_reject = BooleanField("Yes, reject: the rewards of rejected items are lost")
-    approve = SubmitField("Approve")
-    reject = SubmitField("Reject")
+    confirm_reject = BooleanField(_l("Yes, reject: the rewards of rejected items are lost"))
+    approve = SubmitField(_l("Approve"))
+    reject = SubmitField(_l("Reject"))
 
     def validate(self, extra_validators=None) -> bool:
         valid = super().validate(extra_validators)
         if not self.ids.data:
-            self.form_errors.append("Select at least one item.")
+            self.form_errors.append(_l("Select at least one item."))
             valid = False
         if not (self.approve.data or self.reject.data):
-            self.form_errors.append("Choose Approve or Reject.")
+            self.form_errors.append(_l("Choose Approve or Reject."))
             valid = False
         if self.reject.data and not self.reason.data:
-            self.reason.errors = [*self.reason.errors, "Say why you reject."]
+            self.reason.errors = [*self.reason.errors, _l("Say why you reject.")]
             valid = False
         if self.reject.data and not self.confirm_reject.data:
-            self.confirm_reject.errors = [*self.confirm_reject.errors, "Tick to confirm."]
+            self.confirm_reject.errors = [*self.confirm_reject.errors, _l("Tick to confirm.")]
             valid = False
         return valid
 
@@ -61,27 +62,27 @@ class ConfirmedForm(FlaskForm):
     """An action that cannot be undone from the panel: it needs the box ticked."""
 
     confirm = BooleanField(
-        "I confirm", validators=[InputRequired(message="Tick the box to confirm.")]
+        _l("I confirm"), validators=[InputRequired(message=_l("Tick the box to confirm."))]
     )
-    submit = SubmitField("Confirm")
+    submit = SubmitField(_l("Confirm"))
 
 
 class ApproveRewardForm(ConfirmedForm):
     confirm = BooleanField(
-        "Approve now, although the refund window is still open",
-        validators=[InputRequired(message="Tick the box to confirm.")],
+        _l("Approve now, although the refund window is still open"),
+        validators=[InputRequired(message=_l("Tick the box to confirm."))],
     )
 
 
 class CancelForm(ConfirmedForm):
     reason = StringField(
-        "Reason", validators=[DataRequired(), Length(max=REASON_MAX)], filters=[_strip]
+        _l("Reason"), validators=[DataRequired(), Length(max=REASON_MAX)], filters=[_strip]
     )
 
 
 class CancelPayoutForm(ConfirmedForm):
     reason = StringField(
-        "Reason (the participant can ask again)",
+        _l("Reason (the participant can ask again)"),
         validators=[DataRequired(), Length(max=REFERENCE_MAX)],
         filters=[_strip],
     )
@@ -89,10 +90,10 @@ class CancelPayoutForm(ConfirmedForm):
 
 class PayForm(ConfirmedForm):
     reference = StringField(
-        "Payment reference (optional)",
+        _l("Payment reference (optional)"),
         validators=[Optional(), Length(max=REFERENCE_MAX)],
         filters=[_strip],
-        description="A bank transfer id, a gift card number: whatever finds the payment again.",
+        description=_l("A bank transfer id, a gift card number: whatever finds the payment again."),
     )
 
 
@@ -101,27 +102,30 @@ class ManualPurchaseForm(FlaskForm):
     staff see all that is wrong at once; the service checks again when it records."""
 
     email = EmailField(
-        "Participant's email",
+        _l("Participant's email"),
         validators=[DataRequired(), Length(max=254), rule(purchases.find_participant)],
         filters=[_strip],
     )
     order_id = StringField(
-        "Order id", validators=[DataRequired(), Length(max=200)], filters=[_strip]
+        _l("Order id"), validators=[DataRequired(), Length(max=200)], filters=[_strip]
     )
-    amount = StringField("Amount", validators=[DataRequired(), Length(max=20)], filters=[_strip])
+    amount = StringField(
+        _l("Amount"), validators=[DataRequired(), Length(max=20)], filters=[_strip]
+    )
     currency = SelectField(
-        "Currency",
+        _l("Currency"),
         choices=CURRENCIES,
         default=lambda: current_app.config["DEFAULT_CURRENCY"],
         validate_choice=False,  # the rule words the refusal
         validators=[DataRequired(), rule(purchases.check_currency)],
+        render_kw={"translate": "no"},  # ISO 4217 codes, the same in every language
     )
     occurred_on = DateField(
-        "Purchase date",
+        _l("Purchase date"),
         default=lambda: utcnow().date(),
         validators=[DataRequired(), rule(lambda day: purchases.purchase_moment(day, utcnow()))],
     )
-    submit = SubmitField("Record purchase")
+    submit = SubmitField(_l("Record purchase"))
 
     def validate_amount(self, field) -> None:
         # Its decimals depend on the currency; with no valid currency (only a forged request

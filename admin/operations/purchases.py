@@ -3,8 +3,12 @@ shop's event, and the flash says what became of it."""
 
 from datetime import UTC, date, datetime, time
 
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
 from sqlalchemy import select
 
+from admin.operations import labels
 from core import audit, money
 from core.errors import DomainError
 from core.money import CURRENCIES, exponent
@@ -18,7 +22,7 @@ class UnknownParticipant(DomainError):
     status = 422
     code = "unknown_participant"
     field = "email"
-    message = "No participant has this email address. Check it on the participants screen."
+    message = _l("No participant has this email address. Check it on the participants screen.")
 
 
 class InvalidPurchase(DomainError):
@@ -31,7 +35,7 @@ def parse_amount(text: str, currency: str) -> int:
     decimals = exponent(currency)
     example = "12" if decimals == 0 else "12." + "5".ljust(decimals, "0")
     not_a_number = _purchase_error(
-        "amount", f"Write the amount as a number above zero, like {example}."
+        "amount", _("Write the amount as a number above zero, like %(example)s.", example=example)
     )
     try:
         minor = money.to_minor_units(text, decimals)
@@ -39,10 +43,16 @@ def parse_amount(text: str, currency: str) -> int:
         raise not_a_number from None
     except money.AmountTooPrecise:
         raise _purchase_error(
-            "amount", f"{currency} amounts have {decimals} decimals at most."
+            "amount",
+            ngettext(
+                "%(currency)s amounts have %(num)d decimal at most.",
+                "%(currency)s amounts have %(num)d decimals at most.",
+                decimals,
+                currency=currency,
+            ),
         ) from None
     except money.AmountTooLarge:
-        raise _purchase_error("amount", "This amount is too large.") from None
+        raise _purchase_error("amount", _("This amount is too large.")) from None
     if minor <= 0:
         raise not_a_number
     return minor
@@ -58,7 +68,7 @@ def find_participant(email: str) -> User:
 def check_currency(currency: str) -> str:
     currency = currency.strip().upper()
     if currency not in CURRENCIES:
-        raise _purchase_error("currency", "Choose a currency from the list (ISO 4217 codes).")
+        raise _purchase_error("currency", _("Choose a currency from the list (ISO 4217 codes)."))
     return currency
 
 
@@ -72,7 +82,7 @@ def purchase_moment(day: date, now: datetime) -> datetime:
     """The purchase's time: now for today; the end of an earlier day (UTC), so a purchase on
     the day of the referral is never taken for one made before it."""
     if day > now.date():
-        raise _purchase_error("occurred_on", "The purchase date cannot be in the future.")
+        raise _purchase_error("occurred_on", _("The purchase date cannot be in the future."))
     return min(now, datetime.combine(day, time.max, UTC))
 
 
@@ -110,17 +120,22 @@ def record_manual_purchase(
 
 # What an outcome means, for the flash after a manual purchase.
 OUTCOME_WORDS = {
-    None: "Recorded; the rewards it earned are on the rewards screen.",
-    "held_for_review": "Recorded; its rewards wait in the review queue.",
-    "not_referred": "Recorded; this participant was not referred, so it pays no reward.",
-    "below_minimum": "Recorded; the amount is below the program's minimum, so no reward.",
-    "already_rewarded": "Recorded; this referral was rewarded already (first purchase only).",
-    "existing_customer": "Recorded; the participant had bought before being referred.",
-    "currency_mismatch": "Recorded; the program pays in another currency, so no reward.",
-    "already_received": "This order was recorded before; nothing new was written.",
+    None: _l("Recorded; the rewards it earned are on the rewards screen."),
+    "held_for_review": _l("Recorded; its rewards wait in the review queue."),
+    "not_referred": _l("Recorded; this participant was not referred, so it pays no reward."),
+    "below_minimum": _l("Recorded; the amount is below the program's minimum, so no reward."),
+    "already_rewarded": _l("Recorded; this referral was rewarded already (first purchase only)."),
+    "existing_customer": _l("Recorded; the participant had bought before being referred."),
+    "currency_mismatch": _l("Recorded; the program pays in another currency, so no reward."),
+    "already_received": _l("This order was recorded before; nothing new was written."),
 }
 
 
 def describe(outcome: Outcome) -> str:
-    reason = (outcome.reason or "").replace("_", " ")
-    return OUTCOME_WORDS.get(outcome.reason, f"Recorded: {outcome.outcome}, {reason}.")
+    if outcome.reason in OUTCOME_WORDS:
+        return str(OUTCOME_WORDS[outcome.reason])
+    return _(
+        "Recorded: %(outcome)s, %(reason)s.",
+        outcome=labels.in_words(outcome.outcome, "outcome"),
+        reason=labels.conversion_reason(outcome.reason),
+    )

@@ -13,10 +13,12 @@ from flask import (
     request,
     url_for,
 )
+from flask_babel import gettext as _
+from flask_babel import ngettext
 from sqlalchemy import func, select
 
 from admin import listing
-from admin.operations import decisions, purchases, queries
+from admin.operations import decisions, labels, purchases, queries
 from admin.operations.forms import (
     ApproveRewardForm,
     CancelForm,
@@ -45,6 +47,9 @@ from models import (
 from rewards import ledger, saleor_fulfilment
 
 bp = Blueprint("operations", __name__)
+bp.add_app_template_filter(labels.in_words, "in_words")
+bp.add_app_template_filter(labels.conversion_reason, "conversion_reason")
+bp.add_app_template_filter(labels.signal_detail, "signal_detail")
 
 _QUEUES = {
     "referrals": queries.review_referrals_query,
@@ -136,18 +141,34 @@ def _decide(show: str, form: DecisionForm):
 
 
 def _decided(show: str, form: DecisionForm, result: decisions.Decided):
-    _flash_decision(result, "approved" if form.approve.data else "rejected")
+    _flash_decision(result, approved=bool(form.approve.data))
     return redirect(url_for(".review_queue", **{**_filters(with_page=True), "show": show}))
 
 
-def _flash_decision(result: decisions.Decided, verb: str) -> None:
+def _flash_decision(result: decisions.Decided, approved: bool) -> None:
     if result.changed:
-        flash(f"{len(result.changed)} {verb}: #{', #'.join(map(str, result.changed))}.", "success")
+        ids = "#" + ", #".join(map(str, result.changed))
+        count = len(result.changed)
+        if approved:
+            done = ngettext(
+                "%(num)d approved: %(ids)s.", "%(num)d approved: %(ids)s.", count, ids=ids
+            )
+        else:
+            done = ngettext(
+                "%(num)d rejected: %(ids)s.", "%(num)d rejected: %(ids)s.", count, ids=ids
+            )
+        flash(done, "success")
     if result.already_decided:
-        ids = ", #".join(map(str, result.already_decided))
+        ids = "#" + ", #".join(map(str, result.already_decided))
         flash(
-            f"{len(result.already_decided)} no longer waiting (already decided by someone "
-            f"else): #{ids}. Nothing was changed for them.",
+            ngettext(
+                "%(num)d no longer waiting (already decided by someone else): %(ids)s. "
+                "Nothing was changed for them.",
+                "%(num)d no longer waiting (already decided by someone else): %(ids)s. "
+                "Nothing was changed for them.",
+                len(result.already_decided),
+                ids=ids,
+            ),
             "warning",
         )
 
@@ -200,10 +221,11 @@ def _confirm(form, *, title: str, record, action, done: str, back: str):
 
 
 def _reward_action(reward_id: int, form, title: str, action, done: str):
+    """`title` names the reward with %(id)s."""
     reward = db.get_or_404(Reward, reward_id)
     return _confirm(
         form,
-        title=f"{title} reward #{reward.id}",
+        title=title % {"id": reward.id},
         record=reward,
         action=lambda form: action(reward, form),
         done=done,
@@ -217,9 +239,9 @@ def approve_reward(reward_id: int):
     return _reward_action(
         reward_id,
         ApproveRewardForm(),
-        "Approve before the hold ends:",
+        _("Approve before the hold ends: reward #%(id)s"),
         lambda reward, form: ledger.approve_reward_early(reward, utcnow()),
-        f"Reward #{reward_id} approved before its hold ended (staff override).",
+        _("Reward #%(id)s approved before its hold ended (staff override).", id=reward_id),
     )
 
 
@@ -229,9 +251,9 @@ def cancel_reward(reward_id: int):
     return _reward_action(
         reward_id,
         CancelForm(),
-        "Cancel",
+        _("Cancel reward #%(id)s"),
         lambda reward, form: ledger.cancel_reward(reward, form.reason.data, utcnow()),
-        f"Reward #{reward_id} cancelled.",
+        _("Reward #%(id)s cancelled.", id=reward_id),
     )
 
 
@@ -241,9 +263,9 @@ def pay_reward(reward_id: int):
     return _reward_action(
         reward_id,
         PayForm(),
-        "Mark paid:",
+        _("Mark paid: reward #%(id)s"),
         lambda reward, form: ledger.mark_reward_paid(reward, form.reference.data, utcnow()),
-        f"Reward #{reward_id} marked paid.",
+        _("Reward #%(id)s marked paid.", id=reward_id),
     )
 
 
@@ -262,10 +284,11 @@ def list_payouts():
 
 
 def _payout_action(payout_id: int, form, title: str, action, done: str):
+    """`title` names the payout request with %(id)s."""
     payout = db.get_or_404(Payout, payout_id)
     return _confirm(
         form,
-        title=f"{title} payout request #{payout.id}",
+        title=title % {"id": payout.id},
         record=payout,
         action=lambda form: action(payout, form),
         done=done,
@@ -279,9 +302,9 @@ def pay_payout(payout_id: int):
     return _payout_action(
         payout_id,
         PayForm(),
-        "Mark paid:",
+        _("Mark paid: payout request #%(id)s"),
         lambda payout, form: ledger.mark_payout_paid(payout, form.reference.data, utcnow()),
-        f"Payout request #{payout_id} marked paid.",
+        _("Payout request #%(id)s marked paid.", id=payout_id),
     )
 
 
@@ -291,9 +314,9 @@ def cancel_payout(payout_id: int):
     return _payout_action(
         payout_id,
         CancelPayoutForm(),
-        "Cancel",
+        _("Cancel payout request #%(id)s"),
         lambda payout, form: ledger.cancel_payout(payout, form.reason.data),
-        f"Payout request #{payout_id} cancelled; its rewards are available again.",
+        _("Payout request #%(id)s cancelled; its rewards are available again.", id=payout_id),
     )
 
 
@@ -333,7 +356,7 @@ def record_purchase():
         return page, submission.status
     outcome = submission.result
     flash(
-        f"Order {form.order_id.data}: {purchases.describe(outcome)}",
+        _("Order %(id)s: %(outcome)s", id=form.order_id.data, outcome=purchases.describe(outcome)),
         "warning" if outcome.outcome == "duplicate" else "success",
     )
     return redirect(url_for(".list_conversions", source="manual"))
