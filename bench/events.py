@@ -185,12 +185,18 @@ def _post(session, url: str, delivery: Delivery) -> tuple[int, str | None, float
     return response.status_code, outcome, seconds
 
 
-def measure(pair: harness.Pair, deliveries: list[Delivery], senders: int, rounds: int):
-    """Warm both servers up, then `rounds` alternating pairs, each sending the next share of
-    the deliveries to InviteLoop and the same share to the bare app. Returns the figure and
-    InviteLoop's answers, all rounds together."""
+def measure(
+    pair: harness.Pair,
+    deliveries: list[Delivery],
+    senders: int,
+    rounds: int,
+    warm_up: int = WARM_UP_REQUESTS,
+):
+    """Warm both servers up (`warm_up` ignored events each), then `rounds` alternating pairs,
+    each sending the next share of the deliveries to InviteLoop and the same share to the bare
+    app. Returns the figure, and InviteLoop's and the bare app's answers of all rounds."""
     for base in (pair.real, pair.bare):
-        send(base, warm_up_deliveries(WARM_UP_REQUESTS), senders, "warm-up")
+        send(base, warm_up_deliveries(warm_up), senders, "warm-up")
     share = -(-len(deliveries) // rounds)
     parts = [deliveries[n : n + share] for n in range(0, len(deliveries), share)]
     left = {"real": iter(parts), "bare": iter(parts)}

@@ -22,6 +22,7 @@ import subprocess
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -106,20 +107,25 @@ class Pair:
 
 @contextlib.contextmanager
 def serving(database_url: str, redis_url: str | None, **extra: str) -> Iterator[Pair]:
-    """Both servers up for the `with` block; afterwards `pair.sent` holds what the real one
-    answered, counted from its access log."""
+    """Both servers up for the `with` block (started together); afterwards `pair.sent` holds
+    what the real one answered, counted from its access log."""
     empty_redis(redis_url)
     settings = production_settings(redis_url, **extra)
     workdir = Path(tempfile.mkdtemp(prefix="inviteloop-bench-log-"))
     log = workdir / "access.log"
     shape = {"workers": WORKERS, "threads": THREADS}
+    starting = [
+        running_server(database_url, output=log, **shape, **settings),
+        running_server(database_url, wsgi_app="bench.harness:bare_app()", **shape, **settings),
+    ]
     try:
-        with (
-            running_server(database_url, output=log, **shape, **settings) as real,
-            running_server(
-                database_url, wsgi_app="bench.harness:bare_app()", **shape, **settings
-            ) as bare,
-        ):
+        with contextlib.ExitStack() as stack:
+            with ThreadPoolExecutor(2) as pool:
+                started = [pool.submit(server.__enter__) for server in starting]
+            for server, future in zip(starting, started, strict=True):
+                if future.exception() is None:
+                    stack.push(server)  # stopped when the block ends, whatever happens
+            real, bare = (future.result() for future in started)
             pair = Pair(real, bare, log)
             yield pair
         pair.sent = Counter(
