@@ -15,14 +15,19 @@ One line per figure. The exit status is 1 when a count is wrong (a click stored 
 
 import argparse
 import os
+import platform
 import random
 import shutil
+import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 
+import psycopg
 from flask_migrate import upgrade
 from sqlalchemy import func, select
 from werkzeug.security import generate_password_hash
@@ -145,7 +150,9 @@ def http_figures(url, backend, label, data, plan: Plan, outcome: Outcome, seed_v
             ("GET /referral/leaderboard (cached)", ["/referral/leaderboard"]),
         ):
             figures[name] = _wrk_figure(pair, paths, plan)
-        event_figure, inviteloop, _bare = events.measure(pair, deliveries, 16, max(1, plan.rounds))
+        event_figure, inviteloop, _bare = events.measure(
+            pair, deliveries, 16, plan.rounds, warm_up=plan.event_warm_up
+        )
     # The server has stopped: its access log is complete, every click it acknowledged stored.
     link = figures["GET /r/<code>"]
     sent = pair.answered("GET", "/r/", 302)
@@ -309,7 +316,7 @@ def run_size(backend: str, participants: int, plan: Plan, outcome: Outcome, data
 def run_analytics(backend: str, scale: float, repeat: int) -> None:
     """The analytics home, cold, on bench/analytics.py's own data (2.2M participants at 1)."""
     for t in analytics.run_backend(backend, scale, repeat, plans=False):
-        name = f"/admin/ analytics cold, {t.label.split(' (')[1].rstrip(')')}"
+        name = f"/admin/ analytics cold, {'30 days' if '30 days' in t.label else '1 year'}"
         say(
             harness.report_line(
                 backend,
@@ -319,6 +326,30 @@ def run_analytics(backend: str, scale: float, repeat: int) -> None:
                 f"{t.p50_ms:>7.1f}ms median (SQL {t.sql_ms:.1f}ms)",
             )
         )
+
+
+def machine() -> str:
+    """The machine line: CPUs, CPU model, memory, and the versions that matter."""
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in info.splitlines()
+            if line.startswith("model name")
+        ),
+        "?",
+    )
+    memory = Path("/proc/meminfo").read_text().split()[1] if Path("/proc/meminfo").exists() else "0"
+    with psycopg.connect(leaderboard.ADMIN_URL, connect_timeout=5) as conn:
+        postgresql = conn.execute("SHOW server_version").fetchone()[0].split()[0]
+    wrk_version = subprocess.run(
+        ["wrk", "--version"], capture_output=True, text=True
+    ).stdout.split()[:2]
+    cpus, ram = len(os.sched_getaffinity(0)), int(memory) / 1024**2
+    return (
+        f"machine: {cpus} CPUs ({model}), {ram:.0f} GB RAM; Python {platform.python_version()}, "
+        f"PostgreSQL {postgresql}, SQLite {sqlite3.sqlite_version}, {' '.join(wrk_version)}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -353,8 +384,9 @@ def main(argv: list[str] | None = None) -> int:
             analytics_scale=args.analytics_scale,
             sqlite_analytics_scale=args.sqlite_analytics_scale,
         )
+    say(machine())
     say(
-        f"machine: {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}; gunicorn -w "
+        f"load {os.getloadavg()[0]:.1f} at the start; gunicorn -w "
         f"{harness.WORKERS} --threads {harness.THREADS}; wrk {harness.CONNECTIONS} connections"
         f"; {plan.rounds} round(s) of {plan.seconds:g} s per server and figure"
     )
