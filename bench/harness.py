@@ -2,8 +2,8 @@
 settings, wrk rounds that alternate between them, and the one-line report of a figure.
 
     with serving(database_url, redis_url) as pair:
-        figure = interleaved(pair, lambda base: wrk(base, "/r/X", seconds=10), rounds=3)
-    print(report_line("postgresql", "100k", "GET /r/<code>", figure, check))
+        figure = interleaved(pair, lambda base, _target: wrk(base, ["/r/X"], 10), rounds=3)
+    print(report_line("postgresql", "100k", "GET /r/<code>", figure, "clicks ... OK"))
 
 The real server is the production configuration (gunicorn.conf.py, APP_ENV=production,
 PUBLIC_URL, SECRET_KEY, REDIS_URL when given, DATABASE_URL) with `-w 2 --threads 4`; the bare
@@ -40,9 +40,9 @@ PUBLIC_URL = "http://127.0.0.1"
 UNLIMITED = "100000000/minute"
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 CYCLE_SCRIPT = Path(__file__).with_name("cycle.lua")
-# One access line: `127.0.0.1 "GET /r/ABC HTTP/1.1" 302 ...` (gunicorn.conf.py's format).
 # A server starting on a machine busy with other work may take longer than tests allow.
 server.START_TIMEOUT_SECONDS = max(server.START_TIMEOUT_SECONDS, 90.0)
+# One access line: `127.0.0.1 "GET /r/ABC HTTP/1.1" 302 ...` (gunicorn.conf.py's format).
 ACCESS_LINE = re.compile(rb'^\S+ "(\w+) (\S+) HTTP/[\d.]+" (\d{3}) ', re.MULTILINE)
 
 
