@@ -1,48 +1,43 @@
 """How many signed events a real server accepts per second, beside a bare Flask endpoint.
 
     .venv/bin/python -m bench.events [--events 2000] [--senders 16] [--referrers 100]
+        [--backend postgresql|sqlite] [--rounds 3]
 
-A new PostgreSQL database (`inviteloop_bench_<random>`, dropped afterwards) is migrated like a
-real installation and given R referrers. Then N qualifying purchases (25.00 each, by a new
-customer carrying one of the referrers' codes) are each delivered twice, signed per Standard
-Webhooks: 2N requests, half of them duplicates, some racing their original and some arriving
-later. S sender threads post them as fast as the answers come back to InviteLoop under
-gunicorn (the settings of tests/server.py), and then the same requests to a bare Flask
-endpoint under the same gunicorn settings. Afterwards the database must hold exactly N
-purchase conversions and 2N rewards.
+A new database (PostgreSQL `inviteloop_bench_<random>`, dropped afterwards, with Redis; or a
+SQLite file without) is migrated like a real installation and given R referrers. Then N
+qualifying purchases (25.00 each, by a new customer carrying one of the referrers' codes) are
+each delivered twice, signed per Standard Webhooks: 2N requests, half of them duplicates, some
+racing their original and some arriving later. S sender threads post them as fast as the
+answers come back, in rounds that alternate between InviteLoop under gunicorn (the
+production settings of bench/harness.py) and a bare Flask app under the same settings, each
+round sending the next share of the deliveries to both. Afterwards the database must hold
+exactly N purchase conversions and 2N rewards, and InviteLoop must have answered N
+`accepted` and N `duplicate`.
 """
 
 import argparse
-import base64
 import json
 import queue
 import random
-import secrets
 import sys
 import tempfile
 import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
 
 import requests
-from flask import Flask, jsonify, request
 from sqlalchemy import func, select
-from standardwebhooks.webhooks import Webhook
 
+from bench import harness
 from bench.leaderboard import create_database, drop_database, make_app
 from extensions import db
 from models import Conversion, Reward, utcnow
 from rewards import customers
 from tests.databases import migrate
-from tests.server import (
-    GENEROUS_LIMITS,
-    running_server,
-)
+from tests.events_api import SECRET, sign
 
-SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 PATH = "/api/v1/events"
 WARM_UP_REQUESTS = 200
 REQUEST_TIMEOUT = 60
@@ -62,6 +57,9 @@ class Result:
     target: str
     seconds: float
     answers: list[tuple[int, str | None, float]]  # (HTTP status, outcome, seconds) each
+    # Deliveries answered 5xx (SQLite busy past its timeout: 503), which a shop sends again.
+    refused: list[Delivery] = field(default_factory=list)
+    retried: "Result | None" = None  # their second sending, after the rounds
 
     @property
     def requests(self) -> int:
@@ -86,26 +84,14 @@ class Result:
         )
         return ordered[min(len(ordered) - 1, int(share * len(ordered)))] * 1000
 
-
-def bare_app() -> Flask:
-    """The floor: one POST route answering JSON, no database, no signature check."""
-    app = Flask("bare")
-
-    @app.post(PATH)
-    def receive():
-        request.get_data()
-        return jsonify(outcome="accepted", reason=None)
-
-    @app.get("/health")  # for the readiness wait of tests.server
-    def health():
-        return jsonify(status="ok")
-
-    return app
-
-
-def bare_server(database_url: str):
-    """bare_app() under the gunicorn command and settings tests.server uses for the app."""
-    return running_server(database_url, wsgi_app="bench.events:bare_app()")
+    def as_round(self) -> harness.Round:
+        return harness.Round(
+            self.requests,
+            self.seconds,
+            self.latency_ms(0.50),
+            self.latency_ms(0.99),
+            self.statuses,
+        )
 
 
 def seed_referrers(url: str, count: int) -> list[str]:
@@ -166,9 +152,8 @@ def send(base_url: str, deliveries: list[Delivery], senders: int, target: str) -
         work.put(delivery)
     started: list[float] = []
     barrier = threading.Barrier(senders, action=lambda: started.append(time.perf_counter()))
-    signer = Webhook(SECRET)
 
-    def sender() -> list[tuple[int, str | None, float]]:
+    def sender() -> list[tuple[tuple[int, str | None, float], Delivery]]:
         answers = []
         with requests.Session() as session:
             barrier.wait()
@@ -177,29 +162,66 @@ def send(base_url: str, deliveries: list[Delivery], senders: int, target: str) -
                     delivery = work.get_nowait()
                 except queue.Empty:
                     return answers
-                answers.append(_post(session, signer, f"{base_url}{PATH}", delivery))
+                answers.append((_post(session, f"{base_url}{PATH}", delivery), delivery))
 
     with ThreadPoolExecutor(senders) as pool:
-        done = list(pool.map(lambda _: sender(), range(senders)))
+        done = [
+            pair for answers in pool.map(lambda _: sender(), range(senders)) for pair in answers
+        ]
     elapsed = time.perf_counter() - started[0]
-    return Result(target, elapsed, [answer for answers in done for answer in answers])
+    refused = [delivery for answer, delivery in done if answer[0] >= 500]
+    return Result(target, elapsed, [answer for answer, _ in done], refused)
 
 
-def _post(session, signer: Webhook, url: str, delivery: Delivery) -> tuple[int, str | None, float]:
-    now = datetime.now(UTC)
+def _post(session, url: str, delivery: Delivery) -> tuple[int, str | None, float]:
+    """One signed delivery (tests/events_api.py's signature); the outcome InviteLoop gave,
+    None from the bare app's plain "ok"."""
+    body, timestamp = delivery.body.encode(), int(time.time())
     headers = {
         "webhook-id": delivery.message_id,
-        "webhook-timestamp": str(int(now.timestamp())),
-        "webhook-signature": signer.sign(delivery.message_id, now, delivery.body),
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": sign(body, delivery.message_id, timestamp),
         "Content-Type": "application/json",
     }
     began = time.perf_counter()
-    response = session.post(
-        url, data=delivery.body.encode(), headers=headers, timeout=REQUEST_TIMEOUT
-    )
+    response = session.post(url, data=body, headers=headers, timeout=REQUEST_TIMEOUT)
     seconds = time.perf_counter() - began
-    outcome = response.json().get("outcome") if response.status_code == 200 else None
+    json_answer = response.headers.get("Content-Type", "").startswith("application/json")
+    outcome = response.json().get("outcome") if json_answer else None
     return response.status_code, outcome, seconds
+
+
+def measure(
+    pair: harness.Pair,
+    deliveries: list[Delivery],
+    senders: int,
+    rounds: int,
+    warm_up: int = WARM_UP_REQUESTS,
+):
+    """Warm both servers up (`warm_up` ignored events each), then `rounds` alternating pairs,
+    each sending the next share of the deliveries to InviteLoop and the same share to the bare
+    app. Returns the figure, and InviteLoop's and the bare app's answers of all rounds."""
+    for base in (pair.real, pair.bare):
+        send(base, warm_up_deliveries(warm_up), senders, "warm-up")
+    share = -(-len(deliveries) // rounds)
+    parts = [deliveries[n : n + share] for n in range(0, len(deliveries), share)]
+    left = {"real": iter(parts), "bare": iter(parts)}
+    results: dict[str, list[Result]] = {"real": [], "bare": []}
+
+    def run(base_url: str, target: str) -> harness.Round:
+        result = send(base_url, next(left[target]), senders, target)
+        results[target].append(result)
+        return result.as_round()
+
+    figure = harness.interleaved(pair, run, len(parts))
+    answers = [answer for result in results["real"] for answer in result.answers]
+    refused = [delivery for result in results["real"] for delivery in result.refused]
+    inviteloop = Result("inviteloop", sum(r.seconds for r in results["real"]), answers, refused)
+    if refused:  # as a shop would, once the rush is over
+        inviteloop.retried = send(pair.real, refused, 1, "retried")
+    bare_answers = [answer for result in results["bare"] for answer in result.answers]
+    bare = Result("bare flask", sum(r.seconds for r in results["bare"]), bare_answers)
+    return figure, inviteloop, bare
 
 
 def count_check(url: str, events: int) -> tuple[bool, str]:
@@ -216,65 +238,70 @@ def count_check(url: str, events: int) -> tuple[bool, str]:
         _dispose(app)
     ok = conversions == events and rewards == 2 * events and referrer == events
     line = (
-        f"purchase conversions {conversions:,} (unique events {events:,}), rewards {rewards:,} "
-        f"(2 x {events:,} = {2 * events:,}; {referrer:,} to referrers)"
+        f"purchases stored {conversions:,} = unique {events:,}, rewards {rewards:,} = "
+        f"2 x {events:,} ({referrer:,} to referrers) {'OK' if ok else 'WRONG'}"
     )
     return ok, line
 
 
-def run(events: int, senders: int, referrers: int, seed: int) -> tuple[list[Result], bool, str]:
+def answers_check(inviteloop: Result, events: int) -> tuple[bool, str]:
+    """Every delivery answered 200 in the end (a 5xx is sent again after the rounds, as a shop
+    would), N of them `accepted` and N `duplicate`."""
+    final = [answer for answer in inviteloop.answers if answer[0] < 500]
+    if inviteloop.retried:
+        final += inviteloop.retried.answers
+    statuses = Counter(status for status, _, _ in final)
+    outcomes = Counter(outcome for _, outcome, _ in final)
+    ok = statuses == Counter({200: 2 * events}) and outcomes == Counter(
+        {"accepted": events, "duplicate": events}
+    )
+    line = "HTTP " + _counted(inviteloop.statuses)
+    if inviteloop.retried:
+        again = _counted(inviteloop.retried.statuses)
+        line += f" (the {len(inviteloop.refused):,} sent again: {again})"
+    kinds = ", ".join(f"{n:,} {o}" for o, n in sorted(outcomes.items(), key=str))
+    return ok, f"{line}; {kinds} {'OK' if ok else 'WRONG'}"
+
+
+def _counted(statuses: Counter) -> str:
+    return ", ".join(f"{n:,} x {status}" for status, n in sorted(statuses.items()))
+
+
+def run(args) -> int:
     with tempfile.TemporaryDirectory(prefix="inviteloop-bench-") as workdir:
-        url = create_database("postgresql", workdir)
+        url = create_database(args.backend, workdir)
         try:
             migrate(make_app(url))
-            codes = seed_referrers(url, referrers)
-            deliveries = schedule(codes, events, seed)
+            codes = seed_referrers(url, args.referrers)
+            deliveries = schedule(codes, args.events, args.seed)
             print(
-                f"[setup] {url.rsplit('/', 1)[1]}: migrated, {len(codes)} referrers; "
-                f"{len(deliveries):,} deliveries of {events:,} unique purchases"
+                f"[setup] {args.backend}: migrated, {len(codes)} referrers; "
+                f"{len(deliveries):,} deliveries of {args.events:,} unique purchases",
+                flush=True,
             )
-            results = [
-                _run_inviteloop(url, deliveries, senders),
-                _run_bare(url, deliveries, senders),
-            ]
-            ok, line = count_check(url, events)
-            return results, ok, line
+            redis_url = harness.REDIS_URL if args.backend == "postgresql" else None
+            with harness.serving(url, redis_url, EVENTS_WEBHOOK_SECRET=SECRET) as pair:
+                figure, inviteloop, bare = measure(pair, deliveries, args.senders, args.rounds)
+            stored_ok, stored = count_check(url, args.events)
         finally:
             drop_database(url)
-
-
-def _run_inviteloop(url: str, deliveries: list[Delivery], senders: int) -> Result:
-    settings = {
-        "EVENTS_WEBHOOK_SECRET": SECRET,
-        "EVENTS_LIMITS": GENEROUS_LIMITS,
-        "MAIL_BACKEND": "dummy",  # the friend-joined emails are composed, not delivered
-    }
-    with running_server(url, **settings) as base_url:
-        return _timed(base_url, deliveries, senders, "inviteloop")
-
-
-def _run_bare(url: str, deliveries: list[Delivery], senders: int) -> Result:
-    with bare_server(url) as base_url:
-        return _timed(base_url, deliveries, senders, "bare flask")
-
-
-def _timed(base_url: str, deliveries: list[Delivery], senders: int, target: str) -> Result:
-    send(base_url, warm_up_deliveries(WARM_UP_REQUESTS), senders, target)
-    print(f"[{target}] {base_url}: warmed up with {WARM_UP_REQUESTS} requests; sending...")
-    result = send(base_url, deliveries, senders, target)
-    print(f"[{target}] {result.requests:,} requests in {result.seconds:.1f} s")
-    return result
+    answered_ok, answered = answers_check(inviteloop, args.events)
+    print_table([inviteloop, bare], args.senders)
+    print()
+    print(harness.report_line(args.backend, "", "signed purchase events", figure, stored))
+    print(f"answers: {answered}")
+    return 0 if stored_ok and answered_ok else 1
 
 
 def print_table(results: list[Result], senders: int) -> None:
     print(f"\nsigned events, {senders} concurrent senders, half of them duplicates")
-    print(f"{'target':<25}{'requests':>9}{'seconds':>9}{'req/s':>8}{'p50':>10}{'p95':>10}  answers")
+    print(f"{'target':<25}{'requests':>9}{'seconds':>9}{'req/s':>8}{'p50':>10}{'p99':>10}  answers")
     for r in results:
         statuses = ", ".join(f"{n:,} x {status}" for status, n in sorted(r.statuses.items()))
         outcomes = ", ".join(f"{n:,} {o}" for o, n in sorted(r.outcomes.items(), key=str))
         print(
             f"{r.target:<25}{r.requests:>9,}{r.seconds:>9.1f}{r.per_second:>8.0f}"
-            f"{r.latency_ms(0.50):>8.1f}ms{r.latency_ms(0.95):>8.1f}ms  "
+            f"{r.latency_ms(0.50):>8.1f}ms{r.latency_ms(0.99):>8.1f}ms  "
             f"HTTP {statuses}; {outcomes}"
         )
         if len(r.outcomes) > 1:
@@ -285,7 +312,7 @@ def _print_by_outcome(result: Result) -> None:
     for outcome, count in sorted(result.outcomes.items(), key=str):
         print(
             f"{'  of which ' + str(outcome):<25}{count:>9,}{'':>26}"
-            f"{result.latency_ms(0.50, outcome):>8.1f}ms{result.latency_ms(0.95, outcome):>8.1f}ms"
+            f"{result.latency_ms(0.50, outcome):>8.1f}ms{result.latency_ms(0.99, outcome):>8.1f}ms"
         )
 
 
@@ -296,22 +323,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--senders", type=int, default=16)
     parser.add_argument("--referrers", type=int, default=100)
+    parser.add_argument("--backend", choices=("postgresql", "sqlite"), default="postgresql")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating pairs of rounds")
     parser.add_argument("--seed", type=int, default=20261121)
     args = parser.parse_args(argv)
-    if args.events < 1 or args.senders < 1 or args.referrers < 1:
-        parser.error("--events, --senders and --referrers must be at least 1")
-    results, ok, line = run(args.events, args.senders, args.referrers, args.seed)
-    print_table(results, args.senders)
-    inviteloop = results[0]
-    expected = {"accepted": args.events, "duplicate": args.events}
-    answered = inviteloop.statuses == Counter({200: 2 * args.events})
-    outcomes = dict(inviteloop.outcomes) == expected
-    print(f"\ncount check: {line} -> {'OK' if ok else 'WRONG'}")
-    print(
-        f"answers: every request 200 -> {'OK' if answered else 'WRONG'}; "
-        f"{args.events:,} accepted + {args.events:,} duplicate -> {'OK' if outcomes else 'WRONG'}"
-    )
-    return 0 if ok and answered and outcomes else 1
+    if min(args.events, args.senders, args.referrers, args.rounds) < 1:
+        parser.error("--events, --senders, --referrers and --rounds must be at least 1")
+    return run(args)
 
 
 if __name__ == "__main__":
