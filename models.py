@@ -103,6 +103,9 @@ DELIVERY_STATUSES = ("pending", "succeeded", "failed")
 OUTBOX_STATUSES = ("pending", "sent", "dead")
 # What a participant may turn off (auth/email_choices.py); security mails always go.
 EMAIL_KINDS = ("friends", "rewards", "payouts", "news")
+# The languages a participant may save: config.LANGUAGES, spelled again because models.py
+# imports no project module (tests/test_i18n.py checks the two agree).
+LOCALES = ("en", "ru")
 
 
 # --- helpers: the clock, CHECK lists, the UTC column type ---
@@ -442,6 +445,7 @@ class User(UserMixin, db.Model):
     __tablename__ = "users"
     __table_args__ = (
         CheckConstraint(f"role IN ({_sql_list(ROLES)})", name="role"),
+        CheckConstraint(f"locale IS NULL OR locale IN ({_sql_list(LOCALES)})", name="locale"),
         CheckConstraint("email = lower(email)", name="email_lower_case"),
         CheckConstraint("referral_count >= 0", name="referral_count_not_negative"),
         CheckConstraint("referred_by_id IS NULL OR referred_by_id <> id", name="not_own_inviter"),
@@ -491,7 +495,9 @@ class User(UserMixin, db.Model):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     # Shown on the public leaderboard; the participant can leave it and rejoin (profile).
     on_leaderboard: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
-    locale: Mapped[str] = mapped_column(String(10), default="en")
+    # The language chosen (switcher, profile, signup page); None: never chosen, so each
+    # request's cookie or Accept-Language decides (core/i18n.py).
+    locale: Mapped[str | None] = mapped_column(String(5))
     referred_by_id: Mapped[int | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), index=True
     )

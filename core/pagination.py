@@ -1,5 +1,7 @@
 """Reading a page number from a query string, for every paged list and API."""
 
+from flask_babel import lazy_gettext as _l
+
 from core.errors import DomainError
 
 # No list here has a millionth page; past it, the offset would not fit a database integer.
@@ -9,7 +11,7 @@ MAX_PAGE = 1_000_000
 class PageOutOfRange(DomainError):
     status = 400
     code = "page_out_of_range"
-    message = f"page must be a whole number from 1 to {MAX_PAGE:,}."
+    message = _l("page must be a whole number from 1 to %(last)s.", last=format(MAX_PAGE, ","))
 
 
 def parse_page(raw: str | None) -> int:
