@@ -54,7 +54,7 @@ def format_amount(amount: int, currency: str, kind: str | None = None) -> str:
         number = f"{amount:,}"
         if locale.language != "en":
             number = babel_numbers.format_decimal(amount, locale=locale)
-        return ngettext("%(num)s point", "%(num)s points", abs(amount), num=number)
+        return ngettext("%(points)s point", "%(points)s points", abs(amount), points=number)
     if locale.language != "en":
         value = Decimal(amount).scaleb(-exponent(currency))
         return babel_numbers.format_currency(value, currency.upper(), locale=locale)
