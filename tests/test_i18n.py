@@ -57,8 +57,8 @@ def saved_language(app, user_id: int) -> str | None:
         return db.session.scalar(select(User.locale).where(User.id == user_id))
 
 
-def switch(client, language: str, next_path: str = "/leaderboard", **extra):
-    token = csrf_token(client, "/leaderboard")
+def switch(client, language: str, next_path: str = "/referral/leaderboard", **extra):
+    token = csrf_token(client, "/referral/leaderboard")
     data = {"csrf_token": token, "language": language, "next": next_path}
     return client.post("/language", data=data, **extra)
 
@@ -71,19 +71,24 @@ def test_the_language_follows_the_saved_choice_then_cookie_then_browser_then_def
 ):
     olga = make_participant("Olga Owner")
     visitor = app.test_client()
-    assert lang_of(visitor.get("/leaderboard")) == "en"  # DEFAULT_LOCALE
-    assert lang_of(visitor.get("/leaderboard", headers=RUSSIAN)) == "ru"
-    assert lang_of(visitor.get("/leaderboard", headers={"Accept-Language": "de, ru;q=0.5"})) == "ru"
+    assert lang_of(visitor.get("/referral/leaderboard")) == "en"  # DEFAULT_LOCALE
+    assert lang_of(visitor.get("/referral/leaderboard", headers=RUSSIAN)) == "ru"
+    assert (
+        lang_of(visitor.get("/referral/leaderboard", headers={"Accept-Language": "de, ru;q=0.5"}))
+        == "ru"
+    )
     visitor.set_cookie("locale", "en")
-    assert lang_of(visitor.get("/leaderboard", headers=RUSSIAN)) == "en"  # cookie > browser
+    assert (
+        lang_of(visitor.get("/referral/leaderboard", headers=RUSSIAN)) == "en"
+    )  # cookie > browser
     visitor.set_cookie("locale", "xx")  # not a language we have: ignored
-    assert lang_of(visitor.get("/leaderboard", headers=RUSSIAN)) == "ru"
+    assert lang_of(visitor.get("/referral/leaderboard", headers=RUSSIAN)) == "ru"
 
     member = app.test_client()
     log_in(member, olga["email"])
     save_language(app, olga["id"], "ru")
     member.set_cookie("locale", "en")
-    page = member.get("/leaderboard", headers={"Accept-Language": "en"})
+    page = member.get("/referral/leaderboard", headers={"Accept-Language": "en"})
     assert lang_of(page) == "ru"  # saved > cookie > browser
     assert "Рейтинг" in page.text
     assert {"Cookie", "Accept-Language"} <= set(page.headers["Vary"].replace(" ", "").split(","))
@@ -106,19 +111,19 @@ def test_models_allow_exactly_the_configured_languages():
 
 
 def test_a_visitor_switches_by_cookie_and_comes_back_to_the_same_page(client):
-    page = client.get("/leaderboard")
+    page = client.get("/referral/leaderboard")
     assert 'action="/language"' in page.text
     assert re.search(r'lang="ru" translate="no"[^>]*>Русский</button>', page.text)
     assert re.search(r'lang="en" translate="no" aria-current="true">English</button>', page.text)
 
-    answer = switch(client, "ru", "/leaderboard?page=1")
+    answer = switch(client, "ru", "/referral/leaderboard?period=month")
 
     assert answer.status_code == 302
-    assert answer.headers["Location"] == "/leaderboard?page=1"
+    assert answer.headers["Location"] == "/referral/leaderboard?period=month"
     cookie = next(c for c in answer.headers.getlist("Set-Cookie") if c.startswith("locale="))
     assert "locale=ru" in cookie and "Max-Age=31536000" in cookie
     assert "SameSite=Lax" in cookie and "HttpOnly" in cookie
-    russian = client.get("/leaderboard")
+    russian = client.get("/referral/leaderboard")
     assert lang_of(russian) == "ru"
     assert re.search(r'lang="ru" translate="no" aria-current="true">Русский</button>', russian.text)
 
@@ -146,7 +151,7 @@ def test_a_language_we_do_not_have_is_refused_and_nothing_changes(app, make_part
 
 
 def test_without_a_csrf_token_the_switch_is_refused(client):
-    client.get("/leaderboard")
+    client.get("/referral/leaderboard")
     answer = client.post("/language", data={"language": "ru", "next": "/"})
     assert answer.status_code == 400
     assert client.get_cookie("locale") is None
@@ -169,7 +174,7 @@ def test_a_members_choice_follows_them_to_a_new_device(app, make_participant):
     assert lang_of(profile) == "ru" and "Ваш профиль" in profile.text
     assert '<option value="ru" lang="ru" translate="no" selected>Русский</option>' in profile.text
     phone.post("/auth/logout", data={"csrf_token": csrf_token(phone, "/auth/profile")})
-    assert lang_of(phone.get("/leaderboard")) == "ru"  # signed out, the browser remembers
+    assert lang_of(phone.get("/referral/leaderboard")) == "ru"  # signed out, the browser remembers
 
 
 def test_the_profile_select_saves_the_choice(app, make_participant):
@@ -410,12 +415,14 @@ def test_error_pages_and_json_messages_speak_russian_with_english_codes(client):
 def test_default_locale_ru_speaks_russian_to_a_browser_that_asks_for_nothing(database_url):
     app = create_app(app_config(database_url, DEFAULT_LOCALE="ru"))
     try:
-        page = app.test_client().get("/leaderboard")
+        page = app.test_client().get("/referral/leaderboard")
         assert lang_of(page) == "ru" and "Рейтинг" in page.text
-        german = app.test_client().get("/leaderboard", headers={"Accept-Language": "de"})
+        german = app.test_client().get("/referral/leaderboard", headers={"Accept-Language": "de"})
         assert lang_of(german) == "ru"
         assert (
-            lang_of(app.test_client().get("/leaderboard", headers={"Accept-Language": "en"}))
+            lang_of(
+                app.test_client().get("/referral/leaderboard", headers={"Accept-Language": "en"})
+            )
             == "en"
         )
     finally:
