@@ -67,9 +67,6 @@ MAX_DEPTH = 10
 # What a program may limit its purchases to (ProgramFilter): Saleor channel slugs, ISO 3166
 # alpha-2 countries of the order's address, and product category slugs.
 FILTER_KINDS = ("channel", "country", "category")
-# The languages a program's own texts may be written in: config.LANGUAGES, spelled out because
-# models.py imports nothing of the app (tests/test_program_texts.py checks they agree).
-TEXT_LOCALES = ("en", "ru")
 # The texts of a program an admin may write per language (referral/program_texts.py).
 PROGRAM_TEXT_FIELDS = ("name", "description", "headline", "share_text", "usage_text", "email_intro")
 # How a program's Saleor-paid rewards are issued once approved (rewards/rollout.py).
@@ -109,6 +106,10 @@ DELIVERY_STATUSES = ("pending", "succeeded", "failed")
 OUTBOX_STATUSES = ("pending", "sent", "dead")
 # What a participant may turn off (auth/email_choices.py); security mails always go.
 EMAIL_KINDS = ("friends", "rewards", "payouts", "news")
+# The languages a participant may save and a program's texts may be written in:
+# config.LANGUAGES, spelled again because models.py imports no project module
+# (tests/test_i18n.py checks the two agree).
+LOCALES = ("en", "ru")
 
 
 # --- helpers: the clock, CHECK lists, the UTC column type ---
@@ -416,7 +417,7 @@ class ProgramText(db.Model):
     __tablename__ = "program_texts"
     __table_args__ = (
         UniqueConstraint("program_id", "locale", "field", name="uq_program_texts_field"),
-        CheckConstraint(f"locale IN ({_sql_list(TEXT_LOCALES)})", name="locale"),
+        CheckConstraint(f"locale IN ({_sql_list(LOCALES)})", name="locale"),
         CheckConstraint(f"field IN ({_sql_list(PROGRAM_TEXT_FIELDS)})", name="field"),
         CheckConstraint("length(text) BETWEEN 1 AND 2000", name="text_length"),
     )
@@ -471,6 +472,7 @@ class User(UserMixin, db.Model):
     __tablename__ = "users"
     __table_args__ = (
         CheckConstraint(f"role IN ({_sql_list(ROLES)})", name="role"),
+        CheckConstraint(f"locale IS NULL OR locale IN ({_sql_list(LOCALES)})", name="locale"),
         CheckConstraint("email = lower(email)", name="email_lower_case"),
         CheckConstraint("referral_count >= 0", name="referral_count_not_negative"),
         CheckConstraint("referred_by_id IS NULL OR referred_by_id <> id", name="not_own_inviter"),
@@ -520,7 +522,9 @@ class User(UserMixin, db.Model):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     # Shown on the public leaderboard; the participant can leave it and rejoin (profile).
     on_leaderboard: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
-    locale: Mapped[str] = mapped_column(String(10), default="en")
+    # The language chosen (switcher, profile, signup page); None: never chosen, so each
+    # request's cookie or Accept-Language decides (core/i18n.py).
+    locale: Mapped[str | None] = mapped_column(String(5))
     referred_by_id: Mapped[int | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), index=True
     )

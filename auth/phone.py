@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 import phonenumbers
 from flask import current_app
 from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -112,8 +113,16 @@ def display_phone(e164: str) -> str:
 
 
 def code_message(code: str) -> str:
+    """The text of a code, written while the person who asked for it reads the page: in its
+    language (a member's saved choice wins there, core/i18n.py)."""
     minutes = int(CODE_TTL.total_seconds() // 60)
-    return f"Your {branding.current().name} code is {code}. It expires in {minutes} minutes."
+    return ngettext(
+        "Your %(brand)s code is %(code)s. It expires in %(num)d minute.",
+        "Your %(brand)s code is %(code)s. It expires in %(num)d minutes.",
+        minutes,
+        brand=branding.current().name,
+        code=code,
+    )
 
 
 # --- codes ----------------------------------------------------------------------------------

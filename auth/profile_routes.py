@@ -5,6 +5,8 @@ prove they hold; and their data: download it all, or delete the account
 (auth/account_data.py)."""
 
 from flask import Response, current_app, flash, redirect, render_template, session, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_required
 
@@ -35,7 +37,7 @@ PENDING = "profile_phone"
 
 class SamePhone(phone.InvalidPhone):
     code = "same_phone"
-    message = "This is already your phone number."
+    message = _l("This is already your phone number.")
 
 
 # Per account: each wrong current password also counts against the login failure budget.
@@ -77,7 +79,10 @@ def change_details():
     submitted = submit(form, save)
     if submitted.done:
         leaderboard.invalidate()  # cached pages show names
-        flash(f"Saved. The leaderboard shows you as {current_user.public_name}.", "success")
+        flash(
+            _("Saved. The leaderboard shows you as %(name)s.", name=current_user.public_name),
+            "success",
+        )
         return redirect(url_for("auth.profile"))
     return _render_profile(details_form=form, status=submitted.status)
 
@@ -92,13 +97,16 @@ def choose_leaderboard():
 
     submitted = submit(form, save)
     if not submitted.done:
-        flash("Choose to leave or rejoin the leaderboard.", "danger")
+        flash(_("Choose to leave or rejoin the leaderboard."), "danger")
         return redirect(url_for("auth.profile"))
     leaderboard.invalidate()
     if submitted.result:
-        flash("You are back on the public leaderboard.", "success")
+        flash(_("You are back on the public leaderboard."), "success")
     else:
-        flash("You left the public leaderboard: nobody sees your name or count there.", "success")
+        flash(
+            _("You left the public leaderboard: nobody sees your name or count there."),
+            "success",
+        )
     return redirect(url_for("auth.profile"))
 
 
@@ -123,7 +131,7 @@ def change_password():
         return _render_profile(password_form=form, status=submitted.status)
     sessions.sign_in(db.session.get(User, user.id))  # this browser, under the new version
     flash(
-        "Password changed. Every other device is signed out, and we emailed you a notice.",
+        _("Password changed. Every other device is signed out, and we emailed you a notice."),
         "success",
     )
     return redirect(url_for("auth.profile"))
@@ -136,7 +144,7 @@ def add_email():
         form, lambda: services.add_email_login(current_user, form.email.data, form.password.data)
     )
     if submitted.done:
-        flash("Email and password saved: you can log in with them too.", "success")
+        flash(_("Email and password saved: you can log in with them too."), "success")
         return redirect(url_for("auth.profile"))
     return _render_profile(email_form=form, status=submitted.status)
 
@@ -178,7 +186,7 @@ def verify_profile_phone():
     submitted = submit(form, confirm_number)
     if submitted.done:
         session.pop(PENDING, None)
-        flash("Phone number saved: you can sign in with it.", "success")
+        flash(_("Phone number saved: you can sign in with it."), "success")
         return redirect(url_for("auth.profile"))
     return render_template(
         "auth/profile_phone_verify.html", form=form, number=phone.display_phone(number)
@@ -192,7 +200,7 @@ def end_other_sessions():
     services.end_all_sessions(current_user)
     db.session.commit()
     sessions.sign_in(db.session.get(User, user_id))  # this browser, under the new version
-    flash("You are signed out on every other device and browser.", "success")
+    flash(_("You are signed out on every other device and browser."), "success")
     return redirect(url_for("auth.profile"))
 
 
@@ -260,7 +268,7 @@ def delete_account():
         return _render_delete(form, submitted.status)
     sessions.sign_out()
     flash(
-        "Your account is deleted. Your referral link no longer works and you are signed out.",
+        _("Your account is deleted. Your referral link no longer works and you are signed out."),
         "success",
     )
     return redirect(url_for("referral.landing"))
@@ -280,5 +288,5 @@ def send_delete_code():
     if current_user.phone is None or account_data.uses_password(current_user):
         return redirect(url_for("auth.delete_account"))
     send_code(current_user.phone, user_id=current_user.id)
-    flash("We texted you a code. Enter it below to delete your account.", "info")
+    flash(_("We texted you a code. Enter it below to delete your account."), "info")
     return redirect(url_for("auth.delete_account"))

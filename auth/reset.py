@@ -24,6 +24,8 @@ import logging
 from datetime import datetime, timedelta
 
 from flask import current_app, render_template
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
 from sqlalchemy import select, update
 
@@ -31,6 +33,7 @@ from auth import sessions
 from auth.services import check_password_policy, hash_password, normalize_email
 from core import branding
 from core.errors import DomainError
+from core.i18n import current_language, writing_to
 from core.jobs import enqueue, job
 from core.mail import absolute_url, queue_email, send_email
 from core.templating import format_datetime
@@ -46,7 +49,7 @@ _FINGERPRINT_LENGTH = 16  # hex characters; the signature, not this length, prev
 
 class InvalidResetToken(DomainError):
     code = "invalid_reset_token"
-    message = "This reset link is invalid or has expired. Ask for a new one."
+    message = _l("This reset link is invalid or has expired. Ask for a new one.")
 
 
 class _ClockSigner(TimestampSigner):
@@ -86,28 +89,32 @@ def request_reset(email: str, now: datetime | None = None) -> None:
     it. Only an address that does not parse is refused (InvalidEmail), which says nothing
     about who is registered."""
     address = normalize_email(email)
-    enqueue(send_reset_link, address, (now or utcnow()).isoformat())
+    enqueue(send_reset_link, address, (now or utcnow()).isoformat(), current_language())
 
 
 @job("auth.send_reset_link")
-def send_reset_link(address: str, requested_at: str) -> None:
+def send_reset_link(address: str, requested_at: str, asked_in: str | None = None) -> None:
     """Email a reset link, dated when it was asked for, to the active account using this
-    address, if there is one (run from the outbox)."""
+    address, if there is one (run from the outbox); in the account's language, else the one
+    of the page it was asked from (`asked_in`)."""
     user = db.session.scalar(select(User).where(User.email == address, User.active))
     if user is None:
         return
-    body = render_template(
-        "email/password_reset.txt",
-        greeting_name=user.name,
-        reset_url=absolute_url(
-            "auth.reset_password", token=make_token(user, datetime.fromisoformat(requested_at))
-        ),
-        minutes=int(RESET_LINK_LIFETIME.total_seconds() // 60),
-        has_password=user.password_hash is not None,
-    )
-    to, brand = user.email, branding.current()
+    brand = branding.current()
+    with writing_to(user, asked_in):
+        body = render_template(
+            "email/password_reset.txt",
+            greeting_name=user.name,
+            reset_url=absolute_url(
+                "auth.reset_password", token=make_token(user, datetime.fromisoformat(requested_at))
+            ),
+            minutes=int(RESET_LINK_LIFETIME.total_seconds() // 60),
+            has_password=user.password_hash is not None,
+        )
+        subject = _("Reset your %(brand)s password", brand=brand.name)
+    to = user.email
     db.session.commit()  # ends the read: SQLite's lock is not held while the mail server answers
-    send_email.run(to, f"Reset your {brand.name} password", body, None, brand.sender_name)
+    send_email.run(to, subject, body, None, brand.sender_name)
 
 
 def _read_token(token: str, now: datetime | None) -> tuple[int, int, str]:
@@ -166,12 +173,15 @@ def reset_password(token: str, new_password: str, now: datetime | None = None) -
 
 
 def tell_password_changed(user: User, now: datetime, *, from_profile: bool = False) -> None:
-    """Email the owner that the password changed (by a reset link, or from the profile)."""
-    body = render_template(
-        "email/password_changed.txt",
-        greeting_name=user.name,
-        from_profile=from_profile,
-        changed_at=format_datetime(now),
-        reset_url=absolute_url("auth.request_reset"),
-    )
-    queue_email(user.email, f"Your {branding.current().name} password was changed", body)
+    """Email the owner that the password changed (by a reset link, or from the profile): in
+    their language, else the one of the page they changed it on."""
+    with writing_to(user, current_language()):
+        body = render_template(
+            "email/password_changed.txt",
+            greeting_name=user.name,
+            from_profile=from_profile,
+            changed_at=format_datetime(now),
+            reset_url=absolute_url("auth.request_reset"),
+        )
+        subject = _("Your %(brand)s password was changed", brand=branding.current().name)
+    queue_email(user.email, subject, body)

@@ -5,12 +5,13 @@ from flask_limiter.util import get_remote_address
 
 from auth import services
 from auth.forms import SignupForm
+from core.i18n import current_language
 from referral import attribution
 
 
 def register_from(form: SignupForm, cookie):
     """The participant the form describes, referred by its typed code or the link's `cookie`."""
-    return services.register_participant(
+    participant = services.register_participant(
         name=form.name.data,
         email=form.email.data,
         password=form.password.data,
@@ -19,3 +20,5 @@ def register_from(form: SignupForm, cookie):
         device_id=attribution.visitor_id(),
         ip=get_remote_address(),
     )
+    participant.locale = current_language()  # the language the signup page was shown in
+    return participant

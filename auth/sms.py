@@ -22,6 +22,7 @@ import urllib.request
 from collections.abc import Callable
 
 from flask import current_app
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
 from core.errors import DomainError
@@ -35,7 +36,7 @@ log = logging.getLogger("inviteloop.sms")
 class SmsUnavailable(DomainError):
     status = 503
     code = "sms_unavailable"
-    message = "We could not send the text message just now. Please try again in a few minutes."
+    message = _l("We could not send the text message just now. Please try again in a few minutes.")
 
 
 def send_sms(to: str, body: str) -> None:

@@ -12,6 +12,7 @@ import secrets
 from datetime import datetime, timedelta
 
 from flask import Request
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import Select, select, update
 
 from core import audit
@@ -31,13 +32,13 @@ _TOUCH_EVERY = timedelta(hours=1)
 class InvalidApiKey(DomainError):
     status = 401
     code = "invalid_api_key"
-    message = "A valid API key is required (Authorization: Bearer il_...)."
+    message = _l("A valid API key is required (Authorization: Bearer il_...).")
 
 
 class MissingScope(DomainError):
     status = 403
     code = "missing_scope"
-    message = "This API key may not do that."
+    message = _l("This API key may not do that.")
 
 
 class InvalidScopes(DomainError):
@@ -49,7 +50,7 @@ class InvalidScopes(DomainError):
 class UnknownApiKey(DomainError):
     status = 404
     code = "unknown_api_key"
-    message = "There is no such API key."
+    message = _l("There is no such API key.")
 
 
 def create_api_key(name: str, scopes: list[str], now: datetime | None = None):

@@ -8,6 +8,7 @@ by default). Checked before anything else runs, for every request.
 """
 
 from flask import Flask, abort, current_app, request
+from flask_babel import gettext as _
 
 
 def host_name(host: str) -> str | None:
@@ -43,7 +44,7 @@ def is_allowed_host(host: str, allowed: list[str] | None) -> bool:
 def refuse_unknown_hosts() -> None:
     # request.host is "" when the header holds characters no host name can have.
     if not is_allowed_host(request.host, current_app.config["ALLOWED_HOSTS_LIST"]):
-        abort(400, description="This site is not served under that host name.")
+        abort(400, description=_("This site is not served under that host name."))
 
 
 def register_host_check(app: Flask) -> None:

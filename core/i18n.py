@@ -2,23 +2,48 @@
 
 The order a request's language is chosen in: the signed-in participant's saved choice, then
 the visitor's `locale` cookie (the navbar switcher sets it), then the browser's
-Accept-Language, then the installation's DEFAULT_LOCALE. Catalogues live in translations/
+Accept-Language, then the installation's DEFAULT_LOCALE. A message (an email, an SMS) is
+composed inside `writing_to(recipient)`: in the recipient's saved choice, else the language
+they are reading if they are the one asking, else DEFAULT_LOCALE, whoever's request or job
+caused it. Catalogues live in translations/
 (`make messages` extracts and updates them; install compiles them).
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+from babel import Locale
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
-from flask import Flask, current_app, has_request_context, request
-from flask_babel import get_locale
-from flask_login import current_user
+from flask import (
+    Flask,
+    Response,
+    after_this_request,
+    current_app,
+    has_app_context,
+    has_request_context,
+    request,
+)
+from flask_babel import force_locale, get_locale
+from flask_login import current_user, user_logged_in
 
 from config import LANGUAGES
 from extensions import babel
 
 TRANSLATIONS = Path(__file__).resolve().parent.parent / "translations"
 LOCALE_COOKIE = "locale"
+LOCALE_COOKIE_SECONDS = 365 * 24 * 3600
+
+
+def _own_name(code: str) -> str:
+    name = Locale(code).get_display_name(code)
+    return name[:1].upper() + name[1:]
+
+
+# Each language's name in itself ("English", "Русский"): what the switcher offers, whatever
+# the page's language.
+LANGUAGE_NAMES = {code: _own_name(code) for code in LANGUAGES}
 
 
 def select_locale() -> str:
@@ -31,6 +56,77 @@ def select_locale() -> str:
     if chosen in LANGUAGES:
         return chosen
     return request.accept_languages.best_match(LANGUAGES) or current_app.config["DEFAULT_LOCALE"]
+
+
+def current_locale() -> Locale:
+    """The language being written in now; English outside an app (a unit test, a script)."""
+    if has_app_context():
+        locale = get_locale()
+        if locale is not None:
+            return locale
+    return Locale("en")
+
+
+def current_language() -> str:
+    """ "en" or "ru": the code of the language being written in now."""
+    return current_locale().language
+
+
+def recipient_language(user, asked_in: str | None = None) -> str:
+    """The language to write to `user` in (a User, or None for someone without an account):
+    their saved choice; else, when they are the one asking right now (signed in, or
+    `asked_in` given: the page they asked from), the language they are reading; else
+    DEFAULT_LOCALE. Never just the language of whoever else's request caused the message."""
+    saved = getattr(user, "locale", None)
+    if saved in LANGUAGES:
+        return saved
+    if asked_in in LANGUAGES:
+        return asked_in
+    if _is_the_reader(user):
+        return select_locale()
+    return current_app.config["DEFAULT_LOCALE"]
+
+
+def _is_the_reader(user) -> bool:
+    if user is None or not has_request_context() or not current_user.is_authenticated:
+        return False
+    return getattr(current_user, "id", None) == getattr(user, "id", None)
+
+
+@contextmanager
+def speaking(language: str) -> Iterator[None]:
+    """Everything translated or formatted inside is in `language`: an email's subject and
+    body, an SMS, amounts and dates in them."""
+    with force_locale(language):
+        yield
+
+
+@contextmanager
+def writing_to(user, asked_in: str | None = None) -> Iterator[None]:
+    """Compose a message to `user` inside this: it is in their language (recipient_language),
+    whether a request or a worker writes it."""
+    with speaking(recipient_language(user, asked_in)):
+        yield
+
+
+def set_locale_cookie(response: Response, language: str) -> Response:
+    """Remember the visitor's language for a year, as securely as the session cookie."""
+    response.set_cookie(
+        LOCALE_COOKIE,
+        language,
+        max_age=LOCALE_COOKIE_SECONDS,
+        samesite="Lax",
+        secure=current_app.config["SESSION_COOKIE_SECURE"],
+        httponly=True,
+    )
+    return response
+
+
+def _remember_saved_choice(_app, user, **_extra) -> None:
+    """Logging in on a new device: the saved choice becomes this browser's too, so the pages
+    stay in that language after logging out."""
+    if getattr(user, "locale", None) in LANGUAGES and has_request_context():
+        after_this_request(lambda response: set_locale_cookie(response, user.locale))
 
 
 def compile_stale_catalogues() -> list[Path]:
@@ -57,6 +153,18 @@ def register_i18n(app: Flask) -> None:
         default_translation_directories=str(TRANSLATIONS),
     )
     app.jinja_env.globals["get_locale"] = get_locale
+    app.jinja_env.globals["language_names"] = LANGUAGE_NAMES
     # {% trans %} blocks read as one line whatever the template's indentation (babel.cfg
     # extracts them the same way).
     app.jinja_env.policies["ext.i18n.trimmed"] = True
+    user_logged_in.connect(_remember_saved_choice, app)
+    app.after_request(vary_by_language)
+
+
+def vary_by_language(response: Response) -> Response:
+    """A page's words depend on the cookie and Accept-Language: no shared cache may hand one
+    visitor's language to another."""
+    if response.mimetype in ("text/html", "application/manifest+json"):
+        response.vary.add("Cookie")
+        response.vary.add("Accept-Language")
+    return response

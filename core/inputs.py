@@ -14,6 +14,7 @@ import re
 
 from flask import Flask, request
 from flask.json.provider import DefaultJSONProvider
+from flask_babel import lazy_gettext as _l
 from werkzeug.routing import IntegerConverter
 
 from core.errors import DomainError
@@ -30,7 +31,7 @@ _FORM_BODY = "application/x-www-form-urlencoded"
 class MalformedInput(DomainError):
     status = 400
     code = "malformed_input"
-    message = "The request holds a NUL character, which no field accepts."
+    message = _l("The request holds a NUL character, which no field accepts.")
 
 
 class UnusableJson(ValueError):

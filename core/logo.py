@@ -10,6 +10,9 @@ then served with a sandboxing Content-Security-Policy as well (core/routes.py).
 import re
 import xml.etree.ElementTree as ElementTree
 
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+
 from core.errors import DomainError
 
 MAX_LOGO_BYTES = 256 * 1024
@@ -46,7 +49,7 @@ class UnsupportedLogo(DomainError):
     status = 415
     code = "unsupported_logo"
     field = "logo"
-    message = f"Upload a {ALLOWED_LABEL} image."
+    message = _l("Upload a %(formats)s image.", formats=ALLOWED_LABEL)
 
 
 class UnsafeSvg(DomainError):
@@ -59,7 +62,9 @@ class LogoTooLarge(DomainError):
     status = 413
     code = "logo_too_large"
     field = "logo"
-    message = f"The logo is larger than {MAX_LOGO_BYTES // 1024} KB; upload a smaller one."
+    message = _l(
+        "The logo is larger than %(size)s KB; upload a smaller one.", size=MAX_LOGO_BYTES // 1024
+    )
 
 
 def logo_type(data: bytes) -> str:
@@ -67,7 +72,9 @@ def logo_type(data: bytes) -> str:
     if len(data) > MAX_LOGO_BYTES:
         raise LogoTooLarge()
     if not data:
-        raise UnsupportedLogo("The file is empty. " + UnsupportedLogo.message)
+        raise UnsupportedLogo(
+            _("The file is empty. Upload a %(formats)s image.", formats=ALLOWED_LABEL)
+        )
     if data.startswith(_PNG):
         return "image/png"
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
@@ -75,7 +82,9 @@ def logo_type(data: bytes) -> str:
     if _looks_like_svg(data):
         check_svg(data)
         return "image/svg+xml"
-    raise UnsupportedLogo(f"This file is not a {ALLOWED_LABEL} image; upload one of those.")
+    raise UnsupportedLogo(
+        _("This file is not a %(formats)s image; upload one of those.", formats=ALLOWED_LABEL)
+    )
 
 
 def _looks_like_svg(data: bytes) -> bool:
@@ -86,15 +95,15 @@ def _looks_like_svg(data: bytes) -> bool:
 def check_svg(data: bytes) -> None:
     """Refuse an SVG that could run code, load something or is not plain drawing."""
     if b"<!doctype" in data.lower() or b"<!entity" in data.lower():
-        raise UnsafeSvg("SVG logos may not declare a DOCTYPE or entities.")
+        raise UnsafeSvg(_("SVG logos may not declare a DOCTYPE or entities."))
     if b"<?" in _XML_DECLARATION.sub(b"", data, count=1):  # e.g. <?xml-stylesheet href=...?>
-        raise UnsafeSvg("SVG logos may not hold processing instructions such as stylesheets.")
+        raise UnsafeSvg(_("SVG logos may not hold processing instructions such as stylesheets."))
     try:
         root = ElementTree.fromstring(data)  # noqa: S314 (no DOCTYPE, so no entities, above)
     except ElementTree.ParseError:
-        raise UnsupportedLogo("This SVG file is not well-formed XML.") from None
+        raise UnsupportedLogo(_("This SVG file is not well-formed XML.")) from None
     if root.tag != f"{_SVG_NS}svg":
-        raise UnsupportedLogo("This file is not an SVG image (its root is not <svg>).")
+        raise UnsupportedLogo(_("This file is not an SVG image (its root is not <svg>)."))
     for element in root.iter():
         _check_element(element)
 
@@ -110,13 +119,13 @@ def _check_element(element: ElementTree.Element) -> None:
         local = _local(attribute)
         if attribute == _XLINK_HREF or local == "href":
             if not value.strip().startswith("#"):
-                raise UnsafeSvg("SVG logos may not link or load anything outside themselves.")
+                raise UnsafeSvg(_("SVG logos may not link or load anything outside themselves."))
         elif local not in _DRAWING_ATTRIBUTES or attribute.startswith("{"):
             raise UnsafeSvg(f"SVG logos may not use the attribute “{local}”.")
         if _OUTSIDE_REFERENCE.search(value):
-            raise UnsafeSvg("SVG logos may not link or load anything outside themselves.")
+            raise UnsafeSvg(_("SVG logos may not link or load anything outside themselves."))
     if element.text and _OUTSIDE_REFERENCE.search(element.text):
-        raise UnsafeSvg("SVG logos may not link or load anything outside themselves.")
+        raise UnsafeSvg(_("SVG logos may not link or load anything outside themselves."))
 
 
 def _local(name: str) -> str:

@@ -1,8 +1,14 @@
 """Money is integer minor units plus an ISO 4217 code; this is how many decimals each has,
-and how a typed amount ("12.50") becomes minor units and back, exactly (Decimal, never float).
+how a typed amount ("12.50") becomes minor units and back, exactly (Decimal, never float),
+and how an amount reads in the current language ("$10.00" in English, "10,00 $" in Russian).
 """
 
 from decimal import Decimal, InvalidOperation
+
+from babel import numbers as babel_numbers
+from flask_babel import ngettext
+
+from core.i18n import current_locale
 
 # Amount columns are 32-bit integers.
 MAX_MINOR_UNITS = 2**31 - 1
@@ -40,9 +46,18 @@ def exponent(currency: str) -> int:
 
 
 def format_amount(amount: int, currency: str, kind: str | None = None) -> str:
-    """Minor units for people: "$10.00", "¥500", "12.50 CHF", "120 points"."""
+    """Minor units for people, in the current language. English as it always read: "$10.00",
+    "¥500", "12.50 CHF", "120 points"; another language as Babel's CLDR data writes it, with
+    no-break spaces: "10,00\u00a0$", "12,50\u00a0CHF", "120 баллов" in Russian."""
+    locale = current_locale()
     if kind == "points":
-        return f"{amount:,} point{'' if abs(amount) == 1 else 's'}"
+        number = f"{amount:,}"
+        if locale.language != "en":
+            number = babel_numbers.format_decimal(amount, locale=locale)
+        return ngettext("%(points)s point", "%(points)s points", abs(amount), points=number)
+    if locale.language != "en":
+        value = Decimal(amount).scaleb(-exponent(currency))
+        return babel_numbers.format_currency(value, currency.upper(), locale=locale)
     decimals = exponent(currency)
     whole, fraction = divmod(abs(amount), 10**decimals)
     number = f"{whole:,}" + (f".{fraction:0{decimals}d}" if decimals else "")

@@ -1,13 +1,18 @@
-"""Service endpoints that are about the application itself rather than a feature, and the
-installation's brand assets (core/branding.py)."""
+"""Service endpoints that are about the application itself rather than a feature, the
+installation's brand assets (core/branding.py) and the language switcher (core/i18n.py)."""
 
 import json
 
-from flask import Blueprint, abort, jsonify, make_response, url_for
+from flask import Blueprint, abort, jsonify, make_response, redirect, request, url_for
+from flask_babel import gettext as _
+from flask_login import current_user
 from sqlalchemy import select
 
-from core import branding
+from config import LANGUAGES
+from core import branding, i18n
 from core import health as probes
+from core.errors import DomainError
+from core.security import is_local_path
 from extensions import db
 from models import SiteBranding
 
@@ -27,6 +32,32 @@ def health():
     database = "ok" if found.dependencies["database"] == probes.OK else "unreachable"
     body = jsonify(status=found.status, database=database, dependencies=found.dependencies)
     return body, found.http_status
+
+
+class UnknownLanguage(DomainError):
+    code = "unknown_language"
+
+
+@bp.post("/language")
+def choose_language():
+    """The switcher (navbar, profile): remember the language in the browser for a year and,
+    for a member, on the account; then back to the page it was chosen on. CSRFProtect has
+    already refused a POST without a valid token."""
+    language = request.form.get("language", "")
+    if language not in LANGUAGES:
+        raise UnknownLanguage(
+            _(
+                "We have no pages in “%(language)s”. Choose one of: %(languages)s.",
+                language=language[:20],
+                languages=", ".join(i18n.LANGUAGE_NAMES.values()),
+            )
+        )
+    if current_user.is_authenticated:
+        current_user.locale = language
+        db.session.commit()
+    target = request.form.get("next")
+    response = redirect(target if is_local_path(target) else url_for("referral.landing"))
+    return i18n.set_locale_cookie(response, language)
 
 
 @bp.get("/brand/logo-<digest>.<extension>")
@@ -76,7 +107,7 @@ def brand_manifest():
     manifest = {
         "name": brand.name,
         "short_name": brand.name,
-        "description": "Refer friends, follow who joined and the rewards you earned.",
+        "description": _("Refer friends, follow who joined and the rewards you earned."),
         "start_url": url_for("referral.dashboard"),
         "scope": "/",
         "display": "browser",

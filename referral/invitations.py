@@ -32,6 +32,7 @@ from sqlalchemy.exc import IntegrityError
 from core import branding
 from core.errors import DomainError
 from core.forms import submit
+from core.i18n import current_language, writing_to
 from core.mail import absolute_url, canonical_email, queue_email, unsubscribe_signer
 from core.templating import mask_email
 from extensions import db, limiter
@@ -121,15 +122,21 @@ def _suppressed(canonical: str) -> bool:
 
 
 def _mail(address: str, invitation: Invitation, sender: User, program: Program, link: str):
+    """A stranger has no language of their own here: the invitation is in the inviter's."""
     unsubscribe_url = absolute_url("referral.stop_invitations", token=stop_token(invitation.id))
-    body = render_template(
-        "email/invitation.txt",
-        sender_name=sender.public_name,
-        offer_sentence=offer_of(program).invitation(sender.public_name),
-        link=link,
-        unsubscribe_url=unsubscribe_url,
-    )
-    subject = f"{sender.public_name} invites you to join {branding.current().name}"
+    with writing_to(None, current_language()):
+        body = render_template(
+            "email/invitation.txt",
+            sender_name=sender.public_name,
+            offer_sentence=offer_of(program).invitation(sender.public_name),
+            link=link,
+            unsubscribe_url=unsubscribe_url,
+        )
+        subject = _(
+            "%(name)s invites you to join %(brand)s",
+            name=sender.public_name,
+            brand=branding.current().name,
+        )
     queue_email(address, subject, body, unsubscribe_url)
 
 

@@ -19,7 +19,7 @@ from core import audit
 from core.database import after_commit
 from core.errors import DomainError
 from extensions import cache, db
-from models import PROGRAM_TEXT_FIELDS, TEXT_LOCALES, Program, ProgramText
+from models import LOCALES, PROGRAM_TEXT_FIELDS, Program, ProgramText
 
 # Where the default language's texts are kept on the program's own row.
 ON_PROGRAM_ROW = {
@@ -123,7 +123,7 @@ def cleaned(field: str, text: str | None) -> str | None:
 
 
 def check_text(locale: str, field: str, text: str | None) -> None:
-    if locale not in TEXT_LOCALES or field not in PROGRAM_TEXT_FIELDS:
+    if locale not in LOCALES or field not in PROGRAM_TEXT_FIELDS:
         raise InvalidText(field, _("There is no such text of a program."))
     if text and len(text) > MAX_LENGTH[field]:
         raise InvalidText(

@@ -15,12 +15,17 @@ decision (which changes no row) mails nobody again:
 Each goes only to a reachable participant who has not turned its kind off
 (auth/email_choices.py), and carries that kind's one-click unsubscribe link in its body and
 its List-Unsubscribe header. The friend is named by public name and masked address only.
+Each is written in its recipient's language (core.i18n.writing_to), whoever's request or job
+caused it: subject, body, amounts and dates.
 """
 
 from flask import render_template
+from flask_babel import gettext as _
+from flask_babel import pgettext
 
 from auth import email_choices
 from core import branding
+from core.i18n import writing_to
 from core.mail import absolute_url, queue_email
 from core.money import format_amount
 from core.templating import mask_email
@@ -33,15 +38,16 @@ def friend_joined(referral: Referral) -> None:
     if not referral.counted:
         return
     friend = referral.referred
-    _mail(
-        referral.referrer,
-        "friends",
-        f"A friend joined {branding.current().name} through you",
-        "email/friend_joined.txt",
-        friend_name=friend.public_name,
-        friend_email=mask_email(friend.email) if friend.email else None,
-        dashboard_url=absolute_url("referral.dashboard"),
-    )
+    with writing_to(referral.referrer):
+        _mail(
+            referral.referrer,
+            "friends",
+            _("A friend joined %(brand)s through you", brand=branding.current().name),
+            "email/friend_joined.txt",
+            friend_name=friend.public_name,
+            friend_email=mask_email(friend.email) if friend.email else None,
+            dashboard_url=absolute_url("referral.dashboard"),
+        )
 
 
 def referral_rejected(referral: Referral) -> None:
@@ -50,15 +56,16 @@ def referral_rejected(referral: Referral) -> None:
     program = db.session.get(Program, referral.program_id)
     if referral.status != "rejected" or not program.notify_rejected:
         return
-    _mail(
-        referral.referrer,
-        "friends",
-        "A friend's signup did not count",
-        "email/referral_rejected.txt",
-        friend_name=referral.referred.public_name,
-        program_name=program.name,
-        dashboard_url=absolute_url("referral.dashboard"),
-    )
+    with writing_to(referral.referrer):
+        _mail(
+            referral.referrer,
+            "friends",
+            _("A friend's signup did not count"),
+            "email/referral_rejected.txt",
+            friend_name=referral.referred.public_name,
+            program_name=program.name,
+            dashboard_url=absolute_url("referral.dashboard"),
+        )
 
 
 def reward_approved(reward: Reward) -> None:
@@ -68,61 +75,80 @@ def reward_approved(reward: Reward) -> None:
         return
     if db.session.get(SaleorFulfilment, reward.id) is not None:
         return
-    amount = format_amount(reward.amount, reward.currency, reward.kind)
     friend = reward.referral.referred if reward.referral else None
-    _mail(
-        reward.beneficiary,
-        "rewards",
-        f"Your reward of {amount} is approved",
-        "email/reward_approved.txt",
-        reward=reward,
-        amount=amount,
-        kind_name=reward.kind.replace("_", " "),
-        friend_name=friend.public_name if friend else None,
-        ledger_url=absolute_url("rewards.ledger"),
-    )
+    with writing_to(reward.beneficiary):
+        amount = format_amount(reward.amount, reward.currency, reward.kind)
+        _mail(
+            reward.beneficiary,
+            "rewards",
+            _("Your reward of %(amount)s is approved", amount=amount),
+            "email/reward_approved.txt",
+            reward=reward,
+            amount=amount,
+            kind_name=kind_name(reward.kind),
+            friend_name=friend.public_name if friend else None,
+            ledger_url=absolute_url("rewards.ledger"),
+        )
 
 
 def issued_in_shop(reward: Reward) -> None:
     """Send the code of the gift card or voucher Saleor issued for a reward: it works now."""
-    amount = format_amount(reward.amount, reward.currency, reward.kind)
-    _mail(
-        reward.beneficiary,
-        "rewards",
-        f"Your {amount} {reward.kind.replace('_', ' ')} is ready",
-        "email/issued_in_shop.txt",
-        reward=reward,
-        amount=amount,
-        ledger_url=absolute_url("rewards.ledger"),
-    )
+    with writing_to(reward.beneficiary):
+        amount = format_amount(reward.amount, reward.currency, reward.kind)
+        _mail(
+            reward.beneficiary,
+            "rewards",
+            _("Your %(amount)s %(kind)s is ready", amount=amount, kind=kind_name(reward.kind)),
+            "email/issued_in_shop.txt",
+            reward=reward,
+            amount=amount,
+            kind_name=kind_name(reward.kind),
+            ledger_url=absolute_url("rewards.ledger"),
+        )
 
 
 def payout_requested(payout: Payout) -> None:
     """Confirm a payout request, with what happens next."""
-    amount = format_amount(payout.amount, payout.currency, payout.kind)
-    _mail(
-        payout.user,
-        "payouts",
-        f"We received your payout request for {amount}",
-        "email/payout_requested.txt",
-        payout=payout,
-        amount=amount,
-        ledger_url=absolute_url("rewards.ledger"),
-    )
+    with writing_to(payout.user):
+        amount = format_amount(payout.amount, payout.currency, payout.kind)
+        _mail(
+            payout.user,
+            "payouts",
+            _("We received your payout request for %(amount)s", amount=amount),
+            "email/payout_requested.txt",
+            payout=payout,
+            amount=amount,
+            kind_name=kind_name(payout.kind),
+            ledger_url=absolute_url("rewards.ledger"),
+        )
 
 
 def payout_paid(payout: Payout) -> None:
     """Keep the request page's promise: "we will email you once it is paid"."""
-    amount = format_amount(payout.amount, payout.currency, payout.kind)
-    _mail(
-        payout.user,
-        "payouts",
-        f"Your payout of {amount} is paid",
-        "email/payout_paid.txt",
-        payout=payout,
-        amount=amount,
-        ledger_url=absolute_url("rewards.ledger"),
-    )
+    with writing_to(payout.user):
+        amount = format_amount(payout.amount, payout.currency, payout.kind)
+        _mail(
+            payout.user,
+            "payouts",
+            _("Your payout of %(amount)s is paid", amount=amount),
+            "email/payout_paid.txt",
+            payout=payout,
+            amount=amount,
+            kind_name=kind_name(payout.kind),
+            ledger_url=absolute_url("rewards.ledger"),
+        )
+
+
+def kind_name(kind: str) -> str:
+    """A reward's or payout's kind in the words of the email's language: "gift card"."""
+    names = {
+        "credit": pgettext("reward kind", "credit"),
+        "points": pgettext("reward kind", "points"),
+        "coupon": pgettext("reward kind", "coupon"),
+        "gift_card": pgettext("reward kind", "gift card"),
+        "cash": pgettext("reward kind", "cash"),
+    }
+    return names.get(kind) or kind.replace("_", " ")
 
 
 def _mail(user: User, kind: str, subject: str, template: str, **context) -> None:
@@ -133,7 +159,7 @@ def _mail(user: User, kind: str, subject: str, template: str, **context) -> None
         template,
         greeting_name=user.name,
         unsubscribe_url=unsubscribe_url,
-        kind_name_of_email=email_choices.KIND_NAMES[kind],
+        kind_name_of_email=str(email_choices.KIND_NAMES[kind]),
         **context,
     )
     queue_email(user.email, subject, body, unsubscribe_url)

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from config import LANGUAGES
 from core.money import CURRENCIES
 from extensions import db
-from models import TEXT_LOCALES, AuditLog, Program, ProgramText, User
+from models import LOCALES, AuditLog, Program, ProgramText, User
 from referral.offer import offer_of
 from referral.services import default_program
 from rewards import programs
@@ -292,7 +292,7 @@ def test_the_texts_go_with_their_program(app):
 
 
 def test_the_languages_of_texts_are_the_languages_of_the_site():
-    assert TEXT_LOCALES == LANGUAGES
+    assert LOCALES == LANGUAGES
 
 
 # --- what reading them costs ----------------------------------------------------------------

@@ -3,7 +3,7 @@ an admin wrote: name, description, headline, share_text, usage_text, email_intro
 default language's name, description, share text and usage text stay on programs.
 
 Revision ID: 0018
-Revises: 0016
+Revises: 0017
 Create Date: 2026-12-06
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0018"
-down_revision = "0016"
+down_revision = "0017"
 branch_labels = None
 depends_on = None
 
