@@ -16,6 +16,12 @@ from html.parser import HTMLParser
 PROPER_NAMES = frozenset(
     {
         "InviteLoop",
+        "GraphQL",
+        "DOC",
+        "DOCX",
+        "ODT",
+        "JPG",
+        "JPEG",
         "Saleor",
         "Stripe",
         "Shopify",
@@ -54,6 +60,9 @@ PROPER_NAMES = frozenset(
         "webhook",
     }
 )
+
+# Names of several words, spelled the same in a Russian sentence (a standard's name).
+PROPER_PHRASES = ("Standard Webhooks",)
 
 _SKIPPED_ELEMENTS = {"script", "style", "code", "kbd", "samp", "pre", "svg", "template"}
 _SHOWN_ATTRIBUTES = ("title", "alt", "placeholder", "aria-label")
@@ -117,11 +126,13 @@ def english_leftovers(html: str, allowed: frozenset[str] | set[str] = frozenset(
 def latin_words(text: str, allowed: frozenset[str] | set[str] = frozenset()) -> list[str]:
     """Latin-script words of plain text (an email, an SMS, a CSV header) not in the allowed."""
     text = _URL_OR_EMAIL.sub(" ", text)
+    for phrase in PROPER_PHRASES:
+        text = text.replace(phrase, " ")
     found: list[str] = []
     for token in text.split():
         if any(character.isdigit() for character in token):
             continue
-        for word in _LATIN_WORD.findall(token):
+        for word in (found_word.strip("'’") for found_word in _LATIN_WORD.findall(token)):
             if len(word) < 2 or word in PROPER_NAMES or word in allowed or word in found:
                 continue
             found.append(word)

@@ -177,7 +177,7 @@ CSV_EXPORTS = (
                 lambda row: money_cell(int(row.reward_cost), row.Campaign.currency),
             ),
             (
-                "cost",
+                _l("cost"),
                 lambda row: money_cell(
                     int(row.spend) + int(row.reward_cost), row.Campaign.currency
                 ),
