@@ -13,7 +13,7 @@ from core import branding, i18n
 from core import health as probes
 from core.errors import DomainError
 from core.security import is_local_path
-from extensions import db
+from extensions import csrf, db
 from models import SiteBranding
 
 bp = Blueprint("core", __name__)
@@ -38,11 +38,15 @@ class UnknownLanguage(DomainError):
     code = "unknown_language"
 
 
+# Without a CSRF token, so that the navbar's switcher gives an anonymous page no session
+# cookie (pages stay cacheable, issue 15). A forged cross-site POST can do no more than set
+# the visitor's own language cookie: the session cookies are SameSite=Lax, so such a POST
+# arrives signed out and changes no account.
 @bp.post("/language")
+@csrf.exempt
 def choose_language():
     """The switcher (navbar, profile): remember the language in the browser for a year and,
-    for a member, on the account; then back to the page it was chosen on. CSRFProtect has
-    already refused a POST without a valid token."""
+    for a member, on the account; then back to the page it was chosen on."""
     language = request.form.get("language", "")
     if language not in LANGUAGES:
         raise UnknownLanguage(

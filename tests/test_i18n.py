@@ -58,8 +58,8 @@ def saved_language(app, user_id: int) -> str | None:
 
 
 def switch(client, language: str, next_path: str = "/referral/leaderboard", **extra):
-    token = csrf_token(client, "/referral/leaderboard")
-    data = {"csrf_token": token, "language": language, "next": next_path}
+    """What the navbar's form posts (it carries no CSRF token: see the test below)."""
+    data = {"language": language, "next": next_path}
     return client.post("/language", data=data, **extra)
 
 
@@ -150,11 +150,27 @@ def test_a_language_we_do_not_have_is_refused_and_nothing_changes(app, make_part
     assert api.json["error"]["code"] == "unknown_language"
 
 
-def test_without_a_csrf_token_the_switch_is_refused(client):
-    client.get("/referral/leaderboard")
-    answer = client.post("/language", data={"language": "ru", "next": "/"})
-    assert answer.status_code == 400
-    assert client.get_cookie("locale") is None
+def test_an_anonymous_page_with_the_switcher_starts_no_session(client):
+    page = client.get("/referral/leaderboard")
+    assert 'action="/language"' in page.text
+    assert 'name="csrf_token"' not in page.text
+    assert page.headers.get("Set-Cookie") is None  # nothing to store: the page stays cacheable
+    assert switch(client, "ru").status_code == 302
+    assert client.get_cookie("locale").value == "ru"
+
+
+def test_a_forged_cross_site_switch_arrives_signed_out(app, make_participant):
+    """The switcher takes no token, so what stops another site from changing a member's
+    language is the session cookie's SameSite=Lax: a cross-site POST does not carry it."""
+    olga = make_participant("Olga Owner")
+    client = app.test_client()
+    answer = log_in(client, olga["email"])
+    session_cookie = next(
+        header
+        for header in answer.headers.getlist("Set-Cookie")
+        if header.startswith(app.config["SESSION_COOKIE_NAME"] + "=")
+    )
+    assert "SameSite=Lax" in session_cookie
 
 
 def test_a_members_choice_follows_them_to_a_new_device(app, make_participant):
