@@ -108,7 +108,7 @@ def test_visitor_pages(site, contexts, width):
     assert not report, "\n" + report
     # A form sent empty: every message beside its field, still nothing an axe-core check minds.
     page.goto(site.base_url + "/auth/signup")
-    page.locator("form[method=post] [type=submit]").click()
+    page.locator("#content form[method=post] [type=submit]").click()
     page.locator(".invalid-feedback").first.wait_for()
     assert problems(page) == []
     if width == "desktop":
