@@ -31,6 +31,7 @@ from core.money import format_amount
 from core.templating import mask_email
 from extensions import db
 from models import Payout, Program, Referral, Reward, SaleorFulfilment, User
+from referral.program_texts import program_text
 
 
 def friend_joined(referral: Referral) -> None:
@@ -44,6 +45,7 @@ def friend_joined(referral: Referral) -> None:
             "friends",
             _("A friend joined %(brand)s through you", brand=branding.current().name),
             "email/friend_joined.txt",
+            program=db.session.get(Program, referral.program_id),
             friend_name=friend.public_name,
             friend_email=mask_email(friend.email) if friend.email else None,
             dashboard_url=absolute_url("referral.dashboard"),
@@ -62,8 +64,9 @@ def referral_rejected(referral: Referral) -> None:
             "friends",
             _("A friend's signup did not count"),
             "email/referral_rejected.txt",
+            program=program,
             friend_name=referral.referred.public_name,
-            program_name=program.name,
+            program_name=program_text(program, "name"),
             dashboard_url=absolute_url("referral.dashboard"),
         )
 
@@ -83,6 +86,7 @@ def reward_approved(reward: Reward) -> None:
             "rewards",
             _("Your reward of %(amount)s is approved", amount=amount),
             "email/reward_approved.txt",
+            program=db.session.get(Program, reward.program_id),
             reward=reward,
             amount=amount,
             kind_name=kind_name(reward.kind),
@@ -100,6 +104,7 @@ def issued_in_shop(reward: Reward) -> None:
             "rewards",
             _("Your %(amount)s %(kind)s is ready", amount=amount, kind=kind_name(reward.kind)),
             "email/issued_in_shop.txt",
+            program=db.session.get(Program, reward.program_id),
             reward=reward,
             amount=amount,
             kind_name=kind_name(reward.kind),
@@ -151,13 +156,18 @@ def kind_name(kind: str) -> str:
     return names.get(kind) or kind.replace("_", " ")
 
 
-def _mail(user: User, kind: str, subject: str, template: str, **context) -> None:
+def _mail(
+    user: User, kind: str, subject: str, template: str, program: Program | None = None, **context
+) -> None:
+    """Queue one email; `program`: the one it is about, whose admin-written introduction
+    (in the recipient's language, referral/program_texts.py) opens the body."""
     if not _reachable(user) or not email_choices.wants(user, kind):
         return
     unsubscribe_url = email_choices.unsubscribe_url(user, kind)
     body = render_template(
         template,
         greeting_name=user.name,
+        intro=program_text(program, "email_intro") if program else None,
         unsubscribe_url=unsubscribe_url,
         kind_name_of_email=str(email_choices.KIND_NAMES[kind]),
         **context,

@@ -18,7 +18,15 @@ from referral.offer import offer_of
 from referral.services import default_program
 from rewards import programs
 from tests import factories
-from tests.helpers import accepted_purchase, form_fields, log_in, logged_in, read_form, text_of
+from tests.helpers import (
+    accepted_purchase,
+    form_fields,
+    log_in,
+    logged_in,
+    read_form,
+    take_outbox,
+    text_of,
+)
 from tests.russian import english_leftovers, latin_words
 
 RU = {"Accept-Language": "ru"}
@@ -387,3 +395,62 @@ def test_the_programs_screen_in_english_is_unchanged(app, client, marketer):
     )
     assert 'id="texts-en"><legend class="h6">English</legend>' in page
     assert "Empty: the text in English." in page
+
+
+# --- the email introduction ---------------------------------------------------------------
+
+RUSSIAN_INTRO = "Спасибо, что рассказываете о нас друзьям!"
+ENGLISH_INTRO = "Thank you for telling your friends about us!"
+
+
+@pytest.fixture
+def config_overrides():
+    return {"MAIL_BACKEND": "locmem"}  # the sent emails kept for the test to read
+
+
+def body_to(messages, email: str) -> str:
+    [message] = [message for message in messages if message.to == [email]]
+    return message.body
+
+
+def test_the_email_introduction_opens_the_programs_emails_in_the_readers_language(
+    app, client, marketer
+):
+    answer = save_texts(
+        client,
+        program_path(app),
+        en_email_intro=ENGLISH_INTRO,
+        ru_email_intro=RUSSIAN_INTRO,
+        ru_name=RUSSIAN_NAME,
+    )
+    assert answer.status_code == 302
+    with app.app_context():
+        rita = factories.participant("Rita Referrer")
+        sam = factories.participant("Sam Sharer")
+    choose_language(app, rita, "ru")
+    choose_language(app, sam, "en")
+    take_outbox(app)
+
+    with app.app_context():
+        factories.participant("Fred Friend", invited_by=rita["code"])
+        factories.participant("Gina Guest", invited_by=sam["code"])
+
+    sent = take_outbox(app)
+    russian = body_to(sent, rita["email"])
+    first, second, third = russian.split("\n\n")[:3]
+    assert first == "Здравствуйте, Rita Referrer!"
+    assert second == RUSSIAN_INTRO
+    assert "Fred F." in third and ENGLISH_INTRO not in russian
+    english = body_to(sent, sam["email"])
+    assert english.split("\n\n")[:2] == ["Hi Sam Sharer,", ENGLISH_INTRO]
+    assert RUSSIAN_INTRO not in english
+
+
+def test_without_an_introduction_the_email_starts_as_before(app, client, marketer):
+    with app.app_context():
+        rita = factories.participant("Rita Referrer")
+    take_outbox(app)
+    with app.app_context():
+        factories.participant("Fred Friend", invited_by=rita["code"])
+    body = body_to(take_outbox(app), rita["email"])
+    assert body.startswith("Hi Rita Referrer,\n\nFred F. (f***@example.com) just joined")
