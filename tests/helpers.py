@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 import requests
 from limits import parse_many
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
 
 from extensions import db
 from models import Referral, User
@@ -236,3 +236,20 @@ def scheme_seen(base_url: str) -> str:
     page = requests.get(f"{base_url}/", headers={"X-Forwarded-Proto": "https"}, timeout=10)
     assert page.status_code == 200
     return re.search(r'<meta property="og:url" content="([^"]+)"', page.text)[1].split("://")[0]
+
+
+def statements_during(app, action) -> list[str]:
+    """The SQL statements the app sent while `action()` ran (e.g. a request)."""
+    seen: list[str] = []
+
+    def remember(_conn, _cursor, statement, *_args):
+        seen.append(statement)
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", remember)
+    try:
+        action()
+    finally:
+        event.remove(engine, "before_cursor_execute", remember)
+    return seen

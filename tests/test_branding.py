@@ -6,7 +6,7 @@ import io
 import re
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from core import branding
@@ -20,6 +20,7 @@ from tests.helpers import (
     form_fields,
     log_in,
     read_form,
+    statements_during,
     take_outbox,
 )
 
@@ -371,22 +372,6 @@ def test_the_manifest_names_the_brand(client, admin_client):
 
 
 # --- read cheaply, the same everywhere ---------------------------------------------------------
-
-
-def statements_during(app, action) -> list[str]:
-    seen: list[str] = []
-
-    def remember(_conn, _cursor, statement, *_args):
-        seen.append(statement)
-
-    with app.app_context():
-        engine = db.engine
-    event.listen(engine, "before_cursor_execute", remember)
-    try:
-        action()
-    finally:
-        event.remove(engine, "before_cursor_execute", remember)
-    return seen
 
 
 def test_a_cached_brand_costs_no_query_and_saving_drops_the_cache(app, client, admin_client):

@@ -7,7 +7,7 @@ from functools import partial
 
 import pytest
 from flask_babel import force_locale
-from sqlalchemy import delete, event, select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from config import LANGUAGES
@@ -24,6 +24,7 @@ from tests.helpers import (
     log_in,
     logged_in,
     read_form,
+    statements_during,
     take_outbox,
     text_of,
 )
@@ -78,22 +79,6 @@ def choose_language(app, person: dict, locale: str) -> None:
 
 def headline(page: str) -> str:
     return re.search(r'id="offer-headline">([^<]*)<', page)[1]
-
-
-def statements_during(app, action) -> list[str]:
-    seen: list[str] = []
-
-    def remember(_conn, _cursor, statement, *_args):
-        seen.append(statement)
-
-    with app.app_context():
-        engine = db.engine
-    event.listen(engine, "before_cursor_execute", remember)
-    try:
-        action()
-    finally:
-        event.remove(engine, "before_cursor_execute", remember)
-    return seen
 
 
 # --- an admin writes, each reader reads their own -------------------------------------------
