@@ -31,6 +31,7 @@ from models import (
 )
 from rewards import notifications, services
 from rewards.signals import rewards_paid
+from rewards.words import REWARD_STATUS_WORDS
 
 HELD_STATUSES = ("pending", "review")
 REFERENCE_MAX_LENGTH = 200
@@ -422,18 +423,5 @@ def _refusal(reward: Reward, action: str) -> RewardNotChanged:
     return RewardNotChanged(str(_ONLY[action]) % {"status": _status_words(status)})
 
 
-# A reward's status as a refusal names it (the same words as the staff screens).
-_STATUS_WORDS = {
-    "review": _l("review"),
-    "pending": _l("pending"),
-    "approved": _l("approved"),
-    "paid": _l("paid"),
-    "redeemed": _l("redeemed"),
-    "expired": _l("expired"),
-    "cancelled": _l("cancelled"),
-    "rejected": _l("rejected"),
-}
-
-
 def _status_words(status: str) -> str:
-    return str(_STATUS_WORDS.get(status, status))
+    return str(REWARD_STATUS_WORDS.get(status, status))

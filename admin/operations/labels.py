@@ -12,19 +12,10 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_babel import ngettext
 
-_REWARD_STATUSES = {
-    "review": _l("review"),
-    "pending": _l("pending"),
-    "approved": _l("approved"),
-    "paid": _l("paid"),
-    "redeemed": _l("redeemed"),
-    "expired": _l("expired"),
-    "cancelled": _l("cancelled"),
-    "rejected": _l("rejected"),
-}
+from rewards.words import REWARD_ROLE_WORDS, REWARD_STATUS_WORDS
 
 WORDS = {
-    "reward_status": _REWARD_STATUSES,
+    "reward_status": REWARD_STATUS_WORDS,
     "reward_kind": {
         "credit": _l("credit"),
         "points": _l("points"),
@@ -32,11 +23,7 @@ WORDS = {
         "gift_card": _l("gift card"),
         "cash": _l("cash"),
     },
-    "reward_role": {
-        "referrer": _l("referrer"),
-        "referee": _l("referee"),
-        "bonus": _l("bonus"),
-    },
+    "reward_role": REWARD_ROLE_WORDS,
     "payout_status": {
         "requested": _l("requested"),
         "paid": _l("paid"),

@@ -5,23 +5,9 @@ CSV files and the API; a code without words here is shown as it is."""
 from flask_babel import lazy_gettext as _l
 
 from admin.referrals.forms import SOURCE_WORDS, STATUS_WORDS
+from rewards.words import REWARD_ROLE_WORDS, REWARD_STATUS_WORDS
 
 # In English the page showed the codes themselves, so the English words are the codes.
-REWARD_STATUSES = {
-    "review": _l("review"),
-    "pending": _l("pending"),
-    "approved": _l("approved"),
-    "paid": _l("paid"),
-    "redeemed": _l("redeemed"),
-    "expired": _l("expired"),
-    "cancelled": _l("cancelled"),
-    "rejected": _l("rejected"),
-}
-REWARD_ROLES = {
-    "referrer": _l("referrer"),
-    "referee": _l("referee"),
-    "bonus": _l("bonus"),
-}
 REWARD_KINDS = {
     "credit": _l("credit"),
     "points": _l("points"),
@@ -46,11 +32,11 @@ def referral_source(code: str) -> str:
 
 
 def reward_status(code: str) -> str:
-    return str(REWARD_STATUSES.get(code, code))
+    return str(REWARD_STATUS_WORDS.get(code, code))
 
 
 def reward_role(code: str) -> str:
-    return str(REWARD_ROLES.get(code, code))
+    return str(REWARD_ROLE_WORDS.get(code, code))
 
 
 def reward_kind(code: str) -> str:
