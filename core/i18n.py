@@ -94,18 +94,11 @@ def _is_the_reader(user) -> bool:
 
 
 @contextmanager
-def speaking(language: str) -> Iterator[None]:
-    """Everything translated or formatted inside is in `language`: an email's subject and
-    body, an SMS, amounts and dates in them."""
-    with force_locale(language):
-        yield
-
-
-@contextmanager
 def writing_to(user, asked_in: str | None = None) -> Iterator[None]:
-    """Compose a message to `user` inside this: it is in their language (recipient_language),
-    whether a request or a worker writes it."""
-    with speaking(recipient_language(user, asked_in)):
+    """Compose a message to `user` inside this: everything translated or formatted inside
+    (subject, body, amounts, dates) is in their language (recipient_language), whether a
+    request or a worker writes it."""
+    with force_locale(recipient_language(user, asked_in)):
         yield
 
 
