@@ -160,3 +160,39 @@ def child_exit(server, worker):
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)
+
+
+def _leave_now(status: int) -> None:
+    """End this process without Python's teardown. A preloaded app's objects live in memory
+    forked from the master; tearing them down at exit writes to every one of their pages,
+    which copies each page first: about a second of CPU per process, and as long again before
+    a stop or a deploy completes, for nothing. The logs are flushed first; nothing else runs
+    at exit in these processes (outbox mail is in the database and survives any exit)."""
+    import logging
+    import sys
+
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
+def worker_exit(server, worker):
+    """Called while the worker's sys.exit (or an error) is on its way out: keep its status,
+    which tells the master, e.g., that the worker failed to boot."""
+    import sys
+
+    leaving = sys.exc_info()[1]
+    code = leaving.code if isinstance(leaving, SystemExit) else leaving
+    _leave_now(code if isinstance(code, int) else (0 if code is None else 1))
+
+
+def on_exit(server):
+    """The master's last step (Arbiter.halt), with the status it is about to exit with (e.g.
+    3 when a worker failed to boot). Read from halt's frame; if gunicorn ever calls this from
+    elsewhere, the status is unknown and the ordinary exit runs instead."""
+    import sys
+
+    halt = sys._getframe(1)
+    if halt.f_code.co_name == "halt" and isinstance(halt.f_locals.get("exit_status"), int):
+        _leave_now(halt.f_locals["exit_status"])

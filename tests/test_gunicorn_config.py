@@ -6,6 +6,9 @@ TRUSTED_PROXY_COUNT proxies."""
 
 import importlib.util
 import json
+import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -16,7 +19,16 @@ from app import create_app
 from extensions import db
 from tests.apps import TEST_SECRET
 from tests.helpers import scheme_seen
-from tests.server import GUNICORN_CONFIG, ROOT, running_server
+from tests.server import (
+    GUNICORN_CONFIG,
+    ROOT,
+    START_TIMEOUT_SECONDS,
+    STOP_TIMEOUT_SECONDS,
+    free_port,
+    running_server,
+    server_environment,
+    stop_process,
+)
 
 SECRETS = {
     "reset": "/auth/reset/IjEyMyI.reset-secret-1",
@@ -163,3 +175,55 @@ def test_with_json_logs_gunicorn_writes_json_lines_with_the_request_id(sqlite_ur
     assert len(unsubscribe_line["request_id"]) == 32  # the one the app made up
     for secret in ("reset-secret-1", "unsubscribe-secret-2"):
         assert secret not in log
+
+
+def start_gunicorn(config, database_url: str, output, workers: int = 2) -> subprocess.Popen:
+    command = [sys.executable, "-m", "gunicorn", "--config", str(config)]
+    command += ["--workers", str(workers)]
+    command += ["--bind", f"127.0.0.1:{free_port()}"]
+    return subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=server_environment(database_url),
+        stdout=output,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+@pytest.mark.server
+def test_a_stop_is_quick_and_clean_and_a_failed_boot_keeps_its_status(sqlite_url, tmp_path):
+    """Workers and master leave without Python's teardown of the forked app (gunicorn.conf.py
+    `worker_exit`, `on_exit`): a stop takes a fraction of a second, says so in the log and exits
+    0; a worker that cannot boot still stops the master with gunicorn's status 3."""
+    log_path = tmp_path / "stop.log"
+    with open(log_path, "wb") as output:
+        server = start_gunicorn(GUNICORN_CONFIG, sqlite_url, output)
+        try:
+            deadline = time.monotonic() + START_TIMEOUT_SECONDS
+            while log_path.read_text().count("Booting worker") < 2:
+                assert server.poll() is None and time.monotonic() < deadline, log_path.read_text()
+                time.sleep(0.05)
+            asked = time.monotonic()
+            server.send_signal(signal.SIGTERM)
+            assert server.wait(timeout=STOP_TIMEOUT_SECONDS) == 0
+            assert time.monotonic() - asked < 2.0
+        finally:
+            stop_process(server)
+    log = log_path.read_text()
+    assert log.count("Worker exiting") == 2 and "Shutting down: Master" in log, log
+
+    failing = tmp_path / "failing.conf.py"
+    failing.write_text(
+        f"exec(open({str(GUNICORN_CONFIG)!r}).read())\n\n"
+        "def post_worker_init(worker):\n"
+        "    raise RuntimeError('this worker cannot start')\n"
+    )
+    with open(tmp_path / "failing.log", "wb") as output:
+        # One worker: when two fail at once, gunicorn itself may end on its own traceback (1).
+        server = start_gunicorn(failing, sqlite_url, output, workers=1)
+        try:
+            assert server.wait(timeout=START_TIMEOUT_SECONDS) == 3
+        finally:
+            stop_process(server)
+    assert "Worker failed to boot" in (tmp_path / "failing.log").read_text()
