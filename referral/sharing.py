@@ -1,11 +1,15 @@
 """What the dashboard offers for sharing a link: a QR code and ready-made share links."""
 
+from functools import lru_cache
 from urllib.parse import quote, urlencode
 
 import segno
 from flask_babel import pgettext
 
 
+# Encoding a QR code is a fifth of a dashboard's CPU, and a link's code never changes: the
+# members active now are remembered (a few kB each) in every process.
+@lru_cache(maxsize=512)
 def qr_svg(link: str) -> str:
     """An inline SVG (no script, no external reference) that scanners read at any size."""
     return segno.make(link, error="m").svg_inline(scale=5, border=2, omitsize=True)
