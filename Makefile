@@ -62,7 +62,7 @@ test: $(STAMP) $(COMPILED)
 test-fast: $(STAMP) $(COMPILED)
 	$(BIN)/python -m pytest $(PARALLEL) -k sqlite -m "not server and not postgres_only and not slow" $(PYTEST_ARGS)
 
-# Every page in Chromium (/usr/bin/chromium) at phone and desktop width, with axe-core; also
+# Every page in Chromium (/usr/bin/chromium-headless-shell) at phone and desktop width, with axe-core; also
 # part of `make test`. INVITELOOP_SCREENSHOTS=1 retakes the screenshots in docs/.
 test-browser: $(STAMP) $(COMPILED)
 	$(BIN)/python -m pytest -n 2 --dist loadfile -m browser $(PYTEST_ARGS)

@@ -41,7 +41,7 @@ from core.metrics import register_metrics
 from core.openapi import openapi_bp
 from core.outbox import init_outbox
 from core.security import register_security_headers
-from core.templating import register_template_helpers
+from core.templating import register_template_cache, register_template_helpers
 from demo import demo_cli
 from extensions import bootstrap, cache, csrf, db, limiter, login_manager, mail, migrate
 from referral.program_texts import program_text
@@ -98,6 +98,7 @@ def create_app(config: dict | None = None) -> Flask:
     register_security_headers(app)
     register_host_check(app)
     register_request_ids(app)  # after the host check: its before_request step runs first
+    register_template_cache(app)
     register_template_helpers(app)
     app.add_template_global(absolute_url, "absolute_url")  # share previews (macros/social)
     app.add_template_global(program_text, "program_text")  # a program's texts, per language

@@ -118,6 +118,9 @@ DEFAULTS = {
     # /metrics (core/metrics.py): with a token, only `Authorization: Bearer <token>`; without
     # one, open in development and 404 in production.
     "METRICS_TOKEN": None,
+    # A folder where compiled templates are kept and shared by every process of the machine
+    # (Jinja's bytecode cache); None: each process compiles the templates it renders.
+    "TEMPLATE_CACHE_DIR": None,
     "DEFAULT_LOCALE": "en",  # the language of a visitor who asks for none we have (core/i18n.py)
     "LOG_FORMAT": "text",  # or json: one JSON object per line (core/logs.py)
     # Shop origins (comma-separated, e.g. https://shop.example.com) that may frame the widget
@@ -209,6 +212,7 @@ _ENV_TYPES = {
     "REDIS_TIMEOUT_SECONDS": int,
     "HEALTH_PROBE_TIMEOUT_SECONDS": int,
     "METRICS_TOKEN": str,
+    "TEMPLATE_CACHE_DIR": str,
     "LOG_FORMAT": str,
 }
 

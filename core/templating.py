@@ -2,6 +2,7 @@
 written for the current language (core/i18n.py): English keeps the ISO dates it always
 showed, another language its own way (Babel's CLDR data), e.g. 06.12.2026 in Russian."""
 
+import os
 from datetime import UTC, date, datetime
 
 from babel import dates as babel_dates
@@ -9,6 +10,7 @@ from babel import numbers as babel_numbers
 from flask import Flask
 from flask_babel import lazy_gettext as _l
 from flask_babel import pgettext
+from jinja2 import FileSystemBytecodeCache
 
 from core import branding
 from core.i18n import current_locale
@@ -120,6 +122,16 @@ def reason_label(code: str | None) -> str:
     if not code:
         return "—"
     return str(REASON_LABELS.get(code) or code.replace("_", " ").capitalize())
+
+
+def register_template_cache(app: Flask) -> None:
+    """Compiled templates kept in TEMPLATE_CACHE_DIR for every process. Jinja keys each by
+    the template's name, file and a checksum of its source (a changed template is compiled
+    again) and writes a file whole before it is read."""
+    folder = app.config["TEMPLATE_CACHE_DIR"]
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+        app.jinja_env.bytecode_cache = FileSystemBytecodeCache(folder)
 
 
 def register_template_helpers(app: Flask) -> None:

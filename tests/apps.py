@@ -2,7 +2,10 @@
 what each test starts from."""
 
 import contextlib
+import os
+import tempfile
 from datetime import timedelta
+from pathlib import Path
 
 import celery
 
@@ -14,6 +17,10 @@ from tests import databases
 
 TEST_SECRET = "test-secret-key-0123456789abcdef0123456789"
 FAST_HASH = "pbkdf2:sha256:1"  # tests only; config refuses it outside TESTING
+# Templates compiled once for every app and server process of the run (and the next runs):
+# each test module's apps would otherwise compile the same templates again, a tenth of the
+# CPU of a page-heavy module. Jinja compiles a changed template again (its source checksum).
+TEMPLATE_CACHE = Path(tempfile.gettempdir()) / f"inviteloop-test-templates-{os.getuid()}"
 
 
 def app_config(database_url: str, **overrides) -> dict:
@@ -28,6 +35,7 @@ def app_config(database_url: str, **overrides) -> dict:
         # Delivered right after the commit, in the test's thread, so a test sees the mail a
         # request sent as soon as it answers; the real senders: test_outbox*.py.
         "OUTBOX_DELIVERY": "inline",
+        "TEMPLATE_CACHE_DIR": str(TEMPLATE_CACHE),
         **overrides,
     }
 

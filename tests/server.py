@@ -20,6 +20,8 @@ from pathlib import Path
 
 import requests
 
+from tests.apps import TEMPLATE_CACHE
+
 ROOT = Path(__file__).resolve().parent.parent
 GUNICORN_CONFIG = ROOT / "gunicorn.conf.py"
 SERVER_SECRET = "server-test-secret-0123456789abcdef0123456789"
@@ -58,6 +60,7 @@ def server_environment(database_url: str, **settings: str) -> dict[str, str]:
         LOGIN_ACCOUNT_LIMITS=GENEROUS_LIMITS,
         REFERRAL_LINK_LIMITS=GENEROUS_LIMITS,
         PYTHONUNBUFFERED="1",
+        TEMPLATE_CACHE_DIR=str(TEMPLATE_CACHE),
     )
     env.update(settings)
     return env

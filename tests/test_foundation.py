@@ -224,3 +224,28 @@ def test_migrations_create_every_check_constraint_of_the_models(app):
             }
             migrated = {check["name"] for check in inspector.get_check_constraints(table.name)}
             assert modelled == migrated, table.name
+
+
+def test_compiled_templates_are_shared_through_the_template_cache_folder(sqlite_url, tmp_path):
+    """TEMPLATE_CACHE_DIR: the first process compiles a page's templates and keeps them there;
+    another process (a new worker) renders the same page from them without compiling."""
+    folder = tmp_path / "templates"
+    compiled = []
+
+    def made_app():
+        app = create_app(app_config(sqlite_url, TEMPLATE_CACHE_DIR=str(folder)))
+        compile_template = app.jinja_env.compile
+        app.jinja_env.compile = lambda *a, **k: compiled.append(a) or compile_template(*a, **k)
+        return app
+
+    first = made_app()
+    page = first.test_client().get("/auth/login")
+    assert page.status_code == 200 and b'name="password"' in page.data and compiled
+    assert len(list(folder.iterdir())) == len(compiled)
+    compiled.clear()
+    second = made_app()
+    again = second.test_client().get("/auth/login")
+    assert again.status_code == 200 and b'name="password"' in again.data
+    assert compiled == []
+    close(first)
+    close(second)
