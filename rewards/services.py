@@ -82,7 +82,8 @@ def grant_rewards(
 def _account_deleted(user_id: int) -> bool:
     """A deleted account earns nothing more: its owner asked to be forgotten and forfeited
     what was unpaid (auth.account_data)."""
-    return db.session.scalar(select(User.deleted_at).where(User.id == user_id)) is not None
+    # Usually in the session already (the event's code named them): then no statement.
+    return db.session.get(User, user_id).deleted_at is not None
 
 
 def _timing(program: Program, held: bool, now: datetime):
