@@ -269,8 +269,13 @@ def _qualify(
     if verdict.decision == fraud.REJECT:
         return "rejected", verdict.reason
     held = verdict.decision == fraud.REVIEW or referral.status == "review"
+    # Before the status changes, which reloads the referral: one this event recorded came
+    # with its referrer, so reading them here costs no query.
+    referrer = referral.referrer
     lifecycle.qualify(referral, now)
-    grant = services.grant_rewards(conversion, referral, program, held=held, now=now)
+    grant = services.grant_rewards(
+        conversion, referral, program, held=held, now=now, referrer=referrer
+    )
     if held:
         return "accepted", "held_for_review"
     return "accepted", grant.note
