@@ -3,6 +3,7 @@
 from collections.abc import Callable
 
 from sqlalchemy import event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
@@ -43,6 +44,17 @@ def configure_engine(engine: Engine, busy_timeout_seconds: int) -> None:
         # (SQLITE_BUSY at once when another writer committed in between). Taking the lock
         # at BEGIN makes concurrent writers queue on busy_timeout instead.
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def insert_unless_present(model, conflict_columns: list[str] | None = None):
+    """An INSERT into `model`'s table that skips a row clashing with one already there (on
+    `conflict_columns`' unique key, or with None on any): `ON CONFLICT DO NOTHING`, spelled
+    alike by PostgreSQL and SQLite. With RETURNING, a skipped row returns nothing, so one
+    round trip both writes a new row and says that it was one. A clash with a row another
+    transaction is still writing waits for that transaction to end, as a plain INSERT does."""
+    dialect = db.session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(model).on_conflict_do_nothing(index_elements=conflict_columns)
 
 
 def after_commit(callback: Callable[[], None]) -> None:

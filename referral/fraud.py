@@ -81,15 +81,23 @@ def self_referral_signals(referred: User, referrer: User) -> list[Signal]:
     return signals
 
 
-def signup_signals(referred: User, code: ReferralCode, now: datetime) -> list[Signal]:
-    """Every check that runs when a referral is recorded."""
+def signup_signals(
+    referred: User, code: ReferralCode, now: datetime, new_participant: bool = False
+) -> list[Signal]:
+    """Every check that runs when a referral is recorded. `new_participant`: `referred` was
+    created in this transaction, so nobody is below them in the tree."""
     referrer, program = code.owner, code.program
     signals = self_referral_signals(referred, referrer)
     signals += _email_domain_signals(referred, program)
     if current_app.config["FRAUD_SAME_IP_REVIEW"]:
         signals += _network_signals(referred, referrer)
     signals += _velocity_signals(referred, code, program, now)
-    if closes_cycle(referred.id, referrer.id):
+    # Below a participant made in this transaction there is nobody: only they themselves
+    # could close a loop, and that needs no walk up the tree.
+    closes_loop = referred.id == referrer.id
+    if not new_participant:
+        closes_loop = closes_cycle(referred.id, referrer.id)
+    if closes_loop:
         signals.append(Signal("cycle", 100, "the referrer was invited by this person's network"))
     return signals
 

@@ -93,10 +93,18 @@ def qualify(referral: Referral, now: datetime) -> bool:
     `referral_qualified`. In any other status it stays (held in review, qualified already)."""
     if referral.status not in QUALIFIABLE_STATUSES:
         return False
-    if not move([referral.id], QUALIFIABLE_STATUSES, "qualified", now):
+    _refuse_unless_allowed(QUALIFIABLE_STATUSES, "qualified")
+    # `move`'s conditional UPDATE, returning the row as it now is (no second read).
+    moved = db.session.scalars(
+        update(Referral)
+        .where(Referral.id == referral.id, Referral.status.in_(QUALIFIABLE_STATUSES))
+        .values(status="qualified", updated_at=now)
+        .returning(Referral)
+        .execution_options(populate_existing=True, synchronize_session=False)
+    ).first()
+    if moved is None:
         return False
-    db.session.refresh(referral)
-    referral_qualified.send(referral, now=now)
+    referral_qualified.send(moved, now=now)
     return True
 
 

@@ -9,9 +9,10 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from core import counters
-from core.database import after_commit
+from core.database import after_commit, insert_unless_present
 from core.errors import DomainError
 from core.mail import absolute_url
 from extensions import db
@@ -208,28 +209,32 @@ def attribute_signup(
         fraud.lock_tree()
     # Before the velocity checks count: concurrent signups with this code count in turn.
     fraud.lock_code(code)
-    verdict = fraud.decide(code.program, fraud.signup_signals(user, code, now))
-    referral = Referral(
-        program_id=code.program_id,
-        code_id=code.id,
-        referrer_id=code.user_id,
-        referred_id=user.id,
-        source=source,
-        status=lifecycle.initial_status(verdict.decision),
-        reason=verdict.reason,
-        risk_score=verdict.score,
-        risk_reasons=verdict.reasons(),
-        clicked_at=clicked_at,
-        created_at=now,
-        updated_at=now,
+    signals = fraud.signup_signals(user, code, now, new_participant=new_participant)
+    verdict = fraud.decide(code.program, signals)
+    # One statement writes the referral or finds the person referred already.
+    referral = db.session.scalar(
+        insert_unless_present(Referral, ["referred_id"])
+        .values(
+            program_id=code.program_id,
+            code_id=code.id,
+            referrer_id=code.user_id,
+            referred_id=user.id,
+            source=source,
+            status=lifecycle.initial_status(verdict.decision),
+            reason=verdict.reason,
+            risk_score=verdict.score,
+            risk_reasons=verdict.reasons(),
+            clicked_at=clicked_at,
+            created_at=now,
+            updated_at=now,
+        )
+        .returning(Referral)
     )
-    try:
-        # Added inside the savepoint: begin_nested() flushes what is pending *before* the
-        # savepoint, so a row added earlier would fail the whole transaction instead.
-        with db.session.begin_nested():
-            db.session.add(referral)
-    except IntegrityError:
-        raise AlreadyReferred() from None
+    if referral is None:
+        raise AlreadyReferred()
+    # The code came with its program and owner (the referrer): the referral holds on to
+    # them, so what reads them next in this transaction finds them without a query.
+    set_committed_value(referral, "code", code)
     if referral.counted:
         user.referred_by_id = code.user_id
         count_referral(code.user_id, now)

@@ -5,7 +5,6 @@ entries alike. It flushes but never commits; the caller's commit makes the conve
 referral's new status and the rewards appear together or not at all.
 """
 
-import contextlib
 import hashlib
 import logging
 import re
@@ -13,9 +12,9 @@ from datetime import datetime
 
 from flask_babel import gettext as _
 from sqlalchemy import func, select, update
-from sqlalchemy.exc import IntegrityError
 
 from core import counters, money
+from core.database import insert_unless_present
 from extensions import db
 from models import (
     CONVERSION_KINDS,
@@ -24,7 +23,6 @@ from models import (
     Program,
     Referral,
     Reward,
-    User,
     utcnow,
 )
 from referral import fraud, lifecycle
@@ -42,55 +40,99 @@ _CURRENCY = re.compile(r"^[A-Z]{3}$")
 
 def record_event(event: EventIn, now: datetime | None = None) -> Outcome:
     """Store `event` once and act on it. A redelivery is answered `duplicate` and changes
-    nothing; so is one that loses a race with its twin (the unique constraint decides)."""
+    nothing; so is one that loses a race with its twin (the unique constraint decides).
+    A duplicate costs one statement: the insert that finds the event stored already."""
     now = now or utcnow()
     _check(event)
-    if event.order_id:
-        _lock_order(event.source, event.order_id)
-    program = referral_services.default_program()
-    conversion = Conversion(
-        source=event.source,
-        kind=event.kind,
-        external_id=event.external_id,
-        order_id=event.order_id,
-        program_id=program.id,
-        customer_external_id=event.customer_external_id,
-        customer_email=_clip(event.customer_email, 254),
-        ref_code=normalize_code(event.ref_code),
-        amount=event.amount,
-        channel=event.channel,
-        country=event.country,
-        currency=(event.currency or program.currency).upper(),
-        outcome="accepted",
-        occurred_at=event.occurred_at or now,
-        payload=event.payload,
-        created_at=now,
-    )
-    try:
-        with db.session.begin_nested():
-            db.session.add(conversion)
-    except IntegrityError:
+    conversion = _store_once(event, now)
+    if conversion is None:
         counters.count_on_commit(counters.EVENTS.labels(event.source, "duplicate"))
-        return Outcome("duplicate", "already_received", _existing_id(event))
+        return Outcome("duplicate", "already_received")
     if event.kind == "purchase":
         outcome, reason = _on_purchase(conversion, now, event.lines)
     else:
         outcome, reason = {"signup": _on_signup, "refund": _on_refund}[event.kind](conversion, now)
     conversion.outcome, conversion.reason = outcome, reason
-    db.session.flush()
+    _write_findings(conversion)
     log.info("conversion %s %s: %s %s", conversion.id, event.kind, outcome, reason or "")
     counters.count_on_commit(counters.EVENTS.labels(event.source, outcome))
     return Outcome(outcome, reason, conversion.id)
 
 
-def _lock_order(source: str, order_id: str) -> None:
-    """A purchase and the refund of the same order take turns (PostgreSQL; SQLite writers
-    already do): otherwise each could miss the other and a refunded order would still pay."""
-    if db.session.get_bind().dialect.name != "postgresql":
-        return
-    digest = hashlib.blake2b(f"{source}:{order_id}".encode(), digest_size=8).digest()
-    key = int.from_bytes(digest, "big", signed=True)
-    db.session.execute(select(func.pg_advisory_xact_lock(key)))
+def _store_once(event: EventIn, now: datetime) -> Conversion | None:
+    """The event as a new conversion row, or None when it was stored before: one INSERT that
+    skips a row already there (`uq_conversions_event`). The row starts under the default
+    program, `accepted`; what the event turns out to be is written by `_write_findings`.
+
+    The Conversion returned is not added to the session, so setting its columns while the
+    event is worked on sends nothing; `_write_findings` sends them in one UPDATE."""
+    default = select(Program).where(Program.is_default)
+    fields = {
+        "source": event.source,
+        "kind": event.kind,
+        "external_id": event.external_id,
+        "order_id": event.order_id,
+        "customer_external_id": event.customer_external_id,
+        "customer_email": _clip(event.customer_email, 254),
+        "ref_code": normalize_code(event.ref_code),
+        "amount": event.amount,
+        "channel": event.channel,
+        "country": event.country,
+        "outcome": "accepted",
+        "occurred_at": event.occurred_at or now,
+        "payload": event.payload,
+        "risk_score": 0,
+        "risk_reasons": [],
+        "created_at": now,
+    }
+    currency = event.currency.upper() if event.currency else None
+    insert = (
+        insert_unless_present(Conversion, ["source", "kind", "external_id"])
+        .values(
+            **fields,
+            program_id=default.with_only_columns(Program.id).scalar_subquery(),
+            currency=currency or default.with_only_columns(Program.currency).scalar_subquery(),
+        )
+        .returning(Conversion.id, Conversion.program_id, Conversion.currency)
+    )
+    if event.order_id and db.session.get_bind().dialect.name == "postgresql":
+        # A purchase and the refund of the same order take turns (SQLite writers already
+        # do): otherwise each could miss the other and a refunded order would still pay.
+        # RETURNING runs for a new row only, so a duplicate never waits for the lock; the
+        # statements after it see whatever the order's previous holder committed.
+        insert = insert.returning(func.pg_advisory_xact_lock(_order_lock_key(event)))
+    stored = db.session.execute(insert).first()
+    if stored is None:
+        return None
+    return Conversion(
+        id=stored.id, program_id=stored.program_id, currency=stored.currency, **fields
+    )
+
+
+def _order_lock_key(event: EventIn) -> int:
+    digest = hashlib.blake2b(f"{event.source}:{event.order_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+# What working on an event finds out about it, written to its row at the end in one UPDATE.
+_FINDINGS = (
+    "program_id",
+    "participant_id",
+    "referral_id",
+    "eligible_amount",
+    "outcome",
+    "reason",
+    "risk_score",
+    "risk_reasons",
+)
+
+
+def _write_findings(conversion: Conversion) -> None:
+    db.session.execute(
+        update(Conversion)
+        .where(Conversion.id == conversion.id)
+        .values({column: getattr(conversion, column) for column in _FINDINGS})
+    )
 
 
 def _check(event: EventIn) -> None:
@@ -119,26 +161,16 @@ def _clip(value: str | None, length: int) -> str | None:
     return value.strip()[:length] if value else None
 
 
-def _existing_id(event: EventIn) -> int | None:
-    return db.session.scalar(
-        select(Conversion.id).where(
-            Conversion.source == event.source,
-            Conversion.kind == event.kind,
-            Conversion.external_id == event.external_id,
-        )
-    )
-
-
 def _on_signup(conversion: Conversion, now: datetime) -> tuple[str, str | None]:
     """A shop's new customer: their participant (made if new) and, with a code, the
     referral; a program that pays on signup pays now."""
-    user = customers.find_or_create(
+    customer = customers.find_or_create_customer(
         conversion.customer_external_id, conversion.customer_email, now, conversion.source
     )
-    if user is None:
+    if customer is None:
         return "rejected", "no_customer"
-    conversion.participant_id = user.id
-    referral = _referral_of(user, conversion, now)
+    conversion.participant_id = customer.user.id
+    referral = _referral_of(customer, conversion, now)
     if referral is None:
         return "unattributed", "not_referred"
     return _qualify(conversion, referral, "signup", now)
@@ -148,20 +180,24 @@ def _on_purchase(
     conversion: Conversion, now: datetime, lines: tuple[eligibility.OrderLine, ...] | None = None
 ) -> tuple[str, str | None]:
     user = customers.find(conversion.customer_external_id, conversion.customer_email)
-    if user is None and conversion.ref_code:
-        user = customers.find_or_create(
+    if user is not None:
+        customer = customers.Customer(user, created=False)
+    elif conversion.ref_code:  # a new customer who came with a code joins the program
+        customer = customers.create_customer(
             conversion.customer_external_id, conversion.customer_email, now, conversion.source
         )
-    if user is None:
+    else:
+        customer = None
+    if customer is None:
         return "unattributed", "unknown_customer"
-    conversion.participant_id = user.id
+    conversion.participant_id = customer.user.id
     if _refunded_already(conversion):
         return "ignored", "refunded"
-    referral = _referral_of(user, conversion, now)
+    referral = _referral_of(customer, conversion, now)
     if referral is None:
         return "unattributed", "not_referred"
     _note_first_purchase(referral, conversion.occurred_at)
-    return _qualify(conversion, referral, "purchase", now, lines)
+    return _qualify(conversion, referral, "purchase", now, lines, new_customer=customer.created)
 
 
 def _note_first_purchase(referral: Referral, occurred_at: datetime) -> None:
@@ -177,17 +213,25 @@ def _note_first_purchase(referral: Referral, occurred_at: datetime) -> None:
     )
 
 
-def _referral_of(user: User, conversion: Conversion, now: datetime) -> Referral | None:
+def _referral_of(
+    customer: customers.Customer, conversion: Conversion, now: datetime
+) -> Referral | None:
     """The participant's referral, locked for this transaction; recorded from the event's
-    code when they have none yet (the first attribution always stands)."""
-    referral = _locked_referral(user.id)
+    code when they have none yet (the first attribution always stands). A participant this
+    transaction created has no referral yet, nor can anyone else give them one before it
+    commits: the referral recorded here is this transaction's own."""
+    user = customer.user
+    referral = None if customer.created else _locked_referral(user.id)
     if referral is None and conversion.ref_code:
         code = referral_services.find_active_code(conversion.ref_code, now)
         if code is not None and code.user_id != user.id:  # one's own code refers nobody
-            # A concurrent event may have recorded it first; then that one stands.
-            with contextlib.suppress(referral_services.AlreadyReferred):
-                referral_services.attribute_signup(user, code, "api", now)
-            referral = _locked_referral(user.id)
+            try:
+                referral = referral_services.attribute_signup(
+                    user, code, "api", now, new_participant=customer.created
+                )
+            except referral_services.AlreadyReferred:
+                # A concurrent event recorded it first; then that one stands.
+                referral = _locked_referral(user.id)
     if referral is not None:
         conversion.referral_id = referral.id
     return referral
@@ -205,13 +249,15 @@ def _qualify(
     event: str,
     now: datetime,
     lines: tuple[eligibility.OrderLine, ...] | None = None,
+    new_customer: bool = False,
 ) -> tuple[str, str | None]:
-    """Check the program's rules and the fraud policy, then pay."""
+    """Check the program's rules and the fraud policy, then pay. `new_customer`: this
+    transaction created the participant, so nothing of theirs was paid or bought before."""
     program = db.session.get(Program, referral.program_id)
     conversion.program_id = program.id
     if referral.status == "rejected":
         return "rejected", referral.reason or "referral_rejected"
-    refusal = _rule_refusal(conversion, referral, program, event, lines)
+    refusal = _rule_refusal(conversion, referral, program, event, lines, new_customer)
     if refusal == "program_pays_on_purchase":
         return "accepted", "awaiting_purchase"  # the referral stands; a purchase will pay
     if refusal:
@@ -223,8 +269,13 @@ def _qualify(
     if verdict.decision == fraud.REJECT:
         return "rejected", verdict.reason
     held = verdict.decision == fraud.REVIEW or referral.status == "review"
+    # Before the status changes, which reloads the referral: one this event recorded came
+    # with its referrer, so reading them here costs no query.
+    referrer = referral.referrer
     lifecycle.qualify(referral, now)
-    grant = services.grant_rewards(conversion, referral, program, held=held, now=now)
+    grant = services.grant_rewards(
+        conversion, referral, program, held=held, now=now, referrer=referrer
+    )
     if held:
         return "accepted", "held_for_review"
     return "accepted", grant.note
@@ -236,6 +287,7 @@ def _rule_refusal(
     program: Program,
     event: str,
     lines: tuple[eligibility.OrderLine, ...] | None,
+    new_customer: bool = False,
 ) -> str | None:
     if not program.is_running(conversion.occurred_at):
         return "program_not_running"
@@ -250,35 +302,41 @@ def _rule_refusal(
         return excluded
     if eligibility.qualifying_amount(conversion) < program.min_purchase_amount:
         return "below_minimum"
-    if program.trigger_event == "first_purchase":
-        if _already_paid(referral):
-            return "already_rewarded"
-        if _bought_before_referral(conversion, referral):
-            return "existing_customer"
+    if program.trigger_event == "first_purchase" and not new_customer:
+        return _not_a_first_purchase(conversion, referral)
     return None
 
 
-def _already_paid(referral: Referral) -> bool:
-    """A first-purchase program pays a referral once, unless that payment was taken back."""
-    return _exists(
-        Reward.id,
-        Reward.referral_id == referral.id,
-        Reward.role == "referrer",
-        Reward.level == 1,
-        Reward.amount > 0,
-        Reward.status.not_in(("cancelled", "rejected")),
+def _not_a_first_purchase(conversion: Conversion, referral: Referral) -> str | None:
+    """A first-purchase program pays a referral once, unless that payment was taken back
+    (`already_rewarded`); a customer who had bought before they were referred is not new
+    (`existing_customer`). Both asked in one statement."""
+    already_paid = (
+        select(Reward.id)
+        .where(
+            Reward.referral_id == referral.id,
+            Reward.role == "referrer",
+            Reward.level == 1,
+            Reward.amount > 0,
+            Reward.status.not_in(("cancelled", "rejected")),
+        )
+        .exists()
     )
-
-
-def _bought_before_referral(conversion: Conversion, referral: Referral) -> bool:
-    """First purchase only: a customer who had bought before they were referred is not new."""
-    return _exists(
-        Conversion.id,
-        Conversion.participant_id == conversion.participant_id,
-        Conversion.kind == "purchase",
-        Conversion.id != conversion.id,
-        Conversion.occurred_at < referral.created_at,
+    bought_before = (
+        select(Conversion.id)
+        .where(
+            Conversion.participant_id == conversion.participant_id,
+            Conversion.kind == "purchase",
+            Conversion.id != conversion.id,
+            Conversion.occurred_at < referral.created_at,
+        )
+        .exists()
     )
+    # An ORM select, so pending changes are flushed first (as in `_exists`).
+    paid, bought = db.session.execute(select(already_paid, bought_before)).one()
+    if paid:
+        return "already_rewarded"
+    return "existing_customer" if bought else None
 
 
 def _refunded_already(conversion: Conversion) -> bool:

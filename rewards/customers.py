@@ -1,11 +1,13 @@
 """Participants as a shop knows them: by its customer id or by email address."""
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from auth.services import InvalidEmail, canonical_email, normalize_email
+from core.database import insert_unless_present
 from extensions import db
 from models import User
 from referral import services as referral_services
@@ -37,6 +39,16 @@ def find(external_id: str | None, email: str | None) -> User | None:
     return None
 
 
+@dataclass(frozen=True)
+class Customer:
+    """A shop customer's participant, and whether this transaction made them: then nobody
+    can be below them in the referral tree yet, nor has any purchase or referral of theirs
+    been stored."""
+
+    user: User
+    created: bool
+
+
 def find_or_create(
     external_id: str | None, email: str | None, now: datetime, source: str | None = None
 ) -> User | None:
@@ -44,32 +56,57 @@ def find_or_create(
     code) when new. None when the shop gave neither a customer id nor a valid email. A new
     participant, or one now linked to the shop's id, is announced (`customer_joined`) with
     the `source` of the event."""
+    customer = find_or_create_customer(external_id, email, now, source)
+    return customer.user if customer else None
+
+
+def find_or_create_customer(
+    external_id: str | None,
+    email: str | None,
+    now: datetime,
+    source: str | None = None,
+) -> Customer | None:
+    """`find_or_create`, saying whether this transaction made the participant."""
     check_external_id(external_id)
     user = find(external_id, email)
     if user is not None:
         if external_id and user.external_id is None and _link_external_id(user, external_id):
             customer_joined.send(None, user_id=user.id, source=source)
-        return user
+        return Customer(user, created=False)
+    return create_customer(external_id, email, now, source)
+
+
+def create_customer(
+    external_id: str | None,
+    email: str | None,
+    now: datetime,
+    source: str | None = None,
+) -> Customer | None:
+    """A new participant for a customer `find` did not find; the one another event created
+    at this very moment if it won the race. None without a customer id or a valid email."""
+    check_external_id(external_id)
     email = _valid_email(email)
     if not external_id and not email:
         return None
-    user = User(
-        name=_name_for(email, external_id),
-        email=email,
-        email_canonical=canonical_email(email) if email else None,
-        external_id=external_id,
-        created_at=now,
+    user = db.session.scalar(
+        insert_unless_present(User)
+        .values(
+            name=_name_for(email, external_id),
+            email=email,
+            email_canonical=canonical_email(email) if email else None,
+            external_id=external_id,
+            created_at=now,
+        )
+        .returning(User)
     )
-    try:
-        with db.session.begin_nested():
-            db.session.add(user)
-    except IntegrityError:
+    if user is None:
         # The same customer arrived through another event at the same moment.
-        return find(external_id, email)
+        found = find(external_id, email)
+        return Customer(found, created=False) if found is not None else None
     referral_services.issue_code(user, referral_services.default_program())
     if external_id:
         customer_joined.send(None, user_id=user.id, source=source)
-    return user
+    return Customer(user, created=True)
 
 
 def _valid_email(email: str | None) -> str | None:

@@ -50,7 +50,8 @@ class EventIn:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What happened to an event: accepted, duplicate, unattributed, ignored or rejected."""
+    """What happened to an event: accepted, duplicate, unattributed, ignored or rejected.
+    `conversion_id` is the row this delivery stored; None for a duplicate (it stored none)."""
 
     outcome: str
     reason: str | None = None

@@ -47,10 +47,17 @@ def reward_value(basis: str, value: int, purchase_amount: int | None) -> int:
 
 
 def grant_rewards(
-    conversion: Conversion, referral: Referral, program: Program, *, held: bool, now: datetime
+    conversion: Conversion,
+    referral: Referral,
+    program: Program,
+    *,
+    held: bool,
+    now: datetime,
+    referrer: User | None = None,
 ) -> Grant:
     """Write the referrer's, the friend's, the network's and any milestone reward for one
-    qualifying conversion. `held` writes them for review instead of the normal hold."""
+    qualifying conversion. `held` writes them for review instead of the normal hold.
+    `referrer`: the referral's referrer when the caller has them at hand."""
     status, available_at, expires_at = _timing(program, held, now)
     entry = _entry_factory(conversion, referral, program, status, available_at, expires_at)
     rewards, note = [], None
@@ -58,7 +65,11 @@ def grant_rewards(
     referrer_amount = reward_value(
         program.referrer_reward_basis, program.referrer_reward_value, qualifying
     )
-    referrer_deleted = _account_deleted(referral.referrer_id)
+    if referrer is None:
+        referrer = db.session.get(User, referral.referrer_id)
+    # A deleted account earns nothing more: its owner asked to be forgotten and forfeited
+    # what was unpaid (auth.account_data).
+    referrer_deleted = referrer.deleted_at is not None
     if referrer_deleted:
         note = "referrer_deleted"
     elif referrer_amount > 0:
@@ -77,12 +88,6 @@ def grant_rewards(
     _insert(rewards)
     bonus = [] if referrer_deleted else _milestone_reward(program, referral, entry)
     return Grant(rewards + bonus, note)
-
-
-def _account_deleted(user_id: int) -> bool:
-    """A deleted account earns nothing more: its owner asked to be forgotten and forfeited
-    what was unpaid (auth.account_data)."""
-    return db.session.scalar(select(User.deleted_at).where(User.id == user_id)) is not None
 
 
 def _timing(program: Program, held: bool, now: datetime):
