@@ -103,12 +103,16 @@ def find_active_code(raw: str | None, now: datetime | None = None) -> ReferralCo
 
 
 def resolve_signup_code(
-    typed_code: str | None, cookie: tuple[str, datetime] | None, now: datetime
+    typed_code: str | None,
+    cookie: tuple[str, datetime] | None,
+    now: datetime,
+    found: ReferralCode | None = None,
 ) -> Inviter | None:
     """Who invited a new signup. A typed code wins over the cookie and must be valid;
-    a cookie that is stale or names a dead code is quietly ignored."""
+    a cookie that is stale or names a dead code is quietly ignored. `found`: the typed code
+    as a form's check found it earlier in this transaction (not looked up again)."""
     if typed_code and typed_code.strip():
-        found = find_active_code(typed_code, now)
+        found = found or find_active_code(typed_code, now)
         if found is None:
             raise CodeNotFound()
         if cookie is not None and found.code == cookie[0]:
@@ -208,7 +212,7 @@ def attribute_signup(
         fraud.lock_tree()
     # Before the velocity checks count: concurrent signups with this code count in turn.
     fraud.lock_code(code)
-    verdict = fraud.decide(code.program, fraud.signup_signals(user, code, now))
+    verdict = fraud.decide(code.program, fraud.signup_signals(user, code, now, new_participant))
     referral = Referral(
         program_id=code.program_id,
         code_id=code.id,
@@ -223,13 +227,18 @@ def attribute_signup(
         created_at=now,
         updated_at=now,
     )
-    try:
-        # Added inside the savepoint: begin_nested() flushes what is pending *before* the
-        # savepoint, so a row added earlier would fail the whole transaction instead.
-        with db.session.begin_nested():
-            db.session.add(referral)
-    except IntegrityError:
-        raise AlreadyReferred() from None
+    if new_participant:
+        # Nobody referred a person created in this very transaction: no savepoint needed.
+        db.session.add(referral)
+        db.session.flush()
+    else:
+        try:
+            # Added inside the savepoint: begin_nested() flushes what is pending *before* the
+            # savepoint, so a row added earlier would fail the whole transaction instead.
+            with db.session.begin_nested():
+                db.session.add(referral)
+        except IntegrityError:
+            raise AlreadyReferred() from None
     if referral.counted:
         user.referred_by_id = code.user_id
         count_referral(code.user_id, now)
