@@ -103,7 +103,7 @@ def writes_on_get(view: Callable) -> Callable:
 @contextlib.contextmanager
 def reading_only() -> Iterator[None]:
     """Within this block (a command or job that only reads) SQLite transactions begin
-    deferred and read beside the writer. End the block's transaction inside it."""
+    deferred and read beside the writer; one begun here stays so until it ends."""
     before = g.get(_READING_ONLY, False)
     setattr(g, _READING_ONLY, True)
     try:
