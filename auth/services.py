@@ -174,11 +174,12 @@ def create_participant(
 
 
 def _insert_user(user: User) -> User:
-    # No check first: the unique keys decide, and the savepoint keeps the caller's
-    # transaction usable after a refusal (a form checked the address before, to show it).
+    """Insert the account; the unique keys decide whether its email or phone is free. A
+    refusal leaves the transaction to be rolled back (a form checked the address before, to
+    show it; a caller that goes on after a refusal wraps the call in a savepoint)."""
+    db.session.add(user)
     try:
-        with db.session.begin_nested():
-            db.session.add(user)
+        db.session.flush()
     except IntegrityError:
         raise (EmailTaken() if user.email is not None else PhoneTaken()) from None
     return user
