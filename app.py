@@ -26,9 +26,8 @@ from auth.cli import auth_cli
 from auth.services import load_user, unauthorized
 from auth.widget import widget_bp
 from config import load_config
-from core import jobs
+from core import database, jobs
 from core.cli import backup_command, jobs_cli, restore_command
-from core.database import configure_engine
 from core.embedding import FrameAwareSessionInterface
 from core.errors import register_error_handlers
 from core.hosts import register_host_check
@@ -109,8 +108,7 @@ def create_app(config: dict | None = None) -> Flask:
 
 def register_extensions(app: Flask) -> None:
     db.init_app(app)
-    with app.app_context():
-        configure_engine(db.engine, app.config["SQLITE_BUSY_TIMEOUT_SECONDS"])
+    database.init_app(app)
     migrate.init_app(app, db)
     login_manager.init_app(app)
     login_manager.user_loader(load_user)

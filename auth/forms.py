@@ -17,8 +17,10 @@ from auth.services import (
     check_login_free,
     check_password_policy,
     clean_name,
+    hash_password,
     normalize_email,
 )
+from core.errors import DomainError
 from core.forms import rule
 from models import utcnow
 from referral import services as referral_services
@@ -35,6 +37,18 @@ def email_free(typed: str) -> None:
 
 def known_code(typed: str) -> None:
     referral_services.resolve_signup_code(typed, None, utcnow())
+
+
+def _known_code_kept(form, field) -> None:
+    """known_code's check, keeping the code it found (`field.found`): the signup in the same
+    transaction uses it instead of looking it up again."""
+    field.found = None
+
+    def find(typed: str) -> None:
+        inviter = referral_services.resolve_signup_code(typed, None, utcnow())
+        field.found = inviter.code if inviter else None
+
+    rule(find)(form, field)
 
 
 class SignupForm(FlaskForm):
@@ -60,10 +74,23 @@ class SignupForm(FlaskForm):
     )
     referral_code = StringField(
         _l("Referral code (optional)"),
-        validators=[Optional(), Length(max=32), rule(known_code)],
+        validators=[Optional(), Length(max=32), _known_code_kept],
         filters=[_strip],
     )
     submit = SubmitField(_l("Create my account"))
+
+    def validate(self, extra_validators=None) -> bool:
+        # The password is hashed before any check reads the database, so the signup's one
+        # transaction (those checks, then the writes) holds no connection, and on SQLite no
+        # write lock, while the CPU works. A password the policy refuses is never hashed.
+        self.password_hash = None
+        try:
+            check_password_policy(self.password.data or "")
+        except DomainError:
+            pass
+        else:
+            self.password_hash = hash_password(self.password.data)
+        return super().validate(extra_validators)
 
 
 class LoginForm(FlaskForm):

@@ -72,7 +72,7 @@ def signup():
         form.referral_code.data = referral_services.signup_prefill(request.args.get("ref"), cookie)
     submitted = submit(form, lambda: signup_form.register_from(form, cookie))
     if submitted.done:
-        sessions.sign_in(submitted.result)
+        sessions.complete_sign_in(submitted.result)  # its session row came with the signup
         flash(
             _(
                 "Welcome to %(site)s! Your referral link is ready below.",

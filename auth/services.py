@@ -18,7 +18,7 @@ from core import counters
 from core.errors import DomainError, error_response, wants_json
 from core.mail import canonical_email
 from extensions import db
-from models import User, utcnow
+from models import ReferralCode, User, utcnow
 from referral import services as referral_services
 
 PASSWORD_MIN_LENGTH = 8
@@ -102,25 +102,38 @@ def register_participant(
     name: str,
     email: str,
     password: str,
+    password_hash: str | None = None,
     typed_code: str | None = None,
+    checked_code: ReferralCode | None = None,
     cookie: tuple[str, datetime] | None = None,
     device_id: str | None = None,
     ip: str | None = None,
+    locale: str | None = None,
     now: datetime | None = None,
 ) -> User:
     """Sign up by email: create a participant, their own code and, when a valid code came
     with them, the referral; all in the caller's transaction. A bad typed code refuses the
-    whole signup."""
+    whole signup. `password_hash`: this very password hashed already, before the caller's
+    transaction began; `checked_code`: the typed code as found earlier in this transaction."""
     name = clean_name(name)
     email = normalize_email(email)
     check_password_policy(password)
-    # Hash before touching the database: no lock is held while the CPU works.
-    password_hash = hash_password(password)
+    password_hash = password_hash or hash_password(password)
     account = User(
-        name=name, email=email, email_canonical=canonical_email(email), password_hash=password_hash
+        name=name,
+        email=email,
+        email_canonical=canonical_email(email),
+        password_hash=password_hash,
+        locale=locale,
     )
     return create_participant(
-        account, typed_code=typed_code, cookie=cookie, device_id=device_id, ip=ip, now=now
+        account,
+        typed_code=typed_code,
+        checked_code=checked_code,
+        cookie=cookie,
+        device_id=device_id,
+        ip=ip,
+        now=now,
     )
 
 
@@ -128,6 +141,7 @@ def create_participant(
     user: User,
     *,
     typed_code: str | None = None,
+    checked_code: ReferralCode | None = None,
     cookie: tuple[str, datetime] | None = None,
     device_id: str | None = None,
     ip: str | None = None,
@@ -137,11 +151,16 @@ def create_participant(
     password, or phone), their own code, and the referral when a valid code came with them
     (typed, else the attribution cookie). A bad typed code refuses the whole signup."""
     now = now or utcnow()
-    inviter = referral_services.resolve_signup_code(typed_code, cookie, now)
+    inviter = referral_services.resolve_signup_code(typed_code, cookie, now, found=checked_code)
     user.signup_ip, user.device_id, user.created_at = ip, device_id, now
     _insert_user(user)
     counters.count_on_commit(counters.SIGNUPS)
-    referral_services.issue_code(user, referral_services.default_program())
+    # Most signups come through a code of the default program, loaded with the code already.
+    if inviter is not None and inviter.code.program.is_default:
+        own_program = inviter.code.program
+    else:
+        own_program = referral_services.default_program()
+    referral_services.issue_code(user, own_program)
     if inviter is not None:
         referral_services.attribute_signup(
             user,
@@ -155,12 +174,13 @@ def create_participant(
 
 
 def _insert_user(user: User) -> User:
-    check_login_free(user.email, user.phone)
+    """Insert the account; the unique keys decide whether its email or phone is free. A
+    refusal leaves the transaction to be rolled back (a form checked the address before, to
+    show it; a caller that goes on after a refusal wraps the call in a savepoint)."""
+    db.session.add(user)
     try:
-        with db.session.begin_nested():
-            db.session.add(user)
+        db.session.flush()
     except IntegrityError:
-        # Another signup with this email or phone committed between our check and our insert.
         raise (EmailTaken() if user.email is not None else PhoneTaken()) from None
     return user
 

@@ -35,13 +35,17 @@ def _lifetime(remember: bool) -> timedelta:
     return duration if isinstance(duration, timedelta) else timedelta(seconds=int(duration))
 
 
-def open_session(user: User, *, remember: bool, now: datetime | None = None) -> str:
+def open_session(
+    user: User, *, remember: bool, now: datetime | None = None, new_account: bool = False
+) -> str:
     """Add a session row for a new sign-in of `user` (the caller commits) and give the
-    instance its key; the account's own expired rows are removed on the way."""
+    instance its key; the account's own expired rows are removed on the way (an account
+    created in this transaction, `new_account`, has none)."""
     now = now or utcnow()
-    db.session.execute(
-        delete(UserSession).where(UserSession.user_id == user.id, UserSession.expires_at <= now)
-    )
+    if not new_account:
+        db.session.execute(
+            delete(UserSession).where(UserSession.user_id == user.id, UserSession.expires_at <= now)
+        )
     key = secrets.token_urlsafe(KEY_BYTES)
     db.session.add(
         UserSession(
@@ -116,6 +120,12 @@ def sign_in(user: User, *, remember: bool = False) -> None:
     carry its key, and a CSRF token that was never seen before signing in."""
     open_session(user, remember=remember)
     db.session.commit()
+    complete_sign_in(user, remember=remember)
+
+
+def complete_sign_in(user: User, *, remember: bool = False) -> None:
+    """The browser's half of a sign-in whose session row (`open_session`) is committed: the
+    cookies that carry its key, and a CSRF token that was never seen before signing in."""
     _rotate_csrf_token()
     login_user(user, remember=remember)
 

@@ -85,7 +85,7 @@ def signup():
     form = SignupForm(prefix="signup")
     submitted = submit(form, lambda: signup_form.register_from(form, attribution.read_cookie()))
     if submitted.done:
-        sessions.sign_in(submitted.result)
+        sessions.complete_sign_in(submitted.result)  # its session row came with the signup
         return redirect(url_for("widget.show"))
     return _visitor_view(form, LoginForm(prefix="login"), None, submitted.status)
 

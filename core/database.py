@@ -1,7 +1,20 @@
-"""Engine set-up per database, and work that must wait until a transaction commits."""
+"""Engine set-up per database, which transactions take SQLite's write lock, and work that
+must wait until a transaction commits.
 
-from collections.abc import Callable
+SQLite has one writer at a time. A transaction that will write takes the write lock at its
+BEGIN (IMMEDIATE): a deferred one that reads and then writes cannot wait for the lock (SQLITE_BUSY
+at once when another writer holds it or committed since its read), while one that asks at BEGIN
+queues on busy_timeout. A unit of work that only reads begins deferred instead: in WAL mode it
+reads its snapshot beside the writer and never queues for the lock (docs/guarantees.md #52).
+Reading only is declared: every GET, HEAD and OPTIONS request but the views marked
+`@writes_on_get`, and `reading_only()` blocks in commands and jobs. Everything else takes the
+lock at BEGIN, as it always did."""
 
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
+
+from flask import Flask, current_app, g, has_app_context, has_request_context, request
 from sqlalchemy import event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
@@ -9,7 +22,14 @@ from sqlalchemy.orm import Session
 
 from extensions import db
 
+log = logging.getLogger(__name__)
+
 _AFTER_COMMIT = "after_commit_callbacks"
+_READING_ONLY = "database_reading_only"  # on `g`: this unit of work does not write
+_READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# On a SQLite connection's info, per transaction: begun deferred, and whether it has read yet.
+_DEFERRED, _HAS_READ = "deferred_begin", "deferred_has_read"
+_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
 # A fixed number naming "InviteLoop's migrations" among PostgreSQL's advisory locks.
 MIGRATION_LOCK_KEY = 1_726_017_017
 
@@ -40,10 +60,78 @@ def configure_engine(engine: Engine, busy_timeout_seconds: int) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection):
-        # A deferred transaction that reads and then writes cannot wait for the write lock
-        # (SQLITE_BUSY at once when another writer committed in between). Taking the lock
-        # at BEGIN makes concurrent writers queue on busy_timeout instead.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        deferred = _reading_only()
+        connection.info[_DEFERRED] = False
+        connection.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
+        connection.info[_DEFERRED], connection.info[_HAS_READ] = deferred, False
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _watch_deferred(connection, _cursor, statement, *_args):
+        if not connection.info.get(_DEFERRED):
+            return
+        if not statement.lstrip().upper().startswith(_WRITES):
+            connection.info[_HAS_READ] = True
+        elif connection.info[_HAS_READ]:
+            _wrote_after_reading(statement)
+
+
+def _reading_only() -> bool:
+    return has_app_context() and g.get(_READING_ONLY, False)
+
+
+class WriteInReadOnlyWork(RuntimeError):
+    """A unit of work declared read-only wrote after reading (tests only: see below)."""
+
+
+def _wrote_after_reading(statement: str) -> None:
+    # The write must upgrade a read transaction: it works while nobody else writes, and fails
+    # with "database is locked" at once under contention. Loud in tests, a warning in
+    # production, so a GET view that writes gets its @writes_on_get.
+    where = request.endpoint if has_request_context() else "a reading_only() block"
+    message = f"{where} wrote after reading in a read-only transaction: {statement[:60]}"
+    if has_app_context() and current_app.config.get("TESTING"):
+        raise WriteInReadOnlyWork(message)
+    log.warning("%s; mark it as writing", message)
+
+
+def writes_on_get(view: Callable) -> Callable:
+    """Mark a view that writes on GET (a click on a referral link): its transactions take
+    SQLite's write lock at BEGIN like any POST's."""
+    view.writes_on_get = True
+    return view
+
+
+@contextlib.contextmanager
+def reading_only() -> Iterator[None]:
+    """Within this block (a command or job that only reads) SQLite transactions begin
+    deferred and read beside the writer; one begun here stays so until it ends."""
+    before = g.get(_READING_ONLY, False)
+    setattr(g, _READING_ONLY, True)
+    try:
+        yield
+    finally:
+        setattr(g, _READING_ONLY, before)
+
+
+def init_app(app: Flask) -> None:
+    """Engine set-up, and requests that only read declared as such (first of all hooks, so no
+    earlier hook begins a transaction the old way)."""
+    with app.app_context():
+        configure_engine(db.engine, app.config["SQLITE_BUSY_TIMEOUT_SECONDS"])
+    app.before_request_funcs.setdefault(None, []).insert(0, _declare_request_mode)
+    app.teardown_request(_forget_request_mode)
+
+
+def _declare_request_mode() -> None:
+    if request.method in _READ_ONLY_METHODS:
+        view = current_app.view_functions.get(request.endpoint)
+        if not getattr(view, "writes_on_get", False):
+            setattr(g, _READING_ONLY, True)
+
+
+def _forget_request_mode(_error=None) -> None:
+    # A test's outer app context outlives the request: the mode must not outlive it.
+    g.pop(_READING_ONLY, None)
 
 
 def insert_unless_present(model, conflict_columns: list[str] | None = None):

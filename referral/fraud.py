@@ -85,7 +85,7 @@ def signup_signals(
     referred: User, code: ReferralCode, now: datetime, new_participant: bool = False
 ) -> list[Signal]:
     """Every check that runs when a referral is recorded. `new_participant`: `referred` was
-    created in this transaction, so nobody is below them in the tree."""
+    created in this transaction, so nobody is below them and no loop can close through them."""
     referrer, program = code.owner, code.program
     signals = self_referral_signals(referred, referrer)
     signals += _email_domain_signals(referred, program)
@@ -129,33 +129,34 @@ def _network_signals(referred: User, referrer: User) -> list[Signal]:
 def _velocity_signals(
     referred: User, code: ReferralCode, program: Program, now: datetime
 ) -> list[Signal]:
-    signals = []
-    if referred.signup_ip and current_app.config["FRAUD_SAME_IP_REVIEW"]:
-        friend = aliased(User)
-        same_ip_today = db.session.scalar(
-            select(func.count())
-            .select_from(Referral)
-            .join(friend, friend.id == Referral.referred_id)
-            .where(
-                Referral.code_id == code.id,
-                Referral.referred_id != referred.id,
-                Referral.created_at > now - timedelta(days=1),
-                friend.signup_ip == referred.signup_ip,
-            )
-        )
-        if same_ip_today >= program.max_signups_per_ip_per_day:
-            signals.append(
-                Signal(
-                    "ip_velocity", 50, f"{same_ip_today} signups from this IP with this code today"
-                )
-            )
-    last_hour = db.session.scalar(
-        select(func.count()).where(
-            Referral.code_id == code.id,
-            Referral.referred_id != referred.id,
-            Referral.created_at > now - timedelta(hours=1),
-        )
+    """The code's signups in the last hour and, when addresses are compared, those from this
+    address in the last day: one statement (the caller holds the code's lock: both exact)."""
+    hour_ago, day_ago = now - timedelta(hours=1), now - timedelta(days=1)
+    counts = (
+        select(func.count().filter(Referral.created_at > hour_ago))
+        .select_from(Referral)
+        .where(Referral.code_id == code.id, Referral.referred_id != referred.id)
     )
+    same_ip = current_app.config["FRAUD_SAME_IP_REVIEW"] and referred.signup_ip is not None
+    if same_ip:
+        friend = aliased(User)
+        counts = (
+            counts.add_columns(
+                func.count().filter(friend.signup_ip == referred.signup_ip),
+            )
+            .join(friend, friend.id == Referral.referred_id)
+            .where(Referral.created_at > day_ago)
+        )
+    else:
+        counts = counts.where(Referral.created_at > hour_ago)
+    last_hour, *same_ip_today = db.session.execute(counts).one()
+    signals = []
+    if same_ip and same_ip_today[0] >= program.max_signups_per_ip_per_day:
+        signals.append(
+            Signal(
+                "ip_velocity", 50, f"{same_ip_today[0]} signups from this IP with this code today"
+            )
+        )
     if last_hour >= program.max_signups_per_code_per_hour:
         signals.append(Signal("code_velocity", 50, f"{last_hour} signups with this code this hour"))
     return signals

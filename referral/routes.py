@@ -13,6 +13,7 @@ from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_required
 
 from core.clients import ip_prefix
+from core.database import writes_on_get
 from core.forms import submit
 from core.pagination import parse_page
 from extensions import csrf, db, limiter
@@ -80,6 +81,7 @@ def _attribute(response, code):
 
 
 @bp.get("/r/<path:code>")
+@writes_on_get  # the click
 @limiter.limit(_link_limits)
 def follow_link(code: str):
     found = _capture_click(code)
@@ -95,6 +97,7 @@ def follow_link(code: str):
 
 
 @bp.get("/")
+@writes_on_get  # the click of a ?ref= link
 @limiter.limit(_link_limits, exempt_when=lambda: "ref" not in request.args)
 def landing():
     found = _capture_click(request.args["ref"]) if "ref" in request.args else None

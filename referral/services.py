@@ -104,12 +104,16 @@ def find_active_code(raw: str | None, now: datetime | None = None) -> ReferralCo
 
 
 def resolve_signup_code(
-    typed_code: str | None, cookie: tuple[str, datetime] | None, now: datetime
+    typed_code: str | None,
+    cookie: tuple[str, datetime] | None,
+    now: datetime,
+    found: ReferralCode | None = None,
 ) -> Inviter | None:
     """Who invited a new signup. A typed code wins over the cookie and must be valid;
-    a cookie that is stale or names a dead code is quietly ignored."""
+    a cookie that is stale or names a dead code is quietly ignored. `found`: the typed code
+    as a form's check found it earlier in this transaction (not looked up again)."""
     if typed_code and typed_code.strip():
-        found = find_active_code(typed_code, now)
+        found = found or find_active_code(typed_code, now)
         if found is None:
             raise CodeNotFound()
         if cookie is not None and found.code == cookie[0]:

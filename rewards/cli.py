@@ -7,6 +7,7 @@ from flask import current_app
 from flask.cli import AppGroup
 from sqlalchemy import select
 
+from core.database import reading_only
 from core.errors import DomainError
 from extensions import db
 from models import Program, Referral, utcnow
@@ -83,9 +84,10 @@ def program_group():
 @click.argument("slug", default="default")
 def show_program(slug: str):
     """Print a program's rules (default: the default program)."""
-    program = _program(slug)
-    for field in programs.RULE_FIELDS:
-        click.echo(f"{field:32} {_shown(getattr(program, field))}")
+    with reading_only():  # beside the web's writers on SQLite, never queued behind them
+        program = _program(slug)
+        for field in programs.RULE_FIELDS:
+            click.echo(f"{field:32} {_shown(getattr(program, field))}")
 
 
 @program_group.command("create")
@@ -177,9 +179,10 @@ def review_group():
 @review_group.command("list")
 def list_review():
     """The referrals waiting for a decision, with their reasons."""
-    held = db.session.scalars(
-        select(Referral).where(Referral.status == "review").order_by(Referral.created_at)
-    ).all()
+    with reading_only():  # beside the web's writers on SQLite, never queued behind them
+        held = db.session.scalars(
+            select(Referral).where(Referral.status == "review").order_by(Referral.created_at)
+        ).all()
     if not held:
         click.echo("Nothing is waiting for review.")
     for referral in held:

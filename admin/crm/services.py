@@ -250,14 +250,13 @@ def lead_from_referral(referral: Referral, now: datetime) -> None:
     person = db.session.get(User, referral.referred_id)
     if person is None or (person.email is None and person.phone is None):
         return
-    campaign_id = db.session.scalar(
-        select(Program.campaign_id).where(Program.id == referral.program_id)
-    )
+    # The program is usually loaded already (the referral's code brought it): no query.
+    program = db.session.get(Program, referral.program_id)
     lead = Lead(
         full_name=person.name[:120],
         email=person.email,
         phone=person.phone,
-        campaign_id=campaign_id,
+        campaign_id=program.campaign_id,
         source="referral",
         participant_id=person.id,
         created_at=now,

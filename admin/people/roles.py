@@ -70,7 +70,8 @@ def ensure_admin(*, email: str, name: str, password: str) -> tuple[User, bool]:
     this email, else that account as it is. Never promoted: an address someone registered
     first keeps its role. Returns the account and whether it was created now."""
     try:
-        return create_admin(email=email, name=name, password=password), True
+        with db.session.begin_nested():  # a taken address undoes this attempt alone
+            return create_admin(email=email, name=name, password=password), True
     except EmailTaken:  # already there (or created this instant by another machine's start)
         existing = db.session.scalar(select(User).where(User.email == normalize_email(email)))
         return existing, False

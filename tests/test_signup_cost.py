@@ -1,0 +1,130 @@
+"""What a signup costs the server (docs/guarantees.md #52): the password hash, then one
+transaction on one pooled connection, and nothing on the database after its commit. The
+hash comes first, so no connection (and on SQLite no write lock) waits on the CPU."""
+
+import pytest
+from sqlalchemy import event, func, select
+
+import auth.forms
+from extensions import db
+from models import Lead, OutboxMessage, Referral, User
+from tests.helpers import csrf_token
+
+# Statements a referred signup sends: the form's two checks, the account, its code (in a
+# savepoint, for a collision's retry), the code's fraud counts, the referral and its counter,
+# the referrer's email, the CRM lead (in a savepoint), the webhook subscribers and the session
+# row; PostgreSQL's one more is the code's advisory lock. It was 32 over three transactions,
+# each on its own pool checkout.
+REFERRED_SIGNUP_STATEMENTS = 19
+PLAIN_SIGNUP_STATEMENTS = 7
+
+
+@pytest.fixture
+def config_overrides():
+    # The outbox's rows wait for a worker, as in production; the tests' inline delivery
+    # would send them on the request, after the commit.
+    return {"OUTBOX_DELIVERY": "celery", "CELERY_ALWAYS_EAGER": False}
+
+
+@pytest.fixture
+def cost(app, monkeypatch):
+    """Records, in order, the hash, each BEGIN, statement, COMMIT and pool checkout."""
+    seen: list[tuple[str, str]] = []
+    real_hash = auth.forms.hash_password
+
+    def hash_and_note(password):
+        seen.append(("hash", ""))
+        return real_hash(password)
+
+    monkeypatch.setattr(auth.forms, "hash_password", hash_and_note)
+    with app.app_context():
+        engine = db.engine
+    listeners = [
+        (engine, "begin", lambda _conn: seen.append(("begin", ""))),
+        (engine, "commit", lambda _conn: seen.append(("commit", ""))),
+        (engine, "before_cursor_execute", lambda _c, _k, sql, *_a: seen.append(("sql", sql))),
+        (engine.pool, "checkout", lambda *_a: seen.append(("checkout", ""))),
+    ]
+    for target, name, listener in listeners:
+        event.listen(target, name, listener)
+    yield seen
+    for target, name, listener in listeners:
+        event.remove(target, name, listener)
+
+
+def _sign_up(client, token, **extra):
+    data = {
+        "csrf_token": token,
+        "name": "Bob Baker",
+        "email": "bob@example.com",
+        "password": "correct horse battery staple",
+        **extra,
+    }
+    return client.post("/auth/signup", data=data)
+
+
+def _statements(seen) -> list[str]:
+    """The statements sent, SQLite's BEGIN aside (PostgreSQL's driver sends its own)."""
+    return [sql for kind, sql in seen if kind == "sql" and not sql.startswith("BEGIN")]
+
+
+def _shape(seen) -> list[str]:
+    """The order of events with the statements folded into one "sql" step (SQLite's BEGIN
+    statement is the "begin" step itself)."""
+    shape: list[str] = []
+    for kind, sql in seen:
+        if kind == "sql" and sql.startswith("BEGIN"):
+            continue
+        if kind != "sql" or shape[-1:] != ["sql"]:
+            shape.append(kind)
+    return shape
+
+
+def test_a_referred_signup_is_the_hash_then_one_transaction(app, client, make_participant, cost):
+    alice = make_participant("Alice Zimmer")
+    token = csrf_token(client, "/auth/signup")
+    cost.clear()
+
+    response = _sign_up(client, token, referral_code=alice["code"])
+
+    assert response.status_code == 302
+    assert _shape(cost) == ["hash", "checkout", "begin", "sql", "commit"]
+    assert len(_statements(cost)) <= REFERRED_SIGNUP_STATEMENTS, _statements(cost)
+    # Everything the signup promises was in that one transaction.
+    with app.app_context():
+        bob = db.session.scalar(select(User).where(User.email == "bob@example.com"))
+        referral = db.session.scalar(select(Referral).where(Referral.referred_id == bob.id))
+        assert referral.status == "pending" and referral.counted
+        assert db.session.get(User, alice["id"]).referral_count == 1
+        assert bob.referred_by_id == alice["id"] and bob.locale == "en"
+        assert db.session.scalar(select(Lead.full_name).where(Lead.participant_id == bob.id))
+        assert db.session.scalar(select(func.count()).select_from(OutboxMessage)) == 1
+    # Signed in by that same commit.
+    assert client.get("/referral/dashboard").status_code == 200
+
+
+def test_a_signup_without_a_code_is_one_short_transaction(app, client, cost):
+    token = csrf_token(client, "/auth/signup")
+    cost.clear()
+
+    response = _sign_up(client, token)
+
+    assert response.status_code == 302
+    assert _shape(cost) == ["hash", "checkout", "begin", "sql", "commit"]
+    assert len(_statements(cost)) <= PLAIN_SIGNUP_STATEMENTS
+    assert client.get("/referral/dashboard").status_code == 200
+
+
+def test_a_refused_signup_is_not_hashed_twice_and_writes_nothing(app, client, cost):
+    assert _sign_up(client, csrf_token(client, "/auth/signup")).status_code == 302
+    other = app.test_client()
+    token = csrf_token(other, "/auth/signup")
+    cost.clear()
+
+    response = _sign_up(other, token, name="Bob Again")
+
+    assert response.status_code == 409
+    assert [kind for kind, _ in cost].count("hash") == 1
+    assert not [sql for sql in _statements(cost) if sql.lstrip().startswith("INSERT")]
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(User)) == 1
