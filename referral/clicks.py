@@ -308,6 +308,11 @@ def _connection() -> Iterator[Connection]:
     if engine.dialect.name == "postgresql":
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             yield connection
+    elif db.session().in_transaction():
+        # The request's session already holds SQLite's one write lock (a signed-in visitor
+        # was loaded): a connection of our own would wait for it. Write in its transaction.
+        yield db.session.connection()
+        db.session.commit()
     else:
         with engine.begin() as connection:
             yield connection

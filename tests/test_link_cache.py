@@ -10,7 +10,7 @@ from extensions import db
 from models import Click, Program
 from rewards import programs
 from tests.apps import other_app
-from tests.helpers import statements_during
+from tests.helpers import log_in, statements_during
 
 
 def _clicks(app) -> int:
@@ -97,3 +97,15 @@ def test_a_program_edited_elsewhere_sends_the_next_click_to_its_new_landing_page
         db.session.commit()
     assert _follow(visitor, alice["code"]).headers["Location"].endswith("/")
     assert _clicks(app) == 2
+
+
+def test_a_signed_in_participant_following_a_friends_link_is_counted(app, make_participant):
+    alice = make_participant()
+    bob = make_participant("Bob Baker")
+    browser = app.test_client()
+    log_in(browser, bob["email"])  # his session's transaction is open when the click is written
+
+    answer = _follow(browser, alice["code"])
+
+    assert answer.status_code == 302 and "/auth/signup?ref=" in answer.headers["Location"]
+    assert _clicks(app) == 1
