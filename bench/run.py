@@ -14,6 +14,7 @@ One line per figure. The exit status is 1 when a count is wrong (a click stored 
 """
 
 import argparse
+import functools
 import os
 import platform
 import random
@@ -144,7 +145,10 @@ def http_figures(url, backend, label, data, plan: Plan, outcome: Outcome, seed_v
     codes = events.seed_referrers(url, plan.referrers)
     deliveries = events.schedule(codes, plan.events, seed_value)
     figures = {}
-    with harness.serving(url, redis_url, EVENTS_WEBHOOK_SECRET=SECRET) as pair:
+    move_queued = functools.partial(_move_queued_clicks, url, redis_url)
+    with harness.serving(
+        url, redis_url, after_stop=move_queued, EVENTS_WEBHOOK_SECRET=SECRET
+    ) as pair:
         for name, paths in (
             ("GET /r/<code>", link_paths(data, seed_value)),
             ("GET /api/v1/leaderboard (cached)", ["/api/v1/leaderboard"]),
@@ -157,8 +161,7 @@ def http_figures(url, backend, label, data, plan: Plan, outcome: Outcome, seed_v
     # The server has stopped: its access log is complete, every click it acknowledged stored.
     link = figures["GET /r/<code>"]
     sent = pair.answered("GET", "/r/", 302)
-    stored_clicks = _stored_clicks(url, sent, redis_url)
-    ok, clicks_line = harness.check_ok("clicks stored", stored_clicks, sent)
+    ok, clicks_line = harness.check_ok("clicks stored", _stored_clicks(url, sent), sent)
     stray = sum(n for status, n in link.statuses().items() if status != 302)
     ok = ok and stray == 0 and link.statuses()[302] <= sent
     say(
@@ -187,17 +190,26 @@ def _wrk_figure(pair: harness.Pair, paths: list[str], plan: Plan) -> harness.Fig
     )
 
 
-def _stored_clicks(url: str, expected: int, redis_url: str | None, patience: float = 30.0) -> int:
-    """Clicks in the database, waiting a little while the count still grows toward what was
-    acknowledged. With Redis, the clicks still queued there are moved first, as the worker's
-    mover does (no worker runs beside the benchmark's servers)."""
+def _move_queued_clicks(url: str, redis_url: str | None) -> None:
+    """What the worker's mover does, for the clicks the real server left queued in Redis (no
+    worker runs beside the benchmark's servers)."""
+    if not redis_url:
+        return
     app = make_app(url)
     try:
-        if redis_url:
-            with app.app_context():
-                queue = clicks.ClickQueue(redis_url, app.config["CELERY_DEFAULT_QUEUE"], 5)
-                clicks.move_queued(queue, claim_seconds=0, budget_seconds=patience)
-                db.session.remove()
+        with app.app_context():
+            queue = clicks.ClickQueue(redis_url, app.config["CELERY_DEFAULT_QUEUE"], 5)
+            clicks.move_queued(queue, claim_seconds=0, budget_seconds=60)
+            queue.client.close()
+    finally:
+        _dispose(app)
+
+
+def _stored_clicks(url: str, expected: int, patience: float = 30.0) -> int:
+    """Clicks in the database, waiting a little while the count still grows toward what was
+    acknowledged (a click may be queued before it is written)."""
+    app = make_app(url)
+    try:
         deadline = time.monotonic() + patience
         while True:
             with app.app_context():

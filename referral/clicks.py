@@ -224,9 +224,9 @@ def _record(store, code: str, visit, owner_excluded: int | None, now: datetime):
     cached = cache.get(store.source, code)
     columns = None
     for attempt in range(ATTEMPTS + 1):
-        stale = cached is not None and not cached.link.usable(now)
-        if cached is None or (stale and cached.generation != store.generation()):
-            # Not cached, or cached as unusable: a reactivation moves the generation too.
+        unusable = cached is not None and not cached.link.usable(now)
+        if cached is None or (unusable and cached.generation != store.generation()):
+            # Not cached, or cached as unusable and changed since (say, its owner reactivated).
             found = store.read(code)
             if found is None:
                 return None
