@@ -55,6 +55,7 @@ MOVE_BATCH = 500
 # One mover run stops after this long even if clicks keep coming; beat starts the next.
 MOVE_BUDGET_SECONDS = 10.0
 MOVER_GROUP = "movers"
+IDLE_MOVER_MS = 3_600_000
 
 # Appends the click only while the generation is the one the caller's answer was read at.
 _ADD_IF_CURRENT = """
@@ -158,6 +159,13 @@ class ClickQueue:
             self.stream, MOVER_GROUP, consumer, min_idle_time=idle_ms, start_id="0-0", count=count
         )
         return [(entry_id, fields) for entry_id, fields in entries if fields]
+
+    def forget_idle_movers(self, consumer: str) -> None:
+        """Drop from the group the movers of processes long gone that left nothing pending
+        (one name per worker process; one with entries pending keeps them claimable)."""
+        for mover in self.client.xinfo_consumers(self.stream, MOVER_GROUP):
+            if mover["name"] != consumer and not mover["pending"] and mover["idle"] > IDLE_MOVER_MS:
+                self.client.xgroup_delconsumer(self.stream, MOVER_GROUP, mover["name"])
 
     def read_new(self, consumer: str, count: int) -> list:
         answer = self.client.xreadgroup(MOVER_GROUP, consumer, {self.stream: ">"}, count=count)
@@ -361,6 +369,7 @@ def move_queued(
 ) -> int:
     consumer = f"{socket.gethostname()}-{os.getpid()}"
     queue.ensure_group()
+    queue.forget_idle_movers(consumer)
     moved = 0
     deadline = time.monotonic() + budget_seconds
     while time.monotonic() < deadline:

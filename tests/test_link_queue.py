@@ -98,6 +98,8 @@ def test_a_batch_whose_mover_died_after_committing_is_stored_once(app, make_part
     assert contents == ["visit-0", "visit-1", "visit-2"]
     assert queue.waiting() == 0
     assert queue.client.xpending(queue.stream, clicks.MOVER_GROUP)["pending"] == 0
+    movers = queue.client.xinfo_consumers(queue.stream, clicks.MOVER_GROUP)
+    assert "mover-that-died" in {mover["name"] for mover in movers}  # idle for under an hour
 
 
 def test_a_code_disabled_elsewhere_is_refused_at_the_next_click(
