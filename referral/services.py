@@ -23,7 +23,6 @@ from referral.signals import referral_recorded
 log = logging.getLogger(__name__)
 
 DEFAULT_PROGRAM_SLUG = "default"
-UTM_KEYS = clicks.UTM_KEYS
 _CODE_ATTEMPTS = 10
 
 
