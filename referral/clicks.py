@@ -22,6 +22,7 @@ import contextlib
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -322,9 +323,13 @@ def _connection() -> Iterator[Connection]:
         yield db.session.connection()
         db.session.commit()
     else:
-        with engine.begin() as connection:
+        # The threads of this process take turns here, not in SQLite's busy handler, which
+        # sleeps in steps of milliseconds while another writer holds the lock.
+        with _SQLITE_CLICK_WRITERS, engine.begin() as connection:
             yield connection
 
+
+_SQLITE_CLICK_WRITERS = threading.Lock()
 
 _STREAM_COLUMNS = (
     "code_id",
