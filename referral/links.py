@@ -13,7 +13,6 @@ Codes nobody has are not cached (new codes appear with every signup); a found co
 whatever its state, since any change to that state moves the generation.
 """
 
-import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,8 +26,6 @@ from sqlalchemy.engine import Connection
 from core.database import after_commit
 from extensions import db
 from models import LinkCacheGeneration, Program, ReferralCode, User
-
-log = logging.getLogger(__name__)
 
 # Entries kept per process at most; when full the cache starts empty again (a rare reload
 # costs one read, an exact LRU would cost every hit).
