@@ -43,6 +43,7 @@ from core.security import register_security_headers
 from core.templating import register_template_cache, register_template_helpers
 from demo import demo_cli
 from extensions import bootstrap, cache, csrf, db, limiter, login_manager, mail, migrate
+from referral.clicks import init_click_queue, move_clicks
 from referral.program_texts import program_text
 from referral.signals import referral_qualified, referral_recorded
 from rewards import (
@@ -77,6 +78,7 @@ BACKGROUND_JOBS = (
     saleor_usage.reconcile_usage_job,
     saleor_customers.write_ref_code,
     saleor_reconcile.reconcile_orders_job,
+    move_clicks,
 )
 
 
@@ -124,6 +126,7 @@ def register_extensions(app: Flask) -> None:
 def register_background_jobs(app: Flask) -> None:
     register_jobs(app, BACKGROUND_JOBS)
     init_outbox(app)
+    init_click_queue(app)  # and the links' cache it checks against
 
 
 def register_signal_receivers() -> None:

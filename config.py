@@ -90,6 +90,10 @@ DEFAULTS = {
     "OUTBOX_LEASE_SECONDS": 120,  # a sender's hold on a row; past it another takes over
     "OUTBOX_POLL_SECONDS": 5,  # the in-process sender looks for due retries this often
     "OUTBOX_SWEEP_SECONDS": 60,  # beat's sweep of due rows whose hint was lost
+    # With Redis, clicks are queued there and moved to the database by the worker this often
+    # (seconds), claiming those a crashed mover left behind after CLICK_CLAIM_SECONDS.
+    "CLICK_MOVE_SECONDS": 1,
+    "CLICK_CLAIM_SECONDS": 30,
     "OUTBOX_BACKLOG_SECONDS": 300,  # /health: degraded when a due row has waited longer
     "OUTBOX_KEEP_SENT_DAYS": 30,  # sent messages are deleted after this many days (daily)
     # Outbound webhooks.
@@ -193,6 +197,8 @@ _ENV_TYPES = {
     "OUTBOX_LEASE_SECONDS": int,
     "OUTBOX_POLL_SECONDS": int,
     "OUTBOX_SWEEP_SECONDS": int,
+    "CLICK_MOVE_SECONDS": int,
+    "CLICK_CLAIM_SECONDS": int,
     "OUTBOX_BACKLOG_SECONDS": int,
     "OUTBOX_KEEP_SENT_DAYS": int,
     "WEBHOOK_DELIVERY_TIMEOUT_SECONDS": int,
@@ -326,6 +332,10 @@ def _derive(app: Flask) -> None:
             "expire-rewards": {
                 "task": "rewards.expire",
                 "schedule": config["REWARDS_SWEEP_SECONDS"],
+            },
+            "move-clicks": {
+                "task": "referral.move_clicks",
+                "schedule": config["CLICK_MOVE_SECONDS"],
             },
             "outbox-sweep": {
                 "task": "outbox.sweep",

@@ -7,7 +7,8 @@ One file, in sections (each starts with a `# ---` header), in this order:
                     ProgramText: its texts in each language;
                     ProgramFilter: the channels, countries and categories it is limited to
     accounts        User (participants and staff, by role), UserSession, PhoneCode
-    referral loop   ReferralCode, Click, Referral (its status changes: referral/lifecycle.py)
+    referral loop   ReferralCode, Click, Referral (its status changes: referral/lifecycle.py),
+                    LinkCacheGeneration (when the links' caches are stale)
     rewards         Conversion (events in), Payout, Reward (the ledger)
     integrations    ApiKey (calls in)
     staff panel     AuditLog (who changed what), SiteBranding (the installation's own brand)
@@ -24,6 +25,7 @@ from datetime import UTC, date, datetime
 from flask_login import UserMixin
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     Date,
@@ -664,6 +666,21 @@ class Click(db.Model):
     utm_term: Mapped[str | None] = mapped_column(String(100))
     utm_content: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    # The id a click carried through the Redis queue (referral/clicks.py): unique, so a batch
+    # moved twice after a crash stores each click once. NULL for clicks written directly.
+    queue_id: Mapped[str | None] = mapped_column(String(32), unique=True)
+
+
+class LinkCacheGeneration(db.Model):
+    """One row: a number that every change to what a referral link resolves to (a code
+    disabled, a participant deactivated, a program edited) increases in its own transaction,
+    so each process's cache of links (referral/links.py) sees at once that it is stale."""
+
+    __tablename__ = "link_cache_generation"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    value: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class Referral(db.Model):

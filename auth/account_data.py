@@ -42,7 +42,7 @@ from models import (
     public_name,
     utcnow,
 )
-from referral import leaderboard
+from referral import leaderboard, links
 
 # Ledger entries not yet paid out: a deleted account forfeits them.
 UNPAID_STATUSES = ("review", "pending", "approved")
@@ -448,6 +448,7 @@ def _locked_account(user_id: int) -> User:
 
 def _stop_codes(user: User) -> int:
     """Their links land on the home page from now on, without crediting anyone."""
+    links.invalidate()
     return db.session.execute(
         update(ReferralCode)
         .where(ReferralCode.user_id == user.id, ReferralCode.status == "active")

@@ -106,9 +106,15 @@ class Pair:
 
 
 @contextlib.contextmanager
-def serving(database_url: str, redis_url: str | None, **extra: str) -> Iterator[Pair]:
+def serving(
+    database_url: str,
+    redis_url: str | None,
+    after_stop: Callable[[], None] | None = None,
+    **extra: str,
+) -> Iterator[Pair]:
     """Both servers up for the `with` block (started together); afterwards `pair.sent` holds
-    what the real one answered, counted from its access log."""
+    what the real one answered, counted from its access log. `after_stop` runs once both
+    have stopped, before their Redis database is emptied (clicks still queued there)."""
     empty_redis(redis_url)
     settings = production_settings(redis_url, **extra)
     workdir = Path(tempfile.mkdtemp(prefix="inviteloop-bench-log-"))
@@ -134,7 +140,11 @@ def serving(database_url: str, redis_url: str | None, **extra: str) -> Iterator[
         )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-        empty_redis(redis_url)
+        try:
+            if after_stop is not None:
+                after_stop()
+        finally:
+            empty_redis(redis_url)
 
 
 @dataclass

@@ -16,8 +16,8 @@ from flask_babel import gettext as _
 from flask_limiter.util import get_remote_address
 
 from core.clients import ip_prefix
-from extensions import csrf, db, limiter
-from referral import services
+from extensions import csrf, limiter
+from referral import clicks
 
 EMBED_VERSION = "v1"
 embed_bp = Blueprint("embed", __name__, url_prefix=f"/embed/{EMBED_VERSION}")
@@ -99,30 +99,28 @@ def record_click():
         utm = body.get("utm") or {}
         if not isinstance(utm, dict):
             raise ValueError(_("%(field)s must be an object.", field="utm"))
-        utm = {key: _text(utm, key, 200) for key in services.UTM_KEYS}
+        utm = {key: _text(utm, key, 200) for key in clicks.UTM_KEYS}
     except ValueError as error:
         return _refused("invalid_body", _capitalized(str(error)), 400, origin)
     if visitor is not None and not _VISITOR.fullmatch(visitor):
         return _refused("invalid_body", _("Visitor must be 32 hexadecimal digits."), 400, origin)
     if raw_code is None:
         return _refused("invalid_body", _("Send the referral code."), 400, origin)
-    code = services.find_active_code(raw_code)
-    if code is None:
-        return _refused("unknown_code", _("This referral code is not in use."), 404, origin)
-    services.record_click(
-        code,
+    # The same path as /r/<code>: cached link, one write (or Redis queue), same counter.
+    visit = clicks.Visit(
         visitor_id=visitor or secrets.token_hex(16),
         ip_prefix=ip_prefix(get_remote_address()),
         user_agent=request.user_agent.string,
         referrer=referrer,
         utm=utm,
     )
-    db.session.commit()
-    program = code.program
+    link = clicks.record_click(raw_code, lambda: visit)
+    if link is None:
+        return _refused("unknown_code", _("This referral code is not in use."), 404, origin)
     response = jsonify(
-        code=code.code,
-        attribution_window_days=program.attribution_window_days,
-        attribution_model=program.attribution_model,
+        code=link.code,
+        attribution_window_days=link.attribution_window_days,
+        attribution_model=link.attribution_model,
     )
     response.status_code = 201
     return _cors(response, origin)

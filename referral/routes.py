@@ -17,12 +17,14 @@ from core.database import writes_on_get
 from core.forms import submit
 from core.pagination import parse_page
 from extensions import csrf, db, limiter
-from models import utcnow
+from models import Program, User, utcnow
 from referral import (
     attribution,
     claims,
+    clicks,
     invitations,
     leaderboard,
+    links,
     offer,
     services,
     sharing,
@@ -51,33 +53,37 @@ def _link_limits() -> str:
     return current_app.config["REFERRAL_LINK_LIMITS"]
 
 
-def _capture_click(raw_code: str):
-    """Record a visit through a referral link; returns the code, or None for a bad one."""
-    code = services.find_active_code(raw_code)
-    if code is None:
-        return None
-    if current_user.is_authenticated and current_user.id == code.user_id:
-        return None  # the owner trying out their own link is not a visit
-    services.record_click(
-        code,
+def _visit() -> clicks.Visit:
+    return clicks.Visit(
         visitor_id=attribution.visitor_id(),
         ip_prefix=ip_prefix(get_remote_address()),
         user_agent=request.user_agent.string,
         referrer=request.referrer,
-        utm={key: request.args.get(f"utm_{key}") for key in services.UTM_KEYS},
+        utm={key: request.args.get(f"utm_{key}") for key in clicks.UTM_KEYS},
     )
-    db.session.commit()
-    return code
 
 
-def _attribute(response, code):
+def _capture_click(raw_code: str) -> links.Link | None:
+    """Record a visit through a referral link; returns its link, or None for a bad one (or
+    the owner trying out their own link, which is not a visit)."""
+    owner = current_user.id if current_user.is_authenticated else None
+    return clicks.record_click(raw_code, _visit, owner_excluded=owner)
+
+
+def _attribute(response, link: links.Link):
     """Set the attribution cookie, unless first-touch keeps an earlier, still valid one."""
-    program = code.program
-    if program.attribution_model == "first":
+    if link.attribution_model == "first":
         earlier = attribution.read_cookie()
         if earlier and services.find_active_code(earlier[0]) is not None:
             return response
-    return attribution.set_attribution_cookie(response, code.code, program.attribution_window_days)
+    return attribution.set_attribution_cookie(response, link.code, link.attribution_window_days)
+
+
+def _without_rate_limit_headers() -> None:
+    """Leave the X-RateLimit-* headers off this answer: reading the window back for them
+    costs two Redis round trips per click, as many as the limits themselves. A 429 still
+    carries them (and Retry-After)."""
+    limiter.context.view_rate_limit = None
 
 
 @bp.get("/r/<path:code>")
@@ -87,10 +93,10 @@ def follow_link(code: str):
     found = _capture_click(code)
     if found is None:
         return redirect(url_for("referral.landing"))
-    landing_url = found.program.landing_url
-    if landing_url:
-        separator = "&" if "?" in landing_url else "?"
-        target = f"{landing_url}{separator}ref={found.code}"
+    _without_rate_limit_headers()
+    if found.landing_url:
+        separator = "&" if "?" in found.landing_url else "?"
+        target = f"{found.landing_url}{separator}ref={found.code}"
     else:
         target = url_for("auth.signup", ref=found.code)
     return _attribute(redirect(target), found)
@@ -102,7 +108,7 @@ def follow_link(code: str):
 def landing():
     found = _capture_click(request.args["ref"]) if "ref" in request.args else None
     # A friend's link shows its own program's offer; anyone else sees the default's.
-    program = found.program if found else services.default_program()
+    program = db.session.get(Program, found.program_id) if found else services.default_program()
     top = leaderboard.board_page("all", 1, utcnow()).rows[:5]
     response = current_app.make_response(
         render_template(
@@ -112,7 +118,7 @@ def landing():
             running=program.is_running(utcnow()),
             top=top,
             ref=found.code if found else None,
-            inviter=found.owner.public_name if found else None,
+            inviter=db.session.get(User, found.owner_id).public_name if found else None,
         )
     )
     return _attribute(response, found) if found else response

@@ -17,14 +17,13 @@ from core.errors import DomainError
 from core.mail import absolute_url
 from extensions import db
 from models import COUNTED_STATUSES, Click, Program, Referral, ReferralCode, User, utcnow
-from referral import fraud, leaderboard, lifecycle
+from referral import clicks, fraud, leaderboard, lifecycle
 from referral.codes import MIN_LENGTH, generate_code, normalize_code
 from referral.signals import referral_recorded
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PROGRAM_SLUG = "default"
-UTM_KEYS = ("source", "medium", "campaign", "term", "content")
 _CODE_ATTEMPTS = 10
 
 
@@ -179,22 +178,14 @@ def record_click(
     referrer: str | None,
     utm: dict[str, str],
 ) -> Click:
-    click = Click(
-        code_id=code.id,
-        visitor_id=visitor_id,
-        ip_prefix=ip_prefix,
-        user_agent=_clip(user_agent, 400),
-        referrer=_clip(referrer, 400),
-        **{f"utm_{key}": _clip(utm.get(key), 100) for key in UTM_KEYS},
-    )
+    """A click added to the session, for the demo seed and tools that date it themselves;
+    requests store theirs through referral/clicks.py, without the session."""
+    visit = clicks.Visit(visitor_id, ip_prefix, user_agent, referrer, utm)
+    click = Click(**visit.columns(code.id, utcnow(), queue_id=None))
     db.session.add(click)
     db.session.flush()
     counters.count_on_commit(counters.CLICKS)
     return click
-
-
-def _clip(value: str | None, length: int) -> str | None:
-    return value[:length] if value else None
 
 
 def attribute_signup(

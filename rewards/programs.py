@@ -17,7 +17,7 @@ from core import audit
 from core.errors import DomainError
 from extensions import db
 from models import MAX_DEPTH, REWARD_BASES, REWARD_KINDS, TRIGGERS, Campaign, Program
-from referral import offer
+from referral import links, offer
 from rewards import eligibility, rollout
 
 # The fields staff (and the CLI) may set, with how each is read from text.
@@ -144,6 +144,7 @@ def update_program(program: Program, changes: dict) -> Program:
     old, new = audit.changes(before, audit.snapshot(program, RULE_FIELDS))
     if new:
         audit.record("program.update", "program", program.id, before=old, after=new)
+        links.invalidate()  # dates, landing page, attribution: what its links resolve to
     return program
 
 
@@ -200,6 +201,7 @@ def set_program_active(program: Program, active: bool) -> bool:
     ).rowcount
     db.session.refresh(program)
     if changed:
+        links.invalidate()
         audit.record(
             "program.activate" if active else "program.deactivate",
             "program",

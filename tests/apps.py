@@ -89,13 +89,14 @@ class SharedApps:
 
 
 def start_afresh(app) -> None:
-    """Empty tables, the default program, no cached pages, counters or sent emails."""
+    """Empty tables, the default program, no cached pages, links, counters or sent emails."""
     with app.app_context():
         databases.empty_tables(db)
         # Started a year ago, so tests may date signups and referrals in the past.
         ensure_default_program().starts_at = utcnow() - timedelta(days=365)
         db.session.commit()
         cache.clear()
+        app.extensions["link_cache"].clear()  # codes of emptied tables may be drawn again
         limiter.reset()
     getattr(app.extensions["mailman"], "outbox", []).clear()
 

@@ -44,6 +44,7 @@ JOB_NAMES = [
     "outbox.deliver",
     "outbox.prune",
     "outbox.sweep",
+    "referral.move_clicks",
     "rewards.deliver_webhook",
     "rewards.expire",
     "rewards.release_held",

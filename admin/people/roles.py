@@ -13,7 +13,7 @@ from core.database import after_commit
 from core.errors import DomainError
 from extensions import db
 from models import ROLES, User
-from referral import leaderboard
+from referral import leaderboard, links
 
 
 class UnknownUser(DomainError):
@@ -124,6 +124,7 @@ def set_user_active(
         if user.role == "admin":
             _keep_an_active_admin(user)
     user.active = active
+    links.invalidate()
     audit.record(
         "user.reactivate" if active else "user.deactivate",
         "user",

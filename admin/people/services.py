@@ -17,6 +17,7 @@ from core import audit
 from core.errors import DomainError
 from extensions import db
 from models import Program, Referral, ReferralCode, User
+from referral import links as referral_links
 from referral import services as referral_services
 from referral import tree as referral_tree
 from rewards import ledger
@@ -212,6 +213,7 @@ def disable_code(user_id: int, code_id: int) -> ReferralCode:
     ).rowcount
     if not changed:
         raise CodeNotActive()
+    referral_links.invalidate()
     db.session.refresh(code)
     audit.record(
         "code.disable",

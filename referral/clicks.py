@@ -1,0 +1,404 @@
+"""A click through a referral link, stored before its 302 leaves: one write, no read.
+
+Without Redis (the embedded default) the click goes straight to the database in one INSERT.
+With Redis it is appended to a Redis stream by one script, and the 302 is sent once Redis has
+it; the worker's `referral.move_clicks` (every CLICK_MOVE_SECONDS, by beat) moves the stream
+to the database in batches. Either way the write is conditional on the link cache's generation
+(referral/links.py): the INSERT stores the click only if the database's generation is still
+the one the cached answer was read at, the script appends it only if Redis's is; otherwise the
+answer is read again and the click stored under the fresh one.
+
+Exactly once: every queued click carries a random id, clicks.queue_id is unique, and a batch
+is inserted with ON CONFLICT DO NOTHING and committed before its entries are acknowledged and
+deleted from the stream. A mover that dies mid-batch leaves its entries pending in the
+consumer group; the next mover claims them once idle for CLICK_CLAIM_SECONDS (XAUTOCLAIM) and
+inserts them again, which stores only what the dead one had not committed.
+
+Redis unreachable: the click is written directly (with its queue id, so one that did reach
+Redis before the error is not stored twice) and Redis is left alone for RETRY_SECONDS.
+"""
+
+import contextlib
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+import redis
+from flask import Flask, current_app
+from redis.exceptions import RedisError, ResponseError
+from sqlalchemy import bindparam, insert, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
+
+from core import counters
+from core.jobs import job
+from extensions import db
+from models import Click, ReferralCode, utcnow
+from referral import links
+from referral.codes import normalize_code
+
+log = logging.getLogger(__name__)
+
+UTM_KEYS = ("source", "medium", "campaign", "term", "content")
+# After a Redis error, how long clicks go straight to the database before Redis is tried again.
+RETRY_SECONDS = 5.0
+WARNING_INTERVAL_SECONDS = 60.0
+# Reads of a link whose generation keeps moving before the click is stored without the check.
+ATTEMPTS = 3
+MOVE_BATCH = 500
+# One mover run stops after this long even if clicks keep coming; beat starts the next.
+MOVE_BUDGET_SECONDS = 10.0
+MOVER_GROUP = "movers"
+IDLE_MOVER_MS = 3_600_000
+
+# Appends the click only while the generation is the one the caller's answer was read at.
+_ADD_IF_CURRENT = """
+local current = redis.call('GET', KEYS[1]) or '0'
+if current ~= ARGV[1] then return {0, current} end
+redis.call('XADD', KEYS[2], '*', unpack(ARGV, 2))
+return {1, current}
+"""
+
+
+@dataclass(frozen=True)
+class Visit:
+    """Who followed the link, as the request tells it."""
+
+    visitor_id: str
+    ip_prefix: str | None
+    user_agent: str | None
+    referrer: str | None
+    utm: dict[str, str | None]
+
+    def columns(self, code_id: int, at: datetime, queue_id: str | None) -> dict:
+        return {
+            "code_id": code_id,
+            "visitor_id": self.visitor_id,
+            "ip_prefix": self.ip_prefix,
+            "user_agent": _clip(self.user_agent, 400),
+            "referrer": _clip(self.referrer, 400),
+            **{f"utm_{key}": _clip(self.utm.get(key), 100) for key in UTM_KEYS},
+            "created_at": at,
+            "queue_id": queue_id,
+        }
+
+
+def _clip(value: str | None, length: int) -> str | None:
+    return value[:length] if value else None
+
+
+class ClickQueue:
+    """The Redis side: the stream of clicks, the links' generation, the mover's group."""
+
+    def __init__(self, url: str, namespace: str, timeout_seconds: float) -> None:
+        self.client = redis.Redis.from_url(
+            url,
+            socket_connect_timeout=timeout_seconds,
+            socket_timeout=timeout_seconds,
+            decode_responses=True,
+        )
+        self.stream = f"{namespace}:clicks"
+        self.generation_key = f"{namespace}:link-generation"
+        self._add_if_current = self.client.register_script(_ADD_IF_CURRENT)
+        self._down_until = 0.0
+        self._last_warning = float("-inf")
+
+    # -- the web side
+
+    def available(self) -> bool:
+        return time.monotonic() >= self._down_until
+
+    def mark_down(self, error: Exception) -> None:
+        now = time.monotonic()
+        self._down_until = now + RETRY_SECONDS
+        if now - self._last_warning >= WARNING_INTERVAL_SECONDS:
+            self._last_warning = now
+            log.warning(
+                "clicks: Redis unreachable (%s); writing clicks to the database, "
+                "retrying Redis every %.0f s",
+                error.__class__.__name__,
+                RETRY_SECONDS,
+            )
+
+    def generation(self) -> str:
+        return self.client.get(self.generation_key) or "0"
+
+    def add(self, generation: str, fields: dict[str, str]) -> tuple[bool, str]:
+        """Append `fields` if the generation is still `generation`; (appended, current)."""
+        flat = [part for pair in fields.items() for part in pair]
+        appended, current = self._add_if_current(
+            keys=[self.generation_key, self.stream], args=[generation, *flat]
+        )
+        return bool(appended), current
+
+    def bump_generation(self) -> None:
+        try:
+            self.client.incr(self.generation_key)
+        except RedisError as error:
+            # Entries read under the old generation age out (links.ENTRY_SECONDS).
+            log.warning("clicks: could not bump the links' generation in Redis (%s)", error)
+
+    # -- the mover's side
+
+    def ensure_group(self) -> None:
+        try:
+            self.client.xgroup_create(self.stream, MOVER_GROUP, id="0", mkstream=True)
+        except ResponseError as error:
+            if "BUSYGROUP" not in str(error):
+                raise
+
+    def claim_stale(self, consumer: str, idle_ms: int, count: int) -> list:
+        """Entries another mover read but never acknowledged, idle for `idle_ms`."""
+        _next, entries, *_deleted = self.client.xautoclaim(
+            self.stream, MOVER_GROUP, consumer, min_idle_time=idle_ms, start_id="0-0", count=count
+        )
+        return [(entry_id, fields) for entry_id, fields in entries if fields]
+
+    def forget_idle_movers(self, consumer: str) -> None:
+        """Drop from the group the movers of processes long gone that left nothing pending
+        (one name per worker process; one with entries pending keeps them claimable)."""
+        for mover in self.client.xinfo_consumers(self.stream, MOVER_GROUP):
+            if mover["name"] != consumer and not mover["pending"] and mover["idle"] > IDLE_MOVER_MS:
+                self.client.xgroup_delconsumer(self.stream, MOVER_GROUP, mover["name"])
+
+    def read_new(self, consumer: str, count: int) -> list:
+        answer = self.client.xreadgroup(MOVER_GROUP, consumer, {self.stream: ">"}, count=count)
+        return answer[0][1] if answer else []
+
+    def done(self, entry_ids: list[str]) -> None:
+        pipeline = self.client.pipeline(transaction=False)
+        pipeline.xack(self.stream, MOVER_GROUP, *entry_ids)
+        pipeline.xdel(self.stream, *entry_ids)
+        pipeline.execute()
+
+    def waiting(self) -> int:
+        """Clicks acknowledged to visitors and not yet in the database."""
+        return self.client.xlen(self.stream)
+
+
+def init_click_queue(app: Flask) -> None:
+    """With REDIS_URL, clicks go through Redis; the links' cache is made either way."""
+    links.init_link_cache(app)
+    url = app.config["REDIS_URL"]
+    app.extensions["click_queue"] = (
+        ClickQueue(url, app.config["CELERY_DEFAULT_QUEUE"], app.config["REDIS_TIMEOUT_SECONDS"])
+        if url
+        else None
+    )
+
+
+def click_queue() -> ClickQueue | None:
+    return current_app.extensions.get("click_queue")
+
+
+# -- recording a click
+
+
+def record_click(
+    raw_code: str | None,
+    visit: Callable[[], Visit],
+    *,
+    owner_excluded: int | None = None,
+    now: datetime | None = None,
+) -> links.Link | None:
+    """Store a click through `raw_code` and return its link; None (nothing stored) for a code
+    that is unknown, malformed or not usable now. `visit` is asked only for a click to store.
+    A click by `owner_excluded` (the owner trying their own link) is not a visit: None too."""
+    code = normalize_code(raw_code)
+    if code is None:
+        return None
+    now = now or utcnow()
+    queue = click_queue()
+    queue_id = None
+    if queue is not None and queue.available():
+        queue_id = uuid.uuid4().hex
+        try:
+            return _record(_RedisStore(queue, queue_id), code, visit, owner_excluded, now)
+        except RedisError as error:
+            queue.mark_down(error)
+    with _connection() as connection:
+        store = _DatabaseStore(connection, queue_id)
+        return _record(store, code, visit, owner_excluded, now)
+
+
+def _record(store, code: str, visit, owner_excluded: int | None, now: datetime):
+    cache = links.cache()
+    cached = cache.get(store.source, code)
+    columns = None
+    for attempt in range(ATTEMPTS + 1):
+        unusable = cached is not None and not cached.link.usable(now)
+        if cached is None or (unusable and cached.generation != store.generation()):
+            # Not cached, or cached as unusable and changed since (say, its owner reactivated).
+            found = store.read(code)
+            if found is None:
+                return None
+            cached = cache.put(store.source, code, *found)
+        link = cached.link
+        if not link.usable(now):
+            return None
+        if link.owner_id == owner_excluded:
+            return None
+        if columns is None:
+            columns = visit().columns(link.code_id, now, store.queue_id)
+        # The last attempt stores without the check: the link was usable a moment ago.
+        if store.add(columns, cached.generation if attempt < ATTEMPTS else None):
+            counters.CLICKS.inc()
+            return link
+        cached = None
+    raise AssertionError("unreachable: the last attempt stores unconditionally")
+
+
+class _RedisStore:
+    source = "redis"
+
+    def __init__(self, queue: ClickQueue, queue_id: str) -> None:
+        self.queue = queue
+        self.queue_id = queue_id
+
+    def generation(self) -> str:
+        return self.queue.generation()
+
+    def read(self, code: str) -> tuple[str, links.Link] | None:
+        generation = self.queue.generation()  # first: a change after it moves it again
+        with _connection() as connection:
+            found = links.read(connection, code)
+        return (generation, found[1]) if found else None
+
+    def add(self, columns: dict, generation: str | None) -> bool:
+        fields = _stream_fields(columns)
+        if generation is None:
+            self.queue.client.xadd(self.queue.stream, fields)
+            return True
+        appended, _current = self.queue.add(generation, fields)
+        return appended
+
+
+class _DatabaseStore:
+    source = "database"
+
+    def __init__(self, connection: Connection, queue_id: str | None) -> None:
+        self.connection = connection
+        self.queue_id = queue_id
+
+    def generation(self) -> str:
+        return str(self.connection.scalar(select(links.database_generation())))
+
+    def read(self, code: str) -> tuple[str, links.Link] | None:
+        return links.read(self.connection, code)
+
+    def add(self, columns: dict, generation: str | None) -> bool:
+        table = Click.__table__
+        if generation is None:
+            self.connection.execute(insert(table).values(columns))
+            return True
+        values = [
+            bindparam(name, value, type_=table.c[name].type) for name, value in columns.items()
+        ]
+        current = select(*values).where(links.database_generation() == int(generation))
+        # RETURNING says whether a row went in (psycopg gives no rowcount for INSERT ... SELECT).
+        stored = insert(table).from_select(list(columns), current).returning(table.c.id)
+        return self.connection.execute(stored).first() is not None
+
+
+@contextlib.contextmanager
+def _connection() -> Iterator[Connection]:
+    """A connection of its own, outside the request's session: on PostgreSQL in autocommit
+    (each statement its own transaction: no BEGIN or COMMIT round trips, nothing to roll back
+    at teardown); on SQLite a transaction, which takes the write lock at BEGIN as every other
+    writer does (core/database.py)."""
+    engine = db.engine
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            yield connection
+    elif db.session().in_transaction():
+        # The request's session already holds SQLite's one write lock (a signed-in visitor
+        # was loaded): a connection of our own would wait for it. Write in its transaction.
+        yield db.session.connection()
+        db.session.commit()
+    else:
+        # The threads of this process take turns here, not in SQLite's busy handler, which
+        # sleeps in steps of milliseconds while another writer holds the lock.
+        with _SQLITE_CLICK_WRITERS, engine.begin() as connection:
+            yield connection
+
+
+_SQLITE_CLICK_WRITERS = threading.Lock()
+
+_STREAM_COLUMNS = (
+    "code_id",
+    "visitor_id",
+    "ip_prefix",
+    "user_agent",
+    "referrer",
+    *(f"utm_{key}" for key in UTM_KEYS),
+)
+
+
+def _stream_fields(columns: dict) -> dict[str, str]:
+    fields = {name: str(columns[name]) for name in _STREAM_COLUMNS if columns[name] is not None}
+    fields["created_at"] = columns["created_at"].isoformat()
+    fields["queue_id"] = columns["queue_id"]
+    return fields
+
+
+def _columns_of(fields: dict[str, str]) -> dict:
+    columns = {name: fields.get(name) for name in _STREAM_COLUMNS}
+    columns["code_id"] = int(fields["code_id"])
+    columns["created_at"] = datetime.fromisoformat(fields["created_at"])
+    columns["queue_id"] = fields["queue_id"]
+    return columns
+
+
+# -- moving queued clicks to the database
+
+
+@job("referral.move_clicks")
+def move_clicks() -> int:
+    """Move the clicks waiting in Redis to the database, batch by batch, claiming first what
+    a crashed mover left; beat runs it every CLICK_MOVE_SECONDS."""
+    queue = click_queue()
+    if queue is None:
+        return 0
+    return move_queued(queue, current_app.config["CLICK_CLAIM_SECONDS"])
+
+
+def move_queued(
+    queue: ClickQueue, claim_seconds: float, budget_seconds: float = MOVE_BUDGET_SECONDS
+) -> int:
+    consumer = f"{socket.gethostname()}-{os.getpid()}"
+    queue.ensure_group()
+    queue.forget_idle_movers(consumer)
+    moved = 0
+    deadline = time.monotonic() + budget_seconds
+    while time.monotonic() < deadline:
+        entries = queue.claim_stale(consumer, int(claim_seconds * 1000), MOVE_BATCH)
+        if not entries:
+            entries = queue.read_new(consumer, MOVE_BATCH)
+        if not entries:
+            break
+        _insert_batch([_columns_of(fields) for _entry_id, fields in entries])
+        queue.done([entry_id for entry_id, _fields in entries])
+        moved += len(entries)
+    return moved
+
+
+def _insert_batch(rows: list[dict]) -> None:
+    """One multi-row INSERT, committed; clicks already stored (a batch moved again after a
+    crash) are skipped by their queue id, and clicks of codes deleted since are dropped."""
+    code_ids = {row["code_id"] for row in rows}
+    existing = set(db.session.scalars(select(ReferralCode.id).where(ReferralCode.id.in_(code_ids))))
+    rows = [row for row in rows if row["code_id"] in existing]
+    if rows:
+        postgresql = db.session.get_bind().dialect.name == "postgresql"
+        upsert = postgresql_insert if postgresql else sqlite_insert
+        db.session.execute(
+            upsert(Click.__table__).values(rows).on_conflict_do_nothing(index_elements=["queue_id"])
+        )
+    db.session.commit()

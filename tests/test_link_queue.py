@@ -1,0 +1,135 @@
+"""GET /r/<code> with Redis (docs/guarantees.md #48): the click is acknowledged once it is in
+the Redis stream, the worker's mover stores each queued click exactly once (a mover that died
+after its commit leaves nothing twice), and a change elsewhere holds from the next click."""
+
+import secrets
+
+import pytest
+import redis
+from sqlalchemy import func, select
+
+from admin.people import services as people
+from extensions import db
+from models import Click, ReferralCode
+from referral import clicks
+from tests import databases
+from tests.apps import other_app
+from tests.helpers import statements_during
+from tests.server import free_port
+
+NAMESPACE = f"inviteloop-link-test-{secrets.token_hex(4)}"
+WITH_REDIS = {
+    "REDIS_URL": databases.REDIS_URL,
+    "CELERY_DEFAULT_QUEUE": NAMESPACE,  # the stream's and the generation's key prefix
+    "CELERY_ALWAYS_EAGER": True,
+}
+
+
+@pytest.fixture
+def config_overrides():
+    return WITH_REDIS
+
+
+@pytest.fixture(autouse=True)
+def empty_queue(app):
+    client = redis.Redis.from_url(databases.REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as error:
+        client.close()
+        databases.service_missing("Redis", error)
+    keys = [f"{NAMESPACE}:clicks", f"{NAMESPACE}:link-generation"]
+    client.delete(*keys)
+    yield
+    client.delete(*keys)
+    client.close()
+
+
+def _stored(app) -> list[Click]:
+    with app.app_context():
+        return list(db.session.scalars(select(Click).order_by(Click.id)))
+
+
+def _queue(app) -> clicks.ClickQueue:
+    return app.extensions["click_queue"]
+
+
+def _move(app, claim_seconds: float = 30) -> int:
+    with app.app_context():
+        return clicks.move_queued(_queue(app), claim_seconds)
+
+
+def test_a_click_is_acknowledged_from_redis_and_moved_to_the_database_once(app, make_participant):
+    alice = make_participant()
+    visitor = app.test_client()
+    assert visitor.get(f"/r/{alice['code']}?utm_source=mail").status_code == 302
+
+    answers = []
+    sent = statements_during(app, lambda: answers.append(visitor.get(f"/r/{alice['code']}")))
+
+    assert answers[0].status_code == 302 and "il_ref=" in answers[0].headers["Set-Cookie"]
+    assert sent == []  # acknowledged from Redis alone
+    assert _stored(app) == [] and _queue(app).waiting() == 2
+
+    assert _move(app) == 2
+    stored = _stored(app)
+    assert [click.utm_source for click in stored] == ["mail", None]
+    assert len({click.queue_id for click in stored}) == 2
+    assert _queue(app).waiting() == 0
+    assert _move(app) == 0 and len(_stored(app)) == 2
+
+
+def test_a_batch_whose_mover_died_after_committing_is_stored_once(app, make_participant):
+    alice = make_participant()
+    visitor = app.test_client()
+    for number in range(3):
+        visitor.get(f"/r/{alice['code']}?utm_content=visit-{number}")
+    queue = _queue(app)
+    with app.app_context():
+        # A mover reads all three, commits two of them and dies before acknowledging.
+        queue.ensure_group()
+        read = queue.read_new("mover-that-died", 10)
+        clicks._insert_batch([clicks._columns_of(fields) for _id, fields in read[:2]])
+    assert len(_stored(app)) == 2
+
+    assert _move(app, claim_seconds=0) == 3  # claims the dead one's entries, all three
+
+    contents = sorted(click.utm_content for click in _stored(app))
+    assert contents == ["visit-0", "visit-1", "visit-2"]
+    assert queue.waiting() == 0
+    assert queue.client.xpending(queue.stream, clicks.MOVER_GROUP)["pending"] == 0
+    movers = queue.client.xinfo_consumers(queue.stream, clicks.MOVER_GROUP)
+    assert "mover-that-died" in {mover["name"] for mover in movers}  # idle for under an hour
+
+
+def test_a_code_disabled_elsewhere_is_refused_at_the_next_click(
+    app, database_url, make_participant
+):
+    alice = make_participant()
+    visitor = app.test_client()
+    visitor.get(f"/r/{alice['code']}")  # cached here, under Redis's generation
+
+    with other_app(database_url, **WITH_REDIS) as staff_app, staff_app.app_context():
+        code_id = db.session.scalar(select(ReferralCode.id))
+        people.disable_code(alice["id"], code_id)
+        db.session.commit()
+
+    assert visitor.get(f"/r/{alice['code']}").headers["Location"].endswith("/")
+    assert _queue(app).waiting() == 1
+
+
+def test_with_redis_unreachable_the_click_is_written_to_the_database(
+    app, database_url, make_participant
+):
+    alice = make_participant()
+    with other_app(
+        database_url, **{**WITH_REDIS, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    ) as down:
+        answer = down.test_client().get(f"/r/{alice['code']}")
+        assert answer.status_code == 302
+        with down.app_context():
+            stored = db.session.scalar(
+                select(func.count(Click.id)).where(Click.queue_id.is_not(None))
+            )
+    # Written with the id it would have carried, so one that reached Redis is not doubled.
+    assert stored == 1
