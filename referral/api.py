@@ -19,14 +19,21 @@ api_bp = Blueprint("api", __name__, url_prefix="/api/v1")
 def get_leaderboard():
     period = leaderboard.parse_period(request.args.get("period"))
     page = parse_page(request.args.get("page"))
-    board = leaderboard.board_page(period, page, utcnow())
-    response = jsonify(
-        period=board.period,
-        page=board.page,
-        pages=board.pages,
-        total=board.total,
-        rows=[row.as_json() for row in board.rows],
-    )
+    now = utcnow()
+
+    def render():
+        board = leaderboard.board_page(period, page, now)
+        return jsonify(
+            period=board.period,
+            page=board.page,
+            pages=board.pages,
+            total=board.total,
+            rows=[row.as_json() for row in board.rows],
+        )
+
+    # The same bytes for everyone, whoever asks: cached whole.
+    answer = leaderboard.cached_answer("json", period, page, now, render)
+    response = leaderboard.public_response(answer)
     # Public data, meant to be shown on other sites.
     response.headers["Access-Control-Allow-Origin"] = "*"
     return response
