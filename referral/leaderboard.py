@@ -149,7 +149,7 @@ def board_page(period: str, page: int, now: datetime) -> Board:
     key = f"leaderboard:page:{_period_key(period, now)}:{page}"
     generation, _, board = _fetch(key)
     if board is None:
-        board = _load_page(period, period_start(period, now), page, generation, now)
+        board = _load_page(period, page, now)
         _store(key, generation, board)
     return board
 
@@ -174,7 +174,7 @@ def cached_answer(
     return answer
 
 
-def public_response(answer: Answer, max_age: int = 0) -> Response:
+def public_response(answer: Answer) -> Response:
     """The cached answer for anyone: `304` when the browser holds these bytes already."""
     response = Response(answer.body, mimetype=answer.mimetype)
     response.set_etag(answer.etag)
@@ -241,14 +241,12 @@ def _board_order(ranking):
     return (ranking.c.referrals.desc(), ranking.c.reached_at.asc(), ranking.c.user_id.asc())
 
 
-def _load_page(
-    period: str, start: datetime | None, page: int, generation: str, now: datetime
-) -> Board:
+def _load_page(period: str, page: int, now: datetime) -> Board:
     size = current_app.config["LEADERBOARD_PAGE_SIZE"]
     places = standing(period, now)
     pages = max((places.total + size - 1) // size, 1)
     page = min(page, pages)
-    ranking = _ranking(start)
+    ranking = _ranking(period_start(period, now))
     # The page's ids first, then only those joined to their names.
     chosen = (
         select(ranking)
