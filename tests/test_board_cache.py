@@ -4,6 +4,8 @@ changed them; a cold page and one's own rank read a few rows; a cached answer co
 round trip and no SQL, answers 304 to a browser that holds it, and is never someone else's
 (a signed-in participant's page, a waiting message, another language or brand)."""
 
+import random
+import threading
 from datetime import timedelta
 from unittest import mock
 
@@ -11,7 +13,7 @@ from sqlalchemy import delete, func, select, update
 
 from admin.settings.services import save_branding
 from extensions import cache, db
-from models import BoardCount, User, utcnow
+from models import BOARD_COUNT_SHARDS, BoardCount, User, utcnow
 from referral.services import recount_referrals
 from tests import factories
 from tests.helpers import statements_during
@@ -66,6 +68,48 @@ def test_board_counts_follow_every_change_of_who_is_on_the_board(app):
         )
         db.session.commit()
         assert _counts_kept() == _counts_from_the_counters() == {2: 2, 3: 1, 4: 1}
+
+
+def test_counts_moving_both_ways_at_once_keep_board_counts_exact(app):
+    """Six writers at once, each moving one participant's count up or down (or off and back
+    on the board) per transaction, all of them sharing the same count rows: nobody deadlocks
+    or waits forever, and afterwards the rows agree with the counters."""
+    ids = [10_000 + BOARD_COUNT_SHARDS * index for index in range(10)]  # one shard's rows
+    with app.app_context():
+        people = [
+            {"id": user_id, "name": f"Busy P{user_id}", "referral_count": 2} for user_id in ids
+        ]
+        db.session.execute(User.__table__.insert(), people)
+        db.session.commit()
+        engine = db.engine
+    failures = []
+
+    def writer(seed: int) -> None:
+        rng = random.Random(seed)
+        try:
+            for _ in range(20):
+                user_id = rng.choice(ids)
+                with engine.begin() as connection:
+                    if rng.random() < 0.15:
+                        change = {"active": ~User.active}
+                    elif rng.random() < 0.5:
+                        change = {"referral_count": User.referral_count + 1}
+                    else:
+                        change = {"referral_count": func.max(User.referral_count - 1, 0)}
+                        if engine.dialect.name == "postgresql":
+                            change = {"referral_count": func.greatest(User.referral_count - 1, 0)}
+                    connection.execute(update(User).where(User.id == user_id).values(**change))
+        except Exception as error:  # noqa: BLE001 - reported by the assertion below
+            failures.append(error)
+
+    threads = [threading.Thread(target=writer, args=(seed,)) for seed in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not failures, failures
+    with app.app_context():
+        assert _counts_kept() == _counts_from_the_counters()
 
 
 def test_a_cold_page_and_ones_own_rank_read_a_few_rows_and_never_count_the_board(
