@@ -85,12 +85,20 @@ _SQLITE_LEAVE = f"""
     WHERE {ON_BOARD.format(row="OLD")}
       AND referral_count = OLD.referral_count AND shard = OLD.id % {SHARDS};
 """
+_SQLITE_MOVED = " OR ".join(
+    f"OLD.{column} IS NOT NEW.{column}" for column in ("referral_count", "active", "on_leaderboard")
+)
 _SQLITE_TRIGGERS = {
-    "users_board_counts_insert": f"AFTER INSERT ON users BEGIN {_SQLITE_JOIN} END",
-    "users_board_counts_delete": f"AFTER DELETE ON users BEGIN {_SQLITE_LEAVE} END",
+    # SQLite has one writer at a time: no lock order to keep, only work to skip.
+    "users_board_counts_insert": (
+        f"AFTER INSERT ON users WHEN {ON_BOARD.format(row='NEW')} BEGIN {_SQLITE_JOIN} END"
+    ),
+    "users_board_counts_delete": (
+        f"AFTER DELETE ON users WHEN {ON_BOARD.format(row='OLD')} BEGIN {_SQLITE_LEAVE} END"
+    ),
     "users_board_counts_update": (
         "AFTER UPDATE OF referral_count, active, on_leaderboard ON users "
-        f"BEGIN {_SQLITE_LEAVE} {_SQLITE_JOIN} END"
+        f"WHEN {_SQLITE_MOVED} BEGIN {_SQLITE_LEAVE} {_SQLITE_JOIN} END"
     ),
 }
 
