@@ -186,6 +186,7 @@ def download_qr():
 
 
 @bp.get("/referral/leaderboard")
+@limiter.exempt  # answered from the cache: checking a limit would cost more than the answer
 def show_leaderboard():
     period = leaderboard.parse_period(request.args.get("period"))
     page = parse_page(request.args.get("page"))
