@@ -575,6 +575,29 @@ def public_name(name: str, display_name: str | None = None) -> str:
     return f"{parts[0]} {parts[-1][0].upper()}."
 
 
+# Spread over this many rows per count, so concurrent referrals to different people rarely
+# wait on the same counter row (readers add the shards up).
+BOARD_COUNT_SHARDS = 16
+
+
+class BoardCount(db.Model):
+    """How many participants on the all-time board have each referral count: the board's size
+    and anyone's rank ("one more than the number with more") read from a few hundred rows
+    instead of counting the board. Kept by database triggers on users (migration 0020), so
+    every path that changes a counter, `active` or `on_leaderboard` keeps it right."""
+
+    __tablename__ = "board_counts"
+    __table_args__ = (
+        CheckConstraint("referral_count > 0", name="referral_count_positive"),
+        CheckConstraint(f"shard >= 0 AND shard < {BOARD_COUNT_SHARDS}", name="shard_in_range"),
+        CheckConstraint("participants >= 0", name="participants_not_negative"),
+    )
+
+    referral_count: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    shard: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    participants: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class UserSession(db.Model):
     """One signed-in browser: a login's random key, carried by its session cookie and its
     remember-me cookie (only the key's SHA-256 is kept). Every request looks its row up;

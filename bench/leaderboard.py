@@ -7,7 +7,8 @@ For each backend: a new database (a temporary SQLite file; a PostgreSQL database
 in bulk with participants who invited each other (a few invite many, most invite nobody),
 their codes and their referral rows, with the counters on users matching those rows. Then
 each page is requested through the app in-process, the cache emptied before every timed
-request, and the median of the repeats is printed, with the plan of the page query.
+request, and the median of the repeats is printed, with the plan of the page query; last, a
+participant's own place (`rank_of`) for the median member of the board and the top one.
 """
 
 import argparse
@@ -29,6 +30,7 @@ from sqlalchemy import event, func, insert, or_, select
 from app import create_app
 from extensions import cache, db
 from models import COUNTED_STATUSES, Program, Referral, ReferralCode, User, utcnow
+from referral.leaderboard import rank_of
 from tests.factories import numbered_code
 
 ADMIN_URL = os.environ.get(
@@ -352,7 +354,51 @@ def _measure(app, backend: str, participants: int, repeat: int, seed: int) -> li
         db.session.remove()
     client = app.test_client()
     _print_plans(app, client)
-    return [time_request(app, client, path, repeat) for path in REQUESTS]
+    timings = [time_request(app, client, path, repeat) for path in REQUESTS]
+    return timings + time_own_rank(app, repeat)
+
+
+def time_own_rank(app, repeat: int) -> list[Timing]:
+    """A signed-in participant's own place on the all-time board (what their board page and
+    dashboard show), for the median member of the board and for the top one; cold cache."""
+    with app.app_context():
+        on_board = (User.referral_count > 0, User.active, User.on_leaderboard)
+        size = db.session.scalar(select(func.count()).where(*on_board)) or 0
+        in_order = select(User.id).where(*on_board).order_by(User.referral_count.desc())
+        chosen = {
+            "median member": db.session.scalar(in_order.offset(size // 2).limit(1)),
+            "top member": db.session.scalar(in_order.limit(1)),
+        }
+        db.session.remove()
+    timings = []
+    for who, user_id in chosen.items():
+        if user_id is None:
+            continue
+        samples, sql, place = [], [], None
+        for attempt in range(repeat + 1):  # the first warms up
+            with app.app_context():
+                cache.clear()
+                member = db.session.get(User, user_id)
+                with SqlClock(db.engine) as clock:
+                    started = time.perf_counter()
+                    place = rank_of(member, "all", utcnow())
+                    elapsed = (time.perf_counter() - started) * 1000
+                if attempt:
+                    samples.append(elapsed)
+                    sql.append(clock.seconds * 1000)
+                db.session.remove()
+        answer = f"rank {place.rank:,} of {size:,}" if place else "not on the board"
+        timings.append(
+            Timing(
+                f"own rank, {who}",
+                statistics.median(samples),
+                min(samples),
+                max(samples),
+                statistics.median(sql),
+                answer,
+            )
+        )
+    return timings
 
 
 def _board_size() -> int:
@@ -367,13 +413,15 @@ def _print_plans(app, client) -> None:
     wanted = [
         ("all-time page (page 1)", first, "LIMIT"),
         ("all-time page (page 500)", all_time, "LIMIT"),
-        ("all-time count", all_time, "count("),
+        ("all-time standing", all_time, "board_counts"),
         ("month page", month, "LIMIT"),
+        ("month standing", month, "GROUP BY anon_1.referrals"),
     ]
     with app.app_context():
         for title, statements, marker in wanted:
-            sql, params = next((s, p) for s, p in statements if marker in s)
-            print(f"\n-- plan: {title}\n" + "\n".join(explain(sql, params)))
+            found = next(((s, p) for s, p in statements if marker in s), None)
+            if found:
+                print(f"\n-- plan: {title}\n" + "\n".join(explain(*found)))
 
 
 def print_table(results: dict[str, list[Timing]], repeat: int) -> None:

@@ -24,6 +24,12 @@ def _in_frame_pages() -> bool:
 class FrameAwareSessionInterface(SecureCookieSessionInterface):
     """Flask's signed-cookie session, with a separate cookie for the pages under /embed/."""
 
+    def open_session(self, app: Flask, request):
+        if app.secret_key and not request.cookies.get(self.get_cookie_name(app)):
+            # No cookie, nothing to verify: skip building the signer (a visitor's every GET).
+            return self.session_class()
+        return super().open_session(app, request)
+
     def get_cookie_name(self, app: Flask) -> str:
         return FRAME_SESSION_COOKIE if _in_frame_pages() else super().get_cookie_name(app)
 

@@ -52,6 +52,12 @@ def select_locale() -> str:
     saved = getattr(current_user, "locale", None) if current_user else None
     if saved in LANGUAGES:
         return saved
+    return visitor_language()
+
+
+def visitor_language() -> str:
+    """The language of a visitor who is not signed in (read without loading a session): the
+    switcher's cookie, else the browser's Accept-Language, else DEFAULT_LOCALE."""
     chosen = request.cookies.get(LOCALE_COOKIE)
     if chosen in LANGUAGES:
         return chosen

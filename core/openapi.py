@@ -615,9 +615,16 @@ PATHS = {
                             "required": True,
                             "description": "`*`: the board may be shown on other sites.",
                             "schema": {"const": "*"},
-                        }
+                        },
+                        "ETag": {
+                            "required": True,
+                            "description": "Send it back as `If-None-Match` to get `304` "
+                            "while the board is unchanged.",
+                            "schema": {"type": "string"},
+                        },
                     },
                 ),
+                "304": {"description": "Unchanged since the `ETag` sent in `If-None-Match`."},
                 **_errors(400, 429),
             },
         }

@@ -2,7 +2,7 @@
 
 from urllib.parse import urlsplit
 
-from flask import Flask
+from flask import Flask, current_app, request
 
 _BASE_CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
@@ -25,6 +25,16 @@ def is_local_path(target: str | None) -> bool:
         return False
     parts = urlsplit(target)
     return not parts.scheme and not parts.netloc
+
+
+def carries_no_session() -> bool:
+    """True when the request brings neither a session nor a remember-me cookie: nobody is
+    signed in and no message waits for the visitor, known without loading a session."""
+    cookies, config = request.cookies, current_app.config
+    return (
+        current_app.session_interface.get_cookie_name(current_app) not in cookies
+        and config.get("REMEMBER_COOKIE_NAME", "remember_token") not in cookies
+    )
 
 
 def register_security_headers(app: Flask) -> None:

@@ -7,7 +7,7 @@ from flask_login import current_user, login_required
 
 from core.pagination import parse_page
 from core.templating import mask_email
-from extensions import db
+from extensions import db, limiter
 from models import Program, User, utcnow
 from referral import leaderboard, offer, services, timeline, tree
 from referral.program_texts import program_text
@@ -16,17 +16,25 @@ api_bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 
 @api_bp.get("/leaderboard")
+@limiter.exempt  # answered from the cache: checking a limit would cost more than the answer
 def get_leaderboard():
     period = leaderboard.parse_period(request.args.get("period"))
     page = parse_page(request.args.get("page"))
-    board = leaderboard.board_page(period, page, utcnow())
-    response = jsonify(
-        period=board.period,
-        page=board.page,
-        pages=board.pages,
-        total=board.total,
-        rows=[row.as_json() for row in board.rows],
-    )
+    now = utcnow()
+
+    def render():
+        board = leaderboard.board_page(period, page, now)
+        return jsonify(
+            period=board.period,
+            page=board.page,
+            pages=board.pages,
+            total=board.total,
+            rows=[row.as_json() for row in board.rows],
+        )
+
+    # The same bytes for everyone, whoever asks: cached whole.
+    answer = leaderboard.cached_answer("json", period, page, now, render)
+    response = leaderboard.public_response(answer)
     # Public data, meant to be shown on other sites.
     response.headers["Access-Control-Allow-Origin"] = "*"
     return response

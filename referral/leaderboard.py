@@ -3,20 +3,31 @@
 "All time" reads the counters on users through a partial index in board order; a month or
 week groups that period's referrals. Participants who left the board (User.on_leaderboard)
 and deactivated ones are not on it. Ties share a rank ("1, 1, 3"): a count's rank is one
-more than the number of people with a higher count. Pages are cached; a landing referral
-starts a new cache generation, and the cache timeout bounds staleness where the cache is per
-process.
+more than the number of people with a higher count, read from the board's standing (how
+many people have each count: board_counts, kept by triggers, for all time; grouped from the
+period's referrals, once per cache generation, for a month or week), so no request counts
+the board.
+
+Cached: the standing and each page's rows, and the answers themselves (the JSON, and the
+HTML page an anonymous visitor gets, per language). Every entry carries the generation it
+was made in, and a request reads the generation and its entry in one round trip (MGET); a
+counted referral or a change of who is on the board starts a new generation, and the cache
+timeout bounds staleness where the cache is per process.
 """
 
+import bisect
+import hashlib
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from flask import current_app
+from flask import Response, current_app, request
 from sqlalchemy import func, not_, select
 
+from core import branding
 from extensions import cache, db
-from models import COUNTED_STATUSES, Referral, User, public_name
+from models import COUNTED_STATUSES, BoardCount, Referral, User, public_name
 
 PERIODS = ("all", "month", "week")
 _GENERATION_KEY = "leaderboard:generation"
@@ -42,6 +53,52 @@ class Board:
     rows: list[Row]
 
 
+@dataclass(frozen=True)
+class Standing:
+    """How many people have each count: `scores` ascending, `at_least[i]` the number of
+    people with `scores[i]` referrals or more."""
+
+    scores: tuple[int, ...]
+    at_least: tuple[int, ...]
+
+    @classmethod
+    def of(cls, people_by_count: dict[int, int]) -> "Standing":
+        scores = tuple(sorted(count for count, people in people_by_count.items() if people > 0))
+        at_least, running = [], 0
+        for count in reversed(scores):
+            running += people_by_count[count]
+            at_least.append(running)
+        return cls(scores, tuple(reversed(at_least)))
+
+    @property
+    def total(self) -> int:
+        return self.at_least[0] if self.scores else 0
+
+    def rank(self, referrals: int) -> int:
+        """One more than the number of people with more referrals."""
+        higher = bisect.bisect_right(self.scores, referrals)
+        return 1 + (self.at_least[higher] if higher < len(self.scores) else 0)
+
+
+@dataclass(frozen=True)
+class _Stored:
+    """A cache entry: what was cached, the generation it belongs to, and whatever else it
+    was made from (compared with the current value on reading)."""
+
+    generation: str
+    made_from: object
+    value: object
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A response's bytes as cached, with their ETag."""
+
+    body: bytes
+    mimetype: str
+    etag: str
+
+
 def parse_period(raw: str | None) -> str:
     return raw if raw in PERIODS else "all"
 
@@ -60,23 +117,94 @@ def invalidate() -> None:
     cache.set(_GENERATION_KEY, secrets.token_hex(4), timeout=0)
 
 
-def _generation() -> str:
-    generation = cache.get(_GENERATION_KEY)
+def _fetch(key: str, made_from_key: str | None = None) -> tuple[str, object, object | None]:
+    """(generation, the current value under `made_from_key`, the entry under `key` if it was
+    made in this generation from that value), in one cache round trip."""
+    keys = [_GENERATION_KEY, key] + ([made_from_key] if made_from_key else [])
+    generation, stored, *made_from = cache.get_many(*keys)
+    current = made_from[0] if made_from else None
     if generation is None:
         generation = secrets.token_hex(4)
         cache.set(_GENERATION_KEY, generation, timeout=0)
-    return generation
+        return generation, current, None
+    if not isinstance(stored, _Stored) or stored.generation != generation:
+        return generation, current, None
+    if stored.made_from != current:
+        return generation, current, None
+    return generation, current, stored.value
+
+
+def _store(key: str, generation: str, value, made_from=None) -> None:
+    timeout = current_app.config["LEADERBOARD_CACHE_SECONDS"]
+    cache.set(key, _Stored(generation, made_from, value), timeout=timeout)
+
+
+def _period_key(period: str, now: datetime) -> str:
+    start = period_start(period, now)
+    return f"{period}:{start and start.date()}"
 
 
 def board_page(period: str, page: int, now: datetime) -> Board:
     """One page of the board; a page past the end shows the last page."""
-    start = period_start(period, now)
-    key = f"leaderboard:{_generation()}:{period}:{start and start.date()}:{page}"
-    board = cache.get(key)
+    key = f"leaderboard:page:{_period_key(period, now)}:{page}"
+    generation, _, board = _fetch(key)
     if board is None:
-        board = _load_page(period, start, page)
-        cache.set(key, board, timeout=current_app.config["LEADERBOARD_CACHE_SECONDS"])
+        board = _load_page(period, page, now)
+        _store(key, generation, board)
     return board
+
+
+def cached_answer(
+    kind: str, period: str, page: int, now: datetime, render: Callable[[], Response]
+) -> Answer:
+    """The bytes of a public answer (`kind` names everything besides the period and page
+    that changes them: format, language, ...), rendered by `render` when not cached for this
+    generation. HTML answers also depend on the site's brand: they are made again once it
+    changes."""
+    key = f"leaderboard:answer:{kind}:{_period_key(period, now)}:{page}"
+    html = not kind.startswith("json")
+    generation, brand, answer = _fetch(key, branding.CACHE_KEY if html else None)
+    if answer is None:
+        response = render()
+        body = response.get_data()
+        answer = Answer(body, response.mimetype, hashlib.blake2b(body, digest_size=12).hexdigest())
+        if html:
+            brand = cache.get(branding.CACHE_KEY)  # the brand drawn, as the cache holds it
+        _store(key, generation, answer, made_from=brand)
+    return answer
+
+
+def public_response(answer: Answer) -> Response:
+    """The cached answer for anyone: `304` when the browser holds these bytes already."""
+    if request.if_none_match.contains_weak(answer.etag):
+        response = Response(status=304)
+    else:
+        response = Response(answer.body, mimetype=answer.mimetype)
+    response.headers["ETag"] = f'"{answer.etag}"'
+    # Kept, but asked about every time (a 304 is cheap): a counted referral shows at once.
+    response.headers["Cache-Control"] = "public, no-cache"
+    return response
+
+
+def standing(period: str, now: datetime) -> Standing:
+    """How many people have each count on the period's board (cached per generation)."""
+    key = f"leaderboard:standing:{_period_key(period, now)}"
+    generation, _, found = _fetch(key)
+    if found is None:
+        found = _load_standing(period_start(period, now))
+        _store(key, generation, found)
+    return found
+
+
+def _load_standing(start: datetime | None) -> Standing:
+    if start is None:
+        query = select(BoardCount.referral_count, func.sum(BoardCount.participants)).group_by(
+            BoardCount.referral_count
+        )
+    else:
+        ranking = _ranking(start)
+        query = select(ranking.c.referrals, func.count()).group_by(ranking.c.referrals)
+    return Standing.of({count: people for count, people in db.session.execute(query)})
 
 
 def _ranking(start: datetime | None):
@@ -116,21 +244,18 @@ def _board_order(ranking):
     return (ranking.c.referrals.desc(), ranking.c.reached_at.asc(), ranking.c.user_id.asc())
 
 
-def _load_page(period: str, start: datetime | None, page: int) -> Board:
+def _load_page(period: str, page: int, now: datetime) -> Board:
     size = current_app.config["LEADERBOARD_PAGE_SIZE"]
-    ranking = _ranking(start)
-    total = db.session.scalar(select(func.count()).select_from(ranking)) or 0
-    pages = max((total + size - 1) // size, 1)
+    places = standing(period, now)
+    pages = max((places.total + size - 1) // size, 1)
     page = min(page, pages)
-    offset = (page - 1) * size
-    # The page's ids first (with the row before it, to see whether a tie runs across the
-    # page break), then only those joined to their names.
-    before = 1 if offset else 0
+    ranking = _ranking(period_start(period, now))
+    # The page's ids first, then only those joined to their names.
     chosen = (
         select(ranking)
         .order_by(*_board_order(ranking))
-        .limit(size + before)
-        .offset(offset - before)
+        .limit(size)
+        .offset((page - 1) * size)
         .subquery()
     )
     found = db.session.execute(
@@ -138,30 +263,34 @@ def _load_page(period: str, start: datetime | None, page: int) -> Board:
         .join(User, User.id == chosen.c.user_id)
         .order_by(*_board_order(chosen))
     ).all()
-    previous = found[0].referrals if before and found else None
-    shown = found[before:]
-    rows, rank = [], 0
-    for index, row in enumerate(shown):
-        if index == 0 and row.referrals == previous:
-            rank = _rank_of_count(ranking, row.referrals)  # a tie from the previous page
-        elif index == 0 or row.referrals != shown[index - 1].referrals:
-            rank = offset + index + 1
-        name = public_name(row.name, row.display_name)
-        rows.append(Row(rank, row.user_id, name, row.referrals))
-    return Board(period=period, page=page, pages=pages, total=total, rows=rows)
-
-
-def _rank_of_count(ranking, referrals: int) -> int:
-    """Competition ranking: one more than the number of people with more referrals (a range
-    of ix_users_leaderboard on the all-time board)."""
-    higher = select(func.count()).select_from(ranking).where(ranking.c.referrals > referrals)
-    return (db.session.scalar(higher) or 0) + 1
+    rows = [
+        Row(
+            places.rank(row.referrals),
+            row.user_id,
+            public_name(row.name, row.display_name),
+            row.referrals,
+        )
+        for row in found
+    ]
+    return Board(period=period, page=page, pages=pages, total=places.total, rows=rows)
 
 
 def rank_of(user: User, period: str, now: datetime) -> Row | None:
     """The participant's own place, wherever it is; None while they are not on the board."""
-    ranking = _ranking(period_start(period, now))
+    start = period_start(period, now)
+    if start is None:
+        if not (user.referral_count > 0 and user.active and user.on_leaderboard):
+            return None
+        # Everyone with more, from the standing's few rows: no cache round trip needed.
+        higher = select(func.coalesce(func.sum(BoardCount.participants), 0)).where(
+            BoardCount.referral_count > user.referral_count
+        )
+        rank = (db.session.scalar(higher) or 0) + 1
+        return Row(rank, user.id, user.public_name, user.referral_count)
+    ranking = _ranking(start)
     mine = db.session.execute(select(ranking).where(ranking.c.user_id == user.id)).first()
     if mine is None:
         return None
-    return Row(_rank_of_count(ranking, mine.referrals), user.id, user.public_name, mine.referrals)
+    return Row(
+        standing(period, now).rank(mine.referrals), user.id, user.public_name, mine.referrals
+    )

@@ -6,6 +6,7 @@ from flask import (
     redirect,
     render_template,
     request,
+    session,
     url_for,
 )
 from flask_babel import gettext as _
@@ -15,7 +16,9 @@ from flask_login import current_user, login_required
 from core.clients import ip_prefix
 from core.database import writes_on_get
 from core.forms import submit
+from core.i18n import visitor_language
 from core.pagination import parse_page
+from core.security import carries_no_session
 from extensions import csrf, db, limiter
 from models import Program, User, utcnow
 from referral import (
@@ -192,15 +195,39 @@ def download_qr():
 
 
 @bp.get("/referral/leaderboard")
+@limiter.exempt  # answered from the cache: checking a limit would cost more than the answer
 def show_leaderboard():
     period = leaderboard.parse_period(request.args.get("period"))
+    page = parse_page(request.args.get("page"))
     now = utcnow()
-    board = leaderboard.board_page(period, parse_page(request.args.get("page")), now)
+    if _sees_the_public_page():
+        # The same bytes for every visitor reading this language: cached whole.
+        kind = f"html:{visitor_language()}:{request.script_root}"
+        answer = leaderboard.cached_answer(
+            kind, period, page, now, lambda: _leaderboard_page(period, page, now, None)
+        )
+        return leaderboard.public_response(answer)
     mine = None
     if current_user.is_authenticated:
         mine = leaderboard.rank_of(current_user, period, now)
-    return render_template(
-        "referral/leaderboard.html", board=board, mine=mine, periods=leaderboard.PERIODS
+    response = _leaderboard_page(period, page, now, mine)
+    response.cache_control.private = True  # one's own place and row, and the navbar's name
+    return response
+
+
+def _sees_the_public_page() -> bool:
+    """Nobody signed in and no message waiting: the page everyone gets."""
+    if carries_no_session():
+        return True  # known without loading a session or a user
+    return not current_user.is_authenticated and "_flashes" not in session
+
+
+def _leaderboard_page(period: str, page: int, now, mine):
+    board = leaderboard.board_page(period, page, now)
+    return current_app.make_response(
+        render_template(
+            "referral/leaderboard.html", board=board, mine=mine, periods=leaderboard.PERIODS
+        )
     )
 
 
