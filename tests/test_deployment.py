@@ -174,6 +174,11 @@ def test_a_referral_goes_round_the_production_processes(installation):
         "'friend joined' email from the worker",
     )
 
+    # The click was queued in Redis; the worker moves it to the database within seconds.
+    installation.wait_for(
+        lambda: installation.sql("SELECT count(*) FROM clicks")[0][0] == 1,
+        "click moved from the queue by the worker",
+    )
     # An hour later (no "purchase seconds after the click" flag) the shop reports an order.
     installation.sql("UPDATE clicks SET created_at = created_at - interval '1 hour'")
     body, headers = signed_delivery(purchase("fred@example.org", "order-1", 2500))
