@@ -9,12 +9,12 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import insert, select
 
-from admin.analytics.rollup import rollup_analytics, watermark
+from admin.analytics.rollup import rollup_analytics, stale_days, watermark
 from extensions import cache, db
 from models import AnalyticsDaily, AnalyticsDailyAccounts, Click, Program, User
 from referral.services import issue_code
 from tests import analytics_data
-from tests.analytics_data import RANGE, at, code_id_of, day, page, text
+from tests.analytics_data import D0, RANGE, at, code_id_of, day, page, text
 
 # The data set and a logged-in admin, as fixtures of this module too.
 data = analytics_data.data
@@ -119,7 +119,9 @@ def test_a_change_of_role_counts_at_once_without_a_rebuild(staff_client, app, da
     assert after["joined"][5] == "0"  # N joined d5
 
 
-def test_late_rows_for_a_closed_day_count_after_a_rebuild(staff_client, app, data):
+def test_a_late_row_for_a_closed_day_counts_at_once_and_the_next_run_recounts_it(
+    staff_client, app, data
+):
     rollup(app)
     with app.app_context():
         ann_code = db.session.scalar(select(User).where(User.id == data["ann"])).codes[0].id
@@ -127,9 +129,14 @@ def test_late_rows_for_a_closed_day_count_after_a_rebuild(staff_client, app, dat
         db.session.execute(insert(Click), [late])  # a backdated import
         db.session.commit()
         cache.clear()
-    assert figures(staff_client, **RANGE)["clicks"] == "10"  # d3 was already rolled up
-    rollup(app, rebuild=True)
+        assert stale_days(today()) == (D0 + timedelta(days=3),)  # the database marked d3
+    assert figures(staff_client, **RANGE)["clicks"] == "11"  # d3 is counted from the rows
+    assert rollup(app) == 1  # d3 recounted, no new day
+    with app.app_context():
+        assert stale_days(today()) == ()
     assert figures(staff_client, **RANGE)["clicks"] == "11"
+    d3 = D0 + timedelta(days=3)
+    assert sum(clicks for day_, _, _, clicks in rolled_rows(app)[0] if day_ == d3) == 1
 
 
 def rolled_rows(app) -> tuple[list, list]:
