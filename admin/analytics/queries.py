@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     Integer,
     Select,
@@ -328,7 +329,9 @@ def click_gaps(where: list) -> Select:
     return select(
         utc_date(Referral.created_at).label("day"),
         Referral.program_id.label("program_id"),
-        seconds_between(Referral.created_at, Referral.clicked_at).label("seconds"),
+        cast(seconds_between(Referral.created_at, Referral.clicked_at), BigInteger).label(
+            "seconds"
+        ),
     ).where(*where, Referral.clicked_at.is_not(None))
 
 
@@ -338,7 +341,9 @@ def purchase_gaps(where: list) -> Select:
     return select(
         utc_date(Referral.first_purchase_at).label("day"),
         Referral.program_id.label("program_id"),
-        seconds_between(Referral.first_purchase_at, Referral.created_at).label("seconds"),
+        cast(seconds_between(Referral.first_purchase_at, Referral.created_at), BigInteger).label(
+            "seconds"
+        ),
     ).where(*where)
 
 
@@ -367,7 +372,7 @@ def gap_counts(scope: Scope, measure: str) -> dict[int, int]:
             .cte(f"{measure}_gaps")
             .prefix_with("MATERIALIZED")
         )
-        bucketed = select(bucket_sql(live.c.seconds).label("bucket")).subquery()
+        bucketed = select(bucket_sql().label("bucket")).select_from(live).subquery()
         queries.append(select(bucketed.c.bucket, func.count()).group_by(bucketed.c.bucket))
     for query in queries:
         for bucket, referrals in db.session.execute(query):

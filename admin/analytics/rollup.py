@@ -219,9 +219,7 @@ def _rollup_days(first: date, until: date) -> None:
 def _bucket_counts(measure: str, gaps):
     """Per day, program and bucket, from a select of (day, program_id, seconds)."""
     once = gaps.cte(f"{measure}_gaps").prefix_with("MATERIALIZED")
-    bucketed = select(
-        once.c.day, once.c.program_id, bucket_sql(once.c.seconds).label("bucket")
-    ).subquery()
+    bucketed = select(once.c.day, once.c.program_id, bucket_sql().label("bucket")).subquery()
     return select(
         bucketed.c.day,
         bucketed.c.program_id,
