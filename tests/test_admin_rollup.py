@@ -186,10 +186,10 @@ def test_a_rebuild_changes_nothing_and_today_is_never_rolled_up(staff_client, ap
     assert [n for d, n in rows[1] if at(0).date() <= d <= at(9).date()] == [1, 1, 1, 1, 1, 1, 2]
 
 
-def test_the_hourly_job_and_the_command_roll_up(app, runner, data):
+def test_the_job_and_the_command_roll_up(app, runner, data):
     celery_app = app.extensions["celery"]
     entries = {entry["task"]: entry["schedule"] for entry in celery_app.conf.beat_schedule.values()}
-    assert entries["admin.rollup_analytics"] == 3600
+    assert entries["admin.rollup_analytics"] == 600  # every 10 minutes
     assert celery_app.tasks["admin.rollup_analytics"].delay().get() > 0
     with app.app_context():
         assert watermark() == today()
