@@ -385,7 +385,8 @@ def test_the_rollup_gives_the_rows_figures_over_random_data_and_stale_days(app):
         for filters, counted in zip(every, before, strict=True):
             assert _both_ways(filters) == (counted, counted)
         # Later changes to closed days: statuses, a late click, a refund, a cancelled
-        # reward, a stricter review score. The database marks their days stale.
+        # reward, a deleted click, a stricter review score. The database marks their days
+        # stale.
         four_days_ago = datetime.now(UTC) - timedelta(days=4)
         db.session.execute(
             update(Referral)
@@ -413,6 +414,8 @@ def test_the_rollup_gives_the_rows_figures_over_random_data_and_stale_days(app):
                 "order_id": old.order_id,
             },
         )
+        oldest_click = select(func.min(Click.id)).where(Click.created_at < four_days_ago)
+        db.session.execute(delete(Click).where(Click.id == oldest_click.scalar_subquery()))
         db.session.execute(update(Program).where(Program.id == spring.id).values(review_score=20))
         db.session.commit()
         assert len(stale_days(today())) >= 3
