@@ -15,7 +15,7 @@ accounts are rolled up too and taken out by the page, so a change of role needs 
 from collections.abc import Callable
 from datetime import date, timedelta
 
-from sqlalchemy import delete, func, insert, literal, literal_column, select, union_all
+from sqlalchemy import delete, func, insert, literal, literal_column, select, text, union_all
 
 from admin.analytics.buckets import bucket_sql
 from admin.analytics.queries import (
@@ -60,6 +60,8 @@ DAY_TABLES = (
     AnalyticsGapDay,
 )
 
+# A run that computed this many days analyses the roll-up's tables afterwards.
+ANALYSE_AFTER_DAYS = 28
 # Days per INSERT ... SELECT: a few statements for years of history, each a bounded one.
 BATCH_DAYS = 92
 # Runs take turns (PostgreSQL; SQLite writers already do): any fixed number of our own.
@@ -103,7 +105,16 @@ def rollup_analytics(
     if done is None or until > done:
         _set_watermark(until)
     db.session.flush()
+    if days >= ANALYSE_AFTER_DAYS:
+        _analyse()
     return days
+
+
+def _analyse() -> None:
+    """Tell the planner how big the roll-up has grown (a first run fills years at once; before
+    autovacuum gets to it, the planner would take each table for a handful of rows)."""
+    for table in DAY_TABLES:
+        db.session.execute(text(f"ANALYZE {table.__tablename__}"))
 
 
 def recount_stale(before: date) -> int:
