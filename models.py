@@ -1316,12 +1316,15 @@ class AnalyticsGapDay(db.Model):
 
 
 class AnalyticsStaleDay(db.Model):
-    """A day whose rows changed after it may have been rolled up: the page counts it from the
-    rows until the job recounts it. Written by the database's triggers, never by the app."""
+    """A mark on a day whose rows changed after it may have been rolled up: the page counts it
+    from the rows until the job recounts it and removes its marks. Written by the database's
+    triggers, never by the app. Not unique per day on purpose: two writers marking the same
+    day at once each add a mark rather than wait for the other's commit."""
 
     __tablename__ = "analytics_stale_days"
 
-    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    day: Mapped[date] = mapped_column(Date, index=True)
 
 
 # The roll-up's batches and the page's live part read codes by the day they were issued.

@@ -75,7 +75,7 @@ def watermark() -> date | None:
 
 def stale_days(before: date) -> tuple[date, ...]:
     """The stale days before `before`, in order (the page counts them from the rows)."""
-    query = select(AnalyticsStaleDay.day).where(AnalyticsStaleDay.day < before)
+    query = select(AnalyticsStaleDay.day).distinct().where(AnalyticsStaleDay.day < before)
     return tuple(db.session.scalars(query.order_by(AnalyticsStaleDay.day)))
 
 
@@ -119,10 +119,8 @@ def _analyse() -> None:
 
 def recount_stale(before: date) -> int:
     """Recount the stale days before `before` (the watermark). Returns how many there were."""
-    stale = list(
-        db.session.scalars(select(AnalyticsStaleDay.day).where(AnalyticsStaleDay.day < before))
-    )
-    for first, until in runs(sorted(stale)):
+    stale = stale_days(before)
+    for first, until in runs(list(stale)):
         _rollup_days(first, until)
     return len(stale)
 

@@ -133,11 +133,15 @@ def _tables():
             "day", "program_id", "measure", "bucket", name=op.f("pk_analytics_gap_days")
         ),
     )
+    # Marks, not unique per day: a writer marking a day another is marking too adds its own
+    # mark instead of waiting for the other's commit (as a unique key would make it).
     op.create_table(
         "analytics_stale_days",
+        sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("day", sa.Date(), nullable=False),
-        sa.PrimaryKeyConstraint("day", name=op.f("pk_analytics_stale_days")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_analytics_stale_days")),
     )
+    op.create_index("ix_analytics_stale_days_day", "analytics_stale_days", ["day"])
 
 
 # --- PostgreSQL: one statement-level trigger per table and event, reading the statement's
@@ -155,10 +159,11 @@ def _pg_days(rows: str, fragments) -> str:
     touched = " UNION ALL ".join(parts)
     return (
         "INSERT INTO analytics_stale_days (day)"  # noqa: S608 - fixed names
-        " SELECT DISTINCT CAST(at AT TIME ZONE 'UTC' AS date)"
+        " SELECT DISTINCT CAST(at AT TIME ZONE 'UTC' AS date) AS day"
         " FROM (" + touched + ") AS touched"
         " WHERE at < date_trunc('day', statement_timestamp(), 'UTC')"
-        " ON CONFLICT DO NOTHING;"
+        " AND NOT EXISTS (SELECT FROM analytics_stale_days s"
+        " WHERE s.day = CAST(at AT TIME ZONE 'UTC' AS date));"
     )
 
 
@@ -201,8 +206,8 @@ def _postgres_triggers():
         "CREATE FUNCTION analytics_stale_programs() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
         " INSERT INTO analytics_stale_days (day) SELECT DISTINCT d.day"
         " FROM analytics_referral_days d JOIN new_rows n ON n.id = d.program_id"
-        " JOIN old_rows o ON o.id = n.id WHERE n.review_score <> o.review_score"
-        " ON CONFLICT DO NOTHING; RETURN NULL; END $$"
+        " JOIN old_rows o ON o.id = n.id WHERE n.review_score <> o.review_score;"
+        " RETURN NULL; END $$"
     )
     op.execute(
         "CREATE TRIGGER analytics_stale_programs_update AFTER UPDATE ON programs"
@@ -222,9 +227,11 @@ def _sqlite_days(row: str, fragments, when: str = "") -> str:
         if len(fragment) == 3:
             source = f" FROM {fragment[1]} WHERE {fragment[2].replace('$', row)}"
         statements.append(
-            "INSERT OR IGNORE INTO analytics_stale_days (day)"
+            "INSERT INTO analytics_stale_days (day)"  # noqa: S608 - fixed names
             f" SELECT DISTINCT substr({at}, 1, 10){source}"
-            f"{' AND' if source else ' WHERE'} {at} < date('now');"
+            f"{' AND' if source else ' WHERE'} {at} < date('now')"
+            " AND NOT EXISTS (SELECT 1 FROM analytics_stale_days s"
+            f" WHERE s.day = substr({at}, 1, 10));"
         )
     return " ".join(statements)
 
@@ -252,7 +259,7 @@ def _sqlite_triggers():
     op.execute(
         "CREATE TRIGGER analytics_stale_programs_update AFTER UPDATE OF review_score ON programs"
         " WHEN NEW.review_score IS NOT OLD.review_score BEGIN"
-        " INSERT OR IGNORE INTO analytics_stale_days (day) SELECT day FROM analytics_referral_days"
+        " INSERT INTO analytics_stale_days (day) SELECT day FROM analytics_referral_days"
         " WHERE program_id = NEW.id; END"
     )
 
