@@ -226,12 +226,14 @@ def _sqlite_days(row: str, fragments, when: str = "") -> str:
         source = ""
         if len(fragment) == 3:
             source = f" FROM {fragment[1]} WHERE {fragment[2].replace('$', row)}"
+        # The day compared, not the time: a joined row is then found by its own key, never
+        # by a scan of the time index.
+        day = f"substr({at}, 1, 10)"
         statements.append(
             "INSERT INTO analytics_stale_days (day)"  # noqa: S608 - fixed names
-            f" SELECT DISTINCT substr({at}, 1, 10){source}"
-            f"{' AND' if source else ' WHERE'} {at} < date('now')"
-            " AND NOT EXISTS (SELECT 1 FROM analytics_stale_days s"
-            f" WHERE s.day = substr({at}, 1, 10));"
+            f" SELECT DISTINCT {day}{source}"
+            f"{' AND' if source else ' WHERE'} {day} < date('now')"
+            f" AND NOT EXISTS (SELECT 1 FROM analytics_stale_days s WHERE s.day = {day});"
         )
     return " ".join(statements)
 
