@@ -47,14 +47,14 @@ _TRACKED = {
     ),
     "conversions": (
         ("kind", "outcome", "occurred_at", "program_id", "referral_id", "amount", "currency"),
-        # A refund changes the referred revenue of the day of the purchase it refunds.
+        # A refund changes the referred revenue of the day of the purchase it refunds (found
+        # by the order alone, so the order's index finds it; its other refunds' days come too).
         [
             ("$.occurred_at",),
             (
                 "p.occurred_at",
                 "conversions p",
-                "$.kind = 'refund' AND p.source = $.source AND p.order_id = $.order_id"
-                " AND p.kind = 'purchase'",
+                "$.kind = 'refund' AND p.source = $.source AND p.order_id = $.order_id",
             ),
         ],
     ),
