@@ -9,7 +9,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from flask import current_app
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import select
+from sqlalchemy import select, text
 from werkzeug.datastructures import MultiDict
 
 from admin.analytics import buckets, queries, rollup
@@ -260,6 +260,10 @@ def headline(scope: Scope, to_purchase: dict[int, int]) -> Headline:
 
 
 def top_referrers(scope: Scope) -> list["TopReferrer"]:
+    """Counted from the rows (a top ten of any range has no per-day form); on PostgreSQL the
+    grouping of a year's referrals by referrer is kept in memory rather than spilled to disk."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(text("SET LOCAL work_mem = '64MB'"))
     board: dict[int, TopReferrer] = {}
     for row in db.session.execute(queries.top_referrers_query(scope)):
         entry = board.setdefault(
