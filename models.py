@@ -16,7 +16,9 @@ One file, in sections (each starts with a `# ---` header), in this order:
     integrations    WebhookEndpoint, WebhookDelivery (events out)
     outbox          OutboxMessage (side effects waiting to leave: core/outbox.py)
     emails          EmailOptOut (a participant's "no thanks"), Invitation, InvitationSuppression
-    analytics       AnalyticsDaily, AnalyticsDailyAccounts, AnalyticsRollup (the roll-up)
+    analytics       AnalyticsDaily, AnalyticsDailyAccounts, AnalyticsRollup (the roll-up),
+                    AnalyticsReferralDay, AnalyticsPurchaseDay, AnalyticsRewardDay,
+                    AnalyticsGapDay, AnalyticsStaleDay
     Saleor app      SaleorInstallation (the token), SaleorFulfilment (gift cards paid there)
 """
 
@@ -1271,6 +1273,97 @@ class AnalyticsRollup(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     complete_until: Mapped[date] = mapped_column(Date)
     refreshed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# The rest of the page's figures, per closed day and program, so a year is a few hundred rows
+# per figure. Unlike the rows above, these change after their day (a referral qualifies, a
+# reward is cancelled, a refund arrives): the database itself marks such a day stale
+# (AnalyticsStaleDay, by the triggers of migration 0021), the page counts stale days from the
+# rows and the job recounts them.
+
+GAP_MEASURES = ("click_to_signup", "signup_to_purchase")
+
+
+class AnalyticsReferralDay(db.Model):
+    """Per closed day and program: the referrals made that day, by what became of them."""
+
+    __tablename__ = "analytics_referral_days"
+    __table_args__ = (
+        CheckConstraint(
+            "rewarded >= 0 AND qualified >= rewarded AND signups >= qualified"
+            " AND flagged >= 0 AND signups >= flagged",
+            name="counts_nest",
+        ),
+    )
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"), primary_key=True)
+    signups: Mapped[int] = mapped_column(Integer)
+    qualified: Mapped[int] = mapped_column(Integer)  # qualified or rewarded
+    rewarded: Mapped[int] = mapped_column(Integer)
+    # Held, refused or cleared by staff, or risky by the program's review score when counted
+    # (a change of that score marks every day of the program stale).
+    flagged: Mapped[int] = mapped_column(Integer)
+
+
+class AnalyticsPurchaseDay(db.Model):
+    """Per closed day (of the purchase), program and currency: accepted purchases, and the
+    referred ones' amount less refunds of those orders whenever they came."""
+
+    __tablename__ = "analytics_purchase_days"
+    __table_args__ = (
+        CheckConstraint("referred >= 0 AND purchases >= referred", name="counts_nest"),
+    )
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"), primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    purchases: Mapped[int] = mapped_column(Integer)
+    referred: Mapped[int] = mapped_column(Integer)  # of them (a currency shows if any)
+    referred_net: Mapped[int] = mapped_column(BigInteger)
+
+
+class AnalyticsRewardDay(db.Model):
+    """Per closed day, program and currency: the cost of the rewards entered that day (cost
+    statuses, points left out)."""
+
+    __tablename__ = "analytics_reward_days"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"), primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    cost: Mapped[int] = mapped_column(BigInteger)
+
+
+class AnalyticsGapDay(db.Model):
+    """Per closed day, program and measure: how many referrals took how long, in buckets
+    (admin/analytics/buckets.py), so a range's median is read from a few hundred rows a day.
+    click_to_signup by the day of the signup; signup_to_purchase by the day of the first
+    purchase (its total is the day's acquired customers)."""
+
+    __tablename__ = "analytics_gap_days"
+    __table_args__ = (
+        CheckConstraint(f"measure IN ({_sql_list(GAP_MEASURES)})", name="measure"),
+        CheckConstraint("referrals > 0", name="referrals_positive"),
+    )
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"), primary_key=True)
+    measure: Mapped[str] = mapped_column(String(20), primary_key=True)
+    bucket: Mapped[int] = mapped_column(Integer, primary_key=True)
+    referrals: Mapped[int] = mapped_column(Integer)
+
+
+class AnalyticsStaleDay(db.Model):
+    """A mark on a day whose rows changed after it may have been rolled up: the page counts it
+    from the rows until the job recounts it and removes its marks. Written by the database's
+    triggers, never by the app. Not unique per day on purpose: two writers marking the same
+    day at once each add a mark rather than wait for the other's commit."""
+
+    __tablename__ = "analytics_stale_days"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    day: Mapped[date] = mapped_column(Date, index=True)
 
 
 # The roll-up's batches and the page's live part read codes by the day they were issued.

@@ -104,8 +104,8 @@ def create_api_key(name: str, scopes: tuple[str, ...]):
 def rollup_analytics_command(rebuild: bool):
     """Roll up the analytics home's daily counts for every closed day (before today, UTC).
 
-    The hourly job does this too. Rows that arrive late for a day already rolled up
-    (backdated imports, the demo seed) are counted only after a run with --rebuild."""
+    The job does this every 10 minutes, and recounts the days the database marked stale
+    (rows that changed or arrived late for a day already rolled up)."""
 
     def progress(done: date, until: date) -> None:
         click.echo(f"Rolled up the days before {done.isoformat()} (of {until.isoformat()})")

@@ -134,7 +134,8 @@ def _refund(order, when):
     )
 
 
-def _spring_program() -> Program:
+def spring_program() -> Program:
+    """The Spring program of the campaign \"Spring push\" (and an empty campaign)."""
     campaign = Campaign(name="Spring push", channel="referral", starts_on=D0 - timedelta(days=30))
     empty = Campaign(name="Autumn push", channel="referral", starts_on=D0)
     db.session.add_all([campaign, empty])
@@ -181,7 +182,7 @@ def code_id_of(code: str) -> int:
 def data(app):
     """Builds the data set; returns ids by name."""
     with app.app_context():
-        spring = _spring_program()
+        spring = spring_program()
         person = factories.participant
         ann = person("Ann Able", now=at(-5, 8))
         ben = person("Ben Best", now=at(-3, 8))

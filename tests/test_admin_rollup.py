@@ -5,16 +5,34 @@ The data set is tests/analytics_data.py's (the range R = d0..d9, forty days ago)
 figures are worked out by hand in test_admin_analytics.py and repeated here.
 """
 
+import random
+import statistics
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import insert, select
+from sqlalchemy import BigInteger, delete, func, insert, literal, select, union_all, update
 
-from admin.analytics.rollup import rollup_analytics, watermark
+from admin.analytics import buckets, services
+from admin.analytics.rollup import rollup_analytics, stale_days, watermark
 from extensions import cache, db
-from models import AnalyticsDaily, AnalyticsDailyAccounts, Click, Program, User
+from models import (
+    AnalyticsDaily,
+    AnalyticsDailyAccounts,
+    AnalyticsGapDay,
+    AnalyticsPurchaseDay,
+    AnalyticsReferralDay,
+    AnalyticsRewardDay,
+    AnalyticsRollup,
+    Click,
+    Conversion,
+    Program,
+    Referral,
+    ReferralCode,
+    Reward,
+    User,
+)
 from referral.services import issue_code
 from tests import analytics_data
-from tests.analytics_data import RANGE, at, code_id_of, day, page, text
+from tests.analytics_data import D0, RANGE, at, code_id_of, day, page, text
 
 # The data set and a logged-in admin, as fixtures of this module too.
 data = analytics_data.data
@@ -119,7 +137,9 @@ def test_a_change_of_role_counts_at_once_without_a_rebuild(staff_client, app, da
     assert after["joined"][5] == "0"  # N joined d5
 
 
-def test_late_rows_for_a_closed_day_count_after_a_rebuild(staff_client, app, data):
+def test_a_late_row_for_a_closed_day_counts_at_once_and_the_next_run_recounts_it(
+    staff_client, app, data
+):
     rollup(app)
     with app.app_context():
         ann_code = db.session.scalar(select(User).where(User.id == data["ann"])).codes[0].id
@@ -127,9 +147,14 @@ def test_late_rows_for_a_closed_day_count_after_a_rebuild(staff_client, app, dat
         db.session.execute(insert(Click), [late])  # a backdated import
         db.session.commit()
         cache.clear()
-    assert figures(staff_client, **RANGE)["clicks"] == "10"  # d3 was already rolled up
-    rollup(app, rebuild=True)
+        assert stale_days(today()) == (D0 + timedelta(days=3),)  # the database marked d3
+    assert figures(staff_client, **RANGE)["clicks"] == "11"  # d3 is counted from the rows
+    assert rollup(app) == 1  # d3 recounted, no new day
+    with app.app_context():
+        assert stale_days(today()) == ()
     assert figures(staff_client, **RANGE)["clicks"] == "11"
+    d3 = D0 + timedelta(days=3)
+    assert sum(clicks for day_, _, _, clicks in rolled_rows(app)[0] if day_ == d3) == 1
 
 
 def rolled_rows(app) -> tuple[list, list]:
@@ -161,10 +186,10 @@ def test_a_rebuild_changes_nothing_and_today_is_never_rolled_up(staff_client, ap
     assert [n for d, n in rows[1] if at(0).date() <= d <= at(9).date()] == [1, 1, 1, 1, 1, 1, 2]
 
 
-def test_the_hourly_job_and_the_command_roll_up(app, runner, data):
+def test_the_job_and_the_command_roll_up(app, runner, data):
     celery_app = app.extensions["celery"]
     entries = {entry["task"]: entry["schedule"] for entry in celery_app.conf.beat_schedule.values()}
-    assert entries["admin.rollup_analytics"] == 3600
+    assert entries["admin.rollup_analytics"] == 600  # every 10 minutes
     assert celery_app.tasks["admin.rollup_analytics"].delay().get() > 0
     with app.app_context():
         assert watermark() == today()
@@ -200,3 +225,230 @@ def test_a_person_in_two_programs_of_a_campaign_counts_once(staff_client, app, d
     rollup(app)
     assert figures(staff_client, **RANGE, program=extra_id)["participants"] == "1"
     assert figures(staff_client, **RANGE, campaign=campaign_id)["participants"] == "1"  # Ben
+
+
+# --- the roll-up against the rows, over random data ------------------------------------------
+
+
+def _random_history(rng: random.Random, program_ids: list[int], days: int = 12) -> None:
+    """Accounts, codes, referrals in every status, clicks, purchases, refunds and rewards over
+    the last `days` days (today included), written as rows: no events, no counters."""
+    now = datetime.now(UTC)
+
+    def moment() -> datetime:
+        return now - timedelta(seconds=rng.randrange(days * 86400))
+
+    users = [
+        {
+            "email": f"r{i}@example.com",
+            "email_canonical": f"r{i}@example.com",
+            "name": f"R {i}",
+            "role": "member" if i % 9 else "operator",
+            "created_at": moment(),
+        }
+        for i in range(40)
+    ]
+    user_ids = list(db.session.scalars(insert(User).returning(User.id), users))
+    codes = [
+        {
+            "code": f"RND{i:04d}",
+            "user_id": user_id,
+            "program_id": program_ids[i % len(program_ids)],
+            "created_at": moment(),
+        }
+        for i, user_id in enumerate(user_ids)
+    ]
+    code_rows = db.session.execute(
+        insert(ReferralCode).returning(
+            ReferralCode.id, ReferralCode.user_id, ReferralCode.program_id
+        ),
+        codes,
+    ).all()
+    db.session.execute(
+        insert(Click),
+        [
+            {"code_id": rng.choice(code_rows).id, "visitor_id": f"x{i}", "created_at": moment()}
+            for i in range(150)
+        ],
+    )
+    statuses = ("pending", "qualified", "rewarded", "review", "approved", "rejected")
+    referrals = []
+    for referred_id in user_ids[10:]:
+        code = rng.choice([row for row in code_rows if row.user_id != referred_id])
+        created = moment()
+        status = rng.choice(statuses)
+        bought = created + timedelta(seconds=rng.randrange(1, 4 * 86400))
+        referrals.append(
+            {
+                "program_id": code.program_id,
+                "code_id": code.id,
+                "referrer_id": code.user_id,
+                "referred_id": referred_id,
+                "source": "link",
+                "status": status,
+                "reason": "self_referral" if status == "rejected" else None,
+                "risk_score": rng.randrange(0, 100),
+                "clicked_at": created - timedelta(seconds=rng.randrange(0, 3 * 86400))
+                if rng.random() < 0.8
+                else None,
+                "first_purchase_at": bought if bought < now and rng.random() < 0.6 else None,
+                "created_at": created,
+            }
+        )
+    referral_rows = db.session.execute(
+        insert(Referral).returning(
+            Referral.id, Referral.program_id, Referral.referrer_id, Referral.first_purchase_at
+        ),
+        referrals,
+    ).all()
+    for n, referral in enumerate(row for row in referral_rows if row.first_purchase_at):
+        currency = rng.choice(("USD", "EUR"))
+        purchase = _conversion(n, "purchase", referral, currency, referral.first_purchase_at)
+        conversion_id = db.session.scalar(insert(Conversion).returning(Conversion.id), purchase)
+        if rng.random() < 0.3:
+            refunded = referral.first_purchase_at + timedelta(hours=rng.randrange(1, 100))
+            refund = _conversion(n, "refund", referral, currency, min(refunded, now))
+            refund["amount"] = rng.choice((None, 500))
+            db.session.execute(insert(Conversion), refund)
+        db.session.execute(
+            insert(Reward),
+            {
+                "program_id": referral.program_id,
+                "conversion_id": conversion_id,
+                "referral_id": referral.id,
+                "beneficiary_id": referral.referrer_id,
+                "role": "referrer",
+                "kind": rng.choice(("cash", "points")),
+                "amount": 700,
+                "currency": currency,
+                "status": rng.choice(("pending", "approved", "cancelled")),
+                "reason": "refunded",
+                "created_at": referral.first_purchase_at,
+            },
+        )
+    db.session.commit()
+
+
+def _conversion(n: int, kind: str, referral, currency: str, when: datetime) -> dict:
+    return {
+        "source": "api",
+        "kind": kind,
+        "external_id": f"{kind}-{n}",
+        "order_id": f"order-{n}",
+        "program_id": referral.program_id,
+        "referral_id": referral.id,
+        "amount": 1000 + n,
+        "currency": currency,
+        "outcome": "accepted",
+        "occurred_at": when,
+        "created_at": when,
+    }
+
+
+def _both_ways(filters) -> tuple:
+    """(the page's figures with the roll-up, the same counted from the rows alone)."""
+    rolled = services.compute(filters)
+    db.session.execute(delete(AnalyticsRollup))  # no watermark: every day from the rows
+    live = services.compute(filters)
+    db.session.rollback()
+    return rolled, live
+
+
+def _every_filter(program_ids: list[int], campaign_id: int) -> list:
+    """Every program, then one, then a campaign, over ranges ending today and days ago."""
+    end = today()
+    return [
+        services.make_filters(end - timedelta(days=11), end, None, None),
+        services.make_filters(end - timedelta(days=11), end, program_ids[0], None),
+        services.make_filters(end - timedelta(days=6), end - timedelta(days=2), None, campaign_id),
+    ]
+
+
+def test_the_rollup_gives_the_rows_figures_over_random_data_and_stale_days(app):
+    rng = random.Random(15)
+    with app.app_context():
+        spring = analytics_data.spring_program()
+        program_ids = [db.session.scalar(select(Program.id).where(Program.is_default)), spring.id]
+        campaign_id = spring.campaign_id
+        _random_history(rng, program_ids)
+        every = _every_filter(program_ids, campaign_id)
+        before = [_both_ways(filters)[1] for filters in every]
+        rollup_analytics(today())
+        db.session.commit()
+        for table in (
+            AnalyticsReferralDay,
+            AnalyticsPurchaseDay,
+            AnalyticsRewardDay,
+            AnalyticsGapDay,
+        ):
+            assert db.session.scalar(select(func.count()).select_from(table)) > 0
+        for filters, counted in zip(every, before, strict=True):
+            assert _both_ways(filters) == (counted, counted)
+        # Later changes to closed days: statuses, a late click, a refund, a cancelled
+        # reward, a deleted click, a stricter review score. The database marks their days
+        # stale.
+        four_days_ago = datetime.now(UTC) - timedelta(days=4)
+        db.session.execute(
+            update(Referral)
+            .where(Referral.status == "pending", Referral.created_at < four_days_ago)
+            .values(status="qualified")
+        )
+        db.session.execute(
+            update(Reward).where(Reward.status == "pending").values(status="cancelled", reason="x")
+        )
+        code_id = db.session.scalar(select(ReferralCode.id).limit(1))
+        db.session.execute(
+            insert(Click), {"code_id": code_id, "visitor_id": "late", "created_at": four_days_ago}
+        )
+        old = (
+            db.session.execute(
+                select(Conversion).where(Conversion.kind == "purchase").order_by(Conversion.id)
+            )
+            .scalars()
+            .first()
+        )
+        db.session.execute(
+            insert(Conversion),
+            {
+                **_conversion(999, "refund", old, old.currency, datetime.now(UTC)),
+                "order_id": old.order_id,
+            },
+        )
+        oldest_click = select(func.min(Click.id)).where(Click.created_at < four_days_ago)
+        db.session.execute(delete(Click).where(Click.id == oldest_click.scalar_subquery()))
+        db.session.execute(update(Program).where(Program.id == spring.id).values(review_score=20))
+        db.session.commit()
+        assert len(stale_days(today())) >= 3
+        for filters in every:
+            rolled, live = _both_ways(filters)
+            assert rolled == live
+        assert rollup_analytics(today()) >= 3  # the stale days recounted
+        db.session.commit()
+        assert stale_days(today()) == ()
+        for filters in every:
+            rolled, live = _both_ways(filters)
+            assert rolled == live
+
+
+def test_buckets_hold_every_duration_and_a_median_stays_within_a_32nd(app):
+    rng = random.Random(32)
+    samples = [-5, 0, 1, 31, 32, 33, 63, 64, 1800, 3600, 93_600, 2**40 + 3]
+    samples += [rng.randrange(1, 10**7) for _ in range(300)]
+    for seconds in samples:
+        first, last = buckets.bounds(buckets.bucket_of(seconds))
+        assert first <= seconds <= last
+    # The database puts every duration in the same bucket.
+    with app.app_context():
+        values = union_all(*(select(literal(s, BigInteger).label("seconds")) for s in samples))
+        query = select(buckets.bucket_sql()).select_from(values.subquery())
+        assert list(db.session.scalars(query)) == [buckets.bucket_of(s) for s in samples]
+    for size in (1, 2, 3, 10, 101, 1000):
+        durations = [
+            rng.choice((rng.randrange(0, 120), rng.randrange(0, 10**6))) for _ in range(size)
+        ]
+        counts: dict[int, int] = {}
+        for seconds in durations:
+            counts[buckets.bucket_of(seconds)] = counts.get(buckets.bucket_of(seconds), 0) + 1
+        exact = statistics.median(durations)
+        assert abs(buckets.median(counts) - exact) <= exact * buckets.RELATIVE_ERROR
+    assert buckets.median({}) is None

@@ -1,17 +1,18 @@
 """The SQL behind the analytics home, one aggregate per figure.
 
-Each statement reads the range's entries of an index that holds every column it needs (the
-`ix_*_analytics` indexes in models.py), so its work grows with the range, not the tables.
 A `Scope` is a half-open UTC time range [start, end) and the programs in view (None: all).
-
-Participants and clicks of the days before the roll-up's watermark come from the roll-up
-(admin/analytics/rollup.py), a few rows per day; later days are counted from the rows themselves.
+Every figure reads its closed days from the roll-up (admin/analytics/rollup.py: a few rows per
+day and program) and counts from the rows themselves only what the roll-up cannot answer yet:
+the days from its watermark on (today's partial day) and the stale days (changed after they
+were rolled up, until the job recounts them). The live part reads the `ix_*_analytics`
+indexes, which hold every column it needs.
 """
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     Integer,
     Select,
@@ -19,16 +20,17 @@ from sqlalchemy import (
     case,
     cast,
     exists,
+    false,
     func,
     literal_column,
     or_,
     select,
-    text,
     union_all,
 )
 from sqlalchemy.orm import aliased
 
-from admin.analytics.sql import date_label, day_label, seconds_between, utc_day
+from admin.analytics.buckets import bucket_sql
+from admin.analytics.sql import date_label, day_label, seconds_between, utc_date, utc_day
 from core.dates import midnight
 from extensions import db
 from models import (
@@ -37,6 +39,10 @@ from models import (
     ROLES,
     AnalyticsDaily,
     AnalyticsDailyAccounts,
+    AnalyticsGapDay,
+    AnalyticsPurchaseDay,
+    AnalyticsReferralDay,
+    AnalyticsRewardDay,
     Click,
     Conversion,
     Program,
@@ -55,6 +61,23 @@ TOP_REFERRERS = 10
 MEMBERS = ("member",)
 STAFF = tuple(role for role in ROLES if role != "member")
 
+Span = tuple[datetime | None, datetime]  # [since, until); None: from the first row
+
+
+def runs(days: list[date]) -> list[tuple[date, date]]:
+    """Sorted days as runs of consecutive days, each [first, day after the last)."""
+    found: list[tuple[date, date]] = []
+    for day in days:
+        if found and found[-1][1] == day:
+            found[-1] = (found[-1][0], day + timedelta(days=1))
+        else:
+            found.append((day, day + timedelta(days=1)))
+    return found
+
+
+def _spans(days: list[date]) -> list[Span]:
+    return [(midnight(first), midnight(until)) for first, until in runs(days)]
+
 
 @dataclass(frozen=True)
 class Scope:
@@ -65,9 +88,36 @@ class Scope:
     programs: list[int] | None  # None: every program
     # Days before this one are read from the roll-up (None: none are); never after the range.
     rolled_until: date | None = None
-    # Where the period before the range starts, when the figures that scan rows are to be
-    # counted for it too, in the same statement (one pass over the index for both).
-    previous_start: datetime | None = None
+    # The stale days before rolled_until, of any range (sorted): counted from the rows.
+    stale: tuple[date, ...] = ()
+
+    @property
+    def rolls(self) -> bool:
+        """Whether any day of the range is read from the roll-up."""
+        return self.rolled_until is not None and self.rolled_until > self.first_day
+
+    @property
+    def stale_here(self) -> list[date]:
+        return [day for day in self.stale if day >= self.first_day] if self.rolls else []
+
+    def rolled(self, table) -> list:
+        """Where a roll-up table's rows are the range's rolled-up, not stale, days in view."""
+        where = [table.day >= self.first_day, table.day < self.rolled_until]
+        if self.stale_here:
+            where.append(table.day.not_in(self.stale_here))
+        return where + _in_scope(table.program_id, self)
+
+    @property
+    def live_spans(self) -> list[Span]:
+        """The parts of the range counted from the rows: its stale days and the days from the
+        watermark on."""
+        if not self.rolls:
+            return [(self.start, self.end)]
+        spans = _spans(self.stale_here)
+        split = midnight(self.rolled_until)
+        if split < self.end:
+            spans.append((split, self.end))
+        return spans
 
     @property
     def participants_rolled_until(self) -> date | None:
@@ -86,65 +136,248 @@ def _between(column, scope: Scope) -> list:
     return [column >= scope.start, column < scope.end]
 
 
-def _periods(column, scope: Scope) -> tuple[list, ColumnElement]:
-    """(where, period): `column` in the range or the period before it (when the scope asks
-    for it), and which of the two: 1 the range, 0 the period before."""
-    since = scope.previous_start or scope.start
-    period = case((column >= scope.start, 1), else_=0).label("period")
-    return [column >= since, column < scope.end], period
+def _within(column, spans: list[Span]) -> ColumnElement:
+    """`column` in any of the spans (none: nothing is)."""
+    parts = [
+        and_(column < until, *([] if since is None else [column >= since]))
+        for since, until in spans
+    ]
+    return or_(*parts) if parts else false()
 
 
-def _split(rows, empty) -> tuple:
-    """(the range's value, the previous period's) from rows keyed by period."""
-    found = {when: value for when, value in rows}
-    return found.get(1, empty), found.get(0, empty)
+def _sum(*columns) -> list:
+    return [func.coalesce(func.sum(column), 0) for column in columns]
 
 
 # --- the figures --------------------------------------------------------------------------
 
 
 def clicks(scope: Scope) -> int:
-    """The range's clicks: the rolled-up days' sums, then the later days' rows."""
-    rolled, live_since = 0, scope.start
-    if scope.rolled_until is not None and scope.rolled_until > scope.first_day:
-        days = [AnalyticsDaily.day >= scope.first_day, AnalyticsDaily.day < scope.rolled_until]
-        sums = select(func.sum(AnalyticsDaily.clicks)).where(
-            *days, *_in_scope(AnalyticsDaily.program_id, scope)
+    """The range's clicks: the rolled-up days' sums, then the other days' rows."""
+    rolled = 0
+    if scope.rolls:
+        rolled = db.session.scalar(
+            select(*_sum(AnalyticsDaily.clicks)).where(*scope.rolled(AnalyticsDaily))
         )
-        rolled, live_since = db.session.scalar(sums) or 0, midnight(scope.rolled_until)
     query = (
-        select(func.count())
-        .select_from(Click)
-        .where(Click.created_at >= live_since, Click.created_at < scope.end)
+        select(func.count()).select_from(Click).where(_within(Click.created_at, scope.live_spans))
     )
     if scope.programs is not None:
         codes = select(ReferralCode.id).where(ReferralCode.program_id.in_(scope.programs))
         query = query.where(Click.code_id.in_(codes))
-    return rolled + db.session.scalar(query)
+    return rolled + (db.session.scalar(query) if scope.live_spans else 0)
 
 
-def referral_counts(scope: Scope) -> tuple[tuple[int, int, int, int], ...]:
-    """(referred signups, qualified, rewarded, flagged) among the range's referrals, and
-    among the previous period's."""
-    flagged = or_(
-        Referral.status.in_(FLAGGED_STATUSES), Referral.risk_score >= Program.review_score
-    )
-    where, period = _periods(Referral.created_at, scope)
-    query = (
-        select(
-            period,
-            func.count(),
-            func.count().filter(Referral.status.in_(QUALIFIED)),
-            func.count().filter(Referral.status == "rewarded"),
-            func.count().filter(flagged),
+def flagged() -> ColumnElement:
+    """A referral held, refused or cleared by staff, or risky by its program's review score."""
+    return or_(Referral.status.in_(FLAGGED_STATUSES), Referral.risk_score >= Program.review_score)
+
+
+def referral_figures(is_flagged: ColumnElement) -> list:
+    """(signups, qualified, rewarded, flagged) of a select of referrals joined to programs."""
+    return [
+        func.count(),
+        func.count().filter(Referral.status.in_(QUALIFIED)),
+        func.count().filter(Referral.status == "rewarded"),
+        func.count().filter(is_flagged),
+    ]
+
+
+def referral_counts(scope: Scope) -> tuple[int, int, int, int]:
+    """(referred signups, qualified, rewarded, flagged) among the range's referrals."""
+    totals = [0, 0, 0, 0]
+    if scope.rolls:
+        table = AnalyticsReferralDay
+        columns = (table.signups, table.qualified, table.rewarded, table.flagged)
+        row = db.session.execute(select(*_sum(*columns)).where(*scope.rolled(table))).one()
+        totals = [int(value) for value in row]
+    if scope.live_spans:
+        live = (
+            select(*referral_figures(flagged()))
+            .select_from(Referral)
+            .join(Program, Program.id == Referral.program_id)
+            .where(
+                _within(Referral.created_at, scope.live_spans),
+                *_in_scope(Referral.program_id, scope),
+            )
         )
-        .select_from(Referral)
-        .join(Program, Program.id == Referral.program_id)
-        .where(*where, *_in_scope(Referral.program_id, scope))
-        .group_by(period)
+        row = db.session.execute(live).one()
+        totals = [total + value for total, value in zip(totals, row, strict=True)]
+    return tuple(totals)
+
+
+def purchase_rows(where: list):
+    """Accepted purchases (of a program) matching `where`, one row each, and a row per refund
+    of a referred one whenever it came (a refund without an amount gives back the whole
+    order): day, program_id, currency, purchases, referred, amount (referred revenue)."""
+    bought = [
+        Conversion.kind == "purchase",
+        Conversion.outcome == "accepted",
+        Conversion.program_id.is_not(None),
+        *where,
+    ]
+    referred = Conversion.referral_id.is_not(None)
+    day = utc_date(Conversion.occurred_at).label("day")
+    gross = select(
+        day,
+        Conversion.program_id.label("program_id"),
+        Conversion.currency.label("currency"),
+        literal_column("1").label("purchases"),
+        case((referred, 1), else_=0).label("referred"),
+        case((referred, func.coalesce(Conversion.amount, 0)), else_=0).label("amount"),
+    ).where(*bought)
+    refund = aliased(Conversion)
+    refunds = (
+        select(
+            day,
+            Conversion.program_id,
+            Conversion.currency,
+            literal_column("0"),
+            literal_column("0"),
+            -func.coalesce(refund.amount, Conversion.amount, 0),
+        )
+        .join(
+            refund,
+            and_(
+                refund.source == Conversion.source,
+                refund.order_id == Conversion.order_id,
+                refund.kind == "refund",
+                refund.outcome == "accepted",
+            ),
+        )
+        .where(*bought, referred)
     )
-    rows = ((row[0], tuple(row[1:])) for row in db.session.execute(query))
-    return _split(rows, (0, 0, 0, 0))
+    return union_all(gross, refunds).subquery("purchase_rows")
+
+
+def net_revenue(scope: Scope) -> dict[str, int]:
+    """Referred purchases of the range, less refunds of those same orders whenever they came,
+    per currency (a currency shows when the range had a referred purchase in it)."""
+    found: dict[str, list[int]] = {}
+
+    def add(rows) -> None:
+        for currency, referred, amount in rows:
+            entry = found.setdefault(currency, [0, 0])
+            entry[0] += referred
+            entry[1] += amount
+
+    if scope.rolls:
+        table = AnalyticsPurchaseDay
+        add(
+            db.session.execute(
+                select(table.currency, *_sum(table.referred, table.referred_net))
+                .where(*scope.rolled(table))
+                .group_by(table.currency)
+            )
+        )
+    if scope.live_spans:
+        rows = purchase_rows(
+            [
+                _within(Conversion.occurred_at, scope.live_spans),
+                *_in_scope(Conversion.program_id, scope),
+            ]
+        )
+        add(
+            db.session.execute(
+                select(rows.c.currency, *_sum(rows.c.referred, rows.c.amount)).group_by(
+                    rows.c.currency
+                )
+            )
+        )
+    return {currency: int(net) for currency, (referred, net) in sorted(found.items()) if referred}
+
+
+def cost_entries(where: list) -> list:
+    """Reward entries that cost money (points left out), matching `where`."""
+    return [*where, Reward.status.in_(COST_STATUSES), Reward.kind != "points"]
+
+
+def _cost_entries(scope: Scope) -> list:
+    return cost_entries([*_between(Reward.created_at, scope), *_in_scope(Reward.program_id, scope)])
+
+
+def reward_cost(scope: Scope) -> dict[str, int]:
+    """Per currency."""
+    totals: dict[str, int] = {}
+    queries = []
+    if scope.rolls:
+        table = AnalyticsRewardDay
+        queries.append(
+            select(table.currency, func.sum(table.cost))
+            .where(*scope.rolled(table))
+            .group_by(table.currency)
+        )
+    if scope.live_spans:
+        live = [_within(Reward.created_at, scope.live_spans), *_in_scope(Reward.program_id, scope)]
+        queries.append(
+            select(Reward.currency, func.sum(Reward.amount))
+            .where(*cost_entries(live))
+            .group_by(Reward.currency)
+        )
+    for query in queries:
+        for currency, amount in db.session.execute(query):
+            totals[currency] = totals.get(currency, 0) + int(amount)
+    return dict(sorted(totals.items()))
+
+
+# --- the times: click to signup, signup to first purchase, counted in buckets ---------------
+
+
+def click_gaps(where: list) -> Select:
+    """(day of the signup, program_id, seconds from the click) of the referrals matching
+    `where` that know when their link was clicked."""
+    return select(
+        utc_date(Referral.created_at).label("day"),
+        Referral.program_id.label("program_id"),
+        cast(seconds_between(Referral.created_at, Referral.clicked_at), BigInteger).label(
+            "seconds"
+        ),
+    ).where(*where, Referral.clicked_at.is_not(None))
+
+
+def purchase_gaps(where: list) -> Select:
+    """(day of the first purchase, program_id, seconds from the signup) of the referred
+    customers matching `where` (their first purchase in a range)."""
+    return select(
+        utc_date(Referral.first_purchase_at).label("day"),
+        Referral.program_id.label("program_id"),
+        cast(seconds_between(Referral.first_purchase_at, Referral.created_at), BigInteger).label(
+            "seconds"
+        ),
+    ).where(*where)
+
+
+GAPS = {
+    "click_to_signup": (click_gaps, Referral.created_at),
+    "signup_to_purchase": (purchase_gaps, Referral.first_purchase_at),
+}
+
+
+def gap_counts(scope: Scope, measure: str) -> dict[int, int]:
+    """How many of the range's referrals took how long, per bucket (admin/analytics/buckets.py):
+    click to signup over the range's signups, signup to purchase over its acquired customers."""
+    counts: dict[int, int] = {}
+    queries = []
+    if scope.rolls:
+        table = AnalyticsGapDay
+        queries.append(
+            select(table.bucket, func.sum(table.referrals))
+            .where(table.measure == measure, *scope.rolled(table))
+            .group_by(table.bucket)
+        )
+    if scope.live_spans:
+        gaps, when = GAPS[measure]
+        live = (
+            gaps([_within(when, scope.live_spans), *_in_scope(Referral.program_id, scope)])
+            .cte(f"{measure}_gaps")
+            .prefix_with("MATERIALIZED")
+        )
+        bucketed = select(bucket_sql().label("bucket")).select_from(live).subquery()
+        queries.append(select(bucketed.c.bucket, func.count()).group_by(bucketed.c.bucket))
+    for query in queries:
+        for bucket, referrals in db.session.execute(query):
+            counts[bucket] = counts.get(bucket, 0) + int(referrals)
+    return counts
 
 
 def daily_query(scope: Scope) -> Select:
@@ -154,14 +387,10 @@ def daily_query(scope: Scope) -> Select:
         select(numbers.c.n + literal_column("1")).where(numbers.c.n < scope.day_count - 1)
     )
     days = select(day_label(scope.first_day.isoformat(), numbers.c.n).label("day")).subquery()
-    joined = _new_participants_per_day(scope)
-    bought_day = utc_day(Conversion.occurred_at)
-    bought = (
-        select(bought_day.label("day"), func.count().label("n"))
-        .where(*_purchases(scope))
-        .group_by(bought_day)
-        .subquery()
-    )
+    # Each worked out once: a planner that misjudges their size (a roll-up table not yet
+    # analysed) must not run them again for every day of the range.
+    joined = _new_participants_per_day(scope).cte("new_per_day").prefix_with("MATERIALIZED")
+    bought = _purchases_per_day(scope).cte("bought_per_day").prefix_with("MATERIALIZED")
     return (
         select(
             days.c.day,
@@ -175,87 +404,26 @@ def daily_query(scope: Scope) -> Select:
     )
 
 
-def _purchases(scope: Scope, between: list | None = None) -> list:
-    return [
-        Conversion.kind == "purchase",
-        Conversion.outcome == "accepted",
-        *(_between(Conversion.occurred_at, scope) if between is None else between),
-        *_in_scope(Conversion.program_id, scope),
-    ]
-
-
-def net_revenue(scope: Scope) -> tuple[dict[str, int], dict[str, int]]:
-    """Referred purchases of the range, less refunds of those same orders whenever they came
-    (a refund without an amount gives back the whole order), per currency; and the same for
-    the previous period."""
-    where, period = _periods(Conversion.occurred_at, scope)
-    referred = [*_purchases(scope, where), Conversion.referral_id.is_not(None)]
-    gross = select(period, Conversion.currency, func.sum(Conversion.amount)).where(*referred)
-    totals: dict[int, dict[str, int]] = {1: {}, 0: {}}
-    for when, currency, amount in db.session.execute(gross.group_by(period, Conversion.currency)):
-        totals[when][currency] = amount
-    refund = aliased(Conversion)
-    refunds = (
-        select(
-            period,
-            Conversion.currency,
-            func.sum(func.coalesce(refund.amount, Conversion.amount)),
+def _purchases_per_day(scope: Scope):
+    """(day, n): accepted purchases per day of the range that had any."""
+    parts = []
+    if scope.rolls:
+        table = AnalyticsPurchaseDay
+        parts.append(
+            select(date_label(table.day).label("day"), table.purchases.label("n")).where(
+                *scope.rolled(table)
+            )
         )
-        .join(
-            refund,
-            and_(
-                refund.source == Conversion.source,
-                refund.order_id == Conversion.order_id,
-                refund.kind == "refund",
-                refund.outcome == "accepted",
-            ),
-        )
-        .where(*referred)
-        .group_by(period, Conversion.currency)
+    rows = purchase_rows(
+        [
+            _within(Conversion.occurred_at, scope.live_spans),
+            *_in_scope(Conversion.program_id, scope),
+        ]
     )
-    for when, currency, amount in db.session.execute(refunds):
-        totals[when][currency] = totals[when].get(currency, 0) - amount
-    return dict(sorted(totals[1].items())), dict(sorted(totals[0].items()))
-
-
-def _cost_entries(scope: Scope, between: list | None = None) -> list:
-    return [
-        *(_between(Reward.created_at, scope) if between is None else between),
-        Reward.status.in_(COST_STATUSES),
-        Reward.kind != "points",
-        *_in_scope(Reward.program_id, scope),
-    ]
-
-
-def reward_cost(scope: Scope) -> tuple[dict[str, int], dict[str, int]]:
-    """Per currency, for the range and for the previous period."""
-    where, period = _periods(Reward.created_at, scope)
-    query = (
-        select(period, Reward.currency, func.sum(Reward.amount))
-        .where(*_cost_entries(scope, where))
-        .group_by(period, Reward.currency)
-        .order_by(Reward.currency)
-    )
-    totals: dict[int, dict[str, int]] = {1: {}, 0: {}}
-    for when, currency, amount in db.session.execute(query):
-        totals[when][currency] = amount
-    return totals[1], totals[0]
-
-
-def _acquired(scope: Scope) -> list:
-    return [*_between(Referral.first_purchase_at, scope), *_in_scope(Referral.program_id, scope)]
-
-
-def acquired_customers(scope: Scope) -> tuple[int, int]:
-    """For the range and for the previous period."""
-    where, period = _periods(Referral.first_purchase_at, scope)
-    query = (
-        select(period, func.count())
-        .select_from(Referral)
-        .where(*where, *_in_scope(Referral.program_id, scope))
-        .group_by(period)
-    )
-    return _split(db.session.execute(query), 0)
+    parts.append(select(date_label(rows.c.day).label("day"), rows.c.purchases.label("n")))
+    every = union_all(*parts).subquery()
+    total = cast(func.sum(every.c.n), Integer).label("n")
+    return select(every.c.day, total).group_by(every.c.day)
 
 
 # --- participants: members (the few staff accounts left out); with programs in view, those
@@ -278,8 +446,8 @@ def first_code(programs: list[int] | None) -> ColumnElement:
     return ~exists().where(earlier.user_id == ReferralCode.user_id, same, before)
 
 
-def _becoming(scope: Scope, roles, since: datetime | None, until: datetime) -> tuple:
-    """(when, query): accounts with `roles` who became participants in [since, until), as a
+def _becoming(scope: Scope, roles, spans: list[Span]) -> tuple:
+    """(when, query): accounts with `roles` who became participants in the spans, as a
     select without columns yet. All programs: by joining; else by their first code."""
     if scope.programs is None:
         when, query = User.created_at, select().select_from(User)
@@ -291,13 +459,16 @@ def _becoming(scope: Scope, roles, since: datetime | None, until: datetime) -> t
             .join(User, User.id == ReferralCode.user_id)
             .where(ReferralCode.program_id.in_(scope.programs), first_code(scope.programs))
         )
-    query = query.where(User.role.in_(roles), when < until)
-    return when, query if since is None else query.where(when >= since)
+    return when, query.where(User.role.in_(roles), _within(when, spans))
+
+
+def _count(query: Select) -> int:
+    return db.session.scalar(query.add_columns(func.count()))
 
 
 def _rolled_participants(scope: Scope, first_day: date | None, until: date) -> tuple:
-    """(day column, participants column, where) of the scope's roll-up rows in the days
-    [first_day, until) (None: from the first)."""
+    """(day column, participants column, where, stale days) of the scope's roll-up rows in
+    the days [first_day, until) (None: from the first): the stale ones are left out."""
     if scope.programs is None:
         table, column, where = AnalyticsDailyAccounts, AnalyticsDailyAccounts.new_accounts, []
     else:
@@ -306,26 +477,25 @@ def _rolled_participants(scope: Scope, first_day: date | None, until: date) -> t
     where.append(table.day < until)
     if first_day is not None:
         where.append(table.day >= first_day)
-    return table.day, column, where
+    stale = [day for day in scope.stale if (first_day is None or day >= first_day) and day < until]
+    if stale:
+        where.append(table.day.not_in(stale))
+    return table.day, column, where, stale
 
 
 def participants_at_end(scope: Scope) -> int:
-    """Participants by the end of the range: the rolled-up days' sum less the staff among
-    them, plus the members of the later days."""
+    """Participants by the end of the range: the rolled-up days' sum plus everyone of the
+    stale days, less the staff among them, plus the members of the later days."""
     rolled_until = scope.participants_rolled_until
     if rolled_until is None:
-        _, live = _becoming(scope, MEMBERS, None, scope.end)
-        return db.session.scalar(live.add_columns(func.count()))
+        return _count(_becoming(scope, MEMBERS, [(None, scope.end)])[1])
     split = midnight(rolled_until)
-    _, column, where = _rolled_participants(scope, None, rolled_until)
+    _, column, where, stale = _rolled_participants(scope, None, rolled_until)
     rolled = db.session.scalar(select(func.sum(column)).where(*where)) or 0
-    _, staff = _becoming(scope, STAFF, None, split)
-    _, live = _becoming(scope, MEMBERS, split, scope.end)
-    return (
-        rolled
-        - db.session.scalar(staff.add_columns(func.count()))
-        + db.session.scalar(live.add_columns(func.count()))
-    )
+    in_stale = _count(_becoming(scope, ROLES, _spans(stale))[1]) if stale else 0
+    staff = _count(_becoming(scope, STAFF, [(None, split)])[1])
+    live = _count(_becoming(scope, MEMBERS, [(split, scope.end)])[1]) if split < scope.end else 0
+    return rolled + in_stale - staff + live
 
 
 def _new_participants_per_day(scope: Scope):
@@ -335,56 +505,24 @@ def _new_participants_per_day(scope: Scope):
     live_since = scope.start
     parts = []
     if rolled_until is not None and rolled_until > scope.first_day:
-        day, column, where = _rolled_participants(scope, scope.first_day, rolled_until)
+        day, column, where, stale = _rolled_participants(scope, scope.first_day, rolled_until)
         parts.append(select(date_label(day).label("day"), column.label("n")).where(*where))
+        if stale:
+            when, everyone = _becoming(scope, ROLES, _spans(stale))
+            parts.append(_per_day(when, everyone))
         live_since = midnight(rolled_until)
-        when, staff = _becoming(scope, STAFF, scope.start, live_since)
+        when, staff = _becoming(scope, STAFF, [(scope.start, live_since)])
         parts.append(_per_day(when, staff, sign=-1))
-    when, live = _becoming(scope, MEMBERS, live_since, scope.end)
+    when, live = _becoming(scope, MEMBERS, [(live_since, scope.end)])
     parts.append(_per_day(when, live))
     rows = union_all(*parts).subquery()
     total = cast(func.sum(rows.c.n), Integer).label("n")
-    return select(rows.c.day, total).group_by(rows.c.day).subquery()
+    return select(rows.c.day, total).group_by(rows.c.day)
 
 
 def _per_day(when, query: Select, sign: int = 1) -> Select:
     count = func.count() if sign > 0 else -func.count()
     return query.add_columns(utc_day(when).label("day"), count.label("n")).group_by(utc_day(when))
-
-
-def median_click_to_signup(scope: Scope) -> float | None:
-    """Over the range's referrals that know when their link was clicked."""
-    gap = seconds_between(Referral.created_at, Referral.clicked_at)
-    where = [
-        *_between(Referral.created_at, scope),
-        *_in_scope(Referral.program_id, scope),
-        Referral.clicked_at.is_not(None),
-    ]
-    return _median(gap, where)
-
-
-def median_signup_to_purchase(scope: Scope) -> float | None:
-    """Over the referrals whose first purchase fell in the range (the acquired customers)."""
-    return _median(
-        seconds_between(Referral.first_purchase_at, Referral.created_at), _acquired(scope)
-    )
-
-
-def _median(value, where: list) -> float | None:
-    """The exact median of `value` over the referrals matching `where` (None for none): the
-    middle value, or the mean of the two middle ones."""
-    if db.session.get_bind().dialect.name == "postgresql":
-        # The sort behind percentile_cont stays in memory for a year of referrals.
-        db.session.execute(text("SET LOCAL work_mem = '64MB'"))
-        query = select(func.percentile_cont(0.5).within_group(value)).where(*where)
-        result = db.session.scalar(query)
-        return None if result is None else float(result)
-    rows = db.session.scalar(select(func.count()).select_from(Referral).where(*where))
-    if not rows:
-        return None
-    middle = select(value).where(*where).order_by(value)
-    values = db.session.scalars(middle.limit(2 - rows % 2).offset((rows - 1) // 2)).all()
-    return sum(values) / len(values)
 
 
 def top_referrers_query(scope: Scope) -> Select:

@@ -9,10 +9,10 @@ from decimal import ROUND_HALF_UP, Decimal
 from flask import current_app
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import select
+from sqlalchemy import select, text
 from werkzeug.datastructures import MultiDict
 
-from admin.analytics import queries, rollup
+from admin.analytics import buckets, queries, rollup
 from admin.analytics.cards import Card, cards
 from admin.analytics.forms import AnalyticsFilterForm
 from admin.analytics.queries import Scope
@@ -102,8 +102,8 @@ def make_filters(
 
 
 def scope_of(filters: Filters) -> Scope:
-    """The time range, the programs in view (a campaign's programs; None: all) and up to
-    which day the roll-up can be read."""
+    """The time range, the programs in view (a campaign's programs; None: all), up to which
+    day the roll-up can be read and which of its days are stale."""
     if filters.program_id is not None:
         programs = [filters.program_id]
     elif filters.campaign_id is not None:
@@ -113,8 +113,15 @@ def scope_of(filters: Filters) -> Scope:
         programs = None
     complete_until = rollup.watermark()
     rolled_until = None if complete_until is None else min(complete_until, filters.end.date())
+    stale = () if rolled_until is None else rollup.stale_days(rolled_until)
     return Scope(
-        filters.start, filters.end, filters.start_day, filters.day_count, programs, rolled_until
+        filters.start,
+        filters.end,
+        filters.start_day,
+        filters.day_count,
+        programs,
+        rolled_until,
+        stale,
     )
 
 
@@ -228,42 +235,35 @@ def figures(filters: Filters) -> Figures:
 
 def compute(filters: Filters) -> Figures:
     scope, previous_scope = scope_of(filters), scope_of(filters.previous())
-    now, before = headlines(scope, previous_scope)
+    to_purchase = queries.gap_counts(scope, "signup_to_purchase")
     return Figures(
         filters=filters,
-        headline=now,
-        previous=before,
+        headline=headline(scope, to_purchase),
+        previous=headline(previous_scope, queries.gap_counts(previous_scope, "signup_to_purchase")),
         days=[tuple(row) for row in db.session.execute(queries.daily_query(scope))],
-        click_to_signup=queries.median_click_to_signup(scope),
-        signup_to_purchase=queries.median_signup_to_purchase(scope),
+        click_to_signup=buckets.median(queries.gap_counts(scope, "click_to_signup")),
+        signup_to_purchase=buckets.median(to_purchase),
         top_referrers=top_referrers(scope),
     )
 
 
-def headlines(scope: Scope, previous: Scope) -> tuple[Headline, Headline]:
-    """The range's headline figures and the previous period's, counted the same way: the
-    statements that scan rows count both periods in one pass; clicks and participants come
-    mostly from the roll-up, period by period."""
-    both = replace(scope, previous_start=previous.start)
-    counts = queries.referral_counts(both)
-    revenue, cost, acquired = (
-        queries.net_revenue(both),
-        queries.reward_cost(both),
-        queries.acquired_customers(both),
-    )
-    return tuple(
-        Headline(
-            funnel=Funnel(queries.clicks(period), *counts[index]),
-            revenue=revenue[index],
-            reward_cost=cost[index],
-            acquired=acquired[index],
-            participants=queries.participants_at_end(period),
-        )
-        for index, period in enumerate((scope, previous))
+def headline(scope: Scope, to_purchase: dict[int, int]) -> Headline:
+    """One period's headline figures; `to_purchase`: its signup-to-purchase buckets, whose
+    total is its acquired customers."""
+    return Headline(
+        funnel=Funnel(queries.clicks(scope), *queries.referral_counts(scope)),
+        revenue=queries.net_revenue(scope),
+        reward_cost=queries.reward_cost(scope),
+        acquired=sum(to_purchase.values()),
+        participants=queries.participants_at_end(scope),
     )
 
 
 def top_referrers(scope: Scope) -> list["TopReferrer"]:
+    """Counted from the rows (a top ten of any range has no per-day form); on PostgreSQL the
+    grouping of a year's referrals by referrer is kept in memory rather than spilled to disk."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(text("SET LOCAL work_mem = '64MB'"))
     board: dict[int, TopReferrer] = {}
     for row in db.session.execute(queries.top_referrers_query(scope)):
         entry = board.setdefault(
