@@ -5,16 +5,13 @@ runs a bounded number of statements; a customer the event itself creates is refe
 the global tree lock. Counted per request on both databases, so a regression shows here.
 """
 
-import json
-import time
-
 import pytest
 from sqlalchemy import event, func, select
 
 from extensions import db
 from models import Conversion, Referral, Reward, User
 from referral import fraud
-from tests.events_api import SECRET, purchase, sign
+from tests.events_api import SECRET, purchase, signed_delivery
 
 # Statements of one request's own transaction (SQLite's BEGIN IMMEDIATE not counted; on
 # PostgreSQL BEGIN is implicit), as measured, with no room: raise them only with a reason.
@@ -29,14 +26,7 @@ def config_overrides():
 
 
 def send(client, payload: dict):
-    body = json.dumps(payload).encode()
-    message_id, timestamp = f"msg_{payload['id']}", int(time.time())
-    headers = {
-        "webhook-id": message_id,
-        "webhook-timestamp": str(timestamp),
-        "webhook-signature": sign(body, message_id, timestamp),
-        "Content-Type": "application/json",
-    }
+    body, headers = signed_delivery(payload)
     return client.post("/api/v1/events", data=body, headers=headers)
 
 

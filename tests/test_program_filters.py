@@ -2,7 +2,6 @@
 through the events API, Saleor's order webhook, the program form and its preview."""
 
 import json
-import time
 
 import pytest
 from sqlalchemy import select
@@ -13,7 +12,7 @@ from models import AuditLog, Conversion, ProgramFilter, Reward
 from referral.services import default_program
 from rewards.saleor import SUBSCRIPTION_QUERY
 from tests import factories
-from tests.events_api import SECRET, purchase, sign
+from tests.events_api import SECRET, purchase, signed_delivery
 from tests.helpers import configure, form_fields, log_in, text_of
 from tests.jwks_server import JwksServer
 from tests.webhook_signing import SigningKey
@@ -46,14 +45,7 @@ def pair(make_participant):
 
 
 def send(client, event: dict):
-    body = json.dumps(event).encode()
-    message_id, timestamp = f"msg_{event['id']}", int(time.time())
-    headers = {
-        "webhook-id": message_id,
-        "webhook-timestamp": str(timestamp),
-        "webhook-signature": sign(body, message_id, timestamp),
-        "Content-Type": "application/json",
-    }
+    body, headers = signed_delivery(event)
     return client.post("/api/v1/events", data=body, headers=headers)
 
 
