@@ -140,9 +140,14 @@ def insert_unless_present(model, conflict_columns: list[str] | None = None):
     alike by PostgreSQL and SQLite. With RETURNING, a skipped row returns nothing, so one
     round trip both writes a new row and says that it was one. A clash with a row another
     transaction is still writing waits for that transaction to end, as a plain INSERT does."""
+    return dialect_insert(model).on_conflict_do_nothing(index_elements=conflict_columns)
+
+
+def dialect_insert(model):
+    """An INSERT into `model` (a class or a Table) in the session's dialect, so that it offers
+    `on_conflict_do_nothing` and `on_conflict_do_update`, spelled alike by both databases."""
     dialect = db.session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return insert(model).on_conflict_do_nothing(index_elements=conflict_columns)
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
 
 
 def after_commit(callback: Callable[[], None]) -> None:

@@ -33,11 +33,10 @@ import redis
 from flask import Flask, current_app
 from redis.exceptions import RedisError, ResponseError
 from sqlalchemy import bindparam, insert, select
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
 from core import counters
+from core.database import insert_unless_present
 from core.jobs import job
 from extensions import db
 from models import Click, ReferralCode, utcnow
@@ -396,9 +395,5 @@ def _insert_batch(rows: list[dict]) -> None:
     existing = set(db.session.scalars(select(ReferralCode.id).where(ReferralCode.id.in_(code_ids))))
     rows = [row for row in rows if row["code_id"] in existing]
     if rows:
-        postgresql = db.session.get_bind().dialect.name == "postgresql"
-        upsert = postgresql_insert if postgresql else sqlite_insert
-        db.session.execute(
-            upsert(Click.__table__).values(rows).on_conflict_do_nothing(index_elements=["queue_id"])
-        )
+        db.session.execute(insert_unless_present(Click.__table__, ["queue_id"]).values(rows))
     db.session.commit()

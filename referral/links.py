@@ -19,11 +19,9 @@ from datetime import datetime
 
 from flask import current_app
 from sqlalchemy import func, select
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
-from core.database import after_commit
+from core.database import after_commit, dialect_insert
 from extensions import db
 from models import LinkCacheGeneration, Program, ReferralCode, User
 
@@ -143,11 +141,9 @@ def invalidate() -> None:
     Call it in any transaction that changes a code's status, a participant's `active` or a
     program's dates, activity, landing page or attribution."""
     table = LinkCacheGeneration.__table__
-    postgresql = db.session.get_bind().dialect.name == "postgresql"
-    upsert = postgresql_insert if postgresql else sqlite_insert
     # One statement that also recreates the row should it be missing.
     db.session.execute(
-        upsert(table)
+        dialect_insert(table)
         .values(id=1, value=1)
         .on_conflict_do_update(index_elements=["id"], set_={"value": table.c.value + 1})
     )
