@@ -196,12 +196,20 @@ def test_a_stop_is_quick_and_clean_and_a_failed_boot_keeps_its_status(sqlite_url
     """Workers and master leave without Python's teardown of the forked app (gunicorn.conf.py
     `worker_exit`, `on_exit`): a stop takes a fraction of a second, says so in the log and exits
     0; a worker that cannot boot still stops the master with gunicorn's status 3."""
+    # A worker killed between "Booting worker" and installing its signal handlers dies of the
+    # signal instead of exiting: the stop is asked once both say they are ready.
+    announcing = tmp_path / "announcing.conf.py"
+    announcing.write_text(
+        f"exec(open({str(GUNICORN_CONFIG)!r}).read())\n\n"
+        "def post_worker_init(worker):\n"
+        "    worker.log.info('worker ready')\n"
+    )
     log_path = tmp_path / "stop.log"
     with open(log_path, "wb") as output:
-        server = start_gunicorn(GUNICORN_CONFIG, sqlite_url, output)
+        server = start_gunicorn(announcing, sqlite_url, output)
         try:
             deadline = time.monotonic() + START_TIMEOUT_SECONDS
-            while log_path.read_text().count("Booting worker") < 2:
+            while log_path.read_text().count("worker ready") < 2:
                 assert server.poll() is None and time.monotonic() < deadline, log_path.read_text()
                 time.sleep(0.05)
             asked = time.monotonic()
