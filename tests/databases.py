@@ -55,26 +55,27 @@ def migrate(app) -> None:
 
 def empty_tables(db) -> None:
     """Every table emptied and every id counting from 1 again, as a new installation after its
-    first migration has them."""
+    first migration has them. Every test starts here, so it is written for speed: the
+    statements go to the driver in one call (one round trip on PostgreSQL), not through the ORM."""
+    cursor = db.session.connection().connection.driver_connection.cursor()
     if db.engine.dialect.name == "postgresql":
-        _empty_postgres_tables(db.session)
+        cursor.execute(_empty_postgres_tables(db.session))
     else:
         # Leads and contracts point at each other: check the keys at commit, not per row.
-        db.session.execute(text("PRAGMA defer_foreign_keys = ON"))
+        cursor.execute("PRAGMA defer_foreign_keys = ON")
         for table in TABLES:
-            db.session.execute(text(f"DELETE FROM {table}"))  # noqa: S608 - fixed names
+            cursor.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed names
+    cursor.close()
     db.session.commit()
 
 
-def _empty_postgres_tables(session) -> None:
-    # TRUNCATE makes new files for every table and index (about 0.1 s for these twenty);
+def _empty_postgres_tables(session) -> str:
+    """The statements that empty every table, in one string."""
+    # TRUNCATE makes new files for every table and index (about 0.1 s for these tables);
     # DELETE on a test's few rows takes milliseconds. Every table is emptied, so the foreign
     # key triggers that a superuser may switch off for this transaction have nothing to keep.
     if session.execute(text("SHOW is_superuser")).scalar() != "on":
-        session.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
-        return
-    session.execute(text("SET LOCAL session_replication_role = replica"))
-    for table in TABLES:
-        session.execute(text(f"DELETE FROM {table}"))  # noqa: S608 - fixed names
+        return f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"
+    deletes = "; ".join(f"DELETE FROM {table}" for table in TABLES)
     every_sequence = "SELECT setval(oid::regclass, 1, false) FROM pg_class WHERE relkind = 'S'"
-    session.execute(text(every_sequence))
+    return f"SET LOCAL session_replication_role = replica; {deletes}; {every_sequence}"
