@@ -9,7 +9,6 @@ subscription's checkout session and its first `invoice.paid`), which must not co
 import time
 from datetime import UTC, datetime
 
-import stripe
 from flask import Blueprint, current_app, jsonify, request
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -72,6 +71,10 @@ def verify_signature(body: bytes, header: str | None, secret: str, tolerance: in
     """Raise InvalidStripeSignature unless Stripe signed these bytes within ±tolerance."""
     if not header or not header.isascii():  # Stripe's header is ASCII; hmac cannot compare else
         raise InvalidStripeSignature()
+    # Imported at the first Stripe delivery: the package brings `requests` and its HTTP stack
+    # (~0.15 CPU-s), which every other process start (server, worker, command) never uses.
+    import stripe
+
     try:
         stripe.WebhookSignature.verify_header(body, header, secret, tolerance)
     except (stripe.SignatureVerificationError, UnicodeDecodeError):
