@@ -78,3 +78,14 @@ def _empty_postgres_tables(session) -> None:
         session.execute(text(f"DELETE FROM {table}"))  # noqa: S608 - fixed names
     every_sequence = "SELECT setval(oid::regclass, 1, false) FROM pg_class WHERE relkind = 'S'"
     session.execute(text(every_sequence))
+
+
+def copy_postgres_database(template_url: str) -> str:
+    """A new database holding what `template_url` holds; nothing may be connected to that one.
+    Named like create_postgres_database's, and dropped the same way."""
+    template = template_url.rsplit("/", 1)[1]
+    name = f"inviteloop_test_{secrets.token_hex(4)}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=3) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
+    return f"{base}/{name}"
