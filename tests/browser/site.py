@@ -215,15 +215,9 @@ def _facts(app, base_url: str) -> Site:
         )
 
 
-def _reset_path(database_url: str, email: str) -> str:
-    # Signed with the server's key, as the server's own email would carry it.
-    with other_app(database_url, SECRET_KEY=SERVER_SECRET) as app, app.app_context():
-        user = db.session.scalar(select(User).where(User.email == email))
-        return f"/auth/reset/{make_token(user)}"
-
-
-def _email_paths(database_url: str, email: str) -> dict[str, str]:
-    """The one-click links of a participant's email and of an invitation they sent."""
+def _signed_paths(database_url: str, email: str) -> dict[str, str]:
+    """A participant's password reset link, the one-click links of their email and of an
+    invitation they sent: signed with the server's key, as the server's own emails carry them."""
     with other_app(database_url, SECRET_KEY=SERVER_SECRET) as app, app.app_context():
         user = db.session.scalar(select(User).where(User.email == email))
         invitation = Invitation(
@@ -235,6 +229,7 @@ def _email_paths(database_url: str, email: str) -> dict[str, str]:
         db.session.add(invitation)
         db.session.commit()
         return {
+            "reset_path": f"/auth/reset/{make_token(user)}",
             "unsubscribe_path": f"/auth/emails/unsubscribe/{unsubscribe_token(user.id, 'friends')}",
             "stop_invitations_path": f"/invitations/stop/{stop_token(invitation.id)}",
         }
@@ -256,12 +251,10 @@ def seeded_site(app, database_url: str, contracts_folder: str, mail_folder: str)
         MAIL_FILE_PATH=mail_folder,
     ) as base_url:
         facts = _facts(app, base_url)
-        email = facts.held_referrer_email
         yield replace(
             facts,
-            reset_path=_reset_path(database_url, email),
             mail_folder=mail_folder,
-            **_email_paths(database_url, email),
+            **_signed_paths(database_url, facts.held_referrer_email),
         )
 
 
