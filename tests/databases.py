@@ -34,9 +34,14 @@ def service_missing(what: str, error: Exception):
 
 
 def create_postgres_database() -> str:
+    return _new_postgres_database()
+
+
+def _new_postgres_database(template: str | None = None) -> str:
     name = f"inviteloop_test_{secrets.token_hex(4)}"
+    copied = f' TEMPLATE "{template}"' if template else ""
     with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=3) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"{copied}')
         # A test database outlives no crash of PostgreSQL itself, so a commit need not wait
         # for its WAL to reach the disk: every commit of the run is one flush shorter.
         conn.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
@@ -82,3 +87,9 @@ def _empty_postgres_tables(session) -> str:
     deletes = "; ".join(f"DELETE FROM {table}" for table in TABLES)
     every_sequence = "SELECT setval(oid::regclass, 1, false) FROM pg_class WHERE relkind = 'S'"
     return f"SET LOCAL session_replication_role = replica; {deletes}; {every_sequence}"
+
+
+def copy_postgres_database(template_url: str) -> str:
+    """A new database holding what `template_url` holds; nothing may be connected to that one.
+    Named like create_postgres_database's, and dropped the same way."""
+    return _new_postgres_database(template=template_url.rsplit("/", 1)[1])

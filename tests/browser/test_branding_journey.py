@@ -22,8 +22,8 @@ LOGO = (
 
 
 @pytest.fixture(scope="module")
-def database_url(sqlite_url):
-    return sqlite_url
+def database_kind():
+    return "sqlite"
 
 
 @pytest.fixture(scope="module")

@@ -78,6 +78,12 @@ def _shop():
 
 
 @pytest.fixture(scope="module")
+def database_url(database_kind, request):
+    """The worker's own database, emptied below: this journey needs no demo data."""
+    return request.getfixturevalue(f"{database_kind}_url")
+
+
+@pytest.fixture(scope="module")
 def app(database_url, shared_apps):
     return shared_apps.get(database_url, {})
 

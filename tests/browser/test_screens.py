@@ -24,8 +24,8 @@ WIDTHS = ["phone", "desktop"]
 
 
 @pytest.fixture(scope="module")
-def database_url(sqlite_url):
-    return sqlite_url
+def database_kind():
+    return "sqlite"
 
 
 def _walk(page, base_url: str, paths: list[str]) -> str:
