@@ -110,8 +110,9 @@ def _acknowledge(sender: str, event: EventIn):
     will be; a retried delivery finds the row its first one stored. Refused at once, with
     nothing stored, whatever the synchronous intake would refuse before storing anything."""
     conversions.check_event(event)
+    inbox = EventInbox.__table__  # Core: none of the ORM's bulk machinery on the hot path
     inbox_id = db.session.execute(
-        insert_unless_present(EventInbox, ["sender", "kind", "external_id"])
+        insert_unless_present(inbox, ["sender", "kind", "external_id"])
         .values(
             sender=sender,
             kind=event.kind,
@@ -120,7 +121,7 @@ def _acknowledge(sender: str, event: EventIn):
             received_at=utcnow(),
             attempts=0,
         )
-        .returning(EventInbox.id)
+        .returning(inbox.c.id)
     ).scalar()
     if inbox_id is None:
         inbox_id = db.session.scalar(
