@@ -292,3 +292,25 @@ def test_a_batch_is_processed_in_one_run_and_beat_runs_it(app, client, held_for_
     schedule = app.extensions["celery"].conf.beat_schedule["process-events"]
     assert schedule["task"] == tasks.process_events.name
     assert schedule["task"] in app.extensions["celery"].tasks
+
+
+# SKIP LOCKED is PostgreSQL's; on SQLite one writer at a time means runs take turns.
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_two_workers_never_take_the_same_events(app, client, held_for_the_worker):
+    """A batch another worker holds is skipped, neither waited for nor run twice."""
+    for number in range(3):
+        send(client, purchase(f"buyer{number}@example.com", order=f"order-{number}"), ASYNC)
+    with app.app_context():
+        other_worker = db.engine.connect()
+        try:
+            held = other_worker.execute(
+                select(EventInbox.id).order_by(EventInbox.id).limit(2).with_for_update()
+            ).all()
+            assert len(held) == 2
+            assert tasks.process_events.run() == 1  # only the one nobody holds
+        finally:
+            other_worker.rollback()
+            other_worker.close()
+    assert run_worker(app) == 2
+    assert rewards_per_order(app) == {}  # nobody was referred: unattributed, no rewards
+    assert count(app, Conversion) == 3
