@@ -75,14 +75,16 @@ EVENT_MAX_ATTEMPTS = 5
 
 
 @job("events.process_queued")
-def process_events() -> int:
-    """Process the queued events, batch after batch; beat runs it every few seconds and each
-    202 asks for a run after its commit. Returns how many were processed."""
-    processed = 0
+def process_events(max_batches: int | None = None) -> int:
+    """Process the queued events, batch after batch (at most `max_batches`); beat runs it
+    every few seconds and a 202 asks for a run after its commit. Returns how many were
+    processed."""
+    processed, batches = 0, 0
     deadline = time.monotonic() + EVENT_BUDGET_SECONDS
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and (max_batches is None or batches < max_batches):
         done, more = process_event_batch()
         processed += done
+        batches += 1
         if not more:
             break
     if processed:
@@ -155,10 +157,12 @@ def _note_failure(row, error: Exception) -> None:
 
 
 def process_events_soon() -> None:
-    """Once the current transaction (which queued an event) commits, ask a worker for a run;
-    without a broker (eager jobs, the embedded default) the run happens right there. With a
-    broker a process asks at most once per HINT_INTERVAL_SECONDS: a run takes every event
-    queued by then, and beat's run (every few seconds) finds any a skipped request left."""
+    """Once the current transaction (which queued an event) commits, ask a worker for a run.
+    Without a broker (eager jobs, the embedded default) the run happens right there, one
+    batch: each such request takes the oldest queued events, its own among them unless a
+    backlog is ahead, and waits for no more. With a broker a process asks at most once per
+    HINT_INTERVAL_SECONDS: a run takes every event queued by then, and beat's run (every few
+    seconds) finds any a skipped request left."""
     app = current_app._get_current_object()
     eager = app.extensions["celery"].conf.task_always_eager
 
@@ -169,7 +173,8 @@ def process_events_soon() -> None:
             return
         _last_hint = now
         try:
-            app.extensions["celery"].tasks[process_events.name].apply_async(retry=False)
+            task = app.extensions["celery"].tasks[process_events.name]
+            task.apply_async(kwargs={"max_batches": 1} if eager else {}, retry=False)
         except Exception:  # noqa: BLE001 - stored already: beat's run processes it
             log.exception("could not run the queued events now; beat's run will")
 

@@ -314,3 +314,22 @@ def test_two_workers_never_take_the_same_events(app, client, held_for_the_worker
     assert run_worker(app) == 2
     assert rewards_per_order(app) == {}  # nobody was referred: unattributed, no rewards
     assert count(app, Conversion) == 3
+
+
+def test_without_a_broker_each_202_runs_one_batch_oldest_first(app, client, monkeypatch):
+    """A request never works off a whole backlog: one batch, then its answer."""
+    celery_conf = app.extensions["celery"].conf
+    monkeypatch.setitem(celery_conf, "task_always_eager", False)
+    for number in range(tasks.EVENT_BATCH + 5):
+        send(client, purchase(f"buyer{number}@example.com", order=f"order-{number}"), ASYNC)
+    monkeypatch.setitem(celery_conf, "task_always_eager", True)
+    latest = send(client, purchase("late@example.com", order="order-late"), ASYNC)
+    assert latest.status_code == 202
+    with app.app_context():
+        queued = db.session.scalars(
+            select(EventInbox.external_id).where(EventInbox.processed_at.is_(None))
+        ).all()
+    assert sorted(queued) == sorted(
+        [f"evt-order-{n}" for n in range(tasks.EVENT_BATCH, tasks.EVENT_BATCH + 5)]
+        + ["evt-order-late"]
+    )
