@@ -69,6 +69,7 @@ BACKGROUND_JOBS = (
     rewards_tasks.release_held,
     rewards_tasks.expire,
     rewards_tasks.retry_webhooks,
+    rewards_tasks.process_events,
     outbound.deliver_webhook,
     analytics_tasks.rollup_analytics,
     auth_tasks.prune_sessions,

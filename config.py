@@ -337,6 +337,8 @@ def _derive(app: Flask) -> None:
                 "task": "referral.move_clicks",
                 "schedule": config["CLICK_MOVE_SECONDS"],
             },
+            # Events acknowledged with 202 whose run was not asked for or was lost.
+            "process-events": {"task": "events.process_queued", "schedule": 5},
             "outbox-sweep": {
                 "task": "outbox.sweep",
                 "schedule": config["OUTBOX_SWEEP_SECONDS"],

@@ -9,7 +9,8 @@ One file, in sections (each starts with a `# ---` header), in this order:
     accounts        User (participants and staff, by role), UserSession, PhoneCode
     referral loop   ReferralCode, Click, Referral (its status changes: referral/lifecycle.py),
                     LinkCacheGeneration (when the links' caches are stale)
-    rewards         Conversion (events in), Payout, Reward (the ledger)
+    rewards         Conversion (events in), Payout, Reward (the ledger), EventInbox (events
+                    acknowledged at once, processed by the worker)
     integrations    ApiKey (calls in)
     staff panel     AuditLog (who changed what), SiteBranding (the installation's own brand)
     CRM             Service, Campaign, Lead, Contract
@@ -949,6 +950,50 @@ class Reward(db.Model):
     beneficiary: Mapped[User] = relationship()
     conversion: Mapped[Conversion] = relationship()
     referral: Mapped[Referral | None] = relationship()
+
+
+class EventInbox(db.Model):
+    """An event a sender asked to have processed later (`Prefer: respond-async`): stored once
+    per sender and event before the 202 that acknowledges it, then run through the same
+    intake as a synchronous event by the worker (rewards/tasks.py), which keeps the answer
+    that intake gave. Queued while `processed_at` is NULL."""
+
+    __tablename__ = "event_inbox"
+    __table_args__ = (
+        # A retried delivery finds its first one: the same inbox id, stored once.
+        UniqueConstraint("sender", "kind", "external_id", name="uq_event_inbox_event"),
+        CheckConstraint(
+            "(processed_at IS NULL) = (outcome IS NULL)", name="outcome_when_processed"
+        ),
+        CheckConstraint(
+            "(processed_at IS NULL) = (outcome_status IS NULL)", name="status_when_processed"
+        ),
+        CheckConstraint(f"kind IN ({_sql_list(CONVERSION_KINDS)})", name="kind"),
+        CheckConstraint("attempts >= 0", name="attempts_not_negative"),
+        # What the worker looks for: queued rows, those that failed least first.
+        Index(
+            "ix_event_inbox_queued",
+            "attempts",
+            "id",
+            postgresql_where=text("processed_at IS NULL"),
+            sqlite_where=text("processed_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Who sent it: "signature" (the shared secret) or "api_key:<id>"; only they may read it.
+    sender: Mapped[str] = mapped_column(String(40))
+    kind: Mapped[str] = mapped_column(String(10))
+    external_id: Mapped[str] = mapped_column(String(200))
+    payload: Mapped[dict] = mapped_column(JSON)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The synchronous answer's body and HTTP status, once processed.
+    outcome: Mapped[dict | None] = mapped_column(JSON(none_as_null=True))
+    outcome_status: Mapped[int | None] = mapped_column(Integer)
+    # Runs that failed unexpectedly (rolled back); the last one's error.
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(String(500))
 
 
 # --- integrations: keys other systems call InviteLoop with ---

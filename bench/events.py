@@ -1,7 +1,7 @@
 """How many signed events a real server accepts per second, beside a bare Flask endpoint.
 
     .venv/bin/python -m bench.events [--events 2000] [--senders 16] [--referrers 100]
-        [--backend postgresql|sqlite] [--rounds 3]
+        [--backend postgresql|sqlite] [--rounds 3] [--async]
 
 A new database (PostgreSQL `inviteloop_bench_<random>`, dropped afterwards, with Redis; or a
 SQLite file without) is migrated like a real installation and given R referrers. Then N
@@ -13,6 +13,13 @@ production settings of bench/harness.py) and a bare Flask app under the same set
 round sending the next share of the deliveries to both. Afterwards the database must hold
 exactly N purchase conversions and 2N rewards, and InviteLoop must have answered N
 `accepted` and N `duplicate`.
+
+With `--async` every delivery asks `Prefer: respond-async`: InviteLoop answers 202 once the
+event is stored (a redelivery the same id). On PostgreSQL no worker runs beside the servers
+(with Redis, jobs go to a broker nobody reads), so the events are processed after the rounds,
+as the worker's job would; on SQLite without a broker each 202 runs the job before it leaves,
+as the embedded default does. Afterwards every delivery must have been answered 202, the inbox
+must hold N events, each processed `accepted`, and the database N purchases and 2N rewards.
 """
 
 import argparse
@@ -33,12 +40,13 @@ from sqlalchemy import func, select
 from bench import harness
 from bench.leaderboard import create_database, drop_database, make_app
 from extensions import db
-from models import Conversion, Reward, utcnow
-from rewards import customers
+from models import Conversion, EventInbox, Reward, utcnow
+from rewards import customers, tasks
 from tests.databases import migrate
 from tests.events_api import SECRET, sign
 
 PATH = "/api/v1/events"
+ASYNC = {"Prefer": "respond-async"}
 WARM_UP_REQUESTS = 200
 REQUEST_TIMEOUT = 60
 # Where a duplicate lands after its original in the send order: at once (racing it on
@@ -56,7 +64,8 @@ class Delivery:
 class Result:
     target: str
     seconds: float
-    answers: list[tuple[int, str | None, float]]  # (HTTP status, outcome, seconds) each
+    # (HTTP status, outcome, seconds) each; a 202's "outcome" is its status, "queued".
+    answers: list[tuple[int, str | None, float]]
     # Deliveries answered 5xx (SQLite busy past its timeout: 503), which a shop sends again.
     refused: list[Delivery] = field(default_factory=list)
     retried: "Result | None" = None  # their second sending, after the rounds
@@ -116,11 +125,12 @@ def _dispose(app) -> None:
         db.engine.dispose()
 
 
-def schedule(codes: list[str], events: int, seed: int) -> list[Delivery]:
-    """Each purchase twice: the original in order, its duplicate 0..DUPLICATE_SPREAD later."""
+def schedule(codes: list[str], events: int, seed: int, first: int = 0) -> list[Delivery]:
+    """Each purchase twice: the original in order, its duplicate 0..DUPLICATE_SPREAD later.
+    Purchases are numbered from `first` (another run's start after this one's)."""
     rng = random.Random(seed)
     slots: list[tuple[float, Delivery]] = []
-    for number in range(events):
+    for number in range(first, first + events):
         event = {
             "type": "purchase",
             "id": f"evt-bench-{number}",
@@ -144,7 +154,13 @@ def warm_up_deliveries(count: int) -> list[Delivery]:
     ]
 
 
-def send(base_url: str, deliveries: list[Delivery], senders: int, target: str) -> Result:
+def send(
+    base_url: str,
+    deliveries: list[Delivery],
+    senders: int,
+    target: str,
+    prefer_async: bool = False,
+) -> Result:
     """`senders` threads, each with its own keep-alive connection, take the next delivery
     as soon as their previous answer arrives. Each is signed as it is sent."""
     work: queue.SimpleQueue = queue.SimpleQueue()
@@ -162,7 +178,8 @@ def send(base_url: str, deliveries: list[Delivery], senders: int, target: str) -
                     delivery = work.get_nowait()
                 except queue.Empty:
                     return answers
-                answers.append((_post(session, f"{base_url}{PATH}", delivery), delivery))
+                answer = _post(session, f"{base_url}{PATH}", delivery, prefer_async)
+                answers.append((answer, delivery))
 
     with ThreadPoolExecutor(senders) as pool:
         done = [
@@ -173,21 +190,25 @@ def send(base_url: str, deliveries: list[Delivery], senders: int, target: str) -
     return Result(target, elapsed, [answer for answer, _ in done], refused)
 
 
-def _post(session, url: str, delivery: Delivery) -> tuple[int, str | None, float]:
-    """One signed delivery (tests/events_api.py's signature); the outcome InviteLoop gave,
-    None from the bare app's plain "ok"."""
+def _post(
+    session, url: str, delivery: Delivery, prefer_async: bool = False
+) -> tuple[int, str | None, float]:
+    """One signed delivery (tests/events_api.py's signature); the outcome InviteLoop gave
+    (a 202's status), None from the bare app's plain "ok"."""
     body, timestamp = delivery.body.encode(), int(time.time())
     headers = {
         "webhook-id": delivery.message_id,
         "webhook-timestamp": str(timestamp),
         "webhook-signature": sign(body, delivery.message_id, timestamp),
         "Content-Type": "application/json",
+        **(ASYNC if prefer_async else {}),
     }
     began = time.perf_counter()
     response = session.post(url, data=body, headers=headers, timeout=REQUEST_TIMEOUT)
     seconds = time.perf_counter() - began
     json_answer = response.headers.get("Content-Type", "").startswith("application/json")
-    outcome = response.json().get("outcome") if json_answer else None
+    answer = response.json() if json_answer else {}
+    outcome = answer.get("outcome") or answer.get("status") if isinstance(answer, dict) else None
     return response.status_code, outcome, seconds
 
 
@@ -197,19 +218,21 @@ def measure(
     senders: int,
     rounds: int,
     warm_up: int = WARM_UP_REQUESTS,
+    prefer_async: bool = False,
 ):
     """Warm both servers up (`warm_up` ignored events each), then `rounds` alternating pairs,
     each sending the next share of the deliveries to InviteLoop and the same share to the bare
-    app. Returns the figure, and InviteLoop's and the bare app's answers of all rounds."""
+    app (`Prefer: respond-async` on each with `prefer_async`). Returns the figure, and
+    InviteLoop's and the bare app's answers of all rounds."""
     for base in (pair.real, pair.bare):
-        send(base, warm_up_deliveries(warm_up), senders, "warm-up")
+        send(base, warm_up_deliveries(warm_up), senders, "warm-up", prefer_async)
     share = -(-len(deliveries) // rounds)
     parts = [deliveries[n : n + share] for n in range(0, len(deliveries), share)]
     left = {"real": iter(parts), "bare": iter(parts)}
     results: dict[str, list[Result]] = {"real": [], "bare": []}
 
     def run(base_url: str, target: str) -> harness.Round:
-        result = send(base_url, next(left[target]), senders, target)
+        result = send(base_url, next(left[target]), senders, target, prefer_async)
         results[target].append(result)
         return result.as_round()
 
@@ -218,7 +241,7 @@ def measure(
     refused = [delivery for result in results["real"] for delivery in result.refused]
     inviteloop = Result("inviteloop", sum(r.seconds for r in results["real"]), answers, refused)
     if refused:  # as a shop would, once the rush is over
-        inviteloop.retried = send(pair.real, refused, 1, "retried")
+        inviteloop.retried = send(pair.real, refused, 1, "retried", prefer_async)
     bare_answers = [answer for result in results["bare"] for answer in result.answers]
     bare = Result("bare flask", sum(r.seconds for r in results["bare"]), bare_answers)
     return figure, inviteloop, bare
@@ -242,6 +265,45 @@ def count_check(url: str, events: int) -> tuple[bool, str]:
         f"2 x {events:,} ({referrer:,} to referrers) {'OK' if ok else 'WRONG'}"
     )
     return ok, line
+
+
+def process_queued(url: str) -> int:
+    """What the worker's job does, for the events acknowledged with 202 and left queued (no
+    worker runs beside the benchmark's servers)."""
+    app = make_app(url)
+    try:
+        with app.app_context():
+            processed = 0
+            while ran := tasks.process_events.run():
+                processed += ran
+            return processed
+    finally:
+        _dispose(app)
+
+
+def queued_check(url: str, inviteloop: Result, events: int) -> tuple[bool, str]:
+    """Every delivery answered 202 in the end, and the inbox holds each purchase once,
+    processed `accepted`."""
+    final = [answer for answer in inviteloop.answers if answer[0] < 500]
+    if inviteloop.retried:
+        final += inviteloop.retried.answers
+    statuses = Counter(status for status, _, _ in final)
+    app = make_app(url)
+    try:
+        with app.app_context():
+            outcomes = Counter(
+                outcome["outcome"] if outcome else "queued"
+                for outcome in db.session.scalars(select(EventInbox.outcome))
+            )
+    finally:
+        _dispose(app)
+    ok = statuses == Counter({202: 2 * events}) and outcomes == Counter({"accepted": events})
+    line = "HTTP " + _counted(inviteloop.statuses)
+    if inviteloop.retried:
+        again = _counted(inviteloop.retried.statuses)
+        line += f" (the {len(inviteloop.refused):,} sent again: {again})"
+    kinds = ", ".join(f"{n:,} {o}" for o, n in sorted(outcomes.items(), key=str))
+    return ok, f"{line}; inbox: {kinds} {'OK' if ok else 'WRONG'}"
 
 
 def answers_check(inviteloop: Result, events: int) -> tuple[bool, str]:
@@ -281,14 +343,21 @@ def run(args) -> int:
             )
             redis_url = harness.REDIS_URL if args.backend == "postgresql" else None
             with harness.serving(url, redis_url, EVENTS_WEBHOOK_SECRET=SECRET) as pair:
-                figure, inviteloop, bare = measure(pair, deliveries, args.senders, args.rounds)
+                figure, inviteloop, bare = measure(
+                    pair, deliveries, args.senders, args.rounds, prefer_async=args.prefer_async
+                )
+            if args.prefer_async:
+                process_queued(url)
+                answered_ok, answered = queued_check(url, inviteloop, args.events)
+            else:
+                answered_ok, answered = answers_check(inviteloop, args.events)
             stored_ok, stored = count_check(url, args.events)
         finally:
             drop_database(url)
-    answered_ok, answered = answers_check(inviteloop, args.events)
     print_table([inviteloop, bare], args.senders)
     print()
-    print(harness.report_line(args.backend, "", "signed purchase events", figure, stored))
+    name = "signed purchase events" + (" (202, respond-async)" if args.prefer_async else "")
+    print(harness.report_line(args.backend, "", name, figure, stored))
     print(f"answers: {answered}")
     return 0 if stored_ok and answered_ok else 1
 
@@ -326,6 +395,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", choices=("postgresql", "sqlite"), default="postgresql")
     parser.add_argument("--rounds", type=int, default=3, help="alternating pairs of rounds")
     parser.add_argument("--seed", type=int, default=20261121)
+    parser.add_argument(
+        "--async",
+        dest="prefer_async",
+        action="store_true",
+        help="send `Prefer: respond-async`: acknowledged with 202, processed afterwards",
+    )
     args = parser.parse_args(argv)
     if min(args.events, args.senders, args.referrers, args.rounds) < 1:
         parser.error("--events, --senders, --referrers and --rounds must be at least 1")

@@ -144,6 +144,8 @@ def http_figures(url, backend, label, data, plan: Plan, outcome: Outcome, seed_v
     redis_url = harness.REDIS_URL if backend == "postgresql" else None
     codes = events.seed_referrers(url, plan.referrers)
     deliveries = events.schedule(codes, plan.events, seed_value)
+    # The same load again, other purchases, each asking `Prefer: respond-async`.
+    async_deliveries = events.schedule(codes, plan.events, seed_value + 1, first=plan.events)
     figures = {}
     move_queued = functools.partial(_move_queued_clicks, url, redis_url)
     with harness.serving(
@@ -157,6 +159,9 @@ def http_figures(url, backend, label, data, plan: Plan, outcome: Outcome, seed_v
             figures[name] = _wrk_figure(pair, paths, plan)
         event_figure, inviteloop, _bare = events.measure(
             pair, deliveries, 16, plan.rounds, warm_up=plan.event_warm_up
+        )
+        async_figure, async_inviteloop, _bare = events.measure(
+            pair, async_deliveries, 16, plan.rounds, warm_up=0, prefer_async=True
         )
     # The server has stopped: its access log is complete, every click it acknowledged stored.
     link = figures["GET /r/<code>"]
@@ -174,11 +179,16 @@ def http_figures(url, backend, label, data, plan: Plan, outcome: Outcome, seed_v
         ok = set(answers) == {200}
         line = f"answers {', '.join(f'{n:,} x {s}' for s, n in sorted(answers.items()))}"
         say(harness.report_line(backend, label, name, figures[name], outcome.check(ok, line)))
-    stored_ok, stored = events.count_check(url, plan.events)
+    # What the worker would have done with the events acknowledged with 202 (none runs here).
+    events.process_queued(url)
+    stored_ok, stored = events.count_check(url, 2 * plan.events)
     answered_ok, answered = events.answers_check(inviteloop, plan.events)
     name = "signed purchase events (16 senders)"
     say(harness.report_line(backend, label, name, event_figure, outcome.check(stored_ok, stored)))
     say(f"{'':<10} {'':>5}  {'':<34} {outcome.check(answered_ok, answered)}")
+    queued_ok, queued = events.queued_check(url, async_inviteloop, plan.events)
+    name = "events, Prefer: respond-async"
+    say(harness.report_line(backend, label, name, async_figure, outcome.check(queued_ok, queued)))
 
 
 def _wrk_figure(pair: harness.Pair, paths: list[str], plan: Plan) -> harness.Figure:

@@ -178,6 +178,32 @@ OUTCOME = _object(
     ("outcome", "reason"),
 )
 
+EVENT_QUEUED = _object(
+    {
+        "id": {"type": "integer", "description": "The event's id here: `GET /api/v1/events/{id}`."},
+        "status": {"const": "queued"},
+    },
+    ("id", "status"),
+)
+
+EVENT_STATUS = _object(
+    {
+        "id": INTEGER,
+        "status": {"enum": ["queued", "processed"]},
+        "received_at": MOMENT,
+        "processed_at": {"type": ["string", "null"], "format": "date-time"},
+        "outcome": {
+            "oneOf": [_schema("Outcome"), _schema("Error"), {"type": "null"}],
+            "description": "Once processed, the body the synchronous request would have got: "
+            "an Outcome, or the Error of a refusal (the status in `outcome_status`).",
+        },
+        "outcome_status": _nullable(
+            "integer", description="The HTTP status the synchronous request would have got."
+        ),
+    },
+    ("id", "status", "received_at", "processed_at", "outcome", "outcome_status"),
+)
+
 LEADERBOARD = _object(
     {
         "period": {"enum": ["all", "month", "week"]},
@@ -665,9 +691,63 @@ PATHS = {
             "parameters": [
                 _header("webhook-id", "The message id (Standard Webhooks)."),
                 _header("webhook-timestamp", "Unix seconds when it was signed."),
+                _header(
+                    "Prefer",
+                    "`respond-async` (RFC 7240): answered `202` once the event is stored, and "
+                    "processed by a worker; its outcome is then at `Location`. The same checks "
+                    "refuse a malformed event at once (nothing stored). A redelivery gets the "
+                    "same id. A type InviteLoop does not act on is answered `200` at once.",
+                ),
             ],
             "requestBody": _body("Event"),
-            "responses": {"200": OUTCOME_RESPONSE, **_errors(400, 401, 403, 413, 422, 429, 503)},
+            "responses": {
+                "200": OUTCOME_RESPONSE,
+                "202": _json(
+                    _schema("EventQueued"),
+                    "Stored, to be processed (`Prefer: respond-async`).",
+                    headers={
+                        "Location": {
+                            "required": True,
+                            "description": "`/api/v1/events/{id}`: where its outcome will be.",
+                            "schema": {"type": "string"},
+                        },
+                        "Preference-Applied": {
+                            "required": True,
+                            "description": "`respond-async`.",
+                            "schema": {"const": "respond-async"},
+                        },
+                    },
+                ),
+                **_errors(400, 401, 403, 413, 422, 429, 503),
+            },
+        }
+    },
+    "/api/v1/events/{inbox_id}": {
+        "get": {
+            "operationId": "getEvent",
+            "tags": ["incoming"],
+            "summary": "An event answered `202`: queued, or processed with its outcome.",
+            "description": (
+                "Only its sender reads it: the same API key (scope `events:write`), or for "
+                "signed events a Standard Webhooks signature over an empty body. Another "
+                "sender's event is 404, as is an unknown id."
+            ),
+            "security": EVENT_WRITERS,
+            "parameters": [
+                {
+                    "name": "inbox_id",
+                    "in": "path",
+                    "required": True,
+                    "description": "The `id` of the `202` answer.",
+                    "schema": {"type": "integer", "minimum": 1},
+                },
+                _header("webhook-id", "The message id (Standard Webhooks)."),
+                _header("webhook-timestamp", "Unix seconds when it was signed."),
+            ],
+            "responses": {
+                "200": _json(_schema("EventStatus"), "The event's state and outcome."),
+                **_errors(400, 401, 403, 404, 429, 503),
+            },
         }
     },
     "/codes/issue": {
@@ -783,6 +863,8 @@ COMPONENTS = {
     "schemas": {
         "Error": ERROR,
         "Outcome": OUTCOME,
+        "EventQueued": EVENT_QUEUED,
+        "EventStatus": EVENT_STATUS,
         "Leaderboard": LEADERBOARD,
         "Me": ME,
         "Offer": OFFER,

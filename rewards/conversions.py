@@ -33,7 +33,7 @@ from rewards.events import SOURCES_FROM_OUTSIDE, EventIn, InvalidEvent, Outcome,
 
 log = logging.getLogger(__name__)
 
-__all__ = ["InvalidEvent", "parse_api_event", "record_event"]
+__all__ = ["InvalidEvent", "check_event", "parse_api_event", "record_event"]
 
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 
@@ -43,7 +43,7 @@ def record_event(event: EventIn, now: datetime | None = None) -> Outcome:
     nothing; so is one that loses a race with its twin (the unique constraint decides).
     A duplicate costs one statement: the insert that finds the event stored already."""
     now = now or utcnow()
-    _check(event)
+    check_event(event)
     conversion = _store_once(event, now)
     if conversion is None:
         counters.count_on_commit(counters.EVENTS.labels(event.source, "duplicate"))
@@ -135,7 +135,9 @@ def _write_findings(conversion: Conversion) -> None:
     )
 
 
-def _check(event: EventIn) -> None:
+def check_event(event: EventIn) -> None:
+    """InvalidEvent unless `event` can be recorded: what is refused before anything is stored
+    (record_event checks it first; an event acknowledged for later is checked at receipt)."""
     if event.source not in SOURCES_FROM_OUTSIDE:
         raise InvalidEvent(_("Unknown source %(source)s.", source=repr(event.source)))
     if event.kind not in CONVERSION_KINDS:

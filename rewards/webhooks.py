@@ -4,19 +4,21 @@ import binascii
 import logging
 import time
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app, jsonify, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
+from sqlalchemy import select
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from core import api_keys
+from core.database import insert_unless_present, writes_on_get
 from core.errors import DomainError
 from extensions import csrf, db, limiter
-from models import utcnow
+from models import EventInbox, utcnow
 from referral import claims
 from referral import services as referral_services
-from rewards import conversions, customers
+from rewards import conversions, customers, tasks
 from rewards.events import EventIn, counts_refusals, unhandled
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,12 @@ class StaleTimestamp(DomainError):
     message = _l("webhook-timestamp must be a Unix time within 5 minutes of now.")
 
 
+class UnknownEvent(DomainError):
+    status = 404
+    code = "unknown_event"
+    message = _l("There is no such event of yours.")
+
+
 class NotConfigured(DomainError):
     status = 503
     code = "not_configured"
@@ -62,17 +70,99 @@ def _limit() -> str:
 @counts_refusals("api")
 def receive_event():
     body = request.get_data(cache=False)
-    key = api_keys.presented_key(request)
-    if key is None:
-        verify_standard_webhook(body, request.headers)
-    else:  # a sender holding an API key with events:write needs no signature
-        api_keys.authenticate(key, "events:write")
+    sender = _authenticated_sender(body)
     event = conversions.parse_api_event(body)
     if event is None:
         return jsonify(unhandled("api").as_json())
+    if _prefers_async():
+        return _acknowledge(sender, event)
     outcome = conversions.record_event(event)
     db.session.commit()
     return jsonify(outcome.as_json())
+
+
+# Whose events an inbox row holds: the shared secret's signer, or one API key.
+SIGNED_SENDER = "signature"
+
+
+def _authenticated_sender(body: bytes) -> str:
+    """Who sent the request (a signature over `body`, or an API key with events:write)."""
+    key = api_keys.presented_key(request)
+    if key is None:
+        verify_standard_webhook(body, request.headers)
+        return SIGNED_SENDER
+    # A sender holding an API key with events:write needs no signature.
+    return f"api_key:{api_keys.authenticate(key, 'events:write').id}"
+
+
+def _prefers_async() -> bool:
+    """`Prefer: respond-async` (RFC 7240) among the request's preferences."""
+    for header in request.headers.getlist("Prefer"):
+        for preference in header.split(","):
+            name = preference.split(";", 1)[0].split("=", 1)[0]
+            if name.strip().lower() == "respond-async":
+                return True
+    return False
+
+
+def _acknowledge(sender: str, event: EventIn):
+    """Store the event for the worker in one statement and answer 202 with where its outcome
+    will be; a retried delivery finds the row its first one stored. Refused at once, with
+    nothing stored, whatever the synchronous intake would refuse before storing anything."""
+    conversions.check_event(event)
+    inbox = EventInbox.__table__  # Core: none of the ORM's bulk machinery on the hot path
+    inbox_id = db.session.execute(
+        insert_unless_present(inbox, ["sender", "kind", "external_id"])
+        .values(
+            sender=sender,
+            kind=event.kind,
+            external_id=event.external_id,
+            payload=event.payload,
+            received_at=utcnow(),
+            attempts=0,
+        )
+        .returning(inbox.c.id)
+    ).scalar()
+    if inbox_id is None:
+        inbox_id = db.session.scalar(
+            select(EventInbox.id).where(
+                EventInbox.sender == sender,
+                EventInbox.kind == event.kind,
+                EventInbox.external_id == event.external_id,
+            )
+        )
+    tasks.process_events_soon()
+    db.session.commit()
+    location = url_for(".event_status", inbox_id=inbox_id)
+    response = jsonify(id=inbox_id, status="queued")
+    response.status_code = 202
+    response.headers["Location"] = location
+    response.headers["Preference-Applied"] = "respond-async"
+    return response
+
+
+@webhooks_bp.get("/api/v1/events/<int:inbox_id>")
+@limiter.limit(_limit)
+@writes_on_get  # an API key's last use is written
+def event_status(inbox_id: int):
+    """An event acknowledged with 202: queued, or processed with the answer the synchronous
+    request would have had. Only its sender may read it: the same API key, or a signature
+    (the events secret) over an empty body."""
+    sender = _authenticated_sender(b"")
+    row = db.session.get(EventInbox, inbox_id)
+    if row is None or row.sender != sender:
+        raise UnknownEvent()
+    processed = row.processed_at is not None
+    answer = {
+        "id": row.id,
+        "status": "processed" if processed else "queued",
+        "received_at": row.received_at.isoformat(),
+        "processed_at": row.processed_at.isoformat() if processed else None,
+        "outcome": row.outcome,
+        "outcome_status": row.outcome_status,
+    }
+    db.session.commit()  # the key's last use
+    return jsonify(answer)
 
 
 def verify_standard_webhook(body: bytes, headers) -> None:

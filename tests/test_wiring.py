@@ -41,6 +41,7 @@ JOB_NAMES = [
     "auth.prune_sessions",
     "auth.send_code_text",
     "auth.send_reset_link",
+    "events.process_queued",
     "outbox.deliver",
     "outbox.prune",
     "outbox.sweep",
