@@ -10,6 +10,7 @@
 """
 
 import json
+import math
 import re
 
 from flask import Flask, request
@@ -80,7 +81,8 @@ def _holds_nul(values) -> bool:
 
 def parse_json(body: bytes | str) -> object:
     """The JSON value of `body`; UnusableJson for anything json.loads refuses, for nesting
-    deeper than MAX_JSON_DEPTH, and for text holding NUL or a lone surrogate."""
+    deeper than MAX_JSON_DEPTH, for text holding NUL or a lone surrogate, and for a number that
+    is not finite."""
     try:
         value = json.loads(body)
     except RecursionError:
@@ -92,8 +94,9 @@ def parse_json(body: bytes | str) -> object:
 
 
 def check_json(value: object) -> None:
-    """UnusableJson unless every level is within MAX_JSON_DEPTH and every key and string is
-    storable text. Walks without recursion, so no depth can exhaust the stack here."""
+    """UnusableJson unless every level is within MAX_JSON_DEPTH, every key and string is
+    storable text and every number finite. Walks without recursion, so no depth can exhaust
+    the stack here."""
     pending = [(value, 1)]
     while pending:
         item, depth = pending.pop()
@@ -101,6 +104,9 @@ def check_json(value: object) -> None:
             if _UNSTORABLE.search(item):
                 raise UnusableJson("The JSON holds a NUL character or a lone surrogate.")
             continue
+        if isinstance(item, float) and not math.isfinite(item):
+            # json reads NaN, Infinity and 1e400 as floats; no JSON column can hold them.
+            raise UnusableJson("The JSON holds a number that is not finite (NaN or Infinity).")
         if not isinstance(item, dict | list):
             continue
         if depth > MAX_JSON_DEPTH:

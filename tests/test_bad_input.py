@@ -316,6 +316,16 @@ UNUSABLE_BODIES = {
     "lone surrogate": with_escape("\\ud800"),
     "lone surrogate in a key": purchase_body().replace(b'"amount"', b'"\\udfffamount"'),
 }
+# Numbers Python reads as floats that are not finite; PostgreSQL's JSON cannot hold them.
+NOT_FINITE = {"NaN": b"NaN", "Infinity": b"-Infinity", "1e400": b"1e400"}
+
+
+def with_number(good: bytes, literal: bytes) -> bytes:
+    """`good`, a JSON object, with one more member holding the number `literal`."""
+    return good[:-1] + b',"x":' + literal + b"}"
+
+
+UNUSABLE_BODIES |= {name: with_number(purchase_body(), n) for name, n in NOT_FINITE.items()}
 
 
 def stripe_session(**fields) -> dict:
@@ -355,6 +365,8 @@ def saleor_order(**order_fields) -> dict:
 
 def stripe_variant(name: str) -> bytes:
     good = json.dumps(stripe_session()).encode()
+    if name in NOT_FINITE:
+        return with_number(good, NOT_FINITE[name])
     if name.endswith("deep"):
         return good[:-1] + b',"x":' + deep(int(name.split()[0]))[23:] + b"}"
     escape = {"NUL": "\\u0000", "lone surrogate": "\\ud800"}.get(name)
@@ -365,6 +377,8 @@ def stripe_variant(name: str) -> bytes:
 
 def saleor_variant(name: str) -> bytes:
     good = json.dumps(saleor_order()).encode()
+    if name in NOT_FINITE:
+        return with_number(good, NOT_FINITE[name])
     if name.endswith("deep"):
         return good[:-1] + b',"x":' + deep(int(name.split()[0]))[23:] + b"}"
     escape = {"NUL": "\\u0000", "lone surrogate": "\\ud800"}.get(name)
