@@ -28,9 +28,10 @@ from tests import factories
 # Incoming webhooks: a 2xx answer means "accepted", which needs a valid signature (or, on the
 # events API, an API key with events:write).
 SIGNED_PATHS = ("/api/v1/events", "/webhooks/stripe", "/webhooks/order-confirmed")
-# Where the seeded API key is sent: always to the partner API, to every other events post (so
-# half reach the body's parsing, half the signature check).
-KEYED_PATHS = ("/codes/issue", "/referral/process_referral")
+# Where the seeded API key is sent: always to the partner API and to an event's outcome (so
+# the lookup is reached, not only the refusal), to every other events post (so half reach the
+# body's parsing, half the signature check).
+KEYED_PATHS = ("/codes/issue", "/referral/process_referral", "/api/v1/events/{inbox_id}")
 SESSION_PREFIX = "/api/v1/me"
 CHECK_NAMES = (
     "not_a_server_error",

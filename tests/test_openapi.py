@@ -216,5 +216,6 @@ def test_schemathesis_finds_no_5xx_no_mismatch_and_no_unsigned_webhook_accepted(
     assert 200 in answered["GET /api/v1/me/rewards"]
     assert 200 in answered["POST /codes/issue"]
     assert 200 in answered["POST /api/v1/events"]
+    assert 404 in answered["GET /api/v1/events/{inbox_id}"]  # looked up: no such event of yours
     with app.app_context():
         db.session.remove()
