@@ -20,8 +20,9 @@ from werkzeug.routing import IntegerConverter
 
 from core.errors import DomainError
 
-# The largest value of a signed 64-bit integer: every id column fits in it.
-BIGINT_MAX = 2**63 - 1
+# The largest id a row can have: every id column is an INTEGER (32 bits on PostgreSQL, which
+# refuses a larger number in a query with an error rather than finding no row).
+ID_MAX = 2**31 - 1
 # Far deeper than any payload a shop or an API client sends (Stripe's are under 10 levels).
 MAX_JSON_DEPTH = 64
 # What no text column can hold: NUL (PostgreSQL) and halves of a surrogate pair (not UTF-8).
@@ -40,9 +41,9 @@ class UnusableJson(ValueError):
 
 
 class BoundedIntConverter(IntegerConverter):
-    """`<int:...>` that matches only what fits in a database id (1 to BIGINT_MAX)."""
+    """`<int:...>` that matches only what fits in a database id (up to ID_MAX)."""
 
-    def __init__(self, map, fixed_digits=0, min=None, max=BIGINT_MAX, signed=False):  # noqa: A002 - werkzeug's names
+    def __init__(self, map, fixed_digits=0, min=None, max=ID_MAX, signed=False):  # noqa: A002 - werkzeug's names
         super().__init__(map, fixed_digits=fixed_digits, min=min, max=max, signed=signed)
 
 
@@ -119,7 +120,7 @@ def whole_number(raw: str | int | None) -> int | None:
     """A filter's id: ASCII digits (or an int) that fit in a database integer; None for
     anything else (absent, "abc", "²", a number no row can have)."""
     text = "" if raw is None else str(raw).strip()
-    if not (text.isascii() and text.isdigit()) or len(text) > 19:
+    if not (text.isascii() and text.isdigit()) or len(text) > len(str(ID_MAX)):
         return None
     number = int(text)
-    return number if number <= BIGINT_MAX else None
+    return number if number <= ID_MAX else None

@@ -19,6 +19,7 @@ from tests.webhook_signing import SigningKey, stripe_signature
 
 STRIPE_SECRET = "whsec_test_" + "7" * 32
 HUGE = str(10**20)  # past a 64-bit integer
+WIDE = str(2**31)  # past an id column (INTEGER), within 64 bits
 ENDLESS = "9" * 5000  # past what Python reads as a number
 JSON = "application/json"
 
@@ -214,23 +215,24 @@ def test_a_page_past_a_million_is_400_on_every_paged_page_and_api(app, make_part
         assert staff.get(with_page("/admin/participants", page)).status_code == 200
 
 
-def test_an_id_no_row_can_have_is_404_and_a_filter_on_one_is_ignored(app):
+@pytest.mark.parametrize("number", [HUGE, WIDE])
+def test_an_id_no_row_can_have_is_404_and_a_filter_on_one_is_ignored(app, number):
     staff = staff_client(app)
     for path in (
-        f"/admin/participants/{HUGE}",
-        f"/admin/leads/{HUGE}",
-        f"/admin/programs/{HUGE}",
-        f"/admin/integrations/webhooks/{HUGE}",
+        f"/admin/participants/{number}",
+        f"/admin/leads/{number}",
+        f"/admin/programs/{number}",
+        f"/admin/integrations/webhooks/{number}",
     ):
         assert staff.get(path).status_code == 404, path
     for path in (
-        f"/admin/rewards?program={HUGE}",
+        f"/admin/rewards?program={number}",
         "/admin/rewards?program=%C2%B2",  # "²" counts as a digit to str.isdigit
-        f"/admin/leads?campaign={HUGE}",
+        f"/admin/leads?campaign={number}",
         "/admin/leads?campaign=%C2%B2",
-        f"/admin/contracts?lead={HUGE}&service=%C2%B2",
-        f"/admin/export/contracts.csv?lead={HUGE}",
-        f"/admin/export/rewards.csv?program={HUGE}",
+        f"/admin/contracts?lead={number}&service=%C2%B2",
+        f"/admin/export/contracts.csv?lead={number}",
+        f"/admin/export/rewards.csv?program={number}",
     ):
         assert staff.get(path).status_code == 200, path
 
