@@ -116,10 +116,12 @@ def running_server(
 
 
 class SharedServers:
-    """The servers of one test module, one per database and options, started on first use and
-    stopped with the module: for tests that need a real server but not a fresh one. Each
-    test still starts from emptied tables; a test that stops, restarts or kills its server,
-    or needs what a new process has (cold caches, fresh counters), starts its own."""
+    """Servers some tests share, one per database and options, started on first use and
+    stopped with the fixture that holds them (a module's; a class's when other tests of the
+    module use the same database, which a running server's outbox sender would serve too).
+    For tests that need a real server but not a fresh one: each still starts from emptied
+    tables; a test that stops, restarts or kills its server, or needs what only a new process
+    has (cold caches, fresh counters), starts its own."""
 
     def __init__(self):
         self._running = contextlib.ExitStack()
