@@ -1,7 +1,9 @@
 """The application factory: the only place an app is made. Run with `flask --app app ...`."""
 
+import logging
+
+import click
 from flask import Flask
-from flask_migrate.cli import db as migrate_cli
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 import admin
@@ -42,7 +44,7 @@ from core.outbox import init_outbox
 from core.security import register_security_headers
 from core.templating import register_template_cache, register_template_helpers
 from demo import demo_cli
-from extensions import bootstrap, cache, csrf, db, limiter, login_manager, mail, migrate
+from extensions import bootstrap, cache, csrf, db, limiter, login_manager, mail
 from referral.clicks import init_click_queue, move_clicks
 from referral.program_texts import program_text
 from referral.signals import referral_qualified, referral_recorded
@@ -112,7 +114,7 @@ def create_app(config: dict | None = None) -> Flask:
 def register_extensions(app: Flask) -> None:
     db.init_app(app)
     database.init_app(app)
-    migrate.init_app(app, db)
+    app.extensions["migrate"] = MigrationsOnDemand(app)
     login_manager.init_app(app)
     login_manager.user_loader(load_user)
     login_manager.unauthorized_handler(unauthorized)
@@ -175,8 +177,57 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(demo_cli)
     app.cli.add_command(jobs_cli)
     app.cli.add_command(rewards_cli)
-    migrate_cli.add_command(backup_command)  # `flask db backup`, beside Flask-Migrate's own
-    migrate_cli.add_command(restore_command)
+    app.cli.add_command(MigrationCommands())
+
+
+# Flask-Migrate imports Alembic, about a tenth of every process's start (each server, worker
+# and command of the suite), for the migrations alone: it is imported when one runs.
+
+
+def migration_commands() -> click.Group:
+    """Flask-Migrate's `flask db` group, with `flask db backup` and `restore` beside its own."""
+    # Alembic logs its built-in plugins as it is imported, unseen before the app's logging
+    # was set up; unseen still.
+    announcer = logging.getLogger("alembic.runtime.plugins")
+    level = announcer.level
+    announcer.setLevel(logging.WARNING)
+    try:
+        from flask_migrate.cli import db as commands
+    finally:
+        announcer.setLevel(level)
+    commands.add_command(backup_command)
+    commands.add_command(restore_command)
+    return commands
+
+
+def bind_migrations(app: Flask):
+    """Flask-Migrate bound to `app`: its app.extensions["migrate"] and `flask db` group."""
+    migration_commands()  # imports Flask-Migrate
+    from flask_migrate import Migrate
+
+    Migrate(app, db, render_as_batch=True, compare_type=True)
+    return app.extensions["migrate"]
+
+
+class MigrationsOnDemand:
+    """app.extensions["migrate"] until a migration reads it (Flask-Migrate's functions such as
+    flask_migrate.upgrade, migrations/env.py): then Flask-Migrate is bound and takes its place."""
+
+    def __init__(self, app: Flask):
+        self._app = app
+
+    def __getattr__(self, name: str):
+        return getattr(bind_migrations(self._app), name)
+
+
+class MigrationCommands(click.Group):
+    """`flask db`, loading Flask-Migrate's group only when it is invoked."""
+
+    def __init__(self):
+        super().__init__("db", help="Perform database migrations.")
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        return migration_commands().make_context(info_name, args, parent=parent, **extra)
 
 
 def trust_proxies(app: Flask) -> None:

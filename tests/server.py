@@ -4,7 +4,8 @@ from the production configuration (gunicorn.conf.py) as the README's command doe
     with running_server(database_url) as base_url:
         requests.get(f"{base_url}/health")
 
-Only 127.0.0.1, a free port, a bounded wait for /health, and a bounded shutdown.
+Only 127.0.0.1, a free port, a bounded wait for /health, and a bounded shutdown. A module
+whose tests need no fresh process shares one per database: `shared_servers`.
 """
 
 import contextlib
@@ -112,6 +113,41 @@ def running_server(
             yield base_url
         finally:
             stop_process(process)
+
+
+class SharedServers:
+    """Servers some tests share, one per database and options, started on first use and
+    stopped with the fixture that holds them (a module's; a class's when other tests of the
+    module use the same database, which a running server's outbox sender would serve too).
+    For tests that need a real server but not a fresh one: each still starts from emptied
+    tables; a test that stops, restarts or kills its server, or needs what only a new process
+    has (cold caches, fresh counters), starts its own."""
+
+    def __init__(self):
+        self._running = contextlib.ExitStack()
+        self._base_urls: dict[tuple, str] = {}
+
+    def base_url(self, database_url: str, start=None, **options) -> str:
+        """The base URL of the module's `start(database_url, **options)` (running_server, or a
+        function that calls it with settings of its own)."""
+        start = start or running_server
+        key = (start, database_url, tuple(sorted(options.items())))
+        if key not in self._base_urls:
+            self._base_urls[key] = self._running.enter_context(start(database_url, **options))
+        return self._base_urls[key]
+
+    def stop_all(self) -> None:
+        self._running.close()
+        self._base_urls.clear()
+
+
+@contextlib.contextmanager
+def shared_servers() -> Iterator[SharedServers]:
+    servers = SharedServers()
+    try:
+        yield servers
+    finally:
+        servers.stop_all()
 
 
 def _wait_until_healthy(process: subprocess.Popen, base_url: str, log) -> None:

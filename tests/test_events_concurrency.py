@@ -16,12 +16,20 @@ from models import Conversion, Referral, Reward, User
 from tests import factories
 from tests.events_api import events_server, purchase, refund, send_all_at_once
 from tests.intensity import repetitions
+from tests.server import shared_servers
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
 SENDERS = 50
 ROUNDS = repetitions(full=20, quick=4)
 LIVE = ("review", "pending", "approved", "paid", "redeemed")
+
+
+@pytest.fixture(scope="module")
+def servers():
+    """One events server per database for the module: each round starts from its own rows."""
+    with shared_servers() as servers:
+        yield servers
 
 
 def invite_friends(app, count: int) -> tuple[dict, list[dict]]:
@@ -64,9 +72,10 @@ def referral_count(app, user: dict) -> int:
         return db.session.scalar(select(User.referral_count).where(User.id == user["id"]))
 
 
-def test_one_purchase_fifty_times_at_once_pays_once_every_round(app, database_url):
+def test_one_purchase_fifty_times_at_once_pays_once_every_round(app, database_url, servers):
     rita, friends = invite_friends(app, ROUNDS)
-    with events_server(database_url) as base_url, ThreadPoolExecutor(SENDERS) as pool:
+    base_url = servers.base_url(database_url, start=events_server)
+    with ThreadPoolExecutor(SENDERS) as pool:
         for round_number, friend in enumerate(friends):
             order = f"order-race-{round_number}"
             answers = send_all_at_once(pool, base_url, [purchase(friend["email"], order)] * SENDERS)
@@ -89,10 +98,13 @@ def test_one_purchase_fifty_times_at_once_pays_once_every_round(app, database_ur
     assert referral_count(app, rita) == ROUNDS
 
 
-def test_two_orders_of_one_friend_at_once_pay_a_first_purchase_program_once(app, database_url):
+def test_two_orders_of_one_friend_at_once_pay_a_first_purchase_program_once(
+    app, database_url, servers
+):
     rounds = repetitions(full=10, quick=3)
     rita, friends = invite_friends(app, rounds)
-    with events_server(database_url) as base_url, ThreadPoolExecutor(2) as pool:
+    base_url = servers.base_url(database_url, start=events_server)
+    with ThreadPoolExecutor(2) as pool:
         for round_number, friend in enumerate(friends):
             orders = [f"order-{round_number}-a", f"order-{round_number}-b"]
             events = [purchase(friend["email"], order) for order in orders]
@@ -111,10 +123,11 @@ def test_two_orders_of_one_friend_at_once_pay_a_first_purchase_program_once(app,
             ), where
 
 
-def test_a_purchase_racing_its_refund_never_leaves_a_live_reward(app, database_url):
+def test_a_purchase_racing_its_refund_never_leaves_a_live_reward(app, database_url, servers):
     rounds = repetitions(full=20, quick=4)
     _rita, friends = invite_friends(app, rounds)
-    with events_server(database_url) as base_url, ThreadPoolExecutor(2) as pool:
+    base_url = servers.base_url(database_url, start=events_server)
+    with ThreadPoolExecutor(2) as pool:
         for round_number, friend in enumerate(friends):
             order = f"order-refunded-{round_number}"
             answers = send_all_at_once(
@@ -131,14 +144,15 @@ def test_a_purchase_racing_its_refund_never_leaves_a_live_reward(app, database_u
             assert referral_status(app, friend) == "pending", where
 
 
-def test_two_codes_for_one_customer_at_once_leave_one_referral(app, database_url):
+def test_two_codes_for_one_customer_at_once_leave_one_referral(app, database_url, servers):
     """A known customer nobody referred buys twice at once, each order carrying another
     referrer's code: the first attribution stands, and it pays once."""
     rounds = repetitions(full=10, quick=3)
     with app.app_context():
         rita, sam = factories.participant("Rita Referrer"), factories.participant("Sam Sharer")
         customers = [factories.participant(f"Nina Number{n:02d}") for n in range(rounds)]
-    with events_server(database_url) as base_url, ThreadPoolExecutor(2) as pool:
+    base_url = servers.base_url(database_url, start=events_server)
+    with ThreadPoolExecutor(2) as pool:
         for round_number, customer in enumerate(customers):
             orders = [f"order-{round_number}-rita", f"order-{round_number}-sam"]
             events = [

@@ -17,7 +17,7 @@ from models import Program, Referral, User
 from referral.services import default_program
 from tests import factories
 from tests.helpers import CSRF_FIELD
-from tests.server import running_server
+from tests.server import shared_servers
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
@@ -25,6 +25,16 @@ PASSWORD = "a long passphrase for racing signups"
 REQUEST_TIMEOUT = 30
 BARRIER_TIMEOUT = 20
 ONE_ADDRESS = "10.250.7.7"
+# Behind one proxy hop, so each browser's address counts; four workers, so the racing
+# signups land in different processes.
+SERVER_OPTIONS = {"TRUSTED_PROXY_COUNT": "1", "workers": 4}
+
+
+@pytest.fixture(scope="module")
+def servers():
+    """One server per database for the module: each race starts from emptied tables."""
+    with shared_servers() as servers:
+        yield servers
 
 
 def _race_signups(base_url: str, signups: list[tuple[str, dict]]) -> list[int]:
@@ -58,7 +68,7 @@ def _referrals_of(referrer_id: int) -> list[Referral]:
     ).all()
 
 
-def test_ten_signups_from_one_address_with_one_code_at_once_count_five(app, database_url):
+def test_ten_signups_from_one_address_with_one_code_at_once_count_five(app, database_url, servers):
     with app.app_context():
         program = default_program()
         limit = program.max_signups_per_ip_per_day
@@ -74,8 +84,8 @@ def test_ten_signups_from_one_address_with_one_code_at_once_count_five(app, data
         for number in range(10)
     ]
 
-    with running_server(database_url, TRUSTED_PROXY_COUNT="1", workers=4) as base_url:
-        statuses = _race_signups(base_url, [(ONE_ADDRESS, form) for form in forms])
+    base_url = servers.base_url(database_url, **SERVER_OPTIONS)
+    statuses = _race_signups(base_url, [(ONE_ADDRESS, form) for form in forms])
 
     # Every signup goes through; only the referrals past the limit wait for a person.
     assert statuses == [302] * 10
@@ -97,7 +107,9 @@ def test_ten_signups_from_one_address_with_one_code_at_once_count_five(app, data
     assert seen == [5, 6, 7, 8, 9]
 
 
-def test_signups_at_once_over_the_hourly_code_limit_count_only_the_limit(app, database_url):
+def test_signups_at_once_over_the_hourly_code_limit_count_only_the_limit(
+    app, database_url, servers
+):
     """The per-code-per-hour limit has the same race; each signup from its own network."""
     with app.app_context():
         referrer = factories.participant("Hugo Hourly")
@@ -114,9 +126,8 @@ def test_signups_at_once_over_the_hourly_code_limit_count_only_the_limit(app, da
         for number in range(8)
     ]
 
-    with running_server(database_url, TRUSTED_PROXY_COUNT="1", workers=4) as base_url:
-        signups = [(factories.distinct_ip(), form) for form in forms]
-        statuses = _race_signups(base_url, signups)
+    signups = [(factories.distinct_ip(), form) for form in forms]
+    statuses = _race_signups(servers.base_url(database_url, **SERVER_OPTIONS), signups)
 
     assert statuses == [302] * 8
     with app.app_context():

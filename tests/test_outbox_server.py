@@ -25,7 +25,7 @@ from models import OutboxMessage, WebhookDelivery, utcnow
 from tests import factories
 from tests.helpers import CSRF_FIELD
 from tests.receiver import Receiver
-from tests.server import GENEROUS_LIMITS, free_port, running_server
+from tests.server import GENEROUS_LIMITS, free_port, running_server, shared_servers
 from tests.smtp_server import SmtpServer
 
 pytestmark = [pytest.mark.server]
@@ -181,39 +181,60 @@ def assert_alike(times: dict[str, list[float]], known: str, unknown: str) -> Non
     assert abs(medians[known] - medians[unknown]) < 0.03, medians
 
 
-def test_a_reset_takes_as_long_for_a_registered_address_as_for_an_unknown_one(app, database_url):
-    with app.app_context():
-        alice = factories.participant("Alice Zimmer")
-    unknown = "nobody.here@example.com"
-    with (
-        SmtpServer("accept") as mail_server,
-        running_server(database_url, **settings(**smtp(mail_server.port))) as base_url,
+@pytest.fixture(scope="class")
+def mail_and_servers():
+    """A mail server and a server per database on it, for the class's tests only (a server
+    left running would deliver the next tests' mail): each test sets the mail server's mode
+    and starts with no messages and emptied tables."""
+    with SmtpServer("accept") as mail_server, shared_servers() as servers:
+        yield mail_server, servers
+
+
+@pytest.fixture
+def mail_server(mail_and_servers):
+    mail_server, _ = mail_and_servers
+    mail_server.mode = "accept"
+    mail_server.messages.clear()
+    return mail_server
+
+
+@pytest.fixture
+def reset_server(mail_and_servers, mail_server, database_url) -> str:
+    """The base URL of the class's server on this database, mailing through `mail_server`."""
+    _, servers = mail_and_servers
+    return servers.base_url(database_url, **settings(**smtp(mail_server.port)))
+
+
+class TestResetsOnOneServer:
+    """Timed resets, the mail server calm or hanging: neither needs a fresh server."""
+
+    def test_a_reset_takes_as_long_for_a_registered_address_as_for_an_unknown_one(
+        self, app, mail_server, reset_server
     ):
-        calm = reset_times(base_url, [alice["email"], unknown])
+        with app.app_context():
+            alice = factories.participant("Alice Zimmer")
+        unknown = "nobody.here@example.com"
+        calm = reset_times(reset_server, [alice["email"], unknown])
         wait_for(lambda: len(mail_server.messages) == ROUNDS, "reset mails")
-    assert_alike(calm, alice["email"], unknown)
-    assert len(mail_server.messages_to(alice["email"])) == ROUNDS
-    assert mail_server.messages_to(unknown) == []
+        assert_alike(calm, alice["email"], unknown)
+        assert len(mail_server.messages_to(alice["email"])) == ROUNDS
+        assert mail_server.messages_to(unknown) == []
 
-
-def test_a_hanging_mail_server_slows_no_reset_and_the_link_arrives_once_it_answers(
-    app, database_url
-):
-    with app.app_context():
-        alice = factories.participant("Alice Zimmer")
-    unknown = "nobody.here@example.com"
-    with (
-        SmtpServer("hang") as mail_server,
-        running_server(database_url, **settings(**smtp(mail_server.port))) as base_url,
+    def test_a_hanging_mail_server_slows_no_reset_and_the_link_arrives_once_it_answers(
+        self, app, mail_server, reset_server
     ):
-        hanging = reset_times(base_url, [alice["email"], unknown])
+        with app.app_context():
+            alice = factories.participant("Alice Zimmer")
+        unknown = "nobody.here@example.com"
+        mail_server.mode = "hang"
+        hanging = reset_times(reset_server, [alice["email"], unknown])
         assert mail_server.messages == []
         mail_server.mode = "accept"
         make_due_now(app)
         wait_for(lambda: len(mail_server.messages) >= ROUNDS, "reset mails after recovery")
-    assert_alike(hanging, alice["email"], unknown)
-    assert len(mail_server.messages_to(alice["email"])) == ROUNDS
-    assert mail_server.messages_to(unknown) == []
+        assert_alike(hanging, alice["email"], unknown)
+        assert len(mail_server.messages_to(alice["email"])) == ROUNDS
+        assert mail_server.messages_to(unknown) == []
 
 
 def test_with_the_mail_server_refusing_the_link_is_kept_and_mailed_when_it_is_back(
