@@ -12,6 +12,7 @@ the Celery instance, and the instance is built by the app factory (core.jobs.ini
 its tasks run inside this app's context. Nothing in the application imports this module.
 """
 
+import gc
 import logging
 import os
 import sys
@@ -24,6 +25,9 @@ from core.logs import configure_logging
 from extensions import db
 
 flask_app = create_app()
+# The app's objects live as long as the worker: frozen, no collection walks them again, and
+# the pool processes forked from here share their pages instead of copying them.
+gc.freeze()
 # The name Celery looks for; not `app`, which -A would take for the Celery instance.
 celery = flask_app.extensions["celery"]
 
