@@ -152,10 +152,11 @@ def seeded_once(build):
     return pytest.fixture(name=build.__name__)(fixture)
 
 
-def signed_in(client, cookies: dict) -> None:
+def signed_in(client, cookies: dict):
     """Give a test's client the cookies of a sign-in made once, in a seed (`cookies_of`)."""
     for name, value in cookies.items():
         client.set_cookie(name, value)
+    return client
 
 
 def cookies_of(client) -> dict:
