@@ -36,8 +36,7 @@ from rewards.conversions import record_event
 from rewards.events import EventIn
 from rewards.services import release_held_rewards
 from tests import factories
-from tests.apps import cookies_of, seeded_once, signed_in
-from tests.helpers import log_in
+from tests.apps import seeded_once, sign_in_once, signed_in
 
 D0 = datetime.now(UTC).date() - timedelta(days=40)
 
@@ -179,8 +178,7 @@ def code_id_of(code: str) -> int:
     return db.session.scalar(db.select(ReferralCode.id).where(ReferralCode.code == code))
 
 
-@seeded_once
-def data(app):
+def data_set(app) -> dict:
     """The data set, and an admin signed in once; returns ids by name and the admin's
     cookies."""
     with app.app_context():
@@ -245,8 +243,7 @@ def data(app):
         db.session.commit()
         admin = factories.staff("admin")
         spring_id = spring.id
-    staff = app.test_client()
-    assert log_in(staff, admin["email"]).status_code == 302
+    admin_cookies = sign_in_once(app, admin["email"])
     with app.app_context():
         cache.clear()
     return {
@@ -254,8 +251,11 @@ def data(app):
         "ben": ben["id"],
         "spring": spring_id,
         "admin": admin,
-        "admin_cookies": cookies_of(staff),
+        "admin_cookies": admin_cookies,
     }
+
+
+data = seeded_once(data_set, name="data")
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from extensions import cache, db, limiter
 from models import utcnow
 from referral.services import ensure_default_program
 from tests import databases
+from tests.helpers import log_in
 
 TEST_SECRET = "test-secret-key-0123456789abcdef0123456789"
 FAST_HASH = "pbkdf2:sha256:1"  # tests only; config refuses it outside TESTING
@@ -141,15 +142,16 @@ class ModuleSeeds:
         return value
 
 
-def seeded_once(build):
-    """A fixture of `build(app)`'s value: made once per database for the module's tests
-    marked `module_data`, which only read it, and afresh for each of its other tests."""
+def seeded_once(build, name: str | None = None):
+    """A fixture (named `name`, else as `build`) of `build(app)`'s value: made once per
+    database for the module's tests marked `module_data`, which only read it, and afresh for
+    each of its other tests."""
 
     def fixture(request, app, module_seeds):
         return module_seeds.get(request.node, app, build)
 
     fixture.__doc__ = build.__doc__
-    return pytest.fixture(name=build.__name__)(fixture)
+    return pytest.fixture(name=name or build.__name__)(fixture)
 
 
 def signed_in(client, cookies: dict):
@@ -157,6 +159,13 @@ def signed_in(client, cookies: dict):
     for name, value in cookies.items():
         client.set_cookie(name, value)
     return client
+
+
+def sign_in_once(app, email: str) -> dict:
+    """Sign `email` in on a client of its own (in a seed); its cookies, for `signed_in`."""
+    client = app.test_client()
+    assert log_in(client, email).status_code == 302
+    return cookies_of(client)
 
 
 def cookies_of(client) -> dict:

@@ -17,8 +17,8 @@ from rewards.conversions import record_event
 from rewards.events import EventIn
 from rewards.services import release_held_rewards
 from tests import factories
-from tests.apps import cookies_of, seeded_once, signed_in
-from tests.helpers import log_in, logged_in
+from tests.apps import seeded_once, sign_in_once, signed_in
+from tests.helpers import logged_in
 
 PAGE_SIZE = 2
 _events = itertools.count(1)
@@ -123,11 +123,8 @@ def family(app):
     )
     with app.app_context():
         staff = {role: factories.staff(role) for role in ("manager", "operator")}
-    sign_ins = {name: cookies_of(logged_in(app, people[name])) for name in ("rita", "amy", "nora")}
-    for role, person in staff.items():
-        client = app.test_client()
-        assert log_in(client, person["email"]).status_code == 302
-        sign_ins[role] = cookies_of(client)
+    signing_in = {name: people[name] for name in ("rita", "amy", "nora")} | staff
+    sign_ins = {who: sign_in_once(app, person["email"]) for who, person in signing_in.items()}
     return {**people, "sign_ins": sign_ins}
 
 
