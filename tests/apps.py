@@ -169,7 +169,9 @@ def sign_in_once(app, email: str) -> dict:
 
 
 def cookies_of(client) -> dict:
-    names = (client.application.config["SESSION_COOKIE_NAME"], "remember_token")
+    """The session and remember-me cookies `client` holds."""
+    config = client.application.config
+    names = (config["SESSION_COOKIE_NAME"], config.get("REMEMBER_COOKIE_NAME", "remember_token"))
     found = {name: client.get_cookie(name) for name in names}
     return {name: cookie.value for name, cookie in found.items() if cookie is not None}
 
