@@ -152,10 +152,16 @@ def test_a_friends_link_opens_a_russian_signup_page_with_the_offer_in_russian(ap
     assert "Приглашение сохранится на 30 дней." in text
 
 
-def test_signup_errors_are_in_russian_and_name_every_mistake(app, network):
+@pytest.mark.module_data
+def test_signup_errors_are_in_russian_and_name_every_mistake(app, ann_signed_in):
     client = russian(app.test_client())
     token = csrf_token(client, "/auth/signup")
-    data = {"csrf_token": token, "name": "", "email": network["bob"]["email"], "password": "short"}
+    data = {
+        "csrf_token": token,
+        "name": "",
+        "email": ann_signed_in["bob"]["email"],
+        "password": "short",
+    }
     data["referral_code"] = "NOSUCH99"
     page = client.post("/auth/signup", data=data)
     assert page.status_code in (400, 409)
@@ -336,12 +342,13 @@ def test_a_payout_request_is_confirmed_in_russian(app, network):
 # --- logging in, resetting a password, signing in by phone --------------------------------
 
 
-def test_login_and_its_refusal_are_russian(app, network):
+@pytest.mark.module_data
+def test_login_and_its_refusal_are_russian(app, ann_signed_in):
     client = russian(app.test_client())
     page = client.get("/auth/login")
     text = no_english(page)
     assert "Забыли пароль?" in text
-    wrong = log_in(client, network["ann"]["email"], password="not the password")
+    wrong = log_in(client, ann_signed_in["ann"]["email"], password="not the password")
     assert wrong.status_code == 401
     assert "Неверная электронная почта или пароль." in no_english(wrong)
     empty = client.post("/auth/login", data={"csrf_token": csrf_token(client, "/auth/login")})
