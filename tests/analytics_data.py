@@ -36,7 +36,7 @@ from rewards.conversions import record_event
 from rewards.events import EventIn
 from rewards.services import release_held_rewards
 from tests import factories
-from tests.helpers import log_in
+from tests.apps import seeded_once, sign_in_once, signed_in
 
 D0 = datetime.now(UTC).date() - timedelta(days=40)
 
@@ -178,9 +178,9 @@ def code_id_of(code: str) -> int:
     return db.session.scalar(db.select(ReferralCode.id).where(ReferralCode.code == code))
 
 
-@pytest.fixture
-def data(app):
-    """Builds the data set; returns ids by name."""
+def data_set(app) -> dict:
+    """The data set, and an admin signed in once; returns ids by name and the admin's
+    cookies."""
     with app.app_context():
         spring = spring_program()
         person = factories.participant
@@ -242,13 +242,25 @@ def data(app):
         assert record_event(_refund("o0", at(24)), now=at(24)).outcome == "accepted"
         db.session.commit()
         admin = factories.staff("admin")
+        spring_id = spring.id
+    admin_cookies = sign_in_once(app, admin["email"])
+    with app.app_context():
         cache.clear()
-        return {"ann": ann["id"], "ben": ben["id"], "spring": spring.id, "admin": admin}
+    return {
+        "ann": ann["id"],
+        "ben": ben["id"],
+        "spring": spring_id,
+        "admin": admin,
+        "admin_cookies": admin_cookies,
+    }
+
+
+data = seeded_once(data_set, name="data")
 
 
 @pytest.fixture
 def staff_client(client, data):
-    log_in(client, data["admin"]["email"])
+    signed_in(client, data["admin_cookies"])
     return client
 
 

@@ -8,12 +8,14 @@ from datetime import timedelta
 from pathlib import Path
 
 import celery
+import pytest
 
 from app import create_app
 from extensions import cache, db, limiter
 from models import utcnow
 from referral.services import ensure_default_program
 from tests import databases
+from tests.helpers import log_in
 
 TEST_SECRET = "test-secret-key-0123456789abcdef0123456789"
 FAST_HASH = "pbkdf2:sha256:1"  # tests only; config refuses it outside TESTING
@@ -88,6 +90,15 @@ class SharedApps:
         self.apps.clear()
 
 
+# How often each database's tables were emptied: data seeded at one count is still all
+# there is while the count stays the same.
+_emptied: dict[str, int] = {}
+
+
+def times_emptied(app) -> int:
+    return _emptied.get(str(app.config["DATABASE_URL"]), 0)
+
+
 def start_afresh(app) -> None:
     """Empty tables, the default program, no cached pages, links, counters or sent emails."""
     with app.app_context():
@@ -95,10 +106,74 @@ def start_afresh(app) -> None:
         # Started a year ago, so tests may date signups and referrals in the past.
         ensure_default_program().starts_at = utcnow() - timedelta(days=365)
         db.session.commit()
+    url = str(app.config["DATABASE_URL"])
+    _emptied[url] = _emptied.get(url, 0) + 1
+    forget_state(app)
+
+
+def forget_state(app) -> None:
+    """No cached pages, links, counters or sent emails; the tables stay as they are."""
+    with app.app_context():
         cache.clear()
         app.extensions["link_cache"].clear()  # codes of emptied tables may be drawn again
         limiter.reset()
     getattr(app.extensions["mailman"], "outbox", []).clear()
+
+
+class ModuleSeeds:
+    """The data a module's `seeded_once` fixture made, one per database, for the module's
+    `module_data` tests: they read it without emptying the tables first. It is made again
+    when any test emptied the tables since (a test that writes starts from empty tables), or
+    when a test wants another seed of the module."""
+
+    def __init__(self):
+        self.held = {}  # database URL -> (times emptied, build, its value)
+
+    def get(self, node, app, build):
+        if not node.get_closest_marker("module_data"):
+            return build(app)  # tables emptied for this test, which may change what it makes
+        url = str(app.config["DATABASE_URL"])
+        held = self.held.get(url)
+        if held and held[0] == times_emptied(app) and held[1] is build:
+            return held[2]
+        start_afresh(app)
+        value = build(app)
+        self.held[url] = (times_emptied(app), build, value)
+        return value
+
+
+def seeded_once(build, name: str | None = None):
+    """A fixture (named `name`, else as `build`) of `build(app)`'s value: made once per
+    database for the module's tests marked `module_data`, which only read it, and afresh for
+    each of its other tests."""
+
+    def fixture(request, app, module_seeds):
+        return module_seeds.get(request.node, app, build)
+
+    fixture.__doc__ = build.__doc__
+    return pytest.fixture(name=name or build.__name__)(fixture)
+
+
+def signed_in(client, cookies: dict):
+    """Give a test's client the cookies of a sign-in made once, in a seed (`cookies_of`)."""
+    for name, value in cookies.items():
+        client.set_cookie(name, value)
+    return client
+
+
+def sign_in_once(app, email: str) -> dict:
+    """Sign `email` in on a client of its own (in a seed); its cookies, for `signed_in`."""
+    client = app.test_client()
+    assert log_in(client, email).status_code == 302
+    return cookies_of(client)
+
+
+def cookies_of(client) -> dict:
+    """The session and remember-me cookies `client` holds."""
+    config = client.application.config
+    names = (config["SESSION_COOKIE_NAME"], config.get("REMEMBER_COOKIE_NAME", "remember_token"))
+    found = {name: client.get_cookie(name) for name in names}
+    return {name: cookie.value for name, cookie in found.items() if cookie is not None}
 
 
 def close(app) -> None:

@@ -2,7 +2,8 @@
 tables with the default program, an empty cache and fresh rate-limit counters.
 
 Markers that change this: `own_app` (a fresh app, e.g. for a test that adds a route),
-`module_data` (the module's tests only read data seeded once), `slow` (scheduled first)."""
+`module_data` (the test only reads data seeded once per database for its module: see
+`seeded_once` in tests/apps.py; its tables are not emptied), `slow` (scheduled first)."""
 
 import logging
 
@@ -11,7 +12,7 @@ import pytest
 from app import create_app
 from core.i18n import compile_stale_catalogues
 from tests import databases, factories, intensity
-from tests.apps import SharedApps, app_config, close, start_afresh
+from tests.apps import ModuleSeeds, SharedApps, app_config, close, forget_state, start_afresh
 from tests.helpers import csrf_token, log_in
 from tests.workers import redis_broker
 
@@ -30,8 +31,19 @@ def pytest_configure(config):
 
 def pytest_collection_modifyitems(items):
     """Slow modules first: each worker takes whole files, so the long ones run while the other
-    worker goes through the many short ones, and both finish together."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    worker goes through the many short ones, and both finish together. In a module, the tests
+    that only read its seeded data come first: one seed per database serves them all, where a
+    writing test in between would empty the tables and have it made again."""
+    modules = {}
+    for item in items:
+        modules.setdefault(item.path, len(modules))
+    items.sort(
+        key=lambda item: (
+            item.get_closest_marker("slow") is None,
+            modules[item.path],
+            item.get_closest_marker("module_data") is None,
+        )
+    )
 
 
 @pytest.fixture(scope="session")
@@ -77,6 +89,11 @@ def shared_apps():
     apps.close_all()
 
 
+@pytest.fixture(scope="module")
+def module_seeds():
+    return ModuleSeeds()
+
+
 @pytest.fixture
 def app(request, database_url, config_overrides, shared_apps):
     if request.node.get_closest_marker("own_app"):
@@ -87,7 +104,9 @@ def app(request, database_url, config_overrides, shared_apps):
         shared_apps.close_all()  # the rate limiter and Celery now belong to this app
         return
     app = shared_apps.get(database_url, config_overrides)
-    if not request.node.get_closest_marker("module_data"):
+    if request.node.get_closest_marker("module_data"):
+        forget_state(app)  # the seeded tables stay; cached figures and counters do not
+    else:
         start_afresh(app)
     yield app
     shared_apps.release(app)

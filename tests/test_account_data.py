@@ -18,6 +18,7 @@ from models import AuditLog, Click, Payout, ReferralCode, Reward, User, UserSess
 from tests import databases, factories
 from tests.analytics_data import page as analytics_page
 from tests.analytics_data import text as analytics_text
+from tests.apps import seeded_once, sign_in_once, signed_in
 from tests.factories import PASSWORD
 from tests.helpers import (
     CSRF_FIELD,
@@ -59,7 +60,32 @@ def sign_up(client, name, email, ip=FRIEND_IP, **extra):
 
 
 @pytest.fixture
-def story(app, make_participant):
+def story(app):
+    """The story for a test that changes it: told again on its own empty tables."""
+    return tell_the_story(app)
+
+
+@seeded_once
+def story_signed_in(app):
+    """The story for the tests that only read it, seeded once per database, with Ann, Bob, a
+    manager and a marketer signed in once (`signed_in_as`)."""
+    told = tell_the_story(app)
+    with app.app_context():
+        staff = {role: factories.staff(role) for role in ("manager", "marketer")}
+    people = {"ann": told["ann"], "bob": told["bob"], **staff}
+    return {**told, "sign_ins": {who: sign_in_once(app, p["email"]) for who, p in people.items()}}
+
+
+def signed_in_as(app, story_signed_in, who: str):
+    """A client of the sign-in the seed made for `who`."""
+    return signed_in(app.test_client(), story_signed_in["sign_ins"][who])
+
+
+def tell_the_story(app) -> dict:
+    def make_participant(name, **kwargs):
+        with app.app_context():
+            return factories.participant(name, **kwargs)
+
     configure(app, min_seconds_click_to_purchase=0)  # Bob buys right after his click
     ann = make_participant("Ann Archer")
     bob_browser = app.test_client()
@@ -133,8 +159,9 @@ def analytics(app, client) -> dict:
 # --- download ------------------------------------------------------------------------------
 
 
-def test_the_download_holds_their_data_and_nobody_elses(app, story):
-    ann = logged_in(app, story["ann"])
+@pytest.mark.module_data
+def test_the_download_holds_their_data_and_nobody_elses(app, story_signed_in):
+    ann = signed_in_as(app, story_signed_in, "ann")
     response = download(ann)
     assert response.status_code == 200
     assert response.mimetype == "application/json"
@@ -144,11 +171,11 @@ def test_the_download_holds_their_data_and_nobody_elses(app, story):
     )
     assert "no-store" in response.headers["Cache-Control"]
     data = json.loads(response.get_data())
-    assert data["account"]["email"] == story["ann"]["email"]
+    assert data["account"]["email"] == story_signed_in["ann"]["email"]
     assert data["account"]["name"] == "Ann Archer"
     assert data["account"]["has_password"] is True
     assert data["account"]["on_leaderboard"] is True  # the profile choice, kept with them
-    assert [code["code"] for code in data["referral_codes"]] == [story["ann"]["code"]]
+    assert [code["code"] for code in data["referral_codes"]] == [story_signed_in["ann"]["code"]]
     assert data["referral_codes"][0]["clicks"] == 1
     assert data["sign_ins"] and set(data["sign_ins"][0]) == {"created_at", "expires_at"}
     invited = {(row["friend"], row["friend_email"]) for row in data["people_invited"]}
@@ -162,20 +189,21 @@ def test_the_download_holds_their_data_and_nobody_elses(app, story):
     for secret in ("bob.baker@example.com", "carl.clark@example.com", FRIEND_IP, "Dora", "Eve"):
         assert secret not in raw
     with app.app_context():
-        user = db.session.get(User, story["ann"]["id"])
+        user = db.session.get(User, story_signed_in["ann"]["id"])
         assert user.password_hash not in raw
         for key_hash in db.session.scalars(select(UserSession.key_hash)):
             assert key_hash not in raw
 
 
-def test_the_friend_finds_their_inviter_and_their_purchase(app, story):
-    bob = logged_in(app, story["bob"])
+@pytest.mark.module_data
+def test_the_friend_finds_their_inviter_and_their_purchase(app, story_signed_in):
+    bob = signed_in_as(app, story_signed_in, "bob")
     data = json.loads(download(bob).get_data())
     assert data["invited_by"]["inviter"] == "Ann A."  # the public name, as the board shows
     assert data["invited_by"]["source"] == "link"
     assert [(p["order_id"], p["amount"]) for p in data["purchases"]] == [("order-bob-1", 4200)]
     assert data["account"]["signup_ip"] == FRIEND_IP  # theirs, so theirs to see
-    assert story["ann"]["email"] not in download(bob).get_data(as_text=True)
+    assert story_signed_in["ann"]["email"] not in download(bob).get_data(as_text=True)
 
 
 def test_the_download_needs_a_login_and_is_rate_limited(app, client, make_participant):
@@ -517,17 +545,19 @@ def test_staff_delete_on_request_and_the_page_says_when(app, story):
     assert not account(app, bob_id).active
 
 
-def test_staff_download_a_participants_data(app, story):
-    manager, _ = staff_browser(app, "manager")
-    response = manager.get(f"/admin/participants/{story['ann']['id']}/data")
+@pytest.mark.module_data
+def test_staff_download_a_participants_data(app, story_signed_in):
+    manager = signed_in_as(app, story_signed_in, "manager")
+    response = manager.get(f"/admin/participants/{story_signed_in['ann']['id']}/data")
     assert response.status_code == 200
     assert "no-store" in response.headers["Cache-Control"]
-    assert json.loads(response.get_data())["account"]["email"] == story["ann"]["email"]
+    assert json.loads(response.get_data())["account"]["email"] == story_signed_in["ann"]["email"]
 
 
-def test_roles_without_the_permission_are_refused(app, story):
-    marketer, _ = staff_browser(app, "marketer")
-    bob_id = story["bob"]["id"]
+@pytest.mark.module_data
+def test_roles_without_the_permission_are_refused(app, story_signed_in):
+    marketer = signed_in_as(app, story_signed_in, "marketer")
+    bob_id = story_signed_in["bob"]["id"]
     assert staff_delete(marketer, bob_id).status_code == 403
     assert marketer.get(f"/admin/participants/{bob_id}/data").status_code == 403
     assert account(app, bob_id).deleted_at is None

@@ -15,7 +15,8 @@ from tests import analytics_data, factories
 from tests.analytics_data import D0, RANGE, day, page, text
 from tests.helpers import log_in
 
-# The data set and a logged-in admin (fixtures).
+# The data set and a logged-in admin (fixtures): seeded once per database for the tests
+# marked module_data, which only read it.
 data = analytics_data.data
 staff_client = analytics_data.staff_client
 
@@ -23,6 +24,7 @@ staff_client = analytics_data.staff_client
 # --- every figure, by hand ----------------------------------------------------------------
 
 
+@pytest.mark.module_data
 def test_the_funnel_counts_the_ranges_clicks_and_referrals(staff_client):
     response, parsed = page(staff_client, **RANGE)
     assert response.status_code == 200
@@ -38,6 +40,7 @@ def test_the_funnel_counts_the_ranges_clicks_and_referrals(staff_client):
     ]
 
 
+@pytest.mark.module_data
 def test_money_figures_are_net_per_currency_and_leave_points_out(staff_client):
     _, parsed = page(staff_client, **RANGE)
     # Revenue USD: o1 50 + o0 20 + o2 30 + o6 25 - refund o2 30 - refund o0 20 (on d24) = 75.00
@@ -72,6 +75,7 @@ def _per_value(joined: str) -> list[str]:
     return lines
 
 
+@pytest.mark.module_data
 def test_the_k_factor_speed_and_fraud_figures(staff_client):
     _, parsed = page(staff_client, **RANGE)
     # Participants: members joined by the end of d9: Ann Ben Pia C0..C6 C8 N = 12 (C7 joined
@@ -91,6 +95,7 @@ def test_the_k_factor_speed_and_fraud_figures(staff_client):
     assert text(parsed, "fraud-rate").startswith("42.9 % (3 of 7)")
 
 
+@pytest.mark.module_data
 def test_each_card_compares_with_the_previous_period_of_the_same_length(staff_client):
     """P = d-10..d-1: clicks Ann d-4 10:00, d-4 11:00, d-1 23:59:59 = 3; signups Pia, C0 = 2, both
     qualified (rewarded); revenue oP 20.00; reward cost Ann 10 + Pia 5 = 15.00; acquired Pia
@@ -117,6 +122,7 @@ def test_each_card_compares_with_the_previous_period_of_the_same_length(staff_cl
     assert card_lines(parsed, "k-factor") == ["0.583 up 0.083 (+16.7 %) · was 0.500"]
 
 
+@pytest.mark.module_data
 def test_the_changes_are_marked_in_words_and_judged_by_what_is_better(staff_client):
     response, _ = page(staff_client, **RANGE)
     html = response.text
@@ -132,6 +138,7 @@ def test_the_changes_are_marked_in_words_and_judged_by_what_is_better(staff_clie
     assert '<span aria-hidden="true">▼</span> down' in per_customer
 
 
+@pytest.mark.module_data
 def test_a_figure_equal_in_both_periods_reads_no_change(staff_client):
     """d5..d9 against d0..d4."""
     _, parsed = page(staff_client, start=day(5), end=day(9))
@@ -162,6 +169,7 @@ def test_durations_read_in_their_two_largest_units(seconds, reads):
     assert format_duration(seconds) == reads
 
 
+@pytest.mark.module_data
 def test_days_and_top_referrers(staff_client, data):
     _, parsed = page(staff_client, **RANGE)
     joined = {1: 1, 2: 1, 4: 1, 5: 1, 6: 1, 7: 1, 8: 2}  # C1 C2 C3 N C4 C5 C6+C8
@@ -177,6 +185,7 @@ def test_days_and_top_referrers(staff_client, data):
     assert rows[0][1].startswith("Ben Best") and rows[1][1].startswith("Ann Able")
 
 
+@pytest.mark.module_data
 def test_the_csv_exports_hold_the_same_numbers(staff_client, data):
     daily = staff_client.get("/admin/export/analytics_daily.csv", query_string=RANGE)
     assert daily.status_code == 200
@@ -197,6 +206,7 @@ def test_the_csv_exports_hold_the_same_numbers(staff_client, data):
 # --- filters ------------------------------------------------------------------------------
 
 
+@pytest.mark.module_data
 @pytest.mark.parametrize("by", ["program", "campaign"])
 def test_a_program_or_its_campaign_shows_only_its_own_figures(staff_client, data, app, by):
     with app.app_context():
@@ -226,6 +236,7 @@ def test_a_program_or_its_campaign_shows_only_its_own_figures(staff_client, data
     assert [row[2:] for row in parsed.tables["top-referrers"][1:]] == [["1", "1", "€7.00"]]
 
 
+@pytest.mark.module_data
 def test_a_campaign_without_programs_shows_zeros(staff_client, app):
     with app.app_context():
         autumn = db.session.scalar(db.select(Campaign.id).where(Campaign.name == "Autumn push"))
@@ -238,6 +249,7 @@ def test_a_campaign_without_programs_shows_zeros(staff_client, app):
     assert "top-referrers" not in parsed.tables
 
 
+@pytest.mark.module_data
 def test_a_shorter_range_counts_fewer(staff_client):
     _, parsed = page(staff_client, start=day(0), end=day(2))
     # Clicks d1 08:00, d1 09:00, d2 11:30; signups C1 C2; C1 qualified and rewarded.
@@ -249,6 +261,7 @@ def test_a_shorter_range_counts_fewer(staff_client):
     assert money_lines(later, "reward-cost") == ["-$15.00"]
 
 
+@pytest.mark.module_data
 @pytest.mark.parametrize(
     ("args", "field", "message"),
     [
@@ -272,6 +285,7 @@ def test_bad_filters_are_refused_with_a_clear_message(staff_client, args, field,
             assert f'value="{value}"' in response.text
 
 
+@pytest.mark.module_data
 def test_a_program_outside_the_chosen_campaign_is_refused(staff_client, app, data):
     with app.app_context():
         default_id = db.session.scalar(db.select(Program.id).where(Program.is_default))
@@ -304,6 +318,7 @@ def test_the_default_is_the_last_30_days_and_figures_are_cached(app, client, mak
     assert fresh.tables["daily"][-1] == [today.isoformat(), "1", "0"]
 
 
+@pytest.mark.module_data
 def test_dates_before_the_range_are_not_in_the_default(staff_client):
     _, parsed = page(staff_client)
     assert len(parsed.tables["daily"]) == 31

@@ -21,14 +21,21 @@ from rewards import services as reward_services
 from rewards.conversions import record_event
 from rewards.events import EventIn
 from tests import factories
+from tests.apps import seeded_once, sign_in_once, signed_in
 from tests.helpers import count, csrf_token, log_in
 
 PDF = b"%PDF-1.4\n%%EOF\n"
 
 
+@pytest.fixture(scope="module")
+def contracts_folder(tmp_path_factory):
+    # The module's: the contract files of data seeded once stay where every test looks.
+    return str(tmp_path_factory.mktemp("contracts"))
+
+
 @pytest.fixture
-def config_overrides(tmp_path):
-    return {"CONTRACTS_FOLDER": str(tmp_path / "contracts"), "PAYOUT_MINIMUM": 500}
+def config_overrides(contracts_folder):
+    return {"CONTRACTS_FOLDER": contracts_folder, "PAYOUT_MINIMUM": 500}
 
 
 def staff_client(app, role: str):
@@ -504,9 +511,10 @@ def test_an_active_lead_cannot_be_edited_back_and_status_active_needs_a_contract
 # --- campaign statistics ----------------------------------------------------------------
 
 
-@pytest.fixture
-def statistics_data(app, make_participant):
-    """The hand-computed data set:
+@seeded_once
+def statistics_data(app):
+    """The hand-computed data set, with an operator and an admin signed in once
+    (`signed_in_as`); returns the campaigns' ids by name and the sign-ins:
 
     Every campaign started on 2026-01-01 and has no end; the contracts are signed on
     2026-02-01; everything else happens today.
@@ -518,6 +526,11 @@ def statistics_data(app, make_participant):
     Flyers (offline, budget 0): Carl, no contract.
     Euro social (social, EUR, budget 100.00): Dora (active, contract 80.00 EUR).
     """
+
+    def make_participant(name, **kwargs):
+        with app.app_context():
+            return factories.participant(name, **kwargs)
+
     with app.app_context():
         service_id = make_service().id
         friends = make_campaign("Friends", channel="referral", budget=50000)
@@ -552,7 +565,14 @@ def statistics_data(app, make_participant):
         dora = make_lead("Dora Euro", ids["Euro social"])
         crm.convert_lead(dora, make_contract(dora.id, service_id, 8000, currency="EUR").id)
         db.session.commit()
-    return ids
+        staff = {role: factories.staff(role) for role in ("operator", "admin")}
+    sign_ins = {role: sign_in_once(app, person["email"]) for role, person in staff.items()}
+    return {**ids, "sign_ins": sign_ins}
+
+
+def signed_in_as(app, statistics_data, role: str):
+    """A client of the sign-in the statistics seed made for its member of staff of `role`."""
+    return signed_in(app.test_client(), statistics_data["sign_ins"][role])
 
 
 EXPECTED = {
@@ -577,8 +597,9 @@ def stats_table(page: str) -> dict[str, tuple]:
     return table
 
 
+@pytest.mark.module_data
 def test_campaign_statistics_equal_the_hand_computed_figures(app, statistics_data):
-    operator = staff_client(app, "operator")
+    operator = signed_in_as(app, statistics_data, "operator")
     page = operator.get("/admin/campaigns/stats")
     assert page.status_code == 200
     text = page.get_data(as_text=True)
@@ -652,6 +673,7 @@ def test_campaign_statistics_over_a_date_range(app, statistics_data, make_partic
     assert (rows["Friends"]["reward_cost"], rows["Friends"]["roi_percent"]) == ("30.00", "-75.5")
 
 
+@pytest.mark.module_data
 @pytest.mark.parametrize(
     ("dates", "field", "message"),
     [
@@ -663,7 +685,7 @@ def test_campaign_statistics_over_a_date_range(app, statistics_data, make_partic
 def test_bad_campaign_statistics_dates_are_refused_clearly(
     app, statistics_data, dates, field, message
 ):
-    operator = staff_client(app, "operator")
+    operator = signed_in_as(app, statistics_data, "operator")
     page = operator.get("/admin/campaigns/stats", query_string=dates)
     assert page.status_code == 400
     text = page.get_data(as_text=True)
@@ -686,8 +708,9 @@ def test_statistics_without_campaigns_say_so(app):
     assert "No campaigns yet" in page
 
 
+@pytest.mark.module_data
 def test_every_crm_page_renders_for_an_admin(app, statistics_data):
-    admin = staff_client(app, "admin")
+    admin = signed_in_as(app, statistics_data, "admin")
     with app.app_context():
         lead = db.session.scalars(select(Lead).where(Lead.status == "active")).first()
         service_id = db.session.scalar(select(Service.id))

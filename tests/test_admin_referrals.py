@@ -15,10 +15,23 @@ from extensions import db
 from models import Campaign, Program, Referral, User
 from tests import analytics_data, factories
 from tests.analytics_data import day
-from tests.helpers import log_in
+from tests.apps import seeded_once, sign_in_once, signed_in
 
-# The data set and a logged-in admin (fixtures).
-data = analytics_data.data
+ROLES = ("operator", "marketer", "manager")
+
+
+@seeded_once
+def data(app):
+    """The analytics data set, its admin and a member of each other staff role, all signed
+    in once."""
+    seeded = analytics_data.data_set(app)
+    with app.app_context():
+        staff = {role: factories.staff(role) for role in ROLES}
+    return {**seeded, "sign_ins": {role: sign_in_once(app, staff[role]["email"]) for role in ROLES}}
+
+
+# A logged-in admin (fixture). The tests marked module_data only read the data set: it is
+# seeded once per database for them.
 staff_client = analytics_data.staff_client
 
 EVERYONE = {
@@ -53,6 +66,7 @@ def id_of(app, model, **where) -> int:
         return db.session.scalar(select(model.id).filter_by(**where))
 
 
+@pytest.mark.module_data
 def test_every_referral_is_listed_newest_first_with_its_status_in_words(app, staff_client):
     response = staff_client.get("/admin/referrals")
     html = response.text
@@ -112,6 +126,7 @@ def test_filters_and_search_select_the_same_rows_on_the_screen_and_in_the_file(a
     assert "/admin/export/referrals.csv?q=ann&amp;status=review" in page.text
 
 
+@pytest.mark.module_data
 def test_bad_filters_are_all_named_at_once_and_nothing_is_listed(staff_client):
     args = {"status": "lost", "since": "yesterday", "program": "999999", "campaign": "x"}
     response = staff_client.get("/admin/referrals", query_string=args)
@@ -134,6 +149,7 @@ def test_bad_filters_are_all_named_at_once_and_nothing_is_listed(staff_client):
     assert staff_client.get("/admin/export/clicks.csv", query_string=args).status_code == 400
 
 
+@pytest.mark.module_data
 def test_clicks_export_follows_the_dates_and_program_and_holds_no_addresses(app, staff_client):
     spring = id_of(app, Program, slug="spring")
     range_ = {"since": day(0), "until": day(9)}
@@ -152,11 +168,10 @@ def test_clicks_export_follows_the_dates_and_program_and_holds_no_addresses(app,
     assert link in page.text  # the clicks button drops what clicks cannot have
 
 
-@pytest.mark.parametrize("role", ["operator", "marketer", "manager"])
-def test_who_sees_the_referrals(app, client, data, role):
-    with app.app_context():
-        person = factories.staff(role)
-    log_in(client, person["email"])
+@pytest.mark.module_data
+@pytest.mark.parametrize("role", ROLES)
+def test_who_sees_the_referrals(client, data, role):
+    signed_in(client, data["sign_ins"][role])
     page = client.get("/admin/referrals")
     export = client.get("/admin/export/referrals.csv")
     menu = client.get("/admin/").text

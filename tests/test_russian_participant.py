@@ -19,7 +19,7 @@ from sqlalchemy import update
 from auth import email_choices
 from extensions import db
 from models import User, utcnow
-from tests import factories
+from tests import apps, factories
 from tests.helpers import (
     accepted_purchase,
     configure,
@@ -87,6 +87,24 @@ def participant(app, name, **kwargs):
 @pytest.fixture
 def network(app):
     """Ann brought in Bob (who bought, so Ann's reward is on hold) and Cat; Bob brought Dan."""
+    return make_network(app)
+
+
+@apps.seeded_once
+def ann_signed_in(app):
+    """The network for the tests that only read it, seeded once per database, with Ann
+    signed in once, having chosen Russian (`ann_in_russian`)."""
+    made = make_network(app)
+    choose_russian(app, made["ann"])
+    return {**made, "ann_sign_in": apps.sign_in_once(app, made["ann"]["email"])}
+
+
+def ann_in_russian(app, ann_signed_in):
+    """A Russian browser with the sign-in the seed made for Ann."""
+    return russian(apps.signed_in(app.test_client(), ann_signed_in["ann_sign_in"]))
+
+
+def make_network(app) -> dict:
     configure(app, hold_days=14)
     ann = participant(app, "Ann Lee")
     bob = participant(app, "Bob Baker", invited_by=ann["code"])
@@ -96,12 +114,17 @@ def network(app):
     return {"ann": ann, "bob": bob, "cat": cat, "dan": dan}
 
 
-def signed_in(app, person):
-    """`person` signed in, having chosen Russian: their saved choice is what a signed-in
-    participant's pages follow (core/i18n.select_locale), whatever the browser asks."""
+def choose_russian(app, person) -> None:
+    """Save `person`'s choice of Russian: what a signed-in participant's pages follow
+    (core/i18n.select_locale), whatever the browser asks."""
     with app.app_context():
         db.session.execute(update(User).where(User.id == person["id"]).values(locale="ru"))
         db.session.commit()
+
+
+def signed_in(app, person):
+    """`person` signed in, having chosen Russian."""
+    choose_russian(app, person)
     client = russian(app.test_client())
     assert log_in(client, person["email"]).status_code == 302
     return client
@@ -129,10 +152,16 @@ def test_a_friends_link_opens_a_russian_signup_page_with_the_offer_in_russian(ap
     assert "Приглашение сохранится на 30 дней." in text
 
 
-def test_signup_errors_are_in_russian_and_name_every_mistake(app, network):
+@pytest.mark.module_data
+def test_signup_errors_are_in_russian_and_name_every_mistake(app, ann_signed_in):
     client = russian(app.test_client())
     token = csrf_token(client, "/auth/signup")
-    data = {"csrf_token": token, "name": "", "email": network["bob"]["email"], "password": "short"}
+    data = {
+        "csrf_token": token,
+        "name": "",
+        "email": ann_signed_in["bob"]["email"],
+        "password": "short",
+    }
     data["referral_code"] = "NOSUCH99"
     page = client.post("/auth/signup", data=data)
     assert page.status_code in (400, 409)
@@ -151,8 +180,9 @@ def test_signup_errors_are_in_russian_and_name_every_mistake(app, network):
 # --- the dashboard, sharing, inviting, claiming -----------------------------------------
 
 
-def test_the_dashboard_reads_in_russian_with_its_plurals_statuses_and_timeline(app, network):
-    client = signed_in(app, network["ann"])
+@pytest.mark.module_data
+def test_the_dashboard_reads_in_russian_with_its_plurals_statuses_and_timeline(app, ann_signed_in):
+    client = ann_in_russian(app, ann_signed_in)
     page = client.get("/referral/dashboard")
     assert page.status_code == 200
     text = no_english(page)
@@ -173,8 +203,9 @@ def test_the_dashboard_reads_in_russian_with_its_plurals_statuses_and_timeline(a
     assert re.search(r"Уровень 2\s*—\s*1\s+человек\b", text)
 
 
-def test_the_share_text_and_buttons_are_russian(app, network):
-    client = signed_in(app, network["ann"])
+@pytest.mark.module_data
+def test_the_share_text_and_buttons_are_russian(app, ann_signed_in):
+    client = ann_in_russian(app, ann_signed_in)
     page = client.get("/referral/dashboard")
     form = read_form(page)
     message = form.values.get("share-message")
@@ -241,8 +272,9 @@ def test_naming_an_inviter_later_is_in_russian_refusals_included(app, network):
 # --- the leaderboard and the tree ---------------------------------------------------------
 
 
-def test_the_leaderboard_is_russian_with_the_readers_rank_and_plural(app, network):
-    client = signed_in(app, network["ann"])
+@pytest.mark.module_data
+def test_the_leaderboard_is_russian_with_the_readers_rank_and_plural(app, ann_signed_in):
+    client = ann_in_russian(app, ann_signed_in)
     page = client.get("/referral/leaderboard")
     text = no_english(page)
     assert "Рейтинг" in text and "За всё время" in text
@@ -253,8 +285,9 @@ def test_the_leaderboard_is_russian_with_the_readers_rank_and_plural(app, networ
     assert "Участник" in no_english(anonymous)
 
 
-def test_the_tree_page_and_its_fragments_are_russian(app, network):
-    client = signed_in(app, network["ann"])
+@pytest.mark.module_data
+def test_the_tree_page_and_its_fragments_are_russian(app, ann_signed_in):
+    client = ann_in_russian(app, ann_signed_in)
     page = client.get("/referral/tree")
     text = no_english(page)
     assert "Дерево приглашений" in text
@@ -262,7 +295,7 @@ def test_the_tree_page_and_its_fragments_are_russian(app, network):
     text = no_english(level)
     assert re.search(r"Уровень 1\s*·\s*2 человека", text)
     assert "Показать 1 приглашённого" in text
-    branch = client.get("/referral/tree", query_string={"node": network["bob"]["id"]})
+    branch = client.get("/referral/tree", query_string={"node": ann_signed_in["bob"]["id"]})
     text = no_english(branch)
     assert "Пригласил(а) Bob B." in text
 
@@ -309,12 +342,13 @@ def test_a_payout_request_is_confirmed_in_russian(app, network):
 # --- logging in, resetting a password, signing in by phone --------------------------------
 
 
-def test_login_and_its_refusal_are_russian(app, network):
+@pytest.mark.module_data
+def test_login_and_its_refusal_are_russian(app, ann_signed_in):
     client = russian(app.test_client())
     page = client.get("/auth/login")
     text = no_english(page)
     assert "Забыли пароль?" in text
-    wrong = log_in(client, network["ann"]["email"], password="not the password")
+    wrong = log_in(client, ann_signed_in["ann"]["email"], password="not the password")
     assert wrong.status_code == 401
     assert "Неверная электронная почта или пароль." in no_english(wrong)
     empty = client.post("/auth/login", data={"csrf_token": csrf_token(client, "/auth/login")})
@@ -361,7 +395,8 @@ def test_phone_sign_in_forms_and_their_errors_are_russian(app, sms_log):
 # --- the widget a shop frames ---------------------------------------------------------------
 
 
-def test_the_widget_follows_the_readers_language(app, network):
+@pytest.mark.module_data
+def test_the_widget_follows_the_readers_language(app, ann_signed_in):
     client = russian(app.test_client())
     page = client.get("/embed/v1/widget")
     body = page.get_data(as_text=True)

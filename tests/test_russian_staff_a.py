@@ -20,10 +20,23 @@ from extensions import db
 from models import Referral, User
 from tests import analytics_data, factories
 from tests.analytics_data import RANGE, day
+from tests.apps import seeded_once, sign_in_once, signed_in
 from tests.helpers import csrf_token, log_in
 from tests.russian import english_leftovers, latin_words
 
-data = analytics_data.data
+RUSSIAN_ROLES = ("admin", "manager", "marketer")
+
+
+@seeded_once
+def data(app):
+    """The analytics data set, and a Russian member of staff of each role in RUSSIAN_ROLES,
+    signed in once (`russian_client`)."""
+    seeded = analytics_data.data_set(app)
+    with app.app_context():
+        people = {role: russian_person(role) for role in RUSSIAN_ROLES}
+    sign_ins = {role: sign_in_once(app, person["email"]) for role, person in people.items()}
+    return {**seeded, "russian_sign_ins": sign_ins}
+
 
 # The data set's people, programs and campaign, and the staff the tests make: names are data.
 NAMES = frozenset(
@@ -47,16 +60,29 @@ def staff(app):
     return make
 
 
+def russian_person(role: str) -> dict:
+    """A new staff member of `role` who chose Russian (saved with the account)."""
+    person = factories.staff(role)
+    db.session.get(User, person["id"]).locale = "ru"
+    db.session.commit()
+    return person
+
+
 def russian_staff(app, role: str):
-    """A client logged in as a new staff member of `role` who chose Russian (saved with the
-    account) and whose browser asks for it too."""
+    """A client logged in as a new staff member of `role` who chose Russian and whose
+    browser asks for it too."""
     with app.app_context():
-        person = factories.staff(role)
-        db.session.get(User, person["id"]).locale = "ru"
-        db.session.commit()
+        person = russian_person(role)
     client = app.test_client()
     client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "ru"  # every request of this browser
     assert log_in(client, person["email"]).status_code == 302
+    return client
+
+
+def russian_client(app, data, role: str):
+    """A browser asking for Russian, signed in as the data set's Russian staff of `role`."""
+    client = signed_in(app.test_client(), data["russian_sign_ins"][role])
+    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "ru"
     return client
 
 
@@ -89,8 +115,9 @@ def read_csv(response) -> tuple[list[str], list[list[str]]]:
 # --- the menu and analytics ---------------------------------------------------------------
 
 
+@pytest.mark.module_data
 def test_analytics_with_data_reads_in_russian(app, data):
-    client = russian_staff(app, "admin")
+    client = russian_client(app, data, "admin")
     response = client.get("/admin/", query_string=RANGE)
     assert response.status_code == 200
     assert leftovers(response) == []
@@ -125,12 +152,14 @@ def test_analytics_without_data_and_with_a_bad_filter_read_in_russian(app, clien
 # --- participants, users and roles, the tree ---------------------------------------------
 
 
+@pytest.mark.module_data
 def test_the_participants_list_and_a_participant_read_in_russian(app, data):
-    client = russian_staff(app, "admin")
+    client = russian_client(app, data, "admin")
     listed = client.get("/admin/participants")
     assert listed.status_code == 200
     assert leftovers(listed) == []
-    assert "учётных записей" in shown(listed)  # 16 accounts: the plural for many
+    # 13 participants, the data set's admin and the 3 Russian staff: the plural for many.
+    assert "17 учётных записей" in shown(listed)
 
     ann = client.get(f"/admin/participants/{data['ann']}")
     assert ann.status_code == 200
@@ -155,8 +184,9 @@ def test_the_participants_list_and_a_participant_read_in_russian(app, data):
     assert "на 1 уровень выше:" in shown(friend)
 
 
+@pytest.mark.module_data
 def test_the_tree_reads_in_russian(app, data):
-    client = russian_staff(app, "manager")
+    client = russian_client(app, data, "manager")
     response = client.get(f"/admin/participants/{data['ann']}/tree")
     assert response.status_code == 200
     assert leftovers(response) == []
@@ -192,8 +222,9 @@ def test_users_and_roles_read_in_russian_and_a_change_is_told_in_russian(app, st
 # --- referrals -----------------------------------------------------------------------------
 
 
+@pytest.mark.module_data
 def test_the_referrals_list_reads_in_russian(app, data):
-    client = russian_staff(app, "marketer")
+    client = russian_client(app, data, "marketer")
     response = client.get("/admin/referrals")
     assert response.status_code == 200
     assert leftovers(response) == []
@@ -270,10 +301,10 @@ ENGLISH_HEADERS = {
 ARGS = {"analytics_daily": RANGE, "top_referrers": RANGE}
 
 
+@pytest.mark.module_data
 def test_part_a_files_have_russian_headers_and_the_same_cells(app, data):
-    english = app.test_client()
-    log_in(english, data["admin"]["email"])
-    russian = russian_staff(app, "admin")
+    english = signed_in(app.test_client(), data["admin_cookies"])
+    russian = russian_client(app, data, "admin")
     for name, headers in ENGLISH_HEADERS.items():
         path = f"/admin/export/{name}.csv"
         english_header, english_rows = read_csv(english.get(path, query_string=ARGS.get(name)))
@@ -291,16 +322,18 @@ def test_part_a_files_have_russian_headers_and_the_same_cells(app, data):
     assert header[-5:] == ["utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content"]
 
 
-def test_every_file_keeps_the_header_style_in_russian(app):
-    client = russian_staff(app, "admin")
+@pytest.mark.module_data
+def test_every_file_keeps_the_header_style_in_russian(app, data):
+    client = russian_client(app, data, "admin")
     for name in exports.registered(app):
         header, _ = read_csv(client.get(f"/admin/export/{name}.csv"))
         assert all(exports.HEADER_STYLE.fullmatch(title) for title in header), (name, header)
         assert len(set(header)) == len(header), name
 
 
-def test_a_refused_export_explains_itself_in_russian(app):
-    client = russian_staff(app, "admin")
+@pytest.mark.module_data
+def test_a_refused_export_explains_itself_in_russian(app, data):
+    client = russian_client(app, data, "admin")
     response = client.get("/admin/export/referrals.csv", query_string={"program": "999999"})
     assert response.status_code == 400
     assert leftovers(response, {"referrals", "csv"}) == []

@@ -41,10 +41,20 @@ def attacker_key():
     return SigningKey()
 
 
-@pytest.fixture
-def shop(shop_key):
-    with JwksServer([shop_key.public_jwk()]) as server:
+@pytest.fixture(scope="module")
+def shop_server():
+    # One server for the module: a new one per test would change SALEOR_API_URL and so
+    # make the module's apps again for every test.
+    with JwksServer() as server:
         yield server
+
+
+@pytest.fixture
+def shop(shop_server, shop_key):
+    """The configured shop, publishing only its own key, with no requests counted yet."""
+    shop_server.keys[:] = [shop_key.public_jwk()]
+    shop_server.requests.clear()
+    return shop_server
 
 
 @pytest.fixture

@@ -17,7 +17,8 @@ from rewards.conversions import record_event
 from rewards.events import EventIn
 from rewards.services import release_held_rewards
 from tests import factories
-from tests.helpers import log_in, logged_in
+from tests.apps import seeded_once, sign_in_once, signed_in
+from tests.helpers import logged_in
 
 PAGE_SIZE = 2
 _events = itertools.count(1)
@@ -74,12 +75,18 @@ def extra_entry(app, beneficiary: dict, **fields) -> None:
         db.session.commit()
 
 
-@pytest.fixture
-def family(app, make_participant):
+@seeded_once
+def family(app):
     """Rita at the top. Level 1: Amy, Ben, Cal. Level 2: Ada and Abe (Amy's), Bea (Ben's).
     Level 3: Dot (Ada's). Level 4: Zed (Dot's), past the depth of 3. Nora and Nick are
     another tree. Amy, Ada, Bea, Dot and Zed bought; Bea's order was refunded after the
-    hold, so Rita's level-2 share of it is reversed."""
+    hold, so Rita's level-2 share of it is reversed. Rita, Amy and Nora, a manager and an
+    operator are signed in once (`signed_in_as`)."""
+
+    def make_participant(name, **kwargs):
+        with app.app_context():
+            return factories.participant(name, **kwargs)
+
     with app.app_context():
         programs.update_program(default_program(), {"level_shares": [50, 20]})
         db.session.commit()
@@ -114,7 +121,16 @@ def family(app, make_participant):
         reason="cancelled_by_staff",
         level=1,
     )
-    return people
+    with app.app_context():
+        staff = {role: factories.staff(role) for role in ("manager", "operator")}
+    signing_in = {name: people[name] for name in ("rita", "amy", "nora")} | staff
+    sign_ins = {who: sign_in_once(app, person["email"]) for who, person in signing_in.items()}
+    return {**people, "sign_ins": sign_ins}
+
+
+def signed_in_as(app, family, who: str):
+    """A client of the sign-in the family's seed made for `who`."""
+    return signed_in(app.test_client(), family["sign_ins"][who])
 
 
 def text_of(html: str, element_id: str) -> str:
@@ -126,6 +142,7 @@ def text_of(html: str, element_id: str) -> str:
 # --- counts and rewards ----------------------------------------------------------------------
 
 
+@pytest.mark.module_data
 def test_each_level_counts_its_people_and_sums_what_it_earned(app, family):
     with app.app_context():
         rita = db.session.get(User, family["rita"]["id"])
@@ -145,8 +162,9 @@ def test_each_level_counts_its_people_and_sums_what_it_earned(app, family):
     ]
 
 
+@pytest.mark.module_data
 def test_the_dashboard_shows_the_levels_with_public_names_and_masked_emails(app, family):
-    html = logged_in(app, family["rita"]).get("/referral/dashboard").get_data(as_text=True)
+    html = signed_in_as(app, family, "rita").get("/referral/dashboard").get_data(as_text=True)
     tree_html = html.split('id="tree"')[1]
     assert [text_of(tree_html, f"level-{n}-count") for n in (1, 2, 3)] == ["3", "3", "1"]
     assert text_of(tree_html, "level-1-rewards") == "$10.00, 40 points"
@@ -177,8 +195,9 @@ def test_a_newcomer_sees_an_empty_tree_with_what_to_do(app, make_participant):
 # --- JSON ------------------------------------------------------------------------------------
 
 
+@pytest.mark.module_data
 def test_the_api_gives_the_same_levels_as_json(app, family):
-    body = logged_in(app, family["rita"]).get("/api/v1/me/tree").get_json()
+    body = signed_in_as(app, family, "rita").get("/api/v1/me/tree").get_json()
     assert (body["depth"], body["total"], body["per_page"]) == (3, 7, PAGE_SIZE)
     assert [(level["level"], level["count"]) for level in body["levels"]] == [
         (1, 3),
@@ -200,8 +219,9 @@ def test_the_api_gives_the_same_levels_as_json(app, family):
     assert "Zed" not in str(body)
 
 
+@pytest.mark.module_data
 def test_the_api_pages_one_level(app, family):
-    client = logged_in(app, family["rita"])
+    client = signed_in_as(app, family, "rita")
     second = client.get("/api/v1/me/tree?level=1&page=2").get_json()
     [level] = second["levels"]
     assert (level["level"], level["count"], level["page"], level["pages"]) == (1, 3, 2, 2)
@@ -216,8 +236,9 @@ def test_the_api_pages_one_level(app, family):
 # --- paging and branches ---------------------------------------------------------------------
 
 
+@pytest.mark.module_data
 def test_a_level_is_paged_without_script(app, family):
-    client = logged_in(app, family["rita"])
+    client = signed_in_as(app, family, "rita")
     dashboard = client.get("/referral/dashboard").get_data(as_text=True)
     assert 'data-tree-page href="/referral/tree?page=2&amp;level=1"' in dashboard
     page = client.get("/referral/tree?level=1&page=2")
@@ -227,8 +248,9 @@ def test_a_level_is_paged_without_script(app, family):
     assert "Page 2 of 2" in html
 
 
+@pytest.mark.module_data
 def test_a_branch_loads_as_a_fragment_and_as_a_page(app, family):
-    client = logged_in(app, family["rita"])
+    client = signed_in_as(app, family, "rita")
     amy, ada = family["amy"], family["ada"]
     fragment = client.get(f"/referral/tree?node={amy['id']}&partial=1")
     html = fragment.get_data(as_text=True)
@@ -244,18 +266,19 @@ def test_a_branch_loads_as_a_fragment_and_as_a_page(app, family):
     assert client.get(f"/referral/tree?node={family['dot']['id']}").status_code == 404
 
 
+@pytest.mark.module_data
 def test_nobody_opens_a_branch_outside_their_own_tree(app, family):
-    rita = logged_in(app, family["rita"])
+    rita = signed_in_as(app, family, "rita")
     for node in (family["nora"]["id"], family["zed"]["id"], 999_999, "abc", "-1"):
         assert rita.get(f"/referral/tree?node={node}").status_code == 404, node
     assert rita.get("/referral/tree?level=4").status_code == 404
-    nora = logged_in(app, family["nora"])
+    nora = signed_in_as(app, family, "nora")
     for node in (family["amy"]["id"], family["rita"]["id"]):
         answer = nora.get(f"/referral/tree?node={node}&partial=1")
         assert answer.status_code == 404
         assert "Amy" not in answer.get_data(as_text=True)
     # Someone in the middle sees only below themselves.
-    amy = logged_in(app, family["amy"])
+    amy = signed_in_as(app, family, "amy")
     assert amy.get(f"/referral/tree?node={family['ada']['id']}").status_code == 200
     assert amy.get(f"/referral/tree?node={family['ben']['id']}").status_code == 404
 
@@ -298,8 +321,9 @@ def test_each_person_below_level_one_shows_who_invited_them(app, family):
     assert "Amy Apple" not in page_two
 
 
+@pytest.mark.module_data
 def test_the_dashboard_names_friends_by_the_same_rule_as_the_tree(app, family):
-    client = logged_in(app, family["rita"])
+    client = signed_in_as(app, family, "rita")
     invited = "".join(
         client.get(f"/referral/dashboard?page={page}").get_data(as_text=True).split('id="tree"')[0]
         for page in (1, 2)  # two a page
@@ -308,11 +332,9 @@ def test_the_dashboard_names_friends_by_the_same_rule_as_the_tree(app, family):
         assert full not in invited and f'data-label="Name">{public}<' in invited
 
 
+@pytest.mark.module_data
 def test_staff_see_full_names_of_inviters_too(app, family):
-    manager = app.test_client()
-    with app.app_context():
-        person = factories.staff("manager")
-    log_in(manager, person["email"])
+    manager = signed_in_as(app, family, "manager")
     page = manager.get(f"/admin/participants/{family['rita']['id']}").get_data(as_text=True)
     assert "invited by Ben Brook" in page.split('id="level-2"')[1]
 
@@ -320,11 +342,9 @@ def test_staff_see_full_names_of_inviters_too(app, family):
 # --- who may see it --------------------------------------------------------------------------
 
 
+@pytest.mark.module_data
 def test_staff_see_a_participants_whole_tree_with_names_and_emails(app, family):
-    manager = app.test_client()
-    with app.app_context():
-        person = factories.staff("manager")
-    log_in(manager, person["email"])
+    manager = signed_in_as(app, family, "manager")
     rita, amy = family["rita"], family["amy"]
     page = manager.get(f"/admin/participants/{rita['id']}").get_data(as_text=True)
     assert [text_of(page, f"level-{n}-count") for n in (1, 2, 3)] == ["3", "3", "1"]
@@ -342,14 +362,12 @@ def test_staff_see_a_participants_whole_tree_with_names_and_emails(app, family):
     assert manager.get(outside).status_code == 404
 
 
+@pytest.mark.module_data
 def test_staff_without_the_permission_and_participants_are_refused(app, family):
-    operator = app.test_client()
-    with app.app_context():
-        person = factories.staff("operator")
-    log_in(operator, person["email"])
+    operator = signed_in_as(app, family, "operator")
     path = f"/admin/participants/{family['rita']['id']}/tree"
     assert operator.get(path).status_code == 403
-    assert logged_in(app, family["amy"]).get(path).status_code == 403
+    assert signed_in_as(app, family, "amy").get(path).status_code == 403
 
 
 def test_a_visitor_is_sent_to_log_in(client):
