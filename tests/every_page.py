@@ -249,6 +249,7 @@ NOT_PAGES = {
     "referral.api.get_my_referrals": "JSON API",
     "referral.api.get_my_tree": "JSON API",
     "rewards.rewards_api.get_my_rewards": "JSON API",
+    "rewards.webhooks.event_status": "JSON API (a queued event's outcome, for its sender)",
     "rewards.saleor_app.show_manifest": "Saleor's app manifest (JSON)",
     "referral.embed.script": "JavaScript for shops",
     "referral.download_qr": "an SVG image",
