@@ -298,10 +298,7 @@ def queued_check(url: str, inviteloop: Result, events: int) -> tuple[bool, str]:
     finally:
         _dispose(app)
     ok = statuses == Counter({202: 2 * events}) and outcomes == Counter({"accepted": events})
-    line = "HTTP " + _counted(inviteloop.statuses)
-    if inviteloop.retried:
-        again = _counted(inviteloop.retried.statuses)
-        line += f" (the {len(inviteloop.refused):,} sent again: {again})"
+    line = _statuses_line(inviteloop)
     kinds = ", ".join(f"{n:,} {o}" for o, n in sorted(outcomes.items(), key=str))
     return ok, f"{line}; inbox: {kinds} {'OK' if ok else 'WRONG'}"
 
@@ -317,12 +314,18 @@ def answers_check(inviteloop: Result, events: int) -> tuple[bool, str]:
     ok = statuses == Counter({200: 2 * events}) and outcomes == Counter(
         {"accepted": events, "duplicate": events}
     )
+    line = _statuses_line(inviteloop)
+    kinds = ", ".join(f"{n:,} {o}" for o, n in sorted(outcomes.items(), key=str))
+    return ok, f"{line}; {kinds} {'OK' if ok else 'WRONG'}"
+
+
+def _statuses_line(inviteloop: Result) -> str:
+    """The answers' HTTP statuses, and those of the deliveries sent again after the rounds."""
     line = "HTTP " + _counted(inviteloop.statuses)
     if inviteloop.retried:
         again = _counted(inviteloop.retried.statuses)
         line += f" (the {len(inviteloop.refused):,} sent again: {again})"
-    kinds = ", ".join(f"{n:,} {o}" for o, n in sorted(outcomes.items(), key=str))
-    return ok, f"{line}; {kinds} {'OK' if ok else 'WRONG'}"
+    return line
 
 
 def _counted(statuses: Counter) -> str:

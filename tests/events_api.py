@@ -46,7 +46,7 @@ def refund(order: str = "order-1", event_id: str | None = None) -> dict:
 def signed_delivery(event: dict) -> tuple[bytes, dict]:
     """One delivery as a sender makes it; a retry resends the very same bytes and headers."""
     body = json.dumps(event).encode()
-    message_id, timestamp = f"msg_{event['id']}", int(time.time())
+    message_id, timestamp = f"msg_{event.get('id', 'none')}", int(time.time())
     headers = {
         "webhook-id": message_id,
         "webhook-timestamp": str(timestamp),

@@ -14,7 +14,7 @@ from core import api_keys
 from extensions import db
 from models import Conversion, EventInbox, Reward
 from rewards import conversions, tasks
-from tests.events_api import SECRET, purchase, sign
+from tests.events_api import SECRET, purchase, sign, signed_delivery
 
 ASYNC = {"Prefer": "respond-async"}
 
@@ -33,14 +33,7 @@ def held_for_the_worker(app, monkeypatch):
 
 def send(client, event: dict, headers: dict | None = None):
     """A signed delivery; sent again, the same message."""
-    body = json.dumps(event).encode()
-    message_id, timestamp = f"msg_{event.get('id', 'none')}", int(time.time())
-    signed = {
-        "webhook-id": message_id,
-        "webhook-timestamp": str(timestamp),
-        "webhook-signature": sign(body, message_id, timestamp),
-        "Content-Type": "application/json",
-    }
+    body, signed = signed_delivery(event)
     return client.post("/api/v1/events", data=body, headers={**signed, **(headers or {})})
 
 
