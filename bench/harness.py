@@ -13,6 +13,8 @@ measurements taken seconds apart on the same machine: the noise of a shared mach
 """
 
 import contextlib
+import fcntl
+import hashlib
 import os
 import re
 import secrets
@@ -76,6 +78,25 @@ def production_settings(redis_url: str | None, **extra: str) -> dict[str, str]:
     return settings
 
 
+@contextlib.contextmanager
+def redis_database_of_our_own(redis_url: str | None) -> Iterator[None]:
+    """The benchmark's Redis database held for the block: a second benchmark on this machine
+    would empty it, and the clicks still queued there, under this one. Refused at once."""
+    if not redis_url:
+        yield
+        return
+    name = hashlib.sha256(redis_url.encode()).hexdigest()[:16]
+    with open(Path(tempfile.gettempdir()) / f"inviteloop-bench-redis-{name}.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SystemExit(
+                f"Another benchmark is using {redis_url} on this machine: wait for it to end, "
+                "or give this one another Redis database (BENCH_REDIS_URL)."
+            ) from None
+        yield
+
+
 def empty_redis(redis_url: str | None) -> None:
     """The benchmark's own Redis database starts empty: a cold cache, fresh counters."""
     if redis_url:
@@ -115,36 +136,37 @@ def serving(
     """Both servers up for the `with` block (started together); afterwards `pair.sent` holds
     what the real one answered, counted from its access log. `after_stop` runs once both
     have stopped, before their Redis database is emptied (clicks still queued there)."""
-    empty_redis(redis_url)
-    settings = production_settings(redis_url, **extra)
-    workdir = Path(tempfile.mkdtemp(prefix="inviteloop-bench-log-"))
-    log = workdir / "access.log"
-    shape = {"workers": WORKERS, "threads": THREADS}
-    starting = [
-        running_server(database_url, output=log, **shape, **settings),
-        running_server(database_url, wsgi_app="bench.harness:bare_app()", **shape, **settings),
-    ]
-    try:
-        with contextlib.ExitStack() as stack:
-            with ThreadPoolExecutor(2) as pool:
-                started = [pool.submit(server.__enter__) for server in starting]
-            for server, future in zip(starting, started, strict=True):
-                if future.exception() is None:
-                    stack.push(server)  # stopped when the block ends, whatever happens
-            real, bare = (future.result() for future in started)
-            pair = Pair(real, bare, log)
-            yield pair
-        pair.sent = Counter(
-            (method.decode(), path.decode(), int(status))
-            for method, path, status in ACCESS_LINE.findall(log.read_bytes())
-        )
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    with redis_database_of_our_own(redis_url):
+        empty_redis(redis_url)
+        settings = production_settings(redis_url, **extra)
+        workdir = Path(tempfile.mkdtemp(prefix="inviteloop-bench-log-"))
+        log = workdir / "access.log"
+        shape = {"workers": WORKERS, "threads": THREADS}
+        starting = [
+            running_server(database_url, output=log, **shape, **settings),
+            running_server(database_url, wsgi_app="bench.harness:bare_app()", **shape, **settings),
+        ]
         try:
-            if after_stop is not None:
-                after_stop()
+            with contextlib.ExitStack() as stack:
+                with ThreadPoolExecutor(2) as pool:
+                    started = [pool.submit(server.__enter__) for server in starting]
+                for server, future in zip(starting, started, strict=True):
+                    if future.exception() is None:
+                        stack.push(server)  # stopped when the block ends, whatever happens
+                real, bare = (future.result() for future in started)
+                pair = Pair(real, bare, log)
+                yield pair
+            pair.sent = Counter(
+                (method.decode(), path.decode(), int(status))
+                for method, path, status in ACCESS_LINE.findall(log.read_bytes())
+            )
         finally:
-            empty_redis(redis_url)
+            shutil.rmtree(workdir, ignore_errors=True)
+            try:
+                if after_stop is not None:
+                    after_stop()
+            finally:
+                empty_redis(redis_url)
 
 
 @dataclass
