@@ -7,12 +7,13 @@ Markers that change this: `own_app` (a fresh app, e.g. for a test that adds a ro
 
 import gc
 import logging
+import os
 
 import pytest
 
 from app import create_app
 from core.i18n import compile_stale_catalogues
-from tests import databases, factories, intensity
+from tests import databases, factories, intensity, preloaded
 from tests.apps import ModuleSeeds, SharedApps, app_config, close, forget_state, start_afresh
 from tests.helpers import csrf_token, log_in
 from tests.workers import redis_broker
@@ -28,6 +29,10 @@ def pytest_configure(config):
     # The controller compiles the catalogues once, before any xdist worker starts.
     if not hasattr(config, "workerinput"):
         compile_stale_catalogues()
+    # Servers, workers and commands are forked from a process that has imported the app
+    # (INVITELOOP_TEST_PRELOAD=0: each starts as a new process instead).
+    if os.environ.get("INVITELOOP_TEST_PRELOAD") != "0":
+        preloaded.enable()
 
 
 def pytest_collection_modifyitems(items):

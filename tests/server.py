@@ -13,7 +13,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import requests
 
+from tests import preloaded
 from tests.apps import TEMPLATE_CACHE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -91,22 +91,15 @@ def running_server(
         "--graceful-timeout": int(STOP_TIMEOUT_SECONDS) // 2,
     }
     # The production configuration (the app, the Server header), with this test's options.
-    command = [sys.executable, "-m", "gunicorn", "--config", str(GUNICORN_CONFIG)]
-    command.append("--no-control-socket")
+    arguments = ["--config", str(GUNICORN_CONFIG), "--no-control-socket"]
     for option, value in options.items():
-        command += [option, str(value)]
+        arguments += [option, str(value)]
     if wsgi_app:
-        command.append(wsgi_app)
+        arguments.append(wsgi_app)
     with open(output, "w+b") if output else tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env=server_environment(database_url, **settings),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own group: the workers go down with it
-        )
+        # In its own session: the workers go down with it.
+        env = server_environment(database_url, **settings)
+        process = preloaded.start("gunicorn", arguments, cwd=ROOT, env=env, output=log)
         try:
             base_url = f"http://127.0.0.1:{port}"
             _wait_until_healthy(process, base_url, log)
@@ -180,7 +173,7 @@ def _tail(log) -> str:
     return log.read().decode("utf-8", "replace")[-_LOG_TAIL:]
 
 
-def stop_process(process: subprocess.Popen) -> None:
+def stop_process(process: "subprocess.Popen | preloaded.PreloadedProcess") -> None:
     """SIGTERM (gunicorn's graceful stop) to the process we started; SIGKILL to its own
     group only if it does not finish in time."""
     if process.poll() is None:

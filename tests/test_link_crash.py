@@ -78,19 +78,32 @@ class Load:
 
 
 def _gunicorn_workers(port: int) -> list[int]:
-    """The worker processes of the gunicorn we started on `port` (its master's children)."""
-    found = {}
+    """The worker processes of the gunicorn serving `port`: those holding its listening socket
+    whose parent (the master) holds it too."""
+    listening = _listening_socket_inode(port)
+    holders = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            command = (entry / "cmdline").read_bytes()
+            held = any(
+                os.readlink(fd) == f"socket:[{listening}]" for fd in (entry / "fd").iterdir()
+            )
             parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
         except (OSError, ValueError, IndexError):
             continue
-        if b"gunicorn" in command and f"127.0.0.1:{port}".encode() in command:
-            found[int(entry.name)] = parent
-    return [pid for pid, parent in found.items() if parent in found]
+        if held:
+            holders[int(entry.name)] = parent
+    return [pid for pid, parent in holders.items() if parent in holders]
+
+
+def _listening_socket_inode(port: int) -> str:
+    listen_state = "0A"
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1].endswith(f":{port:04X}") and fields[3] == listen_state:
+            return fields[9]
+    raise AssertionError(f"nothing listens on port {port}")
 
 
 def _celery(database_url: str, broker, schedule: Path, settings: dict):

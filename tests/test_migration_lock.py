@@ -3,15 +3,13 @@
 of a fresh database run one after the other; the first builds the schema, the second finds it
 current and changes nothing. Both succeed."""
 
-import subprocess
-import sys
 import time
 
 import psycopg
 import pytest
 
 from core.database import MIGRATION_LOCK_KEY
-from tests import databases
+from tests import databases, preloaded
 from tests.server import ROOT, server_environment
 
 pytestmark = [pytest.mark.server, pytest.mark.postgres_only]
@@ -29,16 +27,9 @@ def fresh_database():
     databases.drop_postgres_database(url)
 
 
-def start_upgrade(url: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "flask", "--app", "app", "db", "upgrade"],
-        cwd=ROOT,
-        env=server_environment(url, LOG_LEVEL="INFO"),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+def start_upgrade(url: str) -> preloaded.Command:
+    environment = server_environment(url, LOG_LEVEL="INFO")
+    return preloaded.Command("flask", ["--app", "app", "db", "upgrade"], cwd=ROOT, env=environment)
 
 
 def waiting_for_the_lock(connection) -> int:
@@ -57,18 +48,16 @@ def test_two_upgrades_at_once_migrate_once_and_both_succeed(fresh_database):
             deadline = time.monotonic() + WAIT_SECONDS
             with psycopg.connect(fresh_database, autocommit=True) as watcher:
                 while waiting_for_the_lock(watcher) < 2:
-                    exited = [upgrade for upgrade in upgrades if upgrade.poll() is not None]
-                    assert not exited, exited[0].stdout.read()
+                    exited = [upgrade for upgrade in upgrades if upgrade.process.poll() is not None]
+                    assert not exited, exited[0].output()
                     assert time.monotonic() < deadline, "the upgrades never waited for the lock"
                     time.sleep(0.1)
             holder.commit()  # releases the lock: now they run, one after the other
-            outputs = [upgrade.communicate(timeout=WAIT_SECONDS)[0] for upgrade in upgrades]
+            outputs = [upgrade.finished(timeout=WAIT_SECONDS) for upgrade in upgrades]
         finally:
             for upgrade in upgrades:
-                if upgrade.poll() is None:
-                    upgrade.kill()
-                    upgrade.communicate()
-    assert [upgrade.returncode for upgrade in upgrades] == [0, 0], outputs
+                upgrade.stop()
+    assert [upgrade.process.returncode for upgrade in upgrades] == [0, 0], outputs
     # One of them built the schema; the other found it current.
     first_migration = "Running upgrade  -> 0001"
     assert sum(first_migration in output for output in outputs) == 1, outputs

@@ -8,8 +8,6 @@ after the server took the message but before it confirmed (so before the row was
 
 import re
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
@@ -17,6 +15,7 @@ from sqlalchemy import select
 
 from extensions import db
 from models import OutboxMessage, utcnow
+from tests import preloaded
 from tests.server import ROOT, server_environment
 from tests.smtp_server import SmtpServer
 
@@ -27,7 +26,7 @@ ANN = "ann.lee@example.com"
 MESSAGE_ID = re.compile(rb"^Message-ID: (<[^>]+>)", re.MULTILINE)
 
 
-def jobs_run(database_url: str, port: int) -> subprocess.Popen:
+def jobs_run(database_url: str, port: int) -> preloaded.Command:
     environment = server_environment(
         database_url,
         MAIL_BACKEND="smtp",
@@ -35,20 +34,13 @@ def jobs_run(database_url: str, port: int) -> subprocess.Popen:
         MAIL_PORT=str(port),
         OUTBOX_LEASE_SECONDS=str(LEASE_SECONDS),
     )
-    return subprocess.Popen(
-        [sys.executable, "-m", "flask", "--app", "app", "jobs", "run"],
-        cwd=ROOT,
-        env=environment,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    return preloaded.Command("flask", ["--app", "app", "jobs", "run"], cwd=ROOT, env=environment)
 
 
-def finished(process: subprocess.Popen) -> str:
-    output, _ = process.communicate(timeout=30)
-    assert process.returncode == 0, output.decode()
-    return output.decode()
+def finished(command: preloaded.Command) -> str:
+    output = command.finished(timeout=30)
+    assert command.process.returncode == 0, output
+    return output
 
 
 def the_row(app) -> OutboxMessage:
@@ -76,8 +68,8 @@ def test_a_sender_killed_before_marking_sent_is_taken_over_and_the_mail_keeps_it
         try:
             wait_for(lambda: mail_server.messages, "message at the server")
         finally:
-            first.send_signal(signal.SIGKILL)  # after the server took it, before "sent"
-            first.communicate(timeout=10)
+            first.process.send_signal(signal.SIGKILL)  # after the server took it, before "sent"
+            first.finished(timeout=10)
         held = the_row(app)
         assert (held.status, held.attempts) == ("pending", 1)
         assert held.claimed_until > utcnow()

@@ -4,7 +4,6 @@ own, a worker or beat in its own process, and a bounded wait for what they shoul
 import contextlib
 import secrets
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -16,7 +15,7 @@ import redis
 
 from core.jobs import enqueue
 from extensions import db
-from tests import databases
+from tests import databases, preloaded
 from tests.apps import other_app
 from tests.server import ROOT, server_environment, stop_process
 
@@ -33,7 +32,7 @@ class Broker:
 
 @dataclass(frozen=True)
 class CeleryProcess:
-    process: subprocess.Popen
+    process: "subprocess.Popen | preloaded.PreloadedProcess"
     log: Callable[[], str]
 
 
@@ -72,18 +71,11 @@ def queue_job(database_url: str, broker: Broker, task, *args) -> None:
 def running_celery(arguments: list[str], database_url: str, **settings: str):
     """`celery -A worker <arguments>` with `settings` as its environment, its output kept.
     Stopped with SIGTERM (a warm shutdown), killed only if it lingers."""
-    command = [sys.executable, "-m", "celery", "-A", "worker", *arguments, "--loglevel", "INFO"]
+    arguments = ["-A", "worker", *arguments, "--loglevel", "INFO"]
     env = server_environment(database_url, LOG_LEVEL="INFO", **settings)
     with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own group, so a kill reaches any child too
-        )
+        # In its own session, so a kill reaches any child too.
+        process = preloaded.start("celery", arguments, cwd=ROOT, env=env, output=log)
 
         def read_log() -> str:
             log.flush()
