@@ -66,6 +66,7 @@ def contexts(browser, site):
                 viewport=chromium.VIEWPORTS[viewport], base_url=site.base_url
             )
             context.set_default_timeout(10_000)
+            chromium.load_axe_on_every_page(context)
             page = context.new_page()
             if who != "visitor":
                 chromium.log_in(page, site.base_url, who, site.password)

@@ -311,3 +311,25 @@ def test_campaign_statistics_take_a_date_range_in_the_browser(site, contexts):
     roi = page.locator("#campaign-stats tbody tr[data-campaign] td:last-child").all_inner_texts()
     assert roi and set(roi) == {"—"}
     assert problems(page) == []
+
+
+@pytest.mark.parametrize("axe_loaded_with_the_page", [False, True])
+def test_the_check_names_what_fails_a_page(browser, axe_loaded_with_the_page):
+    """The walks' check itself: a faint text and an image without a text alternative are
+    reported with the elements to look at, a page too wide for the window too."""
+    context = browser.new_context(viewport=chromium.PHONE)
+    if axe_loaded_with_the_page:
+        chromium.load_axe_on_every_page(context)
+    page = context.new_page()
+    page.set_content(
+        '<html lang="en"><head><title>Check</title></head><body style="margin:0"><main>'
+        "<h1>Check</h1>"
+        '<p id="faint" style="color:#ccc;background:#fff">Hard to read</p>'
+        '<img id="wordless" src="data:image/gif;base64,R0lGODlhAQABAAAAACw=">'
+        '<div style="width:2000px">Too wide</div></main></body></html>'
+    )
+    found = problems(page)
+    context.close()
+    assert "axe color-contrast (serious): #faint" in found
+    assert "axe image-alt (critical): #wordless" in found
+    assert "page scrolls sideways: 2000 px wide in a 390 px window" in found
