@@ -29,6 +29,9 @@ def pytest_configure(config):
     # The controller compiles the catalogues once, before any xdist worker starts.
     if not hasattr(config, "workerinput"):
         compile_stale_catalogues()
+    # A young-generation collection every 700 new objects (Python's default) took 5 % of the
+    # in-process tests' CPU; every 20,000 takes 2 %, for a few more MB held between them.
+    gc.set_threshold(20_000, 10, 10)
     # Servers, workers and commands are forked from a process that has imported the app
     # (INVITELOOP_TEST_PRELOAD=0: each starts as a new process instead).
     if os.environ.get("INVITELOOP_TEST_PRELOAD") != "0":
