@@ -55,6 +55,10 @@ def enable() -> None:
     _enabled = True
 
 
+def enabled() -> bool:
+    return _enabled
+
+
 def start(module: str, arguments: list[str], *, cwd: Path, env: dict[str, str], output):
     """`python -m <module> <arguments>` in its own session, stdin empty, stdout and stderr to
     the open file `output`: a subprocess.Popen, or a PreloadedProcess with the same methods."""
@@ -91,12 +95,19 @@ class Command:
         finally:
             self.stop()
 
+    def __enter__(self) -> "Command":
+        return self
+
+    def __exit__(self, *_exception) -> None:
+        self.stop()
+
     def stop(self) -> None:
         """Killed if still running; its output is gone."""
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=10)
-        self._log.close()
+        if not self._log.closed:
+            self._log.close()
 
 
 class PreloadedProcess:
