@@ -15,6 +15,7 @@ from urllib.parse import urljoin
 
 import requests
 
+from tests import preloaded
 from tests.helpers import CSRF_FIELD
 from tests.server import ROOT, stop_process
 
@@ -87,14 +88,8 @@ def running(name: str, env: dict[str, str], folder: Path) -> Iterator[Running]:
     """One long-running service's command as its own process (group), its output kept."""
     output = folder / f"{name}.log"
     with output.open("wb") as log:
-        process = subprocess.Popen(
-            [*ENTRYPOINT, *COMMANDS[name]],
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+        process = preloaded.new_process(
+            [*ENTRYPOINT, *COMMANDS[name]], cwd=ROOT, env=env, output=log
         )
         try:
             yield Running(name, process, output)

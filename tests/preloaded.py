@@ -63,16 +63,24 @@ def start(module: str, arguments: list[str], *, cwd: Path, env: dict[str, str], 
     """`python -m <module> <arguments>` in its own session, stdin empty, stdout and stderr to
     the open file `output`: a subprocess.Popen, or a PreloadedProcess with the same methods."""
     if not _enabled or any(name in env for name in IMPORT_TIME_SETTINGS):
-        return subprocess.Popen(
-            [sys.executable, "-m", module, *arguments],
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+        return new_process(
+            [sys.executable, "-m", module, *arguments], cwd=cwd, env=env, output=output
         )
     return _forker().start(module, arguments, cwd=cwd, env=env, output=output)
+
+
+def new_process(command: list[str], *, cwd: Path, env: dict[str, str], output):
+    """`command` as a new process in its own session, stdin empty, stdout and stderr to the
+    open file `output`."""
+    return subprocess.Popen(
+        command,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=output,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 class Command:
