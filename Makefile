@@ -44,12 +44,14 @@ run: $(STAMP) $(COMPILED)
 	@$(FLASK) demo seed --if-empty --url http://$(HOST):$(PORT)
 	@$(FLASK) run --host $(HOST) --port $(PORT)
 
-# Two test workers per CPU, each with its own databases. A third of the suite's time is spent
-# waiting (on servers starting, on timeouts the fault tests provoke, on the browser), so one
-# worker per CPU leaves the CPUs half idle: on the 2-core machine 2 workers used 50 % of them,
-# 4 workers nearly all. Work stealing keeps every worker busy to the end; a module's apps and
-# seeded data are made once per worker that runs any of its tests. TEST_WORKERS=n overrides.
-TEST_WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 1) * 2 )))
+# Three test workers for every two CPUs, each with its own databases. Part of the suite's time
+# is spent waiting (on servers starting, on timeouts the fault tests provoke, on the browser):
+# on the 2-core machine 2 workers kept 1.3 CPUs busy, 3 kept 1.85 busy and finished in 5 min,
+# and 4 kept both busy but took 16 % more CPU for the same tests (636 CPU-s against 551: more
+# processes fighting over the caches and the cores), so they finished later. Work stealing keeps
+# every worker busy to the end; a module's apps and seeded data are made once per worker that
+# runs any of its tests. TEST_WORKERS=n overrides.
+TEST_WORKERS ?= $(shell echo $$(( ($$(nproc 2>/dev/null || echo 1) * 3 + 1) / 2 )))
 PARALLEL := -n $(TEST_WORKERS) --dist worksteal
 
 # Races and property tests run a few rounds each here and at full strength in CI
