@@ -73,6 +73,11 @@ def parse_api_event(body: bytes) -> EventIn | None:
         data = parse_json(body)
     except ValueError as error:
         raise InvalidEvent(str(error)) from None
+    return api_event(data)
+
+
+def api_event(data: object) -> EventIn | None:
+    """parse_api_event for a body already read as JSON (an event stored for later keeps it)."""
     if not isinstance(data, dict):
         raise InvalidEvent(_("The body must be a JSON object."))
     kind = data.get("type")

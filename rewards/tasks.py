@@ -8,7 +8,6 @@ outbox (core/outbox.py), which also schedules the retries.
 """
 
 import dataclasses
-import json
 import logging
 import time
 
@@ -21,7 +20,7 @@ from core.jobs import job
 from extensions import db
 from models import EventInbox, utcnow
 from rewards import conversions, outbound
-from rewards.events import unhandled
+from rewards.events import api_event, unhandled
 from rewards.services import expire_rewards, release_held_rewards
 
 log = logging.getLogger(__name__)
@@ -124,7 +123,7 @@ def _intake_answer(row) -> tuple[dict, int]:
     refusal or a failure leaves nothing of it behind."""
     try:
         with db.session.begin_nested():
-            event = conversions.parse_api_event(json.dumps(row.payload))
+            event = api_event(row.payload)
             if event is None:
                 return unhandled("api").as_json(), 200
             # An event that did not say when it happened happened when it was received.
