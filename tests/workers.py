@@ -4,7 +4,6 @@ own, a worker or beat in its own process, and a bounded wait for what they shoul
 import contextlib
 import secrets
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -73,19 +72,12 @@ def running_celery(arguments: list[str], database_url: str, **settings: str):
     Stopped with SIGTERM (a warm shutdown), killed only if it lingers."""
     arguments = ["-A", "worker", *arguments, "--loglevel", "INFO"]
     env = server_environment(database_url, LOG_LEVEL="INFO", **settings)
-    with tempfile.TemporaryFile() as log:
-        # In its own session, so a kill reaches any child too.
-        process = preloaded.start("celery", arguments, cwd=ROOT, env=env, output=log)
-
-        def read_log() -> str:
-            log.flush()
-            log.seek(0)
-            return log.read().decode("utf-8", "replace")
-
+    # In its own session, so a kill reaches any child too.
+    with preloaded.Command("celery", arguments, cwd=ROOT, env=env) as command:
         try:
-            yield CeleryProcess(process, read_log)
+            yield CeleryProcess(command.process, command.output)
         finally:
-            stop_process(process)
+            stop_process(command.process)
 
 
 def running_worker(database_url: str, broker: Broker, **settings: str):
