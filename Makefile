@@ -13,10 +13,13 @@ export PYTHONPYCACHEPREFIX := $(CURDIR)/$(VENV)/pycache
 
 .PHONY: run test test-fast test-browser lint bench clean messages
 
+# --no-compile: pip would byte-compile every installed module, one after another (9 of the
+# install's 15 s on the 2-core machine); Python compiles the ones a process imports, once,
+# into PYTHONPYCACHEPREFIX. A fresh clone's `make test`: 3:49 against 4:01.
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --no-compile -r requirements-dev.txt
 	@touch $(STAMP)
 
 # The translations (translations/<language>/LC_MESSAGES/messages.po) are compiled as part of the
