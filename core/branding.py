@@ -14,6 +14,7 @@ from flask import g, has_request_context, url_for
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
+from core.caching import announce_change
 from extensions import cache, db
 from models import SiteBranding
 
@@ -109,6 +110,7 @@ def current() -> Branding:
 def forget() -> None:
     """Drop the cached brand, after a change is committed, so every machine reads it anew."""
     cache.delete(CACHE_KEY)
+    announce_change(cache)  # the pages drawn with the old brand
     if has_request_context():
         g.pop(_G_KEY, None)
 

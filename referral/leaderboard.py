@@ -12,7 +12,9 @@ Cached: the standing and each page's rows, and the answers themselves (the JSON,
 HTML page an anonymous visitor gets, per language). Every entry carries the generation it
 was made in, and a request reads the generation and its entry in one round trip (MGET); a
 counted referral or a change of who is on the board starts a new generation, and the cache
-timeout bounds staleness where the cache is per process.
+timeout bounds staleness where the cache is per process. With Redis, each process also keeps
+near copies of the answers (core/caching.py), dropped the moment a new generation or brand is
+announced: a repeated public answer costs no round trip.
 """
 
 import bisect
@@ -26,6 +28,7 @@ from flask import Response, current_app, request
 from sqlalchemy import func, not_, select
 
 from core import branding
+from core.caching import announce_change, near_copies
 from extensions import cache, db
 from models import COUNTED_STATUSES, BoardCount, Referral, User, public_name
 
@@ -115,6 +118,7 @@ def period_start(period: str, now: datetime) -> datetime | None:
 
 def invalidate() -> None:
     cache.set(_GENERATION_KEY, secrets.token_hex(4), timeout=0)
+    announce_change(cache)
 
 
 def _fetch(key: str, made_from_key: str | None = None) -> tuple[str, object, object | None]:
@@ -126,6 +130,7 @@ def _fetch(key: str, made_from_key: str | None = None) -> tuple[str, object, obj
     if generation is None:
         generation = secrets.token_hex(4)
         cache.set(_GENERATION_KEY, generation, timeout=0)
+        announce_change(cache)  # the generation was lost (Redis emptied): copies too
         return generation, current, None
     if not isinstance(stored, _Stored) or stored.generation != generation:
         return generation, current, None
@@ -162,6 +167,10 @@ def cached_answer(
     generation. HTML answers also depend on the site's brand: they are made again once it
     changes."""
     key = f"leaderboard:answer:{kind}:{_period_key(period, now)}:{page}"
+    near = near_copies(cache)
+    epoch = near.epoch() if near else None  # before the shared cache is read
+    if epoch is not None and (copy := near.get(key)) is not None:
+        return copy
     html = not kind.startswith("json")
     generation, brand, answer = _fetch(key, branding.CACHE_KEY if html else None)
     if answer is None:
@@ -171,6 +180,8 @@ def cached_answer(
         if html:
             brand = cache.get(branding.CACHE_KEY)  # the brand drawn, as the cache holds it
         _store(key, generation, answer, made_from=brand)
+    if epoch is not None:
+        near.keep(key, answer, epoch)
     return answer
 
 

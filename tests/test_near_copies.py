@@ -1,0 +1,149 @@
+"""Near copies of the board's public answers (docs/guarantees.md #50): with Redis, each
+process keeps the JSON and the page it served, so a repeated visit costs no round trip, and
+drops them the moment any process announces a new board or brand.
+
+Two apps on one database and one Redis stand for two processes: each has its own near
+copies and its own subscription to the announcements."""
+
+import random
+from unittest import mock
+
+import pytest
+import redis
+
+from admin.settings.services import save_branding
+from core import caching
+from extensions import cache, db
+from tests import databases, factories
+from tests.apps import other_app, start_afresh
+
+pytestmark = [pytest.mark.postgres_only]
+
+
+@pytest.fixture(scope="module")
+def redis_url():
+    """A Redis database of this module's own: the board's keys are not per database."""
+    url = databases.REDIS_URL.rsplit("/", 1)[0] + f"/{random.randint(10, 15)}"
+    client = redis.Redis.from_url(url, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as error:
+        databases.service_missing("Redis", error)
+    yield url
+    for key in client.scan_iter("inviteloop*"):
+        client.delete(key)
+    client.close()
+
+
+@pytest.fixture
+def two_processes(postgresql_url, redis_url):
+    settings = {"REDIS_URL": redis_url, "CACHE_TYPE": "core.caching.FailSoftRedisCache"}
+    with (
+        other_app(postgresql_url, **settings) as first,
+        other_app(postgresql_url, **settings) as second,
+    ):
+        start_afresh(first)  # empty tables, and the shared cache cleared
+        yield first, second
+
+
+def redis_commands_during(app, request) -> list[str]:
+    """The commands `app`'s cache sent to Redis while `request()` ran, and its answer."""
+    with app.app_context():
+        client = cache.cache._read_client
+    with mock.patch.object(client, "execute_command", wraps=client.execute_command) as sent:
+        answer = request()
+    return [call.args[0] for call in sent.call_args_list], answer
+
+
+def names_on(answer) -> list[str]:
+    return [row["display_name"] for row in answer.json["rows"]]
+
+
+def refer(app, inviter_code: str, name: str) -> None:
+    with app.app_context():
+        factories.participant(name, invited_by=inviter_code)
+
+
+def test_a_repeated_visit_costs_no_round_trip_and_a_change_elsewhere_shows_at_once(
+    two_processes,
+):
+    first, second = two_processes
+    with first.app_context():
+        alice = factories.participant("Alice Zimmer")
+        bob = factories.participant("Bob Young")
+    refer(first, alice["code"], "Aa Friend")
+    visitor = first.test_client()
+
+    sent, answer = redis_commands_during(first, lambda: visitor.get("/api/v1/leaderboard"))
+    assert names_on(answer) == ["Alice Z."] and "MGET" in sent
+    sent, again = redis_commands_during(first, lambda: visitor.get("/api/v1/leaderboard"))
+    assert sent == [] and again.data == answer.data
+    assert again.headers["ETag"] == answer.headers["ETag"]
+
+    # Bob's two friends are counted by the other process: the next visit here sees them.
+    refer(second, bob["code"], "Bb Friend")
+    refer(second, bob["code"], "Bc Friend")
+    sent, changed = redis_commands_during(first, lambda: visitor.get("/api/v1/leaderboard"))
+    assert names_on(changed) == ["Bob Y.", "Alice Z."] and "MGET" in sent
+
+
+def test_a_new_brand_saved_elsewhere_shows_on_the_next_page(two_processes):
+    first, second = two_processes
+    with first.app_context():
+        alice = factories.participant("Alice Zimmer")
+    refer(first, alice["code"], "Aa Friend")
+    visitor = first.test_client()
+    assert "Acme Rewards" not in visitor.get("/referral/leaderboard").text
+    sent, _ = redis_commands_during(first, lambda: visitor.get("/referral/leaderboard"))
+    assert sent == []
+
+    with second.app_context(), second.test_request_context():
+        save_branding(site_name="Acme Rewards", support_email=None, primary_color=None)
+        db.session.commit()
+    assert "Acme Rewards" in visitor.get("/referral/leaderboard").text
+
+
+def test_without_its_subscription_a_process_serves_from_redis_and_misses_no_change(
+    two_processes, redis_url
+):
+    first, second = two_processes
+    with first.app_context():
+        alice = factories.participant("Alice Zimmer")
+        bob = factories.participant("Bob Young")
+    refer(first, alice["code"], "Aa Friend")
+    visitor = first.test_client()
+    assert names_on(visitor.get("/api/v1/leaderboard")) == ["Alice Z."]
+
+    # Redis drops the subscriptions (a restart, a network cut): what is announced meanwhile
+    # is not heard, so no copy may be served until the process subscribes again.
+    admin = redis.Redis.from_url(redis_url)
+    admin.client_kill_filter(_type="pubsub")
+    refer(second, bob["code"], "Bb Friend")
+    refer(second, bob["code"], "Bc Friend")
+    sent, answer = redis_commands_during(first, lambda: visitor.get("/api/v1/leaderboard"))
+    assert names_on(answer) == ["Bob Y.", "Alice Z."] and "MGET" in sent
+    sent, _ = redis_commands_during(first, lambda: visitor.get("/api/v1/leaderboard"))
+    assert "MGET" in sent  # still not listening: it waits before subscribing again
+    admin.close()
+
+    with first.app_context():
+        near = caching.near_copies(cache)
+    near._retry_at = 0.0  # the wait is over
+    visitor.get("/api/v1/leaderboard")  # subscribes again, and keeps a copy
+    sent, answer = redis_commands_during(first, lambda: visitor.get("/api/v1/leaderboard"))
+    assert sent == [] and names_on(answer) == ["Bob Y.", "Alice Z."]
+
+
+def test_a_copy_lives_a_few_seconds_at_most(two_processes, monkeypatch):
+    first, _ = two_processes
+    with first.app_context():
+        alice = factories.participant("Alice Zimmer")
+    refer(first, alice["code"], "Aa Friend")
+    visitor = first.test_client()
+    visitor.get("/api/v1/leaderboard")
+    sent, _ = redis_commands_during(first, lambda: visitor.get("/api/v1/leaderboard"))
+    assert sent == []
+    clock = caching.time.monotonic() + caching.NEAR_COPY_SECONDS + 0.1
+    monkeypatch.setattr(caching.time, "monotonic", lambda: clock)
+    sent, _ = redis_commands_during(first, lambda: visitor.get("/api/v1/leaderboard"))
+    assert "MGET" in sent
