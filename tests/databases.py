@@ -5,11 +5,14 @@ PostgreSQL is required when INVITELOOP_TEST_REQUIRE_SERVICES is set (CI); elsewh
 tests are skipped with the reason shown in pytest's summary.
 """
 
+import contextlib
 import os
+import random
 import secrets
 
 import psycopg
 import pytest
+import redis
 from flask_migrate import upgrade
 from sqlalchemy import text
 
@@ -108,3 +111,27 @@ def copy_postgres_database(template_url: str) -> str:
     """A new database holding what `template_url` holds; nothing may be connected to that one.
     Named like create_postgres_database's, and dropped the same way."""
     return _new_postgres_database(template=template_url.rsplit("/", 1)[1])
+
+
+@contextlib.contextmanager
+def redis_database_of_its_own():
+    """The URL of a Redis database (10-15) for one module, emptied of the app's keys before
+    and after: the leaderboard cache's keys are not per database, so another module or run
+    must not share them."""
+    url = REDIS_URL.rsplit("/", 1)[0] + f"/{random.randint(10, 15)}"
+    client = redis.Redis.from_url(url, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as error:
+        service_missing("Redis", error)
+
+    def forget() -> None:
+        for key in client.scan_iter("inviteloop*"):
+            client.delete(key)
+
+    forget()
+    try:
+        yield url
+    finally:
+        forget()
+        client.close()

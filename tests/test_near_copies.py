@@ -5,7 +5,6 @@ drops them the moment any process announces a new board or brand.
 Two apps on one database and one Redis stand for two processes: each has its own near
 copies and its own subscription to the announcements."""
 
-import random
 from unittest import mock
 
 import pytest
@@ -22,17 +21,8 @@ pytestmark = [pytest.mark.postgres_only]
 
 @pytest.fixture(scope="module")
 def redis_url():
-    """A Redis database of this module's own: the board's keys are not per database."""
-    url = databases.REDIS_URL.rsplit("/", 1)[0] + f"/{random.randint(10, 15)}"
-    client = redis.Redis.from_url(url, socket_connect_timeout=2)
-    try:
-        client.ping()
-    except redis.RedisError as error:
-        databases.service_missing("Redis", error)
-    yield url
-    for key in client.scan_iter("inviteloop*"):
-        client.delete(key)
-    client.close()
+    with databases.redis_database_of_its_own() as url:
+        yield url
 
 
 @pytest.fixture
@@ -64,14 +54,22 @@ def refer(app, inviter_code: str, name: str) -> None:
         factories.participant(name, invited_by=inviter_code)
 
 
+def alice_ahead_of_bob(app) -> dict:
+    """Alice with one friend counted, Bob with none yet: their participants by first name."""
+    with app.app_context():
+        people = {
+            "alice": factories.participant("Alice Zimmer"),
+            "bob": factories.participant("Bob Young"),
+        }
+    refer(app, people["alice"]["code"], "Aa Friend")
+    return people
+
+
 def test_a_repeated_visit_costs_no_round_trip_and_a_change_elsewhere_shows_at_once(
     two_processes,
 ):
     first, second = two_processes
-    with first.app_context():
-        alice = factories.participant("Alice Zimmer")
-        bob = factories.participant("Bob Young")
-    refer(first, alice["code"], "Aa Friend")
+    bob = alice_ahead_of_bob(first)["bob"]
     visitor = first.test_client()
 
     sent, answer = redis_commands_during(first, lambda: visitor.get("/api/v1/leaderboard"))
@@ -89,9 +87,7 @@ def test_a_repeated_visit_costs_no_round_trip_and_a_change_elsewhere_shows_at_on
 
 def test_a_new_brand_saved_elsewhere_shows_on_the_next_page(two_processes):
     first, second = two_processes
-    with first.app_context():
-        alice = factories.participant("Alice Zimmer")
-    refer(first, alice["code"], "Aa Friend")
+    alice_ahead_of_bob(first)
     visitor = first.test_client()
     assert "Acme Rewards" not in visitor.get("/referral/leaderboard").text
     sent, _ = redis_commands_during(first, lambda: visitor.get("/referral/leaderboard"))
@@ -107,10 +103,7 @@ def test_without_its_subscription_a_process_serves_from_redis_and_misses_no_chan
     two_processes, redis_url
 ):
     first, second = two_processes
-    with first.app_context():
-        alice = factories.participant("Alice Zimmer")
-        bob = factories.participant("Bob Young")
-    refer(first, alice["code"], "Aa Friend")
+    bob = alice_ahead_of_bob(first)["bob"]
     visitor = first.test_client()
     assert names_on(visitor.get("/api/v1/leaderboard")) == ["Alice Z."]
 
@@ -136,9 +129,7 @@ def test_without_its_subscription_a_process_serves_from_redis_and_misses_no_chan
 
 def test_a_copy_lives_a_few_seconds_at_most(two_processes, monkeypatch):
     first, _ = two_processes
-    with first.app_context():
-        alice = factories.participant("Alice Zimmer")
-    refer(first, alice["code"], "Aa Friend")
+    alice_ahead_of_bob(first)
     visitor = first.test_client()
     visitor.get("/api/v1/leaderboard")
     sent, _ = redis_commands_during(first, lambda: visitor.get("/api/v1/leaderboard"))

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import psycopg
 import pytest
-import redis
 
 from tests import databases
 from tests.apps import other_app, start_afresh
@@ -31,23 +30,8 @@ WAIT_SECONDS = 30.0
 
 @pytest.fixture(scope="module")
 def redis_url():
-    """A Redis database of this module's own (emptied of the app's keys before and after): the
-    leaderboard cache's keys are not per database, so another run must not share them."""
-    url = databases.REDIS_URL.rsplit("/", 1)[0] + f"/{random.randint(10, 15)}"
-    client = redis.Redis.from_url(url, socket_connect_timeout=2)
-    try:
-        client.ping()
-    except redis.RedisError as error:
-        databases.service_missing("Redis", error)
-
-    def forget() -> None:
-        for key in client.scan_iter("inviteloop*"):
-            client.delete(key)
-
-    forget()
-    yield url
-    forget()
-    client.close()
+    with databases.redis_database_of_its_own() as url:
+        yield url
 
 
 @dataclass(frozen=True)
