@@ -52,9 +52,9 @@ NEAR_COPY_ITEMS = 500
 class NearCopies:
     """Copies of shared-cache values in this process, valid while nothing was announced.
 
-    `epoch()` is read before the shared cache is, and a copy is kept under it (`keep`): any
-    announcement or break in the subscription starts a new epoch, so a copy of a value read
-    before a change can never be served after it. Announcements are read from the
+    The epoch `look` gives is read before the shared cache is, and a copy is kept under it
+    (`keep`): any announcement or break in the subscription starts a new epoch, so a copy of
+    a value read before a change can never be served after it. Announcements are read from the
     subscription's socket (no round trip, no thread) before every lookup: one that was
     published before a request arrived is seen by that request. Thread-safe; after a fork
     the child subscribes on its own connection."""
@@ -70,19 +70,16 @@ class NearCopies:
         self._listening = False
         self._retry_at = 0.0
 
-    def epoch(self) -> int | None:
-        """The current epoch, or None while announcements cannot be heard."""
-        with self._lock:
-            return self._epoch if self._hear() else None
-
-    def get(self, key: str) -> Any:
+    def look(self, key: str) -> tuple[int | None, Any]:
+        """(the current epoch, the copy of `key` or None); (None, None) while announcements
+        cannot be heard. Keep what is read from the shared cache under that epoch."""
         with self._lock:
             if not self._hear():
-                return None
+                return None, None
             copy = self._copies.get(key)
             if copy is None or copy[0] != self._epoch or copy[1] < time.monotonic():
-                return None
-            return copy[2]
+                return self._epoch, None
+            return self._epoch, copy[2]
 
     def keep(self, key: str, value: Any, epoch: int) -> None:
         with self._lock:

@@ -168,8 +168,8 @@ def cached_answer(
     changes."""
     key = f"leaderboard:answer:{kind}:{_period_key(period, now)}:{page}"
     near = near_copies(cache)
-    epoch = near.epoch() if near else None  # before the shared cache is read
-    if epoch is not None and (copy := near.get(key)) is not None:
+    epoch, copy = near.look(key) if near else (None, None)
+    if copy is not None:
         return copy
     html = not kind.startswith("json")
     generation, brand, answer = _fetch(key, branding.CACHE_KEY if html else None)
