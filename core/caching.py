@@ -47,6 +47,8 @@ FALLBACK_ITEMS = 1000
 NEAR_COPY_SECONDS = 5.0
 # Near copies a process keeps at most (it starts afresh when full).
 NEAR_COPY_ITEMS = 500
+# How long subscribing to the announcements may take before it counts as failed.
+SUBSCRIBE_SECONDS = 1.0
 
 
 class NearCopies:
@@ -109,15 +111,18 @@ class NearCopies:
             try:
                 self._pubsub = self._subscriber().pubsub()
                 self._pubsub.subscribe(self.channel)
-            except RedisError:
+                # Listening from the confirmation on: waited for here (one round trip per
+                # subscription), so the next lookup does not depend on when it arrives.
+                if self._pubsub.get_message(timeout=SUBSCRIBE_SECONDS) is None:
+                    raise TimeoutError("no confirmation of the subscription")
+            except (RedisError, OSError):
                 self._lost()
                 return False
+            self._listening = True
+            self._new_epoch()
         try:
             while self._pubsub.get_message(timeout=0) is not None:
-                # The confirmation of a (new) subscription, or an announcement: either way,
-                # copies made before it may be stale.
-                self._listening = True
-                self._new_epoch()
+                self._new_epoch()  # an announcement: copies made before it may be stale
         except (RedisError, OSError):
             self._lost()
         return self._listening
