@@ -1,8 +1,8 @@
 """A click through a referral link, stored before its 302 leaves: one write, no read.
 
 Without Redis (the embedded default) the click goes straight to the database in one INSERT.
-With Redis it is appended to a Redis stream by one script, and the 302 is sent once Redis has
-it; the worker's `referral.move_clicks` (every CLICK_MOVE_SECONDS, by beat) moves the stream
+With Redis it is appended to a Redis stream by one script (which also counts the link's rate
+limits, referral/link_limits.py), and the 302 is sent once Redis has it; the worker's `referral.move_clicks` (every CLICK_MOVE_SECONDS, by beat) moves the stream
 to the database in batches. Either way the write is conditional on the link cache's generation
 (referral/links.py): the INSERT stores the click only if the database's generation is still
 the one the cached answer was read at, the script appends it only if Redis's is; otherwise the
@@ -28,6 +28,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NoReturn, Protocol
 
 import redis
 from flask import Flask, current_app
@@ -57,12 +58,27 @@ MOVE_BUDGET_SECONDS = 10.0
 MOVER_GROUP = "movers"
 IDLE_MOVER_MS = 3_600_000
 
-# Appends the click only while the generation is the one the caller's answer was read at.
-_ADD_IF_CURRENT = """
-local current = redis.call('GET', KEYS[1]) or '0'
-if current ~= ARGV[1] then return {0, current} end
-redis.call('XADD', KEYS[2], '*', unpack(ARGV, 2))
-return {1, current}
+# Counts the link's rate limits as Flask-Limiter's fixed window does (referral/link_limits.py),
+# stopping at the first one exceeded; then appends the click, if any, unless the caller gave
+# a generation and Redis's has moved on. KEYS: generation, stream, one counter per limit.
+# ARGV: generation ('' appends whatever it is), number of limits, amount and window in
+# seconds per limit, the click's fields. Answers {1} appended (or only counted), {0,
+# current generation} not appended, {-1, which limit} over a limit.
+_COUNT_AND_ADD = """
+local limits = tonumber(ARGV[2])
+for i = 1, limits do
+  local count = redis.call('INCR', KEYS[2 + i])
+  if count == 1 then redis.call('EXPIRE', KEYS[2 + i], ARGV[2 + 2 * i]) end
+  if count > tonumber(ARGV[1 + 2 * i]) then return {-1, i} end
+end
+local fields = 3 + 2 * limits
+if #ARGV < fields then return {1} end
+if ARGV[1] ~= '' then
+  local current = redis.call('GET', KEYS[1]) or '0'
+  if current ~= ARGV[1] then return {0, current} end
+end
+redis.call('XADD', KEYS[2], '*', unpack(ARGV, fields))
+return {1}
 """
 
 
@@ -93,6 +109,18 @@ def _clip(value: str | None, length: int) -> str | None:
     return value[:length] if value else None
 
 
+class RateLimits(Protocol):
+    """Rate limits to count in the click's round trip (referral/link_limits.py)."""
+
+    keys: tuple[str, ...]  # one Redis counter per limit
+
+    def bounds(self) -> list[int]:
+        """Amount and window in seconds, limit after limit."""
+
+    def exceeded(self, index: int) -> NoReturn:
+        """Refuse the request: the limit at `index` is used up."""
+
+
 class ClickQueue:
     """The Redis side: the stream of clicks, the links' generation, the mover's group."""
 
@@ -105,7 +133,7 @@ class ClickQueue:
         )
         self.stream = f"{namespace}:clicks"
         self.generation_key = f"{namespace}:link-generation"
-        self._add_if_current = self.client.register_script(_ADD_IF_CURRENT)
+        self._count_and_add = self.client.register_script(_COUNT_AND_ADD)
         self._down_until = 0.0
         self._last_warning = float("-inf")
 
@@ -129,13 +157,25 @@ class ClickQueue:
     def generation(self) -> str:
         return self.client.get(self.generation_key) or "0"
 
-    def add(self, generation: str, fields: dict[str, str]) -> tuple[bool, str]:
-        """Append `fields` if the generation is still `generation`; (appended, current)."""
-        flat = [part for pair in fields.items() for part in pair]
-        appended, current = self._add_if_current(
-            keys=[self.generation_key, self.stream], args=[generation, *flat]
+    def add(
+        self,
+        fields: dict[str, str] | None,
+        generation: str | None,
+        limits: RateLimits | None = None,
+    ) -> bool:
+        """In one round trip: count `limits` (429 once one is exceeded), then append the click's
+        `fields` if the links' generation is still `generation` (None: whatever it is). False
+        when the generation has moved on; the limits were counted all the same. With no
+        `fields`, only the limits are counted."""
+        keys = [self.generation_key, self.stream, *(limits.keys if limits else ())]
+        bounds = limits.bounds() if limits else []
+        flat = [part for pair in (fields or {}).items() for part in pair]
+        outcome, *detail = self._count_and_add(
+            keys=keys, args=[generation or "", len(bounds) // 2, *bounds, *flat]
         )
-        return bool(appended), current
+        if outcome == -1:
+            limits.exceeded(detail[0] - 1)
+        return outcome == 1
 
     def bump_generation(self) -> None:
         try:
@@ -206,43 +246,46 @@ def record_click(
     *,
     owner_excluded: int | None = None,
     now: datetime | None = None,
+    limits: RateLimits | None = None,
 ) -> links.Link | None:
     """Store a click through `raw_code` and return its link; None (nothing stored) for a code
     that is unknown, malformed or not usable now. `visit` is asked only for a click to store.
-    A click by `owner_excluded` (the owner trying their own link) is not a visit: None too."""
+    A click by `owner_excluded` (the owner trying their own link) is not a visit: None too.
+    `limits` are the link's rate limits, to count in Redis with the click (429 when one is
+    exceeded, before anything is read or stored)."""
     code = normalize_code(raw_code)
-    if code is None:
-        return None
     now = now or utcnow()
     queue = click_queue()
     queue_id = None
     if queue is not None and queue.available():
         queue_id = uuid.uuid4().hex
         try:
-            return _record(_RedisStore(queue, queue_id), code, visit, owner_excluded, now)
+            return _record(_RedisStore(queue, queue_id, limits), code, visit, owner_excluded, now)
         except RedisError as error:
             queue.mark_down(error)
+    if code is None:
+        return None
     with _connection() as connection:
         store = _DatabaseStore(connection, queue_id)
         return _record(store, code, visit, owner_excluded, now)
 
 
-def _record(store, code: str, visit, owner_excluded: int | None, now: datetime):
+def _record(store, code: str | None, visit, owner_excluded: int | None, now: datetime):
     cache = links.cache()
-    cached = cache.get(store.source, code)
+    cached = cache.get(store.source, code) if code else None
     columns = None
     for attempt in range(ATTEMPTS + 1):
         unusable = cached is not None and not cached.link.usable(now)
         if cached is None or (unusable and cached.generation != store.generation()):
             # Not cached, or cached as unusable and changed since (say, its owner reactivated).
-            found = store.read(code)
+            store.count_limits()  # first: a visitor over a limit costs the database nothing
+            found = store.read(code) if code else None
             if found is None:
                 return None
             cached = cache.put(store.source, code, *found)
         link = cached.link
-        if not link.usable(now):
-            return None
-        if link.owner_id == owner_excluded:
+        if not link.usable(now) or link.owner_id == owner_excluded:
+            store.count_limits()
             return None
         if columns is None:
             columns = visit().columns(link.code_id, now, store.queue_id)
@@ -255,11 +298,19 @@ def _record(store, code: str, visit, owner_excluded: int | None, now: datetime):
 
 
 class _RedisStore:
+    """Clicks appended to the stream; the link's limits, if given, counted once, with the
+    first command that reaches Redis's script."""
+
     source = "redis"
 
-    def __init__(self, queue: ClickQueue, queue_id: str) -> None:
+    def __init__(self, queue: ClickQueue, queue_id: str, limits: RateLimits | None) -> None:
         self.queue = queue
         self.queue_id = queue_id
+        self.limits = limits
+
+    def count_limits(self) -> None:
+        if self.limits is not None:
+            self._add(None, None)
 
     def generation(self) -> str:
         return self.queue.generation()
@@ -271,20 +322,24 @@ class _RedisStore:
         return (generation, found[1]) if found else None
 
     def add(self, columns: dict, generation: str | None) -> bool:
-        fields = _stream_fields(columns)
-        if generation is None:
-            self.queue.client.xadd(self.queue.stream, fields)
-            return True
-        appended, _current = self.queue.add(generation, fields)
-        return appended
+        return self._add(_stream_fields(columns), generation)
+
+    def _add(self, fields: dict[str, str] | None, generation: str | None) -> bool:
+        limits, self.limits = self.limits, None  # counted once, even if the click is not added
+        return self.queue.add(fields, generation, limits)
 
 
 class _DatabaseStore:
+    """Clicks inserted into the database; Flask-Limiter has counted the limits."""
+
     source = "database"
 
     def __init__(self, connection: Connection, queue_id: str | None) -> None:
         self.connection = connection
         self.queue_id = queue_id
+
+    def count_limits(self) -> None:
+        pass
 
     def generation(self) -> str:
         return str(self.connection.scalar(select(links.database_generation())))

@@ -27,6 +27,7 @@ from referral import (
     clicks,
     invitations,
     leaderboard,
+    link_limits,
     links,
     offer,
     services,
@@ -66,11 +67,13 @@ def _visit() -> clicks.Visit:
     )
 
 
-def _capture_click(raw_code: str) -> links.Link | None:
+def _capture_click(
+    raw_code: str, limits: link_limits.LinkLimits | None = None
+) -> links.Link | None:
     """Record a visit through a referral link; returns its link, or None for a bad one (or
     the owner trying out their own link, which is not a visit)."""
     owner = current_user.id if current_user.is_authenticated else None
-    return clicks.record_click(raw_code, _visit, owner_excluded=owner)
+    return clicks.record_click(raw_code, _visit, owner_excluded=owner, limits=limits)
 
 
 def _attribute(response, link: links.Link):
@@ -91,9 +94,9 @@ def _without_rate_limit_headers() -> None:
 
 @bp.get("/r/<path:code>")
 @writes_on_get  # the click
-@limiter.limit(_link_limits)
+@limiter.limit(_link_limits, exempt_when=lambda: link_limits.counted_with_the_click(_link_limits()))
 def follow_link(code: str):
-    found = _capture_click(code)
+    found = _capture_click(code, link_limits.requested())
     if found is None:
         return redirect(url_for("referral.landing"))
     _without_rate_limit_headers()

@@ -1,0 +1,141 @@
+"""GET /r/<code> with Redis: the link's rate limits are counted in the script that queues the
+click (referral/link_limits.py), into the very windows Flask-Limiter keeps, and a visitor over
+a limit still gets Flask-Limiter's 429 with its headers."""
+
+import secrets
+from unittest import mock
+
+import pytest
+import redis
+
+from referral import clicks
+from tests import databases
+from tests.helpers import statements_during
+
+NAMESPACE = f"inviteloop-link-limits-test-{secrets.token_hex(4)}"
+LIMIT = 3
+WITH_REDIS = {
+    "REDIS_URL": databases.REDIS_URL,
+    "RATELIMIT_STORAGE_URI": databases.REDIS_URL,  # the limiter's counters in Redis too
+    "REFERRAL_LINK_LIMITS": f"{LIMIT}/minute;1000/hour",
+    "CELERY_DEFAULT_QUEUE": NAMESPACE,
+    "CELERY_ALWAYS_EAGER": True,
+}
+
+
+@pytest.fixture
+def config_overrides():
+    return WITH_REDIS
+
+
+@pytest.fixture
+def address():
+    """A visitor's address no other test or run shares: the limiter's windows outlive a test."""
+    return f"10.{secrets.randbelow(256)}.{secrets.randbelow(256)}.{secrets.randbelow(254) + 1}"
+
+
+@pytest.fixture(autouse=True)
+def clean_redis(app, address):
+    client = redis.Redis.from_url(databases.REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as error:
+        client.close()
+        databases.service_missing("Redis", error)
+
+    def forget() -> None:
+        keys = [*client.scan_iter(f"{NAMESPACE}:*"), *client.scan_iter(f"*/{address}/*")]
+        if keys:
+            client.delete(*keys)
+
+    forget()
+    yield
+    forget()
+    client.close()
+
+
+def _queue(app) -> clicks.ClickQueue:
+    return app.extensions["click_queue"]
+
+
+def _visitor(app, address):
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = address
+    return client
+
+
+def _redis_commands_during(app, request) -> tuple[list[str], object]:
+    """The commands the click queue and the rate limiter sent to Redis while `request()` ran."""
+    with app.app_context():
+        from extensions import limiter
+
+        clients = [_queue(app).client, limiter.storage.get_connection()]
+    sent: list[str] = []
+    patches = []
+    for client in clients:
+        original = client.execute_command
+
+        def counted(*args, _original=original, **kwargs):
+            sent.append(args[0])
+            return _original(*args, **kwargs)
+
+        patches.append(mock.patch.object(client, "execute_command", counted))
+    with patches[0], patches[1]:
+        answer = request()
+    return sent, answer
+
+
+def test_a_click_and_its_limits_cost_one_round_trip_and_a_limit_still_answers_429(
+    app, make_participant, address
+):
+    alice = make_participant()
+    visitor = _visitor(app, address)
+    assert visitor.get(f"/r/{alice['code']}").status_code == 302  # the link is now cached
+
+    sent, answer = _redis_commands_during(app, lambda: visitor.get(f"/r/{alice['code']}"))
+    assert answer.status_code == 302
+    assert sent == ["EVALSHA"]  # limits counted and click queued together
+    assert "X-RateLimit-Limit" not in answer.headers
+
+    assert visitor.get(f"/r/{alice['code']}").status_code == 302
+    refused = visitor.get(f"/r/{alice['code']}")
+    assert refused.status_code == 429
+    assert "a minute" in refused.get_data(as_text=True)
+    assert refused.headers["X-RateLimit-Limit"] == str(LIMIT)
+    assert refused.headers["X-RateLimit-Remaining"] == "0"
+    assert 0 < int(refused.headers["Retry-After"]) <= 60
+    assert _queue(app).waiting() == LIMIT  # the refused visit stored nothing
+
+    # Someone else is not held back by this visitor's window.
+    assert _visitor(app, "10.255.255.254").get(f"/r/{alice['code']}").status_code == 302
+
+
+def test_the_link_and_flask_limiter_count_into_one_window(
+    app, make_participant, address, monkeypatch
+):
+    alice = make_participant()
+    visitor = _visitor(app, address)
+    for _ in range(LIMIT - 1):
+        assert visitor.get(f"/r/{alice['code']}").status_code == 302
+    assert _queue(app).waiting() == LIMIT - 1
+
+    # Clicks off Redis for a while (as after an error): Flask-Limiter counts, in the same window.
+    monkeypatch.setattr(_queue(app), "available", lambda: False)
+    assert visitor.get(f"/r/{alice['code']}").status_code == 302
+    assert visitor.get(f"/r/{alice['code']}").status_code == 429
+
+
+def test_a_visitor_over_the_limit_costs_the_database_nothing(app, make_participant, address):
+    alice = make_participant()
+    visitor = _visitor(app, address)
+    # Malformed and unknown codes count like any other visit: guessing codes is limited too.
+    assert visitor.get("/r/%20%20").status_code == 302
+    assert visitor.get("/r/NOBODY-HAS-THIS").status_code == 302
+    assert visitor.get(f"/r/{alice['code']}").status_code == 302
+
+    answers = []  # refused before the code is looked up
+    sent = statements_during(app, lambda: answers.append(visitor.get("/r/ANOTHER-GUESS")))
+    assert answers[0].status_code == 429
+    assert not [statement for statement in sent if "referral_codes" in statement]
+    assert visitor.get(f"/r/{alice['code']}").status_code == 429
+    assert _queue(app).waiting() == 1
