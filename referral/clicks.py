@@ -2,8 +2,9 @@
 
 Without Redis (the embedded default) the click goes straight to the database in one INSERT.
 With Redis it is appended to a Redis stream by one script (which also counts the link's rate
-limits, referral/link_limits.py), and the 302 is sent once Redis has it; the worker's `referral.move_clicks` (every CLICK_MOVE_SECONDS, by beat) moves the stream
-to the database in batches. Either way the write is conditional on the link cache's generation
+limits, referral/link_limits.py), and the 302 is sent once Redis has it; the worker's
+`referral.move_clicks` (every CLICK_MOVE_SECONDS, by beat) moves the stream to the database
+in batches. Either way the write is conditional on the link cache's generation
 (referral/links.py): the INSERT stores the click only if the database's generation is still
 the one the cached answer was read at, the script appends it only if Redis's is; otherwise the
 answer is read again and the click stored under the fresh one.
@@ -62,8 +63,8 @@ IDLE_MOVER_MS = 3_600_000
 # stopping at the first one exceeded; then appends the click, if any, unless the caller gave
 # a generation and Redis's has moved on. KEYS: generation, stream, one counter per limit.
 # ARGV: generation ('' appends whatever it is), number of limits, amount and window in
-# seconds per limit, the click's fields. Answers {1} appended (or only counted), {0,
-# current generation} not appended, {-1, which limit} over a limit.
+# seconds per limit, the click's fields. Answers {1} appended, {1, current generation} only
+# counted (no fields), {0, current generation} not appended, {-1, which limit} over a limit.
 _COUNT_AND_ADD = """
 local limits = tonumber(ARGV[2])
 for i = 1, limits do
@@ -72,7 +73,7 @@ for i = 1, limits do
   if count > tonumber(ARGV[1 + 2 * i]) then return {-1, i} end
 end
 local fields = 3 + 2 * limits
-if #ARGV < fields then return {1} end
+if #ARGV < fields then return {1, redis.call('GET', KEYS[1]) or '0'} end
 if ARGV[1] ~= '' then
   local current = redis.call('GET', KEYS[1]) or '0'
   if current ~= ARGV[1] then return {0, current} end
@@ -154,22 +155,27 @@ class ClickQueue:
                 RETRY_SECONDS,
             )
 
-    def generation(self) -> str:
-        return self.client.get(self.generation_key) or "0"
+    def generation(self, limits: RateLimits | None = None) -> str:
+        """The links' generation in Redis; `limits` counted in the same round trip (429 once
+        one is exceeded)."""
+        if limits is None:
+            return self.client.get(self.generation_key) or "0"
+        keys = [self.generation_key, self.stream, *limits.keys]
+        bounds = limits.bounds()
+        outcome, detail = self._count_and_add(keys=keys, args=["", len(bounds) // 2, *bounds])
+        if outcome == -1:
+            limits.exceeded(detail - 1)
+        return detail
 
     def add(
-        self,
-        fields: dict[str, str] | None,
-        generation: str | None,
-        limits: RateLimits | None = None,
+        self, fields: dict[str, str], generation: str | None, limits: RateLimits | None = None
     ) -> bool:
         """In one round trip: count `limits` (429 once one is exceeded), then append the click's
         `fields` if the links' generation is still `generation` (None: whatever it is). False
-        when the generation has moved on; the limits were counted all the same. With no
-        `fields`, only the limits are counted."""
+        when the generation has moved on; the limits were counted all the same."""
         keys = [self.generation_key, self.stream, *(limits.keys if limits else ())]
         bounds = limits.bounds() if limits else []
-        flat = [part for pair in (fields or {}).items() for part in pair]
+        flat = [part for pair in fields.items() for part in pair]
         outcome, *detail = self._count_and_add(
             keys=keys, args=[generation or "", len(bounds) // 2, *bounds, *flat]
         )
@@ -278,8 +284,7 @@ def _record(store, code: str | None, visit, owner_excluded: int | None, now: dat
         unusable = cached is not None and not cached.link.usable(now)
         if cached is None or (unusable and cached.generation != store.generation()):
             # Not cached, or cached as unusable and changed since (say, its owner reactivated).
-            store.count_limits()  # first: a visitor over a limit costs the database nothing
-            found = store.read(code) if code else None
+            found = store.read(code)
             if found is None:
                 return None
             cached = cache.put(store.source, code, *found)
@@ -310,23 +315,25 @@ class _RedisStore:
 
     def count_limits(self) -> None:
         if self.limits is not None:
-            self._add(None, None)
+            self.generation()
 
     def generation(self) -> str:
-        return self.queue.generation()
+        limits, self.limits = self.limits, None  # counted once
+        return self.queue.generation(limits)
 
-    def read(self, code: str) -> tuple[str, links.Link] | None:
-        generation = self.queue.generation()  # first: a change after it moves it again
+    def read(self, code: str | None) -> tuple[str, links.Link] | None:
+        # The generation first (a change after it moves it again), and with it the limits:
+        # a visitor over a limit costs the database nothing.
+        generation = self.generation()
+        if code is None:
+            return None
         with _connection() as connection:
             found = links.read(connection, code)
         return (generation, found[1]) if found else None
 
     def add(self, columns: dict, generation: str | None) -> bool:
-        return self._add(_stream_fields(columns), generation)
-
-    def _add(self, fields: dict[str, str] | None, generation: str | None) -> bool:
         limits, self.limits = self.limits, None  # counted once, even if the click is not added
-        return self.queue.add(fields, generation, limits)
+        return self.queue.add(_stream_fields(columns), generation, limits)
 
 
 class _DatabaseStore:
@@ -342,23 +349,19 @@ class _DatabaseStore:
         pass
 
     def generation(self) -> str:
-        return str(self.connection.scalar(select(links.database_generation())))
+        return str(self.connection.scalar(_DATABASE_GENERATION))
 
-    def read(self, code: str) -> tuple[str, links.Link] | None:
-        return links.read(self.connection, code)
+    def read(self, code: str | None) -> tuple[str, links.Link] | None:
+        return links.read(self.connection, code) if code else None
 
     def add(self, columns: dict, generation: str | None) -> bool:
-        table = Click.__table__
         if generation is None:
-            self.connection.execute(insert(table).values(columns))
+            self.connection.execute(_INSERT_CLICK, columns)
             return True
-        values = [
-            bindparam(name, value, type_=table.c[name].type) for name, value in columns.items()
-        ]
-        current = select(*values).where(links.database_generation() == int(generation))
-        # RETURNING says whether a row went in (psycopg gives no rowcount for INSERT ... SELECT).
-        stored = insert(table).from_select(list(columns), current).returning(table.c.id)
-        return self.connection.execute(stored).first() is not None
+        stored = self.connection.execute(
+            _INSERT_CLICK_IF_CURRENT, {**columns, "generation": int(generation)}
+        )
+        return stored.first() is not None
 
 
 @contextlib.contextmanager
@@ -392,6 +395,23 @@ _STREAM_COLUMNS = (
     "user_agent",
     "referrer",
     *(f"utm_{key}" for key in UTM_KEYS),
+)
+_CLICK_COLUMNS = (*_STREAM_COLUMNS, "created_at", "queue_id")  # Visit.columns's
+
+# The direct writes, built once (SQLAlchemy keeps each statement's cache key with it):
+# the click, and the click only while the database's generation is the caller's.
+_DATABASE_GENERATION = select(links.database_generation())
+_INSERT_CLICK = insert(Click.__table__)
+_INSERT_CLICK_IF_CURRENT = (
+    insert(Click.__table__)
+    .from_select(
+        _CLICK_COLUMNS,
+        select(
+            *(bindparam(name, type_=Click.__table__.c[name].type) for name in _CLICK_COLUMNS)
+        ).where(links.database_generation() == bindparam("generation")),
+    )
+    # RETURNING says whether a row went in (psycopg gives no rowcount for INSERT ... SELECT).
+    .returning(Click.__table__.c.id)
 )
 
 

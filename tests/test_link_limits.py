@@ -90,7 +90,10 @@ def test_a_click_and_its_limits_cost_one_round_trip_and_a_limit_still_answers_42
 ):
     alice = make_participant()
     visitor = _visitor(app, address)
-    assert visitor.get(f"/r/{alice['code']}").status_code == 302  # the link is now cached
+    sent, answer = _redis_commands_during(app, lambda: visitor.get(f"/r/{alice['code']}"))
+    assert answer.status_code == 302
+    # Not cached yet: the limits counted with the generation read, the link read, the click.
+    assert sent == ["EVALSHA", "EVALSHA"]
 
     sent, answer = _redis_commands_during(app, lambda: visitor.get(f"/r/{alice['code']}"))
     assert answer.status_code == 302
