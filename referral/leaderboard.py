@@ -18,6 +18,7 @@ announced: a repeated public answer costs no round trip.
 """
 
 import bisect
+import functools
 import hashlib
 import secrets
 from collections.abc import Callable
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import Response, current_app, request
-from sqlalchemy import func, not_, select
+from sqlalchemy import bindparam, func, not_, select
 
 from core import branding
 from core.caching import announce_change, near_copies
@@ -208,19 +209,52 @@ def standing(period: str, now: datetime) -> Standing:
 
 
 def _load_standing(start: datetime | None) -> Standing:
-    if start is None:
-        query = select(BoardCount.referral_count, func.sum(BoardCount.participants)).group_by(
+    query = _standing_query(all_time=start is None)
+    return Standing.of({count: people for count, people in db.session.execute(query, _at(start))})
+
+
+# The board's statements are built once per kind of board, the period's start, the page's
+# size and offset bound at each run: SQLAlchemy keeps a statement's cache key with it, and
+# building these selects and their keys again cost a cold page more than its SQL did.
+@functools.cache
+def _standing_query(all_time: bool):
+    if all_time:
+        return select(BoardCount.referral_count, func.sum(BoardCount.participants)).group_by(
             BoardCount.referral_count
         )
-    else:
-        ranking = _ranking(start)
-        query = select(ranking.c.referrals, func.count()).group_by(ranking.c.referrals)
-    return Standing.of({count: people for count, people in db.session.execute(query)})
+    ranking = _ranking(_START)
+    return select(ranking.c.referrals, func.count()).group_by(ranking.c.referrals)
 
 
-def _ranking(start: datetime | None):
+@functools.cache
+def _page_query(all_time: bool):
+    ranking = _ranking(None if all_time else _START)
+    # The page's ids first, then only those joined to their names.
+    chosen = (
+        select(ranking)
+        .order_by(*_board_order(ranking))
+        .limit(bindparam("size"))
+        .offset(bindparam("offset"))
+        .subquery()
+    )
+    return (
+        select(chosen, User.name, User.display_name)
+        .join(User, User.id == chosen.c.user_id)
+        .order_by(*_board_order(chosen))
+    )
+
+
+_START = bindparam("start", type_=Referral.created_at.type)
+
+
+def _at(start: datetime | None) -> dict:
+    return {} if start is None else {"start": start}
+
+
+def _ranking(start):
     """(user_id, referrals, reached_at) for everyone on the board, read from indexes only:
-    names are fetched afterwards for the one page shown."""
+    names are fetched afterwards for the one page shown. `start`: None for all time, else
+    the period's first moment (a datetime, or the bind parameter of a statement built once)."""
     if start is None:
         return (
             select(
@@ -260,19 +294,10 @@ def _load_page(period: str, page: int, now: datetime) -> Board:
     places = standing(period, now)
     pages = max((places.total + size - 1) // size, 1)
     page = min(page, pages)
-    ranking = _ranking(period_start(period, now))
-    # The page's ids first, then only those joined to their names.
-    chosen = (
-        select(ranking)
-        .order_by(*_board_order(ranking))
-        .limit(size)
-        .offset((page - 1) * size)
-        .subquery()
-    )
+    start = period_start(period, now)
     found = db.session.execute(
-        select(chosen, User.name, User.display_name)
-        .join(User, User.id == chosen.c.user_id)
-        .order_by(*_board_order(chosen))
+        _page_query(all_time=start is None),
+        {"size": size, "offset": (page - 1) * size, **_at(start)},
     ).all()
     rows = [
         Row(
