@@ -114,24 +114,35 @@ def copy_postgres_database(template_url: str) -> str:
 
 
 @contextlib.contextmanager
+def redis_client(url: str = REDIS_URL):
+    """A client of the tests' Redis that has answered a PING (else the service is missing),
+    closed afterwards."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as error:
+        client.close()
+        service_missing("Redis", error)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@contextlib.contextmanager
 def redis_database_of_its_own():
     """The URL of a Redis database (10-15) for one module, emptied of the app's keys before
     and after: the leaderboard cache's keys are not per database, so another module or run
     must not share them."""
     url = REDIS_URL.rsplit("/", 1)[0] + f"/{random.randint(10, 15)}"
-    client = redis.Redis.from_url(url, socket_connect_timeout=2)
-    try:
-        client.ping()
-    except redis.RedisError as error:
-        service_missing("Redis", error)
+    with redis_client(url) as client:
 
-    def forget() -> None:
-        for key in client.scan_iter("inviteloop*"):
-            client.delete(key)
+        def forget() -> None:
+            for key in client.scan_iter("inviteloop*"):
+                client.delete(key)
 
-    forget()
-    try:
-        yield url
-    finally:
         forget()
-        client.close()
+        try:
+            yield url
+        finally:
+            forget()

@@ -6,7 +6,6 @@ import secrets
 from unittest import mock
 
 import pytest
-import redis
 
 from referral import clicks
 from tests import databases
@@ -36,22 +35,16 @@ def address():
 
 @pytest.fixture(autouse=True)
 def clean_redis(app, address):
-    client = redis.Redis.from_url(databases.REDIS_URL, socket_connect_timeout=2)
-    try:
-        client.ping()
-    except redis.RedisError as error:
-        client.close()
-        databases.service_missing("Redis", error)
+    with databases.redis_client() as client:
 
-    def forget() -> None:
-        keys = [*client.scan_iter(f"{NAMESPACE}:*"), *client.scan_iter(f"*/{address}/*")]
-        if keys:
-            client.delete(*keys)
+        def forget() -> None:
+            keys = [*client.scan_iter(f"{NAMESPACE}:*"), *client.scan_iter(f"*/{address}/*")]
+            if keys:
+                client.delete(*keys)
 
-    forget()
-    yield
-    forget()
-    client.close()
+        forget()
+        yield
+        forget()
 
 
 def _queue(app) -> clicks.ClickQueue:

@@ -5,7 +5,6 @@ after its commit leaves nothing twice), and a change elsewhere holds from the ne
 import secrets
 
 import pytest
-import redis
 from sqlalchemy import func, select
 
 from admin.people import services as people
@@ -32,17 +31,11 @@ def config_overrides():
 
 @pytest.fixture(autouse=True)
 def empty_queue(app):
-    client = redis.Redis.from_url(databases.REDIS_URL, socket_connect_timeout=2)
-    try:
-        client.ping()
-    except redis.RedisError as error:
-        client.close()
-        databases.service_missing("Redis", error)
-    keys = [f"{NAMESPACE}:clicks", f"{NAMESPACE}:link-generation"]
-    client.delete(*keys)
-    yield
-    client.delete(*keys)
-    client.close()
+    with databases.redis_client() as client:
+        keys = [f"{NAMESPACE}:clicks", f"{NAMESPACE}:link-generation"]
+        client.delete(*keys)
+        yield
+        client.delete(*keys)
 
 
 def _stored(app) -> list[Click]:

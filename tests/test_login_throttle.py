@@ -10,7 +10,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import redis
 import requests
 
 from app import create_app
@@ -163,18 +162,12 @@ def _attempt(base_url: str, email: str, password: str) -> int:
 @pytest.fixture
 def redis_cleanup():
     """Deletes the server's failure counters of the addresses a test used, afterwards."""
-    client = redis.Redis.from_url(databases.REDIS_URL, socket_connect_timeout=2)
-    try:
-        client.ping()
-    except redis.RedisError as error:
-        client.close()
-        databases.service_missing("Redis", error)
-    used = []
-    yield used
-    for digest in used:
-        for key in client.scan_iter(f"*login-failures*{digest}*"):
-            client.delete(key)
-    client.close()
+    with databases.redis_client() as client:
+        used = []
+        yield used
+        for digest in used:
+            for key in client.scan_iter(f"*login-failures*{digest}*"):
+                client.delete(key)
 
 
 @pytest.mark.server

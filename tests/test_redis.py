@@ -4,7 +4,6 @@ cache generation and the same rate-limit counters."""
 import secrets
 
 import pytest
-import redis
 
 from app import create_app
 from extensions import limiter
@@ -15,17 +14,11 @@ from tests.helpers import csrf_token
 
 @pytest.fixture
 def redis_prefix():
-    client = redis.Redis.from_url(databases.REDIS_URL, socket_connect_timeout=2)
-    try:
-        client.ping()
-    except redis.RedisError as error:
-        client.close()
-        databases.service_missing("Redis", error)
-    prefix = f"inviteloop-test-{secrets.token_hex(4)}"
-    yield prefix
-    for key in client.scan_iter(f"*{prefix}*"):
-        client.delete(key)
-    client.close()
+    with databases.redis_client() as client:
+        prefix = f"inviteloop-test-{secrets.token_hex(4)}"
+        yield prefix
+        for key in client.scan_iter(f"*{prefix}*"):
+            client.delete(key)
 
 
 @pytest.fixture
