@@ -528,16 +528,21 @@ def _per_day(when, query: Select, sign: int = 1) -> Select:
 def top_referrers_query(scope: Scope) -> Select:
     """The range's top referrers by counted referrals (ties: the earlier account first), with
     what they earned by referring in the range: one row per currency they earned in."""
-    counted = func.count().filter(Referral.status.in_(COUNTED_STATUSES))
+    # Only counted referrals are grouped (qualified ones are among them): a referrer with
+    # none in the range never makes a group.
+    counted = func.count()
     top = (
         select(
             Referral.referrer_id.label("user_id"),
             counted.label("referrals"),
             func.count().filter(Referral.status.in_(QUALIFIED)).label("qualified"),
         )
-        .where(*_between(Referral.created_at, scope), *_in_scope(Referral.program_id, scope))
+        .where(
+            *_between(Referral.created_at, scope),
+            *_in_scope(Referral.program_id, scope),
+            Referral.status.in_(COUNTED_STATUSES),
+        )
         .group_by(Referral.referrer_id)
-        .having(counted > 0)
         .order_by(counted.desc(), Referral.referrer_id)
         .limit(TOP_REFERRERS)
         .cte("top_referrers")
