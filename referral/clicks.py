@@ -160,12 +160,8 @@ class ClickQueue:
         one is exceeded)."""
         if limits is None:
             return self.client.get(self.generation_key) or "0"
-        keys = [self.generation_key, self.stream, *limits.keys]
-        bounds = limits.bounds()
-        outcome, detail = self._count_and_add(keys=keys, args=["", len(bounds) // 2, *bounds])
-        if outcome == -1:
-            limits.exceeded(detail - 1)
-        return detail
+        _outcome, current = self._count_and_add_call({}, None, limits)
+        return current
 
     def add(
         self, fields: dict[str, str], generation: str | None, limits: RateLimits | None = None
@@ -173,6 +169,13 @@ class ClickQueue:
         """In one round trip: count `limits` (429 once one is exceeded), then append the click's
         `fields` if the links' generation is still `generation` (None: whatever it is). False
         when the generation has moved on; the limits were counted all the same."""
+        outcome, _current = self._count_and_add_call(fields, generation, limits)
+        return outcome == 1
+
+    def _count_and_add_call(
+        self, fields: dict[str, str], generation: str | None, limits: RateLimits | None
+    ) -> tuple[int, str | None]:
+        """The script's outcome and the generation it answered with, if any."""
         keys = [self.generation_key, self.stream, *(limits.keys if limits else ())]
         bounds = limits.bounds() if limits else []
         flat = [part for pair in fields.items() for part in pair]
@@ -181,7 +184,7 @@ class ClickQueue:
         )
         if outcome == -1:
             limits.exceeded(detail[0] - 1)
-        return outcome == 1
+        return outcome, (detail[0] if detail else None)
 
     def bump_generation(self) -> None:
         try:
@@ -396,7 +399,7 @@ _STREAM_COLUMNS = (
     "referrer",
     *(f"utm_{key}" for key in UTM_KEYS),
 )
-_CLICK_COLUMNS = (*_STREAM_COLUMNS, "created_at", "queue_id")  # Visit.columns's
+_CLICK_COLUMNS = (*_STREAM_COLUMNS, "created_at", "queue_id")  # the keys of Visit.columns
 
 # The direct writes, built once (SQLAlchemy keeps each statement's cache key with it):
 # the click, and the click only while the database's generation is the caller's.
