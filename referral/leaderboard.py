@@ -213,6 +213,13 @@ def _load_standing(start: datetime | None) -> Standing:
     return Standing.of({count: people for count, people in db.session.execute(query, _at(start))})
 
 
+_START = bindparam("start", type_=Referral.created_at.type)
+
+
+def _at(start: datetime | None) -> dict:
+    return {} if start is None else {"start": start}
+
+
 # The board's statements are built once per kind of board, the period's start, the page's
 # size and offset bound at each run: SQLAlchemy keeps a statement's cache key with it, and
 # building these selects and their keys again cost a cold page more than its SQL did.
@@ -242,13 +249,6 @@ def _page_query(all_time: bool):
         .join(User, User.id == chosen.c.user_id)
         .order_by(*_board_order(chosen))
     )
-
-
-_START = bindparam("start", type_=Referral.created_at.type)
-
-
-def _at(start: datetime | None) -> dict:
-    return {} if start is None else {"start": start}
 
 
 def _ranking(start):

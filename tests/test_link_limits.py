@@ -7,6 +7,7 @@ from unittest import mock
 
 import pytest
 
+from extensions import limiter
 from referral import clicks
 from tests import databases
 from tests.helpers import statements_during
@@ -27,18 +28,29 @@ def config_overrides():
     return WITH_REDIS
 
 
-@pytest.fixture
-def address():
+def _new_address() -> str:
     """A visitor's address no other test or run shares: the limiter's windows outlive a test."""
     return f"10.{secrets.randbelow(256)}.{secrets.randbelow(256)}.{secrets.randbelow(254) + 1}"
 
 
+@pytest.fixture
+def address():
+    return _new_address()
+
+
+@pytest.fixture
+def other_address():
+    return _new_address()
+
+
 @pytest.fixture(autouse=True)
-def clean_redis(app, address):
+def clean_redis(app, address, other_address):
     with databases.redis_client() as client:
 
         def forget() -> None:
-            keys = [*client.scan_iter(f"{NAMESPACE}:*"), *client.scan_iter(f"*/{address}/*")]
+            keys = [*client.scan_iter(f"{NAMESPACE}:*")]
+            for visitor in (address, other_address):
+                keys.extend(client.scan_iter(f"*/{visitor}/*"))
             if keys:
                 client.delete(*keys)
 
@@ -60,8 +72,6 @@ def _visitor(app, address):
 def _redis_commands_during(app, request) -> tuple[list[str], object]:
     """The commands the click queue and the rate limiter sent to Redis while `request()` ran."""
     with app.app_context():
-        from extensions import limiter
-
         clients = [_queue(app).client, limiter.storage.get_connection()]
     sent: list[str] = []
     patches = []
@@ -79,7 +89,7 @@ def _redis_commands_during(app, request) -> tuple[list[str], object]:
 
 
 def test_a_click_and_its_limits_cost_one_round_trip_and_a_limit_still_answers_429(
-    app, make_participant, address
+    app, make_participant, address, other_address
 ):
     alice = make_participant()
     visitor = _visitor(app, address)
@@ -103,7 +113,7 @@ def test_a_click_and_its_limits_cost_one_round_trip_and_a_limit_still_answers_42
     assert _queue(app).waiting() == LIMIT  # the refused visit stored nothing
 
     # Someone else is not held back by this visitor's window.
-    assert _visitor(app, "10.255.255.254").get(f"/r/{alice['code']}").status_code == 302
+    assert _visitor(app, other_address).get(f"/r/{alice['code']}").status_code == 302
 
 
 def test_the_link_and_flask_limiter_count_into_one_window(
