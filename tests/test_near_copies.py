@@ -5,6 +5,7 @@ drops them the moment any process announces a new board or brand.
 Two apps on one database and one Redis stand for two processes: each has its own near
 copies and its own subscription to the announcements."""
 
+import secrets
 import time
 from unittest import mock
 
@@ -28,7 +29,13 @@ def redis_url():
 
 @pytest.fixture
 def two_processes(postgresql_url, redis_url):
-    settings = {"REDIS_URL": redis_url, "CACHE_TYPE": "core.caching.FailSoftRedisCache"}
+    settings = {
+        "REDIS_URL": redis_url,
+        "CACHE_TYPE": "core.caching.FailSoftRedisCache",
+        # Its own announcement channel: Redis's pub/sub spans its databases, and another test
+        # worker's announcements would drop these copies.
+        "CACHE_KEY_PREFIX": f"inviteloop-near-test-{secrets.token_hex(4)}:",
+    }
     with (
         other_app(postgresql_url, **settings) as first,
         other_app(postgresql_url, **settings) as second,
