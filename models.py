@@ -535,7 +535,8 @@ class User(UserMixin, db.Model):
     )
     signup_ip: Mapped[str | None] = mapped_column(String(45), index=True)
     device_id: Mapped[str | None] = mapped_column(String(64), index=True)
-    # Counted referrals and when the latest of them landed (the leaderboard's tie-break).
+    # Counted referrals and when the latest of them landed (the leaderboard's tie-break),
+    # kept by a trigger on referrals (migration 0023): never below the counted rows.
     referral_count: Mapped[int] = mapped_column(Integer, default=0)
     last_referral_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Part of every session's user id: raising it ends all sessions and remember-me cookies
@@ -717,7 +718,11 @@ class Referral(db.Model):
         CheckConstraint(f"status IN ({_sql_list(REFERRAL_STATUSES)})", name="status"),
         CheckConstraint("status <> 'rejected' OR reason IS NOT NULL", name="rejection_reason"),
         CheckConstraint("risk_score >= 0", name="risk_score_not_negative"),
-        Index("ix_referrals_referrer_id_created_at", "referrer_id", "created_at"),
+        # A referrer's referrals by time; with status and program, the analytics top ten
+        # counts a leader's referrals of a range from the index alone.
+        Index(
+            "ix_referrals_referrer_history", "referrer_id", "created_at", "status", "program_id"
+        ),
         Index("ix_referrals_created_at_referrer", "created_at", "referrer_id", "status"),
         # Counted referrals of a period, grouped by referrer, from the index alone (and any
         # lookup by status).

@@ -43,6 +43,8 @@ REFERRED_SHARE = 0.6  # of participants, joined through someone's link or code
 SHARER_SHARE = 0.3  # of participants, share their link at all
 STATUSES = ("pending", "qualified", "rewarded", "approved", "review", "rejected")
 STATUS_WEIGHTS = (55, 20, 15, 3, 3, 4)
+# The trigger that counts a referral into its referrer's counter (migration 0023).
+COUNTING_TRIGGER = "referrals_count_referrer"
 FIRST = ("Ava", "Liam", "Noah", "Emma", "Mia", "Lucas", "Yuki", "Aarav", "Priya", "Omar", "Ines")
 LAST = ("Smith", "Garcia", "Rossi", "Nguyen", "Tanaka", "Okafor", "Silva", "Dubois", "Novak")
 REQUESTS = (
@@ -181,17 +183,24 @@ def make_app(url: str):
 
 
 def load(data: Dataset) -> None:
-    """Bulk insert: COPY on PostgreSQL, executemany on SQLite; then fresh planner stats."""
+    """Bulk insert: COPY on PostgreSQL, executemany on SQLite; then fresh planner stats.
+
+    The database counts referrals into their referrer's counter (a trigger on referrals). On
+    PostgreSQL that trigger is off during the COPY and the participants come with their
+    counters; SQLite cannot switch a trigger off, so there they come without and the trigger
+    counts them, as it would have live."""
+    postgresql = db.engine.dialect.name == "postgresql"
+    users = data.users if postgresql else [_uncounted(user) for user in data.users]
     tables = [
         (model, rows)
         for model, rows in (
-            (User, data.users),
+            (User, users),
             (ReferralCode, data.codes),
             (Referral, data.referrals),
         )
         if rows
     ]
-    if db.engine.dialect.name == "postgresql":
+    if postgresql:
         _copy_postgresql(tables)
         with psycopg.connect(_plain_url(), autocommit=True) as conn:
             conn.execute("VACUUM ANALYZE")
@@ -201,12 +210,17 @@ def load(data: Dataset) -> None:
                 conn.execute(insert(model.__table__), rows)
 
 
+def _uncounted(user: dict) -> dict:
+    return {**user, "referral_count": 0, "last_referral_at": None}
+
+
 def _plain_url() -> str:
     return db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def _copy_postgresql(tables) -> None:
     with psycopg.connect(_plain_url()) as conn, conn.cursor() as cursor:
+        cursor.execute(f"ALTER TABLE referrals DISABLE TRIGGER {COUNTING_TRIGGER}")
         for model, rows in tables:
             table, columns = model.__tablename__, list(rows[0])
             with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
@@ -215,6 +229,7 @@ def _copy_postgresql(tables) -> None:
             cursor.execute(
                 f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), max(id)) FROM {table}"
             )
+        cursor.execute(f"ALTER TABLE referrals ENABLE TRIGGER {COUNTING_TRIGGER}")
 
 
 def _pg_value(value):

@@ -226,8 +226,11 @@ def _at(start: datetime | None) -> dict:
 @functools.cache
 def _standing_query(all_time: bool):
     if all_time:
-        return select(BoardCount.referral_count, func.sum(BoardCount.participants)).group_by(
-            BoardCount.referral_count
+        # A count nobody holds any more keeps its rows at zero: they add nothing.
+        return (
+            select(BoardCount.referral_count, func.sum(BoardCount.participants))
+            .where(BoardCount.participants > 0)
+            .group_by(BoardCount.referral_count)
         )
     ranking = _ranking(_START)
     return select(ranking.c.referrals, func.count()).group_by(ranking.c.referrals)

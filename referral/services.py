@@ -9,6 +9,7 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
+from sqlalchemy.orm.util import identity_key
 from sqlalchemy.orm.attributes import set_committed_value
 
 from core import counters
@@ -232,24 +233,26 @@ def attribute_signup(
     set_committed_value(referral, "code", code)
     if referral.counted:
         user.referred_by_id = code.user_id
-        count_referral(code.user_id, now)
+        count_referral(code.user_id)
     else:
         log.info("referral %s %s: %s", referral.id, referral.status, referral.reason)
     referral_recorded.send(referral, now=now)
     return referral
 
 
-def count_referral(referrer_id: int, now: datetime) -> None:
-    db.session.execute(
-        update(User)
-        .where(User.id == referrer_id)
-        .values(referral_count=User.referral_count + 1, last_referral_at=now)
-    )
+def count_referral(referrer_id: int) -> None:
+    """A referral of `referrer_id` was counted: the database added it to their counter (the
+    trigger of migration 0023), so what this session holds of the counter is out of date, and
+    the board is once the transaction commits."""
+    referrer = db.session.identity_map.get(identity_key(User, referrer_id))
+    if referrer is not None:
+        db.session.expire(referrer, ["referral_count", "last_referral_at"])
     after_commit(leaderboard.invalidate)
 
 
 def recount_referrals() -> None:
-    """Set every counter from the referral rows (after a bulk import or a repair)."""
+    """Set every counter from the referral rows (after a bulk load made with the triggers
+    switched off, or a repair)."""
     counted = Referral.status.in_(COUNTED_STATUSES)
     count = select(func.count()).where(Referral.referrer_id == User.id, counted)
     latest = select(func.max(Referral.created_at)).where(Referral.referrer_id == User.id, counted)

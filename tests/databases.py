@@ -107,6 +107,15 @@ def _deleting_everything() -> str:
     return f"SET LOCAL session_replication_role = replica; {deletes}; {every_sequence}"
 
 
+def sequences_past_their_rows(db, *tables: str) -> None:
+    """After rows were written with explicit ids: on PostgreSQL, the tables' id sequences go
+    on from the largest (SQLite does so by itself)."""
+    if db.engine.dialect.name == "postgresql":
+        for table in tables:
+            sequence = f"pg_get_serial_sequence('{table}', 'id')"
+            db.session.execute(text(f"SELECT setval({sequence}, max(id)) FROM {table}"))
+
+
 def copy_postgres_database(template_url: str) -> str:
     """A new database holding what `template_url` holds; nothing may be connected to that one.
     Named like create_postgres_database's, and dropped the same way."""

@@ -8,7 +8,7 @@ import re
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import event, insert, text
+from sqlalchemy import event, insert
 from sqlalchemy.orm import Session
 
 from extensions import cache, db
@@ -16,6 +16,7 @@ from models import Referral, ReferralCode, User, utcnow
 from referral.leaderboard import period_start
 from referral.services import default_program
 from tests.apps import start_afresh
+from tests.databases import sequences_past_their_rows
 from tests.factories import numbered_code
 
 BOARD_SIZE = 3_100  # participants with referrals; every 97th is deactivated
@@ -51,18 +52,6 @@ def _seed_users(rng: random.Random, now: datetime, month: datetime) -> tuple[lis
     for referral in referrals[120::50]:  # caught as self-referrals: kept, never counted
         referral.update(status="rejected", reason="self_referral")
     return users, referrals
-
-
-def _with_counters(users: list, referrals: list) -> None:
-    counted = [referral for referral in referrals if referral["status"] != "rejected"]
-    for user in users:
-        user.update(referral_count=0, last_referral_at=None)
-    for referral in counted:
-        user = users[referral["referrer_id"] - 1]
-        user["referral_count"] += 1
-        user["last_referral_at"] = max(
-            user["last_referral_at"] or referral["created_at"], referral["created_at"]
-        )
 
 
 def _bulk_insert(model, rows: list[dict]) -> None:
@@ -101,14 +90,8 @@ def _insert(users: list, referrals: list, now: datetime) -> None:
             risk_reasons=[],
             updated_at=referral["created_at"],
         )
-    _bulk_insert(Referral, referrals)
-    if db.engine.dialect.name == "postgresql":  # explicit ids: move the sequences past them
-        for table in ("users", "referral_codes", "referrals"):
-            db.session.execute(
-                text(
-                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), max(id)) FROM {table}"
-                )
-            )
+    _bulk_insert(Referral, referrals)  # the database counts them into their referrers' counters
+    sequences_past_their_rows(db, "users", "referral_codes", "referrals")
     db.session.commit()
 
 
@@ -158,7 +141,6 @@ def seeded(database_url, shared_apps):
     now = utcnow()
     month = period_start("month", now)
     users, referrals = _seed_users(rng, now, month)
-    _with_counters(users, referrals)
     with app.app_context():
         _insert(users, referrals, now)
     return {
