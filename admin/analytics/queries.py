@@ -22,6 +22,7 @@ from sqlalchemy import (
     exists,
     false,
     func,
+    literal,
     literal_column,
     or_,
     select,
@@ -58,6 +59,9 @@ QUALIFIED = ("qualified", "rewarded")
 FLAGGED_STATUSES = ("review", "rejected", "approved")
 EARNING_ROLES = ("referrer", "bonus")
 TOP_REFERRERS = 10
+# The walk for the top referrers: its first batch, and how far down the board it goes.
+WALK_FIRST = 20
+WALK_MOST = 5_000
 MEMBERS = ("member",)
 STAFF = tuple(role for role in ROLES if role != "member")
 
@@ -353,19 +357,21 @@ GAPS = {
 }
 
 
-def gap_counts(scope: Scope, measure: str) -> dict[int, int]:
-    """How many of the range's referrals took how long, per bucket (admin/analytics/buckets.py):
-    click to signup over the range's signups, signup to purchase over its acquired customers."""
-    counts: dict[int, int] = {}
+def gap_counts(scope: Scope, *measures: str) -> dict[str, dict[int, int]]:
+    """How many of the range's referrals took how long, per measure and bucket
+    (admin/analytics/buckets.py): click to signup over the range's signups, signup to purchase
+    over its acquired customers. The roll-up's rows of every measure asked for are read in one
+    pass."""
+    counts: dict[str, dict[int, int]] = {measure: {} for measure in measures}
     queries = []
     if scope.rolls:
         table = AnalyticsGapDay
         queries.append(
-            select(table.bucket, func.sum(table.referrals))
-            .where(table.measure == measure, *scope.rolled(table))
-            .group_by(table.bucket)
+            select(table.measure, table.bucket, func.sum(table.referrals))
+            .where(table.measure.in_(measures), *scope.rolled(table))
+            .group_by(table.measure, table.bucket)
         )
-    if scope.live_spans:
+    for measure in measures if scope.live_spans else ():
         gaps, when = GAPS[measure]
         live = (
             gaps([_within(when, scope.live_spans), *_in_scope(Referral.program_id, scope)])
@@ -373,10 +379,12 @@ def gap_counts(scope: Scope, measure: str) -> dict[int, int]:
             .prefix_with("MATERIALIZED")
         )
         bucketed = select(bucket_sql().label("bucket")).select_from(live).subquery()
-        queries.append(select(bucketed.c.bucket, func.count()).group_by(bucketed.c.bucket))
+        queries.append(
+            select(literal(measure), bucketed.c.bucket, func.count()).group_by(bucketed.c.bucket)
+        )
     for query in queries:
-        for bucket, referrals in db.session.execute(query):
-            counts[bucket] = counts.get(bucket, 0) + int(referrals)
+        for measure, bucket, referrals in db.session.execute(query):
+            counts[measure][bucket] = counts[measure].get(bucket, 0) + int(referrals)
     return counts
 
 
@@ -525,9 +533,58 @@ def _per_day(when, query: Select, sign: int = 1) -> Select:
     return query.add_columns(utc_day(when).label("day"), count.label("n")).group_by(utc_day(when))
 
 
+def _counted_referrals(scope: Scope) -> list:
+    return [
+        *_between(Referral.created_at, scope),
+        *_in_scope(Referral.program_id, scope),
+        Referral.status.in_(COUNTED_STATUSES),
+    ]
+
+
+def leading_referrers(scope: Scope) -> list[int] | None:
+    """The ids of the range's top referrers, or None when the walk below gives up.
+
+    Participants are taken in the order of their all-time counter (the board's index), and
+    their counted referrals of the range are counted in growing batches. The database keeps
+    the counter, and a counted referral never leaves the counted statuses (migration 0023),
+    so no one's range count is above their counter: once the counter of the last one counted
+    is below the tenth best range count, nobody further down can enter the ten. A long range
+    is decided near the top of the order; a short one, whose leaders may stand further down,
+    after more batches of smaller counts, and past WALK_MOST grouping the range's referrals
+    costs less than walking on."""
+    candidates = db.session.execute(
+        select(User.id, User.referral_count)
+        .where(User.referral_count > 0)
+        .order_by(User.referral_count.desc(), User.last_referral_at, User.id)
+        .limit(WALK_MOST)
+    ).all()
+    best: list[tuple[int, int]] = []  # (-range count, referrer id): the board's order
+    start, size = 0, WALK_FIRST
+    while start < len(candidates):
+        batch = candidates[start : start + size]
+        counted = db.session.execute(
+            select(Referral.referrer_id, func.count())
+            .where(Referral.referrer_id.in_([user_id for user_id, _ in batch]))
+            .where(*_counted_referrals(scope))
+            .group_by(Referral.referrer_id)
+        )
+        best = sorted(best + [(-count, user_id) for user_id, count in counted])[:TOP_REFERRERS]
+        lowest_counter = batch[-1].referral_count
+        if len(best) == TOP_REFERRERS and lowest_counter < -best[-1][0]:
+            break
+        start, size = start + size, size * 4
+    else:
+        if len(candidates) == WALK_MOST:
+            return None
+    return [user_id for _, user_id in best]
+
+
 def top_referrers_query(scope: Scope) -> Select:
     """The range's top referrers by counted referrals (ties: the earlier account first), with
-    what they earned by referring in the range: one row per currency they earned in."""
+    what they earned by referring in the range: one row per currency they earned in. The ten
+    are found first (leading_referrers), so only their referrals are grouped here."""
+    leaders = leading_referrers(scope)
+    among = [] if leaders is None else [Referral.referrer_id.in_(leaders)]
     # Only counted referrals are grouped (qualified ones are among them): a referrer with
     # none in the range never makes a group.
     counted = func.count()
@@ -537,11 +594,7 @@ def top_referrers_query(scope: Scope) -> Select:
             counted.label("referrals"),
             func.count().filter(Referral.status.in_(QUALIFIED)).label("qualified"),
         )
-        .where(
-            *_between(Referral.created_at, scope),
-            *_in_scope(Referral.program_id, scope),
-            Referral.status.in_(COUNTED_STATUSES),
-        )
+        .where(*_counted_referrals(scope), *among)
         .group_by(Referral.referrer_id)
         .order_by(counted.desc(), Referral.referrer_id)
         .limit(TOP_REFERRERS)

@@ -235,13 +235,15 @@ def figures(filters: Filters) -> Figures:
 
 def compute(filters: Filters) -> Figures:
     scope, previous_scope = scope_of(filters), scope_of(filters.previous())
-    to_purchase = queries.gap_counts(scope, "signup_to_purchase")
+    gaps = queries.gap_counts(scope, "signup_to_purchase", "click_to_signup")
+    to_purchase = gaps["signup_to_purchase"]
+    before = queries.gap_counts(previous_scope, "signup_to_purchase")["signup_to_purchase"]
     return Figures(
         filters=filters,
         headline=headline(scope, to_purchase),
-        previous=headline(previous_scope, queries.gap_counts(previous_scope, "signup_to_purchase")),
+        previous=headline(previous_scope, before),
         days=[tuple(row) for row in db.session.execute(queries.daily_query(scope))],
-        click_to_signup=buckets.median(queries.gap_counts(scope, "click_to_signup")),
+        click_to_signup=buckets.median(gaps["click_to_signup"]),
         signup_to_purchase=buckets.median(to_purchase),
         top_referrers=top_referrers(scope),
     )
@@ -260,8 +262,9 @@ def headline(scope: Scope, to_purchase: dict[int, int]) -> Headline:
 
 
 def top_referrers(scope: Scope) -> list["TopReferrer"]:
-    """Counted from the rows (a top ten of any range has no per-day form); on PostgreSQL the
-    grouping of a year's referrals by referrer is kept in memory rather than spilled to disk."""
+    """Counted from the rows (a top ten of any range has no per-day form): those of the few
+    referrers who can lead (queries.leading_referrers). When that walk gives up, a range's
+    referrals are grouped by referrer: on PostgreSQL in memory rather than spilled to disk."""
     if db.session.get_bind().dialect.name == "postgresql":
         db.session.execute(text("SET LOCAL work_mem = '64MB'"))
     board: dict[int, TopReferrer] = {}
