@@ -720,9 +720,7 @@ class Referral(db.Model):
         CheckConstraint("risk_score >= 0", name="risk_score_not_negative"),
         # A referrer's referrals by time; with status and program, the analytics top ten
         # counts a leader's referrals of a range from the index alone.
-        Index(
-            "ix_referrals_referrer_history", "referrer_id", "created_at", "status", "program_id"
-        ),
+        Index("ix_referrals_referrer_history", "referrer_id", "created_at", "status", "program_id"),
         Index("ix_referrals_created_at_referrer", "created_at", "referrer_id", "status"),
         # Counted referrals of a period, grouped by referrer, from the index alone (and any
         # lookup by status).
