@@ -587,8 +587,9 @@ BOARD_COUNT_SHARDS = 16
 class BoardCount(db.Model):
     """How many participants on the all-time board have each referral count: the board's size
     and anyone's rank ("one more than the number with more") read from a few hundred rows
-    instead of counting the board. Kept by database triggers on users (migration 0020), so
-    every path that changes a counter, `active` or `on_leaderboard` keeps it right."""
+    instead of counting the board. Kept by database triggers on users (migrations 0020 and
+    0024), so every path that changes a counter, `active` or `on_leaderboard` keeps it right;
+    a count's row goes when its last participant leaves it."""
 
     __tablename__ = "board_counts"
     __table_args__ = (

@@ -226,11 +226,8 @@ def _at(start: datetime | None) -> dict:
 @functools.cache
 def _standing_query(all_time: bool):
     if all_time:
-        # A count nobody holds any more keeps its rows at zero: they add nothing.
-        return (
-            select(BoardCount.referral_count, func.sum(BoardCount.participants))
-            .where(BoardCount.participants > 0)
-            .group_by(BoardCount.referral_count)
+        return select(BoardCount.referral_count, func.sum(BoardCount.participants)).group_by(
+            BoardCount.referral_count
         )
     ranking = _ranking(_START)
     return select(ranking.c.referrals, func.count()).group_by(ranking.c.referrals)

@@ -1,8 +1,9 @@
 """The board without counting it, and its public answers served whole from the cache
 (docs/guarantees.md #50): board_counts always agrees with the counters on users, whatever
-changed them; a cold page and one's own rank read a few rows; a cached answer costs one cache
-round trip and no SQL, answers 304 to a browser that holds it, and is never someone else's
-(a signed-in participant's page, a waiting message, another language or brand)."""
+changed them, and keeps no row for a count nobody holds; a cold page and one's own rank read
+a few rows; a cached answer costs one cache round trip and no SQL, answers 304 to a browser
+that holds it, and is never someone else's (a signed-in participant's page, a waiting
+message, another language or brand)."""
 
 import random
 import threading
@@ -29,7 +30,8 @@ def _counts_kept() -> dict[int, int]:
     query = select(BoardCount.referral_count, func.sum(BoardCount.participants)).group_by(
         BoardCount.referral_count
     )
-    return {count: people for count, people in db.session.execute(query) if people}
+    # Zeros included: a count nobody holds any more must leave no row behind.
+    return dict(db.session.execute(query).all())
 
 
 def _selects(statements: list[str]) -> list[str]:
