@@ -21,7 +21,6 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 
-import psycopg
 from flask_migrate import upgrade
 from sqlalchemy import func, select, text
 
@@ -33,6 +32,7 @@ from bench.leaderboard import (
     drop_database,
     explain,
     make_app,
+    vacuum_analyze,
 )
 from extensions import cache, db
 from models import BOARD_COUNT_SHARDS, COUNTED_STATUSES, AnalyticsDaily, Program, utcnow
@@ -369,14 +369,6 @@ def _measure(app, backend: str, size: Size, repeat: int, plans: bool) -> list[Ti
                 print(f"{ms:8.1f} ms  {' '.join(statement.split())[:160]}")
                 print("\n".join("            " + line for line in plan))
     return [time_page(app, client, label, args, repeat) for label, args in ranges]
-
-
-def vacuum_analyze() -> None:
-    """PostgreSQL: fresh planner statistics and visibility map for every table, as
-    autovacuum soon would after a bulk write."""
-    url = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("VACUUM ANALYZE")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -202,8 +202,7 @@ def load(data: Dataset) -> None:
     ]
     if postgresql:
         _copy_postgresql(tables)
-        with psycopg.connect(_plain_url(), autocommit=True) as conn:
-            conn.execute("VACUUM ANALYZE")
+        vacuum_analyze()
     else:
         with db.engine.begin() as conn:
             for model, rows in tables:
@@ -212,6 +211,13 @@ def load(data: Dataset) -> None:
 
 def _uncounted(user: dict) -> dict:
     return {**user, "referral_count": 0, "last_referral_at": None}
+
+
+def vacuum_analyze() -> None:
+    """PostgreSQL: fresh planner statistics and visibility map for every table, as
+    autovacuum soon would after a bulk write."""
+    with psycopg.connect(_plain_url(), autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
 
 
 def _plain_url() -> str:

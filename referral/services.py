@@ -233,14 +233,14 @@ def attribute_signup(
     set_committed_value(referral, "code", code)
     if referral.counted:
         user.referred_by_id = code.user_id
-        count_referral(code.user_id)
+        referral_counted(code.user_id)
     else:
         log.info("referral %s %s: %s", referral.id, referral.status, referral.reason)
     referral_recorded.send(referral, now=now)
     return referral
 
 
-def count_referral(referrer_id: int) -> None:
+def referral_counted(referrer_id: int) -> None:
     """A referral of `referrer_id` was counted: the database added it to their counter (the
     trigger of migration 0023), so what this session holds of the counter is out of date, and
     the board is once the transaction commits."""

@@ -24,7 +24,7 @@ def approve_referral(referral: Referral, now: datetime, reason: str | None = Non
     notifications.friend_joined(referral)
     if referral.referred.referred_by_id is None:
         referral.referred.referred_by_id = referral.referrer_id
-    referral_services.count_referral(referral.referrer_id)
+    referral_services.referral_counted(referral.referrer_id)
     released = _release_reviewed(referral, now)
     after = {"status": status, "reason": _clean_reason(reason, None), "rewards": released}
     audit.record(
