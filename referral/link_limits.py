@@ -48,9 +48,9 @@ class LinkLimits:
 
 
 def counted_with_the_click(limits: str) -> bool:
-    """Flask-Limiter's `exempt_when` for the link: True when the click's script will count
-    `limits` (the view then finds them in `requested()`). Flask-Limiter asks once per limit
-    and only while it is enabled; the answer is made once per request."""
+    """True when the click's script will count `limits` (the view then finds them in
+    `requested()`), so Flask-Limiter skips the request (referral.routes' request filter,
+    asked only while the limiter is enabled). Made once per request."""
     if "link_limits" not in g:
         g.link_limits = _limits_for_the_script(limits)
     return g.link_limits is not None
