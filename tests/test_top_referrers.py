@@ -19,7 +19,7 @@ from referral.services import default_program
 from tests import factories
 from tests.databases import sequences_past_their_rows
 from tests.factories import numbered_code
-from tests.helpers import log_in
+from tests.helpers import log_in, statements_during
 
 REFERRERS = 300
 FIRST_FRIEND = 10_000
@@ -165,13 +165,11 @@ def test_a_long_range_is_decided_near_the_top_and_a_short_one_may_give_up(app, s
             select(User.referral_count).order_by(User.referral_count.desc()).limit(11)
         ).all()
         assert counters[0] > counters[10] > 0  # a board with leaders to find
-        statements = []
-        listen = lambda *args: statements.append(args[2])  # noqa: E731
-        db.event.listen(db.engine, "before_cursor_execute", listen)
-        try:
-            leaders = queries.leading_referrers(_scope(today, 400))
-        finally:
-            db.event.remove(db.engine, "before_cursor_execute", listen)
+        found = []
+        statements = statements_during(
+            app, lambda: found.append(queries.leading_referrers(_scope(today, 400)))
+        )
+        leaders = found[0]
         expected = _by_hand(seeded["referrals"], today - timedelta(days=399), today + timedelta(1))
         assert leaders == [referrer for referrer, _, _ in expected]
         # The candidates, then one batch or two: never a grouping of the whole range.
