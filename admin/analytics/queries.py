@@ -26,6 +26,7 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
+    text,
     union_all,
 )
 from sqlalchemy.orm import aliased
@@ -584,6 +585,9 @@ def top_referrers_query(scope: Scope) -> Select:
     what they earned by referring in the range: one row per currency they earned in. The ten
     are found first (leading_referrers), so only their referrals are grouped here."""
     leaders = leading_referrers(scope)
+    if leaders is None and db.session.get_bind().dialect.name == "postgresql":
+        # The walk gave up: the range's referrals are grouped, in memory rather than on disk.
+        db.session.execute(text("SET LOCAL work_mem = '64MB'"))
     among = [] if leaders is None else [Referral.referrer_id.in_(leaders)]
     # Only counted referrals are grouped (qualified ones are among them): a referrer with
     # none in the range never makes a group.

@@ -9,7 +9,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from flask import current_app
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import select, text
+from sqlalchemy import select
 from werkzeug.datastructures import MultiDict
 
 from admin.analytics import buckets, queries, rollup
@@ -263,10 +263,7 @@ def headline(scope: Scope, to_purchase: dict[int, int]) -> Headline:
 
 def top_referrers(scope: Scope) -> list["TopReferrer"]:
     """Counted from the rows (a top ten of any range has no per-day form): those of the few
-    referrers who can lead (queries.leading_referrers). When that walk gives up, a range's
-    referrals are grouped by referrer: on PostgreSQL in memory rather than spilled to disk."""
-    if db.session.get_bind().dialect.name == "postgresql":
-        db.session.execute(text("SET LOCAL work_mem = '64MB'"))
+    referrers who can lead (queries.leading_referrers)."""
     board: dict[int, TopReferrer] = {}
     for row in db.session.execute(queries.top_referrers_query(scope)):
         entry = board.setdefault(
