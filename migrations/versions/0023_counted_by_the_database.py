@@ -9,6 +9,10 @@ ten walks the board's order and stops there (admin/analytics/queries.py). The co
 today are already right (the application kept them), so nothing is recounted here. The
 referrer's index grows by the two columns the walk filters on.
 
+A later migration that rebuilds `referrals` on SQLite (batch_alter_table copies the table)
+drops these triggers with it and must create them again (`create_triggers` below);
+tests/test_referral_counter.py fails if it does not.
+
 Revision ID: 0023
 Revises: 0022
 Create Date: 2026-12-06
