@@ -47,6 +47,7 @@ from core.security import register_security_headers
 from core.templating import register_template_cache, register_template_helpers
 from demo import demo_cli
 from extensions import bootstrap, cache, csrf, db, limiter, login_manager, mail
+from referral import click_shortcut
 from referral.clicks import init_click_queue, move_clicks
 from referral.program_texts import program_text
 from referral.signals import referral_qualified, referral_recorded
@@ -109,6 +110,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.add_template_global(absolute_url, "absolute_url")  # share previews (macros/social)
     app.add_template_global(program_text, "program_text")  # a program's texts, per language
     register_commands(app)
+    click_shortcut.install(app)  # before ProxyFix: it reads the address ProxyFix corrects
     trust_proxies(app)
     register_quick_exit()
     return app

@@ -158,12 +158,14 @@ def register_request_ids(app: Flask) -> None:
     app.teardown_request(_forget_request_id)
 
 
+def request_id_for(offered: str) -> str:
+    """The id a request offered in X-Request-ID if it is a sane one, else a new one."""
+    return offered if _SANE_REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
+
+
 def _take_request_id() -> None:
     offered = request.headers.get(REQUEST_ID_HEADER, "")
-    sane = _SANE_REQUEST_ID.fullmatch(offered) is not None
-    request.environ["inviteloop.request_id"] = _request_id.set(
-        offered if sane else uuid.uuid4().hex
-    )
+    request.environ["inviteloop.request_id"] = _request_id.set(request_id_for(offered))
 
 
 def _send_request_id(response):

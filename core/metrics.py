@@ -67,11 +67,15 @@ def _start_clock() -> None:
 
 def _count_request(response):
     endpoint = request.url_rule.endpoint if request.url_rule else UNMATCHED
-    HTTP_REQUESTS.labels(endpoint, request.method, str(response.status_code)).inc()
-    started = request.environ.get(_STARTED)
+    count_request(endpoint, request.method, response.status_code, request.environ.get(_STARTED))
+    return response
+
+
+def count_request(endpoint: str, method: str, status: int, started: float | None) -> None:
+    """One answered request, and how long it took since `started` (time.perf_counter())."""
+    HTTP_REQUESTS.labels(endpoint, method, str(status)).inc()
     if started is not None:
         HTTP_LATENCY.labels(endpoint).observe(time.perf_counter() - started)
-    return response
 
 
 def show_metrics():

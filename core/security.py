@@ -37,19 +37,24 @@ def carries_no_session() -> bool:
     )
 
 
+def add_security_headers(response, production: bool):
+    """The headers every answer carries, unless the view set its own."""
+    headers = response.headers
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
+    if "frame-ancestors" not in headers.get("Content-Security-Policy", ""):
+        # A page whose own policy names its frame-ancestors is framed by those alone.
+        headers.setdefault("X-Frame-Options", "DENY")
+    if response.mimetype == "text/html":
+        headers.setdefault("Content-Security-Policy", _CSP)
+    if production:
+        headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+    return response
+
+
 def register_security_headers(app: Flask) -> None:
     production = app.config["APP_ENV"] == "production"
 
     @app.after_request
     def add_headers(response):
-        headers = response.headers
-        headers.setdefault("X-Content-Type-Options", "nosniff")
-        headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
-        if "frame-ancestors" not in headers.get("Content-Security-Policy", ""):
-            # A page whose own policy names its frame-ancestors is framed by those alone.
-            headers.setdefault("X-Frame-Options", "DENY")
-        if response.mimetype == "text/html":
-            headers.setdefault("Content-Security-Policy", _CSP)
-        if production:
-            headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
-        return response
+        return add_security_headers(response, production)

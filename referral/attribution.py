@@ -5,6 +5,7 @@
   or edited; it is trusted only within the program's attribution window.
 """
 
+import functools
 import secrets
 from datetime import UTC, datetime
 
@@ -22,8 +23,13 @@ _ATTRIBUTION_MAX_AGE = 365 * 24 * 3600
 
 
 def _serializer() -> URLSafeTimedSerializer:
+    return _serializer_for(current_app.secret_key)
+
+
+@functools.lru_cache(maxsize=8)  # one per secret key: made once, not per click
+def _serializer_for(secret_key: str | bytes) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(
-        current_app.secret_key,
+        secret_key,
         salt="referral-attribution",
         signer_kwargs={"digest_method": SecureCookieSessionInterface.digest_method},
     )
@@ -38,20 +44,37 @@ def _cookie_options(max_age: int) -> dict:
     }
 
 
-def visitor_id() -> str:
-    """This browser's id; a new one is set on the response if it had none."""
+def visitor_id(remember: bool = True) -> str:
+    """This browser's id; a new one is set on the response if it had none. With `remember`
+    False, only once `remember_visitor()` is called (a click: once it is stored)."""
     if "visitor_id" not in g:
-        existing = request.cookies.get(VISITOR_COOKIE, "")
-        if len(existing) == 32 and all(ch in "0123456789abcdef" for ch in existing):
-            g.visitor_id = existing
-        else:
-            g.visitor_id = secrets.token_hex(16)
-            after_this_request(_set_visitor_cookie)
+        known = known_visitor_id(request.cookies.get(VISITOR_COOKIE))
+        g.visitor_id = known or new_visitor_id()
+        g.visitor_is_new = known is None
+    if remember:
+        remember_visitor()
     return g.visitor_id
 
 
-def _set_visitor_cookie(response):
-    response.set_cookie(VISITOR_COOKIE, g.visitor_id, **_cookie_options(_VISITOR_MAX_AGE))
+def remember_visitor() -> None:
+    """Set the cookie of a visitor id new in this request (once, however often asked)."""
+    if g.pop("visitor_is_new", False):
+        after_this_request(lambda response: set_visitor_cookie(response, g.visitor_id))
+
+
+def known_visitor_id(cookie: str | None) -> str | None:
+    """The id a visitor cookie holds, if it is one this site could have set."""
+    if cookie and len(cookie) == 32 and all(ch in "0123456789abcdef" for ch in cookie):
+        return cookie
+    return None
+
+
+def new_visitor_id() -> str:
+    return secrets.token_hex(16)
+
+
+def set_visitor_cookie(response, visitor_id: str):
+    response.set_cookie(VISITOR_COOKIE, visitor_id, **_cookie_options(_VISITOR_MAX_AGE))
     return response
 
 

@@ -1,12 +1,16 @@
 """A click through a referral link, stored before its 302 leaves: one write, no read.
 
-Without Redis (the embedded default) the click goes straight to the database in one INSERT.
-With Redis it is appended to a Redis stream by one script (which also counts the link's rate
-limits, referral/link_limits.py), and the 302 is sent once Redis has it; the worker's
-`referral.move_clicks` (every CLICK_MOVE_SECONDS, by beat) moves the stream to the database
-in batches. Either way the write is conditional on the link cache's generation
-(referral/links.py): the INSERT stores the click only if the database's generation is still
-the one the cached answer was read at, the script appends it only if Redis's is; otherwise the
+Without Redis (the embedded default) the click goes straight to the database in one INSERT,
+its code resolved from this process's cache of links (referral/links.py).
+With Redis, one script call does it all: it counts the link's rate limits
+(referral/link_limits.py), resolves the code from the link entry Redis keeps for every process
+and appends the click to a Redis stream; the 302 is sent once Redis has it. A code Redis keeps
+no entry for (first clicked in a while) is read from the database and its entry kept in the
+round trip that appends the click. The worker's `referral.move_clicks` (every
+CLICK_MOVE_SECONDS, by beat) moves the stream to the database in batches.
+Either way the write is conditional on the links' generation (referral/links.py): the INSERT
+stores the click only if the database's generation is still the one the cached answer was read
+at, the script uses an entry only if it was read at Redis's current generation; otherwise the
 answer is read again and the click stored under the fresh one.
 
 Exactly once: every queued click carries a random id, clicks.queue_id is unique, and a batch
@@ -59,28 +63,46 @@ MOVE_BUDGET_SECONDS = 10.0
 MOVER_GROUP = "movers"
 IDLE_MOVER_MS = 3_600_000
 
-# Counts the link's rate limits as Flask-Limiter's fixed window does (referral/link_limits.py),
-# stopping at the first one exceeded; then appends the click, if any, unless the caller gave
-# a generation and Redis's has moved on. KEYS: generation, stream, one counter per limit.
-# ARGV: generation ('' appends whatever it is), number of limits, amount and window in
-# seconds per limit, the click's fields. Answers {1} appended, {1, current generation} only
-# counted (no fields), {0, current generation} not appended, {-1, which limit} over a limit.
-_COUNT_AND_ADD = """
-local limits = tonumber(ARGV[2])
+# One round trip per click: counts the link's rate limits as Flask-Limiter's fixed window
+# does (referral/link_limits.py), stopping at the first one exceeded; resolves the code from
+# the link entry Redis keeps for every process, if it was read at Redis's current generation;
+# and appends the click if the link is usable now. KEYS: generation, stream, the code's
+# entry, one counter per limit. ARGV: now (epoch seconds); an entry to keep first ('' for
+# none) and its lifetime in seconds; the mode ('add'; 'add-anyway', whatever the generation;
+# 'look', append nothing); the number of limits, amount and window in seconds per limit; the
+# click's fields but its code id. An entry is "generation, usable from, usable until, code
+# id, link" joined by tabs ('' from: never usable; '' until: no end).
+# Answers {-1, which limit} over a limit, {0, current generation} no entry of the current
+# generation (read the database), {1, link} appended, {2, link} not usable, {3, link} looked.
+_CLICK = """
+local limits = tonumber(ARGV[5])
 for i = 1, limits do
-  local count = redis.call('INCR', KEYS[2 + i])
-  if count == 1 then redis.call('EXPIRE', KEYS[2 + i], ARGV[2 + 2 * i]) end
-  if count > tonumber(ARGV[1 + 2 * i]) then return {-1, i} end
+  local count = redis.call('INCR', KEYS[3 + i])
+  if count == 1 then redis.call('EXPIRE', KEYS[3 + i], ARGV[5 + 2 * i]) end
+  if count > tonumber(ARGV[4 + 2 * i]) then return {-1, i} end
 end
-local fields = 3 + 2 * limits
-if #ARGV < fields then return {1, redis.call('GET', KEYS[1]) or '0'} end
-if ARGV[1] ~= '' then
-  local current = redis.call('GET', KEYS[1]) or '0'
-  if current ~= ARGV[1] then return {0, current} end
+local current = redis.call('GET', KEYS[1]) or '0'
+local entry = ARGV[2]
+if entry ~= '' then
+  redis.call('SET', KEYS[3], entry, 'EX', ARGV[3])
+else
+  entry = redis.call('GET', KEYS[3])
+  if not entry then return {0, current} end
 end
-redis.call('XADD', KEYS[2], '*', unpack(ARGV, fields))
-return {1}
+local generation, from, till, code_id, link =
+  string.match(entry, '^([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$')
+if not generation or (generation ~= current and ARGV[4] ~= 'add-anyway') then
+  return {0, current}
+end
+local now = tonumber(ARGV[1])
+if from == '' or now < tonumber(from) or (till ~= '' and now >= tonumber(till)) then
+  return {2, link}
+end
+if ARGV[4] == 'look' then return {3, link} end
+redis.call('XADD', KEYS[2], '*', 'code_id', code_id, unpack(ARGV, 6 + 2 * limits))
+return {1, link}
 """
+OVER_LIMIT, NOT_KEPT, ADDED, UNUSABLE, LOOKED = -1, 0, 1, 2, 3
 
 
 @dataclass(frozen=True)
@@ -93,7 +115,7 @@ class Visit:
     referrer: str | None
     utm: dict[str, str | None]
 
-    def columns(self, code_id: int, at: datetime, queue_id: str | None) -> dict:
+    def columns(self, code_id: int | None, at: datetime, queue_id: str | None) -> dict:
         return {
             "code_id": code_id,
             "visitor_id": self.visitor_id,
@@ -134,7 +156,8 @@ class ClickQueue:
         )
         self.stream = f"{namespace}:clicks"
         self.generation_key = f"{namespace}:link-generation"
-        self._count_and_add = self.client.register_script(_COUNT_AND_ADD)
+        self.link_prefix = f"{namespace}:link:"  # + code: the link entries of every process
+        self._click = self.client.register_script(_CLICK)
         self._down_until = 0.0
         self._last_warning = float("-inf")
 
@@ -155,36 +178,39 @@ class ClickQueue:
                 RETRY_SECONDS,
             )
 
-    def generation(self, limits: RateLimits | None = None) -> str:
-        """The links' generation in Redis; `limits` counted in the same round trip (429 once
-        one is exceeded)."""
-        if limits is None:
-            return self.client.get(self.generation_key) or "0"
-        _outcome, current = self._count_and_add_call({}, None, limits)
-        return current
-
-    def add(
-        self, fields: dict[str, str], generation: str | None, limits: RateLimits | None = None
-    ) -> bool:
-        """In one round trip: count `limits` (429 once one is exceeded), then append the click's
-        `fields` if the links' generation is still `generation` (None: whatever it is). False
-        when the generation has moved on; the limits were counted all the same."""
-        outcome, _current = self._count_and_add_call(fields, generation, limits)
-        return outcome == 1
-
-    def _count_and_add_call(
-        self, fields: dict[str, str], generation: str | None, limits: RateLimits | None
-    ) -> tuple[int, str | None]:
-        """The script's outcome and the generation it answered with, if any."""
-        keys = [self.generation_key, self.stream, *(limits.keys if limits else ())]
-        bounds = limits.bounds() if limits else []
+    def click(
+        self,
+        code: str,
+        now: datetime,
+        mode: str,
+        fields: dict[str, str],
+        limits: RateLimits | None = None,
+        entry: str = "",
+    ) -> tuple[int, str]:
+        """One call of the click's script (see _CLICK): its outcome and detail (the link as
+        JSON, or Redis's current generation for NOT_KEPT). `limits` are counted first (429
+        once one is exceeded); `entry` (links.shared_entry) is kept before anything else."""
+        keys = [self.generation_key, self.stream, self.link_prefix + code]
+        bounds = []
+        if limits is not None:
+            keys.extend(limits.keys)
+            bounds = limits.bounds()
         flat = [part for pair in fields.items() for part in pair]
-        outcome, *detail = self._count_and_add(
-            keys=keys, args=[generation or "", len(bounds) // 2, *bounds, *flat]
+        outcome, detail = self._click(
+            keys=keys,
+            args=[
+                f"{now.timestamp():.6f}",
+                entry,
+                round(links.ENTRY_SECONDS),
+                mode,
+                len(bounds) // 2,
+                *bounds,
+                *flat,
+            ],
         )
-        if outcome == -1:
-            limits.exceeded(detail[0] - 1)
-        return outcome, (detail[0] if detail else None)
+        if outcome == OVER_LIMIT:
+            limits.exceeded(detail - 1)
+        return outcome, detail
 
     def bump_generation(self) -> None:
         try:
@@ -258,7 +284,8 @@ def record_click(
     limits: RateLimits | None = None,
 ) -> links.Link | None:
     """Store a click through `raw_code` and return its link; None (nothing stored) for a code
-    that is unknown, malformed or not usable now. `visit` is asked only for a click to store.
+    that is unknown, malformed or not usable now. `visit` is asked once, for a code of the
+    right form; through Redis, before it is known whether the click is stored.
     A click by `owner_excluded` (the owner trying their own link) is not a visit: None too.
     `limits` are the link's rate limits, to count in Redis with the click (429 when one is
     exceeded, before anything is read or stored)."""
@@ -269,7 +296,7 @@ def record_click(
     if queue is not None and queue.available():
         queue_id = uuid.uuid4().hex
         try:
-            return _record(_RedisStore(queue, queue_id, limits), code, visit, owner_excluded, now)
+            return _record_in_redis(queue, queue_id, code, visit, owner_excluded, now, limits)
         except RedisError as error:
             queue.mark_down(error)
     if code is None:
@@ -279,9 +306,55 @@ def record_click(
         return _record(store, code, visit, owner_excluded, now)
 
 
-def _record(store, code: str | None, visit, owner_excluded: int | None, now: datetime):
+def _record_in_redis(
+    queue: ClickQueue,
+    queue_id: str,
+    code: str | None,
+    visit: Callable[[], Visit],
+    owner_excluded: int | None,
+    now: datetime,
+    limits: RateLimits | None,
+) -> links.Link | None:
+    """The click in one round trip when Redis keeps its code's link; else the link is read
+    from the database and kept for every process, in the round trip that appends the click.
+    A signed-in visitor's click is looked at first: their own link is not a visit."""
+    if code is None:
+        queue.click("", now, "look", {}, limits)  # counts the limits, finds nothing
+        return None
+    fields = _stream_fields(visit().columns(None, now, queue_id))
+    mode = "add" if owner_excluded is None else "look"
+    outcome, link = _through_redis(queue, code, now, mode, fields, limits)
+    if outcome == LOOKED and link.owner_id != owner_excluded:
+        outcome, link = _through_redis(queue, code, now, "add", fields, None)
+    if outcome != ADDED:
+        return None
+    counters.CLICKS.inc()
+    return link
+
+
+def _through_redis(queue: ClickQueue, code: str, now: datetime, mode: str, fields, limits):
+    """The script's outcome and the link (None when no participant has the code), reading
+    the database for as long as Redis holds no entry of its current generation."""
+    outcome, detail = queue.click(code, now, mode, fields, limits)
+    attempt = 0
+    while outcome == NOT_KEPT:
+        # `detail` is Redis's generation before the read: a change after it moves it again.
+        with _connection() as connection:
+            found = links.read(connection, code)
+        if found is None:
+            return NOT_KEPT, None
+        attempt += 1
+        # The last attempt stores whatever the generation: the link was usable a moment ago.
+        then = "add-anyway" if attempt >= ATTEMPTS and mode == "add" else mode
+        entry = links.shared_entry(detail, found[1])
+        outcome, detail = queue.click(code, now, then, fields, None, entry)
+    return outcome, links.link_from_json(detail)
+
+
+def _record(store, code: str, visit, owner_excluded: int | None, now: datetime):
+    """The click through the database, its links kept in this process (links.LinkCache)."""
     cache = links.cache()
-    cached = cache.get(store.source, code) if code else None
+    cached = cache.get(code)
     columns = None
     for attempt in range(ATTEMPTS + 1):
         unusable = cached is not None and not cached.link.usable(now)
@@ -290,10 +363,9 @@ def _record(store, code: str | None, visit, owner_excluded: int | None, now: dat
             found = store.read(code)
             if found is None:
                 return None
-            cached = cache.put(store.source, code, *found)
+            cached = cache.put(code, *found)
         link = cached.link
         if not link.usable(now) or link.owner_id == owner_excluded:
-            store.count_limits()
             return None
         if columns is None:
             columns = visit().columns(link.code_id, now, store.queue_id)
@@ -305,57 +377,18 @@ def _record(store, code: str | None, visit, owner_excluded: int | None, now: dat
     raise AssertionError("unreachable: the last attempt stores unconditionally")
 
 
-class _RedisStore:
-    """Clicks appended to the stream; the link's limits, if given, counted once, with the
-    first command that reaches Redis's script."""
-
-    source = "redis"
-
-    def __init__(self, queue: ClickQueue, queue_id: str, limits: RateLimits | None) -> None:
-        self.queue = queue
-        self.queue_id = queue_id
-        self.limits = limits
-
-    def count_limits(self) -> None:
-        if self.limits is not None:
-            self.generation()
-
-    def generation(self) -> str:
-        limits, self.limits = self.limits, None  # counted once
-        return self.queue.generation(limits)
-
-    def read(self, code: str | None) -> tuple[str, links.Link] | None:
-        # The generation first (a change after it moves it again), and with it the limits:
-        # a visitor over a limit costs the database nothing.
-        generation = self.generation()
-        if code is None:
-            return None
-        with _connection() as connection:
-            found = links.read(connection, code)
-        return (generation, found[1]) if found else None
-
-    def add(self, columns: dict, generation: str | None) -> bool:
-        limits, self.limits = self.limits, None  # counted once, even if the click is not added
-        return self.queue.add(_stream_fields(columns), generation, limits)
-
-
 class _DatabaseStore:
     """Clicks inserted into the database; Flask-Limiter has counted the limits."""
-
-    source = "database"
 
     def __init__(self, connection: Connection, queue_id: str | None) -> None:
         self.connection = connection
         self.queue_id = queue_id
 
-    def count_limits(self) -> None:
-        pass
-
     def generation(self) -> str:
         return str(self.connection.scalar(_DATABASE_GENERATION))
 
-    def read(self, code: str | None) -> tuple[str, links.Link] | None:
-        return links.read(self.connection, code) if code else None
+    def read(self, code: str) -> tuple[str, links.Link] | None:
+        return links.read(self.connection, code)
 
     def add(self, columns: dict, generation: str | None) -> bool:
         if generation is None:

@@ -13,6 +13,7 @@ counters elsewhere), Flask-Limiter counts the limits as for any other view, with
 in-memory fallback. The one request in flight when Redis fails is counted by neither.
 """
 
+import functools
 from dataclasses import dataclass
 from typing import NoReturn
 
@@ -52,7 +53,7 @@ def counted_with_the_click(limits: str) -> bool:
     `requested()`), so Flask-Limiter skips the request (referral.routes' request filter,
     asked only while the limiter is enabled). Made once per request."""
     if "link_limits" not in g:
-        g.link_limits = _limits_for_the_script(limits)
+        g.link_limits = limits_for_the_script(limits, get_remote_address(), request.endpoint)
     return g.link_limits is not None
 
 
@@ -61,11 +62,19 @@ def requested() -> LinkLimits | None:
     return g.get("link_limits")
 
 
-def _limits_for_the_script(limits: str) -> LinkLimits | None:
+@functools.lru_cache(maxsize=8)  # the setting's text, parsed once rather than per click
+def _parsed(limits: str) -> tuple[RateLimitItem, ...]:
+    return tuple(sorted(parse_many(limits)))
+
+
+def limits_for_the_script(
+    limits: str, address: str | None, endpoint: str, kind: type[LinkLimits] = LinkLimits
+) -> LinkLimits | None:
+    """`limits` of a visitor from `address` to the view `endpoint`, as the click's script is
+    to count them; None when it cannot (then Flask-Limiter counts them). Within an app."""
     queue = clicks.click_queue()
     storage = limiter.storage
     config = current_app.config
-    address = get_remote_address()
     if not (
         queue is not None
         and queue.available()
@@ -75,8 +84,8 @@ def _limits_for_the_script(limits: str) -> LinkLimits | None:
         and address
     ):
         return None
-    items = tuple(sorted(parse_many(limits)))
+    items = _parsed(limits)
     prefix = config["RATELIMIT_KEY_PREFIX"]
-    request_args = (prefix, address, request.endpoint) if prefix else (address, request.endpoint)
+    request_args = (prefix, address, endpoint) if prefix else (address, endpoint)
     keys = tuple(storage.prefixed_key(item.key_for(*request_args)) for item in items)
-    return LinkLimits(items, request_args, keys)
+    return kind(items, request_args, keys)

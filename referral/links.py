@@ -1,6 +1,7 @@
-"""What a referral link resolves to, served from a small cache in each process.
+"""What a referral link resolves to, served from a cache: Redis's, shared by every process,
+when REDIS_URL is set (read by referral/clicks.py's script); else each process's own.
 
-A click must not ask the database what its code means: each process keeps the answer per
+A click must not ask the database what its code means: the cache keeps the answer per
 code, tagged with the *generation* it was read at. Every change to what a link resolves to
 (a code disabled, a participant deactivated or deleted, a program edited, started or stopped)
 calls `invalidate()` in its own transaction, which increases the generation kept in the
@@ -13,9 +14,10 @@ Codes nobody has are not cached (new codes appear with every signup); a found co
 whatever its state, since any change to that state moves the generation.
 """
 
+import json
 import time
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import astuple, dataclass, fields
+from datetime import UTC, datetime
 
 from flask import current_app
 from sqlalchemy import bindparam, func, select
@@ -28,8 +30,9 @@ from models import LinkCacheGeneration, Program, ReferralCode, User
 # Entries kept per process at most; when full the cache starts empty again (a rare reload
 # costs one read, an exact LRU would cost every hit).
 MAX_ENTRIES = 100_000
-# A backstop only: should Redis miss a generation bump (down at that moment), an entry read
-# under the old Redis generation still ages out.
+# How long an entry lives, in each process and in Redis. A backstop only: should Redis miss
+# a generation bump (down at that moment), an entry read under the old Redis generation
+# still ages out.
 ENTRY_SECONDS = 60.0
 
 
@@ -62,6 +65,49 @@ class Link:
         )
 
 
+def shared_entry(generation: str, link: Link) -> str:
+    """The link as Redis keeps it for every process (referral/clicks.py's script reads it):
+    the generation it was read at, when it is usable (from, until: epoch seconds; from is
+    empty for a link never usable, until for one with no end), its code id, the link."""
+    usable = link.code_active and link.owner_active and link.program_active
+    usable_from = _epoch(link.starts_at) if usable else ""
+    usable_until = _epoch(link.ends_at) if usable and link.ends_at is not None else ""
+    return "\t".join((generation, usable_from, usable_until, str(link.code_id), link_to_json(link)))
+
+
+def _epoch(moment: datetime) -> str:
+    if moment.tzinfo is None:  # stored as UTC
+        moment = moment.replace(tzinfo=UTC)
+    return f"{moment.timestamp():.6f}"
+
+
+def link_to_json(link: Link) -> str:
+    """The link as a JSON array, its fields in order (kept in Redis for every process)."""
+    return json.dumps(astuple(link), default=datetime.isoformat, separators=(",", ":"))
+
+
+def link_from_json(text: str) -> Link:
+    values = json.loads(text)
+    for index in _DATE_FIELDS:
+        if values[index] is not None:
+            values[index] = datetime.fromisoformat(values[index])
+    return Link(*values)
+
+
+_DATE_FIELDS = tuple(
+    index for index, field in enumerate(fields(Link)) if field.name in ("starts_at", "ends_at")
+)
+
+
+def target_of(link: Link, signup_path: str) -> str:
+    """Where a click through `link` leads: the program's landing page, else the signup page
+    (at `signup_path`), with the code to carry along."""
+    if link.landing_url:
+        separator = "&" if "?" in link.landing_url else "?"
+        return f"{link.landing_url}{separator}ref={link.code}"
+    return f"{signup_path}?ref={link.code}"
+
+
 @dataclass(frozen=True, slots=True)
 class Cached:
     generation: str
@@ -70,23 +116,23 @@ class Cached:
 
 
 class LinkCache:
-    """One app's cache in this process: (where its generation came from, code) -> Cached.
-    The source is "database" or "redis": the two generations are counted separately."""
+    """One app's cache in this process, code -> Cached, for clicks stored without Redis (with
+    Redis, every process shares the entries Redis keeps: `shared_entry`)."""
 
     def __init__(self) -> None:
-        self._entries: dict[tuple[str, str], Cached] = {}
+        self._entries: dict[str, Cached] = {}
 
-    def get(self, source: str, code: str) -> Cached | None:
-        cached = self._entries.get((source, code))
+    def get(self, code: str) -> Cached | None:
+        cached = self._entries.get(code)
         if cached is None or time.monotonic() - cached.read_at > ENTRY_SECONDS:
             return None
         return cached
 
-    def put(self, source: str, code: str, generation: str, link: Link) -> Cached:
+    def put(self, code: str, generation: str, link: Link) -> Cached:
         if len(self._entries) >= MAX_ENTRIES:
             self._entries.clear()
         cached = Cached(generation, link, time.monotonic())
-        self._entries[(source, code)] = cached
+        self._entries[code] = cached
         return cached
 
     def clear(self) -> None:

@@ -75,7 +75,7 @@ def _limits_settled_by_the_view() -> bool:
 
 def _visit() -> clicks.Visit:
     return clicks.Visit(
-        visitor_id=attribution.visitor_id(),
+        visitor_id=attribution.visitor_id(remember=False),  # kept once the click is
         ip_prefix=ip_prefix(get_remote_address()),
         user_agent=request.user_agent.string,
         referrer=request.referrer,
@@ -93,7 +93,9 @@ def _capture_click(
 
 
 def _attribute(response, link: links.Link):
-    """Set the attribution cookie, unless first-touch keeps an earlier, still valid one."""
+    """Set the attribution cookie, unless first-touch keeps an earlier, still valid one (and
+    the visitor's, if new: the click was stored)."""
+    attribution.remember_visitor()
     if link.attribution_model == "first":
         earlier = attribution.read_cookie()
         if earlier and services.find_active_code(earlier[0]) is not None:
@@ -116,12 +118,7 @@ def follow_link(code: str):
     if found is None:
         return redirect(url_for("referral.landing"))
     _without_rate_limit_headers()
-    if found.landing_url:
-        separator = "&" if "?" in found.landing_url else "?"
-        target = f"{found.landing_url}{separator}ref={found.code}"
-    else:
-        target = url_for("auth.signup", ref=found.code)
-    return _attribute(redirect(target), found)
+    return _attribute(redirect(links.target_of(found, url_for("auth.signup"))), found)
 
 
 @bp.get("/")

@@ -3,14 +3,15 @@ the Redis stream, the worker's mover stores each queued click exactly once (a mo
 after its commit leaves nothing twice), and a change elsewhere holds from the next click."""
 
 import secrets
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
 
 from admin.people import services as people
 from extensions import db
-from models import Click, ReferralCode
-from referral import clicks
+from models import Click, Program, ReferralCode, utcnow
+from referral import clicks, links
 from tests import databases
 from tests.apps import other_app
 from tests.helpers import statements_during
@@ -32,10 +33,15 @@ def config_overrides():
 @pytest.fixture(autouse=True)
 def empty_queue(app):
     with databases.redis_client() as client:
-        keys = [f"{NAMESPACE}:clicks", f"{NAMESPACE}:link-generation"]
-        client.delete(*keys)
+
+        def forget() -> None:
+            keys = [*client.scan_iter(f"{NAMESPACE}:*")]  # the stream, generation, links
+            if keys:
+                client.delete(*keys)
+
+        forget()
         yield
-        client.delete(*keys)
+        forget()
 
 
 def _stored(app) -> list[Click]:
@@ -126,3 +132,38 @@ def test_with_redis_unreachable_the_click_is_written_to_the_database(
             )
     # Written with the id it would have carried, so one that reached Redis is not doubled.
     assert stored == 1
+
+
+def test_a_link_one_process_read_serves_every_other_without_a_database_read(
+    app, database_url, make_participant
+):
+    alice = make_participant()
+    first = statements_during(app, lambda: app.test_client().get(f"/r/{alice['code']}"))
+    assert first  # nobody had clicked it: read from the database, kept in Redis
+
+    with other_app(database_url, **WITH_REDIS) as another:
+        answers = []
+        sent = statements_during(
+            another, lambda: answers.append(another.test_client().get(f"/r/{alice['code']}"))
+        )
+    assert sent == []
+    assert answers[0].headers["Location"].endswith(f"ref={alice['code']}")
+    assert _queue(app).waiting() == 2
+
+
+def test_a_program_past_its_end_refuses_clicks_though_redis_keeps_its_link(app, make_participant):
+    """An end date passing changes no generation: the script checks it at every click."""
+    alice = make_participant()
+    with app.app_context():
+        program = db.session.get(Program, db.session.scalar(select(ReferralCode.program_id)))
+        program.ends_at = utcnow() + timedelta(hours=1)
+        links.invalidate()
+        db.session.commit()
+    assert app.test_client().get(f"/r/{alice['code']}").status_code == 302  # kept in Redis
+
+    visit = clicks.Visit("v" * 32, None, None, None, {})
+    with app.app_context():
+        in_an_hour = utcnow() + timedelta(hours=1, seconds=1)
+        assert clicks.record_click(alice["code"], lambda: visit, now=in_an_hour) is None
+        assert clicks.record_click(alice["code"], lambda: visit) is not None
+    assert _queue(app).waiting() == 2

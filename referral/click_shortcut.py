@@ -1,0 +1,183 @@
+"""The plain click through a referral link, answered before Flask's request cycle.
+
+A click is the request the site gets most, and with Redis its own work is one script call:
+the rest of its time went to what every request pays for (the request context, routing, a
+dozen before- and after-request steps, the session, the limiter's bookkeeping), about three
+quarters of it. This WSGI layer answers the plain click itself and hands everything else to
+the app unchanged:
+
+- `GET /r/<code>` with a code of the right form, at the site's root, under an allowed host;
+- from a visitor with no session, no remember-me and no attribution cookie (so nobody is
+  signed in, and no earlier first-touch attribution has to be looked up);
+- when the click goes to Redis and its script counts the link's limits (referral/link_limits),
+  or the limiter is off.
+
+It does what the app would, through the same functions: the host check, the request id, the
+click stored by `clicks.record_click`, the redirect target, the cookies, the security headers,
+`Vary`, the request metrics and the outbox sender's start. Nothing else of the app's hooks
+applies to such a request; tests/test_click_shortcut.py lists them all, so a hook added to the
+app fails that test until it is accounted for here, and it checks that both answer the same.
+
+A visitor over a limit, and a click the database refused, are handed to the app, which counts
+and answers them its own way (its 429 headers, its error page). Nothing was stored for them.
+"""
+
+import logging
+import time
+
+from flask import Flask
+from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.utils import redirect
+from werkzeug.wrappers import Request
+
+from core.clients import ip_prefix
+from core.hosts import is_allowed_host
+from core.i18n import vary_by_language
+from core.logs import REQUEST_ID_HEADER, request_id_bound, request_id_for
+from core.metrics import count_request
+from core.security import add_security_headers
+from extensions import limiter
+from referral import attribution, clicks, link_limits, links
+from referral.codes import normalize_code
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/r/"
+ENDPOINT = "referral.follow_link"  # the view it stands in for: its limits' keys, its metrics
+
+
+class HandOver(Exception):
+    """This click is the app's to answer."""
+
+
+class _ShortcutLimits(link_limits.LinkLimits):
+    def exceeded(self, index: int):
+        raise HandOver  # the app counts the request again and answers its own 429
+
+
+class ClickShortcut:
+    """WSGI middleware in front of the app's own `wsgi_app`."""
+
+    def __init__(self, app: Flask, behind) -> None:
+        self.app = app
+        self.behind = behind  # the app's request cycle: every request not answered here
+        self.production = app.config["APP_ENV"] == "production"
+        self.session_cookie = app.config["SESSION_COOKIE_NAME"]  # outside the framed pages
+        self.remember_cookie = app.config.get("REMEMBER_COOKIE_NAME", "remember_token")
+        self._paths: tuple[str, str] | None = None
+        # Started by every request in thread mode, as core/outbox.py's init_outbox has it.
+        thread_mode = app.config["OUTBOX_DELIVERY"] == "thread"
+        self.outbox_sender = app.extensions["outbox_sender"] if thread_mode else None
+
+    def __call__(self, environ, start_response):
+        if environ.get("REQUEST_METHOD") == "GET" and environ.get("PATH_INFO", "").startswith(
+            PREFIX
+        ):
+            started = time.perf_counter()
+            try:
+                response = self._answer(environ, started)
+            except HandOver:
+                response = None
+            if response is not None:
+                return response(environ, start_response)
+        return self.behind(environ, start_response)
+
+    def _answer(self, environ, started: float):
+        """The answer to a plain click; None for any other request."""
+        code = self._plain_code(environ)
+        if code is None:
+            return None
+        request = Request(environ)
+        cookies = request.cookies
+        if (
+            self.session_cookie in cookies
+            or self.remember_cookie in cookies
+            or attribution.ATTRIBUTION_COOKIE in cookies
+            or "\x00" in environ.get("QUERY_STRING", "")
+            or "%00" in environ.get("QUERY_STRING", "")
+            or not is_allowed_host(request.host, self.app.config["ALLOWED_HOSTS_LIST"])
+        ):
+            return None
+        request_id = request_id_for(request.headers.get(REQUEST_ID_HEADER, ""))
+        with self.app.app_context(), request_id_bound(request_id):
+            limits = self._limits(request)
+            if limits is False:
+                return None
+            known_visitor = attribution.known_visitor_id(cookies.get(attribution.VISITOR_COOKIE))
+            visitor = known_visitor or attribution.new_visitor_id()
+            try:
+                found = clicks.record_click(
+                    code, lambda: _visit(request, visitor), limits=limits or None
+                )
+            except SQLAlchemyError:
+                return None  # nothing stored: the app tries again and answers the error
+            signup_path, landing_path = self._targets()
+            if found is None:
+                response = redirect(landing_path, 302, self.app.response_class)
+            else:
+                target = links.target_of(found, signup_path)
+                response = redirect(target, 302, self.app.response_class)
+                attribution.set_attribution_cookie(
+                    response, found.code, found.attribution_window_days
+                )
+            if known_visitor is None and found is not None:
+                attribution.set_visitor_cookie(response, visitor)
+            if self.outbox_sender is not None:
+                self.outbox_sender.ensure_started()
+        vary_by_language(response)
+        count_request(ENDPOINT, "GET", response.status_code, started)
+        add_security_headers(response, self.production)
+        response.headers[REQUEST_ID_HEADER] = request_id
+        return response
+
+    @staticmethod
+    def _plain_code(environ) -> str | None:
+        """The code of `/r/<code>` at the site's root, when it is one a code can be."""
+        if environ.get("SCRIPT_NAME"):
+            return None
+        raw = environ["PATH_INFO"][len(PREFIX) :]
+        if "/" in raw or "\x00" in raw:
+            return None
+        return normalize_code(raw)
+
+    def _limits(self, request: Request):
+        """The limits the click's script counts; None with the limiter off; False when the
+        script cannot count them (the app's limiter does)."""
+        if not (limiter.enabled and limiter.initialized):
+            return None
+        counted = link_limits.limits_for_the_script(
+            self.app.config["REFERRAL_LINK_LIMITS"],
+            _address(request),
+            ENDPOINT,
+            kind=_ShortcutLimits,
+        )
+        return False if counted is None else counted
+
+    def _targets(self) -> tuple[str, str]:
+        """Where a click leads: the signup page, or the landing page for an unusable link."""
+        if self._paths is None:
+            adapter = self.app.url_map.bind("localhost")
+            self._paths = (adapter.build("auth.signup"), adapter.build("referral.landing"))
+        return self._paths
+
+
+def _visit(request: Request, visitor_id: str) -> clicks.Visit:
+    args = request.args
+    return clicks.Visit(
+        visitor_id=visitor_id,
+        ip_prefix=ip_prefix(_address(request)),
+        user_agent=request.user_agent.string,
+        referrer=request.referrer,
+        utm={key: args.get(f"utm_{key}") for key in clicks.UTM_KEYS},
+    )
+
+
+def _address(request: Request) -> str:
+    """The client's address as Flask-Limiter's get_remote_address reads it."""
+    return request.remote_addr or "127.0.0.1"
+
+
+def install(app: Flask) -> None:
+    """Put the shortcut in front of the app's request cycle (inside ProxyFix, which must
+    wrap it: the shortcut reads the client's address and host as ProxyFix corrects them)."""
+    app.wsgi_app = ClickShortcut(app, app.wsgi_app)
