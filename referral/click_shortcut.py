@@ -162,7 +162,9 @@ class ClickShortcut:
 
 
 def _visit(request: Request, visitor_id: str) -> clicks.Visit:
-    args = request.args
+    # Werkzeug raises (and catches) an exception for each key a query lacks: a query-less
+    # link, the most common, skips that.
+    args = request.args if request.query_string else {}
     return clicks.Visit(
         visitor_id=visitor_id,
         ip_prefix=ip_prefix(_address(request)),
