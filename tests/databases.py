@@ -139,6 +139,24 @@ def redis_client(url: str = REDIS_URL):
 
 
 @contextlib.contextmanager
+def redis_keys_forgotten(*patterns: str):
+    """The tests' Redis keys matching `patterns` (a module's namespace) deleted before the
+    block and after it."""
+    with redis_client() as client:
+
+        def forget() -> None:
+            keys = [key for pattern in patterns for key in client.scan_iter(pattern)]
+            if keys:
+                client.delete(*keys)
+
+        forget()
+        try:
+            yield
+        finally:
+            forget()
+
+
+@contextlib.contextmanager
 def redis_database_of_its_own():
     """The URL of a Redis database (10-15) for one module, emptied of the app's keys before
     and after: the leaderboard cache's keys are not per database, so another module or run

@@ -61,16 +61,9 @@ def config_overrides():
 
 @pytest.fixture(autouse=True)
 def clean_redis(app):
-    with databases.redis_client() as client:
-
-        def forget() -> None:
-            keys = [*client.scan_iter(f"{NAMESPACE}:*"), *client.scan_iter(f"{NAMESPACE}/*")]
-            if keys:
-                client.delete(*keys)
-
-        forget()
+    # The stream, the generation, the links' entries and the limiter's windows.
+    with databases.redis_keys_forgotten(f"{NAMESPACE}:*"):
         yield
-        forget()
 
 
 class HandedOver:

@@ -49,18 +49,9 @@ def other_address():
 
 @pytest.fixture(autouse=True)
 def clean_redis(app, address, other_address):
-    with databases.redis_client() as client:
-
-        def forget() -> None:
-            keys = [*client.scan_iter(f"{NAMESPACE}:*")]
-            for visitor in (address, other_address):
-                keys.extend(client.scan_iter(f"*/{visitor}/*"))
-            if keys:
-                client.delete(*keys)
-
-        forget()
+    visitors = [f"*/{visitor}/*" for visitor in (address, other_address)]
+    with databases.redis_keys_forgotten(f"{NAMESPACE}:*", *visitors):
         yield
-        forget()
 
 
 def _queue(app) -> clicks.ClickQueue:

@@ -32,16 +32,8 @@ def config_overrides():
 
 @pytest.fixture(autouse=True)
 def empty_queue(app):
-    with databases.redis_client() as client:
-
-        def forget() -> None:
-            keys = [*client.scan_iter(f"{NAMESPACE}:*")]  # the stream, generation, links
-            if keys:
-                client.delete(*keys)
-
-        forget()
+    with databases.redis_keys_forgotten(f"{NAMESPACE}:*"):  # the stream, generation, links
         yield
-        forget()
 
 
 def _stored(app) -> list[Click]:
