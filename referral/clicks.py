@@ -344,9 +344,12 @@ def _through_redis(queue: ClickQueue, code: str, now: datetime, mode: str, field
         if found is None:
             return NOT_KEPT, None
         attempt += 1
+        link = found[1]
+        if attempt >= ATTEMPTS and mode == "look":
+            return (LOOKED if link.usable(now) else UNUSABLE), link  # as read just now
         # The last attempt stores whatever the generation: the link was usable a moment ago.
-        then = "add-anyway" if attempt >= ATTEMPTS and mode == "add" else mode
-        entry = links.shared_entry(detail, found[1])
+        then = "add-anyway" if attempt >= ATTEMPTS else mode
+        entry = links.shared_entry(detail, link)
         outcome, detail = queue.click(code, now, then, fields, None, entry)
     return outcome, links.link_from_json(detail)
 

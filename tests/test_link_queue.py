@@ -159,3 +159,31 @@ def test_a_program_past_its_end_refuses_clicks_though_redis_keeps_its_link(app, 
         assert clicks.record_click(alice["code"], lambda: visit, now=in_an_hour) is None
         assert clicks.record_click(alice["code"], lambda: visit) is not None
     assert _queue(app).waiting() == 2
+
+
+def test_a_generation_moving_at_every_read_still_ends_with_the_click_stored(
+    app, make_participant, monkeypatch
+):
+    """A change committed right after every read of the link: the click is stored after a
+    bounded number of reads, for an anonymous visitor and for a signed-in one alike."""
+    alice = make_participant()
+    queue = _queue(app)
+    reads = []
+    read = links.read
+
+    def read_then_changed(connection, code):
+        reads.append(code)
+        found = read(connection, code)
+        queue.bump_generation()
+        return found
+
+    monkeypatch.setattr(links, "read", read_then_changed)
+    visit = clicks.Visit("v" * 32, None, None, None, {})
+    with app.app_context():
+        assert clicks.record_click(alice["code"], lambda: visit) is not None
+        assert len(reads) == clicks.ATTEMPTS
+        someone_else = alice["id"] + 1
+        assert clicks.record_click(alice["code"], lambda: visit, owner_excluded=someone_else)
+        assert clicks.record_click(alice["code"], lambda: visit, owner_excluded=alice["id"]) is None
+    assert len(reads) <= 5 * clicks.ATTEMPTS
+    assert queue.waiting() == 2
