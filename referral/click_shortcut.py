@@ -9,8 +9,8 @@ the app unchanged:
 - `GET /r/<code>` with a code of the right form, at the site's root, under an allowed host;
 - from a visitor with no session, no remember-me and no attribution cookie (so nobody is
   signed in, and no earlier first-touch attribution has to be looked up);
-- when the click goes to Redis and its script counts the link's limits (referral/link_limits),
-  or the limiter is off.
+- when the click's Redis script counts the link's limits, or the limiter keeps them in this
+  process's memory (no Redis), or is off (referral/link_limits.py).
 
 It does what the app would, through the same functions: the host check, the request id, the
 click stored by `clicks.record_click`, the redirect target, the cookies, the security headers,
@@ -138,17 +138,21 @@ class ClickShortcut:
         return normalize_code(raw)
 
     def _limits(self, request: Request):
-        """The limits the click's script counts; None with the limiter off; False when the
-        script cannot count them (the app's limiter does)."""
+        """The limits the click's script is to count; None when they are counted already (in
+        this process's memory) or the limiter is off; False when only the app can count them.
+        A visitor over a limit is handed over: the app counts the visit again and answers 429."""
         if not (limiter.enabled and limiter.initialized):
             return None
-        counted = link_limits.limits_for_the_script(
-            self.app.config["REFERRAL_LINK_LIMITS"],
-            _address(request),
-            ENDPOINT,
-            kind=_ShortcutLimits,
-        )
-        return False if counted is None else counted
+        limits, address = self.app.config["REFERRAL_LINK_LIMITS"], _address(request)
+        counted = link_limits.limits_for_the_script(limits, address, ENDPOINT, _ShortcutLimits)
+        if counted is not None:
+            return counted
+        within = link_limits.counted_in_memory(limits, address, ENDPOINT)
+        if within is None:
+            return False
+        if not within:
+            raise HandOver
+        return None
 
     def _targets(self) -> tuple[str, str]:
         """Where a click leads: the signup page, or the landing page for an unusable link."""

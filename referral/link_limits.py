@@ -11,6 +11,10 @@ Flask-Limiter's own 429, with Retry-After and the X-RateLimit-* headers.
 Whenever the click cannot go to Redis (no Redis, Redis down, or the limiter keeping its
 counters elsewhere), Flask-Limiter counts the limits as for any other view, with its
 in-memory fallback. The one request in flight when Redis fails is counted by neither.
+
+Without Redis, the limiter keeps its windows in the process's memory; the plain click
+answered before Flask (referral/click_shortcut.py) counts them there, through Flask-Limiter's
+own strategy, the same way (`counted_in_memory`).
 """
 
 import functools
@@ -21,7 +25,7 @@ from flask import current_app, g, request
 from flask_limiter import RequestLimit
 from flask_limiter.util import get_remote_address
 from limits import RateLimitItem, parse_many
-from limits.storage import RedisStorage
+from limits.storage import MemoryStorage, RedisStorage
 from werkzeug.exceptions import TooManyRequests
 
 from extensions import limiter
@@ -89,3 +93,16 @@ def limits_for_the_script(
     request_args = (prefix, address, endpoint) if prefix else (address, endpoint)
     keys = tuple(storage.prefixed_key(item.key_for(*request_args)) for item in items)
     return kind(items, request_args, keys)
+
+
+def counted_in_memory(limits: str, address: str, endpoint: str) -> bool | None:
+    """Count `limits` of a visitor from `address` to the view `endpoint` as Flask-Limiter
+    does, in its windows, when it keeps them in this process's memory: True while within
+    them, False once one is exceeded (smallest window first, stopping there), None when it
+    keeps them elsewhere. Within an app."""
+    if not isinstance(limiter.storage, MemoryStorage):
+        return None
+    prefix = current_app.config["RATELIMIT_KEY_PREFIX"]
+    request_args = (prefix, address, endpoint) if prefix else (address, endpoint)
+    strategy = limiter.limiter
+    return all(strategy.hit(item, *request_args) for item in _parsed(limits))
