@@ -29,7 +29,6 @@ from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.utils import redirect
 from werkzeug.wrappers import Request
 
-from core.clients import ip_prefix
 from core.hosts import is_allowed_host
 from core.i18n import vary_by_language
 from core.logs import REQUEST_ID_HEADER, request_id_bound, request_id_for
@@ -104,7 +103,9 @@ class ClickShortcut:
             visitor = known_visitor or attribution.new_visitor_id()
             try:
                 found = clicks.record_click(
-                    code, lambda: _visit(request, visitor), limits=limits or None
+                    code,
+                    lambda: clicks.Visit.of_request(request, visitor, _address(request)),
+                    limits=limits or None,
                 )
             except SQLAlchemyError:
                 return None  # nothing stored: the app tries again and answers the error
@@ -160,19 +161,6 @@ class ClickShortcut:
             adapter = self.app.url_map.bind("localhost")
             self._paths = (adapter.build("auth.signup"), adapter.build("referral.landing"))
         return self._paths
-
-
-def _visit(request: Request, visitor_id: str) -> clicks.Visit:
-    # Werkzeug raises (and catches) an exception for each key a query lacks: a query-less
-    # link, the most common, skips that.
-    args = request.args if request.query_string else {}
-    return clicks.Visit(
-        visitor_id=visitor_id,
-        ip_prefix=ip_prefix(_address(request)),
-        user_agent=request.user_agent.string,
-        referrer=request.referrer,
-        utm={key: args.get(f"utm_{key}") for key in clicks.UTM_KEYS},
-    )
 
 
 def _address(request: Request) -> str:

@@ -42,6 +42,7 @@ from sqlalchemy import bindparam, insert, select
 from sqlalchemy.engine import Connection
 
 from core import counters
+from core.clients import ip_prefix
 from core.database import insert_unless_present
 from core.jobs import job
 from extensions import db
@@ -114,6 +115,21 @@ class Visit:
     user_agent: str | None
     referrer: str | None
     utm: dict[str, str | None]
+
+    @classmethod
+    def of_request(cls, request, visitor_id: str, address: str) -> "Visit":
+        """The visit a request tells of (Flask's request, or a plain Werkzeug one before
+        Flask's request cycle), from `address`."""
+        # Werkzeug raises (and catches) an exception for each key a query lacks: a query-less
+        # link, the most common, skips that.
+        args = request.args if request.query_string else {}
+        return cls(
+            visitor_id=visitor_id,
+            ip_prefix=ip_prefix(address),
+            user_agent=request.user_agent.string,
+            referrer=request.referrer,
+            utm={key: args.get(f"utm_{key}") for key in UTM_KEYS},
+        )
 
     def columns(self, code_id: int | None, at: datetime, queue_id: str | None) -> dict:
         return {

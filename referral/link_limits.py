@@ -89,8 +89,7 @@ def limits_for_the_script(
     ):
         return None
     items = _parsed(limits)
-    prefix = config["RATELIMIT_KEY_PREFIX"]
-    request_args = (prefix, address, endpoint) if prefix else (address, endpoint)
+    request_args = _request_args(address, endpoint)
     keys = tuple(storage.prefixed_key(item.key_for(*request_args)) for item in items)
     return kind(items, request_args, keys)
 
@@ -102,7 +101,12 @@ def counted_in_memory(limits: str, address: str, endpoint: str) -> bool | None:
     keeps them elsewhere. Within an app."""
     if not isinstance(limiter.storage, MemoryStorage):
         return None
-    prefix = current_app.config["RATELIMIT_KEY_PREFIX"]
-    request_args = (prefix, address, endpoint) if prefix else (address, endpoint)
+    request_args = _request_args(address, endpoint)
     strategy = limiter.limiter
     return all(strategy.hit(item, *request_args) for item in _parsed(limits))
+
+
+def _request_args(address: str, endpoint: str) -> tuple[str, ...]:
+    """What Flask-Limiter builds a limit's key from: its prefix, the visitor, the view."""
+    prefix = current_app.config["RATELIMIT_KEY_PREFIX"]
+    return (prefix, address, endpoint) if prefix else (address, endpoint)

@@ -13,7 +13,6 @@ from flask_babel import gettext as _
 from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_required
 
-from core.clients import ip_prefix
 from core.database import writes_on_get
 from core.forms import submit
 from core.i18n import visitor_language
@@ -74,13 +73,9 @@ def _limits_settled_by_the_view() -> bool:
 
 
 def _visit() -> clicks.Visit:
-    return clicks.Visit(
-        visitor_id=attribution.visitor_id(remember=False),  # kept once the click is
-        ip_prefix=ip_prefix(get_remote_address()),
-        user_agent=request.user_agent.string,
-        referrer=request.referrer,
-        utm={key: request.args.get(f"utm_{key}") for key in clicks.UTM_KEYS},
-    )
+    # The visitor's cookie is kept once the click is (_attribute).
+    visitor_id = attribution.visitor_id(remember=False)
+    return clicks.Visit.of_request(request, visitor_id, get_remote_address())
 
 
 def _capture_click(
