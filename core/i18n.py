@@ -160,10 +160,18 @@ def register_i18n(app: Flask) -> None:
     app.after_request(vary_by_language)
 
 
+# What a page's words depend on: no shared cache may hand one visitor's language to another.
+LANGUAGE_VARY = ("Cookie", "Accept-Language")
+_WORDED_TYPES = ("text/html", "application/manifest+json")
+
+
+def varies_by_language(mimetype: str) -> bool:
+    return mimetype in _WORDED_TYPES
+
+
 def vary_by_language(response: Response) -> Response:
-    """A page's words depend on the cookie and Accept-Language: no shared cache may hand one
-    visitor's language to another."""
-    if response.mimetype in ("text/html", "application/manifest+json"):
-        response.vary.add("Cookie")
-        response.vary.add("Accept-Language")
+    """Vary by the cookie and Accept-Language when the answer is worded (LANGUAGE_VARY)."""
+    if varies_by_language(response.mimetype):
+        for header in LANGUAGE_VARY:
+            response.vary.add(header)
     return response

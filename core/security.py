@@ -37,18 +37,31 @@ def carries_no_session() -> bool:
     )
 
 
+def default_security_headers(
+    mimetype: str, production: bool, own_policy: str = ""
+) -> list[tuple[str, str]]:
+    """The headers an answer of `mimetype` carries unless it set its own; `own_policy` is its
+    own Content-Security-Policy, if it has one."""
+    headers = [
+        ("X-Content-Type-Options", "nosniff"),
+        ("Referrer-Policy", "strict-origin-when-cross-origin"),
+    ]
+    if "frame-ancestors" not in own_policy:
+        # A page whose own policy names its frame-ancestors is framed by those alone.
+        headers.append(("X-Frame-Options", "DENY"))
+    if mimetype == "text/html":
+        headers.append(("Content-Security-Policy", _CSP))
+    if production:
+        headers.append(("Strict-Transport-Security", "max-age=31536000; includeSubDomains"))
+    return headers
+
+
 def add_security_headers(response, production: bool):
     """The headers every answer carries, unless the view set its own."""
     headers = response.headers
-    headers.setdefault("X-Content-Type-Options", "nosniff")
-    headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
-    if "frame-ancestors" not in headers.get("Content-Security-Policy", ""):
-        # A page whose own policy names its frame-ancestors is framed by those alone.
-        headers.setdefault("X-Frame-Options", "DENY")
-    if response.mimetype == "text/html":
-        headers.setdefault("Content-Security-Policy", _CSP)
-    if production:
-        headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+    own_policy = headers.get("Content-Security-Policy", "")
+    for name, value in default_security_headers(response.mimetype, production, own_policy):
+        headers.setdefault(name, value)
     return response
 
 

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from flask import after_this_request, current_app, g, request
 from flask.sessions import SecureCookieSessionInterface
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+from werkzeug.http import dump_cookie
 
 from referral.codes import normalize_code
 
@@ -35,13 +36,17 @@ def _serializer_for(secret_key: str | bytes) -> URLSafeTimedSerializer:
     )
 
 
-def _cookie_options(max_age: int) -> dict:
-    return {
-        "max_age": max_age,
-        "httponly": True,
-        "samesite": "Lax",
-        "secure": current_app.config["SESSION_COOKIE_SECURE"],
-    }
+def _cookie(name: str, value: str, max_age: int) -> str:
+    """A Set-Cookie header value, as a response's set_cookie would write it."""
+    return dump_cookie(
+        name,
+        value,
+        max_age=max_age,
+        path="/",
+        httponly=True,
+        samesite="Lax",
+        secure=current_app.config["SESSION_COOKIE_SECURE"],
+    )
 
 
 def visitor_id(remember: bool = True) -> str:
@@ -73,8 +78,13 @@ def new_visitor_id() -> str:
     return secrets.token_hex(16)
 
 
+def visitor_cookie(visitor_id: str) -> str:
+    """The Set-Cookie header value of the visitor cookie."""
+    return _cookie(VISITOR_COOKIE, visitor_id, _VISITOR_MAX_AGE)
+
+
 def set_visitor_cookie(response, visitor_id: str):
-    response.set_cookie(VISITOR_COOKIE, visitor_id, **_cookie_options(_VISITOR_MAX_AGE))
+    response.headers.add("Set-Cookie", visitor_cookie(visitor_id))
     return response
 
 
@@ -95,7 +105,11 @@ def read_cookie() -> tuple[str, datetime] | None:
     return code, signed_at.astimezone(UTC)
 
 
+def attribution_cookie(code: str, window_days: int) -> str:
+    """The Set-Cookie header value of the attribution cookie: `code`, signed now."""
+    return _cookie(ATTRIBUTION_COOKIE, _serializer().dumps({"code": code}), window_days * 86400)
+
+
 def set_attribution_cookie(response, code: str, window_days: int):
-    value = _serializer().dumps({"code": code})
-    response.set_cookie(ATTRIBUTION_COOKIE, value, **_cookie_options(window_days * 86400))
+    response.headers.add("Set-Cookie", attribution_cookie(code, window_days))
     return response

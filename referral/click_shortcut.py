@@ -30,16 +30,17 @@ from werkzeug.utils import redirect
 from werkzeug.wrappers import Request
 
 from core.hosts import is_allowed_host
-from core.i18n import vary_by_language
+from core.i18n import LANGUAGE_VARY, varies_by_language
 from core.logs import REQUEST_ID_HEADER, request_id_bound, request_id_for
 from core.metrics import count_request
-from core.security import add_security_headers
+from core.security import default_security_headers
 from extensions import limiter
 from referral import attribution, clicks, link_limits, links
 from referral.codes import normalize_code
 
 PREFIX = "/r/"
 ENDPOINT = "referral.follow_link"  # the view it stands in for: its limits' keys, its metrics
+_REQUEST_ID_KEY = "HTTP_" + REQUEST_ID_HEADER.upper().replace("-", "_")  # in the WSGI environ
 
 
 class HandOver(Exception):
@@ -61,6 +62,12 @@ class ClickShortcut:
         self.session_cookie = app.config["SESSION_COOKIE_NAME"]  # outside the framed pages
         self.remember_cookie = app.config.get("REMEMBER_COOKIE_NAME", "remember_token")
         self._paths: tuple[str, str] | None = None
+        # A click's answer is a redirect with an HTML body: the headers the app's hooks give
+        # every such answer (core/security.py, core/i18n.py).
+        mimetype = "text/html"
+        self.headers_of_every_click = default_security_headers(mimetype, self.production)
+        if varies_by_language(mimetype):
+            self.headers_of_every_click.append(("Vary", ", ".join(LANGUAGE_VARY)))
         # Started by every request in thread mode, as core/outbox.py's init_outbox has it.
         thread_mode = app.config["OUTBOX_DELIVERY"] == "thread"
         self.outbox_sender = app.extensions["outbox_sender"] if thread_mode else None
@@ -71,20 +78,24 @@ class ClickShortcut:
         ):
             started = time.perf_counter()
             try:
-                response = self._answer(environ, started)
+                answer = self._answer(environ, started)
             except HandOver:
-                response = None
-            if response is not None:
-                return response(environ, start_response)
+                answer = None
+            if answer is not None:
+                status, headers, body = answer
+                start_response(status, headers)
+                return [body]
         return self.behind(environ, start_response)
 
     def _answer(self, environ, started: float):
-        """The answer to a plain click; None for any other request."""
+        """The answer to a plain click (status, WSGI headers, body); None for any other
+        request."""
         code = self._plain_code(environ)
         if code is None:
             return None
         request = Request(environ)
-        cookies = request.cookies
+        # A plain dict: a lookup of a missing key in Werkzeug's raises (and catches).
+        cookies = request.cookies.to_dict()
         if (
             self.session_cookie in cookies
             or self.remember_cookie in cookies
@@ -94,12 +105,12 @@ class ClickShortcut:
             or not is_allowed_host(request.host, self.app.config["ALLOWED_HOSTS_LIST"])
         ):
             return None
-        request_id = request_id_for(request.headers.get(REQUEST_ID_HEADER, ""))
+        request_id = request_id_for(environ.get(_REQUEST_ID_KEY, ""))
+        known_visitor = attribution.known_visitor_id(cookies.get(attribution.VISITOR_COOKIE))
         with self.app.app_context(), request_id_bound(request_id):
             limits = self._limits(request)
             if limits is False:
                 return None
-            known_visitor = attribution.known_visitor_id(cookies.get(attribution.VISITOR_COOKIE))
             visitor = known_visitor or attribution.new_visitor_id()
             try:
                 found = clicks.record_click(
@@ -110,23 +121,25 @@ class ClickShortcut:
             except SQLAlchemyError:
                 return None  # nothing stored: the app tries again and answers the error
             signup_path, landing_path = self._targets()
-            if found is None:
-                response = redirect(landing_path, 302, self.app.response_class)
-            else:
-                target = links.target_of(found, signup_path)
-                response = redirect(target, 302, self.app.response_class)
-                attribution.set_attribution_cookie(
-                    response, found.code, found.attribution_window_days
+            set_cookies = []
+            target = landing_path if found is None else links.target_of(found, signup_path)
+            response = redirect(target, 302, self.app.response_class)
+            if found is not None:
+                set_cookies.append(
+                    attribution.attribution_cookie(found.code, found.attribution_window_days)
                 )
-            if known_visitor is None and found is not None:
-                attribution.set_visitor_cookie(response, visitor)
+                if known_visitor is None:
+                    set_cookies.append(attribution.visitor_cookie(visitor))
             if self.outbox_sender is not None:
                 self.outbox_sender.ensure_started()
-        vary_by_language(response)
-        count_request(ENDPOINT, "GET", response.status_code, started)
-        add_security_headers(response, self.production)
-        response.headers[REQUEST_ID_HEADER] = request_id
-        return response
+            # Werkzeug's redirect gives the body, its type and the Location; the rest is
+            # appended as the app's hooks would set it, without their lookups of each header.
+            headers = response.get_wsgi_headers(environ).to_wsgi_list()
+        headers.extend(("Set-Cookie", cookie) for cookie in set_cookies)
+        headers.extend(self.headers_of_every_click)
+        headers.append((REQUEST_ID_HEADER, request_id))
+        count_request(ENDPOINT, "GET", 302, started)
+        return response.status, headers, response.get_data()
 
     @staticmethod
     def _plain_code(environ) -> str | None:
