@@ -22,6 +22,7 @@ open in development and answers 404 in production.
 """
 
 import contextlib
+import functools
 import hmac
 import logging
 import os
@@ -73,9 +74,15 @@ def _count_request(response):
 
 def count_request(endpoint: str, method: str, status: int, started: float | None) -> None:
     """One answered request, and how long it took since `started` (time.perf_counter())."""
-    HTTP_REQUESTS.labels(endpoint, method, str(status)).inc()
+    requests, latency = _series_of(endpoint, method, status)
+    requests.inc()
     if started is not None:
-        HTTP_LATENCY.labels(endpoint).observe(time.perf_counter() - started)
+        latency.observe(time.perf_counter() - started)
+
+
+@functools.lru_cache(maxsize=2048)  # each labels() call takes a lock and builds a key
+def _series_of(endpoint: str, method: str, status: int):
+    return HTTP_REQUESTS.labels(endpoint, method, str(status)), HTTP_LATENCY.labels(endpoint)
 
 
 def show_metrics():

@@ -107,7 +107,24 @@ def read_cookie() -> tuple[str, datetime] | None:
 
 def attribution_cookie(code: str, window_days: int) -> str:
     """The Set-Cookie header value of the attribution cookie: `code`, signed now."""
-    return _cookie(ATTRIBUTION_COOKIE, _serializer().dumps({"code": code}), window_days * 86400)
+    return _cookie(ATTRIBUTION_COOKIE, _signed(code), window_days * 86400)
+
+
+def _signed(code: str) -> str:
+    """What `_serializer().dumps({"code": code})` gives, in the serializer's own two steps
+    (its payload, then its signer's timestamped signature), with each kept once made: the
+    payload depends on the code alone, the signer on the key alone."""
+    return _signer_for(current_app.secret_key).sign(_payload_of(code)).decode()
+
+
+@functools.lru_cache(maxsize=8)
+def _signer_for(secret_key: str | bytes):
+    return _serializer_for(secret_key).make_signer()
+
+
+@functools.lru_cache(maxsize=4096)  # the codes clicked lately
+def _payload_of(code: str) -> bytes:
+    return _serializer_for("").dump_payload({"code": code})  # the same for any key
 
 
 def set_attribution_cookie(response, code: str, window_days: int):

@@ -88,10 +88,13 @@ def limits_for_the_script(
         and address
     ):
         return None
-    items = _parsed(limits)
     request_args = _request_args(address, endpoint)
-    keys = tuple(storage.prefixed_key(item.key_for(*request_args)) for item in items)
-    return kind(items, request_args, keys)
+    return kind(_parsed(limits), request_args, _keys(storage, limits, request_args))
+
+
+@functools.lru_cache(maxsize=4096)  # a visitor's keys, made once while they keep clicking
+def _keys(storage: RedisStorage, limits: str, request_args: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(storage.prefixed_key(item.key_for(*request_args)) for item in _parsed(limits))
 
 
 def counted_in_memory(limits: str, address: str, endpoint: str) -> bool | None:
