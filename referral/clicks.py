@@ -105,6 +105,15 @@ return {1, link}
 """
 OVER_LIMIT, NOT_KEPT, ADDED, UNUSABLE, LOOKED = -1, 0, 1, 2, 3
 
+# Redis's generation moved on if the database's (ARGV[1]) is not the one seen last time.
+# KEYS: generation, the database generation seen. Answers 1 when it moved it.
+_CATCH_UP = """
+if redis.call('GET', KEYS[2]) == ARGV[1] then return 0 end
+redis.call('INCR', KEYS[1])
+redis.call('SET', KEYS[2], ARGV[1])
+return 1
+"""
+
 
 @dataclass(frozen=True)
 class Visit:
@@ -173,8 +182,10 @@ class ClickQueue:
         )
         self.stream = f"{namespace}:clicks"
         self.generation_key = f"{namespace}:link-generation"
+        self.seen_generation_key = f"{namespace}:link-generation-of-database"
         self.link_prefix = f"{namespace}:link:"  # + code: the link entries of every process
         self._click = self.client.register_script(_CLICK)
+        self._catch_up = self.client.register_script(_CATCH_UP)
         self._own = threading.local()  # each thread's connection for the click's script
         self._down_until = 0.0
         self._last_warning = float("-inf")
@@ -214,7 +225,7 @@ class ClickQueue:
             keys.extend(limits.keys)
             bounds = limits.bounds()
         flat = [part for pair in fields.items() for part in pair]
-        args = (f"{now.timestamp():.6f}", entry, round(links.ENTRY_SECONDS), mode)
+        args = (f"{now.timestamp():.6f}", entry, links.SHARED_ENTRY_SECONDS, mode)
         outcome, detail = self._run_click(keys, (*args, len(bounds) // 2, *bounds, *flat))
         if outcome == OVER_LIMIT:
             limits.exceeded(detail - 1)
@@ -253,8 +264,15 @@ class ClickQueue:
         try:
             self.client.incr(self.generation_key)
         except RedisError as error:
-            # Entries read under the old generation age out (links.ENTRY_SECONDS).
+            # The mover makes it (catch_up_generation) once Redis answers again.
             log.warning("clicks: could not bump the links' generation in Redis (%s)", error)
+
+    def catch_up_generation(self, database_generation: str) -> bool:
+        """Move Redis's generation on if the database's moved since the last look: a bump a
+        web process could not make (Redis unreachable just then) is made now. A bump made
+        twice only costs each code one read. True when it moved it."""
+        keys = [self.generation_key, self.seen_generation_key]
+        return bool(self._catch_up(keys=keys, args=[database_generation]))
 
     # -- the mover's side
 
@@ -512,10 +530,13 @@ def _columns_of(fields: dict[str, str]) -> dict:
 @job("referral.move_clicks")
 def move_clicks() -> int:
     """Move the clicks waiting in Redis to the database, batch by batch, claiming first what
-    a crashed mover left; beat runs it every CLICK_MOVE_SECONDS."""
+    a crashed mover left; beat runs it every CLICK_MOVE_SECONDS. First, Redis's links'
+    generation catches up with the database's (a bump a web process missed)."""
     queue = click_queue()
     if queue is None:
         return 0
+    queue.catch_up_generation(str(db.session.scalar(_DATABASE_GENERATION)))
+    db.session.rollback()  # the read's transaction ends here, not after the batches
     return move_queued(queue, current_app.config["CLICK_CLAIM_SECONDS"])
 
 

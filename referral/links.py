@@ -5,7 +5,8 @@ A click must not ask the database what its code means: the cache keeps the answe
 code, tagged with the *generation* it was read at. Every change to what a link resolves to
 (a code disabled, a participant deactivated or deleted, a program edited, started or stopped)
 calls `invalidate()` in its own transaction, which increases the generation kept in the
-database (link_cache_generation) and, once committed, the one kept in Redis. A click is stored
+database (link_cache_generation) and, once committed, the one kept in Redis (should Redis
+be unreachable just then, the worker's mover catches it up within a second). A click is stored
 only if the generation is still the one its answer was read at: referral/clicks.py checks it
 in the very statement (or Redis script) that stores the click, and reads the answer again if
 not. So a change takes effect at once on every process, and a cached click costs no read.
@@ -30,10 +31,14 @@ from models import LinkCacheGeneration, Program, ReferralCode, User
 # Entries kept per process at most; when full the cache starts empty again (a rare reload
 # costs one read, an exact LRU would cost every hit).
 MAX_ENTRIES = 100_000
-# How long an entry lives, in each process and in Redis. A backstop only: should Redis miss
-# a generation bump (down at that moment), an entry read under the old Redis generation
-# still ages out.
+# How long an entry lives in each process (a backstop: the database's generation is checked
+# by the very statement that stores a click).
 ENTRY_SECONDS = 60.0
+# How long an entry lives in Redis. Should a web process miss a generation bump there (Redis
+# unreachable at that moment), the worker's mover makes it within CLICK_MOVE_SECONDS
+# (clicks.ClickQueue.catch_up_generation); the entries' life only bounds Redis's memory to
+# the codes clicked lately. A code clicked all day long is read again this often.
+SHARED_ENTRY_SECONDS = 600
 
 
 @dataclass(frozen=True, slots=True)

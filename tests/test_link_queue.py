@@ -6,6 +6,7 @@ import secrets
 from datetime import timedelta
 
 import pytest
+import redis
 from sqlalchemy import func, select
 
 from admin.people import services as people
@@ -107,6 +108,50 @@ def test_a_code_disabled_elsewhere_is_refused_at_the_next_click(
 
     assert visitor.get(f"/r/{alice['code']}").headers["Location"].endswith("/")
     assert _queue(app).waiting() == 1
+
+
+def test_a_generation_bump_redis_missed_is_made_by_the_mover(
+    app, database_url, make_participant, monkeypatch
+):
+    """Redis unreachable for the staff's bump alone: the stale entry serves until the mover's
+    next run, which moves Redis's generation on; then the disabled code is refused."""
+    alice = make_participant()
+    visitor = app.test_client()
+    visitor.get(f"/r/{alice['code']}")  # kept in Redis, under its generation
+
+    with other_app(database_url, **WITH_REDIS) as staff_app, staff_app.app_context():
+        staff_queue = staff_app.extensions["click_queue"]
+        monkeypatch.setattr(staff_queue.client, "incr", _unreachable)
+        code_id = db.session.scalar(select(ReferralCode.id))
+        people.disable_code(alice["id"], code_id)
+        db.session.commit()  # the bump after it fails: logged, not raised
+
+    assert visitor.get(f"/r/{alice['code']}").headers["Location"].startswith("/auth/signup")
+    with app.app_context():
+        clicks.move_clicks.run()
+    assert visitor.get(f"/r/{alice['code']}").headers["Location"].endswith("/")
+    assert len(_stored(app)) == 2  # the two before the mover caught up, not the third
+
+
+def test_the_mover_leaves_the_generation_alone_while_nothing_changed(app, make_participant):
+    alice = make_participant()
+    visitor = app.test_client()
+    with app.app_context():
+        clicks.move_clicks.run()  # the first look: what the database holds is new to Redis
+    visitor.get(f"/r/{alice['code']}")
+    with app.app_context():
+        clicks.move_clicks.run()
+        clicks.move_clicks.run()
+
+    answers = []
+    sent = statements_during(app, lambda: answers.append(visitor.get(f"/r/{alice['code']}")))
+
+    assert answers[0].headers["Location"].startswith("/auth/signup")
+    assert sent == []  # its entry is still current: no read
+
+
+def _unreachable(*args, **kwargs):
+    raise redis.ConnectionError("Redis unreachable (in the test)")
 
 
 def test_with_redis_unreachable_the_click_is_written_to_the_database(
