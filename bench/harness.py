@@ -15,6 +15,7 @@ measurements taken seconds apart on the same machine: the noise of a shared mach
 import contextlib
 import fcntl
 import hashlib
+import http.client
 import os
 import re
 import secrets
@@ -22,11 +23,14 @@ import shutil
 import statistics
 import subprocess
 import tempfile
+import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import redis
 from flask import Flask
@@ -242,6 +246,49 @@ def wrk(base_url: str, paths: list[str], seconds: float, connections: int = CONN
     finally:
         os.unlink(listing.name)
     return _parse_wrk(done.stdout)
+
+
+def visit_each(base_url: str, paths: list[str], connections: int = CONNECTIONS) -> Round:
+    """GET each path once, over `connections` keep-alive connections (Python's http.client,
+    one thread each): a warm-up that leaves the server as a running site would be, with
+    every one of `paths` asked lately. Timed, though the client's own Python is part of it."""
+    address = urlsplit(base_url)
+    pending = iter(paths)
+    lock = threading.Lock()
+    latencies: list[float] = []
+    statuses: Counter = Counter()
+
+    def visit_some() -> None:
+        connection = http.client.HTTPConnection(address.hostname, address.port, timeout=30)
+        try:
+            while True:
+                with lock:
+                    path = next(pending, None)
+                if path is None:
+                    return
+                started = time.perf_counter()
+                connection.request("GET", path)
+                answer = connection.getresponse()
+                answer.read()
+                with lock:
+                    latencies.append(time.perf_counter() - started)
+                    statuses[answer.status] += 1
+        finally:
+            connection.close()
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(connections) as pool:
+        for visitor in [pool.submit(visit_some) for _ in range(connections)]:
+            visitor.result()
+    seconds = time.perf_counter() - started
+    quantiles = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [0.0] * 99
+    return Round(
+        requests=len(latencies),
+        seconds=seconds,
+        p50_ms=quantiles[49] * 1000,
+        p99_ms=quantiles[98] * 1000,
+        statuses=statuses,
+    )
 
 
 def _parse_wrk(output: str) -> Round:

@@ -225,7 +225,7 @@ class ClickQueue:
             keys.extend(limits.keys)
             bounds = limits.bounds()
         flat = [part for pair in fields.items() for part in pair]
-        args = (f"{now.timestamp():.6f}", entry, links.SHARED_ENTRY_SECONDS, mode)
+        args = (f"{now.timestamp():.6f}", entry, links.ENTRY_SECONDS, mode)
         outcome, detail = self._run_click(keys, (*args, len(bounds) // 2, *bounds, *flat))
         if outcome == OVER_LIMIT:
             limits.exceeded(detail - 1)
@@ -468,9 +468,10 @@ def _connection() -> Iterator[Connection]:
     if engine.dialect.name == "postgresql":
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             yield connection
-    elif db.session().in_transaction():
+    elif db.session.registry.has() and db.session().in_transaction():
         # The request's session already holds SQLite's one write lock (a signed-in visitor
         # was loaded): a connection of our own would wait for it. Write in its transaction.
+        # (A request with no session yet, the plain click, does not make one to ask.)
         yield db.session.connection()
         db.session.commit()
     else:

@@ -31,14 +31,12 @@ from models import LinkCacheGeneration, Program, ReferralCode, User
 # Entries kept per process at most; when full the cache starts empty again (a rare reload
 # costs one read, an exact LRU would cost every hit).
 MAX_ENTRIES = 100_000
-# How long an entry lives in each process (a backstop: the database's generation is checked
-# by the very statement that stores a click).
-ENTRY_SECONDS = 60.0
-# How long an entry lives in Redis. Should a web process miss a generation bump there (Redis
-# unreachable at that moment), the worker's mover makes it within CLICK_MOVE_SECONDS
-# (clicks.ClickQueue.catch_up_generation); the entries' life only bounds Redis's memory to
-# the codes clicked lately. A code clicked all day long is read again this often.
-SHARED_ENTRY_SECONDS = 600
+# How long an entry lives, in each process and in Redis: it bounds memory to the codes
+# clicked lately, not staleness. In a process, the database's generation is checked by the
+# very statement that stores a click. In Redis, should a web process miss a generation bump
+# (Redis unreachable at that moment), the worker's mover makes it within CLICK_MOVE_SECONDS
+# (clicks.ClickQueue.catch_up_generation). A code clicked all day long is read this often.
+ENTRY_SECONDS = 600
 
 
 @dataclass(frozen=True, slots=True)
