@@ -291,6 +291,30 @@ def visit_each(base_url: str, paths: list[str], connections: int = CONNECTIONS) 
     )
 
 
+def worker_memory(base_url: str) -> list[int]:
+    """The resident memory, in bytes, of each gunicorn worker serving `base_url`: the
+    processes started with its --bind whose parent is one of them too (Linux's /proc)."""
+    bind = f"127.0.0.1:{urlsplit(base_url).port}".encode()
+    statuses = {}
+    for process in Path("/proc").iterdir():
+        if not process.name.isdigit():
+            continue
+        try:
+            if bind in (process / "cmdline").read_bytes().split(b"\0"):
+                statuses[int(process.name)] = (process / "status").read_text()
+        except OSError:  # it ended meanwhile
+            continue
+
+    def field(status: str, name: str) -> int:
+        return int(next(line for line in status.splitlines() if line.startswith(name)).split()[1])
+
+    return [
+        field(status, "VmRSS:") * 1024
+        for status in statuses.values()
+        if field(status, "PPid:") in statuses
+    ]
+
+
 def _parse_wrk(output: str) -> Round:
     """cycle.lua's `done` lines: `bench <key> <value>`, `bench status <code> <count>`."""
     values, statuses = {}, Counter()
