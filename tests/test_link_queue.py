@@ -171,6 +171,25 @@ def test_with_redis_unreachable_the_click_is_written_to_the_database(
     assert stored == 1
 
 
+def test_a_connection_redis_dropped_is_opened_again_and_the_click_still_queued(
+    app, make_participant
+):
+    """Redis closes the click's idle connection (a restart, a client timeout): the next click
+    opens a new one and is queued in Redis, not sent to the database with Redis marked down."""
+    alice = make_participant()
+    visitor = app.test_client()
+    visitor.get(f"/r/{alice['code']}")
+    queue = _queue(app)
+    own_connection = queue._connection()  # this thread's: the test client runs here
+    own_connection.send_command("CLIENT", "ID")
+    queue.client.client_kill_filter(_id=own_connection.read_response())  # Redis drops it
+
+    assert visitor.get(f"/r/{alice['code']}").status_code == 302
+
+    assert queue.available()  # not marked down
+    assert queue.waiting() == 2 and _stored(app) == []
+
+
 def test_a_link_one_process_read_serves_every_other_without_a_database_read(
     app, database_url, make_participant
 ):
