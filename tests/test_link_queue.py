@@ -190,6 +190,21 @@ def test_a_connection_redis_dropped_is_opened_again_and_the_click_still_queued(
     assert queue.waiting() == 2 and _stored(app) == []
 
 
+def test_a_click_after_redis_forgot_its_scripts_still_goes_through_redis(app, make_participant):
+    """Redis restarted or flushed its scripts: the click's script is loaded again and the
+    click queued, not sent to the database with Redis marked down."""
+    alice = make_participant()
+    visitor = app.test_client()
+    visitor.get(f"/r/{alice['code']}")
+    queue = _queue(app)
+    queue.client.script_flush()  # every client's scripts reload themselves the same way
+
+    assert visitor.get(f"/r/{alice['code']}").status_code == 302
+
+    assert queue.available()
+    assert queue.waiting() == 2 and _stored(app) == []
+
+
 def test_a_link_one_process_read_serves_every_other_without_a_database_read(
     app, database_url, make_participant
 ):
