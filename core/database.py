@@ -18,7 +18,11 @@ from flask import Flask, current_app, g, has_app_context, has_request_context, r
 from sqlalchemy import event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import Insert
+from sqlalchemy.sql.elements import ClauseElement
+from sqlalchemy.sql.visitors import InternalTraversal
 
 from extensions import db
 
@@ -140,7 +144,38 @@ def insert_unless_present(model, conflict_columns: list[str] | None = None):
     alike by PostgreSQL and SQLite. With RETURNING, a skipped row returns nothing, so one
     round trip both writes a new row and says that it was one. A clash with a row another
     transaction is still writing waits for that transaction to end, as a plain INSERT does."""
-    return dialect_insert(model).on_conflict_do_nothing(index_elements=conflict_columns)
+    return _InsertSkippingClashes(model, conflict_columns)
+
+
+class _SkipClashes(ClauseElement):
+    """`ON CONFLICT [(columns)] DO NOTHING`. The dialects' own clause cannot be part of a
+    cache key, so SQLAlchemy compiled every statement holding it anew (about 0.5 ms of CPU
+    per INSERT); this one names its columns in its cache key."""
+
+    __visit_name__ = "skip_clashes"
+    _traverse_internals = [("columns", InternalTraversal.dp_string_list)]
+
+    def __init__(self, columns: list[str] | None):
+        self.columns = tuple(columns or ())
+
+
+@compiles(_SkipClashes)
+def _compile_skip_clashes(clause: _SkipClashes, compiler, **_kw) -> str:
+    if not clause.columns:
+        return "ON CONFLICT DO NOTHING"
+    names = ", ".join(compiler.preparer.quote(column) for column in clause.columns)
+    return f"ON CONFLICT ({names}) DO NOTHING"
+
+
+class _InsertSkippingClashes(Insert):
+    """A plain INSERT (cached like any) followed by `_SkipClashes`, which the compilers of
+    both databases place after VALUES, before RETURNING."""
+
+    inherit_cache = True
+
+    def __init__(self, table, conflict_columns: list[str] | None):
+        super().__init__(table)
+        self._post_values_clause = _SkipClashes(conflict_columns)
 
 
 def dialect_insert(model):
