@@ -153,6 +153,13 @@ def create_participant(
     now = now or utcnow()
     inviter = referral_services.resolve_signup_code(typed_code, cookie, now, found=checked_code)
     user.signup_ip, user.device_id, user.created_at = ip, device_id, now
+    verdict = None
+    if inviter is not None:
+        # Judged before the account is written, so a counted referral's inviter goes into
+        # the account's own INSERT rather than an UPDATE after it.
+        verdict = referral_services.judge_signup(user, inviter.code, now, new_participant=True)
+        if referral_services.counts_at_once(verdict):
+            user.referred_by_id = inviter.code.user_id
     _insert_user(user)
     counters.count_on_commit(counters.SIGNUPS)
     # Most signups come through a code of the default program, loaded with the code already.
@@ -169,6 +176,7 @@ def create_participant(
             now,
             clicked_at=inviter.clicked_at,
             new_participant=True,
+            verdict=verdict,
         )
     return user
 

@@ -139,8 +139,10 @@ def _velocity_signals(
     counts = (
         select(func.count().filter(Referral.created_at > hour_ago))
         .select_from(Referral)
-        .where(Referral.code_id == code.id, Referral.referred_id != referred.id)
+        .where(Referral.code_id == code.id)
     )
+    if referred.id is not None:  # an account not written yet has no referral to leave out
+        counts = counts.where(Referral.referred_id != referred.id)
     same_ip = current_app.config["FRAUD_SAME_IP_REVIEW"] and referred.signup_ip is not None
     if same_ip:
         friend = _FRIEND

@@ -7,7 +7,6 @@ from datetime import datetime, timedelta
 from flask import current_app, url_for
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
@@ -145,18 +144,16 @@ def signup_prefill(query_code: str | None, cookie: tuple[str, datetime] | None) 
 
 
 def issue_code(user: User, program: Program, length: int = MIN_LENGTH) -> ReferralCode:
-    """A fresh random code; a collision with an existing code just draws again."""
+    """A fresh random code; a collision with an existing code just draws again. One
+    statement per draw: the insert skips a taken code and then returns nothing."""
     for _ in range(_CODE_ATTEMPTS):
-        try:
-            # Added inside the savepoint, so a collision's rollback discards it too.
-            with db.session.begin_nested():
-                code = ReferralCode(
-                    code=generate_code(length), user_id=user.id, program_id=program.id
-                )
-                db.session.add(code)
-        except IntegrityError:
-            continue
-        return code
+        code = db.session.scalar(
+            insert_unless_present(ReferralCode, ["code"])
+            .values(code=generate_code(length), user_id=user.id, program_id=program.id)
+            .returning(ReferralCode)
+        )
+        if code is not None:
+            return code
     raise RuntimeError("could not draw an unused referral code; the code space is crowded")
 
 
@@ -196,17 +193,15 @@ def attribute_signup(
     now: datetime,
     clicked_at: datetime | None = None,
     new_participant: bool = False,
+    verdict: fraud.Verdict | None = None,
 ) -> Referral:
     """Record that `user` came through `code`, after the fraud checks: an allowed referral is
     counted at once, a suspicious one waits for review, a refused one is kept with its
     reasons and never counted. `new_participant`: `user` was created in this transaction, so
-    nobody can be below them yet and the edge cannot close a loop without the tree lock."""
-    if not new_participant:
-        fraud.lock_tree()
-    # Before the velocity checks count: concurrent signups with this code count in turn.
-    fraud.lock_code(code)
-    signals = fraud.signup_signals(user, code, now, new_participant=new_participant)
-    verdict = fraud.decide(code.program, signals)
+    nobody can be below them yet and the edge cannot close a loop without the tree lock.
+    `verdict`: `judge_signup`'s, taken earlier in this transaction for a new participant."""
+    if verdict is None:
+        verdict = judge_signup(user, code, now, new_participant=new_participant)
     # One statement writes the referral or finds the person referred already.
     referral = db.session.scalar(
         insert_unless_present(Referral, ["referred_id"])
@@ -232,12 +227,33 @@ def attribute_signup(
     # them, so what reads them next in this transaction finds them without a query.
     set_committed_value(referral, "code", code)
     if referral.counted:
-        user.referred_by_id = code.user_id
+        if user.referred_by_id != code.user_id:  # a new participant came with it
+            user.referred_by_id = code.user_id
         referral_counted(code.user_id)
     else:
         log.info("referral %s %s: %s", referral.id, referral.status, referral.reason)
     referral_recorded.send(referral, now=now)
     return referral
+
+
+def judge_signup(
+    user: User, code: ReferralCode, now: datetime, new_participant: bool = False
+) -> fraud.Verdict:
+    """The fraud checks' verdict on `user` joining through `code`, with the locks that make
+    it exact until the transaction ends. For a new participant it may come before their
+    account is inserted (`user` without an id yet), so the account is written with its
+    inviter at once."""
+    if not new_participant:
+        fraud.lock_tree()
+    # Before the velocity checks count: concurrent signups with this code count in turn.
+    fraud.lock_code(code)
+    signals = fraud.signup_signals(user, code, now, new_participant=new_participant)
+    return fraud.decide(code.program, signals)
+
+
+def counts_at_once(verdict: fraud.Verdict) -> bool:
+    """Whether a referral with this verdict is counted the moment it is recorded."""
+    return lifecycle.initial_status(verdict.decision) in COUNTED_STATUSES
 
 
 def referral_counted(referrer_id: int) -> None:

@@ -17,6 +17,7 @@ from sqlalchemy.orm import joinedload
 
 from auth.services import normalize_email
 from core import audit
+from core.database import insert_unless_present
 from core.errors import DomainError
 from extensions import db
 from models import (
@@ -252,21 +253,19 @@ def lead_from_referral(referral: Referral, now: datetime) -> None:
         return
     # The program is usually loaded already (the referral's code brought it): no query.
     program = db.session.get(Program, referral.program_id)
-    lead = Lead(
-        full_name=person.name[:120],
-        email=person.email,
-        phone=person.phone,
-        campaign_id=program.campaign_id,
-        source="referral",
-        participant_id=person.id,
-        created_at=now,
-        updated_at=now,
+    # A participant who is a lead already keeps that lead: the insert skips the row.
+    db.session.execute(
+        insert_unless_present(Lead.__table__, ["participant_id"]).values(
+            full_name=person.name[:120],
+            email=person.email,
+            phone=person.phone,
+            campaign_id=program.campaign_id,
+            source="referral",
+            participant_id=person.id,
+            created_at=now,
+            updated_at=now,
+        )
     )
-    try:
-        with db.session.begin_nested():
-            db.session.add(lead)
-    except IntegrityError:
-        return  # this participant is a lead already
 
 
 # --- shared -----------------------------------------------------------------------------
