@@ -47,12 +47,13 @@ from core.security import register_security_headers
 from core.templating import register_template_cache, register_template_helpers
 from demo import demo_cli
 from extensions import bootstrap, cache, csrf, db, limiter, login_manager, mail
-from referral import click_shortcut
+from referral import announcements, click_shortcut
 from referral.clicks import init_click_queue, move_clicks
 from referral.program_texts import program_text
-from referral.signals import referral_qualified, referral_recorded
+from referral.signals import referral_announced, referral_qualified, referral_recorded
 from rewards import (
     conversions,
+    notifications,
     outbound,
     saleor_customers,
     saleor_fulfilment,
@@ -85,6 +86,7 @@ BACKGROUND_JOBS = (
     saleor_customers.write_ref_code,
     saleor_reconcile.reconcile_orders_job,
     move_clicks,
+    announcements.announce,
 )
 
 
@@ -150,8 +152,11 @@ def register_signal_receivers() -> None:
     """Who acts on what the domain announces, in the order they run. The signals are
     process-wide; connecting a receiver again (another app in the process) changes nothing."""
     referral_recorded.connect(conversions.on_referral_recorded)
-    referral_recorded.connect(crm.lead_from_referral)
-    referral_recorded.connect(outbound.publish_referral_created)
+    referral_recorded.connect(announcements.announce_after_commit)
+    # After the referral's commit, from the outbox (referral/announcements.py).
+    referral_announced.connect(notifications.on_referral_announced)
+    referral_announced.connect(crm.lead_from_referral)
+    referral_announced.connect(outbound.publish_referral_created)
     referral_qualified.connect(outbound.publish_referral_qualified)
     # Saleor first: a gift card's InviteLoop-only code is dropped before anyone describes it.
     rewards_approved.connect(saleor_fulfilment.on_rewards_approved)

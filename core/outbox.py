@@ -86,6 +86,11 @@ def discarding() -> Iterator[None]:
         _discarding.reset(token)
 
 
+def is_discarding() -> bool:
+    """Whether this is inside a `discarding` block."""
+    return _discarding.get()
+
+
 # --- writing ------------------------------------------------------------------------------
 
 

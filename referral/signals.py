@@ -8,5 +8,8 @@ from core.signals import OrderedSignal
 
 # Sent with the Referral just recorded (any status) and `now`, inside its transaction.
 referral_recorded = OrderedSignal("referral-recorded")
+# Sent with the same Referral (its status as recorded) and `now` after that transaction
+# committed, from the outbox (referral/announcements.py): what it sets off outside its rows.
+referral_announced = OrderedSignal("referral-announced")
 # Sent with a Referral that a qualifying event just moved to `qualified`, and `now`.
 referral_qualified = OrderedSignal("referral-qualified")

@@ -28,7 +28,7 @@ from models import (
 from referral import fraud, lifecycle
 from referral import services as referral_services
 from referral.codes import normalize_code
-from rewards import customers, eligibility, notifications, services
+from rewards import customers, eligibility, services
 from rewards.events import SOURCES_FROM_OUTSIDE, EventIn, InvalidEvent, Outcome, parse_api_event
 
 log = logging.getLogger(__name__)
@@ -481,12 +481,8 @@ def _requalify_if_cancelled(purchases: list[Conversion], now: datetime) -> None:
 
 
 def on_referral_recorded(referral: Referral, now: datetime) -> None:
-    """Tell the referrer, and pay now when the program pays on signup. Referrals made from
-    an event (source "api") are paid by that event's own conversion instead."""
-    if referral.counted:
-        notifications.friend_joined(referral)
-    elif referral.status == "rejected":
-        notifications.referral_rejected(referral)
+    """Pay now, in the referral's transaction, when the program pays on signup. Referrals
+    made from an event (source "api") are paid by that event's own conversion instead."""
     if referral.source == "api" or referral.status == "rejected":
         return
     program = db.session.get(Program, referral.program_id)

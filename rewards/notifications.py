@@ -3,8 +3,9 @@ a background job only once it commits (core.jobs.enqueue). Each is called from t
 its event happens, right after the conditional UPDATE that made it happen, so a repeated
 decision (which changes no row) mails nobody again:
 
-    friend joined      conversions.on_referral_recorded (counted at signup),
-                       review.approve_referral (cleared by staff)
+    friend joined      on_referral_announced (counted at signup; after its commit, from the
+                       outbox: referral/announcements.py), review.approve_referral (cleared
+                       by staff)
     referral rejected  the same two places, when the program says so (notify_rejected)
     reward approved    services.approve_rewards (hold ended, staff approved early or cleared);
                        for a reward Saleor pays, instead:
@@ -19,6 +20,8 @@ Each is written in its recipient's language (core.i18n.writing_to), whoever's re
 caused it: subject, body, amounts and dates.
 """
 
+from datetime import datetime
+
 from flask import render_template
 from flask_babel import gettext as _
 from flask_babel import pgettext
@@ -32,6 +35,15 @@ from core.templating import mask_email
 from extensions import db
 from models import Payout, Program, Referral, Reward, SaleorFulfilment, User
 from referral.program_texts import program_text
+
+
+def on_referral_announced(referral: Referral, now: datetime) -> None:
+    """Tell the referrer about a referral just recorded: a friend joined, or (if the program
+    says so) a signup that does not count."""
+    if referral.counted:
+        friend_joined(referral)
+    elif referral.status == "rejected":
+        referral_rejected(referral)
 
 
 def friend_joined(referral: Referral) -> None:

@@ -172,16 +172,16 @@ def test_with_redis_unreachable_every_page_answers_and_health_says_degraded(app,
         assert clicks == 1
         assert nina is not None and nina.referred_by_id == rita["id"]
         assert orders == ["evt-order-outage"]  # keyed by the event id
-        # Rita's "a friend joined" email could not be handed to the dead broker, but it is in
-        # the outbox (docs/guarantees.md no. 20) ...
+        # The announcement of Nina's referral (Rita's "a friend joined" email among what it
+        # sets off) could not be handed to the dead broker, but it is in the outbox
+        # (docs/guarantees.md no. 20) ...
         # (Fred's, from before the server ran, went out at once: the tests' inline delivery.)
         waiting = db.session.scalars(
             select(OutboxMessage).where(OutboxMessage.status == "pending")
         ).all()
-        assert [(row.job, row.args[:2]) for row in waiting] == [
-            ("rewards.send_email", [rita["email"], "A friend joined InviteLoop through you"])
-        ]
-    # ... and goes out once a worker (beat's sweep, or `flask jobs run`) gets to it.
+        assert [(row.job, row.args[1]) for row in waiting] == [("referral.announce", "pending")]
+    # ... and goes out once a worker (beat's sweep, or `flask jobs run`) gets to it: the
+    # announcement, then the email it queued (here right after, the tests' inline delivery).
     with other_app(database_url, MAIL_BACKEND="locmem") as recovered, recovered.app_context():
         assert outbox.drain() == len(waiting)
         [message] = take_outbox(recovered)

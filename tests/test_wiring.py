@@ -9,13 +9,14 @@ import sys
 import pytest
 
 from app import BACKGROUND_JOBS, create_app
-from referral.signals import referral_qualified, referral_recorded
+from referral.signals import referral_announced, referral_qualified, referral_recorded
 from rewards.signals import rewards_approved, rewards_paid, rewards_reversed
 from tests.apps import app_config, close
 from tests.server import ROOT
 
 SIGNALS = {
     "referral recorded": referral_recorded,
+    "referral announced": referral_announced,
     "referral qualified": referral_qualified,
     "rewards approved": rewards_approved,
     "rewards paid": rewards_paid,
@@ -25,6 +26,10 @@ SIGNALS = {
 RECEIVERS = {
     "referral recorded": [
         "rewards.conversions.on_referral_recorded",
+        "referral.announcements.announce_after_commit",
+    ],
+    "referral announced": [
+        "rewards.notifications.on_referral_announced",
         "admin.crm.services.lead_from_referral",
         "rewards.outbound.publish_referral_created",
     ],
@@ -45,6 +50,7 @@ JOB_NAMES = [
     "outbox.deliver",
     "outbox.prune",
     "outbox.sweep",
+    "referral.announce",
     "referral.move_clicks",
     "rewards.deliver_webhook",
     "rewards.expire",
@@ -99,9 +105,11 @@ for package in json.loads(sys.argv[1]):
         importlib.import_module(package).__path__, package + ".")]
 for name in names:
     importlib.import_module(name)
-from referral.signals import referral_qualified, referral_recorded
+from referral.signals import referral_announced, referral_qualified, referral_recorded
 from rewards.signals import rewards_approved, rewards_paid
-signals = (referral_recorded, referral_qualified, rewards_approved, rewards_paid)
+signals = (
+    referral_recorded, referral_announced, referral_qualified, rewards_approved, rewards_paid
+)
 print(json.dumps({
     "modules": len(names),
     "receivers": sum(len(signal.receivers) for signal in signals),
