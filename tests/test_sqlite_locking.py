@@ -4,6 +4,8 @@ wait their turn on busy_timeout instead of failing with "database is locked".
 
 In-process, one thread holding a transaction open while the test client makes requests."""
 
+import fcntl
+import os
 import threading
 import time
 from contextlib import contextmanager
@@ -152,6 +154,38 @@ def test_a_click_on_a_link_waits_for_the_writer_and_is_stored(app, make_particip
         time.sleep(HOLD_SECONDS)
         assert "response" not in answer  # queued behind the writer, not refused
     click.join(30)
+
+    assert answer["response"].status_code == 302
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Click)) == 1
+
+
+def test_clicks_of_other_processes_take_turns_on_a_lock_file_beside_the_database(
+    app, make_participant
+):
+    """Another gunicorn worker's click holds "<database>-clicks.lock": this one waits on the
+    file (not in SQLite's busy handler, which polls in steps up to 100 ms) and is stored
+    once it is let go."""
+    alice = make_participant("Alice Zimmer")
+    visitor = app.test_client()
+    with app.app_context():
+        lock_file = f"{db.engine.url.database}-clicks.lock"
+    other_worker = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(other_worker, fcntl.LOCK_EX)
+        answer = {}
+        click = threading.Thread(
+            target=lambda: answer.update(response=visitor.get(f"/r/{alice['code']}"))
+        )
+        click.start()
+        time.sleep(HOLD_SECONDS)
+        assert "response" not in answer  # its turn has not come
+        with app.app_context():
+            assert db.session.scalar(select(func.count()).select_from(Click)) == 0
+        fcntl.flock(other_worker, fcntl.LOCK_UN)
+        click.join(QUICK_SECONDS)
+    finally:
+        os.close(other_worker)
 
     assert answer["response"].status_code == 302
     with app.app_context():
