@@ -145,6 +145,7 @@ def register_extensions(app: Flask) -> None:
 def register_background_jobs(app: Flask) -> None:
     register_jobs(app, BACKGROUND_JOBS)
     init_outbox(app)
+    rewards_tasks.init_event_runner(app)
     init_click_queue(app)  # and the links' cache it checks against
 
 

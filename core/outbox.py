@@ -50,6 +50,7 @@ from sqlalchemy import Text, cast, delete, event, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from core import counters
+from core.background import BackgroundLoop
 from core.database import after_commit
 from core.logs import current_request_id, request_id_bound
 from extensions import db
@@ -439,46 +440,13 @@ def oldest_due_age(now: datetime | None = None) -> float | None:
 # --- the in-process sender (embedded mode) ------------------------------------------------
 
 
-class BackgroundSender:
-    """One daemon thread per process and app that drains due rows: woken after a commit that
-    wrote rows, and every OUTBOX_POLL_SECONDS for retries. Started on first use in each
-    process (a forked gunicorn worker starts its own)."""
-
-    def __init__(self, app: Flask):
-        self.app = app
-        self._wake = threading.Event()
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._pid: int | None = None
-
-    def ensure_started(self) -> None:
-        if self._thread is not None and self._pid == os.getpid() and self._thread.is_alive():
-            return
-        with self._lock:
-            if self._thread is not None and self._pid == os.getpid() and self._thread.is_alive():
-                return
-            self._pid = os.getpid()
-            self._thread = threading.Thread(target=self._loop, name="outbox-sender", daemon=True)
-            self._thread.start()
-
-    def wake(self) -> None:
-        self.ensure_started()
-        self._wake.set()
-
-    def _loop(self) -> None:
-        poll = self.app.config["OUTBOX_POLL_SECONDS"]
-        while True:
-            self._wake.wait(timeout=poll)
-            self._wake.clear()
-            try:
-                with self.app.app_context():
-                    while drain() == DRAIN_BATCH:
-                        pass
-            except Exception:  # noqa: BLE001 - a database outage: try again on the next poll
-                log.exception("outbox sender: could not drain")
+def drain_everything_due() -> None:
+    """The in-process sender's run (embedded mode): every due row, batch after batch."""
+    while drain() == DRAIN_BATCH:
+        pass
 
 
-def sender(app: Flask) -> BackgroundSender:
+def sender(app: Flask) -> BackgroundLoop:
     return app.extensions["outbox_sender"]
 
 
@@ -523,7 +491,9 @@ def hinter(app: Flask) -> Hinter:
 def init_outbox(app: Flask) -> None:
     """Give the app its sender; in thread mode every request makes sure it runs, so rows
     left by a previous process are delivered once this one serves."""
-    app.extensions["outbox_sender"] = BackgroundSender(app)
+    app.extensions["outbox_sender"] = BackgroundLoop(
+        app, "outbox-sender", drain_everything_due, app.config["OUTBOX_POLL_SECONDS"]
+    )
     app.extensions["outbox_hinter"] = Hinter(app)
     if app.config["OUTBOX_DELIVERY"] == "thread":
         app.before_request(app.extensions["outbox_sender"].ensure_started)

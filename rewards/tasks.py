@@ -11,9 +11,10 @@ import dataclasses
 import logging
 import time
 
-from flask import current_app
+from flask import Flask, current_app
 from sqlalchemy import select, update
 
+from core.background import BackgroundLoop
 from core.database import after_commit
 from core.errors import DomainError, status_text
 from core.jobs import job
@@ -156,17 +157,21 @@ def _note_failure(row, error: Exception) -> None:
 
 
 def process_events_soon() -> None:
-    """Once the current transaction (which queued an event) commits, ask a worker for a run.
-    Without a broker (eager jobs, the embedded default) the run happens right there, one
-    batch: each such request takes the oldest queued events, its own among them unless a
-    backlog is ahead, and waits for no more. With a broker a process asks at most once per
-    HINT_INTERVAL_SECONDS: a run takes every event queued by then, and beat's run (every few
-    seconds) finds any a skipped request left."""
+    """Once the current transaction (which queued an event) commits, ask for a run. Without
+    a broker (the embedded default) this process's event runner is woken: a thread of its
+    own that takes every queued event in batches while the 202 goes out, and looks again every
+    EVENT_POLL_SECONDS for events a stopped process left (there is no beat). In tests (inline
+    delivery) the run happens right there, one batch. With a broker a process asks at most
+    once per HINT_INTERVAL_SECONDS: a run takes every event queued by then, and beat's run
+    (every few seconds) finds any a skipped request left."""
     app = current_app._get_current_object()
     eager = app.extensions["celery"].conf.task_always_eager
 
     def ask() -> None:
         global _last_hint
+        if eager and app.config["OUTBOX_DELIVERY"] == "thread":
+            event_runner(app).wake()
+            return
         now = time.monotonic()
         if not eager and now - _last_hint < HINT_INTERVAL_SECONDS:
             return
@@ -180,6 +185,27 @@ def process_events_soon() -> None:
     after_commit(ask)
 
 
+def run_queued_events() -> None:
+    """The event runner's run: every queued event, batch after batch."""
+    process_events.run()
+
+
+def event_runner(app: Flask) -> BackgroundLoop:
+    return app.extensions["event_runner"]
+
+
+def init_event_runner(app: Flask) -> None:
+    """Give the app its event runner; in thread mode every request makes sure it runs, so
+    events left queued by a previous process are processed once this one serves."""
+    app.extensions["event_runner"] = BackgroundLoop(
+        app, "event-runner", run_queued_events, EVENT_POLL_SECONDS
+    )
+    if app.config["OUTBOX_DELIVERY"] == "thread":
+        app.before_request(app.extensions["event_runner"].ensure_started)
+
+
+# Embedded mode: how often the event runner looks for queued events nobody woke it for.
+EVENT_POLL_SECONDS = 5.0
 # With a broker, the shortest time between two requests for a run from one process: each
 # request costs the 202 a broker round trip, and one run serves every event queued before it.
 HINT_INTERVAL_SECONDS = 0.25

@@ -1,0 +1,53 @@
+"""Work a process does on a thread of its own in embedded mode (no broker): the outbox's
+sender and the runner of events acknowledged with 202. Each is woken right after a commit
+that gave it work, and looks by itself every few seconds for work left behind (a retry that
+came due, or a previous process that stopped before doing it). No request waits on it."""
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+
+from flask import Flask
+
+log = logging.getLogger(__name__)
+
+
+class BackgroundLoop:
+    """One daemon thread per process and app that calls `run` in an app context when woken,
+    and at least every `poll_seconds`. Started on first use in each process (a forked
+    gunicorn worker starts its own)."""
+
+    def __init__(self, app: Flask, name: str, run: Callable[[], object], poll_seconds: float):
+        self.app = app
+        self.name = name
+        self._run = run
+        self._poll_seconds = poll_seconds
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pid: int | None = None
+
+    def ensure_started(self) -> None:
+        if self._thread is not None and self._pid == os.getpid() and self._thread.is_alive():
+            return
+        with self._lock:
+            if self._thread is not None and self._pid == os.getpid() and self._thread.is_alive():
+                return
+            self._pid = os.getpid()
+            self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
+            self._thread.start()
+
+    def wake(self) -> None:
+        self.ensure_started()
+        self._wake.set()
+
+    def _loop(self) -> None:
+        while True:
+            self._wake.wait(timeout=self._poll_seconds)
+            self._wake.clear()
+            try:
+                with self.app.app_context():
+                    self._run()
+            except Exception:  # noqa: BLE001 - a database outage: try again on the next poll
+                log.exception("%s: could not run", self.name)
