@@ -90,8 +90,27 @@ BACKGROUND_JOBS = (
 )
 
 
+class InviteLoopFlask(Flask):
+    """Flask, with each view's and hook's "is it async?" asked once rather than on every
+    request: Flask asks it of every hook it calls (18 on a cached board answer), and the
+    answer (inspect's code-flag lookup) never changes for a function."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._sync_callables: dict = {}
+
+    def ensure_sync(self, func):
+        try:
+            return self._sync_callables[func]
+        except KeyError:
+            made = self._sync_callables[func] = super().ensure_sync(func)
+            return made
+        except TypeError:  # unhashable: asked each time, as Flask does
+            return super().ensure_sync(func)
+
+
 def create_app(config: dict | None = None) -> Flask:
-    app = Flask(__name__, instance_relative_config=True)
+    app = InviteLoopFlask(__name__, instance_relative_config=True)
     load_config(app, config)
     app.session_interface = FrameAwareSessionInterface()  # framed widget pages: their own
     configure_logging(app.config)
