@@ -24,6 +24,7 @@ class BackgroundLoop:
         self._run = run
         self._poll_seconds = poll_seconds
         self._wake = threading.Event()
+        self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._pid: int | None = None
@@ -42,10 +43,23 @@ class BackgroundLoop:
         self.ensure_started()
         self._wake.set()
 
+    def stop(self, timeout: float = 5.0) -> None:
+        """End this process's thread (an app being closed, as in tests); the next
+        `ensure_started` starts a new one."""
+        thread = self._thread
+        if thread is None or self._pid != os.getpid() or not thread.is_alive():
+            return
+        self._stopping.set()
+        self._wake.set()
+        thread.join(timeout)
+        self._stopping.clear()
+
     def _loop(self) -> None:
         while True:
             self._wake.wait(timeout=self._poll_seconds)
             self._wake.clear()
+            if self._stopping.is_set():
+                return
             try:
                 with self.app.app_context():
                     self._run()

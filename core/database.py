@@ -24,6 +24,7 @@ from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.sql.visitors import InternalTraversal
 
+from core import sqlite_turns
 from extensions import db
 
 log = logging.getLogger(__name__)
@@ -47,9 +48,10 @@ def hold_migration_lock(connection: Connection) -> None:
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
 
 
-def configure_engine(engine: Engine, busy_timeout_seconds: int) -> None:
+def configure_engine(engine: Engine, busy_timeout_seconds: int) -> sqlite_turns.WriteTurns | None:
+    """SQLite: the connection's settings, and writers taking turns; returns the turns."""
     if engine.dialect.name != "sqlite":
-        return
+        return None
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):
@@ -62,11 +64,16 @@ def configure_engine(engine: Engine, busy_timeout_seconds: int) -> None:
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_seconds * 1000)}")
         cursor.close()
 
+    turns = sqlite_turns.take_turns(engine, busy_timeout_seconds)
+
     @event.listens_for(engine, "begin")
     def _on_begin(connection):
         deferred = _reading_only()
         connection.info[_DEFERRED] = False
-        connection.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
+        if deferred:
+            connection.exec_driver_sql("BEGIN")
+        else:
+            sqlite_turns.begin_writing(connection, turns)
         connection.info[_DEFERRED], connection.info[_HAS_READ] = deferred, False
 
     @event.listens_for(engine, "before_cursor_execute")
@@ -77,6 +84,8 @@ def configure_engine(engine: Engine, busy_timeout_seconds: int) -> None:
             connection.info[_HAS_READ] = True
         elif connection.info[_HAS_READ]:
             _wrote_after_reading(statement)
+
+    return turns
 
 
 def _reading_only() -> bool:
@@ -121,7 +130,8 @@ def init_app(app: Flask) -> None:
     """Engine set-up, and requests that only read declared as such (first of all hooks, so no
     earlier hook begins a transaction the old way)."""
     with app.app_context():
-        configure_engine(db.engine, app.config["SQLITE_BUSY_TIMEOUT_SECONDS"])
+        turns = configure_engine(db.engine, app.config["SQLITE_BUSY_TIMEOUT_SECONDS"])
+    app.extensions["sqlite_write_turns"] = turns
     app.before_request_funcs.setdefault(None, []).insert(0, _declare_request_mode)
     app.teardown_request(_forget_request_mode)
 

@@ -24,7 +24,6 @@ Redis before the error is not stored twice) and Redis is left alone for RETRY_SE
 """
 
 import contextlib
-import fcntl
 import logging
 import os
 import socket
@@ -484,41 +483,9 @@ def _connection() -> Iterator[Connection]:
         yield db.session.connection()
         db.session.commit()
     else:
-        # The threads of this process take turns here, and the processes on the lock file,
-        # not in SQLite's busy handler, which sleeps in steps of 1 to 100 ms while another
-        # writer holds the lock: a waiting click starts the moment the one before commits.
-        database = engine.url.database
-        with (
-            _SQLITE_CLICK_WRITERS,
-            _click_writers_file(database),
-            engine.begin() as connection,
-        ):
+        # A writing transaction: it takes its turn for SQLite's lock (core/sqlite_turns.py).
+        with engine.begin() as connection:
             yield connection
-
-
-_SQLITE_CLICK_WRITERS = threading.Lock()
-_click_lock_files: dict[tuple[int, str], int] = {}  # (process id, database): open descriptor
-
-
-@contextlib.contextmanager
-def _click_writers_file(database: str | None) -> Iterator[None]:
-    """An exclusive lock on "<database>-clicks.lock" for the block: the kernel hands it to the
-    next process waiting as soon as it is let go. Held only around one click's transaction,
-    which gives up after SQLite's busy timeout at worst, so a wait for it is bounded too.
-    Opened once per process: a descriptor inherited through fork would share its lock."""
-    if not database or database == ":memory:":
-        yield
-        return
-    key = (os.getpid(), database)
-    descriptor = _click_lock_files.get(key)
-    if descriptor is None:
-        descriptor = os.open(f"{database}-clicks.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        _click_lock_files[key] = descriptor
-    fcntl.flock(descriptor, fcntl.LOCK_EX)
-    try:
-        yield
-    finally:
-        fcntl.flock(descriptor, fcntl.LOCK_UN)
 
 
 _STREAM_COLUMNS = (

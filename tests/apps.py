@@ -177,7 +177,10 @@ def cookies_of(client) -> dict:
 
 
 def close(app) -> None:
-    """Give back every connection an app opened (pytest turns leaks into errors)."""
+    """Give back every connection an app opened (pytest turns leaks into errors), after
+    ending its background threads (thread mode), which would open more."""
+    for name in ("outbox_sender", "event_runner"):
+        app.extensions[name].stop()
     with app.app_context():
         db.session.remove()
         db.engine.dispose()

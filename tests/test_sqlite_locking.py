@@ -160,36 +160,70 @@ def test_a_click_on_a_link_waits_for_the_writer_and_is_stored(app, make_particip
         assert db.session.scalar(select(func.count()).select_from(Click)) == 1
 
 
-def test_clicks_of_other_processes_take_turns_on_a_lock_file_beside_the_database(
-    app, make_participant
+@contextmanager
+def another_process_writing(app):
+    """Another process's turn to write: it holds "<database>-write.lock" for the block."""
+    with app.app_context():
+        lock_file = f"{os.path.abspath(db.engine.url.database)}-write.lock"
+    other = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(other, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(other)  # lets go of the lock
+
+
+def _in_a_thread(work) -> tuple[threading.Thread, dict]:
+    answer = {}
+    thread = threading.Thread(target=lambda: answer.update(response=work()))
+    thread.start()
+    return thread, answer
+
+
+@pytest.mark.parametrize("what", ["click", "signup"])
+def test_writers_of_other_processes_take_turns_on_a_lock_file_beside_the_database(
+    app, make_participant, what
 ):
-    """Another gunicorn worker's click holds "<database>-clicks.lock": this one waits on the
-    file (not in SQLite's busy handler, which polls in steps up to 100 ms) and is stored
-    once it is let go."""
+    """Another gunicorn worker is writing: this request waits for its turn on the file (not
+    in SQLite's busy handler, which polls in steps up to 100 ms) and is stored once the other
+    one ends."""
     alice = make_participant("Alice Zimmer")
     visitor = app.test_client()
-    with app.app_context():
-        lock_file = f"{db.engine.url.database}-clicks.lock"
-    other_worker = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(other_worker, fcntl.LOCK_EX)
-        answer = {}
-        click = threading.Thread(
-            target=lambda: answer.update(response=visitor.get(f"/r/{alice['code']}"))
-        )
-        click.start()
+    work = {
+        "click": lambda: visitor.get(f"/r/{alice['code']}"),
+        "signup": lambda: _sign_up(visitor, "bob@example.com"),
+    }[what]
+    with another_process_writing(app):
+        thread, answer = _in_a_thread(work)
         time.sleep(HOLD_SECONDS)
         assert "response" not in answer  # its turn has not come
-        with app.app_context():
-            assert db.session.scalar(select(func.count()).select_from(Click)) == 0
-        fcntl.flock(other_worker, fcntl.LOCK_UN)
-        click.join(QUICK_SECONDS)
-    finally:
-        os.close(other_worker)
+    started = time.monotonic()
+    thread.join(QUICK_SECONDS)
+    assert time.monotonic() - started < 0.5  # went on at once, not after a long sleep
 
     assert answer["response"].status_code == 302
     with app.app_context():
-        assert db.session.scalar(select(func.count()).select_from(Click)) == 1
+        stored = {
+            "click": select(func.count()).select_from(Click),
+            "signup": select(func.count()).where(User.email == "bob@example.com"),
+        }[what]
+        assert db.session.scalar(stored) == 1
+
+
+def test_a_writer_waiting_past_the_busy_timeout_gets_a_503_and_nothing_is_stored(
+    app, make_participant, monkeypatch
+):
+    alice = make_participant("Alice Zimmer")
+    turns = app.extensions["sqlite_write_turns"]
+    monkeypatch.setattr(turns, "timeout_seconds", HOLD_SECONDS)
+    visitor = app.test_client()
+    with another_process_writing(app):
+        response = _sign_up(visitor, "bob@example.com")
+    assert response.status_code == 503
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).where(User.email == "bob@example.com")) == 0
+    # The turn came back: the next writer goes straight on.
+    assert visitor.get(f"/r/{alice['code']}").status_code == 302
 
 
 def test_read_only_work_that_writes_after_reading_is_refused_in_tests(app, make_participant):
