@@ -7,7 +7,7 @@ takes its turn first: the threads of a process on a lock, then the processes on 
 lock of a file beside the database (`<database>-write.lock`), and only then BEGIN IMMEDIATE,
 which finds SQLite's lock free. The turn ends right after COMMIT or ROLLBACK.
 
-A process waits for another's turn by trying the file again at most every 2 ms, and gives up
+A process waits for another's turn in the kernel, woken the moment it is let go, and gives up
 after the busy timeout as SQLite would ("database is locked", a 503). A thread that already
 holds a turn and begins a second writing transaction on another connection is let through to
 SQLite's own lock, as before: waiting for itself would never end.
@@ -24,7 +24,6 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
 _HOLDS_TURN = "holds_sqlite_write_turn"  # on a pooled connection's info
-_FIRST_RETRY_SECONDS, _LONGEST_RETRY_SECONDS = 0.0002, 0.002
 
 
 class WriteTurns:
@@ -36,6 +35,7 @@ class WriteTurns:
         self._threads = threading.Lock()
         self._owner: int | None = None  # the thread holding the turn
         self._descriptor: tuple[int, int] | None = None  # (process id, open file)
+        self._file_waiter: _FileWaiter | None = None
 
     def take(self) -> bool:
         """Wait for this process's and then this database's turn; False when this thread
@@ -62,16 +62,19 @@ class WriteTurns:
             self._threads.release()
 
     def _take_file(self, deadline: float) -> None:
-        descriptor, wait = self._file(), _FIRST_RETRY_SECONDS
-        while True:
-            try:
-                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise _locked() from None
-                time.sleep(wait)
-                wait = min(wait * 2, _LONGEST_RETRY_SECONDS)
+        descriptor = self._file()
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            pass
+        if not self._waiter().take(descriptor, deadline - time.monotonic()):
+            raise _locked()
+
+    def _waiter(self) -> "_FileWaiter":
+        if self._file_waiter is None or self._file_waiter.pid != os.getpid():
+            self._file_waiter = _FileWaiter()
+        return self._file_waiter
 
     def _file(self) -> int:
         # Opened once per process: a descriptor inherited through fork would share its lock.
@@ -81,6 +84,44 @@ class WriteTurns:
                 os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600),
             )
         return self._descriptor[1]
+
+
+class _FileWaiter:
+    """Waits for the lock file in the kernel, which wakes it the moment the holder lets go,
+    on a thread of its own, so that a wait can end at a deadline (flock itself has none).
+    Each request has a ticket; a lock taken for a ticket whose asker gave up is let go."""
+
+    def __init__(self):
+        self.pid = os.getpid()
+        self._changed = threading.Condition()
+        self._ticket = 0
+        self._wanted: tuple[int, int] | None = None  # (ticket, descriptor) to take
+        self._granted = 0  # the last ticket taken
+        threading.Thread(target=self._loop, name="sqlite-write-turn", daemon=True).start()
+
+    def take(self, descriptor: int, seconds: float) -> bool:
+        with self._changed:
+            self._ticket += 1
+            ticket = self._ticket
+            self._wanted = (ticket, descriptor)
+            self._changed.notify_all()
+            if self._changed.wait_for(lambda: self._granted == ticket, max(seconds, 0)):
+                return True
+            self._wanted = None  # given up: the waiting thread lets it go if it comes
+            return False
+
+    def _loop(self) -> None:
+        while True:
+            with self._changed:
+                self._changed.wait_for(lambda: self._wanted is not None)
+                ticket, descriptor = self._wanted
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            with self._changed:
+                if self._wanted == (ticket, descriptor):
+                    self._wanted, self._granted = None, ticket
+                    self._changed.notify_all()
+                    continue
+            fcntl.flock(descriptor, fcntl.LOCK_UN)
 
 
 def _locked() -> OperationalError:
