@@ -185,11 +185,6 @@ def process_events_soon() -> None:
     after_commit(ask)
 
 
-def run_queued_events() -> None:
-    """The event runner's run: every queued event, batch after batch."""
-    process_events.run()
-
-
 def event_runner(app: Flask) -> BackgroundLoop:
     return app.extensions["event_runner"]
 
@@ -198,7 +193,7 @@ def init_event_runner(app: Flask) -> None:
     """Give the app its event runner; in thread mode every request makes sure it runs, so
     events left queued by a previous process are processed once this one serves."""
     app.extensions["event_runner"] = BackgroundLoop(
-        app, "event-runner", run_queued_events, EVENT_POLL_SECONDS
+        app, "event-runner", process_events.run, EVENT_POLL_SECONDS
     )
     if app.config["OUTBOX_DELIVERY"] == "thread":
         app.before_request(app.extensions["event_runner"].ensure_started)

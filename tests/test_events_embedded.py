@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from tests.events_api import SECRET
-from tests.test_events_async import ASYNC, purchase, rewards_per_order, send, signed_get
+from tests.events_api import SECRET, purchase
+from tests.test_events_async import ASYNC, rewards_per_order, send, signed_get
 
 PATIENCE_SECONDS = 10
 
