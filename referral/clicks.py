@@ -1,7 +1,9 @@
 """A click through a referral link, stored before its 302 leaves: one write, no read.
 
 Without Redis (the embedded default) the click goes straight to the database in one INSERT,
-its code resolved from this process's cache of links (referral/links.py).
+its code resolved from this process's cache of links (referral/links.py). On SQLite the
+clicks of requests arriving together share that INSERT (core/group_commit.py), which is a
+transaction of its own (`_SqliteClickWriter`).
 With Redis, one script call does it all: it counts the link's rate limits
 (referral/link_limits.py), resolves the code from the link entry Redis keeps for every process
 and appends the click to a Redis stream; the 302 is sent once Redis has it. A code Redis keeps
@@ -27,10 +29,11 @@ import contextlib
 import logging
 import os
 import socket
+import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import NoReturn, Protocol
@@ -38,12 +41,14 @@ from typing import NoReturn, Protocol
 import redis
 from flask import Flask, current_app
 from redis.exceptions import NoScriptError, RedisError, ResponseError
-from sqlalchemy import bindparam, insert, select
-from sqlalchemy.engine import Connection
+from sqlalchemy import bindparam, insert, select, union_all
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 
 from core import counters
 from core.clients import ip_prefix
-from core.database import insert_unless_present
+from core.database import insert_unless_present, reading_only
+from core.group_commit import GroupCommit
 from core.jobs import job
 from extensions import db
 from models import Click, ReferralCode, utcnow
@@ -59,6 +64,8 @@ WARNING_INTERVAL_SECONDS = 60.0
 # Reads of a link whose generation keeps moving before the click is stored without the check.
 ATTEMPTS = 3
 MOVE_BATCH = 500
+# Clicks per INSERT on SQLite, far below its limit on a compound SELECT's terms (500).
+BATCH_ROWS = 32
 # One mover run stops after this long even if clicks keep coming; beat starts the next.
 MOVE_BUDGET_SECONDS = 10.0
 MOVER_GROUP = "movers"
@@ -323,6 +330,10 @@ class ClickQueue:
 def init_click_queue(app: Flask) -> None:
     """With REDIS_URL, clicks go through Redis; the links' cache is made either way."""
     links.init_link_cache(app)
+    with app.app_context():
+        engine = db.engine
+    sqlite = engine.dialect.name == "sqlite"
+    app.extensions["click_batches"] = GroupCommit(_SqliteClickWriter(engine)) if sqlite else None
     url = app.config["REDIS_URL"]
     app.extensions["click_queue"] = (
         ClickQueue(url, app.config["CELERY_DEFAULT_QUEUE"], app.config["REDIS_TIMEOUT_SECONDS"])
@@ -364,6 +375,9 @@ def record_click(
             queue.mark_down(error)
     if code is None:
         return None
+    batches = current_app.extensions.get("click_batches")
+    if batches is not None and not _session_writing():
+        return _record(_BatchedStore(batches, queue_id), code, visit, owner_excluded, now)
     with _connection() as connection:
         store = _DatabaseStore(connection, queue_id)
         return _record(store, code, visit, owner_excluded, now)
@@ -402,7 +416,7 @@ def _through_redis(queue: ClickQueue, code: str, now: datetime, mode: str, field
     attempt = 0
     while outcome == NOT_KEPT:
         # `detail` is Redis's generation before the read: a change after it moves it again.
-        with _connection() as connection:
+        with _reading() as connection:
             found = links.read(connection, code)
         if found is None:
             return NOT_KEPT, None
@@ -466,26 +480,138 @@ class _DatabaseStore:
         return stored.first() is not None
 
 
+class _BatchedStore:
+    """SQLite: clicks written in the transactions of a GroupCommit, with those of the
+    requests arriving beside them (core/group_commit.py); the links read beside the writer."""
+
+    def __init__(self, batches: GroupCommit, queue_id: str | None) -> None:
+        self.batches = batches
+        self.queue_id = queue_id
+
+    def generation(self) -> str:
+        with _reading() as connection:
+            return str(connection.scalar(_DATABASE_GENERATION))
+
+    def read(self, code: str) -> tuple[str, links.Link] | None:
+        with _reading() as connection:
+            return links.read(connection, code)
+
+    def add(self, columns: dict, generation: str | None) -> bool:
+        return self.batches.submit((columns, generation))
+
+
+class _SqliteClickWriter:
+    """Writes a batch of clicks into SQLite: one statement per `BATCH_ROWS` clicks read at the
+    same generation, each statement a transaction of its own (the connection is in
+    autocommit: core/database.py hands transactions to SQLAlchemy), so SQLite's write lock is
+    held only inside SQLite's own code, never while Python runs. That is why it takes no turn
+    (core/sqlite_turns.py): a turn lasts as long as its holder waits for the interpreter
+    between statements, which on a busy worker was ten times the statement itself. The rare
+    click that finds another writer mid-transaction waits in SQLite's busy handler.
+
+    Written on the pool's DBAPI connection, as SQLAlchemy would send it (the statement
+    compiled from `_insert_clicks` and the columns' own bind processing), without
+    SQLAlchemy's execution layer, which cost more CPU than SQLite's insert."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        table = Click.__table__
+        processors = {
+            name: table.c[name].type.bind_processor(engine.dialect) for name in _CLICK_COLUMNS
+        }
+        self.processors = {name: process for name, process in processors.items() if process}
+        self.statements: dict[tuple[int, bool], tuple[str, tuple[str, ...]]] = {}
+
+    def __call__(self, batch: Sequence[tuple[dict, str | None]]) -> list[bool]:
+        by_generation: dict[str | None, list[int]] = {}
+        for index, (_columns, generation) in enumerate(batch):
+            by_generation.setdefault(generation, []).append(index)
+        stored = [False] * len(batch)
+        connection = self.engine.raw_connection()
+        try:
+            for generation, indexes in by_generation.items():
+                for first in range(0, len(indexes), BATCH_ROWS):
+                    chunk = indexes[first : first + BATCH_ROWS]
+                    rows = [batch[index][0] for index in chunk]
+                    inserted = self._insert(connection, rows, generation)
+                    for index in chunk:
+                        stored[index] = inserted
+        finally:
+            connection.close()
+        return stored
+
+    def _insert(self, connection, rows: list[dict], generation: str | None) -> bool:
+        """The rows inserted, if `generation` (None: whatever it is) is the database's."""
+        sql, names = self._statement(len(rows), generation is not None)
+        values = {}
+        for number, row in enumerate(rows):
+            for name in _CLICK_COLUMNS:
+                value = row[name]
+                process = self.processors.get(name)
+                values[f"{name}_{number}"] = value if process is None else process(value)
+        values["generation"] = None if generation is None else int(generation)
+        parameters = tuple(values[name] for name in names)
+        try:
+            return connection.driver_connection.execute(sql, parameters).rowcount > 0
+        except sqlite3.Error as error:
+            raise DBAPIError.instance(sql, parameters, error, sqlite3.Error) from error
+
+    def _statement(self, rows: int, checked: bool) -> tuple[str, tuple[str, ...]]:
+        """The SQL and its parameters' names in order, compiled once per shape."""
+        key = (rows, checked)
+        if key not in self.statements:
+            compiled = _insert_clicks(rows, checked).compile(dialect=self.engine.dialect)
+            self.statements[key] = (str(compiled), tuple(compiled.positiontup))
+        return self.statements[key]
+
+
+def _insert_clicks(rows: int, checked: bool):
+    """INSERT ... SELECT of `rows` clicks, their columns bound as "<column>_<n>"; `checked`:
+    only while the database's generation is the bound "generation"."""
+    table = Click.__table__
+    current = links.database_generation()
+    selects = []
+    for number in range(rows):
+        row = select(
+            *(bindparam(f"{name}_{number}", type_=table.c[name].type) for name in _CLICK_COLUMNS)
+        )
+        selects.append(row.where(current == bindparam("generation")) if checked else row)
+    return insert(table).from_select(
+        _CLICK_COLUMNS, selects[0] if rows == 1 else union_all(*selects)
+    )
+
+
+def _session_writing() -> bool:
+    """The request's session holds SQLite's one write lock already (a signed-in visitor was
+    loaded): a transaction of our own would wait for it. (A request with no session yet, the
+    plain click, does not make one to ask.)"""
+    return db.session.registry.has() and db.session().in_transaction()
+
+
 @contextlib.contextmanager
-def _connection() -> Iterator[Connection]:
-    """A connection of its own, outside the request's session: on PostgreSQL in autocommit
-    (each statement its own transaction: no BEGIN or COMMIT round trips, nothing to roll back
-    at teardown); on SQLite a transaction, which takes the write lock at BEGIN as every other
-    writer does (core/database.py)."""
+def _reading() -> Iterator[Connection]:
+    """A connection that only reads: on PostgreSQL in autocommit (no BEGIN or ROLLBACK round
+    trips), on SQLite beside the writer (core/database.py)."""
     engine = db.engine
     if engine.dialect.name == "postgresql":
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             yield connection
-    elif db.session.registry.has() and db.session().in_transaction():
-        # The request's session already holds SQLite's one write lock (a signed-in visitor
-        # was loaded): a connection of our own would wait for it. Write in its transaction.
-        # (A request with no session yet, the plain click, does not make one to ask.)
+    else:
+        with reading_only(), engine.connect() as connection:
+            yield connection
+
+
+@contextlib.contextmanager
+def _connection() -> Iterator[Connection]:
+    """Where a click is written when it is not batched: on PostgreSQL a connection of its own
+    in autocommit (each statement its own transaction, nothing to roll back at teardown); on
+    SQLite the request's session, which holds the write lock already (`_session_writing`)."""
+    if db.engine.dialect.name == "postgresql":
+        with _reading() as connection:  # autocommit: the INSERT commits itself
+            yield connection
+    else:
         yield db.session.connection()
         db.session.commit()
-    else:
-        # A writing transaction: it takes its turn for SQLite's lock (core/sqlite_turns.py).
-        with engine.begin() as connection:
-            yield connection
 
 
 _STREAM_COLUMNS = (
@@ -502,17 +628,15 @@ _CLICK_COLUMNS = (*_STREAM_COLUMNS, "created_at", "queue_id")  # the keys of Vis
 # the click, and the click only while the database's generation is the caller's.
 _DATABASE_GENERATION = select(links.database_generation())
 _INSERT_CLICK = insert(Click.__table__)
-_INSERT_CLICK_IF_CURRENT = (
-    insert(Click.__table__)
-    .from_select(
-        _CLICK_COLUMNS,
-        select(
-            *(bindparam(name, type_=Click.__table__.c[name].type) for name in _CLICK_COLUMNS)
-        ).where(links.database_generation() == bindparam("generation")),
-    )
-    # RETURNING says whether a row went in (psycopg gives no rowcount for INSERT ... SELECT).
-    .returning(Click.__table__.c.id)
+# SQLite's batches: executemany, whose rowcount (SQLite gives one) says what went in.
+_INSERT_CLICKS_IF_CURRENT = insert(Click.__table__).from_select(
+    _CLICK_COLUMNS,
+    select(*(bindparam(name, type_=Click.__table__.c[name].type) for name in _CLICK_COLUMNS)).where(
+        links.database_generation() == bindparam("generation")
+    ),
 )
+# RETURNING says whether a row went in (psycopg gives no rowcount for INSERT ... SELECT).
+_INSERT_CLICK_IF_CURRENT = _INSERT_CLICKS_IF_CURRENT.returning(Click.__table__.c.id)
 
 
 def _stream_fields(columns: dict) -> dict[str, str]:

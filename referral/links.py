@@ -21,7 +21,7 @@ from dataclasses import astuple, dataclass, fields
 from datetime import UTC, datetime
 
 from flask import current_app
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, func, literal_column, select
 from sqlalchemy.engine import Connection
 
 from core.database import after_commit, dialect_insert
@@ -168,7 +168,8 @@ _COLUMNS = (
 
 def database_generation():
     """The database's generation as a scalar subquery (0 while its row is missing)."""
-    return func.coalesce(select(LinkCacheGeneration.value).scalar_subquery(), 0)
+    # The 0 written out, not bound: the clicks' raw statement binds only what it names.
+    return func.coalesce(select(LinkCacheGeneration.value).scalar_subquery(), literal_column("0"))
 
 
 # Built once: SQLAlchemy keeps a statement's cache key with it, and building this select and

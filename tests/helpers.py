@@ -239,17 +239,48 @@ def scheme_seen(base_url: str) -> str:
 
 
 def statements_during(app, action) -> list[str]:
-    """The SQL statements the app sent while `action()` ran (e.g. a request)."""
+    """The SQL statements the app sent while `action()` ran (e.g. a request). On SQLite, a
+    connection taken from the pool during `action()` is watched through SQLite's own trace,
+    so a statement sent on the DBAPI connection without SQLAlchemy's execution layer (the
+    batched clicks) is seen too; as SQLAlchemy's events, it leaves out COMMIT, ROLLBACK,
+    savepoints and triggers."""
     seen: list[str] = []
-
-    def remember(_conn, _cursor, statement, *_args):
-        seen.append(statement)
-
+    traced: set[int] = set()  # the DBAPI connections SQLite's trace reports on
+    traced_last: list[str] = []
     with app.app_context():
         engine = db.engine
-    event.listen(engine, "before_cursor_execute", remember)
+
+    def remember(connection, _cursor, statement, *_args):
+        if id(connection.connection.dbapi_connection) not in traced:
+            seen.append(statement)
+
+    def remember_traced(statement: str) -> None:
+        # Python's callback reports a statement again at the start of each trigger it runs.
+        again = traced_last[-1:] == [statement]
+        traced_last[:] = [statement]
+        if not again and not statement.lstrip().upper().startswith(_NOT_SENT_AS_STATEMENTS):
+            seen.append(statement)
+
+    def trace(dbapi_connection, _record, _proxy):
+        traced.add(id(dbapi_connection))
+        dbapi_connection.set_trace_callback(remember_traced)
+
+    def untrace(dbapi_connection, _record):
+        traced.discard(id(dbapi_connection))
+        dbapi_connection.set_trace_callback(None)
+
+    watching = [(engine, "before_cursor_execute", remember)]
+    if engine.dialect.name == "sqlite":
+        watching += [(engine.pool, "checkout", trace), (engine.pool, "checkin", untrace)]
+    for target, name, listener in watching:
+        event.listen(target, name, listener)
     try:
         action()
     finally:
-        event.remove(engine, "before_cursor_execute", remember)
+        for target, name, listener in watching:
+            event.remove(target, name, listener)
     return seen
+
+
+# What SQLite's trace reports that SQLAlchemy's before_cursor_execute does not.
+_NOT_SENT_AS_STATEMENTS = ("--", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")

@@ -180,21 +180,15 @@ def _in_a_thread(work) -> tuple[threading.Thread, dict]:
     return thread, answer
 
 
-@pytest.mark.parametrize("what", ["click", "signup"])
 def test_writers_of_other_processes_take_turns_on_a_lock_file_beside_the_database(
-    app, make_participant, what
+    app, make_participant
 ):
     """Another gunicorn worker is writing: this request waits for its turn on the file (not
     in SQLite's busy handler, which polls in steps up to 100 ms) and is stored once the other
     one ends."""
-    alice = make_participant("Alice Zimmer")
     visitor = app.test_client()
-    work = {
-        "click": lambda: visitor.get(f"/r/{alice['code']}"),
-        "signup": lambda: _sign_up(visitor, "bob@example.com"),
-    }[what]
     with another_process_writing(app):
-        thread, answer = _in_a_thread(work)
+        thread, answer = _in_a_thread(lambda: _sign_up(visitor, "bob@example.com"))
         time.sleep(HOLD_SECONDS)
         assert "response" not in answer  # its turn has not come
     started = time.monotonic()
@@ -203,11 +197,22 @@ def test_writers_of_other_processes_take_turns_on_a_lock_file_beside_the_databas
 
     assert answer["response"].status_code == 302
     with app.app_context():
-        stored = {
-            "click": select(func.count()).select_from(Click),
-            "signup": select(func.count()).where(User.email == "bob@example.com"),
-        }[what]
-        assert db.session.scalar(stored) == 1
+        assert db.session.scalar(select(func.count()).where(User.email == "bob@example.com")) == 1
+
+
+def test_a_click_takes_no_turn_its_one_statement_holds_sqlites_lock_alone(app, make_participant):
+    """A click is one INSERT, its own transaction, holding SQLite's lock only while SQLite
+    runs it: it does not wait for a turn another process holds while that one has not yet
+    asked SQLite for the lock (it waits for SQLite's lock itself:
+    test_a_click_on_a_link_waits_for_the_writer_and_is_stored)."""
+    alice = make_participant("Alice Zimmer")
+    visitor = app.test_client()
+    with another_process_writing(app):
+        thread, answer = _in_a_thread(lambda: visitor.get(f"/r/{alice['code']}"))
+        thread.join(QUICK_SECONDS)
+        assert answer["response"].status_code == 302
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Click)) == 1
 
 
 def test_a_writer_waiting_past_the_busy_timeout_gets_a_503_and_nothing_is_stored(
