@@ -6,7 +6,9 @@
 """
 
 import functools
+import re
 import secrets
+import time
 from datetime import UTC, datetime
 
 from flask import after_this_request, current_app, g, request
@@ -37,15 +39,28 @@ def _serializer_for(secret_key: str | bytes) -> URLSafeTimedSerializer:
 
 
 def _cookie(name: str, value: str, max_age: int) -> str:
-    """A Set-Cookie header value, as a response's set_cookie would write it."""
+    """A Set-Cookie header value, as a response's set_cookie would write it. Its attributes
+    (the expiry date, to the second) are made once a second, and a value of the plain
+    characters our cookies hold needs no quoting: a click sets two cookies, and writing each
+    in full was a tenth of its CPU."""
+    secure = current_app.config["SESSION_COOKIE_SECURE"]
+    if not _PLAIN_VALUE.fullmatch(value):
+        return _dump(name, value, max_age, secure)
+    return f"{name}={value}{_attributes(max_age, secure, int(time.time()))}"
+
+
+_PLAIN_VALUE = re.compile(r"[A-Za-z0-9._-]*")  # ids and signed values: no quoting needed
+
+
+@functools.lru_cache(maxsize=8)  # the current second's, per lifetime and Secure
+def _attributes(max_age: int, secure: bool, _second: int) -> str:
+    cookie = _dump("x", "", max_age, secure)
+    return cookie[len("x=") :]
+
+
+def _dump(name: str, value: str, max_age: int, secure: bool) -> str:
     return dump_cookie(
-        name,
-        value,
-        max_age=max_age,
-        path="/",
-        httponly=True,
-        samesite="Lax",
-        secure=current_app.config["SESSION_COOKIE_SECURE"],
+        name, value, max_age=max_age, path="/", httponly=True, samesite="Lax", secure=secure
     )
 
 

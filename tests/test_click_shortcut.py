@@ -6,6 +6,7 @@ import secrets
 
 import pytest
 from sqlalchemy import select
+from werkzeug.http import dump_cookie
 from werkzeug.test import Client
 
 from extensions import db
@@ -293,3 +294,23 @@ def test_every_request_hook_of_the_app_is_accounted_for(app):
         app.url_value_preprocessors,
     ):
         assert not hooks.get("referral")
+
+
+@pytest.mark.parametrize(
+    "value", ["0123456789abcdef", "eyJjb2RlIjoiQUxJQ0UifQ.Z1s2.x-Y_z", 'a "quoted" one']
+)
+def test_a_cookie_is_written_as_werkzeug_writes_it(app, value):
+    """The click's cookies are written with their attributes made once a second: each is
+    still exactly what Werkzeug's dump_cookie gives (a value that needs quoting, quoted)."""
+    with app.test_request_context():
+        secure = app.config["SESSION_COOKIE_SECURE"]
+
+        def werkzeugs():
+            return dump_cookie(
+                "il_x", value, max_age=3600, path="/", httponly=True, samesite="Lax", secure=secure
+            )
+
+        before = werkzeugs()
+        written = attribution._cookie("il_x", value, 3600)
+        after = werkzeugs()
+    assert written in {before, after}  # the same second as one of them
