@@ -35,7 +35,7 @@ class GroupCommit(Generic[Item, Outcome]):
     """`write(items)` stores a batch in one transaction and returns one outcome per item."""
 
     def __init__(self, write: Callable[[Sequence[Item]], Sequence[Outcome]]) -> None:
-        self._write = write
+        self.write = write
         self._lock = threading.Lock()
         self._waiting: list[_Waiting[Item, Outcome]] = []
         self._writing = False
@@ -60,7 +60,7 @@ class GroupCommit(Generic[Item, Outcome]):
         with self._lock:
             batch, self._waiting = self._waiting, []
         try:
-            outcomes = self._write([waiting.item for waiting in batch])
+            outcomes = self.write([waiting.item for waiting in batch])
         except BaseException as error:
             for waiting in batch:
                 waiting.error = error

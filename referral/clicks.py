@@ -41,9 +41,10 @@ from typing import NoReturn, Protocol
 import redis
 from flask import Flask, current_app
 from redis.exceptions import NoScriptError, RedisError, ResponseError
-from sqlalchemy import bindparam, insert, select, union_all
+from sqlalchemy import bindparam, event, insert, select, union_all
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import PoolProxiedConnection
 
 from core import counters
 from core.clients import ip_prefix
@@ -509,12 +510,17 @@ class _SqliteClickWriter:
     between statements, which on a busy worker was ten times the statement itself. The rare
     click that finds another writer mid-transaction waits in SQLite's busy handler.
 
-    Written on the pool's DBAPI connection, as SQLAlchemy would send it (the statement
-    compiled from `_insert_clicks` and the columns' own bind processing), without
-    SQLAlchemy's execution layer, which cost more CPU than SQLite's insert."""
+    Written as SQLAlchemy would send it (the statement compiled from `_insert_clicks`, the
+    columns' own bind processing) on a DBAPI connection of the writer's own, taken from the
+    pool once per process and kept out of it (GroupCommit runs one batch at a time):
+    SQLAlchemy's execution layer, and a checkout and checkin of the pool per batch, each cost
+    more CPU than SQLite's insert. It is closed when the engine is disposed of, or after an
+    error (the next batch opens another)."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._own: tuple[int, PoolProxiedConnection] | None = None  # (process id, connection)
+        event.listen(engine, "engine_disposed", lambda _engine: self.close())
         table = Click.__table__
         processors = {
             name: table.c[name].type.bind_processor(engine.dialect) for name in _CLICK_COLUMNS
@@ -527,7 +533,7 @@ class _SqliteClickWriter:
         for index, (_columns, generation) in enumerate(batch):
             by_generation.setdefault(generation, []).append(index)
         stored = [False] * len(batch)
-        connection = self.engine.raw_connection()
+        connection = self.connection()
         try:
             for generation, indexes in by_generation.items():
                 for first in range(0, len(indexes), BATCH_ROWS):
@@ -536,9 +542,23 @@ class _SqliteClickWriter:
                     inserted = self._insert(connection, rows, generation)
                     for index in chunk:
                         stored[index] = inserted
-        finally:
-            connection.close()
+        except BaseException:
+            self.close()
+            raise
         return stored
+
+    def connection(self) -> PoolProxiedConnection:
+        """This process's connection (one inherited through fork is the parent's: not used)."""
+        if self._own is None or self._own[0] != os.getpid():
+            connection = self.engine.raw_connection()
+            connection.detach()
+            self._own = (os.getpid(), connection)
+        return self._own[1]
+
+    def close(self) -> None:
+        own, self._own = self._own, None
+        if own is not None and own[0] == os.getpid():
+            own[1].close()
 
     def _insert(self, connection, rows: list[dict], generation: str | None) -> bool:
         """The rows inserted, if `generation` (None: whatever it is) is the database's."""
@@ -552,7 +572,7 @@ class _SqliteClickWriter:
         values["generation"] = None if generation is None else int(generation)
         parameters = tuple(values[name] for name in names)
         try:
-            return connection.driver_connection.execute(sql, parameters).rowcount > 0
+            return connection.dbapi_connection.execute(sql, parameters).rowcount > 0
         except sqlite3.Error as error:
             raise DBAPIError.instance(sql, parameters, error, sqlite3.Error) from error
 

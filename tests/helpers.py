@@ -270,8 +270,13 @@ def statements_during(app, action) -> list[str]:
         dbapi_connection.set_trace_callback(None)
 
     watching = [(engine, "before_cursor_execute", remember)]
+    # The clicks' writer keeps a connection of its own, out of the pool (referral/clicks.py).
+    batches = app.extensions.get("click_batches")
+    own = batches.write.connection().dbapi_connection if batches is not None else None
     if engine.dialect.name == "sqlite":
         watching += [(engine.pool, "checkout", trace), (engine.pool, "checkin", untrace)]
+        if own is not None:
+            trace(own, None, None)
     for target, name, listener in watching:
         event.listen(target, name, listener)
     try:
@@ -279,6 +284,8 @@ def statements_during(app, action) -> list[str]:
     finally:
         for target, name, listener in watching:
             event.remove(target, name, listener)
+        if own is not None:
+            untrace(own, None)
     return seen
 
 
