@@ -5,6 +5,7 @@
   or edited; it is trusted only within the program's attribution window.
 """
 
+import base64
 import functools
 import re
 import secrets
@@ -16,7 +17,7 @@ from flask.sessions import SecureCookieSessionInterface
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from werkzeug.http import dump_cookie
 
-from referral.codes import normalize_code
+from referral.codes import MAX_LENGTH, normalize_code
 
 VISITOR_COOKIE = "il_vid"
 ATTRIBUTION_COOKIE = "il_ref"
@@ -137,9 +138,15 @@ def _signer_for(secret_key: str | bytes):
     return _serializer_for(secret_key).make_signer()
 
 
-@functools.lru_cache(maxsize=4096)  # the codes clicked lately
 def _payload_of(code: str) -> bytes:
-    return _serializer_for("").dump_payload({"code": code})  # the same for any key
+    """`dump_payload({"code": code})`, written directly for a code of the stored form: its
+    letters and digits need no JSON escaping, and a payload that short never compresses
+    (zlib's framing outweighs any repeat in 8 characters), so it is the compact JSON in
+    URL-safe base64 without padding (tests/test_click_shortcut.py holds it to the
+    serializer's own)."""
+    if len(code) > MAX_LENGTH:
+        return _serializer_for("").dump_payload({"code": code})  # the same for any key
+    return base64.urlsafe_b64encode(b'{"code":"%s"}' % code.encode()).rstrip(b"=")
 
 
 def set_attribution_cookie(response, code: str, window_days: int):

@@ -314,3 +314,14 @@ def test_a_cookie_is_written_as_werkzeug_writes_it(app, value):
         written = attribution._cookie("il_x", value, 3600)
         after = werkzeugs()
     assert written in {before, after}  # the same second as one of them
+
+
+@pytest.mark.parametrize(
+    "code", ["AB3K9Z", "2222222", "ZZZZZZZZ", "2Z2Z2Z2Z", "SPRINGTIME-2026-" * 3]
+)
+def test_a_codes_signed_payload_is_the_serializers_own(code):
+    """Written directly for a code of the stored form (the most repetitive ones included,
+    which a longer text would have compressed), by the serializer for anything longer."""
+    assert attribution._payload_of(code) == attribution._serializer_for("k").dump_payload(
+        {"code": code}
+    )
