@@ -132,6 +132,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.add_template_global(program_text, "program_text")  # a program's texts, per language
     register_commands(app)
     click_shortcut.install(app)  # before ProxyFix: it reads the address ProxyFix corrects
+    app.wsgi_app = app.extensions["requests_in_flight"].counting(app.wsgi_app)
     trust_proxies(app)
     register_quick_exit()
     return app

@@ -31,6 +31,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -219,11 +220,13 @@ def measure(
     rounds: int,
     warm_up: int = WARM_UP_REQUESTS,
     prefer_async: bool = False,
+    after_real: Callable[[], None] | None = None,
 ):
     """Warm both servers up (`warm_up` ignored events each), then `rounds` alternating pairs,
     each sending the next share of the deliveries to InviteLoop and the same share to the bare
-    app (`Prefer: respond-async` on each with `prefer_async`). Returns the figure, and
-    InviteLoop's and the bare app's answers of all rounds."""
+    app (`Prefer: respond-async` on each with `prefer_async`); `after_real` runs, untimed,
+    after each of InviteLoop's rounds. Returns the figure, and InviteLoop's and the bare app's
+    answers of all rounds."""
     for base in (pair.real, pair.bare):
         send(base, warm_up_deliveries(warm_up), senders, "warm-up", prefer_async)
     share = -(-len(deliveries) // rounds)
@@ -234,6 +237,8 @@ def measure(
     def run(base_url: str, target: str) -> harness.Round:
         result = send(base_url, next(left[target]), senders, target, prefer_async)
         results[target].append(result)
+        if target == "real" and after_real is not None:
+            after_real()
         return result.as_round()
 
     figure = harness.interleaved(pair, run, len(parts))
@@ -277,6 +282,27 @@ def process_queued(url: str) -> int:
             while ran := tasks.process_events.run():
                 processed += ran
             return processed
+    finally:
+        _dispose(app)
+
+
+def wait_until_processed(url: str, patience: float = 300.0) -> None:
+    """Wait while the server's own event runner (the embedded default: no broker) works
+    through the events it acknowledged, so that work does not run into the bare app's round."""
+    app = make_app(url)
+    deadline = time.monotonic() + patience
+    try:
+        while True:
+            with app.app_context():
+                queued = db.session.scalar(
+                    select(func.count()).where(EventInbox.processed_at.is_(None))
+                )
+                db.session.remove()
+            if not queued:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{queued} events still queued after {patience:.0f} s")
+            time.sleep(0.1)
     finally:
         _dispose(app)
 

@@ -166,8 +166,17 @@ def http_figures(url, backend, label, data, plan: Plan, outcome: Outcome, seed_v
         event_figure, inviteloop, _bare = events.measure(
             pair, deliveries, 16, plan.rounds, warm_up=plan.event_warm_up
         )
+        # Without a broker the server processes what it acknowledged by itself (its event
+        # runner): that work is done before the bare app's round, not during it.
+        drained = functools.partial(events.wait_until_processed, url) if not redis_url else None
         async_figure, async_inviteloop, _bare = events.measure(
-            pair, async_deliveries, 16, plan.rounds, warm_up=0, prefer_async=True
+            pair,
+            async_deliveries,
+            16,
+            plan.rounds,
+            warm_up=0,
+            prefer_async=True,
+            after_real=drained,
         )
         memory = harness.worker_memory(pair.real)
     # The server has stopped: its access log is complete, every click it acknowledged stored.

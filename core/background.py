@@ -65,3 +65,32 @@ class BackgroundLoop:
                     self._run()
             except Exception:  # noqa: BLE001 - a database outage: try again on the next poll
                 log.exception("%s: could not run", self.name)
+
+
+class RequestsInFlight:
+    """How many requests this process is serving, so background work can give way to them."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._changed = threading.Condition()
+
+    def counting(self, wsgi_app):
+        """`wsgi_app`, each request counted from its start until its body is returned."""
+
+        def counted(environ, start_response):
+            with self._changed:
+                self._count += 1
+            try:
+                return wsgi_app(environ, start_response)
+            finally:
+                with self._changed:
+                    self._count -= 1
+                    if not self._count:
+                        self._changed.notify_all()
+
+        return counted
+
+    def wait_for_none(self, seconds: float) -> bool:
+        """True once no request is in flight; False if `seconds` passed first."""
+        with self._changed:
+            return self._changed.wait_for(lambda: not self._count, timeout=seconds)

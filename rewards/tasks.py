@@ -10,11 +10,12 @@ outbox (core/outbox.py), which also schedules the retries.
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 
 from flask import Flask, current_app
 from sqlalchemy import select, update
 
-from core.background import BackgroundLoop
+from core.background import BackgroundLoop, RequestsInFlight
 from core.database import after_commit
 from core.errors import DomainError, status_text
 from core.jobs import job
@@ -70,6 +71,8 @@ def retry_webhooks() -> int:
 EVENT_BATCH = 20
 # A run stops after this long even if events keep coming; the next hint or beat goes on.
 EVENT_BUDGET_SECONDS = 10.0
+# How long the embedded event runner waits for a moment without requests before each batch.
+EVENT_YIELD_SECONDS = 1.0
 # Unexpected failures of one event before it is answered as the server error it keeps being.
 EVENT_MAX_ATTEMPTS = 5
 
@@ -79,10 +82,16 @@ def process_events(max_batches: int | None = None) -> int:
     """Process the queued events, batch after batch (at most `max_batches`); beat runs it
     every few seconds and a 202 asks for a run after its commit. Returns how many were
     processed."""
+    return _process_batches(max_batches)
+
+
+def _process_batches(
+    max_batches: int | None = None, batch_size: Callable[[], int] = lambda: EVENT_BATCH
+) -> int:
     processed, batches = 0, 0
     deadline = time.monotonic() + EVENT_BUDGET_SECONDS
     while time.monotonic() < deadline and (max_batches is None or batches < max_batches):
-        done, more = process_event_batch()
+        done, more = process_event_batch(batch_size())
         processed += done
         batches += 1
         if not more:
@@ -191,9 +200,22 @@ def event_runner(app: Flask) -> BackgroundLoop:
 
 def init_event_runner(app: Flask) -> None:
     """Give the app its event runner; in thread mode every request makes sure it runs, so
-    events left queued by a previous process are processed once this one serves."""
+    events left queued by a previous process are processed once this one serves. The runner
+    gives way to the process's requests: it takes a batch once none is in flight, and a
+    single event if EVENT_YIELD_SECONDS pass without such a moment (on SQLite a batch holds
+    the one write lock, which every 202 needs). A rush of events is acknowledged at the pace
+    of its 202s and processed as the rush allows, at least an event a second per process;
+    the rest follows once it is over."""
+    in_flight = app.extensions["requests_in_flight"] = RequestsInFlight()
+
+    def batch_size() -> int:
+        return EVENT_BATCH if in_flight.wait_for_none(EVENT_YIELD_SECONDS) else 1
+
+    def process_giving_way() -> int:
+        return _process_batches(batch_size=batch_size)
+
     app.extensions["event_runner"] = BackgroundLoop(
-        app, "event-runner", process_events.run, EVENT_POLL_SECONDS
+        app, "event-runner", process_giving_way, EVENT_POLL_SECONDS
     )
     if app.config["OUTBOX_DELIVERY"] == "thread":
         app.before_request(app.extensions["event_runner"].ensure_started)

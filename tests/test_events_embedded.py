@@ -2,10 +2,13 @@
 the 202 goes out without waiting for the event's processing, and the process's event runner,
 a thread of its own woken by the commit, processes it right after."""
 
+import threading
 import time
+from contextlib import contextmanager
 
 import pytest
 
+from rewards import tasks
 from tests.events_api import SECRET, purchase
 from tests.test_events_async import ASYNC, rewards_per_order, send, signed_get
 
@@ -46,3 +49,52 @@ def test_the_202_leaves_at_once_and_the_event_runner_processes_the_event(
     assert status["status"] == "processed"
     assert status["outcome"] == {"outcome": "accepted", "reason": None}
     assert rewards_per_order(app) == {"order-1": 2}
+
+
+@contextmanager
+def a_request_in_flight(app):
+    """A request this process is serving until the block ends (a slow page, say)."""
+    let_go = threading.Event()
+    served = app.extensions["requests_in_flight"].counting(
+        lambda _environ, _start: [let_go.wait(30)]
+    )
+    request = threading.Thread(target=served, args=({}, None))
+    request.start()
+    try:
+        yield
+    finally:
+        let_go.set()
+        request.join(30)
+
+
+def test_the_runner_gives_way_to_requests_and_goes_on_once_none_is_in_flight(
+    app, client, make_participant, monkeypatch
+):
+    monkeypatch.setattr(tasks, "EVENT_YIELD_SECONDS", 30)  # no event taken regardless
+    rita = make_participant("Rita Referrer")
+    with a_request_in_flight(app):
+        answer = send(client, purchase("newbie@example.com", ref_code=rita["code"]), ASYNC)
+        assert answer.status_code == 202
+        time.sleep(0.5)  # the runner was woken by the commit, and waits
+        assert signed_get(client, answer.headers["Location"]).get_json()["status"] == "queued"
+    status = _outcome_when_processed(client, answer.headers["Location"])
+    assert status["outcome"] == {"outcome": "accepted", "reason": None}
+
+
+def test_a_runner_that_never_finds_a_quiet_moment_still_takes_an_event_at_a_time(
+    app, client, make_participant, monkeypatch
+):
+    monkeypatch.setattr(tasks, "EVENT_YIELD_SECONDS", 0.2)
+    rita = make_participant("Rita Referrer")
+    with a_request_in_flight(app):
+        answers = [
+            send(
+                client,
+                purchase(f"buyer{n}@example.com", f"order-{n}", ref_code=rita["code"]),
+                ASYNC,
+            )
+            for n in range(3)
+        ]
+        outcomes = [_outcome_when_processed(client, a.headers["Location"]) for a in answers]
+        assert [o["status"] for o in outcomes] == ["processed"] * 3  # all while still busy
+    assert rewards_per_order(app) == {f"order-{n}": 2 for n in range(3)}
