@@ -74,23 +74,36 @@ class RequestsInFlight:
         self._count = 0
         self._changed = threading.Condition()
 
-    def counting(self, wsgi_app):
+    def counting(self, wsgi_app) -> "_Counted":
         """`wsgi_app`, each request counted from its start until its body is returned."""
+        return _Counted(wsgi_app, self)
 
-        def counted(environ, start_response):
-            with self._changed:
-                self._count += 1
-            try:
-                return wsgi_app(environ, start_response)
-            finally:
-                with self._changed:
-                    self._count -= 1
-                    if not self._count:
-                        self._changed.notify_all()
+    def enter(self) -> None:
+        with self._changed:
+            self._count += 1
 
-        return counted
+    def leave(self) -> None:
+        with self._changed:
+            self._count -= 1
+            if not self._count:
+                self._changed.notify_all()
 
     def wait_for_none(self, seconds: float) -> bool:
         """True once no request is in flight; False if `seconds` passed first."""
         with self._changed:
             return self._changed.wait_for(lambda: not self._count, timeout=seconds)
+
+
+class _Counted:
+    """WSGI middleware (its app in `app`, as Werkzeug's have it) counting requests in flight."""
+
+    def __init__(self, app, in_flight: RequestsInFlight) -> None:
+        self.app = app
+        self.in_flight = in_flight
+
+    def __call__(self, environ, start_response):
+        self.in_flight.enter()
+        try:
+            return self.app(environ, start_response)
+        finally:
+            self.in_flight.leave()

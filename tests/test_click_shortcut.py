@@ -72,7 +72,8 @@ class HandedOver:
 
     def __init__(self, app):
         self.shortcut = app.wsgi_app
-        assert isinstance(self.shortcut, click_shortcut.ClickShortcut)
+        while not isinstance(self.shortcut, click_shortcut.ClickShortcut):
+            self.shortcut = self.shortcut.app  # the middleware in front of it
         self.app_cycle = self.shortcut.behind
         self.count = 0
 
