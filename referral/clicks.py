@@ -67,6 +67,7 @@ ATTEMPTS = 3
 MOVE_BATCH = 500
 # Clicks per INSERT on SQLite, far below its limit on a compound SELECT's terms (500).
 BATCH_ROWS = 32
+WRITER_CACHE_KIB = 256  # the page cache of the SQLite clicks' writer
 # One mover run stops after this long even if clicks keep coming; beat starts the next.
 MOVE_BUDGET_SECONDS = 10.0
 MOVER_GROUP = "movers"
@@ -552,6 +553,8 @@ class _SqliteClickWriter:
         if self._own is None or self._own[0] != os.getpid():
             connection = self.engine.raw_connection()
             connection.detach()
+            # It only appends, and any other writer empties its cache (WAL): a small one.
+            connection.dbapi_connection.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
             self._own = (os.getpid(), connection)
         return self._own[1]
 
