@@ -240,43 +240,25 @@ def scheme_seen(base_url: str) -> str:
 
 def statements_during(app, action) -> list[str]:
     """The SQL statements the app sent while `action()` ran (e.g. a request). On SQLite, a
-    connection taken from the pool during `action()` is watched through SQLite's own trace,
-    so a statement sent on the DBAPI connection without SQLAlchemy's execution layer (the
-    batched clicks) is seen too; as SQLAlchemy's events, it leaves out COMMIT, ROLLBACK,
-    savepoints and triggers."""
+    connection taken from the pool during `action()`, and the clicks' writer's own
+    (referral/clicks.py), are watched through SQLite's own trace, so a statement sent on the
+    DBAPI connection without SQLAlchemy's execution layer is seen too."""
     seen: list[str] = []
-    traced: set[int] = set()  # the DBAPI connections SQLite's trace reports on
-    traced_last: list[str] = []
     with app.app_context():
         engine = db.engine
+    trace = _SqliteTrace(seen)
 
     def remember(connection, _cursor, statement, *_args):
-        if id(connection.connection.dbapi_connection) not in traced:
+        if id(connection.connection.dbapi_connection) not in trace.traced:
             seen.append(statement)
-
-    def remember_traced(statement: str) -> None:
-        # Python's callback reports a statement again at the start of each trigger it runs.
-        again = traced_last[-1:] == [statement]
-        traced_last[:] = [statement]
-        if not again and not statement.lstrip().upper().startswith(_NOT_SENT_AS_STATEMENTS):
-            seen.append(statement)
-
-    def trace(dbapi_connection, _record, _proxy):
-        traced.add(id(dbapi_connection))
-        dbapi_connection.set_trace_callback(remember_traced)
-
-    def untrace(dbapi_connection, _record):
-        traced.discard(id(dbapi_connection))
-        dbapi_connection.set_trace_callback(None)
 
     watching = [(engine, "before_cursor_execute", remember)]
-    # The clicks' writer keeps a connection of its own, out of the pool (referral/clicks.py).
     batches = app.extensions.get("click_batches")
     own = batches.write.connection().dbapi_connection if batches is not None else None
     if engine.dialect.name == "sqlite":
-        watching += [(engine.pool, "checkout", trace), (engine.pool, "checkin", untrace)]
+        watching += [(engine.pool, "checkout", trace.start), (engine.pool, "checkin", trace.stop)]
         if own is not None:
-            trace(own, None, None)
+            trace.start(own)
     for target, name, listener in watching:
         event.listen(target, name, listener)
     try:
@@ -285,9 +267,32 @@ def statements_during(app, action) -> list[str]:
         for target, name, listener in watching:
             event.remove(target, name, listener)
         if own is not None:
-            untrace(own, None)
+            trace.stop(own)
     return seen
 
 
-# What SQLite's trace reports that SQLAlchemy's before_cursor_execute does not.
-_NOT_SENT_AS_STATEMENTS = ("--", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
+class _SqliteTrace:
+    """Statements as SQLite ran them on the DBAPI connections it is started on; like
+    SQLAlchemy's events, it leaves out COMMIT, ROLLBACK, savepoints and triggers."""
+
+    # What SQLite's trace reports that SQLAlchemy's before_cursor_execute does not.
+    NOT_SENT_AS_STATEMENTS = ("--", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
+
+    def __init__(self, seen: list[str]) -> None:
+        self.seen = seen
+        self.traced: set[int] = set()  # the DBAPI connections reported on
+        self.last: str | None = None
+
+    def start(self, dbapi_connection, *_args) -> None:
+        self.traced.add(id(dbapi_connection))
+        dbapi_connection.set_trace_callback(self._remember)
+
+    def stop(self, dbapi_connection, *_args) -> None:
+        self.traced.discard(id(dbapi_connection))
+        dbapi_connection.set_trace_callback(None)
+
+    def _remember(self, statement: str) -> None:
+        # Python's callback reports a statement again at the start of each trigger it runs.
+        again, self.last = statement == self.last, statement
+        if not again and not statement.lstrip().upper().startswith(self.NOT_SENT_AS_STATEMENTS):
+            self.seen.append(statement)
