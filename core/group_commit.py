@@ -39,7 +39,6 @@ class GroupCommit(Generic[Item, Outcome]):
         self._lock = threading.Lock()
         self._waiting: list[_Waiting[Item, Outcome]] = []
         self._writing = False
-        self.batches = 0  # transactions written, for the tests and the benchmark's profile
 
     def submit(self, item: Item) -> Outcome:
         """`item`'s outcome once the transaction carrying it has committed; raises what
@@ -68,7 +67,6 @@ class GroupCommit(Generic[Item, Outcome]):
             for waiting, outcome in zip(batch, outcomes, strict=True):
                 waiting.outcome = outcome
         finally:
-            self.batches += 1
             with self._lock:
                 # The next writer is the first request that arrived meanwhile, if any.
                 if self._waiting:
