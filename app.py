@@ -31,6 +31,7 @@ from auth.services import load_user, unauthorized
 from auth.widget import widget_bp
 from config import load_config
 from core import database, jobs
+from core.background import RequestsInFlight
 from core.cli import backup_command, jobs_cli, restore_command
 from core.embedding import FrameAwareSessionInterface
 from core.errors import register_error_handlers
@@ -164,6 +165,8 @@ def register_extensions(app: Flask) -> None:
 
 def register_background_jobs(app: Flask) -> None:
     register_jobs(app, BACKGROUND_JOBS)
+    # Counted by a middleware (create_app): the embedded threads below give way to requests.
+    app.extensions["requests_in_flight"] = RequestsInFlight()
     init_outbox(app)
     rewards_tasks.init_event_runner(app)
     init_click_queue(app)  # and the links' cache it checks against

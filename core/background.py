@@ -67,6 +67,10 @@ class BackgroundLoop:
                 log.exception("%s: could not run", self.name)
 
 
+# How long background work waits for a moment without requests before it takes a single item.
+GIVE_WAY_SECONDS = 1.0
+
+
 class RequestsInFlight:
     """How many requests this process is serving, so background work can give way to them."""
 
@@ -92,6 +96,13 @@ class RequestsInFlight:
         """True once no request is in flight; False if `seconds` passed first."""
         with self._changed:
             return self._changed.wait_for(lambda: not self._count, timeout=seconds)
+
+    def batch_size(self, full: int) -> int:
+        """How much background work to take now: `full` once no request is in flight, a
+        single item when GIVE_WAY_SECONDS pass without such a moment (on SQLite a batch holds
+        the one write lock the requests need), so a rush is served first and its side
+        effects follow as it allows, at least one a second."""
+        return full if self.wait_for_none(GIVE_WAY_SECONDS) else 1
 
 
 class _Counted:

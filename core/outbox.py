@@ -441,9 +441,13 @@ def oldest_due_age(now: datetime | None = None) -> float | None:
 
 
 def drain_everything_due() -> None:
-    """The in-process sender's run (embedded mode): every due row, batch after batch."""
-    while drain() == DRAIN_BATCH:
-        pass
+    """The in-process sender's run (embedded mode): every due row, batch after batch, giving
+    way to the process's requests (RequestsInFlight.batch_size)."""
+    in_flight = current_app.extensions["requests_in_flight"]
+    while True:
+        size = in_flight.batch_size(DRAIN_BATCH)
+        if drain(limit=size) < size:
+            return
 
 
 def sender(app: Flask) -> BackgroundLoop:

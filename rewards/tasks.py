@@ -15,7 +15,7 @@ from collections.abc import Callable
 from flask import Flask, current_app
 from sqlalchemy import select, update
 
-from core.background import BackgroundLoop, RequestsInFlight
+from core.background import BackgroundLoop
 from core.database import after_commit
 from core.errors import DomainError, status_text
 from core.jobs import job
@@ -71,8 +71,6 @@ def retry_webhooks() -> int:
 EVENT_BATCH = 20
 # A run stops after this long even if events keep coming; the next hint or beat goes on.
 EVENT_BUDGET_SECONDS = 10.0
-# How long the embedded event runner waits for a moment without requests before each batch.
-EVENT_YIELD_SECONDS = 1.0
 # Unexpected failures of one event before it is answered as the server error it keeps being.
 EVENT_MAX_ATTEMPTS = 5
 
@@ -201,18 +199,12 @@ def event_runner(app: Flask) -> BackgroundLoop:
 def init_event_runner(app: Flask) -> None:
     """Give the app its event runner; in thread mode every request makes sure it runs, so
     events left queued by a previous process are processed once this one serves. The runner
-    gives way to the process's requests: it takes a batch once none is in flight, and a
-    single event if EVENT_YIELD_SECONDS pass without such a moment (on SQLite a batch holds
-    the one write lock, which every 202 needs). A rush of events is acknowledged at the pace
-    of its 202s and processed as the rush allows, at least an event a second per process;
-    the rest follows once it is over."""
-    in_flight = app.extensions["requests_in_flight"] = RequestsInFlight()
-
-    def batch_size() -> int:
-        return EVENT_BATCH if in_flight.wait_for_none(EVENT_YIELD_SECONDS) else 1
+    gives way to the process's requests (RequestsInFlight.batch_size): a rush of events is
+    acknowledged at the pace of its 202s and processed as the rush allows."""
+    in_flight = app.extensions["requests_in_flight"]
 
     def process_giving_way() -> int:
-        return _process_batches(batch_size=batch_size)
+        return _process_batches(batch_size=lambda: in_flight.batch_size(EVENT_BATCH))
 
     app.extensions["event_runner"] = BackgroundLoop(
         app, "event-runner", process_giving_way, EVENT_POLL_SECONDS

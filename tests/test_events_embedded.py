@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from rewards import tasks
+from core import background
 from tests.events_api import SECRET, purchase
 from tests.test_events_async import ASYNC, rewards_per_order, send, signed_get
 
@@ -70,7 +70,7 @@ def a_request_in_flight(app):
 def test_the_runner_gives_way_to_requests_and_goes_on_once_none_is_in_flight(
     app, client, make_participant, monkeypatch
 ):
-    monkeypatch.setattr(tasks, "EVENT_YIELD_SECONDS", 30)  # no event taken regardless
+    monkeypatch.setattr(background, "GIVE_WAY_SECONDS", 30)  # no event taken regardless
     rita = make_participant("Rita Referrer")
     with a_request_in_flight(app):
         answer = send(client, purchase("newbie@example.com", ref_code=rita["code"]), ASYNC)
@@ -84,7 +84,7 @@ def test_the_runner_gives_way_to_requests_and_goes_on_once_none_is_in_flight(
 def test_a_runner_that_never_finds_a_quiet_moment_still_takes_an_event_at_a_time(
     app, client, make_participant, monkeypatch
 ):
-    monkeypatch.setattr(tasks, "EVENT_YIELD_SECONDS", 0.2)
+    monkeypatch.setattr(background, "GIVE_WAY_SECONDS", 0.2)
     rita = make_participant("Rita Referrer")
     with a_request_in_flight(app):
         answers = [

@@ -5,13 +5,15 @@ reports a backlog. docs/guarantees.md no. 20 and 21.
 The real senders (the in-process thread, Celery, `flask jobs run`) against real servers:
 test_outbox_server.py, test_outbox_faults.py, test_jobs.py."""
 
+import threading
+import time
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import select, update
 
 from config import ConfigError
-from core import outbox
+from core import background, outbox
 from core.jobs import enqueue
 from core.mail import send_email
 from extensions import db
@@ -242,3 +244,47 @@ def test_staff_see_a_dead_message_with_its_error_and_retry_it_after_confirming(a
     assert [message.to for message in take_outbox(app)] == [[ANN]]
     again = client.post(retry, data={"csrf_token": token, "confirm": "y"})
     assert again.status_code == 409  # sent: nothing to retry
+
+
+def test_the_in_process_sender_gives_way_to_requests_one_row_a_moment(app, monkeypatch):
+    """Embedded mode's sender takes its batch when no request is in flight; while one is,
+    a single row each time GIVE_WAY_SECONDS pass, so a rush's emails follow it."""
+    monkeypatch.setattr(background, "GIVE_WAY_SECONDS", 0.5)
+    with app.app_context():
+        for number in range(3):
+            db.session.add(OutboxMessage(job="rewards.send_email", args=[ANN, f"#{number}", "Hi"]))
+        db.session.commit()
+    let_go = threading.Event()
+    busy = threading.Thread(
+        target=app.extensions["requests_in_flight"].counting(
+            lambda _environ, _start: [let_go.wait(30)]
+        ),
+        args=({}, None),
+    )
+    busy.start()
+    sender = threading.Thread(target=lambda: _drain_in(app))
+    try:
+        sender.start()
+        with app.app_context():
+            deadline = time.monotonic() + 10
+            while not _sent():
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            time.sleep(0.2)  # less than the next wait
+            sent_while_busy = _sent()
+    finally:
+        let_go.set()
+        busy.join(30)
+    sender.join(30)
+    assert sent_while_busy == 1  # the next only after another half second
+    with app.app_context():
+        assert _sent() == 3  # the rest at once when the request ended
+
+
+def _sent() -> int:
+    return [row.status for row in rows()].count("sent")
+
+
+def _drain_in(app) -> None:
+    with app.app_context():
+        outbox.drain_everything_due()
