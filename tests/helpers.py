@@ -2,6 +2,8 @@
 through the real services and reading the database. Call them outside an app context."""
 
 import re
+import threading
+from contextlib import contextmanager
 from html.parser import HTMLParser
 from urllib.parse import urlsplit
 
@@ -296,3 +298,20 @@ class _SqliteTrace:
         again, self.last = statement == self.last, statement
         if not again and not statement.lstrip().upper().startswith(self.NOT_SENT_AS_STATEMENTS):
             self.seen.append(statement)
+
+
+@contextmanager
+def a_request_in_flight(app):
+    """A request the app's process is serving until the block ends (a slow page, say), as
+    its embedded background threads see it (core/background.py RequestsInFlight)."""
+    let_go = threading.Event()
+    served = app.extensions["requests_in_flight"].counting(
+        lambda _environ, _start: [let_go.wait(30)]
+    )
+    request = threading.Thread(target=served, args=({}, None))
+    request.start()
+    try:
+        yield
+    finally:
+        let_go.set()
+        request.join(30)

@@ -2,14 +2,13 @@
 the 202 goes out without waiting for the event's processing, and the process's event runner,
 a thread of its own woken by the commit, processes it right after."""
 
-import threading
 import time
-from contextlib import contextmanager
 
 import pytest
 
 from core import background
 from tests.events_api import SECRET, purchase
+from tests.helpers import a_request_in_flight
 from tests.test_events_async import ASYNC, rewards_per_order, send, signed_get
 
 PATIENCE_SECONDS = 10
@@ -49,22 +48,6 @@ def test_the_202_leaves_at_once_and_the_event_runner_processes_the_event(
     assert status["status"] == "processed"
     assert status["outcome"] == {"outcome": "accepted", "reason": None}
     assert rewards_per_order(app) == {"order-1": 2}
-
-
-@contextmanager
-def a_request_in_flight(app):
-    """A request this process is serving until the block ends (a slow page, say)."""
-    let_go = threading.Event()
-    served = app.extensions["requests_in_flight"].counting(
-        lambda _environ, _start: [let_go.wait(30)]
-    )
-    request = threading.Thread(target=served, args=({}, None))
-    request.start()
-    try:
-        yield
-    finally:
-        let_go.set()
-        request.join(30)
 
 
 def test_the_runner_gives_way_to_requests_and_goes_on_once_none_is_in_flight(

@@ -20,7 +20,7 @@ from extensions import db
 from models import AuditLog, OutboxMessage, utcnow
 from tests import factories
 from tests.apps import app_config, other_app
-from tests.helpers import csrf_token, log_in, take_outbox
+from tests.helpers import a_request_in_flight, csrf_token, log_in, take_outbox
 
 ANN = "ann.lee@example.com"
 MAX_ATTEMPTS = 3
@@ -254,27 +254,15 @@ def test_the_in_process_sender_gives_way_to_requests_one_row_a_moment(app, monke
         for number in range(3):
             db.session.add(OutboxMessage(job="rewards.send_email", args=[ANN, f"#{number}", "Hi"]))
         db.session.commit()
-    let_go = threading.Event()
-    busy = threading.Thread(
-        target=app.extensions["requests_in_flight"].counting(
-            lambda _environ, _start: [let_go.wait(30)]
-        ),
-        args=({}, None),
-    )
-    busy.start()
     sender = threading.Thread(target=lambda: _drain_in(app))
-    try:
+    with a_request_in_flight(app), app.app_context():
         sender.start()
-        with app.app_context():
-            deadline = time.monotonic() + 10
-            while not _sent():
-                assert time.monotonic() < deadline
-                time.sleep(0.02)
-            time.sleep(0.2)  # less than the next wait
-            sent_while_busy = _sent()
-    finally:
-        let_go.set()
-        busy.join(30)
+        deadline = time.monotonic() + 10
+        while not _sent():
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        time.sleep(0.2)  # less than the next wait
+        sent_while_busy = _sent()
     sender.join(30)
     assert sent_while_busy == 1  # the next only after another half second
     with app.app_context():
