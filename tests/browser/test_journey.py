@@ -53,7 +53,8 @@ def test_a_participant_invites_friends_and_chooses_their_emails_on_a_phone(site,
     phone.goto("/referral/dashboard")
     phone.get_by_label("Your friends' email addresses").fill("not-an-email, pia@example.com")
     phone.get_by_role("button", name="Send invitations").click()
-    assert phone.get_by_text("These are not email addresses: not-an-email.").is_visible()
+    # The answer to a click is a new page: wait for it, as the visitor would.
+    expect(phone.get_by_text("These are not email addresses: not-an-email.")).to_be_visible()
     assert problems(phone) == []  # the refused form, on its own page
 
     phone.get_by_label("Your friends' email addresses").fill("pia@example.com")
@@ -66,7 +67,7 @@ def test_a_participant_invites_friends_and_chooses_their_emails_on_a_phone(site,
     assert news.is_checked()
     news.uncheck()
     phone.get_by_role("button", name="Save email choices").click()
-    assert phone.get_by_text("Your email choices are saved.").is_visible()
+    expect(phone.get_by_text("Your email choices are saved.")).to_be_visible()
     assert not phone.get_by_role("checkbox", name="News and offers").is_checked()
     assert phone.get_by_role("checkbox", name="Payouts").is_checked()
     assert problems(phone) == []
