@@ -7,103 +7,27 @@ within seconds."""
 import os
 import random
 import signal
-import threading
 import time
 from pathlib import Path
 
 import pytest
-import requests
-from sqlalchemy import func, select
 
 from extensions import db
-from models import Click, User
+from models import User
 from referral import services
 from tests import factories
 from tests.apps import other_app, start_afresh
+from tests.link_load import LOAD_THREADS, Load, code_index, gunicorn_workers, stored_marks
 from tests.server import running_server
 from tests.workers import running_celery
 
 pytestmark = [pytest.mark.server, pytest.mark.slow, pytest.mark.postgres_only]
 
-LOAD_THREADS = 4
 MOVER_KILLS = 2
 # Every acknowledged click must be in the database this soon after the load stops (a move
 # every second; the entries a killed mover held are claimed once idle for 2 s).
 STORED_WITHIN_SECONDS = 8.0
 START_SECONDS = 60.0
-
-
-class Load:
-    """Threads following referral links, each request marked with its own utm_content; the
-    marks of the requests answered 302 are the acknowledged clicks."""
-
-    def __init__(self, base_url: str, codes: list[str]) -> None:
-        self.base_url = base_url
-        self.codes = codes
-        self.acknowledged: list[str] = []
-        self.failed = 0
-        self._stop = threading.Event()
-        self._threads = [
-            threading.Thread(target=self._run, args=(number,)) for number in range(LOAD_THREADS)
-        ]
-
-    def _run(self, number: int) -> None:
-        sent = 0
-        with requests.Session() as browser:
-            while not self._stop.is_set():
-                mark = f"t{number}-{sent}"
-                sent += 1
-                code = self.codes[sent % len(self.codes)]  # see _code_index
-                try:
-                    answer = browser.get(
-                        f"{self.base_url}/r/{code}?utm_content={mark}",
-                        allow_redirects=False,
-                        timeout=5,
-                    )
-                except requests.RequestException:
-                    self.failed += 1  # the worker was killed under it: never acknowledged
-                    continue
-                if answer.status_code == 302:
-                    self.acknowledged.append(mark)
-
-    def __enter__(self):
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *_):
-        self._stop.set()
-        for thread in self._threads:
-            thread.join()
-
-
-def _gunicorn_workers(port: int) -> list[int]:
-    """The worker processes of the gunicorn serving `port`: those holding its listening socket
-    whose parent (the master) holds it too."""
-    listening = _listening_socket_inode(port)
-    holders = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            held = any(
-                os.readlink(fd) == f"socket:[{listening}]" for fd in (entry / "fd").iterdir()
-            )
-            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        if held:
-            holders[int(entry.name)] = parent
-    return [pid for pid, parent in holders.items() if parent in holders]
-
-
-def _listening_socket_inode(port: int) -> str:
-    listen_state = "0A"
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        if fields[1].endswith(f":{port:04X}") and fields[3] == listen_state:
-            return fields[9]
-    raise AssertionError(f"nothing listens on port {port}")
 
 
 def _celery(database_url: str, broker, schedule: Path, settings: dict):
@@ -133,15 +57,6 @@ def _wait_until_ready(mover) -> float:
     return time.monotonic()
 
 
-def _stored_marks(app) -> dict[str, int]:
-    with app.app_context():
-        rows = db.session.execute(
-            select(Click.utm_content, func.count()).group_by(Click.utm_content)
-        ).all()
-        db.session.rollback()
-    return dict(rows)
-
-
 def test_every_acknowledged_click_is_stored_once_through_random_kills(
     postgresql_url, broker, tmp_path
 ):
@@ -164,7 +79,7 @@ def test_every_acknowledged_click_is_stored_once_through_random_kills(
         with Load(base_url, codes) as load:
             for _ in range(MOVER_KILLS):
                 time.sleep(rng.uniform(0.5, 2.0))  # moving a batch a second meanwhile
-                web = _gunicorn_workers(port)
+                web = gunicorn_workers(port)
                 if web:
                     os.kill(rng.choice(web), signal.SIGKILL)
                     kills["web"] += 1
@@ -176,7 +91,7 @@ def test_every_acknowledged_click_is_stored_once_through_random_kills(
         stopped_at = time.monotonic()
         with other_app(postgresql_url) as app:
             while True:
-                stored = _stored_marks(app)
+                stored = stored_marks(app)
                 if all(mark in stored for mark in acknowledged):
                     break
                 if time.monotonic() - stopped_at > STORED_WITHIN_SECONDS:
@@ -196,9 +111,4 @@ def test_every_acknowledged_click_is_stored_once_through_random_kills(
     assert doubled == {}
     assert within < STORED_WITHIN_SECONDS
     # Requests cut off after Redis had their click are stored too, without a 302.
-    assert dashboard_clicks >= sum(1 for mark in acknowledged if _code_index(mark) == 0)
-
-
-def _code_index(mark: str) -> int:
-    """Which of the codes the request marked `mark` followed (Load._run's rotation)."""
-    return (int(mark.rsplit("-", 1)[1]) + 1) % LOAD_THREADS
+    assert dashboard_clicks >= sum(1 for mark in acknowledged if code_index(mark) == 0)
