@@ -94,6 +94,9 @@ DEFAULTS = {
     # (seconds), claiming those a crashed mover left behind after CLICK_CLAIM_SECONDS.
     "CLICK_MOVE_SECONDS": 1,
     "CLICK_CLAIM_SECONDS": 30,
+    # Without Redis, on a SQLite file: clicks are acknowledged once in a journal beside it and
+    # moved to the database every CLICK_MOVE_SECONDS (referral/clicks.py's ClickJournal).
+    "CLICK_JOURNAL": True,
     "OUTBOX_BACKLOG_SECONDS": 300,  # /health: degraded when a due row has waited longer
     "OUTBOX_KEEP_SENT_DAYS": 30,  # sent messages are deleted after this many days (daily)
     # Outbound webhooks.
@@ -199,6 +202,7 @@ _ENV_TYPES = {
     "OUTBOX_SWEEP_SECONDS": int,
     "CLICK_MOVE_SECONDS": int,
     "CLICK_CLAIM_SECONDS": int,
+    "CLICK_JOURNAL": bool,
     "OUTBOX_BACKLOG_SECONDS": int,
     "OUTBOX_KEEP_SENT_DAYS": int,
     "WEBHOOK_DELIVERY_TIMEOUT_SECONDS": int,

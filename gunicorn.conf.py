@@ -198,12 +198,29 @@ def _leave_now(status: int) -> None:
     os._exit(status)
 
 
+def post_worker_init(worker):
+    """The worker's click mover starts now: it moves what workers gone left in the clicks'
+    journal (SQLite without Redis; referral/clicks.py's ClickJournal)."""
+    from referral.clicks import start_click_mover
+
+    start_click_mover(worker.wsgi)
+
+
 def worker_exit(server, worker):
-    """Called while the worker's sys.exit (or an error) is on its way out: keep its status,
-    which tells the master, e.g., that the worker failed to boot."""
+    """Called while the worker's sys.exit (or an error) is on its way out: the clicks it
+    journaled are moved to the database; then its status, which tells the master, e.g.,
+    that the worker failed to boot, is kept."""
     import sys
 
     leaving = sys.exc_info()[1]
+    app = getattr(worker, "wsgi", None)
+    if app is not None:
+        from referral.clicks import close_click_journal
+
+        try:
+            close_click_journal(app)
+        except Exception:  # noqa: BLE001 - the journal stays on disk for the next worker
+            server.log.exception("worker %s: could not move its journaled clicks", worker.pid)
     code = leaving.code if isinstance(leaving, SystemExit) else leaving
     _leave_now(code if isinstance(code, int) else (0 if code is None else 1))
 

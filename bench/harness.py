@@ -75,6 +75,7 @@ def production_settings(redis_url: str | None, **extra: str) -> dict[str, str]:
         "REFERRAL_LINK_LIMITS": UNLIMITED,
         "SIGNUP_LIMITS": UNLIMITED,
         "EVENTS_LIMITS": UNLIMITED,
+        "CLICK_JOURNAL": "true",  # the default (tests' servers turn it off)
     }
     if redis_url:
         settings["REDIS_URL"] = redis_url

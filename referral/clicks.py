@@ -1,9 +1,11 @@
 """A click through a referral link, stored before its 302 leaves: one write, no read.
 
 Without Redis (the embedded default) the click goes straight to the database in one INSERT,
-its code resolved from this process's cache of links (referral/links.py). On SQLite the
-clicks of requests arriving together share that INSERT (core/group_commit.py), which is a
-transaction of its own (`_SqliteClickWriter`).
+its code resolved from this process's cache of links (referral/links.py). On SQLite it is
+appended to the process's journal beside the database instead, and stored in batches by the
+process's mover (`ClickJournal`); when the journal is off or cannot be written, the clicks of
+requests arriving together share that INSERT (core/group_commit.py), which is a transaction
+of its own (`_SqliteClickWriter`).
 With Redis, one script call does it all: it counts the link's rate limits
 (referral/link_limits.py), resolves the code from the link entry Redis keeps for every process
 and appends the click to a Redis stream; the 302 is sent once Redis has it. A code Redis keeps
@@ -25,7 +27,9 @@ Redis unreachable: the click is written directly (with its queue id, so one that
 Redis before the error is not stored twice) and Redis is left alone for RETRY_SECONDS.
 """
 
+import atexit
 import contextlib
+import json
 import logging
 import os
 import socket
@@ -33,24 +37,28 @@ import sqlite3
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import NoReturn, Protocol
 
 import redis
 from flask import Flask, current_app
 from redis.exceptions import NoScriptError, RedisError, ResponseError
-from sqlalchemy import bindparam, event, insert, select, union_all
+from sqlalchemy import bindparam, event, exists, func, insert, literal_column, select, union_all
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import PoolProxiedConnection
 
 from core import counters
+from core.background import BackgroundLoop
 from core.clients import ip_prefix
 from core.database import insert_unless_present, reading_only
 from core.group_commit import GroupCommit
 from core.jobs import job
+from core.journal import Journal
 from extensions import db
 from models import Click, ReferralCode, utcnow
 from referral import links
@@ -179,6 +187,218 @@ class RateLimits(Protocol):
         """Refuse the request: the limit at `index` is used up."""
 
 
+class _Outage:
+    """Where clicks usually go (Redis, the journal) failed: they go straight to the database
+    for RETRY_SECONDS, then it is tried again; a warning at most every
+    WARNING_INTERVAL_SECONDS."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self._until = 0.0
+        self._last_warning = float("-inf")
+
+    def over(self) -> bool:
+        return time.monotonic() >= self._until
+
+    def began(self, error: Exception) -> None:
+        now = time.monotonic()
+        self._until = now + RETRY_SECONDS
+        if now - self._last_warning >= WARNING_INTERVAL_SECONDS:
+            self._last_warning = now
+            log.warning(
+                "clicks: %s (%s: %s); writing clicks to the database, retrying every %.0f s",
+                self.what,
+                error.__class__.__name__,
+                error,
+                RETRY_SECONDS,
+            )
+
+
+class ClickJournal:
+    """SQLite without Redis (the embedded default): a click is acknowledged once appended to
+    its process's journal file (core/journal.py), and the process's mover writes the journal
+    to the database every CLICK_MOVE_SECONDS, up to MOVE_BATCH clicks per INSERT; it also
+    moves the files of processes gone (a worker killed, a server stopped mid-move). The
+    journal is beside the database file: `<database>-clicks/`.
+
+    Why: a click written by its own request costs a transaction, and on SQLite a
+    transaction's commit is most of a click's work (pages to the WAL, each other
+    connection's page cache emptied); the mover's batches share that over hundreds of clicks.
+    A line is as durable as a commit with synchronous=NORMAL (core/database.py): it survives
+    a killed process, not a power cut. Exactly once: each line carries a queue id, inserted
+    ON CONFLICT DO NOTHING (`_insert_journaled`), so a file moved again after a crash stores
+    nothing twice. A journal that cannot be written (a full disk, a read-only folder) is left
+    alone for RETRY_SECONDS; clicks are written to the database meanwhile."""
+
+    def __init__(self, app: Flask, engine: Engine, directory: Path) -> None:
+        self.app = app
+        self.engine = engine
+        self.journal = Journal(directory, self._move, MOVE_BATCH)
+        self.reads = _SqliteReader(engine)
+        self.processors = _bind_processors(engine)
+        self.insert_sql = _insert_journaled(engine)
+        self.mover = BackgroundLoop(
+            app, "click-mover", self.journal.move_now, app.config["CLICK_MOVE_SECONDS"]
+        )
+        self._outage = _Outage(f"journal {directory} unwritable")
+        # A process that ends without gunicorn's worker_exit (`flask run`, a command).
+        atexit.register(_close_at_exit, weakref.ref(self))
+
+    def available(self) -> bool:
+        return self._outage.over()
+
+    def append(self, columns: dict) -> bool:
+        """The click on disk and the mover running; False (nothing appended) on an error."""
+        # The row as SQLite stores it, a JSON array: the mover's INSERT reads it as it is.
+        row = [columns[name] for name in _CLICK_COLUMNS]
+        for index, process in self.processors:
+            row[index] = process(row[index])
+        try:
+            self.journal.append(json.dumps(row, separators=(",", ":")).encode())
+        except OSError as error:
+            self._outage.began(error)
+            return False
+        self.mover.ensure_started()
+        return True
+
+    def close(self) -> None:
+        """The process leaves: its mover stopped, its journal moved (docs/guarantees.md #54)."""
+        self.mover.stop()
+        self.journal.close()
+
+    def _move(self, lines: list[bytes]) -> None:
+        """One INSERT of the lines (JSON arrays) as one JSON array, a transaction of its own
+        (autocommit), so SQLite's write lock is held only inside SQLite; clicks already
+        stored (a file moved again after a crash) and clicks of codes deleted since are
+        skipped. A line that is no JSON (never written here) is dropped with a warning."""
+        connection = self.engine.raw_connection()
+        try:
+            try:
+                connection.dbapi_connection.execute(self.insert_sql, (_json_array(lines),))
+            except sqlite3.OperationalError as error:
+                if "JSON" not in str(error):
+                    raise
+                valid = [line for line in lines if _is_json(line)]
+                dropped = len(lines) - len(valid)
+                log.warning("clicks: dropped %d journal lines that are no JSON", dropped)
+                connection.dbapi_connection.execute(self.insert_sql, (_json_array(valid),))
+        finally:
+            connection.close()
+
+
+def _close_at_exit(journal: "weakref.ref[ClickJournal]") -> None:
+    alive = journal()
+    if alive is None:
+        return
+    try:
+        alive.close()
+    except Exception:  # noqa: BLE001 - the journal stays on disk: the next process stores it
+        log.warning("clicks: the journal was not stored at exit", exc_info=True)
+
+
+def _json_array(lines: list[bytes]) -> str:
+    return (b"[" + b",".join(lines) + b"]").decode()
+
+
+def _is_json(line: bytes) -> bool:
+    try:
+        json.loads(line)
+    except ValueError:
+        return False
+    return True
+
+
+def _insert_journaled(engine: Engine) -> str:
+    """The INSERT of journaled clicks bound as one JSON array of rows (each in _CLICK_COLUMNS'
+    order, as SQLite stores them); SQLite's own json_each reads them, so the mover's Python
+    does nothing per click. Compiled once, sent as the only parameter."""
+    row = func.json_each(bindparam("clicks")).table_valued("value").alias("row")
+
+    def column(index: int):
+        return func.json_extract(row.c.value, literal_column(f"'$[{index}]'"))
+
+    code_id = column(_CLICK_COLUMNS.index("code_id"))
+    statement = insert_unless_present(Click.__table__, ["queue_id"]).from_select(
+        _CLICK_COLUMNS,
+        select(*(column(index) for index in range(len(_CLICK_COLUMNS)))).where(
+            exists().where(ReferralCode.id == code_id)  # a code deleted meanwhile: dropped
+        ),
+    )
+    return str(statement.compile(dialect=engine.dialect))
+
+
+def _bind_processors(engine: Engine) -> list[tuple[int, Callable]]:
+    """(index in _CLICK_COLUMNS, the column's bind processor) for the columns SQLite stores
+    otherwise than Python holds them (the times)."""
+    table = Click.__table__
+    processors = [
+        (index, table.c[name].type.dialect_impl(engine.dialect).bind_processor(engine.dialect))
+        for index, name in enumerate(_CLICK_COLUMNS)
+    ]
+    return [(index, process) for index, process in processors if process]
+
+
+class _SqliteReader:
+    """What a journaled click reads, on a DBAPI connection of each thread's own (in
+    autocommit: each SELECT its own read transaction, beside any writer): the links'
+    generation, and a link not cached yet. Through SQLAlchemy's execution layer and its
+    pool, each read cost ten times SQLite's; the statements are SQLAlchemy's, compiled once,
+    their results processed by the columns' own types. The connections are closed when the
+    engine is disposed of."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.generation_sql = str(_DATABASE_GENERATION.compile(dialect=engine.dialect))
+        link = links.READ.compile(dialect=engine.dialect)
+        self.link_sql, self.link_parameters = str(link), tuple(link.positiontup)
+        self.link_bound = link.params  # the statement's own values, and "code" to fill in
+        self.link_processors = [
+            column.type.dialect_impl(engine.dialect).result_processor(engine.dialect, None)
+            for column in links.READ.selected_columns
+        ]
+        self._own = threading.local()
+        self._opened: list[tuple[int, PoolProxiedConnection]] = []
+        self._lock = threading.Lock()
+        self._closings = 0  # a thread's connection opened before the last close is closed
+        event.listen(engine, "engine_disposed", lambda _engine: self.close())
+
+    def generation(self) -> str:
+        return str(self._fetch(self.generation_sql, ())[0])
+
+    def link(self, code: str) -> tuple[str, links.Link] | None:
+        """As links.read: the code's link and the generation; None for a code nobody has."""
+        values = {**self.link_bound, "code": code}
+        row = self._fetch(self.link_sql, tuple(values[name] for name in self.link_parameters))
+        if row is None:
+            return None
+        processed = zip(self.link_processors, row, strict=True)
+        row = [value if process is None else process(value) for process, value in processed]
+        return str(row[-1]), links.Link(*row[:-1])
+
+    def _fetch(self, sql: str, parameters: tuple):
+        own = self._own
+        if getattr(own, "opened", None) != (os.getpid(), self._closings):
+            connection = self.engine.raw_connection()
+            connection.detach()
+            with self._lock:
+                self._opened.append((os.getpid(), connection))
+            own.cursor = connection.dbapi_connection.cursor()
+            own.opened = (os.getpid(), self._closings)
+        try:
+            return own.cursor.execute(sql, parameters).fetchone()
+        except sqlite3.Error as error:
+            own.opened = None  # the next read opens another
+            raise DBAPIError.instance(sql, parameters, error, sqlite3.Error) from error
+
+    def close(self) -> None:
+        with self._lock:
+            opened, self._opened = self._opened, []
+            self._closings += 1
+        for pid, connection in opened:
+            if pid == os.getpid():
+                connection.close()
+
+
 class ClickQueue:
     """The Redis side: the stream of clicks, the links' generation, the mover's group."""
 
@@ -196,25 +416,15 @@ class ClickQueue:
         self._click = self.client.register_script(_CLICK)
         self._catch_up = self.client.register_script(_CATCH_UP)
         self._own = threading.local()  # each thread's connection for the click's script
-        self._down_until = 0.0
-        self._last_warning = float("-inf")
+        self._outage = _Outage("Redis unreachable")
 
     # -- the web side
 
     def available(self) -> bool:
-        return time.monotonic() >= self._down_until
+        return self._outage.over()
 
     def mark_down(self, error: Exception) -> None:
-        now = time.monotonic()
-        self._down_until = now + RETRY_SECONDS
-        if now - self._last_warning >= WARNING_INTERVAL_SECONDS:
-            self._last_warning = now
-            log.warning(
-                "clicks: Redis unreachable (%s); writing clicks to the database, "
-                "retrying Redis every %.0f s",
-                error.__class__.__name__,
-                RETRY_SECONDS,
-            )
+        self._outage.began(error)
 
     def click(
         self,
@@ -337,6 +547,10 @@ def init_click_queue(app: Flask) -> None:
     sqlite = engine.dialect.name == "sqlite"
     app.extensions["click_batches"] = GroupCommit(_SqliteClickWriter(engine)) if sqlite else None
     url = app.config["REDIS_URL"]
+    database = engine.url.database if sqlite else None
+    journaled = app.config["CLICK_JOURNAL"] and not url and database not in (None, "", ":memory:")
+    folder = Path(os.path.abspath(f"{database}-clicks")) if journaled else None
+    app.extensions["click_journal"] = ClickJournal(app, engine, folder) if folder else None
     app.extensions["click_queue"] = (
         ClickQueue(url, app.config["CELERY_DEFAULT_QUEUE"], app.config["REDIS_TIMEOUT_SECONDS"])
         if url
@@ -346,6 +560,20 @@ def init_click_queue(app: Flask) -> None:
 
 def click_queue() -> ClickQueue | None:
     return current_app.extensions.get("click_queue")
+
+
+def start_click_mover(app: Flask) -> None:
+    """A new worker process: its journal's mover starts, and moves what processes gone left."""
+    journal = getattr(app, "extensions", {}).get("click_journal")  # None: the app failed
+    if journal is not None:
+        journal.mover.wake()
+
+
+def close_click_journal(app: Flask) -> None:
+    """A worker process leaving: what it journaled is moved to the database now."""
+    journal = getattr(app, "extensions", {}).get("click_journal")
+    if journal is not None:
+        journal.close()
 
 
 # -- recording a click
@@ -379,7 +607,13 @@ def record_click(
         return None
     batches = current_app.extensions.get("click_batches")
     if batches is not None and not _session_writing():
-        return _record(_BatchedStore(batches, queue_id), code, visit, owner_excluded, now)
+        journal = current_app.extensions.get("click_journal")
+        store = (
+            _BatchedStore(batches, queue_id)
+            if journal is None or not journal.available()
+            else _JournaledStore(journal, batches)
+        )
+        return _record(store, code, visit, owner_excluded, now)
     with _connection() as connection:
         store = _DatabaseStore(connection, queue_id)
         return _record(store, code, visit, owner_excluded, now)
@@ -502,6 +736,30 @@ class _BatchedStore:
         return self.batches.submit((columns, generation))
 
 
+class _JournaledStore(_BatchedStore):
+    """SQLite without Redis: the click appended to this process's journal (ClickJournal),
+    which its mover writes to the database in batches; written through the GroupCommit if
+    the journal cannot take it."""
+
+    def __init__(self, journal: "ClickJournal", batches: GroupCommit) -> None:
+        super().__init__(batches, uuid.uuid4().hex)  # its queue id: stored once, however moved
+        self.journal = journal
+
+    def generation(self) -> str:
+        return self.journal.reads.generation()
+
+    def read(self, code: str) -> tuple[str, links.Link] | None:
+        return self.journal.reads.link(code)
+
+    def add(self, columns: dict, generation: str | None) -> bool:
+        # The check the batched INSERT makes in its statement, made before the append.
+        if generation is not None and generation != self.generation():
+            return False
+        if self.journal.append(columns):
+            return True
+        return super().add(columns, generation)
+
+
 class _SqliteClickWriter:
     """Writes a batch of clicks into SQLite: one statement per `BATCH_ROWS` clicks read at the
     same generation, each statement a transaction of its own (the connection is in
@@ -522,11 +780,9 @@ class _SqliteClickWriter:
         self.engine = engine
         self._own: tuple[int, PoolProxiedConnection] | None = None  # (process id, connection)
         event.listen(engine, "engine_disposed", lambda _engine: self.close())
-        table = Click.__table__
-        processors = {
-            name: table.c[name].type.bind_processor(engine.dialect) for name in _CLICK_COLUMNS
+        self.processors = {
+            _CLICK_COLUMNS[index]: process for index, process in _bind_processors(engine)
         }
-        self.processors = {name: process for name, process in processors.items() if process}
         self.statements: dict[tuple[int, bool], tuple[str, tuple[str, ...]]] = {}
 
     def __call__(self, batch: Sequence[tuple[dict, str | None]]) -> list[bool]:

@@ -188,7 +188,7 @@ def database_generation():
 
 # Built once: SQLAlchemy keeps a statement's cache key with it, and building this select and
 # its key again for every read took longer than the database took to answer it.
-_READ = (
+READ = (
     select(*_COLUMNS, database_generation())
     .join(User, User.id == ReferralCode.user_id)
     .join(Program, Program.id == ReferralCode.program_id)
@@ -199,7 +199,7 @@ _READ = (
 def read(connection: Connection, code: str) -> tuple[str, Link] | None:
     """The code's link and the database generation, read in one statement; None if no
     participant has the code."""
-    row = connection.execute(_READ, {"code": code}).one_or_none()
+    row = connection.execute(READ, {"code": code}).one_or_none()
     if row is None:
         return None
     return str(row[-1]), Link(*row[:-1])

@@ -37,6 +37,8 @@ def app_config(database_url: str, **overrides) -> dict:
         # Delivered right after the commit, in the test's thread, so a test sees the mail a
         # request sent as soon as it answers; the real senders: test_outbox*.py.
         "OUTBOX_DELIVERY": "inline",
+        # Clicks stored by the request that made them; the journal: test_click_journal.py.
+        "CLICK_JOURNAL": False,
         "TEMPLATE_CACHE_DIR": str(TEMPLATE_CACHE),
         **overrides,
     }
@@ -101,6 +103,9 @@ def times_emptied(app) -> int:
 
 def start_afresh(app) -> None:
     """Empty tables, the default program, no cached pages, links, counters or sent emails."""
+    journal = app.extensions["click_journal"]
+    if journal is not None:
+        journal.close()  # what an earlier test journaled goes in now, and out with the rest
     with app.app_context():
         databases.empty_tables(db)
         # Started a year ago, so tests may date signups and referrals in the past.
@@ -181,6 +186,9 @@ def close(app) -> None:
     ending its background threads (thread mode), which would open more."""
     for name in ("outbox_sender", "event_runner"):
         app.extensions[name].stop()
+    journal = app.extensions["click_journal"]
+    if journal is not None:
+        journal.close()  # its lines stored, its file deleted: no later app claims them
     with app.app_context():
         db.session.remove()
         db.engine.dispose()
