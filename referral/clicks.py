@@ -73,9 +73,14 @@ WARNING_INTERVAL_SECONDS = 60.0
 # Reads of a link whose generation keeps moving before the click is stored without the check.
 ATTEMPTS = 3
 MOVE_BATCH = 500
+# Journaled clicks per INSERT on SQLite: inserted into the clicks' indexes together, larger
+# batches share more pages (measured alone at 100k clicks: 37 us a click in 500s, 29 in
+# 2,000s, 23 in 5,000s); 2,000 hold the write lock for some 60 ms.
+JOURNAL_BATCH = 2000
 # Clicks per INSERT on SQLite, far below its limit on a compound SELECT's terms (500).
 BATCH_ROWS = 32
-WRITER_CACHE_KIB = 256  # the page cache of the SQLite clicks' writer
+WRITER_CACHE_KIB = 256  # the page cache of the SQLite clicks' writer and journal's mover
+READER_CACHE_KIB = 128  # and of the connection reading links for the journal
 # One mover run stops after this long even if clicks keep coming; beat starts the next.
 MOVE_BUDGET_SECONDS = 10.0
 MOVER_GROUP = "movers"
@@ -217,7 +222,7 @@ class _Outage:
 class ClickJournal:
     """SQLite without Redis (the embedded default): a click is acknowledged once appended to
     its process's journal file (core/journal.py), and the process's mover writes the journal
-    to the database every CLICK_MOVE_SECONDS, up to MOVE_BATCH clicks per INSERT; it also
+    to the database every CLICK_MOVE_SECONDS, up to JOURNAL_BATCH clicks per INSERT; it also
     moves the files of processes gone (a worker killed, a server stopped mid-move). The
     journal is beside the database file: `<database>-clicks/`.
 
@@ -233,10 +238,11 @@ class ClickJournal:
     def __init__(self, app: Flask, engine: Engine, directory: Path) -> None:
         self.app = app
         self.engine = engine
-        self.journal = Journal(directory, self._move, MOVE_BATCH)
+        self.journal = Journal(directory, self._move, JOURNAL_BATCH)
         self.reads = _SqliteReader(engine)
         self.processors = _bind_processors(engine)
         self.insert_sql = _insert_journaled(engine)
+        self.mover_connection = _OwnConnection(engine, WRITER_CACHE_KIB)
         self.mover = BackgroundLoop(
             app, "click-mover", self.journal.move_now, app.config["CLICK_MOVE_SECONDS"]
         )
@@ -271,19 +277,20 @@ class ClickJournal:
         (autocommit), so SQLite's write lock is held only inside SQLite; clicks already
         stored (a file moved again after a crash) and clicks of codes deleted since are
         skipped. A line that is no JSON (never written here) is dropped with a warning."""
-        connection = self.engine.raw_connection()
+        connection = self.mover_connection.get()
         try:
             try:
-                connection.dbapi_connection.execute(self.insert_sql, (_json_array(lines),))
+                connection.execute(self.insert_sql, (_json_array(lines),))
             except sqlite3.OperationalError as error:
                 if "JSON" not in str(error):
                     raise
                 valid = [line for line in lines if _is_json(line)]
                 dropped = len(lines) - len(valid)
                 log.warning("clicks: dropped %d journal lines that are no JSON", dropped)
-                connection.dbapi_connection.execute(self.insert_sql, (_json_array(valid),))
-        finally:
-            connection.close()
+                connection.execute(self.insert_sql, (_json_array(valid),))
+        except BaseException:
+            self.mover_connection.close()
+            raise
 
 
 def _close_at_exit(journal: "weakref.ref[ClickJournal]") -> None:
@@ -338,13 +345,41 @@ def _bind_processors(engine: Engine) -> list[tuple[int, Callable]]:
     return [(index, process) for index, process in processors if process]
 
 
+class _OwnConnection:
+    """A DBAPI connection of one user's own in this process (the clicks' writer, reader or
+    mover): taken from the pool once and kept out of it, in autocommit (core/database.py
+    hands transactions to SQLAlchemy), with a page cache of `cache_kib` (each only touches
+    a few pages, and any other writer empties a cache: WAL). A pool connection, whose
+    cache fills to 2 MB, cost a worker megabytes. One inherited through fork is the
+    parent's and is not used. It is closed when the engine is disposed of, or by `close`
+    (after an error: the next use opens another)."""
+
+    def __init__(self, engine: Engine, cache_kib: int) -> None:
+        self.engine = engine
+        self.cache_kib = cache_kib
+        self._own: tuple[int, PoolProxiedConnection] | None = None  # (process id, connection)
+        event.listen(engine, "engine_disposed", lambda _engine: self.close())
+
+    def get(self) -> sqlite3.Connection:
+        if self._own is None or self._own[0] != os.getpid():
+            connection = self.engine.raw_connection()
+            connection.detach()
+            connection.dbapi_connection.execute(f"PRAGMA cache_size=-{self.cache_kib}")
+            self._own = (os.getpid(), connection)
+        return self._own[1].dbapi_connection
+
+    def close(self) -> None:
+        own, self._own = self._own, None
+        if own is not None and own[0] == os.getpid():
+            own[1].close()
+
+
 class _SqliteReader:
-    """What a journaled click reads, on a DBAPI connection of each thread's own (in
-    autocommit: each SELECT its own read transaction, beside any writer): the links'
-    generation, and a link not cached yet. Through SQLAlchemy's execution layer and its
-    pool, each read cost ten times SQLite's; the statements are SQLAlchemy's, compiled once,
-    their results processed by the columns' own types. The connections are closed when the
-    engine is disposed of."""
+    """What a journaled click reads, on a DBAPI connection of the process's own (in
+    autocommit: each SELECT its own read transaction, beside any writer), one thread at a
+    time: the links' generation, and a link not cached yet. Through SQLAlchemy's execution
+    layer and its pool, each read cost ten times SQLite's; the statements are SQLAlchemy's,
+    compiled once, their results processed by the columns' own types."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -356,11 +391,8 @@ class _SqliteReader:
             column.type.dialect_impl(engine.dialect).result_processor(engine.dialect, None)
             for column in links.READ.selected_columns
         ]
-        self._own = threading.local()
-        self._opened: list[tuple[int, PoolProxiedConnection]] = []
         self._lock = threading.Lock()
-        self._closings = 0  # a thread's connection opened before the last close is closed
-        event.listen(engine, "engine_disposed", lambda _engine: self.close())
+        self.connection = _OwnConnection(engine, READER_CACHE_KIB)
 
     def generation(self) -> str:
         return str(self._fetch(self.generation_sql, ())[0])
@@ -376,27 +408,12 @@ class _SqliteReader:
         return str(row[-1]), links.Link(*row[:-1])
 
     def _fetch(self, sql: str, parameters: tuple):
-        own = self._own
-        if getattr(own, "opened", None) != (os.getpid(), self._closings):
-            connection = self.engine.raw_connection()
-            connection.detach()
-            with self._lock:
-                self._opened.append((os.getpid(), connection))
-            own.cursor = connection.dbapi_connection.cursor()
-            own.opened = (os.getpid(), self._closings)
-        try:
-            return own.cursor.execute(sql, parameters).fetchone()
-        except sqlite3.Error as error:
-            own.opened = None  # the next read opens another
-            raise DBAPIError.instance(sql, parameters, error, sqlite3.Error) from error
-
-    def close(self) -> None:
         with self._lock:
-            opened, self._opened = self._opened, []
-            self._closings += 1
-        for pid, connection in opened:
-            if pid == os.getpid():
-                connection.close()
+            try:
+                return self.connection.get().execute(sql, parameters).fetchone()
+            except sqlite3.Error as error:
+                self.connection.close()
+                raise DBAPIError.instance(sql, parameters, error, sqlite3.Error) from error
 
 
 class ClickQueue:
@@ -770,16 +787,13 @@ class _SqliteClickWriter:
     click that finds another writer mid-transaction waits in SQLite's busy handler.
 
     Written as SQLAlchemy would send it (the statement compiled from `_insert_clicks`, the
-    columns' own bind processing) on a DBAPI connection of the writer's own, taken from the
-    pool once per process and kept out of it (GroupCommit runs one batch at a time):
-    SQLAlchemy's execution layer, and a checkout and checkin of the pool per batch, each cost
-    more CPU than SQLite's insert. It is closed when the engine is disposed of, or after an
-    error (the next batch opens another)."""
+    columns' own bind processing) on a DBAPI connection of the writer's own (`_OwnConnection`;
+    GroupCommit runs one batch at a time): SQLAlchemy's execution layer, and a checkout and
+    checkin of the pool per batch, each cost more CPU than SQLite's insert."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._own: tuple[int, PoolProxiedConnection] | None = None  # (process id, connection)
-        event.listen(engine, "engine_disposed", lambda _engine: self.close())
+        self.own = _OwnConnection(engine, WRITER_CACHE_KIB)
         self.processors = {
             _CLICK_COLUMNS[index]: process for index, process in _bind_processors(engine)
         }
@@ -790,7 +804,7 @@ class _SqliteClickWriter:
         for index, (_columns, generation) in enumerate(batch):
             by_generation.setdefault(generation, []).append(index)
         stored = [False] * len(batch)
-        connection = self.connection()
+        connection = self.own.get()
         try:
             for generation, indexes in by_generation.items():
                 for first in range(0, len(indexes), BATCH_ROWS):
@@ -800,24 +814,9 @@ class _SqliteClickWriter:
                     for index in chunk:
                         stored[index] = inserted
         except BaseException:
-            self.close()
+            self.own.close()
             raise
         return stored
-
-    def connection(self) -> PoolProxiedConnection:
-        """This process's connection (one inherited through fork is the parent's: not used)."""
-        if self._own is None or self._own[0] != os.getpid():
-            connection = self.engine.raw_connection()
-            connection.detach()
-            # It only appends, and any other writer empties its cache (WAL): a small one.
-            connection.dbapi_connection.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
-            self._own = (os.getpid(), connection)
-        return self._own[1]
-
-    def close(self) -> None:
-        own, self._own = self._own, None
-        if own is not None and own[0] == os.getpid():
-            own[1].close()
 
     def _insert(self, connection, rows: list[dict], generation: str | None) -> bool:
         """The rows inserted, if `generation` (None: whatever it is) is the database's."""
@@ -831,7 +830,7 @@ class _SqliteClickWriter:
         values["generation"] = None if generation is None else int(generation)
         parameters = tuple(values[name] for name in names)
         try:
-            return connection.dbapi_connection.execute(sql, parameters).rowcount > 0
+            return connection.execute(sql, parameters).rowcount > 0
         except sqlite3.Error as error:
             raise DBAPIError.instance(sql, parameters, error, sqlite3.Error) from error
 

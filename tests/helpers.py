@@ -256,7 +256,7 @@ def statements_during(app, action) -> list[str]:
 
     watching = [(engine, "before_cursor_execute", remember)]
     batches = app.extensions.get("click_batches")
-    own = batches.write.connection().dbapi_connection if batches is not None else None
+    own = batches.write.own.get() if batches is not None else None
     if engine.dialect.name == "sqlite":
         watching += [(engine.pool, "checkout", trace.start), (engine.pool, "checkin", trace.stop)]
         if own is not None:
