@@ -18,6 +18,32 @@ from gunicorn.glogging import Logger, SafeAtoms  # noqa: E402
 from core.logs import REQUEST_ID_HEADER, make_formatter  # noqa: E402
 
 wsgi_app = "app:create_app()"
+
+# glibc gives a thread that finds malloc busy (SQLite, hashing and I/O run outside the GIL) an
+# arena of its own, up to 8 per CPU, and memory freed in one stays resident there: after the
+# benchmark's loads a worker held 150-152 MB with glibc's default, 138 MB with two arenas, at
+# the same speed. Set in the master, so every forked worker has it; an operator's
+# MALLOC_ARENA_MAX wins. M_ARENA_MAX is glibc's; elsewhere nothing is changed.
+MALLOC_ARENAS = 2
+_M_ARENA_MAX = -8
+
+
+def _limit_malloc_arenas() -> None:
+    if os.environ.get("MALLOC_ARENA_MAX"):
+        return
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"))
+        libc.gnu_get_libc_version  # noqa: B018 - glibc's alone: elsewhere -8 means another thing
+    except (OSError, AttributeError):
+        return
+    libc.mallopt(_M_ARENA_MAX, MALLOC_ARENAS)
+
+
+_limit_malloc_arenas()
+
 bind = "0.0.0.0:8000"
 
 

@@ -6,9 +6,12 @@ TRUSTED_PROXY_COUNT proxies."""
 
 import importlib.util
 import json
+import os
+import platform
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 
 import pytest
@@ -79,6 +82,53 @@ def test_the_app_is_made_before_the_fork_without_opening_a_connection(monkeypatc
     with app.app_context():
         assert db.engine.pool.checkedout() == 0
         assert db.engine.pool.checkedin() == 0
+
+
+# Threads doing SQLite's work outside the GIL at once, as a worker's do, then glibc's count
+# of its malloc arenas (malloc_stats writes one "Arena N:" block each to standard error).
+_ARENAS_SCRIPT = textwrap.dedent(
+    """
+    import ctypes, runpy, sqlite3, sys, threading
+    if sys.argv[1] == "with-settings":
+        runpy.run_path(sys.argv[2])
+
+    def work():
+        connection = sqlite3.connect(":memory:")
+        connection.execute("CREATE TABLE t (x TEXT)")
+        for _ in range(200):
+            connection.executemany("INSERT INTO t VALUES (?)", [("x" * 300,)] * 200)
+            connection.execute("SELECT group_concat(x) FROM t").fetchone()
+            connection.execute("DELETE FROM t")
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    ctypes.CDLL(None).malloc_stats()
+    """
+)
+
+
+def _malloc_arenas(how: str) -> int:
+    env = {key: value for key, value in os.environ.items() if key != "MALLOC_ARENA_MAX"}
+    env["PYTHONPATH"] = str(ROOT)
+    done = subprocess.run(
+        [sys.executable, "-c", _ARENAS_SCRIPT, how, str(GUNICORN_CONFIG)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return sum(1 for line in done.stderr.splitlines() if line.startswith("Arena "))
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc arenas are glibc's")
+def test_workers_keep_two_malloc_arenas_where_glibc_would_make_one_per_busy_thread():
+    assert _malloc_arenas("plain") > 2  # glibc's default, which held 12 MB more per worker
+    assert 1 <= _malloc_arenas("with-settings") <= 2
 
 
 def test_masking_keeps_the_path_and_drops_the_token(monkeypatch):
