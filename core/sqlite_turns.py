@@ -7,8 +7,9 @@ takes its turn first: the threads of a process on a lock, then the processes on 
 lock of a file beside the database (`<database>-write.lock`), and only then BEGIN IMMEDIATE,
 which finds SQLite's lock free. The turn ends right after COMMIT or ROLLBACK.
 
-A click through a referral link takes no turn: it is one statement, its own transaction,
-which holds SQLite's lock only while SQLite runs it (referral/clicks.py).
+The clicks of referral links take no turn: they are written by single statements, each its
+own transaction (a journal's batch, or the clicks arriving together), which hold SQLite's
+lock only while SQLite runs them (referral/clicks.py).
 
 A process waits for another's turn in the kernel, woken the moment it is let go, and gives up
 after the busy timeout as SQLite would ("database is locked", a 503). A thread that already

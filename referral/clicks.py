@@ -236,8 +236,6 @@ class ClickJournal:
     alone for RETRY_SECONDS; clicks are written to the database meanwhile."""
 
     def __init__(self, app: Flask, engine: Engine, directory: Path) -> None:
-        self.app = app
-        self.engine = engine
         self.journal = Journal(directory, self._move, JOURNAL_BATCH)
         self.reads = _SqliteReader(engine)
         self.processors = _bind_processors(engine)
@@ -382,7 +380,6 @@ class _SqliteReader:
     compiled once, their results processed by the columns' own types."""
 
     def __init__(self, engine: Engine) -> None:
-        self.engine = engine
         self.generation_sql = str(_DATABASE_GENERATION.compile(dialect=engine.dialect))
         link = links.READ.compile(dialect=engine.dialect)
         self.link_sql, self.link_parameters = str(link), tuple(link.positiontup)
