@@ -67,9 +67,11 @@ def _workers() -> int:
 
 
 workers = _workers()
+# gunicorn's gthread worker, which leaves a new connection to another worker while its threads
+# are all busy (gunicorn's own takes it and makes it wait).
+worker_class = "core.gunicorn_worker.FreeThreadWorker"
 # Threads overlap the waits on PostgreSQL, Redis and the password hash within a worker; each
 # worker's connection pool (5 + 10 overflow, config.py) covers them.
-worker_class = "gthread"
 threads = 4
 
 # The app is made once, in the master, and the workers are forked from it: a worker starts in

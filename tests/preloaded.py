@@ -39,7 +39,7 @@ PRELOADED_MODULES = (
     "app",
     "gunicorn.app.wsgiapp",
     "gunicorn.arbiter",
-    "gunicorn.workers.gthread",
+    "core.gunicorn_worker",
     "celery.bin.celery",
     "flask.cli",
 )

@@ -54,7 +54,7 @@ def load_settings(monkeypatch, web_concurrency: str | None):
 def test_workers_follow_the_cpus_unless_web_concurrency_says(monkeypatch):
     settings = load_settings(monkeypatch, None)
     assert settings.workers == max(2, settings._cpu_count())
-    assert (settings.worker_class, settings.threads) == ("gthread", 4)
+    assert (settings.worker_class, settings.threads) == ("core.gunicorn_worker.FreeThreadWorker", 4)
     # Docker waits longer than gunicorn gives requests in flight, so it does not kill them.
     compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
     assert int(compose["services"]["web"]["stop_grace_period"].rstrip("s")) > (
