@@ -48,7 +48,7 @@ from core.security import register_security_headers
 from core.templating import register_template_cache, register_template_helpers
 from demo import demo_cli
 from extensions import bootstrap, cache, csrf, db, limiter, login_manager, mail
-from referral import announcements, click_shortcut
+from referral import announcements, board_shortcut, click_shortcut
 from referral.clicks import init_click_queue, move_clicks
 from referral.program_texts import program_text
 from referral.signals import referral_announced, referral_qualified, referral_recorded
@@ -132,7 +132,9 @@ def create_app(config: dict | None = None) -> Flask:
     app.add_template_global(absolute_url, "absolute_url")  # share previews (macros/social)
     app.add_template_global(program_text, "program_text")  # a program's texts, per language
     register_commands(app)
-    click_shortcut.install(app)  # before ProxyFix: it reads the address ProxyFix corrects
+    # Before ProxyFix: the shortcuts read the address and host ProxyFix corrects.
+    board_shortcut.install(app)
+    click_shortcut.install(app)
     app.wsgi_app = app.extensions["requests_in_flight"].counting(app.wsgi_app)
     trust_proxies(app)
     register_quick_exit()

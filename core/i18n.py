@@ -27,6 +27,7 @@ from flask import (
 )
 from flask_babel import force_locale, get_locale
 from flask_login import current_user, user_logged_in
+from werkzeug.wrappers import Request
 
 from config import LANGUAGES
 from extensions import babel
@@ -55,13 +56,15 @@ def select_locale() -> str:
     return visitor_language()
 
 
-def visitor_language() -> str:
+def visitor_language(asking: Request | None = None) -> str:
     """The language of a visitor who is not signed in (read without loading a session): the
-    switcher's cookie, else the browser's Accept-Language, else DEFAULT_LOCALE."""
-    chosen = request.cookies.get(LOCALE_COOKIE)
+    switcher's cookie, else the browser's Accept-Language, else DEFAULT_LOCALE. `asking`: the
+    request, when read outside Flask's request cycle."""
+    asking = request if asking is None else asking
+    chosen = asking.cookies.get(LOCALE_COOKIE)
     if chosen in LANGUAGES:
         return chosen
-    return request.accept_languages.best_match(LANGUAGES) or current_app.config["DEFAULT_LOCALE"]
+    return asking.accept_languages.best_match(LANGUAGES) or current_app.config["DEFAULT_LOCALE"]
 
 
 def current_locale() -> Locale:

@@ -13,6 +13,8 @@ from referral import leaderboard, offer, services, timeline, tree
 from referral.program_texts import program_text
 
 api_bp = Blueprint("api", __name__, url_prefix="/api/v1")
+# The board's answer is public data, meant to be shown on other sites.
+PUBLIC_HEADERS = {"Access-Control-Allow-Origin": "*"}
 
 
 @api_bp.get("/leaderboard")  # no rate limit: referral.routes._limits_settled_by_the_view
@@ -32,10 +34,9 @@ def get_leaderboard():
         )
 
     # The same bytes for everyone, whoever asks: cached whole.
-    answer = leaderboard.cached_answer("json", period, page, now, render)
+    answer = leaderboard.cached_answer(leaderboard.JSON_ANSWER, period, page, now, render)
     response = leaderboard.public_response(answer)
-    # Public data, meant to be shown on other sites.
-    response.headers["Access-Control-Allow-Origin"] = "*"
+    response.headers.update(PUBLIC_HEADERS)
     return response
 
 

@@ -1,10 +1,8 @@
-"""The plain click through a referral link, answered before Flask's request cycle.
+"""The plain click through a referral link, answered before Flask's request cycle
+(core/shortcut.py).
 
-A click is the request the site gets most, and with Redis its own work is one script call;
-about a third of its CPU went to what every request pays for in the app (the request
-context, routing, a dozen before- and after-request steps, the session, the limiter's
-bookkeeping). This WSGI layer answers the plain click itself and hands everything else to
-the app unchanged:
+A click is the request the site gets most, and with Redis its own work is one script call.
+This shortcut answers:
 
 - `GET /r/<code>` with a code of the right form, at the site's root, under an allowed host;
 - from a visitor with no session, no remember-me and no attribution cookie (so nobody is
@@ -12,39 +10,26 @@ the app unchanged:
 - when the click's Redis script counts the link's limits, or the limiter keeps them in this
   process's memory (no Redis), or is off (referral/link_limits.py).
 
-It does what the app would, through the same functions: the host check, the request id, the
-click stored by `clicks.record_click`, the redirect target, the cookies, the security headers,
-`Vary`, the request metrics and the outbox sender's start. Nothing else of the app's hooks
-applies to such a request; tests/test_click_shortcut.py lists them all, so a hook added to the
-app fails that test until it is accounted for here, and it checks that both answer the same.
-
-A visitor over a limit, and a click the database refused, are handed to the app, which counts
-and answers them its own way (its 429 headers, its error page). Nothing was stored for them.
+It does what the app would, through the same functions: the click stored by
+`clicks.record_click`, the redirect target, the cookies, and what core/shortcut.py does for
+every shortcut. A visitor over a limit, and a click the database refused, are handed to the
+app, which counts and answers them its own way (its 429 headers, its error page). Nothing was
+stored for them.
 """
-
-import time
 
 from flask import Flask
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.utils import redirect
 from werkzeug.wrappers import Request
 
-from core.hosts import is_allowed_host
-from core.i18n import LANGUAGE_VARY, varies_by_language
-from core.logs import REQUEST_ID_HEADER, request_id_bound, request_id_for
-from core.metrics import count_request
-from core.security import default_security_headers
+from core.logs import request_id_bound
+from core.shortcut import HandOver, Shortcut
 from extensions import limiter
 from referral import attribution, clicks, link_limits, links
 from referral.codes import normalize_code
 
 PREFIX = "/r/"
 ENDPOINT = "referral.follow_link"  # the view it stands in for: its limits' keys, its metrics
-_REQUEST_ID_KEY = "HTTP_" + REQUEST_ID_HEADER.upper().replace("-", "_")  # in the WSGI environ
-
-
-class HandOver(Exception):
-    """This click is the app's to answer."""
 
 
 class _ShortcutLimits(link_limits.LinkLimits):
@@ -52,60 +37,28 @@ class _ShortcutLimits(link_limits.LinkLimits):
         raise HandOver  # the app counts the request again and answers its own 429
 
 
-class ClickShortcut:
-    """WSGI middleware in front of the app's own `wsgi_app`."""
-
+class ClickShortcut(Shortcut):
     def __init__(self, app: Flask, behind) -> None:
-        self.app = app
-        self.behind = behind  # the app's request cycle: every request not answered here
-        self.production = app.config["APP_ENV"] == "production"
-        self.session_cookie = app.config["SESSION_COOKIE_NAME"]  # outside the framed pages
-        self.remember_cookie = app.config.get("REMEMBER_COOKIE_NAME", "remember_token")
+        super().__init__(app, behind)
         self._paths: tuple[str, str] | None = None
-        # A click's answer is a redirect with an HTML body: the headers the app's hooks give
-        # every such answer (core/security.py, core/i18n.py).
-        mimetype = "text/html"
-        self.headers_of_every_click = default_security_headers(mimetype, self.production)
-        if varies_by_language(mimetype):
-            self.headers_of_every_click.append(("Vary", ", ".join(LANGUAGE_VARY)))
-        # Started by every request in thread mode, as core/outbox.py's init_outbox has it.
-        thread_mode = app.config["OUTBOX_DELIVERY"] == "thread"
-        self.outbox_sender = app.extensions["outbox_sender"] if thread_mode else None
 
-    def __call__(self, environ, start_response):
-        if environ.get("REQUEST_METHOD") == "GET" and environ.get("PATH_INFO", "").startswith(
+    def takes(self, environ) -> bool:
+        return environ.get("REQUEST_METHOD") == "GET" and environ.get("PATH_INFO", "").startswith(
             PREFIX
-        ):
-            started = time.perf_counter()
-            try:
-                answer = self._answer(environ, started)
-            except HandOver:
-                answer = None
-            if answer is not None:
-                status, headers, body = answer
-                start_response(status, headers)
-                return [body]
-        return self.behind(environ, start_response)
+        )
 
-    def _answer(self, environ, started: float):
-        """The answer to a plain click (status, WSGI headers, body); None for any other
-        request."""
+    def answer(self, environ, started: float):
+        """The answer to a plain click; None for any other request."""
         code = self._plain_code(environ)
         if code is None:
             return None
-        request = Request(environ)
-        # A plain dict: a lookup of a missing key in Werkzeug's raises (and catches).
-        cookies = request.cookies.to_dict()
-        if (
-            self.session_cookie in cookies
-            or self.remember_cookie in cookies
-            or attribution.ATTRIBUTION_COOKIE in cookies
-            or "\x00" in environ.get("QUERY_STRING", "")
-            or "%00" in environ.get("QUERY_STRING", "")
-            or not is_allowed_host(request.host, self.app.config["ALLOWED_HOSTS_LIST"])
-        ):
+        anonymous = self.anonymous_request(environ)
+        if anonymous is None:
             return None
-        request_id = request_id_for(environ.get(_REQUEST_ID_KEY, ""))
+        request, cookies = anonymous
+        if attribution.ATTRIBUTION_COOKIE in cookies:
+            return None
+        request_id = self.request_id(environ)
         known_visitor = attribution.known_visitor_id(cookies.get(attribution.VISITOR_COOKIE))
         with self.app.app_context(), request_id_bound(request_id):
             limits = self._limits(request)
@@ -130,22 +83,20 @@ class ClickShortcut:
                 )
                 if known_visitor is None:
                     set_cookies.append(attribution.visitor_cookie(visitor))
-            if self.outbox_sender is not None:
-                self.outbox_sender.ensure_started()
-            # Werkzeug's redirect gives the body, its type and the Location; the rest is
-            # appended as the app's hooks would set it, without their lookups of each header.
-            headers = response.get_wsgi_headers(environ).to_wsgi_list()
-        headers.extend(("Set-Cookie", cookie) for cookie in set_cookies)
-        headers.extend(self.headers_of_every_click)
-        headers.append((REQUEST_ID_HEADER, request_id))
-        count_request(ENDPOINT, "GET", 302, started)
-        return response.status, headers, response.get_data()
+            # Werkzeug's redirect gives the body, its type and the Location; the cookies are
+            # appended as the view would set them, without its lookups of each header.
+            return self.finish(
+                environ,
+                response,
+                ENDPOINT,
+                started,
+                request_id,
+                [("Set-Cookie", cookie) for cookie in set_cookies],
+            )
 
     @staticmethod
     def _plain_code(environ) -> str | None:
-        """The code of `/r/<code>` at the site's root, when it is one a code can be."""
-        if environ.get("SCRIPT_NAME"):
-            return None
+        """The code of `/r/<code>`, when it is one a code can be."""
         raw = environ["PATH_INFO"][len(PREFIX) :]
         if "/" in raw or "\x00" in raw:
             return None

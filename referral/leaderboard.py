@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 
 from flask import Response, current_app, request
 from sqlalchemy import bindparam, func, not_, select
+from werkzeug.wrappers import Request
 
 from core import branding
 from core.caching import announce_change, near_copies
@@ -160,21 +161,31 @@ def board_page(period: str, page: int, now: datetime) -> Board:
     return board
 
 
+JSON_ANSWER = "json"  # the API's answer, the same for everyone
+
+
+def page_answer(language: str, script_root: str) -> str:
+    """The kind of answer of the HTML page an anonymous visitor reading `language` gets."""
+    return f"html:{language}:{script_root}"
+
+
 def cached_answer(
-    kind: str, period: str, page: int, now: datetime, render: Callable[[], Response]
-) -> Answer:
+    kind: str, period: str, page: int, now: datetime, render: Callable[[], Response] | None
+) -> Answer | None:
     """The bytes of a public answer (`kind` names everything besides the period and page
     that changes them: format, language, ...), rendered by `render` when not cached for this
-    generation. HTML answers also depend on the site's brand: they are made again once it
-    changes."""
+    generation (without `render`: None). HTML answers also depend on the site's brand: they
+    are made again once it changes."""
     key = f"leaderboard:answer:{kind}:{_period_key(period, now)}:{page}"
     near = near_copies(cache)
     epoch, copy = near.look(key) if near else (None, None)
     if copy is not None:
         return copy
-    html = not kind.startswith("json")
+    html = kind != JSON_ANSWER
     generation, brand, answer = _fetch(key, branding.CACHE_KEY if html else None)
     if answer is None:
+        if render is None:
+            return None
         response = render()
         body = response.get_data()
         answer = Answer(body, response.mimetype, hashlib.blake2b(body, digest_size=12).hexdigest())
@@ -186,9 +197,11 @@ def cached_answer(
     return answer
 
 
-def public_response(answer: Answer) -> Response:
-    """The cached answer for anyone: `304` when the browser holds these bytes already."""
-    if request.if_none_match.contains_weak(answer.etag):
+def public_response(answer: Answer, asking: Request | None = None) -> Response:
+    """The cached answer for anyone: `304` when the browser holds these bytes already.
+    `asking`: the request, when answered outside Flask's request cycle."""
+    asking = request if asking is None else asking
+    if asking.if_none_match.contains_weak(answer.etag):
         response = Response(status=304)
     else:
         response = Response(answer.body, mimetype=answer.mimetype)

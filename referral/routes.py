@@ -212,7 +212,7 @@ def show_leaderboard():
     now = utcnow()
     if _sees_the_public_page():
         # The same bytes for every visitor reading this language: cached whole.
-        kind = f"html:{visitor_language()}:{request.script_root}"
+        kind = leaderboard.page_answer(visitor_language(), request.script_root)
         answer = leaderboard.cached_answer(
             kind, period, page, now, lambda: _leaderboard_page(period, page, now, None)
         )

@@ -7,13 +7,20 @@ import secrets
 import pytest
 from sqlalchemy import select
 from werkzeug.http import dump_cookie
-from werkzeug.test import Client
 
 from extensions import db
 from models import Click, ReferralCode
 from referral import attribution, click_shortcut, clicks
 from tests import databases
 from tests.helpers import logged_in
+from tests.shortcuts import (
+    HandedOver,
+    blueprint_hooks,
+    cookies_set,
+    headers_but_per_request,
+    request_hooks,
+    the_app_alone,
+)
 
 NAMESPACE = f"inviteloop-shortcut-test-{secrets.token_hex(4)}"
 WITH_REDIS = {
@@ -67,51 +74,11 @@ def clean_redis(app):
         yield
 
 
-class HandedOver:
-    """Counts the requests the shortcut hands to the app."""
-
-    def __init__(self, app):
-        self.shortcut = app.wsgi_app
-        while not isinstance(self.shortcut, click_shortcut.ClickShortcut):
-            self.shortcut = self.shortcut.app  # the middleware in front of it
-        self.app_cycle = self.shortcut.behind
-        self.count = 0
-
-        def counted(environ, start_response):
-            self.count += 1
-            return self.app_cycle(environ, start_response)
-
-        self.shortcut.behind = counted
-
-    def restore(self):
-        self.shortcut.behind = self.app_cycle
-
-
 @pytest.fixture
 def handed_over(app):
-    spy = HandedOver(app)
+    spy = HandedOver(app, click_shortcut.ClickShortcut)
     yield spy
     spy.restore()
-
-
-def _the_app_alone(app, handed_over: HandedOver) -> Client:
-    """A client of the app's own request cycle, without the shortcut in front."""
-    return Client(handed_over.app_cycle, app.response_class)
-
-
-def _headers_but_per_request(answer) -> dict[str, str]:
-    per_request = {"Set-Cookie", "X-Request-ID", "Date"}
-    return {name: value for name, value in answer.headers.items() if name not in per_request}
-
-
-def _cookies(answer) -> dict[str, str]:
-    """Each cookie set, by name: its attributes without its value and expiry date."""
-    cookies = {}
-    for line in answer.headers.getlist("Set-Cookie"):
-        name, _, rest = line.partition("=")
-        attributes = [part.strip() for part in rest.split(";")[1:]]
-        cookies[name] = "; ".join(a for a in attributes if not a.startswith("Expires="))
-    return cookies
 
 
 def _stored_clicks(app) -> list[Click]:
@@ -149,17 +116,20 @@ def test_the_shortcut_answers_a_plain_click_as_the_app_would(
     path = f"/r/{alice['code'].lower()}"
     headers = {"User-Agent": "Browser/1.0", **headers}  # the same for both clients
 
-    by_the_app = _the_app_alone(app, handed_over).get(path, query_string=query, headers=headers)
+    by_the_app = the_app_alone(app, handed_over).get(path, query_string=query, headers=headers)
     by_the_shortcut = app.test_client().get(path, query_string=query, headers=headers)
 
     assert handed_over.count == 0  # the shortcut answered the second one itself
     for answer in (by_the_app, by_the_shortcut):
         assert answer.status_code == 302
         assert answer.headers["Location"] == f"/auth/signup?ref={alice['code']}"
-    assert _headers_but_per_request(by_the_shortcut) == _headers_but_per_request(by_the_app)
+    assert headers_but_per_request(by_the_shortcut) == headers_but_per_request(by_the_app)
     assert by_the_shortcut.get_data() == by_the_app.get_data()
-    assert _cookies(by_the_shortcut) == _cookies(by_the_app)
-    assert set(_cookies(by_the_app)) == {attribution.ATTRIBUTION_COOKIE, attribution.VISITOR_COOKIE}
+    assert cookies_set(by_the_shortcut) == cookies_set(by_the_app)
+    assert set(cookies_set(by_the_app)) == {
+        attribution.ATTRIBUTION_COOKIE,
+        attribution.VISITOR_COOKIE,
+    }
     with app.test_request_context():
         for answer in (by_the_app, by_the_shortcut):
             value = answer.headers["Set-Cookie"].partition("il_ref=")[2].partition(";")[0]
@@ -182,7 +152,7 @@ def test_a_returning_visitor_keeps_their_id_and_gets_no_new_one(app, make_partic
 
     answer = visitor.get(f"/r/{alice['code']}")
 
-    assert set(_cookies(answer)) == {attribution.ATTRIBUTION_COOKIE}
+    assert set(cookies_set(answer)) == {attribution.ATTRIBUTION_COOKIE}
     assert [click.visitor_id for click in _stored_clicks(app)] == ["a" * 32]
 
 
@@ -194,14 +164,14 @@ def test_a_disabled_code_leads_to_the_landing_page_and_stores_nothing(
         db.session.get(ReferralCode, db.session.scalar(select(ReferralCode.id))).status = "disabled"
         db.session.commit()
 
-    by_the_app = _the_app_alone(app, handed_over).get(f"/r/{alice['code']}")
+    by_the_app = the_app_alone(app, handed_over).get(f"/r/{alice['code']}")
     by_the_shortcut = app.test_client().get(f"/r/{alice['code']}")
 
     assert handed_over.count == 0
     for answer in (by_the_app, by_the_shortcut):
         assert answer.status_code == 302 and answer.headers["Location"] == "/"
         assert "Set-Cookie" not in answer.headers  # no visit: no cookie
-    assert _headers_but_per_request(by_the_shortcut) == _headers_but_per_request(by_the_app)
+    assert headers_but_per_request(by_the_shortcut) == headers_but_per_request(by_the_app)
     assert _stored_clicks(app) == []
 
 
@@ -276,25 +246,10 @@ def test_with_the_limits_counted_in_another_redis_the_app_answers(
 
 
 def test_every_request_hook_of_the_app_is_accounted_for(app):
-    def names(hooks) -> list[str]:
-        # Flask-Limiter's after-request hook is a functools.partial.
-        return sorted(getattr(hook, "__name__", None) or hook.func.__name__ for hook in hooks)
-
-    found = {
-        "before": names(app.before_request_funcs.get(None, [])),
-        "after": names(app.after_request_funcs.get(None, [])),
-        "teardown": names(app.teardown_request_funcs.get(None, [])),
-    }
-    for kind, hooks in found.items():
+    for kind, hooks in request_hooks(app).items():
         assert set(hooks) <= set(ACCOUNTED_HOOKS[kind]), kind
     # Nor do the blueprints the link's view belongs to add any of their own.
-    for hooks in (
-        app.before_request_funcs,
-        app.after_request_funcs,
-        app.teardown_request_funcs,
-        app.url_value_preprocessors,
-    ):
-        assert not hooks.get("referral")
+    assert not blueprint_hooks(app, "referral")
 
 
 @pytest.mark.parametrize(

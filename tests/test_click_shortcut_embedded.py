@@ -7,12 +7,8 @@ from sqlalchemy import func, select
 
 from extensions import db
 from models import Click
-from tests.test_click_shortcut import (
-    HandedOver,
-    _cookies,
-    _headers_but_per_request,
-    _the_app_alone,
-)
+from referral.click_shortcut import ClickShortcut
+from tests.shortcuts import HandedOver, cookies_set, headers_but_per_request, the_app_alone
 
 LIMIT = 3
 
@@ -24,7 +20,7 @@ def config_overrides():
 
 @pytest.fixture
 def handed_over(app):
-    spy = HandedOver(app)
+    spy = HandedOver(app, ClickShortcut)
     yield spy
     spy.restore()
 
@@ -38,13 +34,13 @@ def test_a_plain_click_is_stored_and_answered_as_the_app_would(app, make_partici
     alice = make_participant()
     headers = {"User-Agent": "Browser/1.0"}
 
-    by_the_app = _the_app_alone(app, handed_over).get(f"/r/{alice['code']}", headers=headers)
+    by_the_app = the_app_alone(app, handed_over).get(f"/r/{alice['code']}", headers=headers)
     by_the_shortcut = app.test_client().get(f"/r/{alice['code']}", headers=headers)
 
     assert handed_over.count == 0
     assert by_the_shortcut.status_code == by_the_app.status_code == 302
-    assert _headers_but_per_request(by_the_shortcut) == _headers_but_per_request(by_the_app)
-    assert _cookies(by_the_shortcut) == _cookies(by_the_app)
+    assert headers_but_per_request(by_the_shortcut) == headers_but_per_request(by_the_app)
+    assert cookies_set(by_the_shortcut) == cookies_set(by_the_app)
     assert _stored(app) == 2  # written before the 302 left: no queue without Redis
 
 
@@ -63,7 +59,7 @@ def test_the_limits_are_counted_in_the_apps_windows_and_the_app_answers_429(
     path = f"/r/{alice['code']}"
 
     # The app counts the first visit, the shortcut the next ones, into the same window.
-    by_the_app = _the_app_alone(app, handed_over).get(
+    by_the_app = the_app_alone(app, handed_over).get(
         path, environ_base={"REMOTE_ADDR": "10.77.0.1"}
     )
     assert by_the_app.status_code == 302
