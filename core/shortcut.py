@@ -17,6 +17,7 @@ that a shortcut and the app answer the same.
 """
 
 import time
+from dataclasses import dataclass
 
 from flask import Flask
 from werkzeug.wrappers import Request, Response
@@ -30,6 +31,24 @@ from core.security import default_security_headers
 _REQUEST_ID_KEY = "HTTP_" + REQUEST_ID_HEADER.upper().replace("-", "_")  # in the WSGI environ
 
 Answer = tuple[str, list[tuple[str, str]], bytes]  # status, WSGI headers, body
+
+
+@dataclass(slots=True)
+class Made:
+    """An answer as the view makes it, before the app's hooks add their headers."""
+
+    status: str
+    status_code: int
+    mimetype: str
+    headers: list[tuple[str, str]]  # WSGI's
+    body: bytes
+
+    @classmethod
+    def of(cls, response: Response, environ) -> "Made":
+        headers = response.get_wsgi_headers(environ).to_wsgi_list()
+        return cls(
+            response.status, response.status_code, response.mimetype, headers, response.get_data()
+        )
 
 
 class HandOver(Exception):
@@ -96,22 +115,21 @@ class Shortcut:
 
     def finish(
         self,
-        environ,
-        response: Response,
+        made: "Made",
         endpoint: str,
         started: float,
         request_id: str,
         more_headers: list[tuple[str, str]] = (),
     ) -> Answer:
-        """The WSGI answer of `response` with what the app's hooks would add to it."""
+        """The WSGI answer of `made` with what the app's hooks would add to it."""
         if self.outbox_sender is not None:
             self.outbox_sender.ensure_started()
-        headers = response.get_wsgi_headers(environ).to_wsgi_list()
+        headers = made.headers
         headers.extend(more_headers)
-        headers.extend(self._headers_of_every_answer(response.mimetype))
+        headers.extend(self._headers_of_every_answer(made.mimetype))
         headers.append((REQUEST_ID_HEADER, request_id))
-        count_request(endpoint, "GET", response.status_code, started)
-        return response.status, headers, response.get_data()
+        count_request(endpoint, "GET", made.status_code, started)
+        return made.status, headers, made.body
 
     def _headers_of_every_answer(self, mimetype: str) -> list[tuple[str, str]]:
         """What the app's hooks give every answer of this type (core/security.py, core/i18n.py),

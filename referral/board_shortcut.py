@@ -19,7 +19,7 @@ from flask import Flask
 from core.i18n import visitor_language
 from core.logs import request_id_bound
 from core.pagination import PageOutOfRange, parse_page
-from core.shortcut import Shortcut
+from core.shortcut import Made, Shortcut
 from models import utcnow
 from referral import leaderboard
 from referral.api import PUBLIC_HEADERS
@@ -55,9 +55,8 @@ class BoardShortcut(Shortcut):
             if cached is None:
                 return None  # rendered and cached by the app's view
             response = leaderboard.public_response(cached, request)
-            return self.finish(
-                environ, response, ENDPOINTS[path], started, request_id, more_headers
-            )
+            made = Made.of(response, environ)
+            return self.finish(made, ENDPOINTS[path], started, request_id, more_headers)
 
 
 def install(app: Flask) -> None:

@@ -7,10 +7,13 @@ import secrets
 import pytest
 from sqlalchemy import select
 from werkzeug.http import dump_cookie
+from werkzeug.test import EnvironBuilder
+from werkzeug.utils import redirect
 
 from extensions import db
-from models import Click, ReferralCode
+from models import Click, Program, ReferralCode
 from referral import attribution, click_shortcut, clicks
+from rewards import programs
 from tests import databases
 from tests.helpers import logged_in
 from tests.shortcuts import (
@@ -173,6 +176,40 @@ def test_a_disabled_code_leads_to_the_landing_page_and_stores_nothing(
         assert "Set-Cookie" not in answer.headers  # no visit: no cookie
     assert headers_but_per_request(by_the_shortcut) == headers_but_per_request(by_the_app)
     assert _stored_clicks(app) == []
+
+
+def test_a_programs_landing_page_is_where_the_shortcut_sends_a_click_too(
+    app, make_participant, handed_over
+):
+    alice = make_participant()
+    with app.app_context():
+        program = db.session.scalar(select(Program).where(Program.is_default))
+        programs.update_program(program, {"landing_url": "https://shop.example/?from=us"})
+        db.session.commit()
+
+    by_the_app = the_app_alone(app, handed_over).get(f"/r/{alice['code']}")
+    by_the_shortcut = app.test_client().get(f"/r/{alice['code']}")
+
+    assert handed_over.count == 0
+    assert (
+        by_the_shortcut.headers["Location"] == f"https://shop.example/?from=us&ref={alice['code']}"
+    )
+    assert headers_but_per_request(by_the_shortcut) == headers_but_per_request(by_the_app)
+    assert by_the_shortcut.get_data() == by_the_app.get_data()
+
+
+@pytest.mark.parametrize("code", ["AB3K9Z", "ZZZZZZZZ", "SPRING-2026", "STANDIN4CODE"])
+def test_the_signup_redirect_filled_in_is_werkzeugs_own(app, code):
+    environ = EnvironBuilder(f"/r/{code}").get_environ()
+    to_signup = click_shortcut._SignupRedirect("/auth/signup", app.response_class, environ)
+
+    filled = to_signup.filled(code)
+    werkzeugs = redirect(f"/auth/signup?ref={code}", 302, app.response_class)
+
+    assert filled.status == werkzeugs.status
+    assert filled.body == werkzeugs.get_data()
+    assert sorted(filled.headers) == sorted(werkzeugs.get_wsgi_headers(environ).to_wsgi_list())
+    assert to_signup.filled("<b>&amp;") is None  # escaped by Werkzeug: made anew
 
 
 @pytest.mark.parametrize(
