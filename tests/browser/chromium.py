@@ -51,8 +51,10 @@ def log_in(page, base_url: str, email: str, password: str) -> None:
     page.goto(f"{base_url}/auth/login")
     page.get_by_label("Email").fill(email)
     page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_load_state()
+    # The form's POST always navigates (to where the login leads, or back to the form with
+    # its message): waited for, not merely the page in hand to have loaded.
+    with page.expect_navigation():
+        page.get_by_role("button", name="Log in").click()
     assert "/auth/login" not in page.url, f"{email} could not log in"
 
 
