@@ -41,7 +41,7 @@ from sqlalchemy import func, select
 from bench import harness
 from bench.leaderboard import create_database, drop_database, make_app
 from extensions import db
-from models import Conversion, EventInbox, Reward, utcnow
+from models import Conversion, EventInbox, OutboxMessage, Reward, utcnow
 from rewards import customers, tasks
 from tests.databases import migrate
 from tests.events_api import SECRET, sign
@@ -289,19 +289,39 @@ def process_queued(url: str) -> int:
 def wait_until_processed(url: str, patience: float = 300.0) -> None:
     """Wait while the server's own event runner (the embedded default: no broker) works
     through the events it acknowledged, so that work does not run into the bare app's round."""
+
+    def queued():
+        return select(func.count()).where(EventInbox.processed_at.is_(None))
+
+    _wait_until_none_left(url, queued, "events still queued", patience)
+
+
+def wait_until_sent(url: str, patience: float = 300.0) -> None:
+    """Wait while the server's own outbox sender (the embedded default: no broker) delivers
+    the emails and webhooks of the rounds before (the synchronous events' rewards leave ~1,700),
+    so that work does not run into the next figure's rounds."""
+
+    def due():
+        return select(func.count()).where(
+            OutboxMessage.status == "pending", OutboxMessage.next_attempt_at <= utcnow()
+        )
+
+    _wait_until_none_left(url, due, "outbox messages still due", patience)
+
+
+def _wait_until_none_left(url: str, count: Callable, what: str, patience: float) -> None:
+    """Poll `count()` (a statement counting what is left) until it counts none."""
     app = make_app(url)
     deadline = time.monotonic() + patience
     try:
         while True:
             with app.app_context():
-                queued = db.session.scalar(
-                    select(func.count()).where(EventInbox.processed_at.is_(None))
-                )
+                left = db.session.scalar(count())
                 db.session.remove()
-            if not queued:
+            if not left:
                 return
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{queued} events still queued after {patience:.0f} s")
+                raise RuntimeError(f"{left} {what} after {patience:.0f} s")
             time.sleep(0.1)
     finally:
         _dispose(app)

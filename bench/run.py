@@ -166,6 +166,10 @@ def http_figures(url, backend, label, data, plan: Plan, outcome: Outcome, seed_v
         event_figure, inviteloop, _bare = events.measure(
             pair, deliveries, 16, plan.rounds, warm_up=plan.event_warm_up
         )
+        if not redis_url:
+            # Without a broker the server sends the rewards' emails itself (its outbox
+            # sender): done before the next figure's rounds, not during the first of them.
+            events.wait_until_sent(url)
         # Without a broker the server processes what it acknowledged by itself (its event
         # runner): that work is done before the bare app's round, not during it.
         drained = functools.partial(events.wait_until_processed, url) if not redis_url else None
