@@ -17,6 +17,7 @@ that a shortcut and the app answer the same.
 """
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from flask import Flask
@@ -115,11 +116,11 @@ class Shortcut:
 
     def finish(
         self,
-        made: "Made",
+        made: Made,
         endpoint: str,
         started: float,
         request_id: str,
-        more_headers: list[tuple[str, str]] = (),
+        more_headers: Iterable[tuple[str, str]] = (),
     ) -> Answer:
         """The WSGI answer of `made` with what the app's hooks would add to it."""
         if self.outbox_sender is not None:

@@ -129,10 +129,8 @@ class ClickShortcut(Shortcut):
             self._landing_path = adapter.build("referral.landing")
         if found is None:
             target = self._landing_path
-        elif found.landing_url:
-            target = links.target_of(found, self._to_signup.signup_path)
         else:
-            made = self._to_signup.filled(found.code)
+            made = None if found.landing_url else self._to_signup.filled(found.code)
             if made is not None:
                 return made
             target = links.target_of(found, self._to_signup.signup_path)
