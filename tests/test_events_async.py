@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from core import api_keys
+from core.database import reading_only
 from extensions import db
 from models import Conversion, EventInbox, Reward
 from rewards import conversions, tasks
@@ -275,7 +276,9 @@ def test_a_failing_event_stops_the_run_and_a_rerun_pays_each_purchase_once(
     assert count(app, Conversion) == len(orders)
 
 
-def test_a_batch_is_processed_in_one_run_and_beat_runs_it(app, client, held_for_the_worker):
+def test_more_than_a_batch_is_processed_in_one_run_and_beat_runs_it(
+    app, client, held_for_the_worker
+):
     for number in range(tasks.EVENT_BATCH + 3):
         send(client, purchase(f"buyer{number}@example.com", order=f"order-{number}"), ASYNC)
     assert run_worker(app) == tasks.EVENT_BATCH + 3
@@ -285,6 +288,36 @@ def test_a_batch_is_processed_in_one_run_and_beat_runs_it(app, client, held_for_
     schedule = app.extensions["celery"].conf.beat_schedule["process-events"]
     assert schedule["task"] == tasks.process_events.name
     assert schedule["task"] in app.extensions["celery"].tasks
+
+
+def test_on_sqlite_each_event_commits_before_the_next_is_taken(
+    app, client, held_for_the_worker, monkeypatch
+):
+    """On SQLite a transaction holds the one write lock every 202 needs, so the runner
+    commits each event before it takes the next: a 202 waits behind one event at most, and
+    each outcome is readable as soon as it is reached. On PostgreSQL a batch commits
+    together (its rows alone are locked)."""
+    for number in range(3):
+        send(client, purchase(f"buyer{number}@example.com", order=f"order-{number}"), ASYNC)
+    record_event = conversions.record_event
+    processed_seen_by_others = []
+
+    def record_watched(event):
+        with reading_only(), db.engine.connect() as other:
+            processed_seen_by_others.append(
+                other.scalar(
+                    select(func.count())
+                    .select_from(EventInbox)
+                    .where(EventInbox.processed_at.is_not(None))
+                )
+            )
+        return record_event(event)
+
+    monkeypatch.setattr(conversions, "record_event", record_watched)
+    assert run_worker(app) == 3
+    with app.app_context():
+        sqlite = db.engine.dialect.name == "sqlite"
+    assert processed_seen_by_others == ([0, 1, 2] if sqlite else [0, 0, 0])
 
 
 # SKIP LOCKED is PostgreSQL's; on SQLite one writer at a time means runs take turns.
@@ -313,7 +346,9 @@ def test_without_a_broker_each_202_runs_one_batch_oldest_first(app, client, monk
     """A request never works off a whole backlog: one batch, then its answer."""
     celery_conf = app.extensions["celery"].conf
     monkeypatch.setitem(celery_conf, "task_always_eager", False)
-    for number in range(tasks.EVENT_BATCH + 5):
+    with app.app_context():
+        batch = tasks.event_batch()
+    for number in range(batch + 5):
         send(client, purchase(f"buyer{number}@example.com", order=f"order-{number}"), ASYNC)
     monkeypatch.setitem(celery_conf, "task_always_eager", True)
     latest = send(client, purchase("late@example.com", order="order-late"), ASYNC)
@@ -323,6 +358,5 @@ def test_without_a_broker_each_202_runs_one_batch_oldest_first(app, client, monk
             select(EventInbox.external_id).where(EventInbox.processed_at.is_(None))
         ).all()
     assert sorted(queued) == sorted(
-        [f"evt-order-{n}" for n in range(tasks.EVENT_BATCH, tasks.EVENT_BATCH + 5)]
-        + ["evt-order-late"]
+        [f"evt-order-{n}" for n in range(batch, batch + 5)] + ["evt-order-late"]
     )
