@@ -61,7 +61,7 @@ class SignupForm(FlaskForm):
     )
     email = EmailField(
         _l("Email"),
-        validators=[DataRequired(), Length(max=254), rule(email_free)],
+        validators=[DataRequired(), Length(max=254)],  # and `email_free`: see validate()
         filters=[_strip],
     )
     password = PasswordField(
@@ -90,7 +90,16 @@ class SignupForm(FlaskForm):
             pass
         else:
             self.password_hash = hash_password(self.password.data)
-        return super().validate(extra_validators)
+        if super().validate(extra_validators):
+            # Nothing to show yet: the account's INSERT says whether the address is taken
+            # (its unique key decides, EmailTaken on this field), with no lookup before it.
+            return True
+        if not self.email.errors:  # the form comes back anyway: with every mistake on it
+            try:
+                rule(email_free)(self, self.email)
+            except ValidationError as error:
+                self.email.errors.append(str(error))
+        return False
 
 
 class LoginForm(FlaskForm):

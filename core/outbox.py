@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import Flask, current_app, has_request_context, request
-from sqlalchemy import Text, cast, delete, event, func, or_, select, update
+from sqlalchemy import Text, cast, delete, event, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from core import counters
@@ -95,28 +95,31 @@ def is_discarding() -> bool:
 # --- writing ------------------------------------------------------------------------------
 
 
-def add(job_name: str, args: Iterable, delay_seconds: float = 0) -> OutboxMessage | None:
-    """Write one row in the current transaction; once it commits, delivery is hinted. The
-    arguments must be JSON values (refused here, not later in a sender). None while
-    `discarding`."""
+def add(job_name: str, args: Iterable, delay_seconds: float = 0) -> int | None:
+    """Write one row in the current transaction and return its id; once it commits, delivery
+    is hinted. The arguments must be JSON values (refused here, not later in a sender). None
+    while `discarding`."""
     args = list(args)
     json.dumps(args)  # TypeError now, in the caller's transaction, for what cannot be stored
     if _discarding.get():
         return None
     now = utcnow()
-    row = OutboxMessage(
-        job=job_name,
-        args=args,
-        status=PENDING,
-        attempts=0,
-        next_attempt_at=now + timedelta(seconds=delay_seconds),
-        created_at=now,
-        link_root=_link_root(),
-    )
-    db.session.add(row)
-    db.session.flush()
-    _hint_after_commit(row.id, delay_seconds)
-    return row
+    outbox = OutboxMessage.__table__  # Core: one statement, none of a flush's bookkeeping
+    message_id = db.session.execute(
+        insert(outbox)
+        .values(
+            job=job_name,
+            args=args,
+            status=PENDING,
+            attempts=0,
+            next_attempt_at=now + timedelta(seconds=delay_seconds),
+            created_at=now,
+            link_root=_link_root(),
+        )
+        .returning(outbox.c.id)
+    ).scalar_one()
+    _hint_after_commit(message_id, delay_seconds)
+    return message_id
 
 
 def forget_addressed_to(*addresses: str | None) -> int:
