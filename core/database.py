@@ -15,13 +15,13 @@ import logging
 from collections.abc import Callable, Iterator
 
 from flask import Flask, current_app, g, has_app_context, has_request_context, request
-from sqlalchemy import event, text
+from sqlalchemy import bindparam, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert
-from sqlalchemy.sql.elements import ClauseElement
+from sqlalchemy.sql.elements import BindParameter, ClauseElement
 from sqlalchemy.sql.visitors import InternalTraversal
 
 from core import sqlite_turns
@@ -146,6 +146,12 @@ def _declare_request_mode() -> None:
 def _forget_request_mode(_error=None) -> None:
     # A test's outer app context outlives the request: the mode must not outlive it.
     g.pop(_READING_ONLY, None)
+
+
+def values_given_later(*columns: str) -> dict[str, BindParameter]:
+    """The VALUES of an INSERT built once and run many times (building one costs about as
+    much as running it): each column takes the parameter of its name, given at execution."""
+    return {column: bindparam(column) for column in columns}
 
 
 def insert_unless_present(model, conflict_columns: list[str] | None = None):

@@ -51,7 +51,7 @@ from sqlalchemy.orm import Session
 
 from core import counters
 from core.background import BackgroundLoop
-from core.database import after_commit
+from core.database import after_commit, values_given_later
 from core.logs import current_request_id, request_id_bound
 from extensions import db
 from models import OutboxMessage, utcnow
@@ -95,6 +95,18 @@ def is_discarding() -> bool:
 # --- writing ------------------------------------------------------------------------------
 
 
+# Core, built once: one statement, none of a flush's bookkeeping.
+_NEW_MESSAGE = (
+    insert(OutboxMessage.__table__)
+    .values(
+        values_given_later(
+            "job", "args", "status", "attempts", "next_attempt_at", "created_at", "link_root"
+        )
+    )
+    .returning(OutboxMessage.__table__.c.id)
+)
+
+
 def add(job_name: str, args: Iterable, delay_seconds: float = 0) -> int | None:
     """Write one row in the current transaction and return its id; once it commits, delivery
     is hinted. The arguments must be JSON values (refused here, not later in a sender). None
@@ -104,20 +116,16 @@ def add(job_name: str, args: Iterable, delay_seconds: float = 0) -> int | None:
     if _discarding.get():
         return None
     now = utcnow()
-    outbox = OutboxMessage.__table__  # Core: one statement, none of a flush's bookkeeping
-    message_id = db.session.execute(
-        insert(outbox)
-        .values(
-            job=job_name,
-            args=args,
-            status=PENDING,
-            attempts=0,
-            next_attempt_at=now + timedelta(seconds=delay_seconds),
-            created_at=now,
-            link_root=_link_root(),
-        )
-        .returning(outbox.c.id)
-    ).scalar_one()
+    row = {
+        "job": job_name,
+        "args": args,
+        "status": PENDING,
+        "attempts": 0,
+        "next_attempt_at": now + timedelta(seconds=delay_seconds),
+        "created_at": now,
+        "link_root": _link_root(),
+    }
+    message_id = db.session.execute(_NEW_MESSAGE, row).scalar_one()
     _hint_after_commit(message_id, delay_seconds)
     return message_id
 

@@ -8,12 +8,13 @@ FRAUD_SAME_IP_REVIEW=false (development only; production refuses it) leaves out 
 that compare signup IP addresses, so two browsers on one machine can try a referral.
 """
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from disposable_email_domains import blocklist as disposable_domains
 from flask import current_app
-from sqlalchemy import Integer, cast, func, literal, select
+from sqlalchemy import Integer, bindparam, cast, func, literal, select
 from sqlalchemy.orm import aliased
 
 from core.clients import ip_prefix
@@ -135,27 +136,17 @@ def _velocity_signals(
 ) -> list[Signal]:
     """The code's signups in the last hour and, when addresses are compared, those from this
     address in the last day: one statement (the caller holds the code's lock: both exact)."""
-    hour_ago, day_ago = now - timedelta(hours=1), now - timedelta(days=1)
-    counts = (
-        select(func.count().filter(Referral.created_at > hour_ago))
-        .select_from(Referral)
-        .where(Referral.code_id == code.id)
-    )
-    if referred.id is not None:  # an account not written yet has no referral to leave out
-        counts = counts.where(Referral.referred_id != referred.id)
     same_ip = current_app.config["FRAUD_SAME_IP_REVIEW"] and referred.signup_ip is not None
-    if same_ip:
-        friend = _FRIEND
-        counts = (
-            counts.add_columns(
-                func.count().filter(friend.signup_ip == referred.signup_ip),
-            )
-            .join(friend, friend.id == Referral.referred_id)
-            .where(Referral.created_at > day_ago)
-        )
-    else:
-        counts = counts.where(Referral.created_at > hour_ago)
-    last_hour, *same_ip_today = db.session.execute(counts).one()
+    # An account not written yet has no referral to leave out.
+    counts = _velocity_counts(leave_out=referred.id is not None, same_ip=same_ip)
+    parameters = {
+        "code_id": code.id,
+        "hour_ago": now - timedelta(hours=1),
+        "day_ago": now - timedelta(days=1),
+        "referred_id": referred.id,
+        "signup_ip": referred.signup_ip,
+    }
+    last_hour, *same_ip_today = db.session.execute(counts, parameters).one()
     signals = []
     if same_ip and same_ip_today[0] >= program.max_signups_per_ip_per_day:
         signals.append(
@@ -166,6 +157,28 @@ def _velocity_signals(
     if last_hour >= program.max_signups_per_code_per_hour:
         signals.append(Signal("code_velocity", 50, f"{last_hour} signups with this code this hour"))
     return signals
+
+
+@functools.cache
+def _velocity_counts(leave_out: bool, same_ip: bool):
+    """The velocity checks' one statement of this shape, built once (as the signup's others,
+    referral/services.py): the code's referrals of the last hour, leaving out `referred_id`'s
+    own when `leave_out`, and with `same_ip` those of the last day from `signup_ip`."""
+    hour_ago = bindparam("hour_ago", type_=Referral.created_at.type)
+    counts = (
+        select(func.count().filter(Referral.created_at > hour_ago))
+        .select_from(Referral)
+        .where(Referral.code_id == bindparam("code_id"))
+    )
+    if leave_out:
+        counts = counts.where(Referral.referred_id != bindparam("referred_id"))
+    if not same_ip:
+        return counts.where(Referral.created_at > hour_ago)
+    return (
+        counts.add_columns(func.count().filter(_FRIEND.signup_ip == bindparam("signup_ip")))
+        .join(_FRIEND, _FRIEND.id == Referral.referred_id)
+        .where(Referral.created_at > bindparam("day_ago", type_=Referral.created_at.type))
+    )
 
 
 def closes_cycle(referred_id: int, referrer_id: int) -> bool:
@@ -215,11 +228,14 @@ def lock_code(code: ReferralCode) -> None:
     (code, address): the hourly limit counts every address. Always taken after the tree lock,
     never before it. On SQLite every writing transaction already runs alone."""
     if db.session.get_bind().dialect.name == "postgresql":
-        db.session.execute(
-            select(
-                func.pg_advisory_xact_lock(cast(_CODE_LOCK_SPACE, Integer), cast(code.id, Integer))
-            )
-        )
+        db.session.execute(_LOCK_CODE, {"code_id": code.id})
+
+
+_LOCK_CODE = select(  # built once, as the signup's other statements (referral/services.py)
+    func.pg_advisory_xact_lock(
+        cast(_CODE_LOCK_SPACE, Integer), cast(bindparam("code_id", type_=Integer), Integer)
+    )
+)
 
 
 def purchase_signals(referral: Referral, program: Program, occurred_at: datetime) -> list[Signal]:

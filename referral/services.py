@@ -6,13 +6,13 @@ from datetime import datetime, timedelta
 
 from flask import current_app, url_for
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
 from core import counters
-from core.database import after_commit, insert_unless_present
+from core.database import after_commit, insert_unless_present, values_given_later
 from core.errors import DomainError
 from core.mail import absolute_url
 from extensions import db
@@ -86,17 +86,22 @@ def ensure_default_program() -> Program:
     return program
 
 
+# Built once and run with the code as its parameter: building it, its joined loads above
+# all, took as long as running it (0.28 of 0.66 ms in a signup's transaction).
+_ACTIVE_CODE = (
+    select(ReferralCode)
+    .options(joinedload(ReferralCode.program), joinedload(ReferralCode.owner))
+    .where(ReferralCode.code == bindparam("code"), ReferralCode.status == "active")
+)
+
+
 def find_active_code(raw: str | None, now: datetime | None = None) -> ReferralCode | None:
     """The usable code spelled by `raw`: active, of a running program, owned by an active
     participant. Anything else (unknown, disabled, malformed) is simply None."""
     code = normalize_code(raw)
     if code is None:
         return None
-    found = db.session.scalar(
-        select(ReferralCode)
-        .options(joinedload(ReferralCode.program), joinedload(ReferralCode.owner))
-        .where(ReferralCode.code == code, ReferralCode.status == "active")
-    )
+    found = db.session.scalar(_ACTIVE_CODE, {"code": code})
     if found is None or not found.owner.active or not found.program.is_running(now or utcnow()):
         return None
     return found
@@ -143,15 +148,19 @@ def signup_prefill(query_code: str | None, cookie: tuple[str, datetime] | None) 
     return inviter.code.code if inviter else None
 
 
+_NEW_CODE = (
+    insert_unless_present(ReferralCode, ["code"])
+    .values(values_given_later("code", "user_id", "program_id"))
+    .returning(ReferralCode)
+)
+
+
 def issue_code(user: User, program: Program, length: int = MIN_LENGTH) -> ReferralCode:
     """A fresh random code; a collision with an existing code just draws again. One
     statement per draw: the insert skips a taken code and then returns nothing."""
     for _ in range(_CODE_ATTEMPTS):
-        code = db.session.scalar(
-            insert_unless_present(ReferralCode, ["code"])
-            .values(code=generate_code(length), user_id=user.id, program_id=program.id)
-            .returning(ReferralCode)
-        )
+        drawn = {"code": generate_code(length), "user_id": user.id, "program_id": program.id}
+        code = db.session.scalar(_NEW_CODE, drawn)
         if code is not None:
             return code
     raise RuntimeError("could not draw an unused referral code; the code space is crowded")
@@ -186,6 +195,28 @@ def record_click(
     return click
 
 
+_NEW_REFERRAL = (
+    insert_unless_present(Referral, ["referred_id"])
+    .values(
+        values_given_later(
+            "program_id",
+            "code_id",
+            "referrer_id",
+            "referred_id",
+            "source",
+            "status",
+            "reason",
+            "risk_score",
+            "risk_reasons",
+            "clicked_at",
+            "created_at",
+            "updated_at",
+        )
+    )
+    .returning(Referral)
+)
+
+
 def attribute_signup(
     user: User,
     code: ReferralCode,
@@ -203,24 +234,21 @@ def attribute_signup(
     if verdict is None:
         verdict = judge_signup(user, code, now, new_participant=new_participant)
     # One statement writes the referral or finds the person referred already.
-    referral = db.session.scalar(
-        insert_unless_present(Referral, ["referred_id"])
-        .values(
-            program_id=code.program_id,
-            code_id=code.id,
-            referrer_id=code.user_id,
-            referred_id=user.id,
-            source=source,
-            status=lifecycle.initial_status(verdict.decision),
-            reason=verdict.reason,
-            risk_score=verdict.score,
-            risk_reasons=verdict.reasons(),
-            clicked_at=clicked_at,
-            created_at=now,
-            updated_at=now,
-        )
-        .returning(Referral)
-    )
+    row = {
+        "program_id": code.program_id,
+        "code_id": code.id,
+        "referrer_id": code.user_id,
+        "referred_id": user.id,
+        "source": source,
+        "status": lifecycle.initial_status(verdict.decision),
+        "reason": verdict.reason,
+        "risk_score": verdict.score,
+        "risk_reasons": verdict.reasons(),
+        "clicked_at": clicked_at,
+        "created_at": now,
+        "updated_at": now,
+    }
+    referral = db.session.scalar(_NEW_REFERRAL, row)
     if referral is None:
         raise AlreadyReferred()
     # The code came with its program and owner (the referrer): the referral holds on to
