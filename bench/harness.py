@@ -22,6 +22,7 @@ import secrets
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -135,12 +136,13 @@ class Pair:
 def serving(
     database_url: str,
     redis_url: str | None,
-    after_stop: Callable[[], None] | None = None,
+    after_stop: Callable[[dict[str, str]], None] | None = None,
     **extra: str,
 ) -> Iterator[Pair]:
     """Both servers up for the `with` block (started together); afterwards `pair.sent` holds
-    what the real one answered, counted from its access log. `after_stop` runs once both
-    have stopped, before their Redis database is emptied (clicks still queued there)."""
+    what the real one answered, counted from its access log. `after_stop(settings)` runs once
+    both have stopped, before their Redis database is emptied (clicks and jobs still queued
+    there), with the environment they ran with."""
     with redis_database_of_our_own(redis_url):
         empty_redis(redis_url)
         settings = production_settings(redis_url, **extra)
@@ -169,7 +171,7 @@ def serving(
             shutil.rmtree(workdir, ignore_errors=True)
             try:
                 if after_stop is not None:
-                    after_stop()
+                    after_stop(settings)
             finally:
                 empty_redis(redis_url)
 
@@ -306,14 +308,65 @@ def worker_memory(base_url: str) -> list[int]:
         except OSError:  # it ended meanwhile
             continue
 
-    def field(status: str, name: str) -> int:
-        return int(next(line for line in status.splitlines() if line.startswith(name)).split()[1])
-
     return [
-        field(status, "VmRSS:") * 1024
+        _status_field(status, "VmRSS:") * 1024
         for status in statuses.values()
-        if field(status, "PPid:") in statuses
+        if _status_field(status, "PPid:") in statuses
     ]
+
+
+def _status_field(status: str, name: str) -> int:
+    """A number from a /proc/<pid>/status text (VmRSS in kB, PPid)."""
+    return int(next(line for line in status.splitlines() if line.startswith(name)).split()[1])
+
+
+def _resident_bytes(pid: int) -> int:
+    return _status_field(Path(f"/proc/{pid}/status").read_text(), "VmRSS:") * 1024
+
+
+@dataclass
+class CeleryProcesses:
+    """A running Celery worker and beat (compose.yaml's two services)."""
+
+    worker: subprocess.Popen
+    beat: subprocess.Popen
+
+    def worker_memory(self) -> list[int]:
+        """The resident memory, in bytes, of the worker's main process, then of each process
+        of its pool (its children, which run the jobs)."""
+        pid = self.worker.pid
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        return [_resident_bytes(pid), *(_resident_bytes(int(child)) for child in children)]
+
+
+@contextlib.contextmanager
+def celery_worker(database_url: str, settings: dict[str, str]) -> Iterator[CeleryProcesses]:
+    """`celery -A worker worker` and `celery -A worker beat` as compose.yaml starts them, with
+    a production installation's `settings` (its REDIS_URL the broker), for the block; their
+    output and beat's schedule go to a folder removed afterwards."""
+    workdir = Path(tempfile.mkdtemp(prefix="inviteloop-bench-worker-"))
+    env = server.server_environment(
+        database_url, **settings, CELERY_BEAT_SCHEDULE=str(workdir / "beat-schedule")
+    )
+    started: list[subprocess.Popen] = []
+    try:
+        with open(workdir / "celery.log", "wb") as log:
+            for command in ("worker", "beat"):
+                started.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "celery", "-A", "worker", command],
+                        cwd=server.ROOT,
+                        env=env,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
+                )
+            yield CeleryProcesses(*started)
+    finally:
+        for process in started:
+            server.stop_process(process)
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _parse_wrk(output: str) -> Round:

@@ -6,8 +6,10 @@
 For each database (PostgreSQL with Redis, SQLite without) and each size: a fresh database
 seeded by bench/leaderboard.py's generator (COPY on PostgreSQL), the real server and a bare
 Flask app started side by side (bench/harness.py), loaded from this process with wrk (16
-connections) in rounds that alternate between the two, then the in-process figures on the
-same data. Last, the analytics home on its own bigger data (bench/analytics.py).
+connections) in rounds that alternate between the two; on PostgreSQL the installation's
+Celery worker and beat then do what the rounds left for them, and the worker's memory is
+read; then the in-process figures on the same data. Last, the analytics home on its own
+bigger data (bench/analytics.py).
 
 One line per figure. The exit status is 1 when a count is wrong (a click stored for every
 302 sent, two rewards per unique purchase, every answer as expected), never because of speed.
@@ -36,8 +38,9 @@ from werkzeug.security import generate_password_hash
 
 from bench import analytics, events, harness, leaderboard
 from bench.leaderboard import Dataset, create_database, drop_database, make_app
+from core import outbox
 from extensions import cache, db
-from models import Click, Program, Referral, User, utcnow
+from models import Click, OutboxMessage, Program, Referral, User, utcnow
 from referral import clicks
 from referral.leaderboard import rank_of
 from tests.conftest import csrf_token
@@ -150,9 +153,10 @@ def http_figures(url, backend, label, data, plan: Plan, outcome: Outcome, seed_v
     # The same load again, other purchases, each asking `Prefer: respond-async`.
     async_deliveries = events.schedule(codes, plan.events, seed_value + 1, first=plan.events)
     figures = {}
-    move_queued = functools.partial(_move_queued_clicks, url, redis_url)
+    celery_memory: list[int] = []
+    after_stop = functools.partial(_left_for_the_worker, url, redis_url, celery_memory)
     with harness.serving(
-        url, redis_url, after_stop=move_queued, EVENTS_WEBHOOK_SECRET=SECRET
+        url, redis_url, after_stop=after_stop, EVENTS_WEBHOOK_SECRET=SECRET
     ) as pair:
         links = link_paths(data, seed_value)
         # Each code clicked once first, as on a running site: the rounds measure clicks
@@ -207,8 +211,6 @@ def http_figures(url, backend, label, data, plan: Plan, outcome: Outcome, seed_v
         ok = set(answers) == {200}
         line = f"answers {', '.join(f'{n:,} x {s}' for s, n in sorted(answers.items()))}"
         say(harness.report_line(backend, label, name, figures[name], outcome.check(ok, line)))
-    # What the worker would have done with the events acknowledged with 202 (none runs here).
-    events.process_queued(url)
     stored_ok, stored = events.count_check(url, 2 * plan.events)
     answered_ok, answered = events.answers_check(inviteloop, plan.events)
     name = "signed purchase events (16 senders)"
@@ -221,6 +223,14 @@ def http_figures(url, backend, label, data, plan: Plan, outcome: Outcome, seed_v
     answered = sum(pair.sent.values())
     line = f"{resident} MB resident, after {answered:,} requests of all the kinds above"
     say(harness.report_line(backend, label, "gunicorn workers' memory", None, line))
+    if celery_memory:
+        main, *pool = (f"{size / 2**20:.0f}" for size in celery_memory)
+        line = (
+            f"{', '.join(pool)} MB resident (its pool's processes; {main} MB the main one), "
+            f"after the {plan.events:,} events acknowledged with 202 and "
+            f"{_sent_messages(url):,} outbox messages"
+        )
+        say(harness.report_line(backend, label, "Celery worker's memory", None, line))
 
 
 def _wrk_figure(pair: harness.Pair, paths: list[str], plan: Plan) -> harness.Figure:
@@ -232,9 +242,35 @@ def _wrk_figure(pair: harness.Pair, paths: list[str], plan: Plan) -> harness.Fig
     )
 
 
+def _left_for_the_worker(
+    url: str, redis_url: str | None, memory: list[int], settings: dict[str, str]
+) -> None:
+    """With a broker, the servers stopped: the installation's Celery worker and beat (not run
+    during the rounds, which they would take CPU from) process the events acknowledged with
+    202 and send the outbox's messages, as they would have meanwhile; `memory` gets the
+    worker's processes' resident memory once they are done. Then the clicks left queued."""
+    if redis_url:
+        with harness.celery_worker(url, settings) as celery:
+            events.wait_until_processed(url)
+            events.wait_until_sent(url)
+            memory.extend(celery.worker_memory())
+    _move_queued_clicks(url, redis_url)
+
+
+def _sent_messages(url: str) -> int:
+    app = make_app(url)
+    try:
+        with app.app_context():
+            return db.session.scalar(
+                select(func.count()).where(OutboxMessage.status == outbox.SENT)
+            )
+    finally:
+        _dispose(app)
+
+
 def _move_queued_clicks(url: str, redis_url: str | None) -> None:
-    """What the worker's mover does, for the clicks the real server left queued in Redis (no
-    worker runs beside the benchmark's servers)."""
+    """What the worker's mover does, for the clicks the real server left queued in Redis
+    (beat asks for it every few seconds; these are what its last run left)."""
     if not redis_url:
         return
     app = make_app(url)
