@@ -722,6 +722,10 @@ class Referral(db.Model):
         # A referrer's referrals by time; with status and program, the analytics top ten
         # counts a leader's referrals of a range from the index alone.
         Index("ix_referrals_referrer_history", "referrer_id", "created_at", "status", "program_id"),
+        # A code's referrals by time: a signup's velocity checks count the code's last day
+        # from the index, however many came before (a code with 17,000 referrals read them
+        # all, 14 ms of every signup through it on SQLite).
+        Index("ix_referrals_code_history", "code_id", "created_at"),
         Index("ix_referrals_created_at_referrer", "created_at", "referrer_id", "status"),
         # Counted referrals of a period, grouped by referrer, from the index alone (and any
         # lookup by status).
@@ -750,7 +754,7 @@ class Referral(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"), index=True)
-    code_id: Mapped[int] = mapped_column(ForeignKey("referral_codes.id"), index=True)
+    code_id: Mapped[int] = mapped_column(ForeignKey("referral_codes.id"))
     referrer_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     # A person is referred once: the first attribution stands.
     referred_id: Mapped[int] = mapped_column(
