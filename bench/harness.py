@@ -324,26 +324,19 @@ def _resident_bytes(pid: int) -> int:
     return _status_field(Path(f"/proc/{pid}/status").read_text(), "VmRSS:") * 1024
 
 
-@dataclass
-class CeleryProcesses:
-    """A running Celery worker and beat (compose.yaml's two services)."""
-
-    worker: subprocess.Popen
-    beat: subprocess.Popen
-
-    def worker_memory(self) -> list[int]:
-        """The resident memory, in bytes, of the worker's main process, then of each process
-        of its pool (its children, which run the jobs)."""
-        pid = self.worker.pid
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        return [_resident_bytes(pid), *(_resident_bytes(int(child)) for child in children)]
+def celery_memory(worker: subprocess.Popen) -> list[int]:
+    """The resident memory, in bytes, of a Celery worker's main process, then of each process
+    of its pool (its children, which run the jobs)."""
+    children = Path(f"/proc/{worker.pid}/task/{worker.pid}/children").read_text().split()
+    return [_resident_bytes(worker.pid), *(_resident_bytes(int(child)) for child in children)]
 
 
 @contextlib.contextmanager
-def celery_worker(database_url: str, settings: dict[str, str]) -> Iterator[CeleryProcesses]:
+def celery_worker(database_url: str, settings: dict[str, str]) -> Iterator[subprocess.Popen]:
     """`celery -A worker worker` and `celery -A worker beat` as compose.yaml starts them, with
-    a production installation's `settings` (its REDIS_URL the broker), for the block; their
-    output and beat's schedule go to a folder removed afterwards."""
+    a production installation's `settings` (its REDIS_URL the broker), for the block, which
+    gets the worker's process; their output and beat's schedule go to a folder removed
+    afterwards."""
     workdir = Path(tempfile.mkdtemp(prefix="inviteloop-bench-worker-"))
     env = server.server_environment(
         database_url, **settings, CELERY_BEAT_SCHEDULE=str(workdir / "beat-schedule")
@@ -362,7 +355,7 @@ def celery_worker(database_url: str, settings: dict[str, str]) -> Iterator[Celer
                         start_new_session=True,
                     )
                 )
-            yield CeleryProcesses(*started)
+            yield started[0]
     finally:
         for process in started:
             server.stop_process(process)

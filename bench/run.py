@@ -250,10 +250,10 @@ def _left_for_the_worker(
     202 and send the outbox's messages, as they would have meanwhile; `memory` gets the
     worker's processes' resident memory once they are done. Then the clicks left queued."""
     if redis_url:
-        with harness.celery_worker(url, settings) as celery:
+        with harness.celery_worker(url, settings) as worker:
             events.wait_until_processed(url)
             events.wait_until_sent(url)
-            memory.extend(celery.worker_memory())
+            memory.extend(harness.celery_memory(worker))
     _move_queued_clicks(url, redis_url)
 
 
